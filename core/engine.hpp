@@ -1,0 +1,165 @@
+// The live-update engine: the public API of core/.
+//
+// A patch point is a function entry hijacked once: its first instructions are
+// relocated into a clone (so the original stays callable) and the entry is
+// overwritten with a jump to a per-function dispatch stub that jumps through a
+// version slot. A version is one implementation of a patch point; switching is an
+// atomic store to the slot. An update switches several patch points at once, all
+// or none, and can be reverted. See docs/consistency-model.md for what each safety
+// mode promises.
+//
+// This file is the life cycle and bookkeeping (like livepatch's core.c); the
+// mechanism lives in patch_point.cpp, relocation in relocator.cpp, stopping the
+// world in rendezvous.cpp, and the update state machine in transition.cpp.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace dynamos::core {
+
+using Address = std::uintptr_t;
+using PatchPointId = std::uint32_t;
+using VersionId = std::uint32_t;  // 0 is always the original behaviour
+using UpdateId = std::uint64_t;
+
+struct AddressRange {
+  Address begin = 0;
+  Address end = 0;  // one past the last byte
+  bool contains(Address a) const { return a >= begin && a < end; }
+};
+
+enum class SafetyMode {
+  drain,      // switch now; activations already running finish on their version
+  quiescent,  // switch only when no thread has an activation of any function in the update
+};
+const char* safety_mode_name(SafetyMode mode);
+Result<SafetyMode> parse_safety_mode(std::string_view name);
+
+struct HijackOptions {
+  // Route every version through a counting trampoline, so each version's calls
+  // are counted and the engine can tell when an old version has drained.
+  bool counted = false;
+  // Name shown in listings; defaults to the symbol name or the address in hex.
+  std::string name;
+};
+
+struct VersionInfo {
+  VersionId id = 0;
+  std::string name;
+  Address code = 0;      // where the version's code starts
+  AddressRange range;    // the version's code, for drain and quiescence checks
+  std::uint64_t calls = 0;  // calls entered so far (counted patch points only)
+};
+
+struct PatchPointInfo {
+  PatchPointId id = 0;
+  std::string name;
+  Address entry = 0;           // the hijacked function (0 for a detached dispatch point)
+  AddressRange function;       // the original function's extent, when known
+  std::size_t overwritten = 0; // bytes of the entry replaced by the jump
+  Address clone = 0;           // calling this runs the original behaviour
+  Address stub = 0;            // the dispatch stub: calling it runs the active version
+  bool counted = false;
+  VersionId active = 0;
+  std::vector<VersionInfo> versions;
+};
+
+enum class UpdateState { applied, reverted };
+
+struct UpdateInfo {
+  UpdateId id = 0;
+  SafetyMode mode = SafetyMode::drain;
+  UpdateState state = UpdateState::applied;
+  struct Switch {
+    PatchPointId point = 0;
+    VersionId from = 0;
+    VersionId to = 0;
+  };
+  std::vector<Switch> switches;
+};
+
+// One redirect of an update: the function (by symbol or address) and its new code.
+struct Redirect {
+  std::string symbol;         // resolved when function == 0
+  Address function = 0;
+  Address code = 0;           // the new version's entry
+  std::string version_name;   // defaults to the symbol of `code` or its address
+};
+
+struct UpdateRequest {
+  std::vector<Redirect> redirects;
+  SafetyMode mode = SafetyMode::drain;
+  std::chrono::milliseconds timeout{2000};  // quiescent mode: give up after this
+  HijackOptions hijack;                     // used for functions not hijacked yet
+};
+
+class Engine {
+ public:
+  // The engine of the calling process. Thread-safe; every call may run concurrently
+  // with calls of the patched functions on other threads.
+  static Engine& self();
+
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  ~Engine();
+
+  // Hijacks a function once; later calls for the same entry return the same point.
+  // Refused, with nothing written, when the prologue cannot be relocated safely.
+  Result<PatchPointId> hijack(std::string_view symbol, const HijackOptions& options = {});
+  Result<PatchPointId> hijack(Address function, const HijackOptions& options = {});
+
+  // A dispatch point with no hijacked function: callers call stub(), which jumps to
+  // the active version. Version 0 is `initial`. Used by the extension host.
+  Result<PatchPointId> create_dispatch(std::string name, Address initial, AddressRange range,
+                                       bool counted);
+
+  // Adds a version to a patch point without activating it.
+  Result<VersionId> add_version(PatchPointId point, Address code, std::string name,
+                                AddressRange range = {});
+
+  // Applies an update: all its redirects switch, or none do.
+  Result<UpdateId> apply(const UpdateRequest& request);
+  // Switches explicit versions of existing patch points as one update.
+  Result<UpdateId> apply_switches(std::span<const UpdateInfo::Switch> switches, SafetyMode mode,
+                                  std::chrono::milliseconds timeout);
+  // Restores the versions an update replaced. Reverting an update that a newer
+  // applied update stacked on (same patch point) is refused: revert that first.
+  Result<void> revert(UpdateId id, SafetyMode mode = SafetyMode::drain,
+                      std::chrono::milliseconds timeout = std::chrono::milliseconds{2000});
+
+  // True when no thread runs in, or will return into, the given version's code and
+  // the version is not active. Stops the other threads briefly to look.
+  Result<bool> drained(PatchPointId point, VersionId version);
+  // Waits until drained() or the timeout passes (Errc::timed_out).
+  Result<void> wait_drained(PatchPointId point, VersionId version,
+                            std::chrono::milliseconds timeout);
+
+  Result<PatchPointInfo> info(PatchPointId point) const;
+  std::vector<PatchPointInfo> patch_points() const;
+  std::vector<UpdateInfo> updates() const;
+  Result<PatchPointId> find(Address function) const;
+
+  // The clone of a hijacked function as a callable pointer: the original behaviour.
+  template <class Fn>
+  Fn* original(PatchPointId point) const {
+    auto i = info(point);
+    return i ? reinterpret_cast<Fn*>(i->clone) : nullptr;
+  }
+
+  struct State;
+
+ private:
+  Engine();
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace dynamos::core

@@ -1,0 +1,32 @@
+// The dynamos CLI is one program with one command per concern. A command lives in
+// its own file and registers itself here with DYNAMOS_COMMAND; main.cpp only
+// dispatches. A command receives the arguments after its name and returns the exit
+// status. Errors are one line on standard error ("dynamos NAME: what went wrong").
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dynamos::cli {
+
+struct Command {
+  const char* name;     // "patch", "kernel", "cluster", ...
+  const char* summary;  // one line for `dynamos --help`
+  int (*run)(std::span<const std::string> args);
+};
+
+std::vector<Command>& registry();
+
+struct Registrar {
+  explicit Registrar(Command c) { registry().push_back(c); }
+};
+
+// Prints "dynamos <command>: <message>" on standard error and returns `status`.
+int error(std::string_view command, std::string_view message, int status = 1);
+
+}  // namespace dynamos::cli
+
+#define DYNAMOS_COMMAND(ident, name, summary, fn) \
+  static ::dynamos::cli::Registrar dynamos_command_##ident { ::dynamos::cli::Command{name, summary, fn} }
