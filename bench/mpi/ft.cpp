@@ -314,7 +314,7 @@ int main(int argc, char** argv) {
   }
   const std::uint64_t hash0 = bits_hash(b0.data(), n);
 
-  std::uint64_t it = 0, work = 0;
+  std::uint64_t it = 0, work = 2 * n;  // the forward transform's passes
   Complex checksum = 0;
   while (run.keep_going(it)) {
     ++it;
