@@ -335,27 +335,30 @@ int main(int argc, char** argv) {
   std::atomic<std::uint64_t> done_bytes{0};
   const std::uint64_t progress_batch = std::max<std::uint64_t>(1, (1ull << 20) / o.block);
 
+  // Counts finished work; a sweep (iteration) is done each time the bytes swept by all
+  // threads together pass another multiple of the working set.
+  auto flush = [&](std::uint64_t n, bool count_iterations) {
+    if (n == 0) return;
+    progress.add(n);
+    std::uint64_t before = done_bytes.fetch_add(n, std::memory_order_relaxed);
+    if (count_iterations)
+      for (std::uint64_t k = before / bytes; k < (before + n) / bytes; ++k)
+        progress.iteration_done();
+  };
   // Touches blocks of partition t until `bytes_goal` bytes are done (0: no goal) or stop.
   auto work = [&](int t, std::uint64_t bytes_goal, double deadline, bool count_iterations) {
-    std::uint64_t done = 0, since = 0, in_sweep = 0;
-    const std::uint64_t blocks = sw.blocks(t);
+    std::uint64_t done = 0, since = 0;
     while (!stop.load(std::memory_order_relaxed)) {
       sw.touch(t, sw.pick(t));
       done += o.block;
       if (++since == progress_batch) {
-        progress.add(since * o.block);
-        done_bytes.fetch_add(since * o.block, std::memory_order_relaxed);
+        flush(since * o.block, count_iterations);
         since = 0;
         if (deadline > 0 && now_s() >= deadline) break;
       }
-      if (count_iterations && t == 0 && ++in_sweep == blocks) {
-        in_sweep = 0;
-        progress.iteration_done();
-      }
       if (bytes_goal && done >= bytes_goal) break;
     }
-    progress.add(since * o.block);
-    done_bytes.fetch_add(since * o.block, std::memory_order_relaxed);
+    flush(since * o.block, count_iterations);
     return done;
   };
 
