@@ -225,3 +225,31 @@ TEST(Sweep, BurstyHostKeepsItsWorkPerBurstFixed) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(ProgressTool, ReadsARunningWorkloadAsJson) {
+  TempDir dir;
+  std::string path = dir.path() + "/progress";
+  BackgroundCommand sweep(
+      launch("sweep", 1, {"--mem", "4M", "-s", "1", "-q", "--progress-file", path}));
+  CommandResult r;
+  for (int i = 0; i < 100; ++i) {
+    r = run_command({kBin + "/dynamos-progress", path, "--json"}, 10);
+    if (r.exit_code == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto f = parse_result_line(r.stdout_text);
+  ASSERT_TRUE(f.has_value()) << f.error().message() << "\n" << r.output;
+  EXPECT_EQ(f->text("workload").value_or(""), "sweep");
+  EXPECT_EQ(f->text("unit").value_or(""), "bytes");
+  EXPECT_TRUE(f->has("work") && f->has("state")) << r.stdout_text;
+  auto done = sweep.wait(30);
+  EXPECT_EQ(done.exit_code, 0) << done.output;
+  auto missing = run_command({kBin + "/dynamos-progress", dir.path() + "/none"}, 10);
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("No such file"), std::string::npos) << missing.output;
+}
+
+}  // namespace
