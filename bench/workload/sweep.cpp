@@ -56,6 +56,8 @@ struct Options {
   double busy_ms = 200;
   double idle_ms = 300;
   std::uint64_t burst_work = 0;  // bytes per thread per burst; 0: calibrate from busy_ms
+  std::uint64_t grow_to = 0;     // bursty: the working set grows from mem to this
+  int grow_steps = 10;           // ... over this many bursts
   std::string progress_file;
   std::string dump;
   bool inject_error = false;
@@ -66,7 +68,8 @@ struct Options {
 // One thread's share of the working set and its per-block verification records.
 struct Partition {
   double* data = nullptr;
-  std::uint64_t blocks = 0;
+  std::uint64_t blocks = 0;       // mapped
+  std::uint64_t active = 0;       // initialised and in the working set (grows with --grow-to)
   std::uint64_t first_block = 0;  // global index of its first block
   std::vector<double> sum0, proj0;
   std::vector<std::uint32_t> touches;
@@ -100,17 +103,21 @@ class Sweeper {
     }
   }
 
-  // Fills partition t with field data and records its invariants.
-  void init(int t) {
+  // Grows partition t's working set to `fraction` of its blocks: fills the new blocks
+  // with field data and records their invariants.
+  void grow(int t, double fraction) {
     Partition& p = parts_[t];
+    std::uint64_t to = std::clamp<std::uint64_t>(
+        static_cast<std::uint64_t>(fraction * static_cast<double>(p.blocks) + 0.5), 1, p.blocks);
     std::uint64_t n = total_blocks_ * len_;
-    for (std::uint64_t b = 0; b < p.blocks; ++b) {
+    for (std::uint64_t b = p.active; b < to; ++b) {
       double* u = p.data + b * len_;
       fill_field_1d(u, len_, (p.first_block + b) * len_, n, o_.seed);
       auto [s, pr] = invariants(u);
       p.sum0[b] = s;
       p.proj0[b] = pr;
     }
+    p.active = std::max(p.active, to);
   }
 
   std::uint64_t pick(int t) {
@@ -118,17 +125,17 @@ class Sweeper {
     switch (o_.pattern) {
       case Pattern::sequential: {
         std::uint64_t b = p.next;
-        p.next = (p.next + 1) % p.blocks;
+        p.next = (p.next + 1) % p.active;
         return b;
       }
       case Pattern::random:
-        return xorshift(p.rng) % p.blocks;
+        return xorshift(p.rng) % p.active;
       case Pattern::hotspot: {
         std::uint64_t hot = std::max<std::uint64_t>(
-            1, static_cast<std::uint64_t>(o_.hot_fraction * static_cast<double>(p.blocks)));
+            1, static_cast<std::uint64_t>(o_.hot_fraction * static_cast<double>(p.active)));
         double r = static_cast<double>(xorshift(p.rng) >> 11) * 0x1.0p-53;
-        if (r < o_.hot_share || hot >= p.blocks) return xorshift(p.rng) % hot;
-        return hot + xorshift(p.rng) % (p.blocks - hot);
+        if (r < o_.hot_share || hot >= p.active) return xorshift(p.rng) % hot;
+        return hot + xorshift(p.rng) % (p.active - hot);
       }
     }
     return 0;
@@ -157,7 +164,7 @@ class Sweeper {
     double worst = 0;
     checksum = 0;
     for (const Partition& p : parts_) {
-      for (std::uint64_t b = 0; b < p.blocks; ++b) {
+      for (std::uint64_t b = 0; b < p.active; ++b) {
         const double* u = p.data + b * len_;
         auto [s, pr] = invariants(u);
         double scale = 0;
@@ -177,11 +184,17 @@ class Sweeper {
   void corrupt() {
     // Flip the sign of one value in the middle of the working set: a wrong result.
     Partition& p = parts_[0];
-    double* u = p.data + (p.blocks / 2) * len_ + len_ / 3;
+    double* u = p.data + (p.active / 2) * len_ + len_ / 3;
     *u = -*u;
   }
 
-  std::uint64_t blocks(int t) const { return parts_[t].blocks; }
+  std::uint64_t active_blocks(int t) const { return parts_[t].active; }
+  std::uint64_t active_bytes() const {
+    std::uint64_t a = 0;
+    for (const Partition& p : parts_)
+      a += p.active;
+    return a * len_ * sizeof(double);
+  }
   std::uint64_t block_bytes() const { return len_ * sizeof(double); }
 
  private:
@@ -221,7 +234,8 @@ int usage_error(const std::string& msg) {
 
 int main(int argc, char** argv) {
   Options o;
-  std::string mem = "256M", block = "64K", pattern = "sequential", mode = "sweep", burst_work;
+  std::string mem = "256M", block = "64K", pattern = "sequential", mode = "sweep", burst_work,
+              grow_to;
   po::options_description desc(
       "dynamos-sweep: a memory-bound workload sweeping its own working set with a stencil.\n"
       "Prints progress on stderr once a second and a final line 'RESULT {json}' on stdout;\n"
@@ -249,6 +263,11 @@ int main(int argc, char** argv) {
     ("burst-work", po::value(&burst_work),
      "bursty: bytes each thread sweeps per burst (fixed work, so contention shows as a longer "
      "burst); default: calibrated at start so that a burst alone takes --busy-ms")
+    ("grow-to", po::value(&grow_to),
+     "bursty: grow the working set from --mem to this size, one step per burst (a host "
+     "growing into memory a guest holds)")
+    ("grow-steps", po::value(&o.grow_steps)->default_value(o.grow_steps),
+     "bursty: bursts over which the working set grows")
     ("progress-file", po::value(&o.progress_file), "keep a progress counter in this file")
     ("dump", po::value(&o.dump), "write the working set to this file at the end")
     ("inject-error", po::bool_switch(&o.inject_error), "corrupt one value (tests verification)")
@@ -294,10 +313,18 @@ int main(int argc, char** argv) {
     if (!w) return usage_error(w.error().message());
     o.burst_work = *w;
   }
+  if (!grow_to.empty()) {
+    auto g = parse_size(grow_to);
+    if (!g) return usage_error(g.error().message());
+    if (!o.bursty) return usage_error("--grow-to needs --mode bursty");
+    if (*g < o.mem) return usage_error("--grow-to must be at least --mem");
+    if (o.grow_steps < 1) return usage_error("--grow-steps must be positive");
+    o.grow_to = *g;
+  }
   if (o.bursty && (!(o.busy_ms > 0) || !(o.idle_ms >= 0)))
     return usage_error("--busy-ms must be positive and --idle-ms not negative");
   if (o.iterations == 0 && !(o.seconds > 0)) o.seconds = 10;
-  std::uint64_t total_blocks = o.mem / o.block;
+  std::uint64_t total_blocks = std::max(o.mem, o.grow_to) / o.block;
   if (total_blocks < static_cast<std::uint64_t>(o.threads))
     return usage_error("--mem must hold at least one --block per thread");
 
@@ -311,10 +338,10 @@ int main(int argc, char** argv) {
     progress = std::move(*w);
   }
 
-  std::uint64_t bytes = total_blocks * o.block;
-  void* region = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  std::uint64_t mapped = total_blocks * o.block;
+  void* region = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (region == MAP_FAILED) {
-    std::cerr << "dynamos-sweep: mmap of " << format_size(bytes) << ": " << std::strerror(errno)
+    std::cerr << "dynamos-sweep: mmap of " << format_size(mapped) << ": " << std::strerror(errno)
               << "\n";
     return 1;
   }
@@ -323,13 +350,18 @@ int main(int argc, char** argv) {
   {
     std::vector<std::jthread> init;
     for (int t = 0; t < o.threads; ++t)
-      init.emplace_back([&sw, t] { sw.init(t); });
+      init.emplace_back([&sw, &o, t] {
+        sw.grow(t, o.grow_to ? static_cast<double>(o.mem) / static_cast<double>(o.grow_to) : 1.0);
+      });
   }
   t_init = now_s() - t_init;
+  const std::uint64_t bytes = sw.active_bytes();  // the working set (at the start)
   if (!o.quiet)
-    std::cerr << "sweep: " << format_size(bytes) << " in " << total_blocks << " blocks of "
-              << format_size(o.block) << ", " << o.threads << " thread(s), pattern " << pattern
-              << (o.bursty ? ", bursty" : "") << "; data ready in " << t_init << " s\n";
+    std::cerr << "sweep: " << format_size(bytes)
+              << (o.grow_to ? " growing to " + format_size(mapped) : std::string())
+              << " in blocks of " << format_size(o.block) << ", " << o.threads
+              << " thread(s), pattern " << pattern << (o.bursty ? ", bursty" : "")
+              << "; data ready in " << t_init << " s\n";
 
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> done_bytes{0};
@@ -383,7 +415,7 @@ int main(int argc, char** argv) {
   std::uint64_t iterations = 0;
   ResultLine result;
   result.add("workload", o.bursty ? "sweep-bursty" : "sweep").add("ranks", 1);
-  result.add("footprint", bytes).add("threads", o.threads).add("pattern", pattern);
+  result.add("footprint_start", bytes).add("threads", o.threads).add("pattern", pattern);
 
   if (!o.bursty) {
     double deadline = o.iterations ? 0.0 : start + o.seconds;
@@ -395,7 +427,7 @@ int main(int argc, char** argv) {
       }
     });
     run_threads([&](int t) {
-      std::uint64_t goal = o.iterations ? o.iterations * sw.blocks(t) * o.block : 0;
+      std::uint64_t goal = o.iterations ? o.iterations * sw.active_blocks(t) * o.block : 0;
       work(t, goal, deadline, true);
       running.fetch_sub(1);
     });
@@ -418,7 +450,16 @@ int main(int argc, char** argv) {
     double end = o.iterations ? 0.0 : start + o.seconds;
     for (std::uint64_t b = 0; o.iterations ? b < o.iterations : now_s() < end; ++b) {
       double t0 = now_s();
-      run_threads([&](int t) { work(t, per_burst, 0, false); });
+      double fraction = 1.0;
+      if (o.grow_to && b < static_cast<std::uint64_t>(o.grow_steps)) {
+        double size = static_cast<double>(o.mem) + static_cast<double>(o.grow_to - o.mem) *
+                                                       static_cast<double>(b + 1) / o.grow_steps;
+        fraction = size / static_cast<double>(mapped);
+      }
+      run_threads([&](int t) {
+        if (o.grow_to) sw.grow(t, fraction);  // new memory is part of the burst's work
+        work(t, per_burst, 0, false);
+      });
       busy.push_back(now_s() - t0);
       progress.iteration_done();
       ++iterations;
@@ -445,11 +486,12 @@ int main(int argc, char** argv) {
 
   if (!o.dump.empty()) {
     std::ofstream f(o.dump, std::ios::binary);
-    f.write(static_cast<const char*>(region), static_cast<std::streamsize>(bytes));
+    f.write(static_cast<const char*>(region), static_cast<std::streamsize>(bytes));  // start set
     if (!f) std::cerr << "dynamos-sweep: writing " << o.dump << " failed\n";
   }
 
   double moved = static_cast<double>(done_bytes.load());
+  result.add("footprint", sw.active_bytes());
   result.add("iterations", iterations).add("seconds", elapsed);
   result.add("work", static_cast<std::uint64_t>(moved)).add("unit", "bytes");
   result.add("rate", elapsed > 0 ? moved / elapsed : 0.0).add("rate_unit", "bytes/s");
@@ -460,6 +502,6 @@ int main(int argc, char** argv) {
     std::cerr << "dynamos-sweep: verification FAILED: " << bad
               << " block(s) broke the stencil's invariants (worst relative deviation " << worst
               << ")\n";
-  munmap(region, bytes);
+  munmap(region, mapped);
   return verified ? 0 : 1;
 }

@@ -212,6 +212,20 @@ TEST(Sweep, PatternsThreadsAndBurstsVerify) {
   }
 }
 
+TEST(Sweep, BurstyHostGrowsItsWorkingSet) {
+  auto r = run_command(launch("sweep", 1,
+                              {"--mem", "2M", "--mode", "bursty", "--grow-to", "8M", "--grow-steps",
+                               "3", "--burst-work", "1M", "--idle-ms", "1", "-n", "5", "-q"}),
+                       30);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto f = result_of(r, "growing bursty");
+  EXPECT_EQ(num(f, "footprint_start"), 2.0 * (1 << 20));
+  EXPECT_EQ(num(f, "footprint"), 8.0 * (1 << 20));
+  EXPECT_EQ(f.boolean("verified").value_or(false), true) << r.stdout_text;
+  auto bad = run_command(launch("sweep", 1, {"--mem", "2M", "--grow-to", "8M"}), 30);
+  EXPECT_EQ(bad.exit_code, 2) << "--grow-to without --mode bursty was accepted: " << bad.output;
+}
+
 TEST(Sweep, BurstyHostKeepsItsWorkPerBurstFixed) {
   auto r = run_command(launch("sweep", 1,
                               {"--mem", "4M", "--mode", "bursty", "--burst-work", "8M", "--idle-ms",
