@@ -55,19 +55,19 @@ struct HijackOptions {
 struct VersionInfo {
   VersionId id = 0;
   std::string name;
-  Address code = 0;      // where the version's code starts
-  AddressRange range;    // the version's code, for drain and quiescence checks
+  Address code = 0;         // where the version's code starts
+  AddressRange range;       // the version's code, for drain and quiescence checks
   std::uint64_t calls = 0;  // calls entered so far (counted patch points only)
 };
 
 struct PatchPointInfo {
   PatchPointId id = 0;
   std::string name;
-  Address entry = 0;           // the hijacked function (0 for a detached dispatch point)
-  AddressRange function;       // the original function's extent, when known
-  std::size_t overwritten = 0; // bytes of the entry replaced by the jump
-  Address clone = 0;           // calling this runs the original behaviour
-  Address stub = 0;            // the dispatch stub: calling it runs the active version
+  Address entry = 0;            // the hijacked function (0 for a detached dispatch point)
+  AddressRange function;        // the original function's extent, when known
+  std::size_t overwritten = 0;  // bytes of the entry replaced by the jump
+  Address clone = 0;            // calling this runs the original behaviour
+  Address stub = 0;             // the dispatch stub: calling it runs the active version
   bool counted = false;
   VersionId active = 0;
   std::vector<VersionInfo> versions;
@@ -89,10 +89,10 @@ struct UpdateInfo {
 
 // One redirect of an update: the function (by symbol or address) and its new code.
 struct Redirect {
-  std::string symbol;         // resolved when function == 0
+  std::string symbol;  // resolved when function == 0
   Address function = 0;
-  Address code = 0;           // the new version's entry
-  std::string version_name;   // defaults to the symbol of `code` or its address
+  Address code = 0;          // the new version's entry
+  std::string version_name;  // defaults to the symbol of `code` or its address
 };
 
 struct UpdateRequest {
