@@ -107,7 +107,12 @@ struct Engine::State {
 
   // Prepares (without installing) a hijack of `fn`, or returns the existing point.
   Result<PatchPoint*> prepare(const FunctionTarget& fn, const HijackOptions& opts) {
-    if (auto* p = find_entry(fn.entry)) return p;
+    if (auto* p = find_entry(fn.entry)) {
+      if (opts.counted && !p->counted) {
+        if (auto r = make_counted(*target, near, *p); !r) return std::unexpected(r.error());
+      }
+      return p;
+    }
     for (const auto& p : points) {
       if (p.stub <= fn.entry && fn.entry < p.stub + 8)
         return fail(Errc::refused, hex(fn.entry) + " is a dispatch stub, not a function");
@@ -269,6 +274,14 @@ Result<UpdateId> Engine::apply_switches(std::span<const UpdateInfo::Switch> swit
   }
   if (plan.empty()) return fail(Errc::invalid_argument, "an update needs at least one switch");
   return state_->run(plan, mode, timeout);
+}
+
+Result<void> Engine::switch_version(PatchPointId point, VersionId version) {
+  std::lock_guard lock(state_->mutex);
+  auto p = state_->point(point);
+  if (!p) return std::unexpected(p.error());
+  if (!(*p)->installed) return fail(Errc::state, "patch point " + (*p)->name + " is not installed");
+  return store_slot(*state_->target, **p, version);
 }
 
 Result<void> Engine::revert(UpdateId id, SafetyMode mode, std::chrono::milliseconds timeout) {

@@ -102,6 +102,13 @@ struct UpdateRequest {
   HijackOptions hijack;                     // used for functions not hijacked yet
 };
 
+// The common case: one function, by name, to new code.
+inline UpdateRequest redirect_update(std::string symbol, Address code, std::string version = {}) {
+  UpdateRequest r;
+  r.redirects.push_back({std::move(symbol), 0, code, std::move(version)});
+  return r;
+}
+
 class Engine {
  public:
   // The engine of the calling process. Thread-safe; every call may run concurrently
@@ -131,6 +138,9 @@ class Engine {
   // Switches explicit versions of existing patch points as one update.
   Result<UpdateId> apply_switches(std::span<const UpdateInfo::Switch> switches, SafetyMode mode,
                                   std::chrono::milliseconds timeout);
+  // Adaptive switching: makes `version` the active one with a single atomic store,
+  // recording no update (drain semantics). For policies that flip versions often.
+  Result<void> switch_version(PatchPointId point, VersionId version);
   // Restores the versions an update replaced. Reverting an update that a newer
   // applied update stacked on (same patch point) is refused: revert that first.
   Result<void> revert(UpdateId id, SafetyMode mode = SafetyMode::drain,

@@ -151,6 +151,22 @@ Result<VersionId> add_version(Target& target, NearMemory& near, PatchPoint& poin
   return point.versions.back().id;
 }
 
+Result<void> make_counted(Target& target, NearMemory& near, PatchPoint& point) {
+  if (point.counted) return {};
+  std::vector<Version> old = std::move(point.versions);
+  point.versions.clear();
+  point.counted = true;
+  for (const auto& v : old) {
+    auto id = add_version(target, near, point, v.code, v.name, v.range);
+    if (!id) {
+      point.versions = std::move(old);
+      point.counted = false;
+      return std::unexpected(id.error());
+    }
+  }
+  return store_slot(target, point, point.active);
+}
+
 Result<void> install_entry(Target& target, StoppedWorld& world, PatchPoint& point) {
   if (point.installed) return {};
   const AddressRange replaced{point.entry, point.entry + point.overwritten};

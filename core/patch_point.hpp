@@ -72,6 +72,11 @@ Result<PatchPoint> prepare_dispatch(Target& target, NearMemory& near, Address in
 Result<VersionId> add_version(Target& target, NearMemory& near, PatchPoint& point, Address code,
                               std::string name, AddressRange range);
 
+// Gives an uncounted point counting trampolines for all its versions, then points
+// the slot at the active version's trampoline. Calls already past the slot finish
+// uncounted.
+Result<void> make_counted(Target& target, NearMemory& near, PatchPoint& point);
+
 // With the world stopped: moves threads out of the bytes the entry jump replaces
 // (into the matching instruction of the clone), then writes the jump.
 Result<void> install_entry(Target& target, StoppedWorld& world, PatchPoint& point);
