@@ -128,6 +128,10 @@ Result<PatchPoint> prepare_dispatch(Target& target, NearMemory& near, Address in
 
 Result<VersionId> add_version(Target& target, NearMemory& near, PatchPoint& point, Address code,
                               std::string name, AddressRange range) {
+  // The same code again (a patch applied, reverted and applied again) reuses its
+  // version, so repeated updates do not grow the point or its memory.
+  for (const auto& existing : point.versions)
+    if (existing.code == code && !existing.probe) return existing.id;
   Version v;
   v.id = static_cast<VersionId>(point.versions.size());
   v.name = std::move(name);
