@@ -22,6 +22,21 @@ double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+// Ends a command's process group. mpirun puts each rank in a process group of its own,
+// so it gets SIGTERM first and a moment to end its ranks; then the group gets SIGKILL.
+void terminate_group(pid_t pid, int* status) {
+  kill(-pid, SIGTERM);
+  for (int i = 0; i < 100; ++i) {
+    if (waitpid(pid, status, WNOHANG) == pid) {
+      kill(-pid, SIGKILL);
+      return;
+    }
+    usleep(30000);
+  }
+  kill(-pid, SIGKILL);
+  waitpid(pid, status, 0);
+}
+
 }  // namespace
 
 BackgroundCommand::BackgroundCommand(const std::vector<std::string>& argv,
@@ -67,8 +82,8 @@ BackgroundCommand::BackgroundCommand(const std::vector<std::string>& argv,
 
 BackgroundCommand::~BackgroundCommand() {
   if (pid_ > 0) {
-    kill(-pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
+    int status = 0;
+    terminate_group(pid_, &status);
   }
   if (out_fd_ >= 0) close(out_fd_);
   if (err_fd_ >= 0) close(err_fd_);
@@ -100,9 +115,11 @@ CommandResult BackgroundCommand::wait(double timeout_s) {
       if (i == 0) r.stdout_text.append(buf, static_cast<std::size_t>(got));
     }
   }
-  if (r.timed_out) kill(-pid_, SIGKILL);
   int status = 0;
-  waitpid(pid_, &status, 0);
+  if (r.timed_out)
+    terminate_group(pid_, &status);
+  else
+    waitpid(pid_, &status, 0);
   // The group may still hold helpers (mpirun's daemons): end them too.
   kill(-pid_, SIGKILL);
   pid_ = -1;
