@@ -89,7 +89,13 @@ struct Layout {
 class Transform {
  public:
   explicit Transform(const Layout& l)
-      : l_(l), fx_(l.nx), fy_(l.ny), fz_(l.nz), send_(l.local()), recv_(l.local()), col_(l.ny) {}
+      : l_(l),
+        fx_(l.nx),
+        fy_(l.ny),
+        fz_(l.nz),
+        send_(l.local()),
+        recv_(l.local()),
+        col_(static_cast<std::size_t>(kGroup) * l.ny) {}
 
   // A (spatial) -> B (spectral). A is destroyed.
   void forward(Complex* a, Complex* b, workload::ProgressWriter& progress) {
@@ -140,6 +146,7 @@ class Transform {
   }
 
  private:
+  static constexpr int kGroup = 8;
   void alltoall(std::size_t block) {
     MPI_Alltoall(send_.data(), static_cast<int>(2 * block), MPI_DOUBLE, recv_.data(),
                  static_cast<int>(2 * block), MPI_DOUBLE, MPI_COMM_WORLD);
@@ -150,12 +157,20 @@ class Transform {
       Complex* plane = a + static_cast<std::size_t>(zl) * nx * ny;
       for (int y = 0; y < ny; ++y)
         fx_.run(plane + static_cast<std::size_t>(y) * nx, inverse);
-      for (int x = 0; x < nx; ++x) {
+      // Columns along y in groups of kGroup neighbours, so that each gathered row segment
+      // is a whole cache line or more rather than one complex value per line.
+      for (int x0 = 0; x0 < nx; x0 += kGroup) {
+        int g = std::min(kGroup, nx - x0);
         for (int y = 0; y < ny; ++y)
-          col_[y] = plane[static_cast<std::size_t>(y) * nx + x];
-        fy_.run(col_.data(), inverse);
+          for (int j = 0; j < g; ++j)
+            col_[static_cast<std::size_t>(j) * ny + y] =
+                plane[static_cast<std::size_t>(y) * nx + x0 + j];
+        for (int j = 0; j < g; ++j)
+          fy_.run(col_.data() + static_cast<std::size_t>(j) * ny, inverse);
         for (int y = 0; y < ny; ++y)
-          plane[static_cast<std::size_t>(y) * nx + x] = col_[y];
+          for (int j = 0; j < g; ++j)
+            plane[static_cast<std::size_t>(y) * nx + x0 + j] =
+                col_[static_cast<std::size_t>(j) * ny + y];
       }
       progress.add(static_cast<std::uint64_t>(nx) * ny);
     }
