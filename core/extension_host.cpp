@@ -222,13 +222,20 @@ struct Slot {
   std::array<VersionId, kHookCount> active{};
 };
 
-std::mutex g_slots_mutex;
-Slot g_slots[kSlots];
-std::set<void*> g_handles;  // dlopen handles of loaded builds (under g_slots_mutex)
+// Never destroyed, like the engine: builds may outlive static destructors at exit.
+struct Registry {
+  std::mutex mutex;
+  Slot slots[kSlots];
+  std::set<void*> handles;  // dlopen handles of loaded builds
+};
+Registry& registry() {
+  static Registry* r = new Registry();
+  return *r;
+}
 
 Result<void> create_slot(std::size_t index) {
   Engine& engine = Engine::self();
-  Slot& slot = g_slots[index];
+  Slot& slot = registry().slots[index];
   for (std::size_t h = 0; h < kHookCount; ++h) {
     std::string name =
         "extension slot " + std::to_string(index) + ": " + hook_name(static_cast<Hook>(h));
@@ -256,32 +263,34 @@ Result<void> create_slot(std::size_t index) {
 }
 
 Result<std::size_t> acquire_slot(const std::string& name) {
-  std::lock_guard lock(g_slots_mutex);
-  for (const Slot& s : g_slots)
+  std::lock_guard lock(registry().mutex);
+  for (const Slot& s : registry().slots)
     if (s.in_use && s.name == name)
       return fail(Errc::state,
                   "an extension named '" + name +
                       "' is already loaded in this process (use upgrade to replace it)");
   std::optional<std::size_t> pick;
   for (std::size_t i = 0; i < kSlots && !pick; ++i)
-    if (!g_slots[i].in_use && g_slots[i].created && g_slots[i].name == name) pick = i;
+    if (!registry().slots[i].in_use && registry().slots[i].created &&
+        registry().slots[i].name == name)
+      pick = i;
   for (std::size_t i = 0; i < kSlots && !pick; ++i)
-    if (!g_slots[i].in_use && g_slots[i].created) pick = i;
+    if (!registry().slots[i].in_use && registry().slots[i].created) pick = i;
   for (std::size_t i = 0; i < kSlots && !pick; ++i)
-    if (!g_slots[i].created) pick = i;
+    if (!registry().slots[i].created) pick = i;
   if (!pick)
     return fail(Errc::busy, "at most " + std::to_string(kSlots) +
                                 " extensions can be loaded in one process; unload one first");
-  if (!g_slots[*pick].created)
+  if (!registry().slots[*pick].created)
     if (auto ok = create_slot(*pick); !ok) return std::unexpected(ok.error());
-  g_slots[*pick].in_use = true;
-  g_slots[*pick].name = name;
+  registry().slots[*pick].in_use = true;
+  registry().slots[*pick].name = name;
   return *pick;
 }
 
 void release_slot(std::size_t index) {
-  std::lock_guard lock(g_slots_mutex);
-  g_slots[index].in_use = false;
+  std::lock_guard lock(registry().mutex);
+  registry().slots[index].in_use = false;
 }
 
 // Switches the slot's dispatch points to `to` (one version per hook) as one update.
@@ -548,8 +557,8 @@ Result<std::unique_ptr<Build>> ExtensionHost::open_build(const std::string& path
   }
   bool shared_handle = false;
   {
-    std::lock_guard lock(g_slots_mutex);
-    shared_handle = g_handles.count(build->handle) != 0;
+    std::lock_guard lock(registry().mutex);
+    shared_handle = registry().handles.count(build->handle) != 0;
   }
   if (shared_handle) {
     // The loader returned an object already loaded (same path): map a private copy so
@@ -678,8 +687,8 @@ Result<void> ExtensionHost::init_build(Build& build) {
 
 void ExtensionHost::close_build(std::unique_ptr<Build> build) {
   {
-    std::lock_guard lock(g_slots_mutex);
-    g_handles.erase(build->handle);
+    std::lock_guard lock(registry().mutex);
+    registry().handles.erase(build->handle);
   }
   dlerror();
   if (dlclose(build->handle) != 0) {
@@ -714,14 +723,14 @@ Result<ExtensionInfo> ExtensionHost::load(const std::string& path) {
   if (!slot_index)
     return give_up(with_context(slot_index.error(), "load extension " + path), false);
   {
-    std::lock_guard lock(g_slots_mutex);
-    g_handles.insert(build->handle);
+    std::lock_guard lock(registry().mutex);
+    registry().handles.insert(build->handle);
   }
   if (auto ok = init_build(*build); !ok) {
     release_slot(*slot_index);
     return give_up(ok.error(), false);
   }
-  Slot& slot = g_slots[*slot_index];
+  Slot& slot = registry().slots[*slot_index];
   Engine& engine = Engine::self();
   for (std::size_t h = 0; h < kHookCount; ++h) {
     Address code = hook_code(build->desc, h);
@@ -737,7 +746,7 @@ Result<ExtensionInfo> ExtensionHost::load(const std::string& path) {
     }
     build->versions[h] = *v;
   }
-  if (auto ok = switch_slot(slot, build->versions, options_.drain_timeout); !ok) {
+  if (auto ok = switch_slot(slot, build->versions, options_.switch_timeout); !ok) {
     release_slot(*slot_index);
     return give_up(with_context(ok.error(), "load extension " + path + ": route its hooks"), true);
   }
@@ -761,11 +770,11 @@ Result<void> ExtensionHost::unload(std::string_view name) {
     loaded = it->second.get();
   }
   Build& build = *loaded->build;
-  Slot& slot = g_slots[loaded->slot];
+  Slot& slot = registry().slots[loaded->slot];
   Gate& gate = g_gates[loaded->slot];
   const std::string what = "unload " + build_label(build);
   const auto deadline = Clock::now() + options_.drain_timeout;
-  if (auto ok = switch_slot(slot, {}, options_.drain_timeout); !ok)
+  if (auto ok = switch_slot(slot, {}, options_.switch_timeout); !ok)
     return std::unexpected(with_context(ok.error(), what));
   // Calls still on their way through the gate (from the last upgrade) must not reach
   // the build either.
@@ -774,7 +783,7 @@ Result<void> ExtensionHost::unload(std::string_view name) {
   if (!drained) {
     // Still in use: serve again rather than leave callers with "not loaded".
     gate.open(build.desc);
-    if (auto back = switch_slot(slot, build.versions, options_.drain_timeout); !back)
+    if (auto back = switch_slot(slot, build.versions, options_.switch_timeout); !back)
       log(DYNAMOS_LOG_ERROR, build.name,
           what + ": cannot route hooks back: " + back.error().message());
     Error e = with_context(drained.error(), what + " (left loaded)");
@@ -840,13 +849,13 @@ Result<UpgradeReport> ExtensionHost::upgrade(std::string_view name, const std::s
                                 "import_state, so the state would be lost"});
   if (auto ok = resolve_tunables(*fresh, &old); !ok) return give_up(with_context(ok.error(), what));
   {
-    std::lock_guard lock(g_slots_mutex);
-    g_handles.insert(fresh->handle);
+    std::lock_guard lock(registry().mutex);
+    registry().handles.insert(fresh->handle);
   }
   if (auto ok = init_build(*fresh); !ok) return give_up(with_context(ok.error(), what));
   initialised = true;
 
-  Slot& slot = g_slots[loaded->slot];
+  Slot& slot = registry().slots[loaded->slot];
   Gate& gate = g_gates[loaded->slot];
   Engine& engine = Engine::self();
   for (std::size_t h = 0; h < kHookCount; ++h) {
@@ -868,13 +877,13 @@ Result<UpgradeReport> ExtensionHost::upgrade(std::string_view name, const std::s
     gate.open(old.desc);
     return give_up(with_context(ok.error(), what + ": calls of an earlier handover"));
   }
-  if (auto ok = switch_slot(slot, slot.gate, options_.drain_timeout); !ok) {
+  if (auto ok = switch_slot(slot, slot.gate, options_.switch_timeout); !ok) {
     gate.open(old.desc);
     return give_up(with_context(ok.error(), what + ": route hooks to the handover gate"));
   }
   auto roll_back = [&](Error e) -> std::unexpected<Error> {
     gate.open(old.desc);  // callers waiting at the gate go on into the old build
-    if (auto back = switch_slot(slot, old.versions, options_.drain_timeout); !back)
+    if (auto back = switch_slot(slot, old.versions, options_.switch_timeout); !back)
       log(DYNAMOS_LOG_ERROR, old.name,
           "route hooks back to " + build_label(old) + ": " + back.error().message() +
               " (calls still reach it through the gate)");
@@ -909,7 +918,7 @@ Result<UpgradeReport> ExtensionHost::upgrade(std::string_view name, const std::s
   // closed, and the gate never led to it again.
   gate.open(fresh->desc);
   report.held = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - held_from);
-  if (auto ok = switch_slot(slot, fresh->versions, options_.drain_timeout); !ok)
+  if (auto ok = switch_slot(slot, fresh->versions, options_.switch_timeout); !ok)
     log(DYNAMOS_LOG_ERROR, old.name,
         "route hooks to " + build_label(*fresh) + ": " + ok.error().message() +
             " (calls reach it through the gate meanwhile)");
@@ -1096,7 +1105,7 @@ Result<std::string> ExtensionHost::call_hook(std::string_view extension, Hook ho
     if (!hook_code(b.desc, h))
       return fail(Errc::unsupported, std::string(extension) + "." + hook_name(hook) +
                                          ": not implemented by " + b.name + " " + b.version);
-    stub = g_slots[it->second->slot].stub[h];
+    stub = registry().slots[it->second->slot].stub[h];
   }
   std::vector<dynamos_ext_attr> attrs;
   attrs.reserve(subject.attrs.size());
@@ -1135,7 +1144,7 @@ Result<std::string> ExtensionHost::call(std::string_view extension, std::string_
     if (!b.desc->call)
       return fail(Errc::unsupported,
                   std::string(extension) + ".call: not implemented by " + b.name + " " + b.version);
-    stub = g_slots[it->second->slot].stub[kCallHook];
+    stub = registry().slots[it->second->slot].stub[kCallHook];
   }
   const std::string op_text(op), args_text(args);
   dynamos_ext_buffer reply;
@@ -1151,7 +1160,7 @@ Result<ExtensionHooks> ExtensionHost::hooks(std::string_view extension) const {
   auto it = extensions_.find(extension);
   if (it == extensions_.end())
     return fail(Errc::not_found, "extension " + std::string(extension) + ": not loaded");
-  const Slot& slot = g_slots[it->second->slot];
+  const Slot& slot = registry().slots[it->second->slot];
   ExtensionHooks hooks;
   hooks.attach = reinterpret_cast<dynamos_subject_hook>(slot.stub[0]);
   hooks.detach = reinterpret_cast<dynamos_subject_hook>(slot.stub[1]);
@@ -1167,7 +1176,7 @@ Result<PatchPointId> ExtensionHost::dispatch_point(std::string_view extension, H
   auto it = extensions_.find(extension);
   if (it == extensions_.end())
     return fail(Errc::not_found, "extension " + std::string(extension) + ": not loaded");
-  return g_slots[it->second->slot].point[static_cast<std::size_t>(hook)];
+  return registry().slots[it->second->slot].point[static_cast<std::size_t>(hook)];
 }
 
 std::string ExtensionHost::last_error() {

@@ -116,6 +116,10 @@ struct HostOptions {
   std::function<void(int level, std::string_view extension, std::string_view message)> log;
   // How long unload and upgrade wait for an old build's calls to finish.
   std::chrono::milliseconds drain_timeout{5000};
+  // How long one switch of an extension's dispatch points may take. Switching several
+  // points as one update stops the other threads briefly; on a loaded machine that
+  // can take tens of milliseconds.
+  std::chrono::milliseconds switch_timeout{2000};
 };
 
 class ExtensionHost {

@@ -33,18 +33,18 @@ Answer parse(const std::string& reply) {
 // answer is kept, so the test can check that the counts form exactly 1..N.
 class Callers {
  public:
-  Callers(dynamos_call_hook call, int threads) : answers_(threads), errors_(threads) {
+  Callers(dynamos_call_hook call, int threads)
+      : answers_(threads), errors_(threads), progress_(threads) {
     for (int t = 0; t < threads; ++t)
       threads_.emplace_back([this, call, t] {
         answers_[t].reserve(1 << 20);
         while (!stop_.load(std::memory_order_relaxed)) {
           dynamos_ext_buffer reply;
-          if (call("next", "", &reply) != 0) {
+          if (call("next", "", &reply) != 0)
             errors_[t].push_back(ExtensionHost::last_error());
-            continue;
-          }
-          answers_[t].push_back(parse(reply.bytes));
-          total_.fetch_add(1, std::memory_order_relaxed);
+          else
+            answers_[t].push_back(parse(reply.bytes));
+          progress_[t].fetch_add(1, std::memory_order_relaxed);
         }
       });
   }
@@ -55,21 +55,42 @@ class Callers {
     for (auto& t : threads_)
       if (t.joinable()) t.join();
   }
-  // Paces the test: returns once the threads made `more` further calls.
+  // Paces the test: returns once every thread made `more` further calls.
   void wait_for_calls(std::size_t more) {
-    std::size_t target = total_.load() + more;
-    while (total_.load() < target)
-      std::this_thread::sleep_for(1ms);
+    for (auto& p : progress_) {
+      std::size_t target = p.load() + more;
+      while (p.load() < target)
+        std::this_thread::sleep_for(1ms);
+    }
   }
 
   std::vector<std::vector<Answer>> answers_;
   std::vector<std::vector<std::string>> errors_;
 
  private:
-  std::atomic<std::size_t> total_{0};
+  std::vector<std::atomic<std::size_t>> progress_;
   std::atomic<bool> stop_{false};
   std::vector<std::thread> threads_;
 };
+
+// Calls entered so far into the active version of the extension's call hook, from the
+// engine's counted dispatch point.
+std::uint64_t calls_entered(ExtensionHost& host) {
+  auto point = host.dispatch_point("counter", Hook::call);
+  auto info = Engine::self().info(*point);
+  return info->versions.at(info->active).calls;
+}
+
+// Starts a call of "sleep" and returns once it has entered the running build.
+std::future<Result<std::string>> start_sleeper(ExtensionHost& host, const char* ms) {
+  const std::uint64_t before = calls_entered(host);
+  auto f =
+      std::async(std::launch::async, [&host, ms] { return host.call("counter", "sleep", ms); });
+  while (calls_entered(host) == before)
+    std::this_thread::sleep_for(1ms);
+  std::this_thread::sleep_for(5ms);  // from the counting trampoline into the build's code
+  return f;
+}
 
 TEST_F(Upgrade, KeepsCountingWhileFourThreadsCall) {
   make_host();
@@ -82,7 +103,7 @@ TEST_F(Upgrade, KeepsCountingWhileFourThreadsCall) {
   std::string v2_private_copy;
   {
     Callers callers(hooks->call, 4);
-    callers.wait_for_calls(20'000);
+    callers.wait_for_calls(5'000);
 
     auto up = host->upgrade("counter", EXT_COUNTER_V2);
     ASSERT_TRUE(up) << up.error().message();
@@ -94,7 +115,7 @@ TEST_F(Upgrade, KeepsCountingWhileFourThreadsCall) {
                 static_cast<long long>(up->held.count()),
                 static_cast<long long>(up->total.count()));
     EXPECT_FALSE(mapped(EXT_COUNTER_V1)) << "build 1 still mapped after it drained";
-    callers.wait_for_calls(20'000);
+    callers.wait_for_calls(5'000);
 
     // An upgrade whose import refuses the state: build 2 keeps serving.
     auto refused = host->upgrade("counter", EXT_COUNTER_V3);
@@ -105,12 +126,12 @@ TEST_F(Upgrade, KeepsCountingWhileFourThreadsCall) {
     EXPECT_NE(refused.error().message().find("not supported by build 3"), std::string::npos)
         << refused.error().message();
     EXPECT_FALSE(mapped(EXT_COUNTER_V3));
-    callers.wait_for_calls(20'000);
+    callers.wait_for_calls(5'000);
 
     // The same file again: the host maps a private copy so both builds coexist.
     auto again = host->upgrade("counter", EXT_COUNTER_V2);
     ASSERT_TRUE(again) << again.error().message();
-    callers.wait_for_calls(20'000);
+    callers.wait_for_calls(5'000);
     callers.stop();
 
     std::vector<std::uint64_t> counts;
@@ -156,9 +177,7 @@ TEST_F(Upgrade, WaitsForCallsRunningInTheOldBuild) {
   make_host();
   ASSERT_TRUE(host->load(EXT_COUNTER_V1));
   // A call that stays in build 1 for 300 ms; build 1 must stay mapped until it returns.
-  auto sleeper =
-      std::async(std::launch::async, [&] { return host->call("counter", "sleep", "300"); });
-  std::this_thread::sleep_for(50ms);
+  auto sleeper = start_sleeper(*host, "300");
   auto started = std::chrono::steady_clock::now();
   auto up = host->upgrade("counter", EXT_COUNTER_V2);
   auto took = std::chrono::steady_clock::now() - started;
@@ -166,7 +185,7 @@ TEST_F(Upgrade, WaitsForCallsRunningInTheOldBuild) {
   auto slept = sleeper.get();
   ASSERT_TRUE(slept) << slept.error().message();
   EXPECT_EQ(parse(*slept).build, 1);
-  EXPECT_GE(took, 150ms) << "the upgrade did not wait for the running call";
+  EXPECT_GE(took, 100ms) << "the upgrade did not wait for the running call";
   EXPECT_FALSE(mapped(EXT_COUNTER_V1));
   EXPECT_EQ(parse(*host->call("counter", "next")).build, 2);
 }
@@ -177,9 +196,7 @@ TEST_F(Upgrade, AbandonedWhenTheOldBuildDoesNotDrain) {
   make_host(std::move(o));
   ASSERT_TRUE(host->load(EXT_COUNTER_V1));
   ASSERT_EQ(parse(*host->call("counter", "next")).count, 1u);
-  auto sleeper =
-      std::async(std::launch::async, [&] { return host->call("counter", "sleep", "700"); });
-  std::this_thread::sleep_for(50ms);
+  auto sleeper = start_sleeper(*host, "700");
   // A caller arriving during the attempt waits at the gate and is answered by build 1.
   auto late = std::async(std::launch::async, [&] {
     std::this_thread::sleep_for(30ms);
@@ -218,6 +235,32 @@ TEST_F(Upgrade, RefusedForAnotherExtensionOrWhenNotLoaded) {
   auto broken = host->upgrade("counter", EXT_INITFAIL);
   ASSERT_FALSE(broken);
   EXPECT_EQ(parse(*host->call("counter", "next")).count, 2u);
+}
+
+TEST_F(Upgrade, UnloadWhileFourThreadsCall) {
+  make_host();
+  ASSERT_TRUE(host->load(EXT_COUNTER_V1));
+  auto hooks = host->hooks("counter");
+  ASSERT_TRUE(hooks);
+  Callers callers(hooks->call, 4);
+  callers.wait_for_calls(2'000);
+  auto r = host->unload("counter");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_FALSE(mapped(EXT_COUNTER_V1));
+  callers.wait_for_calls(1'000);
+  callers.stop();
+  for (std::size_t t = 0; t < callers.answers_.size(); ++t) {
+    ASSERT_FALSE(callers.errors_[t].empty()) << "thread " << t << " never saw the unload";
+    EXPECT_NE(callers.errors_[t].back().find("not loaded"), std::string::npos)
+        << callers.errors_[t].back();
+    for (const Answer& a : callers.answers_[t])
+      ASSERT_EQ(a.build, 1);
+  }
+  // Loaded again, it starts from zero and the old stubs lead to it.
+  ASSERT_TRUE(host->load(EXT_COUNTER_V1));
+  dynamos_ext_buffer reply;
+  ASSERT_EQ(hooks->call("next", "", &reply), 0) << ExtensionHost::last_error();
+  EXPECT_EQ(reply.bytes, "1 1");
 }
 
 TEST_F(Upgrade, DispatchPointsAreCountedEnginePoints) {
