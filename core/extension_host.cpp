@@ -548,9 +548,12 @@ Result<std::unique_ptr<Build>> ExtensionHost::open_build(const std::string& path
 
   auto build = std::make_unique<Build>();
   build->options = &options_;
-  build->path = path;
+  // Absolute, so that dlopen never searches the library path for a bare file name.
+  std::error_code ec;
+  build->path = std::filesystem::absolute(path, ec).lexically_normal().string();
+  if (ec) build->path = path;
   dlerror();
-  build->handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  build->handle = dlopen(build->path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!build->handle) {
     const char* e = dlerror();
     return fail(Errc::invalid_argument, what + ": " + (e ? e : "dlopen failed"));
@@ -565,7 +568,7 @@ Result<std::unique_ptr<Build>> ExtensionHost::open_build(const std::string& path
     // that old and new builds have their own code and globals.
     dlclose(build->handle);
     build->handle = nullptr;
-    auto copy = private_copy(path);
+    auto copy = private_copy(build->path);
     if (!copy) return std::unexpected(with_context(copy.error(), what));
     build->mapped = *copy;
     build->handle = dlopen(copy->c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -1181,6 +1184,76 @@ Result<PatchPointId> ExtensionHost::dispatch_point(std::string_view extension, H
 
 std::string ExtensionHost::last_error() {
   return t_error;
+}
+
+namespace {
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string to_json(const TunableInfo& t) {
+  std::string out = "{\"name\":" + json_string(t.spec.name);
+  out += ",\"type\":" + json_string(tunable_type_name(t.spec.type));
+  out += ",\"value\":" + json_string(t.text);
+  out += ",\"default\":" + json_string(t.spec.format(t.spec.default_value));
+  out += ",\"range\":" + json_string(t.spec.describe_range());
+  if (!t.spec.choices.empty()) {
+    out += ",\"choices\":[";
+    for (std::size_t i = 0; i < t.spec.choices.size(); ++i)
+      out += (i ? "," : "") + json_string(t.spec.choices[i]);
+    out += "]";
+  }
+  out += ",\"runtime\":" + std::string(t.spec.runtime ? "true" : "false");
+  out += ",\"source\":" + json_string(value_source_name(t.source));
+  out += ",\"origin\":" + json_string(t.origin);
+  out += ",\"environment\":" + json_string(t.environment);
+  out += ",\"help\":" + json_string(t.spec.help) + "}";
+  return out;
+}
+
+std::string to_json(const ExtensionInfo& e) {
+  std::string out = "{\"name\":" + json_string(e.name);
+  out += ",\"version\":" + json_string(e.version);
+  out += ",\"description\":" + json_string(e.description);
+  out += ",\"path\":" + json_string(e.path);
+  out += ",\"builds\":" + std::to_string(e.builds);
+  out += ",\"hooks\":[";
+  for (std::size_t i = 0; i < e.hooks.size(); ++i)
+    out += (i ? "," : "") + json_string(hook_name(e.hooks[i]));
+  out += "],\"exports_state\":" + std::string(e.exports_state ? "true" : "false");
+  out += ",\"imports_state\":" + std::string(e.imports_state ? "true" : "false");
+  out += ",\"tunables\":[";
+  for (std::size_t i = 0; i < e.tunables.size(); ++i)
+    out += (i ? "," : "") + to_json(e.tunables[i]);
+  return out + "]}";
 }
 
 }  // namespace dynamos::core

@@ -122,6 +122,11 @@ struct HostOptions {
   std::chrono::milliseconds switch_timeout{2000};
 };
 
+// One JSON object (one line) each, for `dynamos ext list --json` and the agent's
+// replies: every field of the structs, values as canonical text.
+std::string to_json(const TunableInfo& tunable);
+std::string to_json(const ExtensionInfo& extension);
+
 class ExtensionHost {
  public:
   // Reads the config file now (a malformed file is reported by create, not later).

@@ -2,6 +2,7 @@
 #include <dlfcn.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "host_fixture.hpp"
@@ -9,7 +10,7 @@
 namespace dynamos::core::testing {
 namespace {
 
-using Host = HostFixture;
+using ExtHost = HostFixture;
 
 const TunableInfo* find(const ExtensionInfo& info, const std::string& name) {
   for (const auto& t : info.tunables)
@@ -23,7 +24,7 @@ std::string read_back(ExtensionHost& host, const std::string& key) {
   return r ? *r : "";
 }
 
-TEST_F(Host, LoadListsTunablesOfEveryType) {
+TEST_F(ExtHost, LoadListsTunablesOfEveryType) {
   make_host();
   auto info = host->load(EXT_EVERY);
   ASSERT_TRUE(info) << info.error().message();
@@ -67,7 +68,7 @@ TEST_F(Host, LoadListsTunablesOfEveryType) {
   EXPECT_EQ(read_back(*host, "period"), "250000000");
 }
 
-TEST_F(Host, SetChangesWhatTheExtensionReads) {
+TEST_F(ExtHost, SetChangesWhatTheExtensionReads) {
   make_host();
   ASSERT_TRUE(host->load(EXT_EVERY));
   struct Case {
@@ -97,7 +98,7 @@ TEST_F(Host, SetChangesWhatTheExtensionReads) {
   EXPECT_EQ(host->get("every", "level")->text, "43");
 }
 
-TEST_F(Host, WrongValuesAreRefusedAndNothingChanges) {
+TEST_F(ExtHost, WrongValuesAreRefusedAndNothingChanges) {
   make_host();
   ASSERT_TRUE(host->load(EXT_EVERY));
   auto before = host->list();
@@ -146,7 +147,7 @@ TEST_F(Host, WrongValuesAreRefusedAndNothingChanges) {
   EXPECT_EQ(read_back(*host, "level"), "10");
 }
 
-TEST_F(Host, ValuesComeFromRuntimeThenEnvironmentThenConfigThenDefault) {
+TEST_F(ExtHost, ValuesComeFromRuntimeThenEnvironmentThenConfigThenDefault) {
   write_config(
       "# test config\n"
       "every.level = 30\n"
@@ -181,7 +182,7 @@ TEST_F(Host, ValuesComeFromRuntimeThenEnvironmentThenConfigThenDefault) {
   EXPECT_EQ(read_back(*host, "level"), "20");
 }
 
-TEST_F(Host, BadValueFromEnvironmentOrConfigRefusesTheLoad) {
+TEST_F(ExtHost, BadValueFromEnvironmentOrConfigRefusesTheLoad) {
   env["DYNAMOS_EVERY_BUDGET"] = "2G";
   make_host();
   auto r = host->load(EXT_EVERY);
@@ -200,14 +201,14 @@ TEST_F(Host, BadValueFromEnvironmentOrConfigRefusesTheLoad) {
   EXPECT_TRUE(host->list().empty());
 }
 
-TEST_F(Host, MalformedConfigFileIsReportedWhenTheHostIsCreated) {
+TEST_F(ExtHost, MalformedConfigFileIsReportedWhenTheHostIsCreated) {
   write_config("every.level 30\n");
   auto h = ExtensionHost::create(options());
   ASSERT_FALSE(h);
   EXPECT_NE(h.error().message().find(config_path + ":1"), std::string::npos) << h.error().message();
 }
 
-TEST_F(Host, WrongAbiIsRefusedWithoutCallingIt) {
+TEST_F(ExtHost, WrongAbiIsRefusedWithoutCallingIt) {
   make_host();
   // Its v1 entry point aborts the process if called.
   auto r = host->load(EXT_WRONGABI);
@@ -220,7 +221,7 @@ TEST_F(Host, WrongAbiIsRefusedWithoutCallingIt) {
   EXPECT_FALSE(mapped(EXT_WRONGABI));
 }
 
-TEST_F(Host, ObjectsThatAreNoExtensionsAreRefused) {
+TEST_F(ExtHost, ObjectsThatAreNoExtensionsAreRefused) {
   make_host();
   auto r = host->load(EXT_NOENTRY);
   ASSERT_FALSE(r);
@@ -254,7 +255,7 @@ TEST_F(Host, ObjectsThatAreNoExtensionsAreRefused) {
   EXPECT_TRUE(host->list().empty());
 }
 
-TEST_F(Host, FailedInitLeavesTheHostAsItWas) {
+TEST_F(ExtHost, FailedInitLeavesTheHostAsItWas) {
   make_host();
   ASSERT_TRUE(host->load(EXT_EVERY));
   auto before = host->list();
@@ -275,7 +276,7 @@ TEST_F(Host, FailedInitLeavesTheHostAsItWas) {
   EXPECT_EQ(read_back(*host, "level"), "10");
 }
 
-TEST_F(Host, SecondLoadOfTheSameExtensionIsRefused) {
+TEST_F(ExtHost, SecondLoadOfTheSameExtensionIsRefused) {
   make_host();
   ASSERT_TRUE(host->load(EXT_EVERY));
   auto r = host->load(EXT_EVERY);
@@ -293,7 +294,7 @@ TEST_F(Host, SecondLoadOfTheSameExtensionIsRefused) {
       << r2.error().message();
 }
 
-TEST_F(Host, SubjectHooksGetTheSubjectAndReport) {
+TEST_F(ExtHost, SubjectHooksGetTheSubjectAndReport) {
   make_host();
   ASSERT_TRUE(host->load(EXT_EVERY));
   Subject job;
@@ -314,7 +315,7 @@ TEST_F(Host, SubjectHooksGetTheSubjectAndReport) {
       << failing.error().message();
 }
 
-TEST_F(Host, UnloadRemovesTheBuildAndStubsAnswerNotLoaded) {
+TEST_F(ExtHost, UnloadRemovesTheBuildAndStubsAnswerNotLoaded) {
   make_host();
   ASSERT_TRUE(host->load(EXT_EVERY));
   ASSERT_TRUE(mapped(EXT_EVERY));
@@ -338,6 +339,36 @@ TEST_F(Host, UnloadRemovesTheBuildAndStubsAnswerNotLoaded) {
   // Loading again works, with fresh defaults.
   ASSERT_TRUE(host->load(EXT_EVERY));
   EXPECT_EQ(read_back(*host, "level"), "10");
+}
+
+TEST_F(ExtHost, ListingAsJson) {
+  make_host();
+  ASSERT_TRUE(host->load(EXT_EVERY));
+  ASSERT_TRUE(host->set("every", "budget", "2M"));
+  std::string json = to_json(*host->info("every"));
+  for (
+      const char* part :
+      {R"({"name":"every","version":"1.0",)", R"("hooks":["tick","call"])",
+       R"({"name":"budget","type":"size","value":"2MiB","default":"64MiB","range":"[4KiB, 1GiB]",)",
+       R"("runtime":true,"source":"runtime","origin":"","environment":"DYNAMOS_EVERY_BUDGET",)",
+       R"("choices":["demand","selective","aggressive","adaptive"])"})
+    EXPECT_NE(json.find(part), std::string::npos) << "no " << part << " in " << json;
+  EXPECT_EQ(json.find('\n'), std::string::npos);
+}
+
+TEST_F(ExtHost, RelativePathsAreRelativeToTheWorkingDirectory) {
+  make_host();
+  // dlopen would search the library path for a bare file name; the host must not.
+  const std::filesystem::path every = EXT_EVERY;
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(every.parent_path());
+  auto r = host->load(every.filename().string());
+  std::filesystem::current_path(cwd);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->path, every.string());
+  auto missing = host->load("no_such_extension.so");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::not_found) << missing.error().message();
 }
 
 }  // namespace

@@ -15,7 +15,7 @@ TunableSpec spec_of(const dynamos_tunable& t) {
   return s ? *s : TunableSpec{};
 }
 
-TEST(Tunables, DurationsParseWithUnits) {
+TEST(ExtTunables, DurationsParseWithUnits) {
   EXPECT_EQ(*parse_duration_ns("250ms"), 250'000'000);
   EXPECT_EQ(*parse_duration_ns("1.5s"), 1'500'000'000);
   EXPECT_EQ(*parse_duration_ns("2min"), 120'000'000'000);
@@ -30,7 +30,7 @@ TEST(Tunables, DurationsParseWithUnits) {
   EXPECT_NE(parse_duration_ns("250").error().what.find("needs a unit"), std::string::npos);
 }
 
-TEST(Tunables, SizesParseBinaryAndDecimalUnits) {
+TEST(ExtTunables, SizesParseBinaryAndDecimalUnits) {
   EXPECT_EQ(*parse_size_bytes("4096"), 4096);
   EXPECT_EQ(*parse_size_bytes("512B"), 512);
   EXPECT_EQ(*parse_size_bytes("64K"), 64 * 1024);
@@ -47,7 +47,7 @@ TEST(Tunables, SizesParseBinaryAndDecimalUnits) {
   }
 }
 
-TEST(Tunables, IntegersFloatsBooleans) {
+TEST(ExtTunables, IntegersFloatsBooleans) {
   EXPECT_EQ(*parse_integer("42"), 42);
   EXPECT_EQ(*parse_integer("-7"), -7);
   EXPECT_EQ(*parse_integer("0x40"), 64);
@@ -68,7 +68,7 @@ TEST(Tunables, IntegersFloatsBooleans) {
   EXPECT_FALSE(parse_boolean("maybe"));
 }
 
-TEST(Tunables, FormatRoundTrips) {
+TEST(ExtTunables, FormatRoundTrips) {
   EXPECT_EQ(format_duration_ns(1'500'000'000), "1500ms");
   EXPECT_EQ(format_duration_ns(120'000'000'000), "2min");
   EXPECT_EQ(format_duration_ns(7), "7ns");
@@ -80,7 +80,7 @@ TEST(Tunables, FormatRoundTrips) {
     EXPECT_EQ(*parse_size_bytes(format_size_bytes(b)), b) << format_size_bytes(b);
 }
 
-TEST(Tunables, RangeAndTypeErrorsNameTheRange) {
+TEST(ExtTunables, RangeAndTypeErrorsNameTheRange) {
   auto budget = spec_of({"budget", DYNAMOS_TUNABLE_SIZE, DYNAMOS_TUNABLE_RUNTIME, "64M", "4K", "1G",
                          nullptr, "prefetch budget"});
   auto too_big = budget.parse("2G");
@@ -103,7 +103,7 @@ TEST(Tunables, RangeAndTypeErrorsNameTheRange) {
       << unknown.error().what;
 }
 
-TEST(Tunables, BrokenDescriptorsAreRefused) {
+TEST(ExtTunables, BrokenDescriptorsAreRefused) {
   static const char* const none[] = {nullptr};
   static const char* const twice[] = {"a", "a", nullptr};
   const dynamos_tunable bad[] = {
@@ -124,7 +124,7 @@ TEST(Tunables, BrokenDescriptorsAreRefused) {
   }
 }
 
-TEST(Tunables, ConfigFileSyntax) {
+TEST(ExtTunables, ConfigFileSyntax) {
   auto c = ConfigFile::parse(
       "# comment\n"
       "paging.prefetch_budget = 256M   # trailing comment\n"
@@ -147,7 +147,7 @@ TEST(Tunables, ConfigFileSyntax) {
   EXPECT_FALSE(ConfigFile::load("/nonexistent/dynamos.conf"));
 }
 
-TEST(Tunables, PrecedenceEnvironmentThenConfigThenDefault) {
+TEST(ExtTunables, PrecedenceEnvironmentThenConfigThenDefault) {
   auto level = spec_of({"level", DYNAMOS_TUNABLE_INTEGER, DYNAMOS_TUNABLE_RUNTIME, "10", "0", "100",
                         nullptr, "level"});
   std::map<std::string, std::string> env;

@@ -14,7 +14,7 @@ namespace dynamos::core::testing {
 namespace {
 
 using namespace std::chrono_literals;
-using Upgrade = HostFixture;
+using ExtHostUpgrade = HostFixture;
 
 struct Answer {
   int build = 0;
@@ -92,7 +92,7 @@ std::future<Result<std::string>> start_sleeper(ExtensionHost& host, const char* 
   return f;
 }
 
-TEST_F(Upgrade, KeepsCountingWhileFourThreadsCall) {
+TEST_F(ExtHostUpgrade, KeepsCountingWhileFourThreadsCall) {
   make_host();
   auto loaded = host->load(EXT_COUNTER_V1);
   ASSERT_TRUE(loaded) << loaded.error().message();
@@ -173,7 +173,7 @@ TEST_F(Upgrade, KeepsCountingWhileFourThreadsCall) {
   EXPECT_TRUE(logged("upgrade abandoned")) << log_text();
 }
 
-TEST_F(Upgrade, WaitsForCallsRunningInTheOldBuild) {
+TEST_F(ExtHostUpgrade, WaitsForCallsRunningInTheOldBuild) {
   make_host();
   ASSERT_TRUE(host->load(EXT_COUNTER_V1));
   // A call that stays in build 1 for 300 ms; build 1 must stay mapped until it returns.
@@ -190,7 +190,7 @@ TEST_F(Upgrade, WaitsForCallsRunningInTheOldBuild) {
   EXPECT_EQ(parse(*host->call("counter", "next")).build, 2);
 }
 
-TEST_F(Upgrade, AbandonedWhenTheOldBuildDoesNotDrain) {
+TEST_F(ExtHostUpgrade, AbandonedWhenTheOldBuildDoesNotDrain) {
   auto o = options();
   o.drain_timeout = 100ms;
   make_host(std::move(o));
@@ -221,7 +221,7 @@ TEST_F(Upgrade, AbandonedWhenTheOldBuildDoesNotDrain) {
   EXPECT_EQ(parse(*host->call("counter", "next")).count, 3u);
 }
 
-TEST_F(Upgrade, RefusedForAnotherExtensionOrWhenNotLoaded) {
+TEST_F(ExtHostUpgrade, RefusedForAnotherExtensionOrWhenNotLoaded) {
   make_host();
   ASSERT_TRUE(host->load(EXT_COUNTER_V1));
   auto r = host->upgrade("counter", EXT_EVERY);
@@ -237,7 +237,7 @@ TEST_F(Upgrade, RefusedForAnotherExtensionOrWhenNotLoaded) {
   EXPECT_EQ(parse(*host->call("counter", "next")).count, 2u);
 }
 
-TEST_F(Upgrade, UnloadWhileFourThreadsCall) {
+TEST_F(ExtHostUpgrade, UnloadWhileFourThreadsCall) {
   make_host();
   ASSERT_TRUE(host->load(EXT_COUNTER_V1));
   auto hooks = host->hooks("counter");
@@ -263,7 +263,7 @@ TEST_F(Upgrade, UnloadWhileFourThreadsCall) {
   EXPECT_EQ(reply.bytes, "1 1");
 }
 
-TEST_F(Upgrade, DispatchPointsAreCountedEnginePoints) {
+TEST_F(ExtHostUpgrade, DispatchPointsAreCountedEnginePoints) {
   make_host();
   ASSERT_TRUE(host->load(EXT_COUNTER_V1));
   auto point = host->dispatch_point("counter", Hook::call);
