@@ -128,6 +128,10 @@ Result<PatchPoint> prepare_dispatch(Target& target, NearMemory& near, Address in
 
 Result<VersionId> add_version(Target& target, NearMemory& near, PatchPoint& point, Address code,
                               std::string name, AddressRange range) {
+  // The same code again (a patch applied, reverted and applied again) reuses its
+  // version, so repeated updates do not grow the point or its memory.
+  for (const auto& existing : point.versions)
+    if (existing.code == code && !existing.probe) return existing.id;
   Version v;
   v.id = static_cast<VersionId>(point.versions.size());
   v.name = std::move(name);
@@ -149,6 +153,22 @@ Result<VersionId> add_version(Target& target, NearMemory& near, PatchPoint& poin
   }
   point.versions.push_back(std::move(v));
   return point.versions.back().id;
+}
+
+Result<void> make_counted(Target& target, NearMemory& near, PatchPoint& point) {
+  if (point.counted) return {};
+  std::vector<Version> old = std::move(point.versions);
+  point.versions.clear();
+  point.counted = true;
+  for (const auto& v : old) {
+    auto id = add_version(target, near, point, v.code, v.name, v.range);
+    if (!id) {
+      point.versions = std::move(old);
+      point.counted = false;
+      return std::unexpected(id.error());
+    }
+  }
+  return store_slot(target, point, point.active);
 }
 
 Result<void> install_entry(Target& target, StoppedWorld& world, PatchPoint& point) {

@@ -23,6 +23,7 @@ struct Version {
   AddressRange range;
   Address trampoline = 0;  // counted points: the slot holds this, not `code`
   Address counter = 0;     // counted points: the version's call counter
+  bool probe = false;      // a probe: `counter` is followed by timed calls and ticks
   AddressRange trampoline_range() const { return {trampoline, trampoline ? trampoline + 16 : 0}; }
   Address slot_value() const { return trampoline ? trampoline : code; }
 };
@@ -71,6 +72,11 @@ Result<PatchPoint> prepare_dispatch(Target& target, NearMemory& near, Address in
 // Adds a version (with its counting trampoline when the point is counted).
 Result<VersionId> add_version(Target& target, NearMemory& near, PatchPoint& point, Address code,
                               std::string name, AddressRange range);
+
+// Gives an uncounted point counting trampolines for all its versions, then points
+// the slot at the active version's trampoline. Calls already past the slot finish
+// uncounted.
+Result<void> make_counted(Target& target, NearMemory& near, PatchPoint& point);
 
 // With the world stopped: moves threads out of the bytes the entry jump replaces
 // (into the matching instruction of the clone), then writes the jump.

@@ -39,11 +39,16 @@ int dyn_throws_v2(int x) {
   return x * 2;
 }
 
+// Not tail calls: each keeps its own frame, as a function with work after the call.
 int dyn_backtrace_depth(void** out, int max) {
-  return backtrace(out, max);
+  int n = backtrace(out, max);
+  asm volatile("" : "+r"(n));
+  return n;
 }
 int dyn_backtrace_depth_v2(void** out, int max) {
-  return backtrace(out, max);
+  int n = backtrace(out, max);
+  asm volatile("" : "+r"(n));
+  return n;
 }
 
 void dyn_sleep_inside(int ms) {
