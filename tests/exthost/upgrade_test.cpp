@@ -274,7 +274,7 @@ TEST_F(ExtHostUpgrade, DispatchPointsAreCountedEnginePoints) {
   ASSERT_TRUE(info) << info.error().message();
   EXPECT_TRUE(info->counted);
   const VersionInfo& active = info->versions.at(info->active);
-  EXPECT_EQ(active.name, "counter 1.0");
+  EXPECT_EQ(active.name.rfind("counter ", 0), 0u) << active.name;
   EXPECT_GE(active.calls, 10u);
 }
 
