@@ -1,0 +1,132 @@
+# The kernel demonstrations, one function a scenario, run inside the test VM by
+# init.sh. A scenario returns non-zero after printing "DYNAMOS-FAIL: why".
+M=/modules
+
+fail() { echo "DYNAMOS-FAIL: $*"; return 1; }
+param() { cat "/sys/module/$1/parameters/$2"; }
+# wait_for SECONDS COMMAND...: retries COMMAND every 0.1 s until it succeeds.
+wait_for() {
+  local tries=$(($1 * 10)); shift
+  while ! "$@" 2>/dev/null; do
+    tries=$((tries - 1)); [ "$tries" -gt 0 ] || return 1
+    usleep 100000
+  done
+}
+load() { for m in "$@"; do insmod "$M/$m.ko" || { fail "insmod $m"; return 1; }; done; }
+# The update id from "update N: ..." printed by dynamos kernel switch.
+update_id() { echo "$1" | sed -n 's/^update \([0-9]*\):.*/\1/p'; }
+held_some() { [ "$(param dk_ab held_calls)" -ge 1 ]; }
+# ns per getppid() call, as measured by dk_stress (which fails on a wrong answer).
+bench() { local o; o=$(dk_stress bench "$1") || { echo "$o" >&2; return 1; }; echo "$o" | sed -n 's/^ns_per_call=\([0-9.]*\) .*/\1/p'; }
+
+# A security fix applied live to a faulty function while two kernel threads call it.
+scenario_fix() {
+  load dynamos_kernel dk_target || return 1
+  sleep 1
+  leaks=$(param dk_target leaks)
+  [ "$leaks" -gt 0 ] || { fail "the faulty dk_target_read_slot leaked nothing before the fix"; return 1; }
+  load dk_fix || return 1
+  out=$(dynamos kernel switch dk_target_read_slot fixed) || { fail "switch to fixed: $out"; return 1; }
+  echo "$out"; id=$(update_id "$out")
+  usleep 300000 # calls begun before the switch finish in the faulty version (drain)
+  l1=$(param dk_target leaks); c1=$(param dk_target slot_calls)
+  sleep 2
+  l2=$(param dk_target leaks); c2=$(param dk_target slot_calls)
+  echo "DYNAMOS-FIGURE fix: leaks before=$leaks at-switch=$l1 after-2s=$l2 calls-in-2s=$((c2 - c1))"
+  [ "$l2" -eq "$l1" ] || { fail "the secret leaked after the fix: $l1 -> $l2"; return 1; }
+  [ $((c2 - c1)) -gt 1000 ] || { fail "callers stalled under the fix: $((c2 - c1)) calls in 2 s"; return 1; }
+  dynamos kernel status | grep -q "version dk_target_read_slot fixed module=dk_fix state=installed" ||
+    { fail "status does not show the fix installed"; dynamos kernel status; return 1; }
+  rmmod dk_fix 2>/dev/null && { fail "dk_fix unloaded while its version is installed"; return 1; }
+  dynamos kernel revert "$id" || { fail "revert $id"; return 1; }
+  sleep 1
+  l3=$(param dk_target leaks)
+  [ "$l3" -gt "$l2" ] || { fail "after revert the original (faulty) version does not run"; return 1; }
+  wait_for 10 rmmod dk_fix || { fail "dk_fix cannot be unloaded after revert and drain"; return 1; }
+  rmmod dk_target && rmmod dynamos_kernel
+}
+
+# 100,000 switches between two versions while two kernel threads call the function.
+scenario_switch() {
+  load dynamos_kernel dk_target dk_ab || return 1
+  c0=$(param dk_target compute_calls)
+  dk_stress switch dk_target_compute vA vB 50000 || { fail "dk_stress switch"; return 1; }
+  c1=$(param dk_target compute_calls)
+  bad=$(param dk_target invalid); t0=$(param dk_target tag0); t1=$(param dk_target tag1); t2=$(param dk_target tag2)
+  echo "DYNAMOS-FIGURE switch: calls=$((c1 - c0)) original=$t0 vA=$t1 vB=$t2 invalid=$bad"
+  [ "$bad" -eq 0 ] || { fail "$bad calls answered by no valid version"; return 1; }
+  [ "$t1" -gt 0 ] && [ "$t2" -gt 0 ] || { fail "calls did not reach both versions (vA=$t1 vB=$t2)"; return 1; }
+  dynamos kernel status | grep -q "^update" && { fail "updates left after the stress"; dynamos kernel status; return 1; }
+  wait_for 10 rmmod dk_ab || { fail "dk_ab cannot be unloaded after the stress"; return 1; }
+  rmmod dk_target && rmmod dynamos_kernel
+}
+
+# Performance monitoring injected into vfs_read and the openat path, read back.
+scenario_probe() {
+  load dynamos_kernel || return 1
+  (while :; do cat /proc/version >/dev/null; done) &
+  load_pid=$!
+  out=$(dynamos kernel probe vfs_read do_sys_openat2 --seconds 2)
+  status=$?
+  kill "$load_pid"; wait "$load_pid" 2>/dev/null
+  echo "$out"
+  [ "$status" -eq 0 ] || { fail "dynamos kernel probe exited $status"; return 1; }
+  for f in vfs_read do_sys_openat2; do
+    calls=$(echo "$out" | awk -v f="$f" '$1 == f { print $2 }')
+    avg=$(echo "$out" | awk -v f="$f" '$1 == f { print $4 }')
+    echo "DYNAMOS-FIGURE probe: $f calls=$calls avg_ns=$avg"
+    [ -n "$calls" ] && [ "$calls" -gt 100 ] || { fail "probe $f counted ${calls:-nothing}"; return 1; }
+  done
+  dynamos kernel status | grep -q "^probe" && { fail "probes left behind"; return 1; }
+  dynamos kernel probe no_such_function_xyz --seconds 1 2>/dev/null && { fail "probing a missing function succeeded"; return 1; }
+  rmmod dynamos_kernel
+}
+
+# An update module cannot be unloaded while its version is in use.
+scenario_unload() {
+  load dynamos_kernel dk_target dk_ab || return 1
+  echo 1 >/sys/module/dk_ab/parameters/hold
+  out=$(dynamos kernel switch dk_target_wait hold) || { fail "switch to hold: $out"; return 1; }
+  echo "$out"; id=$(update_id "$out")
+  wait_for 5 held_some ||
+    { fail "no call entered the holding version"; return 1; }
+  rmmod dk_ab 2>/dev/null && { fail "dk_ab unloaded while its version is installed"; return 1; }
+  dynamos kernel revert "$id" || { fail "revert $id"; return 1; }
+  sleep 1
+  dynamos kernel status
+  dynamos kernel status | grep -q "version dk_target_wait hold module=dk_ab state=draining calls=1 inflight=1" ||
+    { fail "status does not show one activation still inside the reverted version"; return 1; }
+  rmmod dk_ab 2>/dev/null && { fail "dk_ab unloaded while an activation is inside its version"; return 1; }
+  w1=$(param dk_target wait_calls)
+  echo 0 >/sys/module/dk_ab/parameters/hold
+  wait_for 10 rmmod dk_ab || { fail "dk_ab cannot be unloaded once drained"; return 1; }
+  sleep 1
+  w2=$(param dk_target wait_calls)
+  [ "$w2" -gt "$w1" ] || { fail "the waiting thread did not resume"; return 1; }
+  echo "DYNAMOS-FIGURE unload: refused twice (installed, in use), unloaded after drain"
+  rmmod dk_target && rmmod dynamos_kernel
+}
+
+# What a redirect costs: getppid() with its handler redirected to an identical copy.
+scenario_overhead() {
+  load dynamos_kernel dk_bench || return 1
+  n=200000; base=0; redir=0
+  dk_stress bench 20000 >/dev/null # warm up
+  for round in 1 2 3; do
+    b=$(bench $n) || { fail "bench original"; return 1; }
+    out=$(dynamos kernel switch __x64_sys_getppid copy) || { fail "switch getppid: $out"; return 1; }
+    r=$(bench $n) || { fail "bench redirected"; return 1; }
+    calls=$(dynamos kernel status | sed -n 's/^version __x64_sys_getppid copy .*calls=\([0-9]*\).*/\1/p')
+    dynamos kernel revert "$(update_id "$out")" || { fail "revert"; return 1; }
+    echo "round $round: original ${b}ns redirected ${r}ns, copy calls so far $calls"
+    [ "$calls" -ge $((round * n)) ] || { fail "the copy was not reached ($calls calls)"; return 1; }
+    base="$base $b"; redir="$redir $r"
+  done
+  echo "$base|$redir" | awk -F'|' '{
+    split($1, b, " "); split($2, r, " "); sb = sr = 0
+    for (i = 2; i <= 4; i++) { sb += b[i]; sr += r[i] }
+    sb /= 3; sr /= 3
+    printf "DYNAMOS-FIGURE overhead: getppid original=%.1fns redirected=%.1fns ratio=%.3f (+%.1f%%) TCG, indicative only\n", sb, sr, sr / sb, (sr / sb - 1) * 100 }'
+  wait_for 10 rmmod dk_bench || { fail "dk_bench cannot be unloaded"; return 1; }
+  rmmod dynamos_kernel
+}
