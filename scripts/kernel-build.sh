@@ -3,6 +3,7 @@
 # companion test modules (tests/kernel/modules), the dk_stress helper, and an
 # initramfs with busybox, those, the dynamos CLI and its shared libraries.
 #   scripts/kernel-build.sh OUT_DIR PATH_TO_DYNAMOS_CLI
+#   scripts/kernel-build.sh OUT_DIR --engine-only     just OUT_DIR/engine/dynamos_kernel.ko
 # Writes OUT_DIR/initramfs.cpio.gz and OUT_DIR/kernel.env (the kernel to boot).
 set -euo pipefail
 
@@ -23,6 +24,10 @@ cp "$root"/tests/kernel/modules/{*.c,Kbuild} "$out/testmods/"
 jobs="${DK_JOBS:-2}"
 make -s -j"$jobs" -C "$DK_KHEADERS" M="$out/engine" modules 2>&1 | grep -v "Skipping BTF" || true
 [[ -f "$out/engine/dynamos_kernel.ko" ]] || { echo "kernel-build: engine module did not build" >&2; exit 1; }
+if [[ "$cli" == "--engine-only" ]]; then
+  echo "kernel-build: $out/engine/dynamos_kernel.ko for $DK_KVER"
+  exit 0
+fi
 make -s -j"$jobs" -C "$DK_KHEADERS" M="$out/testmods" DYNAMOS_ENGINE_DIR="$out/engine" \
   KBUILD_EXTRA_SYMBOLS="$out/engine/Module.symvers" modules 2>&1 | grep -v "Skipping BTF" || true
 for m in dk_target dk_fix dk_ab dk_bench; do

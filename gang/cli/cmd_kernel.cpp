@@ -73,18 +73,25 @@ class KernelControl {
 
   static Errc errc_of(int err) {
     switch (err) {
-      case ENOENT: return Errc::not_found;
-      case EBUSY: return Errc::busy;
-      case EINVAL: return Errc::invalid_argument;
-      case EALREADY: return Errc::state;
+      case ENOENT:
+        return Errc::not_found;
+      case EBUSY:
+        return Errc::busy;
+      case EINVAL:
+        return Errc::invalid_argument;
+      case EALREADY:
+        return Errc::state;
       case EPERM:
-      case EACCES: return Errc::not_permitted;
-      default: return Errc::system;
+      case EACCES:
+        return Errc::not_permitted;
+      default:
+        return Errc::system;
     }
   }
 
   static std::string trim(std::string s) {
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+      s.pop_back();
     return s;
   }
 
@@ -200,7 +207,8 @@ int run_kernel(std::span<const std::string> args) {
     if (words.empty() || words.size() % 2)
       return dynamos::cli::error(cmd, "switch needs FUNC VERSION pairs", 2);
     std::string line = "switch";
-    for (const auto& w : words) line += " " + w;
+    for (const auto& w : words)
+      line += " " + w;
     auto reply = control->run(line);
     if (!reply) return dynamos::cli::error(cmd, "switch: " + reply.error().message());
     auto at = reply->find("update=");
@@ -215,7 +223,8 @@ int run_kernel(std::span<const std::string> args) {
   if (sub == "revert") {
     if (words.size() != 1) return dynamos::cli::error(cmd, "revert needs one update ID", 2);
     auto reply = control->run("revert " + words[0]);
-    if (!reply) return dynamos::cli::error(cmd, "revert " + words[0] + ": " + reply.error().message());
+    if (!reply)
+      return dynamos::cli::error(cmd, "revert " + words[0] + ": " + reply.error().message());
     std::cout << "update " << words[0] << " reverted\n";
     return 0;
   }

@@ -58,7 +58,7 @@ static int stress(const char *func, const char *va, const char *vb, long pairs) 
   }
   snprintf(cmd, sizeof cmd, "revert %ld", base);
   if (command(cmd)) return 1;
-  printf("switches=%ld seconds=%.2f\n", 2 * pairs + 2, now() - t0);
+  printf("DYNAMOS-FIGURE switch: switches=%ld seconds=%.2f\n", 2 * pairs + 2, now() - t0);
   return 0;
 }
 
