@@ -193,6 +193,15 @@ int run_kernel(std::span<const std::string> args) {
   const std::string sub = words[0];
   words.erase(words.begin());
 
+  // Usage errors are reported before the device is touched.
+  bool usage_ok = (sub == "status" && words.empty()) ||
+                  (sub == "switch" && !words.empty() && words.size() % 2 == 0) ||
+                  (sub == "revert" && words.size() == 1) || (sub == "probe" && !words.empty());
+  if (!usage_ok) {
+    if (sub != "status" && sub != "switch" && sub != "revert" && sub != "probe")
+      return dynamos::cli::error(cmd, "unknown subcommand '" + sub + "' (try --help)", 2);
+    return dynamos::cli::error(cmd, sub + ": wrong arguments (try --help)", 2);
+  }
   auto control = KernelControl::open(vm["device"].as<std::string>());
   if (!control) return dynamos::cli::error(cmd, control.error().message());
 
