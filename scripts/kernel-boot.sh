@@ -16,8 +16,15 @@ log="$out/logs/$scenario.log"
 
 start=$(date +%s)
 # panic=-1 and -no-reboot: a panic ends qemu at once instead of hanging until the timeout.
+# thread=single: both vCPUs on one host thread. With multi-threaded TCG a vCPU
+# sometimes kept running a stale translation of an int3 that ftrace had already
+# replaced by a call (text_poke_bp on another vCPU); the kernel's int3 handler then
+# sees no int3 in memory and restarts the instruction, forever (observed 2 in ~20
+# boots, both CPUs looping at the patched function's entry). Real CPUs are
+# serialised by ftrace's IPIs; one host thread gives the same guarantee here, and
+# leaves the second host core to the rest of CI.
 timeout --kill-after=5 "$limit" qemu-system-x86_64 \
-  -machine q35 -accel tcg -cpu max -smp 2 -m 768 \
+  -machine q35 -accel tcg,thread=single -cpu max -smp 2 -m 768 \
   -nographic -no-reboot -display none -monitor none -serial stdio \
   -kernel "$DK_VMLINUZ" -initrd "$out/initramfs.cpio.gz" \
   -append "console=ttyS0 panic=-1 oops=panic loglevel=5 dk.scenario=$scenario ${DK_APPEND:-}" \

@@ -26,6 +26,7 @@
 #define DK_CMD_SIZE 1024
 
 struct dk_session {
+	struct mutex lock; /* one command and its reply at a time per descriptor */
 	char *buf;
 	size_t len;
 	bool has_reply;
@@ -164,6 +165,7 @@ static int dk_open(struct inode *inode, struct file *file)
 		kfree(s);
 		return -ENOMEM;
 	}
+	mutex_init(&s->lock);
 	file->private_data = s;
 	return 0;
 }
@@ -180,14 +182,18 @@ static int dk_release(struct inode *inode, struct file *file)
 static ssize_t dk_read(struct file *file, char __user *ubuf, size_t count, loff_t *ppos)
 {
 	struct dk_session *s = file->private_data;
+	ssize_t n;
 
+	mutex_lock(&s->lock);
 	if (!s->has_reply && *ppos == 0) {
 		s->len = 0;
 		mutex_lock(&dk_lock);
 		dk_status(s->buf, DK_REPLY_SIZE, &s->len);
 		mutex_unlock(&dk_lock);
 	}
-	return simple_read_from_buffer(ubuf, count, ppos, s->buf, s->len);
+	n = simple_read_from_buffer(ubuf, count, ppos, s->buf, s->len);
+	mutex_unlock(&s->lock);
+	return n;
 }
 
 static ssize_t dk_write(struct file *file, const char __user *ubuf, size_t count, loff_t *ppos)
@@ -201,6 +207,7 @@ static ssize_t dk_write(struct file *file, const char __user *ubuf, size_t count
 	if (copy_from_user(line, ubuf, count))
 		return -EFAULT;
 	line[count] = '\0';
+	mutex_lock(&s->lock);
 	s->buf[0] = '\0';
 	mutex_lock(&dk_lock);
 	err = dk_execute(line, s->buf, DK_REPLY_SIZE);
@@ -208,6 +215,7 @@ static ssize_t dk_write(struct file *file, const char __user *ubuf, size_t count
 	s->len = strnlen(s->buf, DK_REPLY_SIZE);
 	s->has_reply = true;
 	*ppos = 0; /* the reply is read from its start */
+	mutex_unlock(&s->lock);
 	return err ? err : count;
 }
 

@@ -124,9 +124,10 @@ int dk_func_hijack(struct dk_func *pf)
 	return 0;
 }
 
+/* Release: a handler that sees v sees it fully set up (its impl, its counters). */
 void dk_func_set_slot(struct dk_func *pf, struct dk_version *v)
 {
-	WRITE_ONCE(pf->slot, v);
+	smp_store_release(&pf->slot, v);
 }
 
 static void dk_func_unhijack(struct dk_func *pf)
