@@ -69,9 +69,9 @@ struct Engine::State {
       FunctionTarget fn{sym->address, sym->size, sym->name};
       if (sym->ifunc) {
         // The symbol is a resolver; the dynamic linker knows what it chose.
-        void* chosen = dlsym(RTLD_DEFAULT, std::string(name).c_str());
-        if (!chosen) return fail(Errc::not_found, "cannot resolve the IFUNC " + std::string(name));
-        fn.entry = reinterpret_cast<Address>(chosen);
+        auto chosen = target->runtime_address(name);
+        if (!chosen) return std::unexpected(chosen.error());
+        fn.entry = *chosen;
         auto impl = (*s)->containing(fn.entry);
         fn.size = impl && impl->address == fn.entry ? impl->size : 0;
       }

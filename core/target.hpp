@@ -87,6 +87,9 @@ class Target {
   // True when every update must stop the world (remote: slot stores and the state
   // commit are written together while the threads are stopped).
   virtual bool always_stop() const { return false; }
+
+  // What the dynamic linker resolves `name` to in the target (an IFUNC's choice).
+  virtual Result<Address> runtime_address(std::string_view name) = 0;
 };
 
 // The calling process.
