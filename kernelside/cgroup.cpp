@@ -557,6 +557,12 @@ Result<MemoryEvents> Group::memory_events() const {
     ev.limit_hits = kv->contains("max") ? kv->at("max") : 0;
     ev.oom_kills = kv->contains("oom_kill") ? kv->at("oom_kill") : 0;
     ev.high = kv->contains("high") ? kv->at("high") : 0;
+    std::string peak = dir(Controller::memory) + "/memory.peak";
+    if (path_exists(peak)) {
+      auto v = read_u64(peak);
+      if (!v) return std::unexpected(v.error());
+      ev.peak = *v;
+    }
     return ev;
   }
   auto failcnt = file(Controller::memory, "memory.failcnt", nullptr);
@@ -564,6 +570,16 @@ Result<MemoryEvents> Group::memory_events() const {
   auto hits = read_u64(*failcnt);
   if (!hits) return std::unexpected(hits.error());
   ev.limit_hits = *hits;
+  // With a memory+swap limit, hitting it counts in memsw.failcnt instead.
+  std::string memsw = dir(Controller::memory) + "/memory.memsw.failcnt";
+  if (path_exists(memsw)) {
+    auto sw = read_u64(memsw);
+    if (!sw) return std::unexpected(sw.error());
+    ev.limit_hits += *sw;
+  }
+  auto peak = read_u64(dir(Controller::memory) + "/memory.max_usage_in_bytes");
+  if (!peak) return std::unexpected(peak.error());
+  ev.peak = *peak;
   std::string oom = dir(Controller::memory) + "/memory.oom_control";
   auto text = read_text(oom);
   if (!text) return std::unexpected(text.error());

@@ -106,9 +106,12 @@ class Layout {
 Result<std::string> process_cgroup(const Layout& layout, pid_t pid, Controller c);
 
 struct MemoryEvents {
-  uint64_t limit_hits = 0;  // v2 memory.events max, v1 memory.failcnt
-  uint64_t oom_kills = 0;   // v2 memory.events oom_kill, v1 memory.oom_control oom_kill
-  uint64_t high = 0;        // v2 only
+  // v2 memory.events max; v1 memory.failcnt + memory.memsw.failcnt (which some kernels,
+  // this machine's 6.18 among them, no longer count: prefer oom_kills and peak).
+  uint64_t limit_hits = 0;
+  uint64_t oom_kills = 0;  // v2 memory.events oom_kill, v1 memory.oom_control oom_kill
+  uint64_t high = 0;       // v2 only
+  uint64_t peak = 0;       // highest usage: v2 memory.peak (5.19+, else 0), v1 max_usage_in_bytes
 };
 
 enum class ReclaimMethod {
