@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "kernelside/fs.hpp"
+#include "kernelside/memory.hpp"
 
 namespace dynamos::kernelside {
 
@@ -608,22 +609,31 @@ Result<ReclaimReport> Group::reclaim(uint64_t bytes) {
     auto old_limit = read_u64(*f);
     if (!old_limit) return std::unexpected(old_limit.error());
     // Lower the limit in steps towards usage - bytes; the kernel reclaims to meet each
-    // step and answers EBUSY (leaving the limit as it was) when it cannot.
+    // step and answers EBUSY (leaving the limit as it was) when a reclaim pass frees
+    // nothing, which happens now and then with freshly referenced pages: retry with
+    // smaller steps a few times before giving up.
     const uint64_t page = 4096;
     uint64_t target = *before > bytes ? (*before - bytes) / page * page : 0;
     target = std::max<uint64_t>(target, 1 << 20);
-    uint64_t step = std::max<uint64_t>(bytes / 8 / page * page, 4 << 20);
-    uint64_t limit = *before / page * page;
+    uint64_t step = std::max<uint64_t>(bytes / 8 / page * page, 1 << 20);
+    unsigned refusals = 0;
     Result<void> restored;
-    while (limit > target) {
-      uint64_t next = limit > target + step ? limit - step : target;
+    for (;;) {
+      auto current = memory_current();
+      if (!current) {
+        restored = write_text(*f, std::to_string(*old_limit));
+        return std::unexpected(current.error());
+      }
+      if (*current <= target) break;
+      uint64_t next = std::max(target, (*current > step ? *current - step : 0) / page * page);
       auto w = write_text(*f, std::to_string(next));
-      if (!w) {
-        if (w.error().sys_errno == EBUSY) break;
+      if (w) continue;
+      if (w.error().sys_errno != EBUSY) {
         restored = write_text(*f, std::to_string(*old_limit));
         return std::unexpected(w.error());
       }
-      limit = next;
+      if (++refusals > 8 || step <= 256 * 1024) break;
+      step /= 2;
     }
     restored = write_text(*f, std::to_string(*old_limit));
     if (!restored)
@@ -633,6 +643,28 @@ Result<ReclaimReport> Group::reclaim(uint64_t bytes) {
   auto after = memory_current();
   if (!after) return std::unexpected(after.error());
   report.after = *after;
+  // v1, and the kernel would not reclaim enough: page out the group's processes'
+  // anonymous memory directly for the rest.
+  if (report.method == ReclaimMethod::limit_squeeze && report.reclaimed() < bytes * 3 / 4) {
+    uint64_t rest = bytes - report.reclaimed();
+    auto pids = this->pids();
+    if (!pids) return std::unexpected(pids.error());
+    for (pid_t pid : *pids) {
+      if (rest == 0) break;
+      auto mem = ProcessMemory::open(pid);
+      if (!mem) continue;  // exited meanwhile
+      auto r = mem->advise_anonymous(Advice::pageout, rest);
+      if (!r) {
+        if (r.error().code == Errc::not_found) continue;
+        return std::unexpected(with_context(r.error(), "reclaim from cgroup " + path_));
+      }
+      report.pageout_bytes += r->bytes;
+      rest -= std::min(rest, r->bytes);
+    }
+    after = memory_current();
+    if (!after) return std::unexpected(after.error());
+    report.after = *after;
+  }
   return report;
 }
 

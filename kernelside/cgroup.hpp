@@ -124,6 +124,9 @@ struct ReclaimReport {
   ReclaimMethod method;
   uint64_t before = 0;  // usage before, bytes
   uint64_t after = 0;   // usage after, bytes
+  // v1 only: bytes paged out with process_madvise(MADV_PAGEOUT) over the group's
+  // processes' anonymous memory, when the limit squeeze fell short.
+  uint64_t pageout_bytes = 0;
   uint64_t reclaimed() const { return before > after ? before - after : 0; }
 };
 
@@ -210,7 +213,11 @@ class Group {
   Result<MemoryEvents> memory_events() const;
   // Proactive reclaim of about `bytes` from the group. v2: memory.reclaim. v1: the limit
   // is lowered step by step to usage - bytes (the kernel reclaims to meet it, and refuses
-  // with EBUSY rather than OOM-killing when it cannot), then restored.
+  // with EBUSY rather than OOM-killing when it cannot), then restored; if that frees less
+  // than 3/4 of bytes, the rest is paged out of the group's processes' anonymous memory
+  // with MADV_PAGEOUT (lowest addresses first, not coldest first). While the limit is
+  // lowered, a process allocating in the group is held to it: freeze the group first
+  // when that matters.
   Result<ReclaimReport> reclaim(uint64_t bytes);
 
   // CPU time used by the group's tasks since creation, in nanoseconds.

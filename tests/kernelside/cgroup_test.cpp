@@ -52,7 +52,7 @@ const auto* const kSweep = ::testing::AddGlobalTestEnvironment(new StaleSweep);
 
 }  // namespace
 
-TEST(Cgroup, TreeWithUniqueNameIsCreatedAndAlwaysRemoved) {
+TEST(KernelsideCgroup, TreeWithUniqueNameIsCreatedAndAlwaysRemoved) {
   KERNELSIDE_REQUIRE_ROOT();
   auto layout = layout_or_die();
   std::printf("layout: %s\n", layout.describe().c_str());
@@ -117,7 +117,7 @@ TEST(Cgroup, TreeWithUniqueNameIsCreatedAndAlwaysRemoved) {
 
 // Freeze and thaw through every freezer the host has (v1 freezer.state and v2
 // cgroup.freeze on this hybrid machine): a child's progress counter stops and resumes.
-TEST(Cgroup, FreezeStopsAndThawResumesAChild) {
+TEST(KernelsideCgroup, FreezeStopsAndThawResumesAChild) {
   KERNELSIDE_REQUIRE_ROOT();
   auto detected = layout_or_die();
   std::vector<std::pair<std::string, ks::Layout>> layouts;
@@ -153,7 +153,7 @@ TEST(Cgroup, FreezeStopsAndThawResumesAChild) {
 
 // Two busy processes on one CPU, one in a cpu.idle group: the other gets >= 95% of
 // what the two use. The same with SCHED_IDLE set on every thread instead of a group.
-TEST(Cgroup, IdleClassLeavesTheCpuToTheOther) {
+TEST(KernelsideCgroup, IdleClassLeavesTheCpuToTheOther) {
   KERNELSIDE_REQUIRE_ROOT();
   auto layout = layout_or_die();
   const std::string cpu = last_cpu();
@@ -215,7 +215,7 @@ TEST(Cgroup, IdleClassLeavesTheCpuToTheOther) {
 
 // A child that allocates past its group's memory limit (no swap allowed) is OOM-killed;
 // one that stays below it is not.
-TEST(Cgroup, MemoryLimitIsEnforced) {
+TEST(KernelsideCgroup, MemoryLimitIsEnforced) {
   KERNELSIDE_REQUIRE_ROOT();
   auto layout = layout_or_die();
   constexpr uint64_t kMiB = 1 << 20;

@@ -89,7 +89,7 @@ uint64_t majflt(pid_t pid) {
 
 }  // namespace
 
-TEST(Memory, PageOutAndBackOfA256MiBRegion) {
+TEST(KernelsideMemory, PageOutAndBackOfA256MiBRegion) {
   KERNELSIDE_REQUIRE_ROOT();
   SwapGuard swap;
   ASSERT_TRUE(swap.ok()) << "could not set up swap: " << swap.output();
@@ -168,11 +168,12 @@ TEST(Memory, PageOutAndBackOfA256MiBRegion) {
       "page-in   (demand faults, 64 MiB):        %7.0f MiB/s (%llu major faults)\n"
       "page-in   (MADV_WILLNEED, 192 MiB):       %7.0f MiB/s, then touching it %7.0f MiB/s (%llu "
       "major faults)\n"
-      "reclaim   (%s, asked 64 MiB): %llu MiB\n",
+      "reclaim   (%s, asked 64 MiB): %llu MiB (%llu MiB of it by MADV_PAGEOUT)\n",
       mib_per_s(kRegion, pageout_time),
       std::chrono::duration<double, std::milli>(pageout_time).count(),
       mib_per_s(demand, demand_time), static_cast<unsigned long long>(demand_faults),
       mib_per_s(rest.length, willneed_time), mib_per_s(rest.length, after_willneed_time),
       static_cast<unsigned long long>(willneed_faults), ks::reclaim_method_name(reclaim.method),
-      static_cast<unsigned long long>(reclaim.reclaimed() / kMiB));
+      static_cast<unsigned long long>(reclaim.reclaimed() / kMiB),
+      static_cast<unsigned long long>(reclaim.pageout_bytes / kMiB));
 }

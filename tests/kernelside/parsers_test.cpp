@@ -22,7 +22,7 @@ constexpr const char* kHybridMountinfo =
     "36 30 0:32 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n"
     "37 30 0:33 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
 
-TEST(CgroupLayout, HybridServesV1ControllersFromV1AndKeepsV2ForCoreFeatures) {
+TEST(KernelsideCgroupLayout, HybridServesV1ControllersFromV1AndKeepsV2ForCoreFeatures) {
   auto layout = ks::Layout::parse(kHybridMountinfo, "");
   ASSERT_TRUE(layout) << layout.error().message();
   EXPECT_EQ(layout->kind(), ks::Layout::Kind::hybrid);
@@ -39,7 +39,7 @@ TEST(CgroupLayout, HybridServesV1ControllersFromV1AndKeepsV2ForCoreFeatures) {
       << "v2 root offers no memory controller";
 }
 
-TEST(CgroupLayout, PureV2WithControllers) {
+TEST(KernelsideCgroupLayout, PureV2WithControllers) {
   auto layout =
       ks::Layout::parse("29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n",
                         "cpuset cpu io memory hugetlb pids rdma misc\n");
@@ -50,7 +50,7 @@ TEST(CgroupLayout, PureV2WithControllers) {
     EXPECT_EQ(layout->serving(c), ks::CgroupVersion::v2) << ks::controller_name(c);
 }
 
-TEST(CgroupLayout, EscapedMountPointAndCoMountedControllers) {
+TEST(KernelsideCgroupLayout, EscapedMountPointAndCoMountedControllers) {
   auto layout =
       ks::Layout::parse("40 30 0:40 / /cg/cpu\\040acct rw - cgroup cgroup rw,cpu,cpuacct\n", "");
   ASSERT_TRUE(layout) << layout.error().message();
@@ -60,7 +60,7 @@ TEST(CgroupLayout, EscapedMountPointAndCoMountedControllers) {
       << "no cgroup at all";
 }
 
-TEST(Fs, NumbersAndKeyedFiles) {
+TEST(KernelsideFs, NumbersAndKeyedFiles) {
   EXPECT_EQ(ks::parse_u64(" 42\n").value(), 42u);
   EXPECT_EQ(ks::parse_u64("max").value(), UINT64_MAX);
   EXPECT_FALSE(ks::parse_u64("12abc"));
@@ -78,7 +78,7 @@ TEST(Fs, NumbersAndKeyedFiles) {
   EXPECT_EQ(mi->at("HugePages_Total"), 0u);
 }
 
-TEST(Pressure, ParsesSomeAndFull) {
+TEST(KernelsidePressure, ParsesSomeAndFull) {
   auto p = ks::parse_pressure(
       "some avg10=0.36 avg60=0.15 avg300=0.42 total=3572445\n"
       "full avg10=1.00 avg60=0.00 avg300=0.00 total=7\n");
@@ -95,7 +95,7 @@ TEST(Pressure, ParsesSomeAndFull) {
   EXPECT_FALSE(ks::parse_pressure(""));
 }
 
-TEST(Procfs, Maps) {
+TEST(KernelsideProcfs, Maps) {
   auto maps = ks::parse_maps(
       "55d0c0a00000-55d0c0a21000 rw-p 00000000 00:00 0                          [heap]\n"
       "7f1c00000000-7f1c10000000 rw-p 00000000 00:00 0 \n"
@@ -121,7 +121,7 @@ TEST(Procfs, Maps) {
   EXPECT_FALSE(ks::parse_maps("not a maps line\n"));
 }
 
-TEST(Procfs, Smaps) {
+TEST(KernelsideProcfs, Smaps) {
   auto entries = ks::parse_smaps(
       "7f1c00000000-7f1c10000000 rw-p 00000000 00:00 0 \n"
       "Size:             262144 kB\n"
@@ -142,7 +142,7 @@ TEST(Procfs, Smaps) {
   EXPECT_EQ((*entries)[1].mapping.path, "[stack]");
 }
 
-TEST(Procfs, StatWithAwkwardComm) {
+TEST(KernelsideProcfs, StatWithAwkwardComm) {
   std::string line =
       "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 1500 0 27 0 250 30 0 0 20 0 3 0 123456 "
       "270336000 65536 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 "
@@ -162,7 +162,7 @@ TEST(Procfs, StatWithAwkwardComm) {
   EXPECT_FALSE(ks::parse_stat("4242 (short) S 1 2 3\n"));
 }
 
-TEST(Procfs, SystemCpuAndSwaps) {
+TEST(KernelsideProcfs, SystemCpuAndSwaps) {
   auto c = ks::parse_system_cpu("cpu  100 5 50 1000 10 1 2 3 0 0\ncpu0 50 2 25 500 5 0 1 1 0 0\n");
   ASSERT_TRUE(c) << c.error().message();
   long hz = sysconf(_SC_CLK_TCK);
@@ -178,7 +178,7 @@ TEST(Procfs, SystemCpuAndSwaps) {
   EXPECT_TRUE(ks::parse_swaps("Filename Type Size Used Priority\n")->empty());
 }
 
-TEST(Memory, PagemapRunsAndByteBudgets) {
+TEST(KernelsideMemory, PagemapRunsAndByteBudgets) {
   const size_t page = ks::page_size();
   std::vector<ks::PageEntry> e(6);
   e[0].raw = uint64_t{1} << 63;  // present
@@ -203,7 +203,7 @@ TEST(Memory, PagemapRunsAndByteBudgets) {
   EXPECT_EQ(ks::total_bytes(cut), 5 * page);
 }
 
-TEST(Topology, CpuLists) {
+TEST(KernelsideTopology, CpuLists) {
   EXPECT_EQ(ks::parse_cpu_list("0-3,6").value(), (std::vector<unsigned>{0, 1, 2, 3, 6}));
   EXPECT_EQ(ks::parse_cpu_list("5\n").value(), (std::vector<unsigned>{5}));
   EXPECT_TRUE(ks::parse_cpu_list("").value().empty());
@@ -220,7 +220,7 @@ TEST(Topology, CpuLists) {
   EXPECT_FALSE(t.split_cores(6));
 }
 
-TEST(Topology, ReadsThisMachine) {
+TEST(KernelsideTopology, ReadsThisMachine) {
   // hwloc reads /sys and /proc: no root needed.
   auto t = ks::read_topology();
   ASSERT_TRUE(t) << t.error().message();

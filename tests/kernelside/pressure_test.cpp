@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <optional>
 #include <thread>
 
 #include "kernelside/pressure.hpp"
@@ -14,7 +15,7 @@ namespace ks = dynamos::kernelside;
 using namespace ks::test;
 using namespace std::chrono_literals;
 
-TEST(Pressure, CpuPsiAndCpuUsageRiseUnderLoad) {
+TEST(KernelsidePressure, CpuPsiAndCpuUsageRiseUnderLoad) {
   KERNELSIDE_REQUIRE_ROOT();
   ASSERT_TRUE(ks::psi_available()) << "PSI is not enabled on this kernel (boot with psi=1)";
   for (auto r : {ks::Resource::cpu, ks::Resource::memory, ks::Resource::io})
@@ -24,6 +25,13 @@ TEST(Pressure, CpuPsiAndCpuUsageRiseUnderLoad) {
       layout, unique_group_name(), {ks::Controller::cpuacct, ks::Controller::cpuset})));
   const std::string cpu = std::to_string(sysconf(_SC_NPROCESSORS_ONLN) - 1);
   ASSERT_OK_VOID(group->set_cpus(cpu));
+
+  // The same processes seen through v2 (cpu.stat, cpu.pressure), where v2 is mounted:
+  // on hybrid hosts a process belongs to a v1 and a v2 group at once.
+  std::optional<ScopedGroup> v2;
+  if (layout.v2_has(ks::Controller::cpuacct))
+    v2.emplace(ASSERT_OK(ks::Group::create(layout.prefer_v2({ks::Controller::cpuacct}),
+                                           unique_group_name(), {ks::Controller::cpuacct})));
 
   // Idle group: no usage.
   auto u0 = ASSERT_OK(group->cpu_usage());
@@ -44,6 +52,14 @@ TEST(Pressure, CpuPsiAndCpuUsageRiseUnderLoad) {
   });
   ASSERT_OK_VOID(group->attach(a.pid()));
   ASSERT_OK_VOID(group->attach(b.pid()));
+  ks::Pressure v2_p0;
+  std::chrono::nanoseconds v2_u0{0};
+  if (v2) {
+    ASSERT_OK_VOID((*v2)->attach(a.pid()));
+    ASSERT_OK_VOID((*v2)->attach(b.pid()));
+    v2_p0 = ASSERT_OK((*v2)->pressure(ks::Resource::cpu));
+    v2_u0 = ASSERT_OK((*v2)->cpu_usage());
+  }
   // Sample every 100 ms, as the cycle-stealing extension does.
   double max_some = 0;
   for (int i = 0; i < 10; ++i) {
@@ -52,6 +68,20 @@ TEST(Pressure, CpuPsiAndCpuUsageRiseUnderLoad) {
     max_some = std::max(max_some, s.some);
   }
   auto used = ASSERT_OK(group->cpu_usage()) - u0;
+  if (v2) {
+    auto v2_used = ASSERT_OK((*v2)->cpu_usage()) - v2_u0;
+    auto v2_p1 = ASSERT_OK((*v2)->pressure(ks::Resource::cpu));
+    double v2_stalled_ms = static_cast<double>(v2_p1.some.total_us - v2_p0.some.total_us) / 1000;
+    std::printf(
+        "v2 view of the same processes: cpu.stat usage %.0f ms, group cpu.pressure some +%.0f ms\n",
+        v2_used.count() / 1e6, v2_stalled_ms);
+    EXPECT_GE(v2_used, used / 2) << "v2 cpu.stat disagrees with v1 cpuacct.usage";
+    EXPECT_GE(v2_stalled_ms, 100)
+        << "the group's cpu.pressure did not register its processes waiting";
+  } else {
+    auto no_v2 = group->pressure(ks::Resource::cpu);
+    EXPECT_FALSE(no_v2) << "per-group pressure without cgroup v2";
+  }
   auto sys = ASSERT_OK(ks::read_system_cpu());
   auto p1 = ASSERT_OK(ks::read_pressure(ks::Resource::cpu));
   double stalled_ms = static_cast<double>(p1.some.total_us - p0.some.total_us) / 1000;
@@ -69,7 +99,7 @@ TEST(Pressure, CpuPsiAndCpuUsageRiseUnderLoad) {
       << "system CPU time grew less than the group's";
 }
 
-TEST(Pressure, MemoryPsiRisesWhenAGroupThrashes) {
+TEST(KernelsidePressure, MemoryPsiRisesWhenAGroupThrashes) {
   KERNELSIDE_REQUIRE_ROOT();
   SwapGuard swap;
   ASSERT_TRUE(swap.ok()) << "could not set up swap: " << swap.output();
