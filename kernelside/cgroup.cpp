@@ -646,21 +646,11 @@ Result<ReclaimReport> Group::reclaim(uint64_t bytes) {
   // v1, and the kernel would not reclaim enough: page out the group's processes'
   // anonymous memory directly for the rest.
   if (report.method == ReclaimMethod::limit_squeeze && report.reclaimed() < bytes * 3 / 4) {
-    uint64_t rest = bytes - report.reclaimed();
     auto pids = this->pids();
     if (!pids) return std::unexpected(pids.error());
-    for (pid_t pid : *pids) {
-      if (rest == 0) break;
-      auto mem = ProcessMemory::open(pid);
-      if (!mem) continue;  // exited meanwhile
-      auto r = mem->advise_anonymous(Advice::pageout, rest);
-      if (!r) {
-        if (r.error().code == Errc::not_found) continue;
-        return std::unexpected(with_context(r.error(), "reclaim from cgroup " + path_));
-      }
-      report.pageout_bytes += r->bytes;
-      rest -= std::min(rest, r->bytes);
-    }
+    auto r = advise_processes(*pids, Advice::pageout, bytes - report.reclaimed());
+    if (!r) return std::unexpected(with_context(r.error(), "reclaim from cgroup " + path_));
+    report.pageout_bytes = r->total.bytes;
     after = memory_current();
     if (!after) return std::unexpected(after.error());
     report.after = *after;

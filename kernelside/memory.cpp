@@ -177,6 +177,29 @@ Result<AdviseReport> ProcessMemory::advise_anonymous(Advice advice, uint64_t max
   return advise(ranges, advice, max_bytes);
 }
 
+Result<ProcessesAdviseReport> advise_processes(std::span<const pid_t> pids, Advice advice,
+                                               uint64_t max_bytes) {
+  ProcessesAdviseReport report;
+  for (pid_t pid : pids) {
+    if (report.total.bytes >= max_bytes) break;
+    auto mem = ProcessMemory::open(pid);
+    Result<AdviseReport> r = mem ? mem->advise_anonymous(advice, max_bytes - report.total.bytes)
+                                 : Result<AdviseReport>(std::unexpected(mem.error()));
+    if (!r) {
+      if (r.error().code == Errc::not_found) {
+        ++report.processes_gone;
+        continue;
+      }
+      return std::unexpected(r.error());
+    }
+    ++report.processes;
+    report.total.bytes += r->bytes;
+    report.total.ranges_skipped += r->ranges_skipped;
+    report.total.calls += r->calls;
+  }
+  return report;
+}
+
 Result<void> populate_read(void* addr, size_t length) {
   auto a = reinterpret_cast<uintptr_t>(addr);
   uintptr_t start = a / page_size() * page_size();

@@ -76,6 +76,17 @@ class ProcessMemory {
   int fd_;
 };
 
+// advise_anonymous over several processes (a job's ranks on this node, or a cgroup's
+// pids()), sharing one max_bytes budget in the given order. Processes that exited are
+// skipped and counted in processes_gone.
+struct ProcessesAdviseReport {
+  AdviseReport total;
+  size_t processes = 0;       // advised
+  size_t processes_gone = 0;  // exited before or while being advised
+};
+Result<ProcessesAdviseReport> advise_processes(std::span<const pid_t> pids, Advice advice,
+                                               uint64_t max_bytes = UINT64_MAX);
+
 // MADV_POPULATE_READ / _WRITE on the caller's own memory: fault pages in (from swap
 // too) without touching them from user space. Needs Linux 5.14.
 Result<void> populate_read(void* addr, size_t length);
