@@ -222,6 +222,36 @@ Result<ProcStat> read_thread_stat(pid_t pid, pid_t tid) {
   return s;
 }
 
+Result<SchedStat> parse_schedstat(std::string_view text) {
+  auto w = split_words(text);
+  if (w.size() < 3)
+    return fail(Errc::protocol,
+                "schedstat has " + std::to_string(w.size()) + " fields, expected 3");
+  auto run = parse_u64(w[0]), wait = parse_u64(w[1]), slices = parse_u64(w[2]);
+  if (!run || !wait || !slices)
+    return fail(Errc::protocol, "malformed schedstat '" + std::string(text) + "'");
+  return SchedStat{std::chrono::nanoseconds(*run), std::chrono::nanoseconds(*wait), *slices};
+}
+
+namespace {
+Result<SchedStat> read_schedstat_file(const std::string& path) {
+  auto text = read_text(path);
+  if (!text) return std::unexpected(text.error());
+  auto s = parse_schedstat(*text);
+  if (!s) return std::unexpected(with_context(s.error(), "parse " + path));
+  return s;
+}
+}  // namespace
+
+Result<SchedStat> read_schedstat(pid_t pid) {
+  return read_schedstat_file(proc(pid, "schedstat"));
+}
+
+Result<SchedStat> read_thread_schedstat(pid_t pid, pid_t tid) {
+  return read_schedstat_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) +
+                             "/schedstat");
+}
+
 Result<std::vector<pid_t>> list_threads(pid_t pid) {
   auto names = list_dir(proc(pid, "task"));
   if (!names) return std::unexpected(names.error());

@@ -70,6 +70,16 @@ Result<ProcStat> parse_stat(std::string_view text);
 Result<ProcStat> read_stat(pid_t pid);
 Result<ProcStat> read_thread_stat(pid_t pid, pid_t tid);
 
+// /proc/PID/schedstat or /proc/PID/task/TID/schedstat: CPU time in nanoseconds (not
+// clock ticks), time spent runnable but waiting for a CPU, and the number of timeslices.
+struct SchedStat {
+  std::chrono::nanoseconds on_cpu{0}, waiting{0};
+  uint64_t timeslices = 0;
+};
+Result<SchedStat> parse_schedstat(std::string_view text);
+Result<SchedStat> read_schedstat(pid_t pid);  // the whole process (all threads)
+Result<SchedStat> read_thread_schedstat(pid_t pid, pid_t tid);
+
 // The thread ids of a process (/proc/PID/task), sorted.
 Result<std::vector<pid_t>> list_threads(pid_t pid);
 

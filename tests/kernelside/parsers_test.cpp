@@ -162,6 +162,15 @@ TEST(KernelsideProcfs, StatWithAwkwardComm) {
   EXPECT_FALSE(ks::parse_stat("4242 (short) S 1 2 3\n"));
 }
 
+TEST(KernelsideProcfs, Schedstat) {
+  auto s = ks::parse_schedstat("123456789 4242 17\n");
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(s->on_cpu, std::chrono::nanoseconds(123456789));
+  EXPECT_EQ(s->waiting, std::chrono::nanoseconds(4242));
+  EXPECT_EQ(s->timeslices, 17u);
+  EXPECT_FALSE(ks::parse_schedstat("1 2\n"));
+}
+
 TEST(KernelsideProcfs, SystemCpuAndSwaps) {
   auto c = ks::parse_system_cpu("cpu  100 5 50 1000 10 1 2 3 0 0\ncpu0 50 2 25 500 5 0 1 1 0 0\n");
   ASSERT_TRUE(c) << c.error().message();
