@@ -163,6 +163,30 @@ TEST(KernelsideMemory, PageOutAndBackOfA256MiBRegion) {
   EXPECT_GE(again.swapped, 32 * kMiB / ks::page_size());
   EXPECT_EQ(ASSERT_OK(group->memory_max()), std::nullopt) << "reclaim must restore the limit";
 
+  // The caller's own memory: MADV_POPULATE_READ faults swapped pages back in without
+  // touching them from user space.
+  {
+    const size_t own_bytes = 16 * kMiB;
+    auto* own = static_cast<uint64_t*>(
+        ::mmap(nullptr, own_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(own, MAP_FAILED);
+    fill(own, own_bytes / 8);
+    const ks::Range own_range{reinterpret_cast<uintptr_t>(own), own_bytes};
+    auto self = ASSERT_OK(ks::ProcessMemory::open(::getpid()));
+    ASSERT_OK(self.advise({&own_range, 1}, ks::Advice::pageout));
+    auto self_map = ASSERT_OK(ks::Pagemap::open(::getpid()));
+    auto own_out = ASSERT_OK(self_map.count({&own_range, 1}));
+    uint64_t self_maj = majflt(::getpid());
+    ASSERT_OK_VOID(ks::populate_read(own, own_bytes));
+    auto own_in = ASSERT_OK(self_map.count({&own_range, 1}));
+    uint64_t own_pages = own_bytes / ks::page_size();
+    EXPECT_GE(own_out.swapped, own_pages * 95 / 100) << "own memory was not paged out";
+    EXPECT_EQ(own_in.present, own_pages) << "MADV_POPULATE_READ left pages out";
+    EXPECT_GE(majflt(::getpid()) - self_maj, own_pages / 2)
+        << "populating swapped pages should count major faults";
+    ::munmap(own, own_bytes);
+  }
+
   std::printf(
       "page-out  (MADV_PAGEOUT, 256 MiB):        %7.0f MiB/s (%.0f ms)\n"
       "page-in   (demand faults, 64 MiB):        %7.0f MiB/s (%llu major faults)\n"
