@@ -122,6 +122,7 @@ std::string Group::dir(Controller c) const {
 
 Result<Group> Group::create(const Layout& layout, std::string path, Controllers controllers) {
   if (auto ok = check_path(path); !ok) return std::unexpected(ok.error());
+  if (controllers.empty()) controllers = layout.available();
   Controllers missing;
   for (unsigned i = 0; i < kControllerCount; ++i) {
     auto c = static_cast<Controller>(i);
@@ -171,6 +172,7 @@ Result<Group> Group::create(const Layout& layout, std::string path, Controllers 
 
 Result<Group> Group::open(const Layout& layout, std::string path, Controllers controllers) {
   if (auto ok = check_path(path); !ok) return std::unexpected(ok.error());
+  if (controllers.empty()) controllers = layout.available();
   Group g(layout, path, controllers);
   for (unsigned i = 0; i < kControllerCount; ++i) {
     auto c = static_cast<Controller>(i);

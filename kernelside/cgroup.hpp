@@ -142,17 +142,15 @@ class Group {
  public:
   // Creates path (and missing ancestors) in every hierarchy serving one of controllers;
   // an existing directory is taken over as is. Under v1 cpuset, new levels get their
-  // parent's cpus and mems so that processes can be attached at once. Controllers no
-  // hierarchy serves are an Errc::unsupported error naming them.
-  static Result<Group> create(const Layout& layout, std::string path,
-                              Controllers controllers = Controllers::all());
+  // parent's cpus and mems so that processes can be attached at once. An empty set (the
+  // default) means every controller the layout serves; an explicitly named controller
+  // that no hierarchy serves is an Errc::unsupported error naming it.
+  static Result<Group> create(const Layout& layout, std::string path, Controllers controllers = {});
   // Opens a group that exists already (a node agent adopting its jobs after a restart):
   // Errc::not_found when it is missing from a hierarchy it needs.
-  static Result<Group> open(const Layout& layout, std::string path,
-                            Controllers controllers = Controllers::all());
+  static Result<Group> open(const Layout& layout, std::string path, Controllers controllers = {});
   // Whether the group directory exists in every hierarchy serving controllers.
-  static bool exists(const Layout& layout, const std::string& path,
-                     Controllers controllers = Controllers::all());
+  static bool exists(const Layout& layout, const std::string& path, Controllers controllers = {});
 
   const std::string& path() const { return path_; }
   Controllers controllers() const { return controllers_; }
