@@ -16,11 +16,16 @@ lock=/run/dynamos/zram-swap.lock
 say() { echo "zram-swap: $*"; }
 die() { echo "zram-swap: $*" >&2; exit 1; }
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cmd="${1:-}"
 [[ -n "$cmd" ]] || { usage >&2; exit 2; }
 shift
+case "$cmd" in
+  up|down|status) ;;
+  -h|--help|help) usage; exit 0 ;;
+  *) die "unknown command '$cmd' (up, down or status; try --help)" ;;
+esac
 size=""
 holder="manual"
 while (($#)); do
@@ -46,7 +51,7 @@ prune_holders() {
   done
 }
 
-live_holders() { ls "$state/holders" 2>/dev/null | tr '\n' ' ' | sed 's/ $//'; }
+live_holders() { { ls "$state/holders" 2>/dev/null || true; } | tr '\n' ' ' | sed 's/ $//'; }
 
 default_size() {
   local kb
@@ -74,6 +79,16 @@ cmd_up() {
     touch "$state/holders/$holder"
     say "swap on $(cat "$state/device") already set up by this script; holder $holder added (holders: $(live_holders))"
     return
+  fi
+  if [[ -f "$state/device" ]]; then
+    # Recorded as ours but no longer active (swapoff by hand): free the device again.
+    local stale
+    stale=$(cat "$state/device")
+    echo 1 >"/sys/block/${stale#/dev/}/reset" 2>/dev/null || true
+    if [[ -f "$state/hot_added" ]]; then
+      echo "${stale#/dev/zram}" >/sys/class/zram-control/hot_remove 2>/dev/null || true
+    fi
+    say "forgot $stale (recorded as set up by this script, but no longer active)"
   fi
   rm -f "$state/device" "$state/hot_added"
   local existing
@@ -156,5 +171,4 @@ case "$cmd" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) usage >&2; exit 2 ;;
 esac

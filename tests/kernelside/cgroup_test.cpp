@@ -73,6 +73,7 @@ class StaleSweep : public ::testing::Environment {
   void SetUp() override {
     if (::geteuid() != 0) return;
     if (auto l = ks::Layout::detect()) sweep_stale_groups(*l);
+    sweep_stale_swap();
   }
 };
 const auto* const kSweep = ::testing::AddGlobalTestEnvironment(new StaleSweep);

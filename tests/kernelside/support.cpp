@@ -56,6 +56,14 @@ void sweep_stale_groups(const Layout& layout) {
   }
 }
 
+void sweep_stale_swap() {
+  // 'down' for a pid that holds nothing forgets dead holders and removes the swap only
+  // when the script created it and no holder is left.
+  if (!path_exists("/run/dynamos/zram-swap/device")) return;
+  std::string script = std::string(DYNAMOS_SOURCE_DIR) + "/scripts/zram-swap.sh";
+  std::printf("%s", run(script + " down --holder " + std::to_string(::getpid())).c_str());
+}
+
 ScopedGroup::~ScopedGroup() {
   auto r = group_.remove_tree(Evict::kill);
   EXPECT_TRUE(r.has_value()) << "cleanup of cgroup " << group_.path()

@@ -46,6 +46,10 @@ std::string unique_group_name();
 // Removes groups left by test processes that died (killed before their cleanup ran).
 void sweep_stale_groups(const Layout& layout);
 
+// Removes swap that scripts/zram-swap.sh set up for test processes that died before
+// undoing it (swap set up by hand, or held by live processes, stays).
+void sweep_stale_swap();
+
 // A test's cgroup: removed with its subtree (its processes killed) on destruction.
 class ScopedGroup {
  public:
