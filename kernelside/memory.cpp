@@ -331,6 +331,35 @@ Result<void> clear_refs(pid_t pid, ClearRefs what) {
                     std::to_string(static_cast<int>(what)));
 }
 
+Result<bool> soft_dirty_available() {
+  static const Result<bool> probed = []() -> Result<bool> {
+    void* p =
+        ::mmap(nullptr, page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return fail_errno("mmap a page to probe soft-dirty tracking");
+    auto* word = static_cast<volatile uint64_t*>(p);
+    *word = 1;
+    Result<bool> result = false;
+    if (auto c = clear_refs(::getpid(), ClearRefs::soft_dirty); !c) {
+      result = std::unexpected(c.error());
+    } else {
+      *word = 2;
+      auto pm = Pagemap::open(::getpid());
+      if (!pm) {
+        result = std::unexpected(pm.error());
+      } else {
+        auto e = pm->read({reinterpret_cast<uintptr_t>(p), page_size()});
+        if (!e)
+          result = std::unexpected(e.error());
+        else
+          result = !e->empty() && (*e)[0].soft_dirty();
+      }
+    }
+    ::munmap(p, page_size());
+    return result;
+  }();
+  return probed;
+}
+
 // ---- swap ----
 
 Result<std::vector<SwapDevice>> parse_swaps(std::string_view text) {

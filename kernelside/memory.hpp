@@ -155,6 +155,11 @@ enum class ClearRefs {
 };
 Result<void> clear_refs(pid_t pid, ClearRefs what);
 
+// Whether this kernel tracks soft-dirty bits (CONFIG_MEM_SOFT_DIRTY; this machine's 6.18
+// kernel does not): probed once on a page of the caller's own memory. Without it,
+// clear_refs(soft_dirty) is accepted but pagemap never shows a page as written.
+Result<bool> soft_dirty_available();
+
 // ---- swap ----
 
 struct SwapDevice {

@@ -126,6 +126,30 @@ TEST(KernelsideCgroup, TreeWithUniqueNameIsCreatedAndAlwaysRemoved) {
     EXPECT_EQ(ASSERT_OK(root->pids()), std::vector<pid_t>{child.pid()});
     EXPECT_EQ(::kill(child.pid(), 0), 0) << "evicted process must still run";
     ASSERT_OK(root->create_child("job2"));
+
+    // Settings land in the files of the version that serves them.
+    if (wanted.has(ks::Controller::cpu)) {
+      ASSERT_OK_VOID(root->set_cpu_weight(200));
+      ASSERT_OK_VOID(root->set_cpu_quota(50ms, 100ms));
+      bool v1 = layout.serving(ks::Controller::cpu) == ks::CgroupVersion::v1;
+      std::string d = root->dir(ks::Controller::cpu);
+      if (v1) {
+        EXPECT_EQ(ASSERT_OK(ks::read_u64(d + "/cpu.shares")), 2048u);
+        EXPECT_EQ(ASSERT_OK(ks::read_u64(d + "/cpu.cfs_quota_us")), 50000u);
+        EXPECT_EQ(ASSERT_OK(ks::read_u64(d + "/cpu.cfs_period_us")), 100000u);
+      } else {
+        EXPECT_EQ(ASSERT_OK(ks::read_u64(d + "/cpu.weight")), 200u);
+        EXPECT_EQ(ASSERT_OK(ks::read_text(d + "/cpu.max")), "50000 100000\n");
+      }
+      ASSERT_OK_VOID(root->set_cpu_quota(std::nullopt));
+      EXPECT_EQ(root->set_cpu_weight(0).error().code, dynamos::Errc::invalid_argument);
+    }
+    if (wanted.has(ks::Controller::memory)) {
+      ASSERT_OK_VOID(root->set_memory_max(256 << 20));
+      EXPECT_EQ(ASSERT_OK(root->memory_max()), std::optional<uint64_t>(256 << 20));
+      ASSERT_OK_VOID(root->set_memory_max(std::nullopt));
+      EXPECT_EQ(ASSERT_OK(root->memory_max()), std::nullopt);
+    }
     // The scoped group goes out of scope here with a child group and a process in it.
   }
   EXPECT_FALSE(ks::Group::exists(layout, name, ks::Controllers{ks::Controller::memory}))

@@ -21,7 +21,7 @@ namespace {
 constexpr size_t kMiB = 1 << 20;
 constexpr size_t kRegion = 256 * kMiB;
 
-enum Command { kIdle = 0, kTouch = 1, kGo = 2 };
+enum Command { kIdle = 0, kTouch = 1, kGo = 2, kWrite = 3 };
 
 // Fills memory with data that compresses about like application data (zram stores
 // zero-filled and repeated pages specially, which would flatter the rates): small
@@ -42,36 +42,41 @@ void child_main(Shared* s) {
     ::usleep(100);
   s->command.store(kIdle);
   auto* p = static_cast<uint64_t*>(
-      ::mmap(nullptr, kRegion, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+      ::mmap(nullptr, kRegion + 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   if (p == MAP_FAILED) ::_exit(3);
+  // A hole right after the region: an unmapped range for the advice to skip.
+  ::munmap(reinterpret_cast<char*>(p) + kRegion, 4096);
   ::madvise(p, kRegion, MADV_NOHUGEPAGE);  // 4 KiB pages, so page counts are exact
   fill(p, kRegion / 8);
   s->address.store(reinterpret_cast<uintptr_t>(p));
   s->done.store(1);
   int seen = 1;
   for (;;) {
-    if (s->command.load() != kTouch) {
+    int command = s->command.load();
+    if (command != kTouch && command != kWrite) {
       ::usleep(50);
       continue;
     }
-    // value = offset, counter = length: read one word per page.
+    // value = offset, counter = length: read (or write) one word per page.
     auto* base = reinterpret_cast<volatile uint64_t*>(reinterpret_cast<char*>(p) + s->value.load());
     uint64_t sum = 0;
-    for (size_t off = 0; off < s->counter.load() / 8; off += 4096 / 8)
+    for (size_t off = 0; off < s->counter.load() / 8; off += 4096 / 8) {
       sum += base[off];
+      if (command == kWrite) base[off] = sum;
+    }
     s->value.store(sum);
     s->command.store(kIdle);
     s->done.store(++seen);
   }
 }
 
-// Asks the child to read [offset, offset+length) and waits; the time it took.
-std::chrono::nanoseconds touch(Shared* s, size_t offset, size_t length) {
+// Asks the child to read (or write) [offset, offset+length) and waits; the time it took.
+std::chrono::nanoseconds touch(Shared* s, size_t offset, size_t length, Command how = kTouch) {
   int before = s->done.load();
   s->value.store(offset);
   s->counter.store(length);
   auto t0 = std::chrono::steady_clock::now();
-  s->command.store(kTouch);
+  s->command.store(how);
   while (s->done.load() == before) {
   }
   return std::chrono::steady_clock::now() - t0;
@@ -119,13 +124,19 @@ TEST(KernelsideMemory, PageOutAndBackOfA256MiBRegion) {
     found |= r.start <= region.start && region.end() <= r.end();
   EXPECT_TRUE(found) << "the region is not listed as anonymous memory";
 
-  // Page-out.
+  // Page-out, as 2,049 ranges (three process_madvise batches of at most 1,024), one of
+  // them unmapped.
+  std::vector<ks::Range> pieces;
+  for (size_t off = 0; off < kRegion; off += 128 * 1024)
+    pieces.push_back({region.start + off, 128 * 1024});
+  pieces.insert(pieces.begin() + 1500, ks::Range{region.end(), 4096});
   auto memory = ASSERT_OK(ks::ProcessMemory::open(child.pid()));
   auto t0 = std::chrono::steady_clock::now();
-  auto out = ASSERT_OK(memory.advise({&region, 1}, ks::Advice::pageout));
+  auto out = ASSERT_OK(memory.advise(pieces, ks::Advice::pageout));
   auto pageout_time = std::chrono::steady_clock::now() - t0;
-  EXPECT_EQ(out.bytes, kRegion);
-  EXPECT_EQ(out.ranges_skipped, 0u);
+  EXPECT_EQ(out.bytes, kRegion) << "every mapped range advised";
+  EXPECT_EQ(out.ranges_skipped, 1u) << "the unmapped range is skipped and counted";
+  EXPECT_GE(out.calls, 3u);
   auto swapped = ASSERT_OK(pagemap.count({&region, 1}));
   EXPECT_GE(swapped.swapped, pages * 95 / 100) << "pagemap: " << swapped.present << " present, "
                                                << swapped.swapped << " swapped of " << pages;
@@ -154,6 +165,22 @@ TEST(KernelsideMemory, PageOutAndBackOfA256MiBRegion) {
       << "after WILLNEED, touching the range still took " << willneed_faults << " major faults";
   auto back = ASSERT_OK(pagemap.count({&region, 1}));
   EXPECT_GE(back.present, pages * 99 / 100) << "region not resident again";
+
+  // Write tracking for working-set recency: after clear_refs(soft_dirty), pagemap marks
+  // only the pages written since.
+  ASSERT_OK_VOID(ks::clear_refs(child.pid(), ks::ClearRefs::soft_dirty));
+  EXPECT_EQ(ks::total_bytes(ASSERT_OK(pagemap.soft_dirty_runs({&region, 1}))), 0u);
+  auto cold = ASSERT_OK(memory.advise({&region, 1}, ks::Advice::cold));
+  EXPECT_EQ(cold.bytes, kRegion);
+  touch(shm.get(), 8 * kMiB, kMiB, kWrite);
+  auto written = ASSERT_OK(pagemap.soft_dirty_runs({&region, 1}));
+  if (ASSERT_OK(ks::soft_dirty_available())) {
+    ASSERT_EQ(written.size(), 1u) << "one written run expected";
+    EXPECT_EQ(written[0], (ks::Range{region.start + 8 * kMiB, kMiB}));
+  } else {
+    std::printf("soft-dirty: not tracked by this kernel (CONFIG_MEM_SOFT_DIRTY off)\n");
+    EXPECT_TRUE(written.empty()) << "soft-dirty reported missing, yet pagemap shows written pages";
+  }
 
   // Proactive reclaim of the child's group pushes part of it out again.
   auto reclaim = ASSERT_OK(group->reclaim(64 * kMiB));
