@@ -14,8 +14,9 @@ namespace dynamos::kernelside {
 
 namespace {
 
-constexpr size_t kMaxIovecs = 1024;          // UIO_MAXIOV
-constexpr size_t kPagemapChunk = 64 * 1024;  // entries per pread (512 KiB)
+constexpr size_t kMaxIovecs = 1024;           // UIO_MAXIOV
+constexpr uint64_t kMaxBatchBytes = 1 << 30;  // well under MAX_RW_COUNT
+constexpr size_t kPagemapChunk = 64 * 1024;   // entries per pread (512 KiB)
 
 int madv_of(Advice a) {
   switch (a) {
@@ -115,22 +116,31 @@ ProcessMemory::~ProcessMemory() {
 Result<AdviseReport> ProcessMemory::advise(std::span<const Range> ranges, Advice advice,
                                            uint64_t max_bytes) const {
   AdviseReport report;
-  std::vector<Range> todo = take_bytes(ranges, max_bytes);
-  for (auto& r : todo)
+  // The kernel takes at most MAX_RW_COUNT (about 2 GiB) per call and silently ignores
+  // the rest, so no range and no batch goes beyond kMaxBatchBytes.
+  std::vector<Range> todo;
+  for (auto& r : take_bytes(ranges, max_bytes)) {
     if (r.start % page_size() != 0)
       return fail(Errc::invalid_argument, std::string(advice_name(advice)) + " pid " +
                                               std::to_string(pid_) + ": range " + range_text(r) +
                                               " does not start on a page");
+    for (uint64_t off = 0; off < r.length; off += kMaxBatchBytes)
+      todo.push_back({r.start + off, std::min<uint64_t>(kMaxBatchBytes, r.length - off)});
+  }
   std::string what =
       std::string("process_madvise ") + advice_name(advice) + " pid " + std::to_string(pid_);
   size_t next = 0;
   std::vector<iovec> iov;
   iov.reserve(kMaxIovecs);
   while (next < todo.size()) {
-    size_t n = std::min(kMaxIovecs, todo.size() - next);
     iov.clear();
-    for (size_t i = 0; i < n; ++i)
-      iov.push_back({reinterpret_cast<void*>(todo[next + i].start), todo[next + i].length});
+    uint64_t batch_bytes = 0;
+    for (size_t i = next; i < todo.size() && iov.size() < kMaxIovecs; ++i) {
+      if (batch_bytes + todo[i].length > kMaxBatchBytes) break;
+      batch_bytes += todo[i].length;
+      iov.push_back({reinterpret_cast<void*>(todo[i].start), todo[i].length});
+    }
+    size_t n = iov.size();
     long done = sys_process_madvise(fd_, iov.data(), n, madv_of(advice));
     ++report.calls;
     int err = errno;
