@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <deque>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "core/near_memory.hpp"
@@ -44,6 +45,7 @@ struct Engine::State {
   std::deque<PatchPoint> points;  // deque: PatchPoint* stay valid as points are added
   std::vector<UpdateInfo> updates;
   UpdateId next_update = 1;
+  std::chrono::nanoseconds last_stop{0};
   mutable std::mutex mutex;
 
   explicit State(std::unique_ptr<Target> t) : target(std::move(t)), near(*target) {}
@@ -67,9 +69,9 @@ struct Engine::State {
       FunctionTarget fn{sym->address, sym->size, sym->name};
       if (sym->ifunc) {
         // The symbol is a resolver; the dynamic linker knows what it chose.
-        void* chosen = dlsym(RTLD_DEFAULT, std::string(name).c_str());
-        if (!chosen) return fail(Errc::not_found, "cannot resolve the IFUNC " + std::string(name));
-        fn.entry = reinterpret_cast<Address>(chosen);
+        auto chosen = target->runtime_address(name);
+        if (!chosen) return std::unexpected(chosen.error());
+        fn.entry = *chosen;
         auto impl = (*s)->containing(fn.entry);
         fn.size = impl && impl->address == fn.entry ? impl->size : 0;
       }
@@ -125,17 +127,165 @@ struct Engine::State {
     return &points.back();
   }
 
+  // Runs an update's transition; records it unless `record` is false (hijack only).
   Result<UpdateId> run(std::vector<PlannedSwitch> plan, SafetyMode mode,
-                       std::chrono::milliseconds timeout) {
-    Transition t(*target, plan, mode);
-    if (auto r = t.run(timeout); !r) return std::unexpected(r.error());
+                       std::chrono::milliseconds timeout, bool record = true) {
     UpdateInfo u;
-    u.id = next_update++;
+    u.id = next_update;
     u.mode = mode;
-    for (const auto& s : plan)
-      u.switches.push_back({s.point->id, s.from, s.to});
+    for (const auto& s : plan) u.switches.push_back({s.point->id, s.from, s.to});
+    target->stage_state(serialize(plan, record ? &u : nullptr));
+    Transition t(*target, plan, mode);
+    if (auto r = t.run(timeout); !r) {
+      target->drop_staged_state();
+      return std::unexpected(r.error());
+    }
+    last_stop = t.stopped_for();
+    if (!record) return UpdateId{0};
+    ++next_update;
     updates.push_back(u);
     return u.id;
+  }
+
+  // ---- State kept in the target (remote engines) ----
+  // A line-based text format, versioned; names never contain white space.
+  static std::string word(const std::string& s) {
+    std::string w = s.empty() ? "-" : s;
+    for (char& c : w)
+      if (c == ' ' || c == '\n' || c == '\t') c = '_';
+    return w;
+  }
+  static std::string bytes_hex(const std::vector<std::uint8_t>& b) {
+    static const char* digits = "0123456789abcdef";
+    std::string out = b.empty() ? "-" : "";
+    for (auto v : b) {
+      out += digits[v >> 4];
+      out += digits[v & 15];
+    }
+    return out;
+  }
+  static std::vector<std::uint8_t> hex_bytes(const std::string& h) {
+    std::vector<std::uint8_t> out;
+    if (h == "-") return out;
+    for (std::size_t i = 0; i + 1 < h.size(); i += 2)
+      out.push_back(static_cast<std::uint8_t>(std::stoul(h.substr(i, 2), nullptr, 16)));
+    return out;
+  }
+
+  // The state after `plan` and the update record `pending` (when given) take effect.
+  std::string serialize(const std::vector<PlannedSwitch>& plan, const UpdateInfo* pending,
+                        std::optional<std::pair<UpdateId, UpdateState>> state_change = {}) const {
+    std::ostringstream o;
+    o << "dynamos-state 1\n";
+    o << "next_update " << (pending ? pending->id + 1 : next_update) << "\n";
+    for (const auto& a : near.arenas())
+      o << "arena " << a.base << " " << a.code_used << " " << a.data_used << "\n";
+    for (const auto& p : points) {
+      VersionId active = p.active;
+      bool installed = p.installed;
+      for (const auto& sw : plan)
+        if (sw.point == &p) {
+          active = sw.to;
+          installed = true;
+        }
+      o << "point " << p.id << " " << p.entry << " " << p.function.begin << " " << p.function.end
+        << " " << p.overwritten << " " << p.clone << " " << p.clone_size << " " << p.stub << " "
+        << p.slot << " " << p.counted << " " << installed << " " << active << " " << word(p.name)
+        << " " << bytes_hex(p.entry_bytes) << " " << bytes_hex(p.saved_bytes) << " "
+        << p.map.size();
+      for (const auto& m : p.map) o << " " << int(m.source_offset) << ":" << int(m.clone_offset);
+      o << "\n";
+      for (const auto& v : p.versions)
+        o << "version " << p.id << " " << v.id << " " << v.code << " " << v.range.begin << " "
+          << v.range.end << " " << v.trampoline << " " << v.counter << " " << v.probe << " "
+          << word(v.name) << "\n";
+    }
+    auto emit = [&](const UpdateInfo& u) {
+      UpdateState st = u.state;
+      if (state_change && state_change->first == u.id) st = state_change->second;
+      o << "update " << u.id << " " << safety_mode_name(u.mode) << " "
+        << (st == UpdateState::applied ? "applied" : "reverted") << " " << u.switches.size();
+      for (const auto& sw : u.switches) o << " " << sw.point << ":" << sw.from << ":" << sw.to;
+      o << "\n";
+    };
+    for (const auto& u : updates) emit(u);
+    if (pending) emit(*pending);
+    return o.str();
+  }
+
+  Result<void> deserialize(const std::string& blob) {
+    std::istringstream in(blob);
+    std::string kind;
+    int format = 0;
+    if (!(in >> kind >> format) || kind != "dynamos-state" || format != 1)
+      return fail(Errc::version_mismatch, "unknown engine state format (from another DynAMOS version?)");
+    std::vector<NearMemory::Arena> arenas;
+    std::string line;
+    std::getline(in, line);
+    int line_no = 1;
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (line.empty()) continue;
+      std::istringstream l(line);
+      l >> kind;
+      auto bad = [&] {
+        return fail(Errc::protocol, "engine state line " + std::to_string(line_no) + " is malformed");
+      };
+      if (kind == "next_update") {
+        if (!(l >> next_update)) return bad();
+      } else if (kind == "arena") {
+        NearMemory::Arena a;
+        if (!(l >> a.base >> a.code_used >> a.data_used)) return bad();
+        arenas.push_back(a);
+      } else if (kind == "point") {
+        PatchPoint p;
+        std::string name, eb, sb;
+        std::size_t nmap = 0;
+        if (!(l >> p.id >> p.entry >> p.function.begin >> p.function.end >> p.overwritten >>
+              p.clone >> p.clone_size >> p.stub >> p.slot >> p.counted >> p.installed >> p.active >>
+              name >> eb >> sb >> nmap))
+          return bad();
+        p.name = name;
+        p.entry_bytes = hex_bytes(eb);
+        p.saved_bytes = hex_bytes(sb);
+        for (std::size_t i = 0; i < nmap; ++i) {
+          int a = 0, b = 0;
+          char colon = 0;
+          if (!(l >> a >> colon >> b)) return bad();
+          p.map.push_back({static_cast<std::uint8_t>(a), static_cast<std::uint8_t>(b)});
+        }
+        if (p.id != points.size()) return bad();
+        points.push_back(std::move(p));
+      } else if (kind == "version") {
+        PatchPointId pid = 0;
+        Version v;
+        std::string name;
+        if (!(l >> pid >> v.id >> v.code >> v.range.begin >> v.range.end >> v.trampoline >>
+              v.counter >> v.probe >> name))
+          return bad();
+        if (pid >= points.size() || v.id != points[pid].versions.size()) return bad();
+        v.name = name;
+        points[pid].versions.push_back(std::move(v));
+      } else if (kind == "update") {
+        UpdateInfo u;
+        std::string mode, st;
+        std::size_t n = 0;
+        if (!(l >> u.id >> mode >> st >> n)) return bad();
+        u.mode = mode == "quiescent" ? SafetyMode::quiescent : SafetyMode::drain;
+        u.state = st == "applied" ? UpdateState::applied : UpdateState::reverted;
+        for (std::size_t i = 0; i < n; ++i) {
+          UpdateInfo::Switch sw;
+          char c1 = 0, c2 = 0;
+          if (!(l >> sw.point >> c1 >> sw.from >> c2 >> sw.to)) return bad();
+          u.switches.push_back(sw);
+        }
+        updates.push_back(std::move(u));
+      } else {
+        return bad();
+      }
+    }
+    near.restore(std::move(arenas));
+    return {};
   }
 
   VersionInfo version_info(const Version& v) {
@@ -144,12 +294,26 @@ struct Engine::State {
 };
 
 Engine& Engine::self() {
-  static Engine* engine = new Engine();  // never destroyed: patched code may outlive statics
+  // Never destroyed: patched code may run after static destructors.
+  static Engine* engine = new Engine(make_local_target());
   return *engine;
 }
 
-Engine::Engine() : state_(std::make_unique<State>(make_local_target())) {}
+Engine::Engine(std::unique_ptr<Target> target) : state_(std::make_unique<State>(std::move(target))) {}
 Engine::~Engine() = default;
+
+Target& Engine::target() { return *state_->target; }
+
+Result<std::unique_ptr<Engine>> Engine::over(std::unique_ptr<Target> target) {
+  std::unique_ptr<Engine> engine(new Engine(std::move(target)));
+  auto blob = engine->state_->target->load_state();
+  if (!blob) return std::unexpected(blob.error());
+  if (!blob->empty()) {
+    if (auto r = engine->state_->deserialize(*blob); !r)
+      return std::unexpected(with_context(r.error(), "reading the engine state kept in the target"));
+  }
+  return engine;
+}
 
 Result<PatchPointId> Engine::hijack(std::string_view symbol, const HijackOptions& options) {
   std::lock_guard lock(state_->mutex);
@@ -159,9 +323,8 @@ Result<PatchPointId> Engine::hijack(std::string_view symbol, const HijackOptions
   if (!p) return std::unexpected(p.error());
   if (!(*p)->installed) {
     auto r = state_->run({{*p, (*p)->active, (*p)->active}}, SafetyMode::drain,
-                         std::chrono::milliseconds(2000));
+                         std::chrono::milliseconds(2000), false);
     if (!r) return std::unexpected(r.error());
-    state_->updates.pop_back();  // installing a hijack is not an update of its own
   }
   return (*p)->id;
 }
@@ -173,9 +336,8 @@ Result<PatchPointId> Engine::hijack(Address function, const HijackOptions& optio
   if (!p) return std::unexpected(p.error());
   if (!(*p)->installed) {
     auto r = state_->run({{*p, (*p)->active, (*p)->active}}, SafetyMode::drain,
-                         std::chrono::milliseconds(2000));
+                         std::chrono::milliseconds(2000), false);
     if (!r) return std::unexpected(r.error());
-    state_->updates.pop_back();
   }
   return (*p)->id;
 }
@@ -305,8 +467,14 @@ Result<void> Engine::revert(UpdateId id, SafetyMode mode, std::chrono::milliseco
   std::vector<PlannedSwitch> plan;
   for (const auto& s : it->switches)
     plan.push_back({&state_->points[s.point], s.to, s.from});
+  state_->target->stage_state(
+      state_->serialize(plan, nullptr, std::make_pair(id, UpdateState::reverted)));
   Transition t(*state_->target, plan, mode);
-  if (auto r = t.run(timeout); !r) return r;
+  if (auto r = t.run(timeout); !r) {
+    state_->target->drop_staged_state();
+    return r;
+  }
+  state_->last_stop = t.stopped_for();
   it->state = UpdateState::reverted;
   return {};
 }
@@ -351,6 +519,11 @@ Result<void> Engine::wait_drained(PatchPointId point, VersionId version,
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::microseconds(20'000));
   }
+}
+
+std::chrono::nanoseconds Engine::last_stop() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->last_stop;
 }
 
 Result<PatchPointInfo> Engine::info(PatchPointId point) const {

@@ -26,6 +26,8 @@
 
 namespace dynamos::core {
 
+class Target;
+
 using Address = std::uintptr_t;
 using PatchPointId = std::uint32_t;
 using VersionId = std::uint32_t;  // 0 is always the original behaviour
@@ -58,6 +60,9 @@ struct VersionInfo {
   Address code = 0;         // where the version's code starts
   AddressRange range;       // the version's code, for drain and quiescence checks
   std::uint64_t calls = 0;  // calls entered so far (counted patch points only)
+  bool is_probe = false;    // a built-in probe (counts and samples call times)
+  std::uint64_t timed_calls = 0;  // probes: calls whose duration was measured
+  std::uint64_t timed_ticks = 0;  // probes: their total duration in TSC ticks
 };
 
 struct PatchPointInfo {
@@ -114,6 +119,10 @@ class Engine {
   // The engine of the calling process. Thread-safe; every call may run concurrently
   // with calls of the patched functions on other threads.
   static Engine& self();
+  // An engine over another target (see core/remote.hpp), with the state the target
+  // carries from earlier invocations.
+  static Result<std::unique_ptr<Engine>> over(std::unique_ptr<class Target> target);
+  class Target& target();
 
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -153,6 +162,9 @@ class Engine {
   Result<void> wait_drained(PatchPointId point, VersionId version,
                             std::chrono::milliseconds timeout);
 
+  // How long the other threads were stopped by the last update or revert.
+  std::chrono::nanoseconds last_stop() const;
+
   Result<PatchPointInfo> info(PatchPointId point) const;
   std::vector<PatchPointInfo> patch_points() const;
   std::vector<UpdateInfo> updates() const;
@@ -168,7 +180,7 @@ class Engine {
   struct State;
 
  private:
-  Engine();
+  explicit Engine(std::unique_ptr<class Target> target);
   std::unique_ptr<State> state_;
 };
 

@@ -32,12 +32,16 @@ class NearMemory {
   // Bytes mapped so far (both halves of every arena).
   std::size_t mapped_bytes() const { return arenas_.size() * 2 * kRegion; }
 
- private:
-  struct Arena {
+ struct Arena {
     Address base = 0;  // code at base, data at base + kRegion
     std::size_t code_used = 0;
     std::size_t data_used = 0;
   };
+  // For engines whose state outlives them (remote targets): save and restore arenas.
+  const std::vector<Arena>& arenas() const { return arenas_; }
+  void restore(std::vector<Arena> arenas) { arenas_ = std::move(arenas); }
+
+ private:
   Result<Arena*> new_arena(Address near);
 
   Target& target_;

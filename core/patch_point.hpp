@@ -23,6 +23,7 @@ struct Version {
   AddressRange range;
   Address trampoline = 0;  // counted points: the slot holds this, not `code`
   Address counter = 0;     // counted points: the version's call counter
+  bool probe = false;      // a probe: `counter` is followed by timed calls and ticks
   AddressRange trampoline_range() const { return {trampoline, trampoline ? trampoline + 16 : 0}; }
   Address slot_value() const { return trampoline ? trampoline : code; }
 };

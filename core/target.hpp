@@ -76,6 +76,20 @@ class Target {
   virtual pid_t calling_thread() const = 0;
   // The calling thread's own state (local targets check their own stack too).
   virtual ThreadState own_state(bool with_frames) const = 0;
+
+  // Engines whose bookkeeping must live in the target (remote targets, so any later
+  // invocation sees it) load it at start and stage the state that an update will
+  // produce; the target commits it together with the update's slot stores, or
+  // drops it when the update fails. Local targets keep state in the engine.
+  virtual Result<std::string> load_state() { return std::string(); }
+  virtual void stage_state(std::string /*blob*/) {}
+  virtual void drop_staged_state() {}
+  // True when every update must stop the world (remote: slot stores and the state
+  // commit are written together while the threads are stopped).
+  virtual bool always_stop() const { return false; }
+
+  // What the dynamic linker resolves `name` to in the target (an IFUNC's choice).
+  virtual Result<Address> runtime_address(std::string_view name) = 0;
 };
 
 // The calling process.

@@ -26,7 +26,7 @@ std::string hex(Address a) {
 }  // namespace
 
 bool Transition::needs_stop() const {
-  if (mode_ == SafetyMode::quiescent || switches_.size() > 1) return true;
+  if (mode_ == SafetyMode::quiescent || switches_.size() > 1 || target_.always_stop()) return true;
   for (const auto& s : switches_)
     if (!s.point->installed) return true;
   return false;
