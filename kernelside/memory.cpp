@@ -249,24 +249,51 @@ Pagemap::~Pagemap() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Result<std::vector<PageEntry>> Pagemap::read(Range r) const {
-  const size_t page = page_size();
-  uintptr_t first = r.start / page;
-  uintptr_t last = (r.end() + page - 1) / page;
-  std::vector<PageEntry> out(last - first);
+Result<size_t> Pagemap::read_into(uintptr_t first_page, std::span<PageEntry> out) const {
   size_t got = 0;
   while (got < out.size()) {
-    size_t want = std::min(kPagemapChunk, out.size() - got);
-    off_t offset = static_cast<off_t>((first + got) * sizeof(uint64_t));
-    ssize_t n = ::pread(fd_, out.data() + got, want * sizeof(uint64_t), offset);
+    off_t offset = static_cast<off_t>((first_page + got) * sizeof(uint64_t));
+    ssize_t n = ::pread(fd_, out.data() + got, (out.size() - got) * sizeof(uint64_t), offset);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return fail_errno("read /proc/" + std::to_string(pid_) + "/pagemap for " + range_text(r));
+      return fail_errno("read /proc/" + std::to_string(pid_) + "/pagemap at page " +
+                        std::to_string(first_page + got));
     }
     if (n == 0)
       return fail(Errc::not_found,
                   "read /proc/" + std::to_string(pid_) + "/pagemap: the process exited");
     got += static_cast<size_t>(n) / sizeof(uint64_t);
+  }
+  return got;
+}
+
+template <class Fn>
+Result<void> Pagemap::for_each_chunk(Range r, Fn fn) const {
+  // Chunks of 64 Ki entries, so that huge reserved mappings (MPI libraries reserve
+  // many GiB) are walked in bounded memory.
+  const size_t page = page_size();
+  uintptr_t first = r.start / page;
+  uintptr_t last = (r.end() + page - 1) / page;
+  std::vector<PageEntry> buf(std::min<size_t>(kPagemapChunk, last - first));
+  for (uintptr_t at = first; at < last;) {
+    size_t n = std::min<size_t>(kPagemapChunk, last - at);
+    auto got = read_into(at, {buf.data(), n});
+    if (!got) return std::unexpected(got.error());
+    fn(at * page, std::span<const PageEntry>(buf.data(), n));
+    at += n;
+  }
+  return {};
+}
+
+Result<std::vector<PageEntry>> Pagemap::read(Range r) const {
+  const size_t page = page_size();
+  uintptr_t first = r.start / page;
+  uintptr_t last = (r.end() + page - 1) / page;
+  std::vector<PageEntry> out(last - first);
+  for (size_t at = 0; at < out.size(); at += kPagemapChunk) {
+    size_t n = std::min(kPagemapChunk, out.size() - at);
+    auto got = read_into(first + at, {out.data() + at, n});
+    if (!got) return std::unexpected(got.error());
   }
   return out;
 }
@@ -274,16 +301,17 @@ Result<std::vector<PageEntry>> Pagemap::read(Range r) const {
 Result<PageCounts> Pagemap::count(std::span<const Range> ranges) const {
   PageCounts c;
   for (auto& r : ranges) {
-    auto entries = read(r);
-    if (!entries) return std::unexpected(entries.error());
-    for (auto e : *entries) {
-      if (e.present())
-        ++c.present;
-      else if (e.swapped())
-        ++c.swapped;
-      else
-        ++c.none;
-    }
+    auto ok = for_each_chunk(r, [&](uintptr_t, std::span<const PageEntry> entries) {
+      for (auto e : entries) {
+        if (e.present())
+          ++c.present;
+        else if (e.swapped())
+          ++c.swapped;
+        else
+          ++c.none;
+      }
+    });
+    if (!ok) return std::unexpected(ok.error());
   }
   return c;
 }
@@ -308,15 +336,15 @@ template <class Pred>
 Result<std::vector<Range>> Pagemap::runs(std::span<const Range> ranges, Pred pred) const {
   std::vector<Range> out;
   for (auto& r : ranges) {
-    auto entries = read(r);
-    if (!entries) return std::unexpected(entries.error());
-    auto part = runs_of(r.start, *entries, pred);
-    for (auto& p : part) {
-      if (!out.empty() && out.back().end() == p.start)
-        out.back().length += p.length;
-      else
-        out.push_back(p);
-    }
+    auto ok = for_each_chunk(r, [&](uintptr_t start, std::span<const PageEntry> entries) {
+      for (auto& p : runs_of(start, entries, pred)) {
+        if (!out.empty() && out.back().end() == p.start)
+          out.back().length += p.length;
+        else
+          out.push_back(p);
+      }
+    });
+    if (!ok) return std::unexpected(ok.error());
   }
   return out;
 }
