@@ -20,15 +20,16 @@ namespace remote_test {
 
 inline std::vector<char*> argv_of(std::vector<std::string>& args) {
   std::vector<char*> v;
-  for (auto& a : args) v.push_back(a.data());
+  for (auto& a : args)
+    v.push_back(a.data());
   v.push_back(nullptr);
   return v;
 }
 
-// A running target. Its stdout lines are collected by a reader thread.
-class Target {
+// A running program (the target). Its stdout lines are collected by a reader thread.
+class Program {
  public:
-  explicit Target(std::vector<std::string> args) {
+  explicit Program(std::vector<std::string> args) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) return;
     pid_ = fork();
@@ -43,7 +44,7 @@ class Target {
     fd_ = fds[0];
     reader_ = std::thread([this] { read_lines(); });
   }
-  ~Target() {
+  ~Program() {
     if (pid_ > 0) {
       kill(-pid_, SIGKILL);
       kill(pid_, SIGKILL);
@@ -63,7 +64,8 @@ class Target {
     return count_;
   }
   // Waits until a line after now contains `text`.
-  bool wait_for(const std::string& text, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  bool wait_for(const std::string& text,
+                std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     const std::size_t from = lines();
     while (std::chrono::steady_clock::now() < deadline) {

@@ -24,12 +24,14 @@ namespace {
 const std::string kCli = DYNAMOS_CLI;
 const std::string kPatch = PATCH_SO;
 
-Output dynamos(std::vector<std::string> args) {
+Output cli(std::vector<std::string> args) {
   args.insert(args.begin(), kCli);
   return run(std::move(args));
 }
 
-std::string pid_of(const Target& t) { return std::to_string(t.pid()); }
+std::string pid_of(const Program& t) {
+  return std::to_string(t.pid());
+}
 
 // The id printed on the last line, "update ID".
 unsigned long update_id(const Output& o) {
@@ -54,30 +56,31 @@ std::string tracer_of(pid_t pid) {
   return "?";
 }
 
-#define EXPECT_RUNS_ON(t)                          \
-  do {                                             \
-    std::string why;                               \
-    EXPECT_TRUE((t).runs_on(&why)) << why;         \
+#define EXPECT_RUNS_ON(t)                  \
+  do {                                     \
+    std::string why;                       \
+    EXPECT_TRUE((t).runs_on(&why)) << why; \
   } while (0)
 
-void patch_and_revert(Target& t, const std::string& expect_before) {
+void patch_and_revert(Program& t, const std::string& expect_before) {
   ASSERT_TRUE(t.wait_for(expect_before)) << "target output: " << t.last_line();
-  auto p = dynamos({"patch", pid_of(t), "--replace", "compute=" + kPatch});
+  auto p = cli({"patch", pid_of(t), "--replace", "compute=" + kPatch});
   ASSERT_EQ(p.status, 0) << p.err;
   const auto id = update_id(p);
   ASSERT_GT(id, 0u) << "no 'update ID' line in: " << p.out;
   EXPECT_NE(p.out.find("target stopped for"), std::string::npos) << p.out;
   EXPECT_TRUE(t.wait_for("result 1014")) << "patch did not take effect: " << t.last_line();
 
-  auto u = dynamos({"updates", pid_of(t)});
+  auto u = cli({"updates", pid_of(t)});
   ASSERT_EQ(u.status, 0) << u.err;
-  EXPECT_NE(u.out.find("compute: original -> remote_patch.so:compute"), std::string::npos) << u.out;
+  EXPECT_NE(u.out.find("compute: original -> libremote_patch.so:compute"), std::string::npos)
+      << u.out;
   EXPECT_NE(u.out.find("applied"), std::string::npos) << u.out;
 
-  auto r = dynamos({"revert", pid_of(t), std::to_string(id)});
+  auto r = cli({"revert", pid_of(t), std::to_string(id)});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(t.wait_for(expect_before)) << "revert did not take effect: " << t.last_line();
-  EXPECT_NE(dynamos({"updates", pid_of(t)}).out.find("reverted"), std::string::npos);
+  EXPECT_NE(cli({"updates", pid_of(t)}).out.find("reverted"), std::string::npos);
   EXPECT_RUNS_ON(t);
   EXPECT_EQ(tracer_of(t.pid()), "\t0") << "the target is still traced after the tool exited";
 }
@@ -85,19 +88,19 @@ void patch_and_revert(Target& t, const std::string& expect_before) {
 }  // namespace
 
 TEST(RemotePatch, PieTargetPatchUpdatesRevert) {
-  Target t({TARGET_PIE, "4"});
+  Program t({TARGET_PIE, "4"});
   patch_and_revert(t, "result 14 ");
 }
 
 TEST(RemotePatch, NonPieTarget) {
-  Target t({TARGET_NOPIE, "4"});
+  Program t({TARGET_NOPIE, "4"});
   patch_and_revert(t, "result 14 ");
 }
 
 TEST(RemotePatch, CxxTargetWithExceptionsInFlight) {
-  Target t({TARGET_CXX, "4"});
+  Program t({TARGET_CXX, "4"});
   ASSERT_TRUE(t.wait_for("result 14 "));
-  auto p = dynamos({"patch", pid_of(t), "--replace", std::string("_ZN3app7computeEi=") + PATCH_CXX_SO});
+  auto p = cli({"patch", pid_of(t), "--replace", std::string("_ZN3app7computeEi=") + PATCH_CXX_SO});
   ASSERT_EQ(p.status, 0) << p.err;
   EXPECT_TRUE(t.wait_for("result 1014")) << t.last_line();
   // Exceptions keep being thrown through the redirected function and caught.
@@ -113,34 +116,34 @@ TEST(RemotePatch, CxxTargetWithExceptionsInFlight) {
 }
 
 TEST(RemotePatch, StaticFunctionAndLibraryFunctionInOneUpdate) {
-  Target t({TARGET_PIE, "4"});
+  Program t({TARGET_PIE, "4"});
   ASSERT_TRUE(t.wait_for("hidden 107 lib 57"));
-  auto p = dynamos({"patch", pid_of(t), "--replace", "hidden_compute=" + kPatch + ":hidden_v2",
-                    "--replace", "lib_compute=" + kPatch + ":lib_v2", "--mode", "quiescent"});
+  auto p = cli({"patch", pid_of(t), "--replace", "hidden_compute=" + kPatch + ":hidden_v2",
+                "--replace", "lib_compute=" + kPatch + ":lib_v2", "--mode", "quiescent"});
   ASSERT_EQ(p.status, 0) << p.err;
   EXPECT_TRUE(t.wait_for("hidden 207 lib 507")) << t.last_line();
   EXPECT_RUNS_ON(t);
 }
 
 TEST(RemotePatch, StrippedExecutableOwnSymbolsNotFoundLibrariesWork) {
-  Target t({TARGET_STRIPPED, "4"});
+  Program t({TARGET_STRIPPED, "4"});
   ASSERT_TRUE(t.wait_for("lib 57"));
-  auto own = dynamos({"patch", pid_of(t), "--replace", "hidden_compute=" + kPatch + ":hidden_v2"});
+  auto own = cli({"patch", pid_of(t), "--replace", "hidden_compute=" + kPatch + ":hidden_v2"});
   EXPECT_NE(own.status, 0);
   EXPECT_NE(own.err.find("no function named 'hidden_compute'"), std::string::npos) << own.err;
-  auto lib = dynamos({"patch", pid_of(t), "--replace", "lib_compute=" + kPatch + ":lib_v2"});
+  auto lib = cli({"patch", pid_of(t), "--replace", "lib_compute=" + kPatch + ":lib_v2"});
   ASSERT_EQ(lib.status, 0) << lib.err;
   EXPECT_TRUE(t.wait_for("lib 507")) << t.last_line();
   EXPECT_RUNS_ON(t);
 }
 
 TEST(RemotePatch, SixteenBusyThreads) {
-  Target t({TARGET_PIE, "16"});
+  Program t({TARGET_PIE, "16"});
   patch_and_revert(t, "result 14 ");
 }
 
 TEST(RemoteRefusals, ClearErrorsAndTheTargetUnharmed) {
-  Target t({TARGET_PIE, "4"});
+  Program t({TARGET_PIE, "4"});
   ASSERT_TRUE(t.wait_for("result 14 "));
   const std::string pid = pid_of(t);
   struct Case {
@@ -149,19 +152,24 @@ TEST(RemoteRefusals, ClearErrorsAndTheTargetUnharmed) {
   };
   const Case cases[] = {
       {{"patch", "999999", "--replace", "compute=" + kPatch}, "no such process 999999"},
-      {{"patch", pid, "--replace", "no_such_function=" + kPatch}, "no function named 'no_such_function'"},
+      {{"patch", pid, "--replace", "no_such_function=" + kPatch},
+       "no function named 'no_such_function'"},
       {{"patch", pid, "--replace", "compute=/nonexistent/patch.so"}, "no such file"},
       {{"patch", pid, "--replace", "compute=/etc/hostname"}, "not an ELF file"},
-      {{"patch", pid, "--replace", "compute=" + std::string(TARGET_PIE)}, "not an ELF shared object"},
-      {{"patch", pid, "--replace", "compute=" + kPatch + ":no_such_new"}, "no function named 'no_such_new'"},
+      {{"patch", pid, "--replace", "compute=" + std::string(TARGET_PIE)},
+       "not an ELF shared object"},
+      {{"patch", pid, "--replace", "compute=" + kPatch + ":no_such_new"},
+       "no function named 'no_such_new'"},
       {{"patch", pid, "--replace", "tiny=" + kPatch + ":compute_v3"}, "too short"},
-      {{"patch", pid, "--replace", "unrelocatable=" + kPatch + ":compute_v3"}, "cannot be relocated"},
-      {{"patch", pid, "--replace", "compute=" + kPatch, "--mode", "eventually"}, "unknown safety mode"},
+      {{"patch", pid, "--replace", "unrelocatable=" + kPatch + ":compute_v3"},
+       "cannot be relocated"},
+      {{"patch", pid, "--replace", "compute=" + kPatch, "--mode", "eventually"},
+       "unknown safety mode"},
       {{"revert", pid, "12345"}, "no update 12345"},
       {{"patch", "not-a-pid", "--replace", "compute=" + kPatch}, "is not a process id"},
   };
   for (const auto& c : cases) {
-    auto o = dynamos(c.args);
+    auto o = cli(c.args);
     EXPECT_NE(o.status, 0) << c.args[0] << " " << c.args.back() << " succeeded";
     EXPECT_NE(o.err.find(c.message), std::string::npos)
         << "expected '" << c.message << "' in: " << o.err;
@@ -181,22 +189,24 @@ TEST(RemoteRefusals, AnotherUsersProcessIsNotPermitted) {
   struct Cleanup {
     ~Cleanup() { run({"userdel", "dynamos-test"}); }
   } cleanup;
-  Target t({TARGET_PIE, "2"});
+  Program t({TARGET_PIE, "2"});
   ASSERT_TRUE(t.wait_for("result 14 "));
-  auto o = run({"runuser", "-u", user, "--", kCli, "patch", pid_of(t), "--replace", "compute=" + kPatch});
+  auto o = run(
+      {"runuser", "-u", user, "--", kCli, "patch", pid_of(t), "--replace", "compute=" + kPatch});
   EXPECT_NE(o.status, 0);
   EXPECT_NE(o.err.find("not permitted"), std::string::npos) << o.err;
   EXPECT_RUNS_ON(t);
 }
 
 TEST(RemoteRobustness, ToolKilledAtRandomMomentsNeverLeavesTheTargetStopped) {
-  Target t({TARGET_PIE, "8"});
+  Program t({TARGET_PIE, "8"});
   ASSERT_TRUE(t.wait_for("result 14 "));
   std::mt19937 rng(1234);
   int completed = 0;
   for (int i = 0; i < 30; ++i) {
-    std::vector<std::string> args = {kCli, "patch", pid_of(t), "--replace",
-                                     (i % 2 ? "compute=" + kPatch : "compute=" + kPatch + ":compute_v3")};
+    std::vector<std::string> args = {
+        kCli, "patch", pid_of(t), "--replace",
+        (i % 2 ? "compute=" + kPatch : "compute=" + kPatch + ":compute_v3")};
     pid_t tool = fork();
     if (tool == 0) {
       int null = open("/dev/null", O_WRONLY);
@@ -218,15 +228,16 @@ TEST(RemoteRobustness, ToolKilledAtRandomMomentsNeverLeavesTheTargetStopped) {
     std::string why;
     ASSERT_TRUE(t.runs_on(&why)) << "iteration " << i << ": " << why;
     const std::string l = t.last_line();
-    EXPECT_TRUE(l.find("result 14 ") != std::string::npos || l.find("result 1014") != std::string::npos ||
+    EXPECT_TRUE(l.find("result 14 ") != std::string::npos ||
+                l.find("result 1014") != std::string::npos ||
                 l.find("result 3014") != std::string::npos)
         << "iteration " << i << ": invalid result " << l;
   }
   std::printf("tool killed 30 times; %d runs had completed before the kill\n", completed);
   // The state kept in the target is still readable and usable.
-  auto u = dynamos({"updates", pid_of(t)});
+  auto u = cli({"updates", pid_of(t)});
   EXPECT_EQ(u.status, 0) << u.err;
-  auto p = dynamos({"patch", pid_of(t), "--replace", "compute=" + kPatch + ":compute_v3"});
+  auto p = cli({"patch", pid_of(t), "--replace", "compute=" + kPatch + ":compute_v3"});
   ASSERT_EQ(p.status, 0) << p.err;
   EXPECT_TRUE(t.wait_for("result 3014")) << t.last_line();
 }
@@ -245,7 +256,7 @@ std::size_t mapped_bytes(pid_t pid) {
 }  // namespace
 
 TEST(RemoteRobustness, ThousandPatchRevertCyclesOnSixteenThreadsLeakNothing) {
-  Target t({TARGET_PIE, "16"});
+  Program t({TARGET_PIE, "16"});
   ASSERT_TRUE(t.wait_for("result 14 "));
   auto target = RemoteTarget::attach(t.pid());
   ASSERT_TRUE(target) << target.error().message();
@@ -264,7 +275,8 @@ TEST(RemoteRobustness, ThousandPatchRevertCyclesOnSixteenThreadsLeakNothing) {
   for (int i = 0; i < 1000; ++i) {
     auto id = (*engine)->apply(redirect_update("compute", v3->address, "v3"));
     ASSERT_TRUE(id) << "cycle " << i << ": " << id.error().message();
-    worst_stop_ms = std::max(worst_stop_ms, std::chrono::duration<double, std::milli>((*engine)->last_stop()).count());
+    worst_stop_ms = std::max(
+        worst_stop_ms, std::chrono::duration<double, std::milli>((*engine)->last_stop()).count());
     ASSERT_TRUE((*engine)->revert(*id)) << "cycle " << i;
     if (i == 0) after_first = mapped_bytes(t.pid());
   }
@@ -276,7 +288,7 @@ TEST(RemoteRobustness, ThousandPatchRevertCyclesOnSixteenThreadsLeakNothing) {
 }
 
 TEST(RemotePatch, EveryRankOfAFourRankMpiJob) {
-  Target job({MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", "4", TARGET_MPI});
+  Program job({MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", "4", TARGET_MPI});
   std::set<std::string> pids;
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (pids.size() < 4 && std::chrono::steady_clock::now() < deadline) {
@@ -287,7 +299,7 @@ TEST(RemotePatch, EveryRankOfAFourRankMpiJob) {
   }
   ASSERT_EQ(pids.size(), 4u) << "did not see 4 ranks start: " << job.last_line();
   for (const auto& pid : pids) {
-    auto p = dynamos({"patch", pid, "--replace", "compute=" + kPatch});
+    auto p = cli({"patch", pid, "--replace", "compute=" + kPatch});
     ASSERT_EQ(p.status, 0) << "rank pid " << pid << ": " << p.err;
   }
   // All four ranks now contribute 1014: the allreduce sum is 4056.

@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
     });
   int (*volatile fn)(int) = app::compute;
   for (;;) {
-    std::printf("result %d hidden 0 lib 0 calls %ld caught %ld\n", fn(7), calls.load(), caught.load());
+    std::printf("result %d hidden 0 lib 0 calls %ld caught %ld\n", fn(7), calls.load(),
+                caught.load());
     std::fflush(stdout);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
