@@ -18,15 +18,7 @@
 #include "core/transition.hpp"
 
 namespace dynamos::core {
-namespace {
-
-std::string hex(Address a) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(a));
-  return buf;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 const char* safety_mode_name(SafetyMode mode) {
   return mode == SafetyMode::quiescent ? "quiescent" : "drain";
@@ -126,6 +118,18 @@ struct Engine::State {
     if (!opts.name.empty()) p->name = opts.name;
     points.push_back(std::move(*p));
     return &points.back();
+  }
+
+  // Prepares and installs a hijack now (not an update of its own).
+  Result<PatchPointId> hijack(const FunctionTarget& fn, const HijackOptions& opts) {
+    auto p = prepare(fn, opts);
+    if (!p) return std::unexpected(p.error());
+    if (!(*p)->installed) {
+      auto r = run({{*p, (*p)->active, (*p)->active}}, SafetyMode::drain,
+                   std::chrono::milliseconds(2000), false);
+      if (!r) return std::unexpected(r.error());
+    }
+    return (*p)->id;
   }
 
   // Runs an update's transition; records it unless `record` is false (hijack only).
@@ -338,27 +342,12 @@ Result<PatchPointId> Engine::hijack(std::string_view symbol, const HijackOptions
   std::lock_guard lock(state_->mutex);
   auto fn = state_->resolve(symbol);
   if (!fn) return std::unexpected(fn.error());
-  auto p = state_->prepare(*fn, options);
-  if (!p) return std::unexpected(p.error());
-  if (!(*p)->installed) {
-    auto r = state_->run({{*p, (*p)->active, (*p)->active}}, SafetyMode::drain,
-                         std::chrono::milliseconds(2000), false);
-    if (!r) return std::unexpected(r.error());
-  }
-  return (*p)->id;
+  return state_->hijack(*fn, options);
 }
 
 Result<PatchPointId> Engine::hijack(Address function, const HijackOptions& options) {
   std::lock_guard lock(state_->mutex);
-  auto fn = state_->describe(function);
-  auto p = state_->prepare(fn, options);
-  if (!p) return std::unexpected(p.error());
-  if (!(*p)->installed) {
-    auto r = state_->run({{*p, (*p)->active, (*p)->active}}, SafetyMode::drain,
-                         std::chrono::milliseconds(2000), false);
-    if (!r) return std::unexpected(r.error());
-  }
-  return (*p)->id;
+  return state_->hijack(state_->describe(function), options);
 }
 
 Result<PatchPointId> Engine::create_dispatch(std::string name, Address initial, AddressRange range,

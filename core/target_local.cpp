@@ -423,11 +423,6 @@ class LocalTarget final : public Target {
   }
 
  private:
-  static std::string hex(Address a) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(a));
-    return buf;
-  }
   static bool known(pid_t tid) {
     for (int i = 0; i < g_rv.count; ++i)
       if (g_rv.slots[i].tid == tid) return true;

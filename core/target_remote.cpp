@@ -35,12 +35,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string hex(Address a) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(a));
-  return buf;
-}
-
 // Layout of the shared state region ("/memfd:dynamos-state").
 constexpr std::size_t kStateSize = 1 << 20;
 constexpr std::size_t kMailboxOffset = 4096;  // done flag, result, argument bytes

@@ -141,25 +141,12 @@ int run_patch(std::span<const std::string> args) {
       "thread is inside any of the functions")(
       "timeout-ms", po::value(&timeout_ms)->default_value(2000),
       "quiescent mode: give up after this long and name the blocking thread");
-  po::options_description hidden;
-  std::string pid_arg;
-  hidden.add_options()("pid", po::value(&pid_arg));
-  po::positional_options_description pos;
-  pos.add("pid", 1);
-  po::options_description all;
-  all.add(desc).add(hidden);
+  std::vector<std::string> positional;
   po::variables_map vm;
-  try {
-    std::vector<std::string> a(args.begin(), args.end());
-    po::store(po::command_line_parser(a).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    return cli::error("patch", e.what(), 2);
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto status = cli::parse_options("patch", args, desc, positional, vm)) return *status;
+  if (positional.size() > 1)
+    return cli::error("patch", "unexpected argument '" + positional[1] + "'", 2);
+  const std::string pid_arg = positional.empty() ? "" : positional[0];
   if (pid_arg.empty()) return cli::error("patch", "missing PID (try --help)", 2);
   if (replaces.empty()) return cli::error("patch", "nothing to do: give at least one --replace", 2);
   auto pid = parse_pid(pid_arg);

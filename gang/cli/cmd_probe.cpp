@@ -40,25 +40,9 @@ int run_probe(std::span<const std::string> args) {
   desc.add_options()("help,h", "show this help")("seconds", po::value(&seconds),
                                                  "how long to measure")(
       "json", po::bool_switch(&json), "one JSON object per function instead of a table");
-  po::options_description hidden;
   std::vector<std::string> positional;
-  hidden.add_options()("args", po::value(&positional));
-  po::positional_options_description pos;
-  pos.add("args", -1);
-  po::options_description all;
-  all.add(desc).add(hidden);
   po::variables_map vm;
-  try {
-    std::vector<std::string> a(args.begin(), args.end());
-    po::store(po::command_line_parser(a).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    return cli::error("probe", e.what(), 2);
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto status = cli::parse_options("probe", args, desc, positional, vm)) return *status;
   if (positional.size() < 2)
     return cli::error("probe", "give PID and at least one SYM (try --help)", 2);
   if (!(seconds > 0) || seconds > 86400)
