@@ -126,7 +126,7 @@ asio::awaitable<void> AgentSession::watchdog() {
 asio::awaitable<Result<void>> AgentSession::session() {
   auto link = std::make_shared<Link>(ex_);
   link_ = link;
-  std::vector<std::uint8_t> buf;
+  FrameReader buf;
 
   // The handshake deadline closes the socket if connect + authentication take too long.
   link->deadline.expires_after(config_.connect_timeout);
@@ -175,7 +175,7 @@ asio::awaitable<Result<void>> AgentSession::session() {
 
   Result<void> result;
   for (;;) {
-    auto msg = co_await read_message(link->socket, buf);
+    auto msg = co_await buf.next(link->socket);
     if (!msg) {
       if (msg.error().code == Errc::protocol || msg.error().code == Errc::version_mismatch) {
         if (auto f = make_frame(proto::error_message(msg.error()))) link->outbox.push(*f);
@@ -198,7 +198,7 @@ asio::awaitable<Result<void>> AgentSession::session() {
   co_return result;
 }
 
-asio::awaitable<Result<void>> AgentSession::handshake(Link& link, std::vector<std::uint8_t>& buf) {
+asio::awaitable<Result<void>> AgentSession::handshake(Link& link, FrameReader& buf) {
   auto nonce = random_nonce();
   if (!nonce) co_return std::unexpected(nonce.error());
   auto hello = proto::encode(proto::Hello{proto::Role::agent, config_.node,
@@ -218,7 +218,7 @@ asio::awaitable<Result<void>> AgentSession::handshake(Link& link, std::vector<st
     return fail(code, "gangd refused: " + e.message);
   };
 
-  auto msg = co_await read_message(link.socket, buf);
+  auto msg = co_await buf.next(link.socket);
   if (!msg) co_return std::unexpected(msg.error());
   if (auto* e = std::get_if<proto::ErrorMsg>(&*msg)) co_return refused(*e);
   auto* challenge = std::get_if<proto::Challenge>(&*msg);
@@ -237,7 +237,7 @@ asio::awaitable<Result<void>> AgentSession::handshake(Link& link, std::vector<st
                              asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return fail(Errc::system, "send auth: " + ec.message());
 
-  msg = co_await read_message(link.socket, buf);
+  msg = co_await buf.next(link.socket);
   if (!msg) co_return std::unexpected(msg.error());
   if (auto* e = std::get_if<proto::ErrorMsg>(&*msg)) co_return refused(*e);
   auto* welcome = std::get_if<proto::Welcome>(&*msg);

@@ -35,6 +35,7 @@
 namespace dynamos::gang {
 
 namespace asio = boost::asio;
+class FrameReader;
 
 // What a node does when gangd asks. Only switch_now is required.
 class SwitchHandler {
@@ -94,7 +95,7 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   AgentSession(asio::any_io_executor ex, AgentConfig config, SwitchHandler& handler);
   asio::awaitable<void> run();
   asio::awaitable<Result<void>> session();
-  asio::awaitable<Result<void>> handshake(Link& link, std::vector<std::uint8_t>& buf);
+  asio::awaitable<Result<void>> handshake(Link& link, FrameReader& buf);
   asio::awaitable<void> watchdog();
   asio::awaitable<void> heartbeats(std::shared_ptr<Link> link);
   asio::awaitable<void> switch_at(std::shared_ptr<Link> link, proto::SwitchAt at,

@@ -156,14 +156,14 @@ class Coordinator::AgentConn : public std::enable_shared_from_this<AgentConn> {
 
   asio::awaitable<void> reader() {
     auto self = shared_from_this();
-    std::vector<std::uint8_t> buf;
+    FrameReader buf;
     if (auto ok = co_await handshake(buf); !ok) {
       c_->config_.log("peer " + peer() + " refused: " + ok.error().message());
       refuse(ok.error());
       co_return;
     }
     for (;;) {
-      auto msg = co_await read_message(socket_, buf);
+      auto msg = co_await buf.next(socket_);
       if (!msg) {
         if (msg.error().code == Errc::protocol || msg.error().code == Errc::version_mismatch) {
           c_->config_.log("node " + name + ": " + msg.error().message() + ", closing");
@@ -200,8 +200,8 @@ class Coordinator::AgentConn : public std::enable_shared_from_this<AgentConn> {
     outbox_.finish();
   }
 
-  asio::awaitable<Result<void>> handshake(std::vector<std::uint8_t>& buf) {
-    auto msg = co_await read_message(socket_, buf);
+  asio::awaitable<Result<void>> handshake(FrameReader& buf) {
+    auto msg = co_await buf.next(socket_);
     if (!msg) co_return std::unexpected(msg.error());
     auto* hello = std::get_if<proto::Hello>(&*msg);
     if (!hello)
@@ -216,7 +216,7 @@ class Coordinator::AgentConn : public std::enable_shared_from_this<AgentConn> {
     if (!nonce) co_return std::unexpected(nonce.error());
     const Secret& secret = c_->config_.secret;
     send(proto::Challenge{*nonce, server_proof(secret, hello->client_nonce, *nonce, hello->node)});
-    auto reply = co_await read_message(socket_, buf);
+    auto reply = co_await buf.next(socket_);
     if (!reply) co_return std::unexpected(reply.error());
     auto* auth = std::get_if<proto::Auth>(&*reply);
     if (!auth)
@@ -268,9 +268,9 @@ class Coordinator::ControlConn : public std::enable_shared_from_this<ControlConn
       c_->config_.log("control socket: cannot read the caller's credentials, closing");
       co_await reply(proto::error_message(fail_errno("SO_PEERCRED").error()));
     } else {
-      std::vector<std::uint8_t> buf;
+      FrameReader buf;
       for (;;) {
-        auto req = co_await read_message(socket_, buf);
+        auto req = co_await buf.next(socket_);
         if (!req) {
           if (req.error().code == Errc::protocol || req.error().code == Errc::version_mismatch)
             co_await reply(proto::error_message(req.error()));

@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
   if (!cfg.control_socket.empty()) make_parent(cfg.control_socket);
   if (!cfg.journal_path.empty()) make_parent(cfg.journal_path);
 
-  boost::asio::io_context io;
+  boost::asio::io_context io{1};  // one thread: Asio may skip its locking
   auto c = Coordinator::create(io, std::move(cfg));
   if (!c) return die(c.error().message());
   auto coordinator = *c;

@@ -17,25 +17,50 @@ namespace dynamos::gang {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
-// Reads one frame. A closed or failed connection is Errc::system with the Asio message;
-// malformed input is the decoder's Errc::protocol. `buf` is reused between calls.
-template <class Stream>
-asio::awaitable<Result<proto::Message>> read_message(Stream& s, std::vector<std::uint8_t>& buf) {
-  std::array<std::uint8_t, proto::kHeaderSize> hdr;
-  error_code ec;
-  co_await asio::async_read(s, asio::buffer(hdr), asio::redirect_error(asio::use_awaitable, ec));
-  if (ec)
-    co_return fail(ec == asio::error::eof ? Errc::state : Errc::system,
-                   "read message: " + ec.message());
-  auto h = proto::decode_header(hdr);
-  if (!h) co_return std::unexpected(h.error());
-  buf.resize(h->length);
-  co_await asio::async_read(s, asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
-  if (ec)
-    co_return fail(Errc::system, std::string("read ") + proto::msg_type_name(h->type) +
-                                     " message: " + ec.message());
-  co_return proto::decode_payload(h->type, buf);
-}
+// Reads frames through one buffer: a burst of small messages costs one system call,
+// and a header is checked (size limit) before its payload is waited for.
+class FrameReader {
+ public:
+  static constexpr std::size_t kChunk = 64 * 1024;
+
+  template <class Stream>
+  asio::awaitable<Result<proto::Message>> next(Stream& s) {
+    for (;;) {
+      std::size_t have = end_ - start_;
+      std::size_t need = proto::kHeaderSize;
+      if (have >= proto::kHeaderSize) {
+        auto h = proto::decode_header(std::span(buf_).subspan(start_, proto::kHeaderSize));
+        if (!h) co_return std::unexpected(h.error());
+        need += h->length;
+        if (have >= need) {
+          auto payload = std::span(buf_).subspan(start_ + proto::kHeaderSize, h->length);
+          start_ += need;
+          co_return proto::decode_payload(h->type, payload);
+        }
+      }
+      // Make room for the whole frame (at most kHeaderSize + kMaxPayload).
+      if (start_ > 0 && (buf_.size() - start_ < std::max(need, kChunk) || start_ == end_)) {
+        std::copy(buf_.begin() + static_cast<std::ptrdiff_t>(start_),
+                  buf_.begin() + static_cast<std::ptrdiff_t>(end_), buf_.begin());
+        end_ -= start_;
+        start_ = 0;
+      }
+      if (buf_.size() < std::max(need, kChunk)) buf_.resize(std::max(need, kChunk));
+      error_code ec;
+      std::size_t n =
+          co_await s.async_read_some(asio::buffer(buf_.data() + end_, buf_.size() - end_),
+                                     asio::redirect_error(asio::use_awaitable, ec));
+      if (ec)
+        co_return fail(ec == asio::error::eof ? Errc::state : Errc::system,
+                       "read message: " + ec.message());
+      end_ += n;
+    }
+  }
+
+ private:
+  std::vector<std::uint8_t> buf_;
+  std::size_t start_ = 0, end_ = 0;
+};
 
 using Frame = std::shared_ptr<const std::vector<std::uint8_t>>;
 

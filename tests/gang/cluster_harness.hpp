@@ -53,21 +53,23 @@ class RecordingNode : public SwitchHandler {
 
 class Cluster {
  public:
-  Cluster() : work_(boost::asio::make_work_guard(io)) {
+  // With `agents_on_own_thread`, agents run on a second io_context thread, as they would
+  // on other hosts: their work is then not charged to the coordinator's thread.
+  explicit Cluster(bool agents_on_own_thread = false)
+      : work_(boost::asio::make_work_guard(io)),
+        agent_work_(boost::asio::make_work_guard(agent_io)) {
     thread_ = std::thread([this] { io.run(); });
+    if (agents_on_own_thread) agent_thread_ = std::thread([this] { agent_io.run(); });
   }
   ~Cluster() { shutdown(); }
 
-  // Runs f on the io thread and returns its result.
+  // Runs f on the coordinator's io thread and returns its result.
   template <class F>
   auto call(F f) -> decltype(f()) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto fut = task.get_future();
-    boost::asio::post(io, [&task] { task(); });
-    return fut.get();
+    return run_on(io, std::move(f));
   }
 
-  // Runs a coroutine of the coordinator on the io thread and waits for its result.
+  // Runs a coroutine of the coordinator on its io thread and waits for its result.
   template <class T>
   T await(boost::asio::awaitable<T> a) {
     return boost::asio::co_spawn(io, std::move(a), boost::asio::use_future).get();
@@ -106,14 +108,15 @@ class Cluster {
     cfg.reconnect_min = std::chrono::milliseconds(20);
     cfg.reconnect_max = std::chrono::milliseconds(200);
     cfg.log = [this](const std::string& line) { log_line(line); };
-    call([&] {
-      agents.push_back(AgentSession::create(io.get_executor(), cfg, *h));
+    auto& aio = agent_thread_.joinable() ? agent_io : io;
+    run_on(aio, [&] {
+      agents.push_back(AgentSession::create(aio.get_executor(), cfg, *h));
       agents.back()->start();
     });
     return agents.size() - 1;
   }
 
-  // Polls `pred` on the io thread until true or the timeout passes.
+  // Polls `pred` on the coordinator's thread until true or the timeout passes.
   template <class P>
   bool wait_for(P pred, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) {
     auto until = std::chrono::steady_clock::now() + timeout;
@@ -126,18 +129,18 @@ class Cluster {
 
   void shutdown() {
     if (!thread_.joinable()) return;
-    call([&] {
+    run_on(agent_thread_.joinable() ? agent_io : io, [&] {
       for (auto& a : agents)
         a->stop();
+    });
+    call([&] {
       if (coordinator) coordinator->stop();
     });
     work_.reset();
+    agent_work_.reset();
     // Everything ends once its sockets and timers are closed; do not wait forever.
-    auto done = std::async(std::launch::async, [this] { thread_.join(); });
-    if (done.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
-      io.stop();
-      done.wait();
-    }
+    join(thread_, io);
+    if (agent_thread_.joinable()) join(agent_thread_, agent_io);
     agents.clear();
     coordinator.reset();
   }
@@ -147,18 +150,36 @@ class Cluster {
     return log_;
   }
 
-  boost::asio::io_context io;
+  // One thread each: the concurrency hint 1 lets Asio skip its internal locking.
+  boost::asio::io_context io{1};
+  boost::asio::io_context agent_io{1};
   std::shared_ptr<Coordinator> coordinator;
   std::vector<std::shared_ptr<AgentSession>> agents;
   std::vector<std::unique_ptr<RecordingNode>> handlers;
 
  private:
+  template <class F>
+  static auto run_on(boost::asio::io_context& ctx, F f) -> decltype(f()) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto fut = task.get_future();
+    boost::asio::post(ctx, [&task] { task(); });
+    return fut.get();
+  }
+  static void join(std::thread& t, boost::asio::io_context& ctx) {
+    auto done = std::async(std::launch::async, [&t] { t.join(); });
+    if (done.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+      ctx.stop();
+      done.wait();
+    }
+  }
   void log_line(const std::string& line) {
     std::lock_guard l(log_mu_);
     log_.push_back(line);
   }
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> agent_work_;
   std::thread thread_;
+  std::thread agent_thread_;
   std::mutex log_mu_;
   std::vector<std::string> log_;
 };
