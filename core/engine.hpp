@@ -26,6 +26,8 @@
 
 namespace dynamos::core {
 
+class Target;
+
 using Address = std::uintptr_t;
 using PatchPointId = std::uint32_t;
 using VersionId = std::uint32_t;  // 0 is always the original behaviour
@@ -55,19 +57,22 @@ struct HijackOptions {
 struct VersionInfo {
   VersionId id = 0;
   std::string name;
-  Address code = 0;      // where the version's code starts
-  AddressRange range;    // the version's code, for drain and quiescence checks
+  Address code = 0;         // where the version's code starts
+  AddressRange range;       // the version's code, for drain and quiescence checks
   std::uint64_t calls = 0;  // calls entered so far (counted patch points only)
+  bool is_probe = false;    // a built-in probe (counts and samples call times)
+  std::uint64_t timed_calls = 0;  // probes: calls whose duration was measured
+  std::uint64_t timed_ticks = 0;  // probes: their total duration in TSC ticks
 };
 
 struct PatchPointInfo {
   PatchPointId id = 0;
   std::string name;
-  Address entry = 0;           // the hijacked function (0 for a detached dispatch point)
-  AddressRange function;       // the original function's extent, when known
-  std::size_t overwritten = 0; // bytes of the entry replaced by the jump
-  Address clone = 0;           // calling this runs the original behaviour
-  Address stub = 0;            // the dispatch stub: calling it runs the active version
+  Address entry = 0;            // the hijacked function (0 for a detached dispatch point)
+  AddressRange function;        // the original function's extent, when known
+  std::size_t overwritten = 0;  // bytes of the entry replaced by the jump
+  Address clone = 0;            // calling this runs the original behaviour
+  Address stub = 0;             // the dispatch stub: calling it runs the active version
   bool counted = false;
   VersionId active = 0;
   std::vector<VersionInfo> versions;
@@ -89,10 +94,10 @@ struct UpdateInfo {
 
 // One redirect of an update: the function (by symbol or address) and its new code.
 struct Redirect {
-  std::string symbol;         // resolved when function == 0
+  std::string symbol;  // resolved when function == 0
   Address function = 0;
-  Address code = 0;           // the new version's entry
-  std::string version_name;   // defaults to the symbol of `code` or its address
+  Address code = 0;          // the new version's entry
+  std::string version_name;  // defaults to the symbol of `code` or its address
 };
 
 struct UpdateRequest {
@@ -102,11 +107,22 @@ struct UpdateRequest {
   HijackOptions hijack;                     // used for functions not hijacked yet
 };
 
+// The common case: one function, by name, to new code.
+inline UpdateRequest redirect_update(std::string symbol, Address code, std::string version = {}) {
+  UpdateRequest r;
+  r.redirects.push_back({std::move(symbol), 0, code, std::move(version)});
+  return r;
+}
+
 class Engine {
  public:
   // The engine of the calling process. Thread-safe; every call may run concurrently
   // with calls of the patched functions on other threads.
   static Engine& self();
+  // An engine over another target (see core/remote.hpp), with the state the target
+  // carries from earlier invocations.
+  static Result<std::unique_ptr<Engine>> over(std::unique_ptr<class Target> target);
+  class Target& target();
 
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -131,6 +147,9 @@ class Engine {
   // Switches explicit versions of existing patch points as one update.
   Result<UpdateId> apply_switches(std::span<const UpdateInfo::Switch> switches, SafetyMode mode,
                                   std::chrono::milliseconds timeout);
+  // Adaptive switching: makes `version` the active one with a single atomic store,
+  // recording no update (drain semantics). For policies that flip versions often.
+  Result<void> switch_version(PatchPointId point, VersionId version);
   // Restores the versions an update replaced. Reverting an update that a newer
   // applied update stacked on (same patch point) is refused: revert that first.
   Result<void> revert(UpdateId id, SafetyMode mode = SafetyMode::drain,
@@ -142,6 +161,9 @@ class Engine {
   // Waits until drained() or the timeout passes (Errc::timed_out).
   Result<void> wait_drained(PatchPointId point, VersionId version,
                             std::chrono::milliseconds timeout);
+
+  // How long the other threads were stopped by the last update or revert.
+  std::chrono::nanoseconds last_stop() const;
 
   Result<PatchPointInfo> info(PatchPointId point) const;
   std::vector<PatchPointInfo> patch_points() const;
@@ -158,7 +180,7 @@ class Engine {
   struct State;
 
  private:
-  Engine();
+  explicit Engine(std::unique_ptr<class Target> target);
   std::unique_ptr<State> state_;
 };
 

@@ -6,18 +6,30 @@ namespace dynamos {
 
 const char* errc_name(Errc code) {
   switch (code) {
-    case Errc::ok: return "ok";
-    case Errc::system: return "system";
-    case Errc::invalid_argument: return "invalid_argument";
-    case Errc::not_found: return "not_found";
-    case Errc::not_permitted: return "not_permitted";
-    case Errc::refused: return "refused";
-    case Errc::busy: return "busy";
-    case Errc::timed_out: return "timed_out";
-    case Errc::unsupported: return "unsupported";
-    case Errc::version_mismatch: return "version_mismatch";
-    case Errc::state: return "state";
-    case Errc::protocol: return "protocol";
+    case Errc::ok:
+      return "ok";
+    case Errc::system:
+      return "system";
+    case Errc::invalid_argument:
+      return "invalid_argument";
+    case Errc::not_found:
+      return "not_found";
+    case Errc::not_permitted:
+      return "not_permitted";
+    case Errc::refused:
+      return "refused";
+    case Errc::busy:
+      return "busy";
+    case Errc::timed_out:
+      return "timed_out";
+    case Errc::unsupported:
+      return "unsupported";
+    case Errc::version_mismatch:
+      return "version_mismatch";
+    case Errc::state:
+      return "state";
+    case Errc::protocol:
+      return "protocol";
   }
   return "unknown";
 }
@@ -34,17 +46,28 @@ std::unexpected<Error> fail_errno(int err, std::string what) {
   Errc code = Errc::system;
   switch (err) {
     case ENOENT:
-    case ESRCH: code = Errc::not_found; break;
+    case ESRCH:
+      code = Errc::not_found;
+      break;
     case EPERM:
-    case EACCES: code = Errc::not_permitted; break;
-    case ETIMEDOUT: code = Errc::timed_out; break;
+    case EACCES:
+      code = Errc::not_permitted;
+      break;
+    case ETIMEDOUT:
+      code = Errc::timed_out;
+      break;
     case EBUSY:
-    case EAGAIN: code = Errc::busy; break;
-    default: break;
+    case EAGAIN:
+      code = Errc::busy;
+      break;
+    default:
+      break;
   }
   return std::unexpected(Error{code, err, std::move(what)});
 }
 
-std::unexpected<Error> fail_errno(std::string what) { return fail_errno(errno, std::move(what)); }
+std::unexpected<Error> fail_errno(std::string what) {
+  return fail_errno(errno, std::move(what));
+}
 
 }  // namespace dynamos

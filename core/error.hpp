@@ -18,17 +18,17 @@ namespace dynamos {
 
 enum class Errc {
   ok = 0,
-  system,             // a system call failed; sys_errno says why
-  invalid_argument,   // the caller passed something malformed
-  not_found,          // no such symbol, process, file, update, extension...
-  not_permitted,      // the caller may not act on that object
-  refused,            // the engine will not do it safely (reason in the message)
-  busy,               // a lock or activation blocks it now; retrying may succeed
-  timed_out,          // a deadline passed
-  unsupported,        // the kernel or target lacks what this needs
-  version_mismatch,   // ABI or protocol version does not match
-  state,              // the object is not in a state that allows it
-  protocol,           // a peer sent something malformed
+  system,            // a system call failed; sys_errno says why
+  invalid_argument,  // the caller passed something malformed
+  not_found,         // no such symbol, process, file, update, extension...
+  not_permitted,     // the caller may not act on that object
+  refused,           // the engine will not do it safely (reason in the message)
+  busy,              // a lock or activation blocks it now; retrying may succeed
+  timed_out,         // a deadline passed
+  unsupported,       // the kernel or target lacks what this needs
+  version_mismatch,  // ABI or protocol version does not match
+  state,             // the object is not in a state that allows it
+  protocol,          // a peer sent something malformed
 };
 
 const char* errc_name(Errc code);

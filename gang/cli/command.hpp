@@ -28,5 +28,9 @@ int error(std::string_view command, std::string_view message, int status = 1);
 
 }  // namespace dynamos::cli
 
-#define DYNAMOS_COMMAND(ident, name, summary, fn) \
-  static ::dynamos::cli::Registrar dynamos_command_##ident { ::dynamos::cli::Command{name, summary, fn} }
+#define DYNAMOS_COMMAND(ident, name, summary, fn)            \
+  static ::dynamos::cli::Registrar dynamos_command_##ident { \
+    ::dynamos::cli::Command {                                \
+      name, summary, fn                                      \
+    }                                                        \
+  }

@@ -32,7 +32,8 @@ void usage(std::FILE* out) {
                "DynAMOS updates running code without restarting it, and gang-schedules MPI\n"
                "jobs with runtime-swappable paging and cycle-stealing extensions.\n\n"
                "commands:\n");
-  for (const auto& c : commands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+  for (const auto& c : commands)
+    std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
   std::fprintf(out, "\nRun 'dynamos COMMAND --help' for a command's options.\n");
 }
 

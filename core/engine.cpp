@@ -1,0 +1,563 @@
+// The engine's public API and bookkeeping: patch points, versions, updates. The
+// mechanism is in patch_point.cpp, the update life cycle in transition.cpp.
+#include "core/engine.hpp"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "core/near_memory.hpp"
+#include "core/patch_point.hpp"
+#include "core/symbols.hpp"
+#include "core/transition.hpp"
+
+namespace dynamos::core {
+namespace {
+
+std::string hex(Address a) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(a));
+  return buf;
+}
+
+}  // namespace
+
+const char* safety_mode_name(SafetyMode mode) {
+  return mode == SafetyMode::quiescent ? "quiescent" : "drain";
+}
+
+Result<SafetyMode> parse_safety_mode(std::string_view name) {
+  if (name == "drain") return SafetyMode::drain;
+  if (name == "quiescent") return SafetyMode::quiescent;
+  return fail(Errc::invalid_argument,
+              "unknown safety mode '" + std::string(name) + "' (expected drain or quiescent)");
+}
+
+struct Engine::State {
+  std::unique_ptr<Target> target;
+  NearMemory near;
+  std::optional<Symbols> symbols;
+  std::deque<PatchPoint> points;  // deque: PatchPoint* stay valid as points are added
+  std::vector<UpdateInfo> updates;
+  UpdateId next_update = 1;
+  std::chrono::nanoseconds last_stop{0};
+  mutable std::mutex mutex;
+
+  explicit State(std::unique_ptr<Target> t) : target(std::move(t)), near(*target) {}
+
+  Result<const Symbols*> syms(bool refresh) {
+    if (!symbols || refresh) {
+      auto s = Symbols::load(*target);
+      if (!s) return std::unexpected(s.error());
+      symbols = std::move(*s);
+    }
+    return &*symbols;
+  }
+
+  // Resolves a name to the function the process actually runs (an IFUNC's choice).
+  Result<FunctionTarget> resolve(std::string_view name) {
+    for (bool refresh : {false, true}) {
+      auto s = syms(refresh);
+      if (!s) return std::unexpected(s.error());
+      auto sym = (*s)->find(name);
+      if (!sym) continue;
+      FunctionTarget fn{sym->address, sym->size, sym->name};
+      if (sym->ifunc) {
+        // The symbol is a resolver; the dynamic linker knows what it chose.
+        void* chosen = dlsym(RTLD_DEFAULT, std::string(name).c_str());
+        if (!chosen) return fail(Errc::not_found, "cannot resolve the IFUNC " + std::string(name));
+        fn.entry = reinterpret_cast<Address>(chosen);
+        auto impl = (*s)->containing(fn.entry);
+        fn.size = impl && impl->address == fn.entry ? impl->size : 0;
+      }
+      return fn;
+    }
+    return fail(Errc::not_found, "no function named '" + std::string(name) +
+                                     "' in the executable or its loaded libraries");
+  }
+
+  FunctionTarget describe(Address a) {
+    FunctionTarget fn{a, 0, hex(a)};
+    if (auto s = syms(false); s) {
+      auto sym = (*s)->containing(a);
+      if (!sym) {
+        if (auto s2 = syms(true); s2) sym = (*s2)->containing(a);
+      }
+      if (sym && sym->address == a) {
+        fn.size = sym->size;
+        fn.name = sym->name;
+      }
+    }
+    return fn;
+  }
+
+  PatchPoint* find_entry(Address entry) {
+    for (auto& p : points)
+      if (p.entry == entry) return &p;
+    return nullptr;
+  }
+
+  Result<PatchPoint*> point(PatchPointId id) {
+    if (id >= points.size()) return fail(Errc::not_found, "no patch point " + std::to_string(id));
+    return &points[id];
+  }
+
+  // Prepares (without installing) a hijack of `fn`, or returns the existing point.
+  Result<PatchPoint*> prepare(const FunctionTarget& fn, const HijackOptions& opts) {
+    if (auto* p = find_entry(fn.entry)) {
+      if (opts.counted && !p->counted) {
+        if (auto r = make_counted(*target, near, *p); !r) return std::unexpected(r.error());
+      }
+      return p;
+    }
+    for (const auto& p : points) {
+      if (p.stub <= fn.entry && fn.entry < p.stub + 8)
+        return fail(Errc::refused, hex(fn.entry) + " is a dispatch stub, not a function");
+    }
+    auto p = prepare_hijack(*target, near, fn, opts.counted);
+    if (!p) return std::unexpected(p.error());
+    p->id = static_cast<PatchPointId>(points.size());
+    if (!opts.name.empty()) p->name = opts.name;
+    points.push_back(std::move(*p));
+    return &points.back();
+  }
+
+  // Runs an update's transition; records it unless `record` is false (hijack only).
+  Result<UpdateId> run(std::vector<PlannedSwitch> plan, SafetyMode mode,
+                       std::chrono::milliseconds timeout, bool record = true) {
+    UpdateInfo u;
+    u.id = next_update;
+    u.mode = mode;
+    for (const auto& s : plan) u.switches.push_back({s.point->id, s.from, s.to});
+    target->stage_state(serialize(plan, record ? &u : nullptr));
+    Transition t(*target, plan, mode);
+    if (auto r = t.run(timeout); !r) {
+      target->drop_staged_state();
+      return std::unexpected(r.error());
+    }
+    last_stop = t.stopped_for();
+    if (!record) return UpdateId{0};
+    ++next_update;
+    updates.push_back(u);
+    return u.id;
+  }
+
+  // ---- State kept in the target (remote engines) ----
+  // A line-based text format, versioned; names never contain white space.
+  static std::string word(const std::string& s) {
+    std::string w = s.empty() ? "-" : s;
+    for (char& c : w)
+      if (c == ' ' || c == '\n' || c == '\t') c = '_';
+    return w;
+  }
+  static std::string bytes_hex(const std::vector<std::uint8_t>& b) {
+    static const char* digits = "0123456789abcdef";
+    std::string out = b.empty() ? "-" : "";
+    for (auto v : b) {
+      out += digits[v >> 4];
+      out += digits[v & 15];
+    }
+    return out;
+  }
+  static std::vector<std::uint8_t> hex_bytes(const std::string& h) {
+    std::vector<std::uint8_t> out;
+    if (h == "-") return out;
+    for (std::size_t i = 0; i + 1 < h.size(); i += 2)
+      out.push_back(static_cast<std::uint8_t>(std::stoul(h.substr(i, 2), nullptr, 16)));
+    return out;
+  }
+
+  // The state after `plan` and the update record `pending` (when given) take effect.
+  std::string serialize(const std::vector<PlannedSwitch>& plan, const UpdateInfo* pending,
+                        std::optional<std::pair<UpdateId, UpdateState>> state_change = {}) const {
+    std::ostringstream o;
+    o << "dynamos-state 1\n";
+    o << "next_update " << (pending ? pending->id + 1 : next_update) << "\n";
+    for (const auto& a : near.arenas())
+      o << "arena " << a.base << " " << a.code_used << " " << a.data_used << "\n";
+    for (const auto& p : points) {
+      VersionId active = p.active;
+      bool installed = p.installed;
+      for (const auto& sw : plan)
+        if (sw.point == &p) {
+          active = sw.to;
+          installed = true;
+        }
+      o << "point " << p.id << " " << p.entry << " " << p.function.begin << " " << p.function.end
+        << " " << p.overwritten << " " << p.clone << " " << p.clone_size << " " << p.stub << " "
+        << p.slot << " " << p.counted << " " << installed << " " << active << " " << word(p.name)
+        << " " << bytes_hex(p.entry_bytes) << " " << bytes_hex(p.saved_bytes) << " "
+        << p.map.size();
+      for (const auto& m : p.map) o << " " << int(m.source_offset) << ":" << int(m.clone_offset);
+      o << "\n";
+      for (const auto& v : p.versions)
+        o << "version " << p.id << " " << v.id << " " << v.code << " " << v.range.begin << " "
+          << v.range.end << " " << v.trampoline << " " << v.counter << " " << v.probe << " "
+          << word(v.name) << "\n";
+    }
+    auto emit = [&](const UpdateInfo& u) {
+      UpdateState st = u.state;
+      if (state_change && state_change->first == u.id) st = state_change->second;
+      o << "update " << u.id << " " << safety_mode_name(u.mode) << " "
+        << (st == UpdateState::applied ? "applied" : "reverted") << " " << u.switches.size();
+      for (const auto& sw : u.switches) o << " " << sw.point << ":" << sw.from << ":" << sw.to;
+      o << "\n";
+    };
+    for (const auto& u : updates) emit(u);
+    if (pending) emit(*pending);
+    return o.str();
+  }
+
+  Result<void> deserialize(const std::string& blob) {
+    std::istringstream in(blob);
+    std::string kind;
+    int format = 0;
+    if (!(in >> kind >> format) || kind != "dynamos-state" || format != 1)
+      return fail(Errc::version_mismatch, "unknown engine state format (from another DynAMOS version?)");
+    std::vector<NearMemory::Arena> arenas;
+    std::string line;
+    std::getline(in, line);
+    int line_no = 1;
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (line.empty()) continue;
+      std::istringstream l(line);
+      l >> kind;
+      auto bad = [&] {
+        return fail(Errc::protocol, "engine state line " + std::to_string(line_no) + " is malformed");
+      };
+      if (kind == "next_update") {
+        if (!(l >> next_update)) return bad();
+      } else if (kind == "arena") {
+        NearMemory::Arena a;
+        if (!(l >> a.base >> a.code_used >> a.data_used)) return bad();
+        arenas.push_back(a);
+      } else if (kind == "point") {
+        PatchPoint p;
+        std::string name, eb, sb;
+        std::size_t nmap = 0;
+        if (!(l >> p.id >> p.entry >> p.function.begin >> p.function.end >> p.overwritten >>
+              p.clone >> p.clone_size >> p.stub >> p.slot >> p.counted >> p.installed >> p.active >>
+              name >> eb >> sb >> nmap))
+          return bad();
+        p.name = name;
+        p.entry_bytes = hex_bytes(eb);
+        p.saved_bytes = hex_bytes(sb);
+        for (std::size_t i = 0; i < nmap; ++i) {
+          int a = 0, b = 0;
+          char colon = 0;
+          if (!(l >> a >> colon >> b)) return bad();
+          p.map.push_back({static_cast<std::uint8_t>(a), static_cast<std::uint8_t>(b)});
+        }
+        if (p.id != points.size()) return bad();
+        points.push_back(std::move(p));
+      } else if (kind == "version") {
+        PatchPointId pid = 0;
+        Version v;
+        std::string name;
+        if (!(l >> pid >> v.id >> v.code >> v.range.begin >> v.range.end >> v.trampoline >>
+              v.counter >> v.probe >> name))
+          return bad();
+        if (pid >= points.size() || v.id != points[pid].versions.size()) return bad();
+        v.name = name;
+        points[pid].versions.push_back(std::move(v));
+      } else if (kind == "update") {
+        UpdateInfo u;
+        std::string mode, st;
+        std::size_t n = 0;
+        if (!(l >> u.id >> mode >> st >> n)) return bad();
+        u.mode = mode == "quiescent" ? SafetyMode::quiescent : SafetyMode::drain;
+        u.state = st == "applied" ? UpdateState::applied : UpdateState::reverted;
+        for (std::size_t i = 0; i < n; ++i) {
+          UpdateInfo::Switch sw;
+          char c1 = 0, c2 = 0;
+          if (!(l >> sw.point >> c1 >> sw.from >> c2 >> sw.to)) return bad();
+          u.switches.push_back(sw);
+        }
+        updates.push_back(std::move(u));
+      } else {
+        return bad();
+      }
+    }
+    near.restore(std::move(arenas));
+    return {};
+  }
+
+  VersionInfo version_info(const Version& v) {
+    return VersionInfo{v.id, v.name, v.code, v.range, version_calls(*target, v)};
+  }
+};
+
+Engine& Engine::self() {
+  // Never destroyed: patched code may run after static destructors.
+  static Engine* engine = new Engine(make_local_target());
+  return *engine;
+}
+
+Engine::Engine(std::unique_ptr<Target> target) : state_(std::make_unique<State>(std::move(target))) {}
+Engine::~Engine() = default;
+
+Target& Engine::target() { return *state_->target; }
+
+Result<std::unique_ptr<Engine>> Engine::over(std::unique_ptr<Target> target) {
+  std::unique_ptr<Engine> engine(new Engine(std::move(target)));
+  auto blob = engine->state_->target->load_state();
+  if (!blob) return std::unexpected(blob.error());
+  if (!blob->empty()) {
+    if (auto r = engine->state_->deserialize(*blob); !r)
+      return std::unexpected(with_context(r.error(), "reading the engine state kept in the target"));
+  }
+  return engine;
+}
+
+Result<PatchPointId> Engine::hijack(std::string_view symbol, const HijackOptions& options) {
+  std::lock_guard lock(state_->mutex);
+  auto fn = state_->resolve(symbol);
+  if (!fn) return std::unexpected(fn.error());
+  auto p = state_->prepare(*fn, options);
+  if (!p) return std::unexpected(p.error());
+  if (!(*p)->installed) {
+    auto r = state_->run({{*p, (*p)->active, (*p)->active}}, SafetyMode::drain,
+                         std::chrono::milliseconds(2000), false);
+    if (!r) return std::unexpected(r.error());
+  }
+  return (*p)->id;
+}
+
+Result<PatchPointId> Engine::hijack(Address function, const HijackOptions& options) {
+  std::lock_guard lock(state_->mutex);
+  auto fn = state_->describe(function);
+  auto p = state_->prepare(fn, options);
+  if (!p) return std::unexpected(p.error());
+  if (!(*p)->installed) {
+    auto r = state_->run({{*p, (*p)->active, (*p)->active}}, SafetyMode::drain,
+                         std::chrono::milliseconds(2000), false);
+    if (!r) return std::unexpected(r.error());
+  }
+  return (*p)->id;
+}
+
+Result<PatchPointId> Engine::create_dispatch(std::string name, Address initial, AddressRange range,
+                                             bool counted) {
+  std::lock_guard lock(state_->mutex);
+  auto p = prepare_dispatch(*state_->target, state_->near, initial, counted);
+  if (!p) return std::unexpected(p.error());
+  p->name = std::move(name);
+  auto v = core::add_version(*state_->target, state_->near, *p, initial, "initial", range);
+  if (!v) return std::unexpected(v.error());
+  if (auto r = store_slot(*state_->target, *p, 0); !r) return std::unexpected(r.error());
+  p->id = static_cast<PatchPointId>(state_->points.size());
+  state_->points.push_back(std::move(*p));
+  return state_->points.back().id;
+}
+
+Result<VersionId> Engine::add_version(PatchPointId point, Address code, std::string name,
+                                      AddressRange range) {
+  std::lock_guard lock(state_->mutex);
+  auto p = state_->point(point);
+  if (!p) return std::unexpected(p.error());
+  if (range.end <= range.begin) {
+    auto fn = state_->describe(code);
+    if (fn.size) range = {code, code + fn.size};
+    if (name.empty()) name = fn.name;
+  }
+  return core::add_version(*state_->target, state_->near, **p, code, std::move(name), range);
+}
+
+Result<UpdateId> Engine::apply(const UpdateRequest& request) {
+  std::lock_guard lock(state_->mutex);
+  if (request.redirects.empty())
+    return fail(Errc::invalid_argument, "an update needs at least one redirect");
+  std::vector<PlannedSwitch> plan;
+  std::vector<std::pair<PatchPoint*, std::size_t>> added;  // to roll back on refusal
+  auto roll_back = [&] {
+    for (auto& [p, n] : added)
+      p->versions.resize(n);
+  };
+  for (const auto& r : request.redirects) {
+    FunctionTarget fn;
+    if (r.function) {
+      fn = state_->describe(r.function);
+    } else {
+      auto resolved = state_->resolve(r.symbol);
+      if (!resolved) {
+        roll_back();
+        return std::unexpected(resolved.error());
+      }
+      fn = *resolved;
+    }
+    if (!r.code) {
+      roll_back();
+      return fail(Errc::invalid_argument, "redirect of " + fn.name + " has no new code");
+    }
+    auto p = state_->prepare(fn, request.hijack);
+    if (!p) {
+      roll_back();
+      return std::unexpected(p.error());
+    }
+    for (const auto& s : plan)
+      if (s.point == *p) {
+        roll_back();
+        return fail(Errc::invalid_argument, fn.name + " appears twice in one update");
+      }
+    added.emplace_back(*p, (*p)->versions.size());
+    auto code_fn = state_->describe(r.code);
+    AddressRange range =
+        code_fn.size ? AddressRange{r.code, r.code + code_fn.size} : AddressRange{};
+    std::string vname = r.version_name.empty() ? code_fn.name : r.version_name;
+    auto v = core::add_version(*state_->target, state_->near, **p, r.code, vname, range);
+    if (!v) {
+      roll_back();
+      return std::unexpected(v.error());
+    }
+    plan.push_back({*p, (*p)->active, *v});
+  }
+  auto id = state_->run(plan, request.mode, request.timeout);
+  if (!id) roll_back();
+  return id;
+}
+
+Result<UpdateId> Engine::apply_switches(std::span<const UpdateInfo::Switch> switches,
+                                        SafetyMode mode, std::chrono::milliseconds timeout) {
+  std::lock_guard lock(state_->mutex);
+  std::vector<PlannedSwitch> plan;
+  for (const auto& s : switches) {
+    auto p = state_->point(s.point);
+    if (!p) return std::unexpected(p.error());
+    if (s.to >= (*p)->versions.size())
+      return fail(Errc::not_found,
+                  "patch point " + (*p)->name + " has no version " + std::to_string(s.to));
+    plan.push_back({*p, (*p)->active, s.to});
+  }
+  if (plan.empty()) return fail(Errc::invalid_argument, "an update needs at least one switch");
+  return state_->run(plan, mode, timeout);
+}
+
+Result<void> Engine::switch_version(PatchPointId point, VersionId version) {
+  std::lock_guard lock(state_->mutex);
+  auto p = state_->point(point);
+  if (!p) return std::unexpected(p.error());
+  if (!(*p)->installed) return fail(Errc::state, "patch point " + (*p)->name + " is not installed");
+  return store_slot(*state_->target, **p, version);
+}
+
+Result<void> Engine::revert(UpdateId id, SafetyMode mode, std::chrono::milliseconds timeout) {
+  std::lock_guard lock(state_->mutex);
+  auto it = std::find_if(state_->updates.begin(), state_->updates.end(),
+                         [&](const UpdateInfo& u) { return u.id == id; });
+  if (it == state_->updates.end()) return fail(Errc::not_found, "no update " + std::to_string(id));
+  if (it->state == UpdateState::reverted)
+    return fail(Errc::state, "update " + std::to_string(id) + " is already reverted");
+  // A newer applied update on the same patch point stacks on this one.
+  for (auto later = it + 1; later != state_->updates.end(); ++later) {
+    if (later->state != UpdateState::applied) continue;
+    for (const auto& s : it->switches)
+      for (const auto& t : later->switches)
+        if (s.point == t.point)
+          return fail(Errc::state, "update " + std::to_string(later->id) +
+                                       " is stacked on update " + std::to_string(id) +
+                                       " (both change " + state_->points[s.point].name +
+                                       "): revert it first");
+  }
+  std::vector<PlannedSwitch> plan;
+  for (const auto& s : it->switches)
+    plan.push_back({&state_->points[s.point], s.to, s.from});
+  state_->target->stage_state(
+      state_->serialize(plan, nullptr, std::make_pair(id, UpdateState::reverted)));
+  Transition t(*state_->target, plan, mode);
+  if (auto r = t.run(timeout); !r) {
+    state_->target->drop_staged_state();
+    return r;
+  }
+  state_->last_stop = t.stopped_for();
+  it->state = UpdateState::reverted;
+  return {};
+}
+
+Result<bool> Engine::drained(PatchPointId point, VersionId version) {
+  std::lock_guard lock(state_->mutex);
+  auto p = state_->point(point);
+  if (!p) return std::unexpected(p.error());
+  if (version >= (*p)->versions.size())
+    return fail(Errc::not_found,
+                "patch point " + (*p)->name + " has no version " + std::to_string(version));
+  if ((*p)->active == version) return false;
+  const auto ranges = (*p)->ranges_of(version);
+  auto inside = [&](const ThreadState& t) {
+    for (const auto& r : ranges) {
+      if (r.contains(t.ip)) return true;
+      for (Address f : t.frames)
+        if (r.contains(f)) return true;
+    }
+    return false;
+  };
+  if (inside(state_->target->own_state(true))) return false;
+  auto world = state_->target->stop_world({true, std::chrono::milliseconds(1000)});
+  if (!world) return std::unexpected(world.error());
+  for (const auto& t : (*world)->threads())
+    if (inside(t)) return false;
+  return true;
+}
+
+Result<void> Engine::wait_drained(PatchPointId point, VersionId version,
+                                  std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto backoff = std::chrono::microseconds(200);
+  for (;;) {
+    auto d = drained(point, version);
+    if (!d) return std::unexpected(d.error());
+    if (*d) return {};
+    if (std::chrono::steady_clock::now() > deadline)
+      return fail(Errc::timed_out, "version " + std::to_string(version) + " of patch point " +
+                                       std::to_string(point) + " did not drain within " +
+                                       std::to_string(timeout.count()) + " ms");
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::microseconds(20'000));
+  }
+}
+
+std::chrono::nanoseconds Engine::last_stop() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->last_stop;
+}
+
+Result<PatchPointInfo> Engine::info(PatchPointId point) const {
+  std::lock_guard lock(state_->mutex);
+  if (point >= state_->points.size())
+    return fail(Errc::not_found, "no patch point " + std::to_string(point));
+  const PatchPoint& p = state_->points[point];
+  PatchPointInfo i{p.id,    p.name, p.entry,   p.function, p.overwritten,
+                   p.clone, p.stub, p.counted, p.active,   {}};
+  for (const auto& v : p.versions)
+    i.versions.push_back(state_->version_info(v));
+  return i;
+}
+
+std::vector<PatchPointInfo> Engine::patch_points() const {
+  std::vector<PatchPointInfo> out;
+  for (PatchPointId id = 0;; ++id) {
+    auto i = info(id);
+    if (!i) break;
+    out.push_back(std::move(*i));
+  }
+  return out;
+}
+
+std::vector<UpdateInfo> Engine::updates() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->updates;
+}
+
+Result<PatchPointId> Engine::find(Address function) const {
+  std::lock_guard lock(state_->mutex);
+  for (const auto& p : state_->points)
+    if (p.entry == function) return p.id;
+  return fail(Errc::not_found, "no patch point at " + hex(function));
+}
+
+}  // namespace dynamos::core

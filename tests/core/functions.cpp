@@ -1,0 +1,60 @@
+#include "tests/core/functions.hpp"
+
+#include <execinfo.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+extern "C" {
+
+int dyn_add(int a, int b) {
+  return a + b;
+}
+int dyn_add_v2(int a, int b) {
+  return a + b + 1000;
+}
+int dyn_add_v3(int a, int b) {
+  return a + b + 2000;
+}
+
+// A dependent chain of multiplies and xors: about 20 ns on a current core.
+__attribute__((noinline)) long dyn_work(long x) {
+  for (int i = 0; i < 16; ++i)
+    x = (x * 6364136223846793005L + 1442695040888963407L) ^ (x >> 17);
+  return x;
+}
+__attribute__((noinline)) long dyn_work_v2(long x) {
+  for (int i = 0; i < 16; ++i)
+    x = (x * 6364136223846793005L + 1442695040888963407L) ^ (x >> 17);
+  return x;
+}
+
+int dyn_throws(int x) {
+  if (x < 0) throw std::runtime_error("original");
+  return x;
+}
+int dyn_throws_v2(int x) {
+  if (x < 0) throw std::runtime_error("v2");
+  return x * 2;
+}
+
+// Not tail calls: each keeps its own frame, as a function with work after the call.
+int dyn_backtrace_depth(void** out, int max) {
+  int n = backtrace(out, max);
+  asm volatile("" : "+r"(n));
+  return n;
+}
+int dyn_backtrace_depth_v2(void** out, int max) {
+  int n = backtrace(out, max);
+  asm volatile("" : "+r"(n));
+  return n;
+}
+
+void dyn_sleep_inside(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+void dyn_sleep_inside_v2(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+}
