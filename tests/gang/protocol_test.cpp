@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <random>
 
 using namespace dynamos;
@@ -204,7 +205,10 @@ TEST(Protocol, RandomisedDecoderNeverMisbehaves) {
     for (const auto& m : samples(rng))
       corpus.push_back(frame_of(m));
 
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  // GANG_FUZZ_SECONDS runs it longer (a stand-in for a libFuzzer campaign).
+  const char* env = std::getenv("GANG_FUZZ_SECONDS");
+  int seconds = env ? std::max(1, std::atoi(env)) : 3;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   long iterations = 0, accepted = 0;
   while (std::chrono::steady_clock::now() < deadline || iterations < 20'000) {
     for (int batch = 0; batch < 1000; ++batch, ++iterations) {
