@@ -401,7 +401,7 @@ Result<void> Coordinator::recover(JournalState& state) {
       p.cells.push_back({n, static_cast<int>(ranks)});
     }
     if (missing.empty() && matrix_.restore(p)) {
-      jobs_[id] = Job{rec};
+      jobs_[id] = Job{rec, 0, 0, {}};
       continue;
     }
     // The hostfile changed: place the job afresh if it still fits somewhere.
@@ -419,7 +419,7 @@ Result<void> Coordinator::recover(JournalState& state) {
     for (const auto& c : placed->cells)
       rec.cells.emplace_back(nodes_[c.node].name, static_cast<std::uint32_t>(c.ranks));
     warnings_.push_back("job " + std::to_string(id) + " re-placed at recovery (hostfile changed)");
-    jobs_[id] = Job{rec};
+    jobs_[id] = Job{rec, 0, 0, {}};
   }
   for (auto id : dropped)
     state.jobs.erase(id);
@@ -460,7 +460,10 @@ void Coordinator::stop() {
   round_gate_.cancel();
   if (current_) current_->wake.cancel();
   for (auto& n : nodes_)
-    if (auto c = std::exchange(n.conn, nullptr)) c->close();
+    n.conn.reset();
+  for (auto& w : conns_)
+    if (auto c = w.lock()) c->close();
+  conns_.clear();
   auto controls = controls_;
   for (auto& c : controls)
     c->close();
@@ -481,7 +484,12 @@ asio::awaitable<void> Coordinator::accept_agents() {
       continue;
     }
     s.set_option(tcp::no_delay(true), ec);
-    std::make_shared<AgentConn>(shared_from_this(), std::move(s))->start();
+    auto conn = std::make_shared<AgentConn>(shared_from_this(), std::move(s));
+    // Remember every connection, authenticated or not, so that stop() closes them all.
+    if (conns_.size() > 64 && conns_.size() > 2 * agents_connected())
+      std::erase_if(conns_, [](const auto& w) { return w.expired(); });
+    conns_.push_back(conn);
+    conn->start();
   }
 }
 
@@ -685,8 +693,21 @@ void Coordinator::on_switch_ack(std::size_t node, const proto::SwitchAck& ack) {
 
 void Coordinator::on_metrics(std::size_t node, const proto::MetricsReport& m) {
   nodes_[node].metrics = m;
-  for (const auto& jm : m.jobs)
-    if (auto it = jobs_.find(jm.job); it != jobs_.end()) it->second.cpu_ns = jm.cpu_ns;
+  // A node reports only for jobs it hosts; the job's CPU time is the sum over its nodes
+  // (kept per node so that reports can arrive in any order).
+  for (const auto& jm : m.jobs) {
+    auto it = jobs_.find(jm.job);
+    const auto* p = matrix_.find(jm.job);
+    if (it == jobs_.end() || !p) continue;
+    bool here = std::any_of(p->cells.begin(), p->cells.end(),
+                            [&](const Cell& c) { return c.node == node; });
+    if (!here) continue;
+    it->second.cpu_by_node[node] = jm.cpu_ns;
+    std::uint64_t sum = 0;
+    for (const auto& [n, ns] : it->second.cpu_by_node)
+      sum += ns;
+    it->second.cpu_ns = sum;
+  }
 }
 
 // --- agents --------------------------------------------------------------------------
@@ -783,7 +804,7 @@ Result<JobId> Coordinator::submit(std::uint32_t uid, const proto::JobSubmit& req
     return std::unexpected(with_context(ok.error(), "job not accepted"));
   }
   ++next_id_;
-  auto& job = jobs_[id] = Job{rec};
+  auto& job = jobs_[id] = Job{rec, 0, 0, {}};
   // Agents learn of the job frozen; the next round (replan) lets it run.
   for (const auto& c : placed->cells) {
     auto a = assign_message(job, c.node);

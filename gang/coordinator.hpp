@@ -134,6 +134,7 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
     JournalJob rec;
     std::uint64_t switches = 0;
     std::uint64_t cpu_ns = 0;
+    std::map<std::size_t, std::uint64_t> cpu_by_node;
   };
   struct Node {
     std::string name;
@@ -189,6 +190,7 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   std::vector<RoundStats> history_;
   std::vector<std::string> warnings_;
   std::set<std::shared_ptr<ControlConn>> controls_;
+  std::vector<std::weak_ptr<AgentConn>> conns_;
 };
 
 // A blocking request to gangd's control socket, for the CLI: sends `request`, returns

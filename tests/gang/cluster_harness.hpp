@@ -34,11 +34,20 @@ class RecordingNode : public SwitchHandler {
     return {};
   }
   void coordinator_lost() override { ++lost; }
+  std::optional<proto::MetricsReport> metrics() override {
+    std::lock_guard l(mu);
+    return report;
+  }
+  void set_report(proto::MetricsReport r) {
+    std::lock_guard l(mu);
+    report = std::move(r);
+  }
 
   std::mutex mu;
   std::vector<proto::JobAssign> assigned;
   std::vector<JobId> released;
   std::vector<Switch> switches;
+  std::optional<proto::MetricsReport> report;
   std::atomic<int> lost{0};
 
   std::vector<Switch> switches_copy() {

@@ -420,3 +420,33 @@ TEST(Coordinator, ControlSocketChecksCallerCredentials) {
   }
   EXPECT_TRUE(control_request(sock, proto::ListNodes{}));
 }
+
+TEST(Coordinator, MetricsReachJobAndNodeLists) {
+  Cluster c;
+  ASSERT_TRUE(c.start_coordinator(config(2, 2)));
+  c.add_agent("n0", test_secret());
+  ASSERT_TRUE(all_connected(c, 1));
+  auto id = c.call([&] {
+    return c.coordinator->submit(0, {"m", 2, 0, "demand", {"/bin/m"}, "/"});
+  });
+  ASSERT_TRUE(id);
+  // The report also claims a job that is not on n0: it must not be believed.
+  auto other = c.call([&] {
+    return c.coordinator->submit(0, {"o", 2, 1, "demand", {"/bin/o"}, "/"});
+  });
+  ASSERT_TRUE(other);
+  c.handlers[0]->set_report(
+      {1, 8 << 20, 4 << 20, {{*id, 123456, 0, 0, 0, 0}, {*other, 999, 0, 0, 0, 0}}});
+  ASSERT_TRUE(c.wait_for([&] {
+    auto nodes = c.coordinator->list_nodes(0).nodes;
+    return nodes[0].mem_total == (8u << 20);
+  })) << "no metrics arrived with the heartbeats";
+  auto jobs = c.call([&] { return c.coordinator->list_jobs(0); }).jobs;
+  for (const auto& j : jobs) {
+    if (j.job == *id) {
+      EXPECT_EQ(j.cpu_ns, 123456u);
+    } else if (j.job == *other) {
+      EXPECT_EQ(j.cpu_ns, 0u) << "a node set the CPU time of a job it does not host";
+    }
+  }
+}
