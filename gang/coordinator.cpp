@@ -317,7 +317,7 @@ Coordinator::Coordinator(asio::io_context& io, CoordinatorConfig config)
       round_gate_(io) {
   round_gate_.expires_at(steady::time_point::max());
   for (const auto& h : config_.hosts)
-    nodes_.push_back(Node{h.name, h.slots, nullptr, {}});
+    nodes_.push_back(Node{h.name, h.slots, nullptr, steady::now(), {}});
   if (!config_.log)
     config_.log = [](const std::string& line) {
       std::fprintf(stderr, "gangd: %s\n", line.c_str());
@@ -523,11 +523,46 @@ asio::awaitable<void> Coordinator::heartbeat_loop() {
         config_.log("node " + n.name + " silent for more than " +
                     format_duration(3 * config_.heartbeat) + ", marking it down");
         auto c = std::exchange(n.conn, nullptr);
+        n.down_since = now;
         c->close();
         continue;
       }
       if (frame) n.conn->send_frame(*frame);
     }
+    fail_jobs_of_lost_nodes();
+  }
+}
+
+void Coordinator::fail_jobs_of_lost_nodes() {
+  auto now = steady::now();
+  std::vector<std::pair<JobId, std::string>> doomed;
+  for (std::size_t n = 0; n < nodes_.size(); ++n) {
+    if (nodes_[n].conn || now - nodes_[n].down_since < config_.node_timeout) continue;
+    for (JobId j : matrix_.jobs_on(n))
+      doomed.emplace_back(j, "node " + nodes_[n].name + " has been down for more than " +
+                                 format_duration(config_.node_timeout));
+  }
+  for (const auto& [id, reason] : doomed) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) continue;  // a job on two lost nodes
+    if (auto ok = journal([&](Journal& j) { return j.job_removed(id, reason); }); !ok) {
+      config_.log("job " + std::to_string(id) + ": " + ok.error().message());
+      continue;  // it stays; the next heartbeat tries again
+    }
+    config_.log("job " + std::to_string(id) + " failed: " + reason);
+    for (auto& j : list_jobs(0).jobs)
+      if (j.job == id) {
+        j.state = "failed";
+        j.reason = reason;
+        ended_[id] = j;
+      }
+    if (ended_.size() > 1000) ended_.erase(ended_.begin());  // keep the newest
+    if (const auto* p = matrix_.find(id))
+      for (const auto& c : p->cells)
+        send_to(c.node, proto::JobRelease{id, reason});
+    (void)matrix_.remove(id);
+    jobs_.erase(it);
+    replan();
   }
 }
 
@@ -741,6 +776,7 @@ void Coordinator::agent_registered(std::size_t node, std::shared_ptr<AgentConn> 
 void Coordinator::agent_gone(std::size_t node, const AgentConn* conn) {
   if (node >= nodes_.size() || nodes_[node].conn.get() != conn) return;
   nodes_[node].conn.reset();
+  nodes_[node].down_since = steady::now();
   if (!stopped_) config_.log("node " + nodes_[node].name + " disconnected");
   if (current_) {
     Round& r = *current_;
@@ -834,6 +870,8 @@ Result<void> Coordinator::cancel(std::uint32_t uid, JobId id) {
 
 proto::JobList Coordinator::list_jobs(std::uint32_t uid) const {
   proto::JobList out;
+  for (const auto& [id, info] : ended_)
+    if (uid == 0 || uid == info.uid) out.jobs.push_back(info);
   for (const auto& [id, job] : jobs_) {
     if (!may_act(uid, job)) continue;
     proto::JobInfo info;

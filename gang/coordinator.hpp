@@ -59,6 +59,7 @@ struct CoordinatorConfig {
   Nanos quantum = 30s;           // Slurm's default time slice
   bool run_quantum_loop = true;  // false: rounds only when asked (benchmarks)
   Nanos heartbeat = 1s;          // an agent silent for 3 intervals is down
+  Nanos node_timeout = 60s;      // a node down this long fails its jobs (others go on)
   Nanos auth_timeout = 5s;
   Nanos prepare_timeout = 5s;
   Nanos switch_timeout = 5s;  // after the deadline
@@ -139,7 +140,8 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   struct Node {
     std::string name;
     int slots = 1;
-    std::shared_ptr<AgentConn> conn;  // null while down
+    std::shared_ptr<AgentConn> conn;                   // null while down
+    std::chrono::steady_clock::time_point down_since;  // valid while conn is null
     std::optional<proto::MetricsReport> metrics;
   };
   struct Round;
@@ -164,6 +166,7 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   void send_to(std::size_t node, const proto::Message& m);
   proto::JobAssign assign_message(const Job& job, std::size_t node) const;
   void replan();  // wake the quantum loop to re-derive the running set now
+  void fail_jobs_of_lost_nodes();
   bool may_act(std::uint32_t uid, const Job& job) const { return uid == 0 || uid == job.rec.uid; }
   Result<void> journal(const std::function<Result<void>(Journal&)>& write);
 
@@ -176,6 +179,7 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   Matrix matrix_;
   std::vector<Node> nodes_;
   std::map<JobId, Job> jobs_;
+  std::map<JobId, proto::JobInfo> ended_;  // failed jobs, for the job list (not journaled)
   JobId next_id_ = 1;
   Nanos quantum_;
   Nanos lead_;

@@ -235,6 +235,7 @@ void fields(V& v, JobInfo& m) {
   v(m.switches, "switches");
   v(m.cpu_ns, "cpu_ns");
   v(m.exit_code, "exit_code");
+  v(m.reason, "reason");
 }
 template <class V>
 void fields(V& v, JobList& m) {

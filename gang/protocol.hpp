@@ -213,6 +213,7 @@ struct JobInfo {
   std::uint64_t switches = 0;
   std::uint64_t cpu_ns = 0;
   std::int32_t exit_code = -1;
+  std::string reason;  // why a job failed
 };
 
 struct JobList {

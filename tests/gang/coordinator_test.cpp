@@ -450,3 +450,41 @@ TEST(Coordinator, MetricsReachJobAndNodeLists) {
     }
   }
 }
+
+TEST(Coordinator, JobsOfANodeThatNeverComesBackFailOthersGoOn) {
+  Cluster c;
+  auto cfg = config(2, 2);
+  cfg.heartbeat = 50ms;
+  cfg.node_timeout = 300ms;
+  ASSERT_TRUE(c.start_coordinator(cfg));
+  c.add_agent("n0", test_secret());
+  c.add_agent("n1", test_secret());
+  ASSERT_TRUE(all_connected(c, 2));
+  auto a = c.call([&] { return c.coordinator->submit(0, {"a", 2, 1, "demand", {"/bin/a"}, "/"}); });
+  auto b = c.call([&] { return c.coordinator->submit(0, {"b", 2, 1, "demand", {"/bin/b"}, "/"}); });
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(c.call([&] { return c.coordinator->matrix().find(*b)->cells[0].node; }), 1u);
+  c.call([&] {
+    c.agents[1]->stop();  // n1 goes away for good
+    return 0;
+  });
+  ASSERT_TRUE(c.wait_for(
+      [&] {
+        for (const auto& j : c.coordinator->list_jobs(0).jobs)
+          if (j.job == *b) return j.state == "failed";
+        return false;
+      },
+      3000ms))
+      << "the job of the lost node did not fail";
+  auto jobs = c.call([&] { return c.coordinator->list_jobs(0); }).jobs;
+  for (const auto& j : jobs) {
+    if (j.job == *b) {
+      EXPECT_NE(j.reason.find("node n1 has been down"), std::string::npos) << j.reason;
+    } else {
+      EXPECT_EQ(j.state, "running") << "job " << j.job << " was affected by n1's loss";
+    }
+  }
+  EXPECT_TRUE(c.call([&] { return c.coordinator->matrix().find(*a) != nullptr; }));
+  EXPECT_TRUE(c.call([&] { return c.handlers[0]->released.empty(); }))
+      << "n0 was told to release a job";
+}
