@@ -43,23 +43,28 @@ int main(int argc, char** argv) {
       "The DynAMOS gang-scheduling coordinator. Node agents (dynamosd) connect over TCP\n"
       "and authenticate with the shared secret; the dynamos CLI talks to the local\n"
       "control socket.\n\noptions");
-  opts.add_options()("help,h", "print this help and exit")(
-      "config", po::value<std::string>(), "read options from this file (key = value lines)")(
-      "hostfile", po::value<std::string>(), "nodes in Open MPI syntax: 'host slots=N' lines")(
-      "secret", po::value<std::string>(), "shared secret file (mode 0600)")(
-      "create-secret", po::bool_switch(), "create the secret file if it does not exist")(
-      "listen", po::value<std::string>()->default_value("127.0.0.1:7207"),
-      "address:port for node agents")(
-      "control-socket", po::value<std::string>()->default_value("/run/dynamos/gangd.sock"),
-      "local control socket for the CLI ('' for none)")(
-      "journal", po::value<std::string>()->default_value("/var/lib/dynamos/gangd.journal"),
-      "state file that survives a restart ('' for none)")(
-      "quantum", po::value<std::string>()->default_value("30s"), "time slice, e.g. 30s, 500ms")(
-      "heartbeat", po::value<std::string>()->default_value("1s"),
-      "heartbeat interval; a node silent for 3 intervals is down")(
-      "switch-lead", po::value<std::string>()->default_value("5ms"),
-      "first switch round's deadline lead (later rounds adapt)")(
-      "time-slots", po::value<int>()->default_value(8), "rows of the Ousterhout matrix");
+  // clang-format off
+  opts.add_options()
+      ("help,h", "print this help and exit")
+      ("config", po::value<std::string>(), "read options from this file (key = value lines)")
+      ("hostfile", po::value<std::string>(), "nodes in Open MPI syntax: 'host slots=N' lines")
+      ("secret", po::value<std::string>(), "shared secret file (mode 0600)")
+      ("create-secret", po::bool_switch(), "create the secret file if it does not exist")
+      ("listen", po::value<std::string>()->default_value("127.0.0.1:7207"),
+       "address:port for node agents")
+      ("control-socket", po::value<std::string>()->default_value("/run/dynamos/gangd.sock"),
+       "local control socket for the CLI ('' for none)")
+      ("journal", po::value<std::string>()->default_value("/var/lib/dynamos/gangd.journal"),
+       "state file that survives a restart ('' for none)")
+      ("quantum", po::value<std::string>()->default_value("30s"), "time slice, e.g. 30s, 500ms")
+      ("heartbeat", po::value<std::string>()->default_value("1s"),
+       "heartbeat interval; a node silent for 3 intervals is down")
+      ("node-timeout", po::value<std::string>()->default_value("60s"),
+       "a node down this long fails its jobs (other jobs go on)")
+      ("switch-lead", po::value<std::string>()->default_value("5ms"),
+       "first switch round's deadline lead (later rounds adapt)")
+      ("time-slots", po::value<int>()->default_value(8), "rows of the Ousterhout matrix");
+  // clang-format on
 
   po::variables_map vm;
   try {
@@ -111,7 +116,8 @@ int main(int argc, char** argv) {
   cfg.journal_path = vm["journal"].as<std::string>();
   for (auto [name, field] : {std::pair{"quantum", &cfg.quantum},
                              {"heartbeat", &cfg.heartbeat},
-                             {"switch-lead", &cfg.switch_lead}}) {
+                             {"switch-lead", &cfg.switch_lead},
+                             {"node-timeout", &cfg.node_timeout}}) {
     auto d = duration_option(vm, name);
     if (!d) return die(d.error().message());
     *field = *d;
