@@ -130,8 +130,14 @@ Result<VersionId> add_version(Target& target, NearMemory& near, PatchPoint& poin
                               std::string name, AddressRange range) {
   // The same code again (a patch applied, reverted and applied again) reuses its
   // version, so repeated updates do not grow the point or its memory.
-  for (const auto& existing : point.versions)
-    if (existing.code == code && !existing.probe) return existing.id;
+  // A new object loaded where an unloaded one was gets the same addresses: the
+  // reused version takes the new name and extent.
+  for (auto& existing : point.versions)
+    if (existing.code == code && !existing.probe) {
+      existing.name = std::move(name);
+      if (range.end > range.begin) existing.range = range;
+      return existing.id;
+    }
   Version v;
   v.id = static_cast<VersionId>(point.versions.size());
   v.name = std::move(name);

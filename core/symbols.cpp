@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 
 namespace dynamos::core {
@@ -116,11 +117,24 @@ Result<Symbols> Symbols::load(Target& target) {
   }
   Symbols out;
   const std::string root = "/proc/" + std::to_string(target.pid()) + "/root";
+  const std::string map_files = "/proc/" + std::to_string(target.pid()) + "/map_files/";
   for (const auto& path : order) {
     if (!has_exec[path]) continue;
-    // Through the target's root, so a target in another mount namespace works too.
+    // Through the target's root, so a target in another mount namespace works too;
+    // a file deleted or replaced since it was mapped is read through map_files.
     std::string file = root + path;
-    if (access(file.c_str(), R_OK) != 0) file = path;
+    const std::string deleted = " (deleted)";
+    if (path.ends_with(deleted) || access(file.c_str(), R_OK) != 0) {
+      char range[64];
+      std::snprintf(range, sizeof range, "%lx-", static_cast<unsigned long>(base[path]));
+      file = path;
+      for (const auto& m : *maps)
+        if (m.path == path && m.begin == base[path]) {
+          std::snprintf(range, sizeof range, "%lx-%lx", static_cast<unsigned long>(m.begin),
+                        static_cast<unsigned long>(m.end));
+          file = map_files + range;
+        }
+    }
     auto obj = read_elf_functions(file);
     if (!obj) continue;  // a non-ELF executable mapping (JIT file, deleted file): skip
     auto vaddr = first_load_vaddr(file);

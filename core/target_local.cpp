@@ -8,6 +8,7 @@
 //
 // Rule: nothing in the stopped window allocates. A parked thread may hold the
 // malloc lock; the engine prepares every buffer before it stops the world.
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
@@ -24,6 +25,8 @@
 #include <thread>
 
 #include "core/target.hpp"
+
+extern "C" void __register_frame(void*);
 
 namespace dynamos::core {
 namespace {
@@ -393,6 +396,17 @@ class LocalTarget final : public Target {
   }
 
   pid_t calling_thread() const override { return gettid_raw(); }
+
+  Result<void> register_unwind_info(Address eh_frame) override {
+    __register_frame(reinterpret_cast<void*>(eh_frame));
+    return {};
+  }
+
+  Result<Address> runtime_address(std::string_view name) override {
+    void* p = dlsym(RTLD_DEFAULT, std::string(name).c_str());
+    if (!p) return fail(Errc::not_found, "cannot resolve " + std::string(name));
+    return reinterpret_cast<Address>(p);
+  }
 
   ThreadState own_state(bool with_frames) const override {
     static thread_local Address frames[kMaxFrames];

@@ -1,0 +1,659 @@
+#include "core/tunables.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace dynamos::core {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
+    s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
+    s.remove_suffix(1);
+  return s;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string quoted(std::string_view s) {
+  return "'" + std::string(s) + "'";
+}
+
+// A non-negative decimal number "123", "1.5", ".25" split into digits and scale:
+// value = mantissa / 10^scale. Kept exact so that "1.5K" and "0.1s" convert without
+// rounding; at most 30 significant digits so that the 128-bit arithmetic cannot overflow.
+struct Decimal {
+  __int128 mantissa = 0;
+  int scale = 0;
+};
+
+// Consumes a decimal number from the front of `s`; nullopt when there is none.
+std::optional<Decimal> take_decimal(std::string_view& s) {
+  Decimal d;
+  std::size_t i = 0;
+  int digits = 0;
+  bool seen_point = false;
+  bool any = false;
+  for (; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '.' && !seen_point) {
+      seen_point = true;
+      continue;
+    }
+    if (!std::isdigit(static_cast<unsigned char>(c))) break;
+    any = true;
+    if (d.mantissa == 0 && c == '0') {
+      if (seen_point) ++d.scale;
+      continue;
+    }
+    if (++digits > 30) return std::nullopt;
+    d.mantissa = d.mantissa * 10 + (c - '0');
+    if (seen_point) ++d.scale;
+  }
+  if (!any) return std::nullopt;
+  s.remove_prefix(i);
+  return d;
+}
+
+// mantissa * unit / 10^scale when that is a whole number that fits int64.
+enum class Exact { ok, fraction, overflow };
+Exact scale_exact(const Decimal& d, std::int64_t unit, std::int64_t& out) {
+  if (d.mantissa == 0) {
+    out = 0;
+    return Exact::ok;
+  }
+  // mantissa < 10^30 and unit < 2^63: bound the product before computing it.
+  if (d.mantissa > (static_cast<__int128>(1) << 126) / unit) return Exact::overflow;
+  __int128 v = d.mantissa * unit;
+  // v < 2^126 < 10^38, so a larger scale always leaves a fraction.
+  if (d.scale > 37) return Exact::fraction;
+  __int128 p = 1;
+  for (int i = 0; i < d.scale; ++i)
+    p *= 10;
+  if (v % p != 0) return Exact::fraction;
+  v /= p;
+  if (v > std::numeric_limits<std::int64_t>::max()) return Exact::overflow;
+  out = static_cast<std::int64_t>(v);
+  return Exact::ok;
+}
+
+bool is_lower_ident(std::string_view name, bool underscores) {
+  if (name.empty() || name.size() > 64) return false;
+  if (name[0] < 'a' || name[0] > 'z') return false;
+  return std::all_of(name.begin(), name.end(), [&](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (underscores && c == '_');
+  });
+}
+
+const char* example_of(TunableType type) {
+  switch (type) {
+    case TunableType::integer:
+      return "e.g. 42, -7, 0x40";
+    case TunableType::floating:
+      return "e.g. 0.25, 1e-3";
+    case TunableType::duration:
+      return "e.g. 250ms, 1.5s, 2min";
+    case TunableType::size:
+      return "e.g. 4096, 64K, 64M, 2GiB";
+    case TunableType::boolean:
+      return "true/false, yes/no, on/off, 1/0";
+    case TunableType::enumeration:
+      return "";
+  }
+  return "";
+}
+
+const char* article_type(TunableType type) {
+  switch (type) {
+    case TunableType::integer:
+      return "an integer";
+    case TunableType::floating:
+      return "a number";
+    case TunableType::duration:
+      return "a duration";
+    case TunableType::size:
+      return "a size";
+    case TunableType::boolean:
+      return "a boolean";
+    case TunableType::enumeration:
+      return "a choice";
+  }
+  return "a value";
+}
+
+// Parses text as the type alone, without the range.
+Result<TunableValue> parse_as(const TunableSpec& spec, std::string_view text) {
+  TunableValue v;
+  switch (spec.type) {
+    case TunableType::integer: {
+      auto r = parse_integer(text);
+      if (!r) return std::unexpected(r.error());
+      v.integer = *r;
+      v.real = static_cast<double>(*r);
+      return v;
+    }
+    case TunableType::floating: {
+      auto r = parse_float(text);
+      if (!r) return std::unexpected(r.error());
+      v.real = *r;
+      v.integer = static_cast<std::int64_t>(*r);
+      return v;
+    }
+    case TunableType::duration: {
+      auto r = parse_duration_ns(text);
+      if (!r) return std::unexpected(r.error());
+      v.integer = *r;
+      v.real = static_cast<double>(*r);
+      return v;
+    }
+    case TunableType::size: {
+      auto r = parse_size_bytes(text);
+      if (!r) return std::unexpected(r.error());
+      v.integer = *r;
+      v.real = static_cast<double>(*r);
+      return v;
+    }
+    case TunableType::boolean: {
+      auto r = parse_boolean(text);
+      if (!r) return std::unexpected(r.error());
+      v.integer = *r ? 1 : 0;
+      v.real = v.integer;
+      return v;
+    }
+    case TunableType::enumeration: {
+      std::string_view t = trim(text);
+      for (std::size_t i = 0; i < spec.choices.size(); ++i) {
+        if (spec.choices[i] == t) {
+          v.integer = static_cast<std::int64_t>(i);
+          v.real = static_cast<double>(i);
+          return v;
+        }
+      }
+      return fail(Errc::invalid_argument, quoted(t) + " is not one of the choices");
+    }
+  }
+  return fail(Errc::invalid_argument, "unknown tunable type");
+}
+
+int compare(TunableType type, const TunableValue& a, const TunableValue& b) {
+  if (type == TunableType::floating) return a.real < b.real ? -1 : (a.real > b.real ? 1 : 0);
+  return a.integer < b.integer ? -1 : (a.integer > b.integer ? 1 : 0);
+}
+
+}  // namespace
+
+const char* tunable_type_name(TunableType type) {
+  switch (type) {
+    case TunableType::integer:
+      return "integer";
+    case TunableType::floating:
+      return "float";
+    case TunableType::duration:
+      return "duration";
+    case TunableType::size:
+      return "size";
+    case TunableType::enumeration:
+      return "enum";
+    case TunableType::boolean:
+      return "boolean";
+  }
+  return "unknown";
+}
+
+const char* value_source_name(ValueSource source) {
+  switch (source) {
+    case ValueSource::default_value:
+      return "default";
+    case ValueSource::config_file:
+      return "config";
+    case ValueSource::environment:
+      return "environment";
+    case ValueSource::runtime:
+      return "runtime";
+  }
+  return "unknown";
+}
+
+bool is_tunable_name(std::string_view name) {
+  return is_lower_ident(name, true);
+}
+bool is_extension_name(std::string_view name) {
+  return is_lower_ident(name, false);
+}
+
+Result<std::int64_t> parse_integer(std::string_view text) {
+  std::string_view s = trim(text);
+  bool negative = false;
+  if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
+    negative = s[0] == '-';
+    s.remove_prefix(1);
+  }
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    base = 16;
+    s.remove_prefix(2);
+  }
+  if (s.empty() || s[0] == '+' || s[0] == '-')
+    return fail(Errc::invalid_argument, quoted(trim(text)) + " is not an integer");
+  std::uint64_t magnitude = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), magnitude, base);
+  if (ec == std::errc::result_out_of_range)
+    return fail(Errc::invalid_argument, quoted(trim(text)) + " does not fit in 64 bits");
+  if (ec != std::errc{} || end != s.data() + s.size())
+    return fail(Errc::invalid_argument, quoted(trim(text)) + " is not an integer");
+  constexpr std::uint64_t max = std::numeric_limits<std::int64_t>::max();
+  if (magnitude > max + (negative ? 1 : 0))
+    return fail(Errc::invalid_argument, quoted(trim(text)) + " does not fit in 64 bits");
+  if (negative) return static_cast<std::int64_t>(0 - magnitude);
+  return static_cast<std::int64_t>(magnitude);
+}
+
+Result<double> parse_float(std::string_view text) {
+  std::string_view s = trim(text);
+  if (!s.empty() && s[0] == '+') s.remove_prefix(1);
+  double v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || end != s.data() + s.size())
+    return fail(Errc::invalid_argument, quoted(trim(text)) + " is not a number");
+  if (!std::isfinite(v))
+    return fail(Errc::invalid_argument, quoted(trim(text)) + " is not a finite number");
+  return v;
+}
+
+Result<std::int64_t> parse_duration_ns(std::string_view text) {
+  std::string_view s = trim(text);
+  const std::string shown = quoted(s);
+  if (s.empty()) return fail(Errc::invalid_argument, "an empty text is not a duration");
+  if (s[0] == '-') return fail(Errc::invalid_argument, shown + ": a duration is not negative");
+  if (s[0] == '+') s.remove_prefix(1);
+  if (s == "0") return 0;
+  static const std::pair<const char*, std::int64_t> units[] = {
+      {"ns", 1},
+      {"us", 1'000},
+      {"\xC2\xB5s", 1'000},  // µs
+      {"ms", 1'000'000},
+      {"s", 1'000'000'000},
+      {"min", 60'000'000'000},
+      {"m", 60'000'000'000},
+      {"h", 3'600'000'000'000},
+      {"d", 86'400'000'000'000},
+  };
+  std::int64_t total = 0;
+  while (!s.empty()) {
+    auto number = take_decimal(s);
+    if (!number)
+      return fail(Errc::invalid_argument,
+                  shown + " is not a duration (a number and a unit: ns, us, ms, s, min, h, d)");
+    std::size_t n = 0;
+    while (n < s.size() && !std::isdigit(static_cast<unsigned char>(s[n])) && s[n] != '.')
+      ++n;
+    std::string unit = lower(s.substr(0, n));
+    s.remove_prefix(n);
+    if (unit.empty())
+      return fail(Errc::invalid_argument,
+                  shown + " needs a unit (ns, us, ms, s, min, h, d), e.g. 250ms or 1.5s");
+    auto it = std::find_if(std::begin(units), std::end(units),
+                           [&](const auto& u) { return unit == u.first; });
+    if (it == std::end(units))
+      return fail(Errc::invalid_argument,
+                  shown + ": unknown duration unit '" + unit + "' (ns, us, ms, s, min, h, d)");
+    std::int64_t part = 0;
+    switch (scale_exact(*number, it->second, part)) {
+      case Exact::fraction:
+        return fail(Errc::invalid_argument, shown + " is not a whole number of nanoseconds");
+      case Exact::overflow:
+        return fail(Errc::invalid_argument, shown + " is too long (at most about 292 years)");
+      case Exact::ok:
+        break;
+    }
+    if (__builtin_add_overflow(total, part, &total))
+      return fail(Errc::invalid_argument, shown + " is too long (at most about 292 years)");
+  }
+  return total;
+}
+
+Result<std::int64_t> parse_size_bytes(std::string_view text) {
+  std::string_view s = trim(text);
+  const std::string shown = quoted(s);
+  if (s.empty()) return fail(Errc::invalid_argument, "an empty text is not a size");
+  if (s[0] == '-') return fail(Errc::invalid_argument, shown + ": a size is not negative");
+  if (s[0] == '+') s.remove_prefix(1);
+  auto number = take_decimal(s);
+  if (!number)
+    return fail(Errc::invalid_argument,
+                shown +
+                    " is not a size (a number and an optional unit: B, K, M, G, T, KiB, "
+                    "MiB, GiB, TiB, kB, MB, GB, TB)");
+  std::string unit = lower(trim(s));
+  constexpr std::int64_t k = 1024;
+  static const std::pair<const char*, std::int64_t> units[] = {
+      {"", 1},
+      {"b", 1},
+      {"k", k},
+      {"kib", k},
+      {"kb", 1000},
+      {"m", k * k},
+      {"mib", k * k},
+      {"mb", 1000 * 1000},
+      {"g", k * k * k},
+      {"gib", k * k * k},
+      {"gb", 1000LL * 1000 * 1000},
+      {"t", k * k * k * k},
+      {"tib", k * k * k * k},
+      {"tb", 1000LL * 1000 * 1000 * 1000},
+      {"p", k * k * k * k * k},
+      {"pib", k * k * k * k * k},
+      {"pb", 1000LL * 1000 * 1000 * 1000 * 1000},
+  };
+  auto it = std::find_if(std::begin(units), std::end(units),
+                         [&](const auto& u) { return unit == u.first; });
+  if (it == std::end(units))
+    return fail(Errc::invalid_argument,
+                shown + ": unknown size unit '" + std::string(trim(s)) +
+                    "' (B, K, M, G, T, P and KiB..PiB are powers of 1024; kB..PB of 1000)");
+  std::int64_t bytes = 0;
+  switch (scale_exact(*number, it->second, bytes)) {
+    case Exact::fraction:
+      return fail(Errc::invalid_argument, shown + " is not a whole number of bytes");
+    case Exact::overflow:
+      return fail(Errc::invalid_argument, shown + " is too large (at most 8 EiB - 1)");
+    case Exact::ok:
+      break;
+  }
+  return bytes;
+}
+
+Result<bool> parse_boolean(std::string_view text) {
+  std::string t = lower(trim(text));
+  if (t == "true" || t == "yes" || t == "on" || t == "1") return true;
+  if (t == "false" || t == "no" || t == "off" || t == "0") return false;
+  return fail(Errc::invalid_argument,
+              quoted(trim(text)) + " is not a boolean (true/false, yes/no, on/off, 1/0)");
+}
+
+std::string format_duration_ns(std::int64_t ns) {
+  if (ns == 0) return "0s";
+  static const std::pair<const char*, std::int64_t> units[] = {
+      {"h", 3'600'000'000'000}, {"min", 60'000'000'000}, {"s", 1'000'000'000},
+      {"ms", 1'000'000},        {"us", 1'000},           {"ns", 1},
+  };
+  for (const auto& [name, unit] : units)
+    if (ns % unit == 0) return std::to_string(ns / unit) + name;
+  return std::to_string(ns) + "ns";
+}
+
+std::string format_size_bytes(std::int64_t bytes) {
+  if (bytes == 0) return "0B";
+  static const char* names[] = {"PiB", "TiB", "GiB", "MiB", "KiB"};
+  for (int i = 0; i < 5; ++i) {
+    std::int64_t unit = std::int64_t{1} << (10 * (5 - i));
+    if (bytes % unit == 0) return std::to_string(bytes / unit) + names[i];
+  }
+  return std::to_string(bytes) + "B";
+}
+
+Result<TunableSpec> TunableSpec::from_abi(const dynamos_tunable& t) {
+  TunableSpec spec;
+  if (!t.name) return fail(Errc::invalid_argument, "a tunable has no name");
+  spec.name = t.name;
+  auto bad = [&](std::string why) {
+    return fail(Errc::invalid_argument, "tunable '" + spec.name + "': " + why);
+  };
+  if (!is_tunable_name(spec.name))
+    return bad("the name must be lower case letters, digits and '_', starting with a letter");
+  switch (t.type) {
+    case DYNAMOS_TUNABLE_INTEGER:
+      spec.type = TunableType::integer;
+      break;
+    case DYNAMOS_TUNABLE_FLOAT:
+      spec.type = TunableType::floating;
+      break;
+    case DYNAMOS_TUNABLE_DURATION:
+      spec.type = TunableType::duration;
+      break;
+    case DYNAMOS_TUNABLE_SIZE:
+      spec.type = TunableType::size;
+      break;
+    case DYNAMOS_TUNABLE_ENUM:
+      spec.type = TunableType::enumeration;
+      break;
+    case DYNAMOS_TUNABLE_BOOLEAN:
+      spec.type = TunableType::boolean;
+      break;
+    default:
+      return bad("unknown type " + std::to_string(t.type));
+  }
+  if (t.flags & ~DYNAMOS_TUNABLE_RUNTIME) return bad("unknown flags " + std::to_string(t.flags));
+  spec.runtime = (t.flags & DYNAMOS_TUNABLE_RUNTIME) != 0;
+  if (!t.help || !*t.help) return bad("no help text");
+  spec.help = t.help;
+
+  const bool numeric = spec.type != TunableType::enumeration && spec.type != TunableType::boolean;
+  if (spec.type == TunableType::enumeration) {
+    if (!t.choices || !t.choices[0]) return bad("an enum needs at least one choice");
+    for (const char* const* c = t.choices; *c; ++c) {
+      std::string_view choice = *c;
+      if (choice.empty() || choice != trim(choice) || choice.find(',') != choice.npos)
+        return bad("choice '" + std::string(choice) + "' is empty or has spaces or commas");
+      if (std::find(spec.choices.begin(), spec.choices.end(), choice) != spec.choices.end())
+        return bad("choice '" + std::string(choice) + "' is listed twice");
+      spec.choices.emplace_back(choice);
+    }
+  } else if (t.choices) {
+    return bad("only an enum has choices");
+  }
+  if (!numeric && (t.min || t.max)) return bad("only numeric tunables have a range");
+  if (t.min) {
+    auto v = parse_as(spec, t.min);
+    if (!v) return bad("minimum: " + v.error().what);
+    spec.min = *v;
+  }
+  if (t.max) {
+    auto v = parse_as(spec, t.max);
+    if (!v) return bad("maximum: " + v.error().what);
+    spec.max = *v;
+  }
+  if (spec.min && spec.max && compare(spec.type, *spec.min, *spec.max) > 0)
+    return bad("minimum " + std::string(t.min) + " is above maximum " + std::string(t.max));
+  if (!t.default_value) return bad("no default value");
+  auto d = spec.parse(t.default_value);
+  if (!d) return bad("default: " + d.error().what);
+  spec.default_value = *d;
+  return spec;
+}
+
+std::string TunableSpec::describe_range() const {
+  switch (type) {
+    case TunableType::enumeration: {
+      std::string out = "one of ";
+      for (std::size_t i = 0; i < choices.size(); ++i)
+        out += (i ? ", " : "") + choices[i];
+      return out;
+    }
+    case TunableType::boolean:
+      return "true or false";
+    default:
+      break;
+  }
+  if (min && max) return "[" + format(*min) + ", " + format(*max) + "]";
+  if (min) return ">= " + format(*min);
+  if (max) return "<= " + format(*max);
+  return std::string("any ") + tunable_type_name(type);
+}
+
+Result<void> TunableSpec::check(const TunableValue& value) const {
+  if (type == TunableType::enumeration) {
+    if (value.integer < 0 || static_cast<std::size_t>(value.integer) >= choices.size())
+      return fail(Errc::invalid_argument, "choice " + std::to_string(value.integer) +
+                                              " does not exist (" + describe_range() + ")");
+    return {};
+  }
+  if (type == TunableType::boolean) {
+    if (value.integer != 0 && value.integer != 1)
+      return fail(Errc::invalid_argument, "a boolean is 0 or 1");
+    return {};
+  }
+  if ((min && compare(type, value, *min) < 0) || (max && compare(type, value, *max) > 0))
+    return fail(Errc::invalid_argument, format(value) + " is out of range " + describe_range());
+  return {};
+}
+
+Result<TunableValue> TunableSpec::parse(std::string_view text) const {
+  auto v = parse_as(*this, text);
+  if (!v) {
+    std::string expected = "expected ";
+    if (type == TunableType::enumeration) {
+      expected += describe_range();
+    } else {
+      expected += std::string(article_type(type));
+      if (min || max) expected += " in " + describe_range();
+      expected += std::string(", ") + example_of(type);
+    }
+    return fail(Errc::invalid_argument, v.error().what + " (" + expected + ")");
+  }
+  if (auto ok = check(*v); !ok) return std::unexpected(ok.error());
+  return v;
+}
+
+std::string TunableSpec::format(const TunableValue& value) const {
+  switch (type) {
+    case TunableType::integer:
+      return std::to_string(value.integer);
+    case TunableType::floating: {
+      char buf[64];
+      auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value.real);
+      return ec == std::errc{} ? std::string(buf, end) : std::string("?");
+    }
+    case TunableType::duration:
+      return format_duration_ns(value.integer);
+    case TunableType::size:
+      return format_size_bytes(value.integer);
+    case TunableType::boolean:
+      return value.integer ? "true" : "false";
+    case TunableType::enumeration:
+      if (value.integer >= 0 && static_cast<std::size_t>(value.integer) < choices.size())
+        return choices[static_cast<std::size_t>(value.integer)];
+      return "?";
+  }
+  return "?";
+}
+
+std::string environment_variable(std::string_view extension, std::string_view key) {
+  std::string name = "DYNAMOS_";
+  for (char c : extension)
+    name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  name += '_';
+  for (char c : key)
+    name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return name;
+}
+
+EnvironmentLookup process_environment() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    // getenv is safe against concurrent getenv; the host never calls setenv.
+    const char* v = std::getenv(name.c_str());
+    if (!v) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+Result<ConfigFile> ConfigFile::load(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return fail_errno("open config file " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return fail_errno("read config file " + path);
+  return parse(text.str(), path);
+}
+
+Result<ConfigFile> ConfigFile::parse(std::string_view text, std::string path) {
+  ConfigFile config;
+  config.path = std::move(path);
+  int number = 0;
+  while (!text.empty()) {
+    ++number;
+    std::size_t eol = text.find('\n');
+    std::string_view line = text.substr(0, eol);
+    text.remove_prefix(eol == text.npos ? text.size() : eol + 1);
+    if (auto hash = line.find('#'); hash != line.npos) line = line.substr(0, hash);
+    line = trim(line);
+    if (line.empty()) continue;
+    Entry probe{{}, number};
+    auto bad = [&](std::string why) {
+      return fail(Errc::invalid_argument, config.where(probe) + ": " + why);
+    };
+    std::size_t eq = line.find('=');
+    if (eq == line.npos) return bad("expected 'extension.key = value'");
+    std::string_view key = trim(line.substr(0, eq));
+    std::string_view value = trim(line.substr(eq + 1));
+    std::size_t dot = key.find('.');
+    if (dot == key.npos || !is_extension_name(key.substr(0, dot)) ||
+        !is_tunable_name(key.substr(dot + 1)))
+      return bad("'" + std::string(key) +
+                 "' is not 'extension.key' (lower case; the extension name without '_')");
+    if (value.empty()) return bad("no value for " + std::string(key));
+    auto [it, inserted] =
+        config.entries.emplace(std::string(key), Entry{std::string(value), number});
+    if (!inserted)
+      return bad(std::string(key) + " is already set on line " + std::to_string(it->second.line));
+  }
+  return config;
+}
+
+const ConfigFile::Entry* ConfigFile::find(std::string_view extension, std::string_view key) const {
+  auto it = entries.find(std::string(extension) + "." + std::string(key));
+  return it == entries.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> ConfigFile::keys_of(std::string_view extension) const {
+  std::vector<std::string> keys;
+  std::string prefix = std::string(extension) + ".";
+  for (const auto& [key, entry] : entries)
+    if (key.starts_with(prefix)) keys.push_back(key.substr(prefix.size()));
+  return keys;
+}
+
+std::string ConfigFile::where(const Entry& entry) const {
+  if (path.empty()) return "config line " + std::to_string(entry.line);
+  return path + ":" + std::to_string(entry.line);
+}
+
+Result<ResolvedValue> resolve_tunable(const TunableSpec& spec, std::string_view extension,
+                                      const ConfigFile* config, const EnvironmentLookup& env) {
+  const std::string full = std::string(extension) + "." + spec.name;
+  std::string var = environment_variable(extension, spec.name);
+  if (env) {
+    if (auto text = env(var)) {
+      auto v = spec.parse(*text);
+      if (!v)
+        return fail(Errc::invalid_argument,
+                    full + " from environment variable " + var + ": " + v.error().what);
+      return ResolvedValue{*v, ValueSource::environment, var};
+    }
+  }
+  if (config) {
+    if (const auto* entry = config->find(extension, spec.name)) {
+      auto v = spec.parse(entry->value);
+      if (!v)
+        return fail(Errc::invalid_argument,
+                    full + " from " + config->where(*entry) + ": " + v.error().what);
+      return ResolvedValue{*v, ValueSource::config_file, config->where(*entry)};
+    }
+  }
+  return ResolvedValue{spec.default_value, ValueSource::default_value, ""};
+}
+
+}  // namespace dynamos::core
