@@ -2,9 +2,11 @@
 // of dependent arithmetic; they differ only in how the call reaches the work.
 extern "C" {
 
-#define WORK_BODY                                                      \
-  for (int i = 0; i < 16; ++i)                                         \
-    x = (x * 6364136223846793005L + 1442695040888963407L) ^ (x >> 17); \
+#define WORK_BODY                                                                 \
+  for (int i = 0; i < 16; ++i)                                                    \
+    x = static_cast<long>(static_cast<unsigned long>(x) * 6364136223846793005UL + \
+                          1442695040888963407UL) ^                                \
+        (x >> 17);                                                                \
   return x;
 
 __attribute__((noinline)) long bench_work(long x) {

@@ -11,7 +11,7 @@
 static atomic_long calls;
 
 __attribute__((noinline)) long bench_work(long x) {
-  for (int i = 0; i < 16; ++i) x = (x * 6364136223846793005L + 1442695040888963407L) ^ (x >> 17);
+  for (int i = 0; i < 16; ++i) x = (long)((unsigned long)x * 6364136223846793005UL + 1442695040888963407UL) ^ (x >> 17);
   return x;
 }
 

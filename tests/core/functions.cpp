@@ -21,12 +21,16 @@ int dyn_add_v3(int a, int b) {
 // A dependent chain of multiplies and xors: about 20 ns on a current core.
 __attribute__((noinline)) long dyn_work(long x) {
   for (int i = 0; i < 16; ++i)
-    x = (x * 6364136223846793005L + 1442695040888963407L) ^ (x >> 17);
+    x = static_cast<long>(static_cast<unsigned long>(x) * 6364136223846793005UL +
+                          1442695040888963407UL) ^
+        (x >> 17);
   return x;
 }
 __attribute__((noinline)) long dyn_work_v2(long x) {
   for (int i = 0; i < 16; ++i)
-    x = (x * 6364136223846793005L + 1442695040888963407L) ^ (x >> 17);
+    x = static_cast<long>(static_cast<unsigned long>(x) * 6364136223846793005UL +
+                          1442695040888963407UL) ^
+        (x >> 17);
   return x;
 }
 
