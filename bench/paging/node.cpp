@@ -93,6 +93,14 @@ Job::~Job() {
   }
 }
 
+void Job::kill() {
+  if (pid_ <= 0 || reaped_) return;
+  ::kill(pid_, SIGKILL);
+  (void)group_.thaw();
+  ::waitpid(pid_, &status_, 0);
+  reaped_ = true;
+}
+
 bool Job::exited() {
   if (reaped_) return true;
   int status = 0;

@@ -75,6 +75,7 @@ class Job {
   // Waits for the process to exit and parses its result line.
   Result<workload::ResultFields> finish(std::chrono::milliseconds timeout);
   bool exited();  // reaps it if it has
+  void kill();    // SIGKILL and reap now
 
  private:
   Job(kernelside::Group g, std::string name) : group_(std::move(g)), name_(std::move(name)) {}

@@ -21,6 +21,7 @@
 #include "extensions/paging/switch_record.hpp"
 #include "extensions/paging/working_set.hpp"
 #include "kernelside/cgroup.hpp"
+#include "kernelside/fs.hpp"
 #include "kernelside/procfs.hpp"
 
 namespace {
@@ -146,9 +147,8 @@ Job& job_of(const dynamos_ext_subject* s) {
   return job;
 }
 
-// Free memory of the node: its memory cgroup (attr node_cgroup, else the parent of the
-// job's cgroup) when it has a limit, else the machine's MemAvailable.
-uint64_t node_free(const dynamos_ext_subject* s) {
+// The node's memory cgroup: attr node_cgroup, else the parent of the job's cgroup.
+std::optional<kernelside::Group> node_group(const dynamos_ext_subject* s) {
   std::string node;
   if (const char* n = attr(s, "node_cgroup")) {
     node = n;
@@ -156,16 +156,36 @@ uint64_t node_free(const dynamos_ext_subject* s) {
     std::string c = s->cgroup;
     if (auto slash = c.rfind('/'); slash != std::string::npos) node = c.substr(0, slash);
   }
-  if (!node.empty() && state.layout) {
-    if (auto g = kernelside::Group::open(*state.layout, node, {kernelside::Controller::memory})) {
-      auto max = g->memory_max();
-      auto current = g->memory_current();
-      if (max && *max && current) return **max > *current ? **max - *current : 0;
-    }
+  if (node.empty() || !state.layout) return std::nullopt;
+  auto g = kernelside::Group::open(*state.layout, node, {kernelside::Controller::memory});
+  if (!g) return std::nullopt;
+  return std::move(*g);
+}
+
+// Free memory of the node: its memory cgroup when it has a limit, else the machine's
+// MemAvailable.
+uint64_t node_free(const std::optional<kernelside::Group>& node) {
+  if (node) {
+    auto max = node->memory_max();
+    auto current = node->memory_current();
+    if (max && *max && current) return **max > *current ? **max - *current : 0;
   }
   if (auto m = kernelside::read_meminfo())
     if (auto it = m->find("MemAvailable"); it != m->end()) return it->second;
   return 0;
+}
+
+// Whether the node may swap: swap is active, and the node's cgroup does not forbid it
+// (v1 memory.memsw.limit_in_bytes equal to the memory limit, v2 memory.swap.max 0).
+bool node_swap(const std::optional<kernelside::Group>& node) {
+  auto swap = kernelside::swap_info();
+  if (!swap || !swap->present) return false;
+  if (!node) return true;
+  std::string dir = node->dir(kernelside::Controller::memory);
+  if (auto v2 = kernelside::read_text(dir + "/memory.swap.max")) return v2->rfind("0", 0) != 0;
+  auto memsw = kernelside::read_u64(dir + "/memory.memsw.limit_in_bytes");
+  auto mem = kernelside::read_u64(dir + "/memory.limit_in_bytes");
+  return !(memsw && mem && *memsw <= *mem);
 }
 
 SwitchRecord* record(uint64_t number) {
@@ -267,10 +287,10 @@ int switch_in(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   r.ws_pages = in.ws.pages();
   state.has_pending_out = false;
 
-  auto swap = kernelside::swap_info();
-  bool have_swap = swap && swap->present;
+  auto node = node_group(s);
+  bool have_swap = node_swap(node);
   if (!have_swap && policy != Policy::demand) {
-    r.warning = std::string("no swap active: policy ") + policy_name(policy) +
+    r.warning = std::string("no swap for this node: policy ") + policy_name(policy) +
                 " acts as demand (nothing can be paged out)";
     log(DYNAMOS_LOG_WARNING, r.warning);
   } else if (!in.ws_recorded && policy == Policy::adaptive) {
@@ -295,7 +315,7 @@ int switch_in(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   }
 
   PlanInput input;
-  input.free_bytes = node_free(s);
+  input.free_bytes = node_free(node);
   input.incoming_ws_bytes = in.ws.bytes();
   input.incoming_swapped_bytes = incoming_swapped.bytes();
   input.outgoing_resident_bytes = outgoing_lru.bytes();
