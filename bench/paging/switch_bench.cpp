@@ -29,6 +29,7 @@
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
 #include "kernelside/memory.hpp"
+#include "kernelside/procfs.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -56,8 +57,9 @@ struct Options {
 
 struct PolicyResult {
   std::string policy;
-  double r0 = 0;
-  std::vector<double> lost, switch_s, majflt, quantum;
+  double r0 = 0;       // work per second on a CPU of its own (W / on-CPU time)
+  double r0_wall = 0;  // work per wall-clock second during the calibration
+  std::vector<double> lost, lost_raw, switch_s, majflt, quantum, cpu_wait;
   uint64_t pages_out = 0, pages_in = 0, background_pages_out = 0;
   double makespan = 0;
   bool verified = false;
@@ -103,24 +105,58 @@ core::Subject subject_of(Job& job, uint64_t id, const std::string& policy,
   return s;
 }
 
-Result<double> calibrate(const Options& o, const kernelside::Layout& layout,
-                         const std::string& root, const std::string& dir) {
+// CPU time and run-queue wait of all threads of a process (the sweep works in threads
+// other than its main thread; /proc/PID/schedstat covers the main thread only).
+Result<kernelside::SchedStat> process_schedstat(pid_t pid) {
+  auto tids = kernelside::list_threads(pid);
+  if (!tids) return std::unexpected(tids.error());
+  kernelside::SchedStat sum;
+  for (pid_t tid : *tids) {
+    if (auto s = kernelside::read_thread_schedstat(pid, tid)) {
+      sum.on_cpu += s->on_cpu;
+      sum.waiting += s->waiting;
+      sum.timeslices += s->timeslices;
+    }
+  }
+  return sum;
+}
+
+// r0: the best one-second rate of a job alone, without memory limit, counted per second
+// of CPU time the job got (the machine is shared: time spent waiting for a CPU is not the
+// job's rate), and the plain wall-clock rate of the same window.
+struct Calibration {
+  double per_cpu_s = 0, per_wall_s = 0;
+};
+Result<Calibration> calibrate(const Options& o, const kernelside::Layout& layout,
+                              const std::string& root, const std::string& dir) {
   auto g =
       kernelside::Group::create(layout, root + "/calibrate",
                                 {kernelside::Controller::memory, kernelside::Controller::freezer});
   if (!g) return std::unexpected(g.error());
   OwnedGroup group(*g);
-  JobSpec spec{o.sweep, o.job_memory, o.calibrate_s + 1.5, 7};
+  JobSpec spec{o.sweep, o.job_memory, 1e6, 7};
   auto job = Job::start(spec, *group, dir, "calibrate");
   if (!job) return std::unexpected(job.error());
   if (auto r = (*job)->wait_running(std::chrono::seconds(120)); !r)
     return std::unexpected(r.error());
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  auto a = (*job)->sample();
-  std::this_thread::sleep_for(std::chrono::duration<double>(o.calibrate_s));
-  auto b = (*job)->sample();
-  if (!a || !b) return std::unexpected(a ? b.error() : a.error());
-  return workload::progress_rate(*a, *b);
+  Calibration best;
+  auto end = Clock::now() + std::chrono::duration<double>(o.calibrate_s);
+  do {
+    auto a = (*job)->sample();
+    auto ca = process_schedstat((*job)->pid());
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    auto b = (*job)->sample();
+    auto cb = process_schedstat((*job)->pid());
+    if (!a || !b) return std::unexpected(a ? b.error() : a.error());
+    if (!ca || !cb) return std::unexpected(ca ? cb.error() : ca.error());
+    double cpu = std::chrono::duration<double>(cb->on_cpu - ca->on_cpu).count();
+    double work = static_cast<double>(b->work - a->work);
+    if (cpu > 0) best.per_cpu_s = std::max(best.per_cpu_s, work / cpu);
+    best.per_wall_s = std::max(best.per_wall_s, workload::progress_rate(*a, *b));
+  } while (Clock::now() < end);
+  (*job)->kill();
+  return best;
 }
 
 Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
@@ -130,8 +166,11 @@ Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
   res.policy = policy;
   auto r0 = calibrate(o, layout, root, dir);
   if (!r0) return std::unexpected(with_context(r0.error(), "calibrating"));
-  res.r0 = *r0;
-  if (o.verbose) std::fprintf(stderr, "[%s] r0 = %.0f MiB/s\n", policy.c_str(), res.r0 / (1 << 20));
+  res.r0 = r0->per_cpu_s;
+  res.r0_wall = r0->per_wall_s;
+  if (o.verbose)
+    std::fprintf(stderr, "[%s] r0 = %.0f MiB/s per CPU second (%.0f MiB/s wall)\n", policy.c_str(),
+                 res.r0 / (1 << 20), res.r0_wall / (1 << 20));
 
   const kernelside::Controllers ctl = {kernelside::Controller::memory,
                                        kernelside::Controller::freezer};
@@ -172,6 +211,7 @@ Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
     auto s0 = job.sample();
     if (!s0) return std::unexpected(s0.error());
     uint64_t majflt0 = major_faults(job.pid());
+    auto c0 = process_schedstat(job.pid());
     bool majflt_taken = false;
     while (seconds_since(start) < o.quantum && !interrupted) {
       std::this_thread::sleep_for(std::chrono::milliseconds(o.tick_ms));
@@ -189,12 +229,18 @@ Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
     double q =
         workload::progress_rate(*s0, *s1) > 0 ? (s1->read_ns - s0->read_ns) / 1e9 : o.quantum;
     double w = static_cast<double>(s1->work - s0->work);
+    auto c1 = process_schedstat(job.pid());
+    // Time the job was runnable but other processes had the CPUs: the machine's load,
+    // not paging.
+    double wait = c0 && c1 ? std::chrono::duration<double>(c1->waiting - c0->waiting).count() : 0;
     if (counted) {
       res.quantum.push_back(q);
-      res.lost.push_back(q - w / res.r0);
+      res.cpu_wait.push_back(wait);
+      res.lost_raw.push_back(q - w / res.r0);
+      res.lost.push_back(q - w / res.r0 - wait);
       if (o.verbose)
         std::fprintf(stderr, "[%s] quantum of %s: %.2f s, lost %.2f s\n", policy.c_str(),
-                     job.name().c_str(), q, q - w / res.r0);
+                     job.name().c_str(), q, q - w / res.r0 - wait);
     }
     return {};
   };
@@ -231,7 +277,7 @@ Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
       res.background_pages_out += static_cast<uint64_t>(json_number(line, "background_pages_out"));
   }
   for (size_t i = 0; i < res.quantum.size(); ++i)
-    res.makespan += res.switch_s[i] + res.quantum[i] + std::max(0.0, res.lost[i]);
+    res.makespan += res.switch_s[i] + res.quantum[i] + res.lost[i];
   if (!o.verify) return res;
   // Let both finish without the node's limit, and check their results.
   res.checked = true;
@@ -260,27 +306,32 @@ std::string to_json(const Options& o, const PolicyResult& r) {
     }
     return s + "]";
   };
-  double lost_sum = 0;
+  double lost_sum = 0, raw_sum = 0;
   for (double l : r.lost)
     lost_sum += l;
+  for (double l : r.lost_raw)
+    raw_sum += l;
+  double n = r.lost.empty() ? 1.0 : static_cast<double>(r.lost.size());
   char buf[1024];
   std::snprintf(buf, sizeof buf,
                 "{\"policy\":\"%s\",\"switches\":%zu,\"quantum_s\":%.3f,\"node_memory\":%llu,"
-                "\"job_memory\":%llu,\"r0_bytes_per_s\":%.0f,\"makespan_s\":%.3f,"
+                "\"job_memory\":%llu,\"r0_bytes_per_s\":%.0f,\"r0_wall_bytes_per_s\":%.0f,"
+                "\"makespan_s\":%.3f,\"lost_s_per_switch_with_cpu_wait\":%.3f,"
                 "\"ideal_s\":%.3f,\"lost_s_per_switch\":%.3f,\"switch_s\":%.3f,"
                 "\"majflt_after_switch\":%.0f,\"pages_out\":%llu,\"pages_in\":%llu,"
                 "\"background_pages_out\":%llu,\"verified\":%s,",
                 r.policy.c_str(), r.switch_s.size(), o.quantum, (unsigned long long)o.node_memory,
-                (unsigned long long)o.job_memory, r.r0, r.makespan,
-                o.quantum * static_cast<double>(r.quantum.size()),
-                r.lost.empty() ? 0.0 : lost_sum / static_cast<double>(r.lost.size()),
-                median(r.switch_s), median(r.majflt), (unsigned long long)r.pages_out,
-                (unsigned long long)r.pages_in, (unsigned long long)r.background_pages_out,
+                (unsigned long long)o.job_memory, r.r0, r.r0_wall, r.makespan, raw_sum / n,
+                o.quantum * static_cast<double>(r.quantum.size()), lost_sum / n, median(r.switch_s),
+                median(r.majflt), (unsigned long long)r.pages_out, (unsigned long long)r.pages_in,
+                (unsigned long long)r.background_pages_out,
                 !r.checked   ? "null"
                 : r.verified ? "true"
                              : "false");
-  return std::string(buf) + "\"lost_s\":" + list(r.lost) + ",\"switch_s_all\":" + list(r.switch_s) +
-         ",\"majflt_all\":" + list(r.majflt) + ",\"warning\":\"" + r.warning + "\"}";
+  return std::string(buf) + "\"lost_s\":" + list(r.lost) +
+         ",\"lost_s_with_cpu_wait\":" + list(r.lost_raw) + ",\"cpu_wait_s\":" + list(r.cpu_wait) +
+         ",\"switch_s_all\":" + list(r.switch_s) + ",\"majflt_all\":" + list(r.majflt) +
+         ",\"warning\":\"" + r.warning + "\"}";
 }
 
 int usage_error(const std::string& message) {

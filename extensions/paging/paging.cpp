@@ -8,6 +8,8 @@
 // jobs are known; switch_out only records the outgoing job's working set.
 #include <time.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -15,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "core/extension_abi.h"
 #include "extensions/paging/policy.hpp"
@@ -52,7 +55,7 @@ const dynamos_tunable kTunables[kTunableCount] = {
      "adaptive: bytes per second of the outgoing job written out during the quantum; 0 = off"},
     {"ws_sample_period", DYNAMOS_TUNABLE_DURATION, DYNAMOS_TUNABLE_RUNTIME, "1s", "0", "1h",
      nullptr, "working-set sampling on ticks, for most-recent-first order; 0 = at switch-out only"},
-    {"reserve", DYNAMOS_TUNABLE_SIZE, DYNAMOS_TUNABLE_RUNTIME, "16MiB", "0", "16GiB", nullptr,
+    {"reserve", DYNAMOS_TUNABLE_SIZE, DYNAMOS_TUNABLE_RUNTIME, "32MiB", "0", "16GiB", nullptr,
      "node memory kept free beyond the incoming working set by selective and adaptive"},
 };
 
@@ -326,28 +329,53 @@ int switch_in(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   r.effective = policy_name(plan.effective);
   r.free_bytes = input.free_bytes;
 
+  // Page-out and prefetch overlap (zram compresses and decompresses on the CPU: two
+  // cores do both at once). The prefetch takes batch after batch as the page-out makes
+  // room, never pushing the node into its limit, where reclaim would evict what was
+  // just prefetched.
   uint64_t t0 = monotonic_ns();
-  if (plan.pageout_all || plan.pageout_bytes > 0) {
-    auto moved = advise(outgoing_lru, Advice::pageout,
-                        plan.pageout_all ? UINT64_MAX : plan.pageout_bytes, batch);
-    if (!moved)
-      return failure("switch_in: page-out of job " + std::to_string(r.out_job) + ": " +
-                     moved.error().message());
-    r.pages_out = moved->bytes / page;
-    gone += moved->processes_gone;
+  std::atomic<bool> pageout_done{!(plan.pageout_all || plan.pageout_bytes > 0)};
+  std::atomic<uint64_t> pageout_end{t0};
+  Result<MoveReport> out_moved = MoveReport{};
+  std::thread pager;
+  if (!pageout_done) {
+    pager = std::thread([&] {
+      out_moved = advise(outgoing_lru, Advice::pageout,
+                         plan.pageout_all ? UINT64_MAX : plan.pageout_bytes, batch);
+      pageout_end = monotonic_ns();
+      pageout_done = true;
+    });
   }
-  uint64_t t1 = monotonic_ns();
+  Result<MoveReport> in_moved = MoveReport{};
   if (plan.prefetch_bytes > 0) {
-    auto moved = advise(incoming_swapped, Advice::willneed, plan.prefetch_bytes, batch);
-    if (!moved)
-      return failure("switch_in: prefetch of job " + std::to_string(in.id) + ": " +
-                     moved.error().message());
-    r.pages_in = moved->bytes / page;
-    gone += moved->processes_gone;
+    const uint64_t reserve = static_cast<uint64_t>(tunable(kReserve));
+    for (const WorkingSet& chunk : split(incoming_swapped, batch, plan.prefetch_bytes)) {
+      while (!pageout_done && node_free(node) < chunk.bytes() + reserve)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      auto m = advise(chunk, Advice::willneed, UINT64_MAX, batch);
+      if (!m) {
+        in_moved = std::unexpected(m.error());
+        break;
+      }
+      in_moved->bytes += m->bytes;
+      in_moved->calls += m->calls;
+      in_moved->processes_gone += m->processes_gone;
+    }
   }
+  uint64_t t_prefetch = monotonic_ns();
+  if (pager.joinable()) pager.join();
   uint64_t t2 = monotonic_ns();
-  r.pageout_s = (t1 - t0) / 1e9;
-  r.prefetch_s = (t2 - t1) / 1e9;
+  if (!out_moved)
+    return failure("switch_in: page-out of job " + std::to_string(r.out_job) + ": " +
+                   out_moved.error().message());
+  if (!in_moved)
+    return failure("switch_in: prefetch of job " + std::to_string(in.id) + ": " +
+                   in_moved.error().message());
+  r.pages_out = out_moved->bytes / page;
+  r.pages_in = in_moved->bytes / page;
+  gone += out_moved->processes_gone + in_moved->processes_gone;
+  r.pageout_s = (pageout_end - t0) / 1e9;
+  r.prefetch_s = (t_prefetch - t0) / 1e9;
   r.processes_gone = gone;
 
   state.background_job = plan.background_write && out ? out->id : 0;

@@ -155,6 +155,34 @@ Result<WorkingSet> resident_part(const WorkingSet& ws, size_t* gone) {
       ws, [](kernelside::PageEntry e) { return e.present(); }, gone);
 }
 
+std::vector<WorkingSet> split(const WorkingSet& ws, uint64_t chunk_bytes, uint64_t max_bytes) {
+  std::vector<WorkingSet> out;
+  chunk_bytes = std::max<uint64_t>(chunk_bytes, kernelside::page_size());
+  WorkingSet cur;
+  uint64_t in_cur = 0, total = 0;
+  for (const auto& p : ws.processes) {
+    for (Range r : p.runs) {
+      while (r.length > 0 && total < max_bytes) {
+        uint64_t n = std::min<uint64_t>({r.length, chunk_bytes - in_cur, max_bytes - total});
+        if (cur.processes.empty() || cur.processes.back().pid != p.pid)
+          cur.processes.push_back({p.pid, {}});
+        cur.processes.back().runs.push_back({r.start, n});
+        r.start += n;
+        r.length -= n;
+        in_cur += n;
+        total += n;
+        if (in_cur == chunk_bytes) {
+          out.push_back(std::move(cur));
+          cur = {};
+          in_cur = 0;
+        }
+      }
+    }
+  }
+  if (in_cur > 0) out.push_back(std::move(cur));
+  return out;
+}
+
 Result<MoveReport> advise(const WorkingSet& ws, Advice advice, uint64_t max_bytes,
                           uint64_t batch_bytes) {
   MoveReport report;

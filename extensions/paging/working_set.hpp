@@ -58,6 +58,9 @@ struct MoveReport {
   size_t processes_gone = 0;  // exited before or while being advised
 };
 
+// The first max_bytes of ws cut into consecutive pieces of at most chunk_bytes, in order.
+std::vector<WorkingSet> split(const WorkingSet& ws, uint64_t chunk_bytes, uint64_t max_bytes);
+
 // Advises the runs of ws in order, up to max_bytes, in calls of at most batch_bytes.
 Result<MoveReport> advise(const WorkingSet& ws, kernelside::Advice advice, uint64_t max_bytes,
                           uint64_t batch_bytes);

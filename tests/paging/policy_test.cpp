@@ -16,7 +16,7 @@ PlanInput node(uint64_t free, uint64_t swapped, uint64_t outgoing) {
   in.incoming_swapped_bytes = swapped;
   in.outgoing_resident_bytes = outgoing;
   in.prefetch_budget = 1024 * MiB;
-  in.reserve_bytes = 16 * MiB;
+  in.reserve_bytes = 16 * MiB;  // (the tunable defaults to 32MiB)
   return in;
 }
 }  // namespace
@@ -104,4 +104,14 @@ TEST(PagingWorkingSet, RecencyPutsPagesFaultedInSinceTheSampleFirst) {
   WorkingSet plain = order_by_recency(now, nullptr);
   EXPECT_EQ(plain.processes[0].runs.front(), (Range{0x8000, 0x1000}));
   EXPECT_EQ(reversed(plain).processes[0].runs.front(), (Range{0x1000, 0x3000}));
+}
+
+TEST(PagingWorkingSet, SplitKeepsOrderAndLimit) {
+  WorkingSet ws{{{1, {{0x10000, 0x3000}}}, {2, {{0x1000, 0x2000}}}}};
+  auto chunks = split(ws, 0x2000, 0x4000);
+  ASSERT_EQ(chunks.size(), 2u);
+  EXPECT_EQ(chunks[0].processes[0].runs, (std::vector<Range>{{0x10000, 0x2000}}));
+  EXPECT_EQ(chunks[1].processes.size(), 2u);
+  EXPECT_EQ(chunks[1].processes[0].runs, (std::vector<Range>{{0x12000, 0x1000}}));
+  EXPECT_EQ(chunks[1].processes[1].runs, (std::vector<Range>{{0x1000, 0x1000}}));
 }
