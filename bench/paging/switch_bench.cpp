@@ -60,7 +60,7 @@ struct PolicyResult {
   double r0 = 0;       // work per second on a CPU of its own (W / on-CPU time)
   double r0_wall = 0;  // work per wall-clock second during the calibration
   std::vector<double> lost, lost_raw, switch_s, majflt, quantum, cpu_wait;
-  uint64_t pages_out = 0, pages_in = 0, background_pages_out = 0;
+  uint64_t pages_out = 0, pages_in = 0, background_pages_out = 0, background_pages_in = 0;
   double makespan = 0;
   bool verified = false;
   bool checked = false;  // results verified (--verify) rather than the jobs killed
@@ -273,8 +273,13 @@ Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
   if (auto all = host.call("paging", "switches"); all) {
     std::istringstream lines(*all);
     std::string line;
-    while (std::getline(lines, line))
+    // The extension stays loaded across policies: only this policy's switches.
+    const double first = json_number(*si, "switch");
+    while (std::getline(lines, line)) {
+      if (json_number(line, "switch") < first) continue;
       res.background_pages_out += static_cast<uint64_t>(json_number(line, "background_pages_out"));
+      res.background_pages_in += static_cast<uint64_t>(json_number(line, "background_pages_in"));
+    }
   }
   for (size_t i = 0; i < res.quantum.size(); ++i)
     res.makespan += res.switch_s[i] + res.quantum[i] + res.lost[i];
@@ -319,12 +324,13 @@ std::string to_json(const Options& o, const PolicyResult& r) {
                 "\"makespan_s\":%.3f,\"lost_s_per_switch_with_cpu_wait\":%.3f,"
                 "\"ideal_s\":%.3f,\"lost_s_per_switch\":%.3f,\"switch_s\":%.3f,"
                 "\"majflt_after_switch\":%.0f,\"pages_out\":%llu,\"pages_in\":%llu,"
-                "\"background_pages_out\":%llu,\"verified\":%s,",
+                "\"background_pages_out\":%llu,\"background_pages_in\":%llu,\"verified\":%s,",
                 r.policy.c_str(), r.switch_s.size(), o.quantum, (unsigned long long)o.node_memory,
                 (unsigned long long)o.job_memory, r.r0, r.r0_wall, r.makespan, raw_sum / n,
                 o.quantum * static_cast<double>(r.quantum.size()), lost_sum / n, median(r.switch_s),
                 median(r.majflt), (unsigned long long)r.pages_out, (unsigned long long)r.pages_in,
                 (unsigned long long)r.background_pages_out,
+                (unsigned long long)r.background_pages_in,
                 !r.checked   ? "null"
                 : r.verified ? "true"
                              : "false");

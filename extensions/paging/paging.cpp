@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <list>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -50,7 +51,7 @@ const dynamos_tunable kTunables[kTunableCount] = {
      "adaptive: bytes of the incoming working set prefetched at a switch, at most"},
     {"pageout_batch", DYNAMOS_TUNABLE_SIZE, DYNAMOS_TUNABLE_RUNTIME, "32MiB", "4KiB", "4GiB",
      nullptr, "bytes advised per process_madvise batch (page-out and prefetch)"},
-    {"background_write_rate", DYNAMOS_TUNABLE_SIZE, DYNAMOS_TUNABLE_RUNTIME, "128MiB", "0", "64GiB",
+    {"background_write_rate", DYNAMOS_TUNABLE_SIZE, DYNAMOS_TUNABLE_RUNTIME, "512MiB", "0", "64GiB",
      nullptr,
      "adaptive: bytes per second of the outgoing job written out during the quantum; 0 = off"},
     {"ws_sample_period", DYNAMOS_TUNABLE_DURATION, DYNAMOS_TUNABLE_RUNTIME, "1s", "0", "1h",
@@ -72,6 +73,8 @@ struct Job {
   uint64_t majflt_at_resume = 0;
   std::optional<double> work_at_resume;
   uint64_t record = 0;  // number of the switch that brought it in
+  // adaptive: the rest of its working set, prefetched on ticks as room appears
+  std::deque<WorkingSet> prefetch_rest;
 };
 
 struct State {
@@ -350,6 +353,7 @@ int switch_in(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   if (plan.prefetch_bytes > 0) {
     const uint64_t reserve = static_cast<uint64_t>(tunable(kReserve));
     for (const WorkingSet& chunk : split(incoming_swapped, batch, plan.prefetch_bytes)) {
+      // (split() below hands the rest to the background prefetch)
       while (!pageout_done && node_free(node) < chunk.bytes() + reserve)
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       auto m = advise(chunk, Advice::willneed, UINT64_MAX, batch);
@@ -388,6 +392,19 @@ int switch_in(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   in.work_at_resume = attr_number(s, "work");
   in.record = r.number;
   in.sample = {};
+  in.prefetch_rest.clear();
+  if (plan.background_write && in_moved->bytes < incoming_swapped.bytes()) {
+    // Adaptive page-in goes on during the quantum: what the budget left out follows,
+    // batch by batch, as background page-out of the outgoing job makes room.
+    auto chunks = split(incoming_swapped, batch, UINT64_MAX);
+    uint64_t skip = in_moved->bytes, skipped = 0;
+    for (auto& c : chunks) {
+      if (skipped >= skip)
+        in.prefetch_rest.push_back(std::move(c));
+      else
+        skipped += c.bytes();
+    }
+  }
   r.switch_s = t2 > r.start_ns ? (t2 - r.start_ns) / 1e9 : 0;
   if (state.history.size() >= kHistory) state.history.pop_front();
   state.history.push_back(r);
@@ -451,10 +468,35 @@ int tick(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
     }
     if (r) r->background_pages_out += written / kernelside::page_size();
   }
+  // Background prefetch of the running job's remaining working set, while the node has
+  // room for it beyond the reserve (a few batches per tick at most).
+  uint64_t prefetched = 0;
+  if (job.running && !job.prefetch_rest.empty()) {
+    auto node = node_group(s);
+    const uint64_t reserve = static_cast<uint64_t>(tunable(kReserve));
+    uint64_t free = node_free(node);
+    for (int n = 0; n < 4 && !job.prefetch_rest.empty(); ++n) {
+      const WorkingSet& chunk = job.prefetch_rest.front();
+      // Only what is still swapped: the job may have faulted some of it in meanwhile.
+      auto still = swapped_part(chunk);
+      if (!still) {
+        job.prefetch_rest.clear();
+        break;
+      }
+      if (free < still->bytes() + reserve) break;
+      if (auto m = advise(*still, Advice::willneed, UINT64_MAX, still->bytes() + 1)) {
+        prefetched += m->bytes;
+        free -= std::min(free, m->bytes);
+      }
+      job.prefetch_rest.pop_front();
+    }
+    if (r) r->background_pages_in += prefetched / kernelside::page_size();
+  }
   return append(
       report,
       "{\"job\":" + std::to_string(job.id) + ",\"sampled\":" + (sampled ? "true" : "false") +
-          ",\"background_pages_out\":" + std::to_string(written / kernelside::page_size()) + "}");
+          ",\"background_pages_out\":" + std::to_string(written / kernelside::page_size()) +
+          ",\"background_pages_in\":" + std::to_string(prefetched / kernelside::page_size()) + "}");
 } catch (const std::exception& e) {
   return failure(std::string("tick: ") + e.what());
 }

@@ -22,6 +22,7 @@ struct SwitchRecord {
   uint64_t pages_out = 0;             // at the switch
   uint64_t pages_in = 0;              // prefetched at the switch
   uint64_t background_pages_out = 0;  // during the quantum that followed
+  uint64_t background_pages_in = 0;   // prefetched during the quantum that followed
   int64_t majflt_first_s =
       -1;                // major faults of the incoming job in its first second; -1: not yet known
   double lost_s = -1;    // Q - W/r0 so far in the quantum; -1 without r0 and work attrs

@@ -151,6 +151,10 @@ class PagingPolicies : public PagingSwitch, public ::testing::WithParamInterface
   // A runs, is switched out; B starts and runs 1 s; then B -> A under the policy.
   Observed two_jobs(const std::string& policy) {
     Observed o;
+    // A small reserve: on a 128 MiB node the default (32 MiB) plus a 96 MiB working set
+    // leaves selective nothing to keep of the outgoing job, and the test wants to see
+    // that it pages out only part of it.
+    EXPECT_TRUE(host_->set("paging.reserve=4M"));
     Job& a = start("a", 4, 1);
     auto r = a.wait_running(std::chrono::seconds(30));
     EXPECT_TRUE(r) << r.error().message();
