@@ -26,7 +26,7 @@ set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set boxwidth 0.9
 set yrange [0:*]
-set key top right
+set key outside bottom center horizontal
 set grid ytics
 plot "$data" using 2:xtic(1) title "lost time (without run-queue wait)", \
      "" using 3 title "lost time incl. run-queue wait", \

@@ -48,7 +48,8 @@ const dynamos_tunable kTunables[kTunableCount] = {
     {"policy", DYNAMOS_TUNABLE_ENUM, DYNAMOS_TUNABLE_RUNTIME, "adaptive", nullptr, nullptr,
      kPolicyChoices, "policy of a switch whose incoming job names none"},
     {"prefetch_budget", DYNAMOS_TUNABLE_SIZE, DYNAMOS_TUNABLE_RUNTIME, "1GiB", "0", "1TiB", nullptr,
-     "adaptive: bytes of the incoming working set prefetched at a switch, at most"},
+     "adaptive: bytes of the incoming working set prefetched during the switch; the rest follows "
+     "during the quantum"},
     {"pageout_batch", DYNAMOS_TUNABLE_SIZE, DYNAMOS_TUNABLE_RUNTIME, "32MiB", "4KiB", "4GiB",
      nullptr, "bytes advised per process_madvise batch (page-out and prefetch)"},
     {"background_write_rate", DYNAMOS_TUNABLE_SIZE, DYNAMOS_TUNABLE_RUNTIME, "512MiB", "0", "64GiB",
