@@ -13,19 +13,12 @@
 
 #include "core/near_memory.hpp"
 #include "core/patch_point.hpp"
+#include "core/probe.hpp"
 #include "core/symbols.hpp"
 #include "core/transition.hpp"
 
 namespace dynamos::core {
-namespace {
-
-std::string hex(Address a) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(a));
-  return buf;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 const char* safety_mode_name(SafetyMode mode) {
   return mode == SafetyMode::quiescent ? "quiescent" : "drain";
@@ -127,13 +120,26 @@ struct Engine::State {
     return &points.back();
   }
 
+  // Prepares and installs a hijack now (not an update of its own).
+  Result<PatchPointId> hijack(const FunctionTarget& fn, const HijackOptions& opts) {
+    auto p = prepare(fn, opts);
+    if (!p) return std::unexpected(p.error());
+    if (!(*p)->installed) {
+      auto r = run({{*p, (*p)->active, (*p)->active}}, SafetyMode::drain,
+                   std::chrono::milliseconds(2000), false);
+      if (!r) return std::unexpected(r.error());
+    }
+    return (*p)->id;
+  }
+
   // Runs an update's transition; records it unless `record` is false (hijack only).
   Result<UpdateId> run(std::vector<PlannedSwitch> plan, SafetyMode mode,
                        std::chrono::milliseconds timeout, bool record = true) {
     UpdateInfo u;
     u.id = next_update;
     u.mode = mode;
-    for (const auto& s : plan) u.switches.push_back({s.point->id, s.from, s.to});
+    for (const auto& s : plan)
+      u.switches.push_back({s.point->id, s.from, s.to});
     target->stage_state(serialize(plan, record ? &u : nullptr));
     Transition t(*target, plan, mode);
     if (auto r = t.run(timeout); !r) {
@@ -193,7 +199,8 @@ struct Engine::State {
         << p.slot << " " << p.counted << " " << installed << " " << active << " " << word(p.name)
         << " " << bytes_hex(p.entry_bytes) << " " << bytes_hex(p.saved_bytes) << " "
         << p.map.size();
-      for (const auto& m : p.map) o << " " << int(m.source_offset) << ":" << int(m.clone_offset);
+      for (const auto& m : p.map)
+        o << " " << int(m.source_offset) << ":" << int(m.clone_offset);
       o << "\n";
       for (const auto& v : p.versions)
         o << "version " << p.id << " " << v.id << " " << v.code << " " << v.range.begin << " "
@@ -205,10 +212,12 @@ struct Engine::State {
       if (state_change && state_change->first == u.id) st = state_change->second;
       o << "update " << u.id << " " << safety_mode_name(u.mode) << " "
         << (st == UpdateState::applied ? "applied" : "reverted") << " " << u.switches.size();
-      for (const auto& sw : u.switches) o << " " << sw.point << ":" << sw.from << ":" << sw.to;
+      for (const auto& sw : u.switches)
+        o << " " << sw.point << ":" << sw.from << ":" << sw.to;
       o << "\n";
     };
-    for (const auto& u : updates) emit(u);
+    for (const auto& u : updates)
+      emit(u);
     if (pending) emit(*pending);
     return o.str();
   }
@@ -218,7 +227,8 @@ struct Engine::State {
     std::string kind;
     int format = 0;
     if (!(in >> kind >> format) || kind != "dynamos-state" || format != 1)
-      return fail(Errc::version_mismatch, "unknown engine state format (from another DynAMOS version?)");
+      return fail(Errc::version_mismatch,
+                  "unknown engine state format (from another DynAMOS version?)");
     std::vector<NearMemory::Arena> arenas;
     std::string line;
     std::getline(in, line);
@@ -229,7 +239,8 @@ struct Engine::State {
       std::istringstream l(line);
       l >> kind;
       auto bad = [&] {
-        return fail(Errc::protocol, "engine state line " + std::to_string(line_no) + " is malformed");
+        return fail(Errc::protocol,
+                    "engine state line " + std::to_string(line_no) + " is malformed");
       };
       if (kind == "next_update") {
         if (!(l >> next_update)) return bad();
@@ -289,7 +300,15 @@ struct Engine::State {
   }
 
   VersionInfo version_info(const Version& v) {
-    return VersionInfo{v.id, v.name, v.code, v.range, version_calls(*target, v)};
+    VersionInfo i{v.id, v.name, v.code, v.range, version_calls(*target, v)};
+    if (v.probe) {
+      i.is_probe = true;
+      if (auto c = read_probe(*target, v.counter)) {
+        i.timed_calls = c->timed;
+        i.timed_ticks = c->ticks;
+      }
+    }
+    return i;
   }
 };
 
@@ -299,10 +318,13 @@ Engine& Engine::self() {
   return *engine;
 }
 
-Engine::Engine(std::unique_ptr<Target> target) : state_(std::make_unique<State>(std::move(target))) {}
+Engine::Engine(std::unique_ptr<Target> target)
+    : state_(std::make_unique<State>(std::move(target))) {}
 Engine::~Engine() = default;
 
-Target& Engine::target() { return *state_->target; }
+Target& Engine::target() {
+  return *state_->target;
+}
 
 Result<std::unique_ptr<Engine>> Engine::over(std::unique_ptr<Target> target) {
   std::unique_ptr<Engine> engine(new Engine(std::move(target)));
@@ -310,7 +332,8 @@ Result<std::unique_ptr<Engine>> Engine::over(std::unique_ptr<Target> target) {
   if (!blob) return std::unexpected(blob.error());
   if (!blob->empty()) {
     if (auto r = engine->state_->deserialize(*blob); !r)
-      return std::unexpected(with_context(r.error(), "reading the engine state kept in the target"));
+      return std::unexpected(
+          with_context(r.error(), "reading the engine state kept in the target"));
   }
   return engine;
 }
@@ -319,27 +342,12 @@ Result<PatchPointId> Engine::hijack(std::string_view symbol, const HijackOptions
   std::lock_guard lock(state_->mutex);
   auto fn = state_->resolve(symbol);
   if (!fn) return std::unexpected(fn.error());
-  auto p = state_->prepare(*fn, options);
-  if (!p) return std::unexpected(p.error());
-  if (!(*p)->installed) {
-    auto r = state_->run({{*p, (*p)->active, (*p)->active}}, SafetyMode::drain,
-                         std::chrono::milliseconds(2000), false);
-    if (!r) return std::unexpected(r.error());
-  }
-  return (*p)->id;
+  return state_->hijack(*fn, options);
 }
 
 Result<PatchPointId> Engine::hijack(Address function, const HijackOptions& options) {
   std::lock_guard lock(state_->mutex);
-  auto fn = state_->describe(function);
-  auto p = state_->prepare(fn, options);
-  if (!p) return std::unexpected(p.error());
-  if (!(*p)->installed) {
-    auto r = state_->run({{*p, (*p)->active, (*p)->active}}, SafetyMode::drain,
-                         std::chrono::milliseconds(2000), false);
-    if (!r) return std::unexpected(r.error());
-  }
-  return (*p)->id;
+  return state_->hijack(state_->describe(function), options);
 }
 
 Result<PatchPointId> Engine::create_dispatch(std::string name, Address initial, AddressRange range,
@@ -367,6 +375,34 @@ Result<VersionId> Engine::add_version(PatchPointId point, Address code, std::str
     if (name.empty()) name = fn.name;
   }
   return core::add_version(*state_->target, state_->near, **p, code, std::move(name), range);
+}
+
+Result<VersionId> Engine::add_probe(PatchPointId point) {
+  std::lock_guard lock(state_->mutex);
+  auto p = state_->point(point);
+  if (!p) return std::unexpected(p.error());
+  const Version& wrapped = (*p)->versions.at((*p)->active);
+  // A probe made earlier around the same version is reused with its counters reset.
+  for (const auto& v : (*p)->versions) {
+    if (!v.probe) continue;
+    auto w = state_->target->load_word(v.counter + 24);
+    if (w && *w == wrapped.slot_value()) {
+      for (Address c : {v.counter, v.counter + 8, v.counter + 16})
+        if (auto r = state_->target->store_word(c, 0); !r) return std::unexpected(r.error());
+      return v.id;
+    }
+  }
+  auto probe = make_probe(*state_->target, state_->near, (*p)->stub, wrapped.slot_value());
+  if (!probe) return std::unexpected(with_context(probe.error(), "probe of " + (*p)->name));
+  Version v;
+  v.id = static_cast<VersionId>((*p)->versions.size());
+  v.name = "probe(" + wrapped.name + ")";
+  v.code = probe->code;
+  v.range = {probe->code, probe->code + probe->code_size};
+  v.counter = probe->counters;
+  v.probe = true;
+  (*p)->versions.push_back(v);
+  return v.id;
 }
 
 Result<UpdateId> Engine::apply(const UpdateRequest& request) {

@@ -1,5 +1,6 @@
 #include "core/error.hpp"
 
+#include <cstdio>
 #include <cstring>
 
 namespace dynamos {
@@ -64,6 +65,12 @@ std::unexpected<Error> fail_errno(int err, std::string what) {
       break;
   }
   return std::unexpected(Error{code, err, std::move(what)});
+}
+
+std::string hex(std::uintptr_t value) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(value));
+  return buf;
 }
 
 std::unexpected<Error> fail_errno(std::string what) {

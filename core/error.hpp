@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cerrno>
+#include <cstdint>
 #include <expected>
 #include <string>
 #include <utility>
@@ -54,6 +55,9 @@ inline std::unexpected<Error> fail(Errc code, std::string what) {
 // ENOENT, EPERM/EACCES and ETIMEDOUT map to their own codes.
 std::unexpected<Error> fail_errno(std::string what);
 std::unexpected<Error> fail_errno(int err, std::string what);
+
+// An address or value as 0x..., for messages.
+std::string hex(std::uintptr_t value);
 
 // Adds context in front of an error's message: "loading x: <old message>".
 inline Error with_context(Error e, const std::string& context) {

@@ -12,12 +12,6 @@ std::uint64_t distance(Address a, Address b) {
   return a > b ? a - b : b - a;
 }
 
-std::string hex(Address a) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(a));
-  return buf;
-}
-
 }  // namespace
 
 Result<NearMemory::Block> NearMemory::allocate(Address near, std::size_t code_size,

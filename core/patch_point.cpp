@@ -8,12 +8,6 @@
 namespace dynamos::core {
 namespace {
 
-std::string hex(Address a) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(a));
-  return buf;
-}
-
 constexpr std::size_t kStubSize = 8;         // jmp [rip+slot], padded
 constexpr std::size_t kTrampolineSize = 16;  // lock inc [rip+counter]; jmp [rip+target]
 

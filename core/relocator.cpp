@@ -30,12 +30,6 @@ bool decode(std::span<const std::uint8_t> code, std::size_t offset, Decoded& out
                                              &out.insn, out.ops));
 }
 
-std::string hex(std::uintptr_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(v));
-  return buf;
-}
-
 bool is_relative_branch(const Decoded& d) {
   return (d.insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) && d.insn.raw.imm[0].is_relative;
 }

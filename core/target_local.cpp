@@ -26,6 +26,8 @@
 
 #include "core/target.hpp"
 
+extern "C" void __register_frame(void*);
+
 namespace dynamos::core {
 namespace {
 
@@ -395,6 +397,11 @@ class LocalTarget final : public Target {
 
   pid_t calling_thread() const override { return gettid_raw(); }
 
+  Result<void> register_unwind_info(Address eh_frame) override {
+    __register_frame(reinterpret_cast<void*>(eh_frame));
+    return {};
+  }
+
   Result<Address> runtime_address(std::string_view name) override {
     void* p = dlsym(RTLD_DEFAULT, std::string(name).c_str());
     if (!p) return fail(Errc::not_found, "cannot resolve " + std::string(name));
@@ -416,11 +423,6 @@ class LocalTarget final : public Target {
   }
 
  private:
-  static std::string hex(Address a) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(a));
-    return buf;
-  }
   static bool known(pid_t tid) {
     for (int i = 0; i < g_rv.count; ++i)
       if (g_rv.slots[i].tid == tid) return true;

@@ -17,12 +17,6 @@ std::string thread_name(pid_t pid, pid_t tid) {
   return name;
 }
 
-std::string hex(Address a) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(a));
-  return buf;
-}
-
 }  // namespace
 
 bool Transition::needs_stop() const {

@@ -4,6 +4,8 @@
 // status. Errors are one line on standard error ("dynamos NAME: what went wrong").
 #pragma once
 
+#include <boost/program_options.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -25,6 +27,14 @@ struct Registrar {
 
 // Prints "dynamos <command>: <message>" on standard error and returns `status`.
 int error(std::string_view command, std::string_view message, int status = 1);
+
+// Parses a command's arguments: the options in `desc` (which should have --help),
+// and every other argument into `positional`. Returns an exit status when the
+// command should stop here (0 after printing --help, 2 after a bad option).
+std::optional<int> parse_options(std::string_view command, std::span<const std::string> args,
+                                 const boost::program_options::options_description& desc,
+                                 std::vector<std::string>& positional,
+                                 boost::program_options::variables_map& vm);
 
 }  // namespace dynamos::cli
 

@@ -19,6 +19,31 @@ int error(std::string_view command, std::string_view message, int status) {
   return status;
 }
 
+std::optional<int> parse_options(std::string_view command, std::span<const std::string> args,
+                                 const boost::program_options::options_description& desc,
+                                 std::vector<std::string>& positional,
+                                 boost::program_options::variables_map& vm) {
+  namespace po = boost::program_options;
+  po::options_description hidden;
+  hidden.add_options()("dynamos-positional", po::value(&positional));
+  po::positional_options_description pos;
+  pos.add("dynamos-positional", -1);
+  po::options_description all;
+  all.add(desc).add(hidden);
+  try {
+    std::vector<std::string> a(args.begin(), args.end());
+    po::store(po::command_line_parser(a).options(all).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    return error(command, e.what(), 2);
+  }
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  return std::nullopt;
+}
+
 }  // namespace dynamos::cli
 
 namespace {

@@ -1,0 +1,334 @@
+#include "gang/agent_session.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "gang/protocol_io.hpp"
+
+namespace dynamos::gang {
+
+using tcp = asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// One TCP connection's life: its socket, send queue and handshake deadline.
+struct AgentSession::Link {
+  explicit Link(const asio::any_io_executor& ex) : socket(ex), outbox(ex), deadline(ex) {}
+  tcp::socket socket;
+  Outbox outbox;
+  asio::steady_timer deadline;
+  bool up = false;
+  void close() {
+    up = false;
+    outbox.close();
+    error_code ec;
+    socket.close(ec);
+    deadline.cancel();
+  }
+};
+
+std::shared_ptr<AgentSession> AgentSession::create(asio::any_io_executor ex, AgentConfig config,
+                                                   SwitchHandler& handler) {
+  return std::shared_ptr<AgentSession>(new AgentSession(std::move(ex), std::move(config), handler));
+}
+
+AgentSession::AgentSession(asio::any_io_executor ex, AgentConfig config, SwitchHandler& handler)
+    : ex_(ex),
+      config_(std::move(config)),
+      handler_(handler),
+      watchdog_timer_(ex),
+      backoff_timer_(ex) {
+  if (!config_.log) {
+    config_.log = [node = config_.node](const std::string& line) {
+      std::fprintf(stderr, "dynamosd %s: %s\n", node.c_str(), line.c_str());
+    };
+  }
+}
+
+AgentSession::~AgentSession() = default;
+
+void AgentSession::log(const std::string& line) const {
+  config_.log(line);
+}
+
+void AgentSession::start() {
+  if (state_ != State::idle) return;
+  state_ = State::connecting;
+  last_heard_ = steady::now();
+  auto self = shared_from_this();
+  asio::co_spawn(
+      ex_, [self]() { return self->run(); }, asio::detached);
+  asio::co_spawn(
+      ex_, [self]() { return self->watchdog(); }, asio::detached);
+}
+
+void AgentSession::stop() {
+  state_ = State::stopped;
+  if (link_) link_->close();
+  watchdog_timer_.cancel();
+  backoff_timer_.cancel();
+}
+
+void AgentSession::send(const proto::Message& m) {
+  if (!link_ || !link_->up) return;
+  if (auto f = make_frame(m)) link_->outbox.push(*f);
+}
+
+std::chrono::nanoseconds AgentSession::coordinator_timeout() const {
+  if (config_.coordinator_timeout.count() > 0) return config_.coordinator_timeout;
+  return 3 * heartbeat_;
+}
+
+asio::awaitable<void> AgentSession::run() {
+  auto self = shared_from_this();
+  auto backoff = config_.reconnect_min;
+  while (state_ != State::stopped) {
+    state_ = State::connecting;
+    auto r = co_await session();
+    if (state_ == State::stopped) break;
+    if (!r) {
+      last_error_ = r.error();
+      log(r.error().message());
+    }
+    if (fatal_ || !config_.reconnect) {
+      state_ = State::stopped;
+      break;
+    }
+    // Back off only when the link never came up; a link that worked retries at once.
+    backoff_timer_.expires_after(backoff);
+    error_code ec;
+    co_await backoff_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    backoff = std::min(backoff * 2, config_.reconnect_max);
+    if (r) backoff = config_.reconnect_min;
+  }
+  watchdog_timer_.cancel();
+}
+
+asio::awaitable<void> AgentSession::watchdog() {
+  auto self = shared_from_this();
+  while (state_ != State::stopped) {
+    auto timeout = coordinator_timeout();
+    watchdog_timer_.expires_after(std::max<std::chrono::nanoseconds>(timeout / 4, 5ms));
+    error_code ec;
+    co_await watchdog_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (state_ == State::stopped) break;
+    if (steady::now() - last_heard_ > timeout && !lost_reported_) {
+      lost_reported_ = true;
+      log("coordinator silent for more than " + std::to_string(timeout.count() / 1'000'000) +
+          " ms: thawing every job");
+      handler_.coordinator_lost();
+      if (link_) link_->close();  // a silent link is a dead link: reconnect
+    }
+  }
+}
+
+asio::awaitable<Result<void>> AgentSession::session() {
+  auto link = std::make_shared<Link>(ex_);
+  link_ = link;
+  FrameReader buf;
+
+  // The handshake deadline closes the socket if connect + authentication take too long.
+  link->deadline.expires_after(config_.connect_timeout);
+  asio::co_spawn(
+      ex_,
+      [link]() -> asio::awaitable<void> {
+        error_code ec;
+        co_await link->deadline.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec && !link->up) {
+          link->close();
+        }
+      },
+      asio::detached);
+
+  auto where = config_.coordinator_host + ":" + std::to_string(config_.coordinator_port);
+  error_code ec;
+  tcp::resolver resolver(ex_);
+  auto endpoints = co_await resolver.async_resolve(config_.coordinator_host,
+                                                   std::to_string(config_.coordinator_port),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return fail(Errc::not_found, "resolve gangd at " + where + ": " + ec.message());
+  co_await asio::async_connect(link->socket, endpoints,
+                               asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    link->close();
+    co_return fail(Errc::system, "connect to gangd at " + where + ": " + ec.message());
+  }
+  link->socket.set_option(tcp::no_delay(true), ec);
+
+  if (auto ok = co_await handshake(*link, buf); !ok) {
+    link->close();
+    co_return std::unexpected(with_context(ok.error(), "joining gangd at " + where));
+  }
+  link->up = true;
+  link->deadline.cancel();
+  state_ = State::connected;
+  last_heard_ = steady::now();
+  lost_reported_ = false;
+  last_error_.reset();
+
+  asio::co_spawn(
+      ex_, [link]() { return link->outbox.run(link->socket); }, asio::detached);
+  auto self = shared_from_this();
+  asio::co_spawn(
+      ex_, [self, link]() { return self->heartbeats(link); }, asio::detached);
+
+  Result<void> result;
+  for (;;) {
+    auto msg = co_await buf.next(link->socket);
+    if (!msg) {
+      if (msg.error().code == Errc::protocol || msg.error().code == Errc::version_mismatch) {
+        if (auto f = make_frame(proto::error_message(msg.error()))) link->outbox.push(*f);
+        result = std::unexpected(msg.error());
+      } else if (state_ != State::stopped) {
+        result = fail(Errc::state, "lost the link to gangd at " + where);
+      }
+      break;
+    }
+    last_heard_ = steady::now();
+    if (!dispatch(*link, *msg)) {
+      result = fail(Errc::protocol, std::string("unexpected ") +
+                                        proto::msg_type_name(proto::type_of(*msg)) +
+                                        " message from gangd");
+      break;
+    }
+  }
+  link->close();
+  if (state_ != State::stopped) state_ = State::connecting;
+  co_return result;
+}
+
+asio::awaitable<Result<void>> AgentSession::handshake(Link& link, FrameReader& buf) {
+  auto nonce = random_nonce();
+  if (!nonce) co_return std::unexpected(nonce.error());
+  auto hello = proto::encode(proto::Hello{proto::Role::agent, config_.node,
+                                          static_cast<std::uint32_t>(::getpid()), *nonce});
+  if (!hello) co_return std::unexpected(hello.error());
+  error_code ec;
+  co_await asio::async_write(link.socket, asio::buffer(*hello),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return fail(Errc::system, "send hello: " + ec.message());
+
+  auto refused = [this](const proto::ErrorMsg& e) {
+    // gangd said no (unknown node, wrong secret): retrying will not change that.
+    fatal_ = e.code == static_cast<std::uint16_t>(Errc::not_permitted) ||
+             e.code == static_cast<std::uint16_t>(Errc::not_found);
+    Errc code = e.code <= static_cast<std::uint16_t>(Errc::protocol) ? static_cast<Errc>(e.code)
+                                                                     : Errc::protocol;
+    return fail(code, "gangd refused: " + e.message);
+  };
+
+  auto msg = co_await buf.next(link.socket);
+  if (!msg) co_return std::unexpected(msg.error());
+  if (auto* e = std::get_if<proto::ErrorMsg>(&*msg)) co_return refused(*e);
+  auto* challenge = std::get_if<proto::Challenge>(&*msg);
+  if (!challenge)
+    co_return fail(Errc::protocol, std::string("expected challenge, got ") +
+                                       proto::msg_type_name(proto::type_of(*msg)));
+  if (!mac_equal(challenge->server_proof,
+                 server_proof(config_.secret, *nonce, challenge->server_nonce, config_.node))) {
+    fatal_ = true;
+    co_return fail(Errc::not_permitted,
+                   "the coordinator could not prove it knows the shared secret");
+  }
+  auto auth = proto::encode(
+      proto::Auth{client_proof(config_.secret, challenge->server_nonce, *nonce, config_.node)});
+  co_await asio::async_write(link.socket, asio::buffer(*auth),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return fail(Errc::system, "send auth: " + ec.message());
+
+  msg = co_await buf.next(link.socket);
+  if (!msg) co_return std::unexpected(msg.error());
+  if (auto* e = std::get_if<proto::ErrorMsg>(&*msg)) co_return refused(*e);
+  auto* welcome = std::get_if<proto::Welcome>(&*msg);
+  if (!welcome)
+    co_return fail(Errc::protocol, std::string("expected welcome, got ") +
+                                       proto::msg_type_name(proto::type_of(*msg)));
+  node_index_ = welcome->node_index;
+  if (welcome->heartbeat_ns > 0)
+    heartbeat_ = std::chrono::nanoseconds(static_cast<std::int64_t>(welcome->heartbeat_ns));
+  prepared_.clear();
+  handler_.welcomed(*welcome);
+  co_return Result<void>{};
+}
+
+asio::awaitable<void> AgentSession::heartbeats(std::shared_ptr<Link> link) {
+  asio::steady_timer t(ex_);
+  while (link->up && !link->outbox.closed()) {
+    t.expires_after(heartbeat_);
+    error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (!link->up || link->outbox.closed()) break;
+    if (auto f = make_frame(proto::Heartbeat{realtime_ns()})) link->outbox.push(*f);
+    if (auto m = handler_.metrics())
+      if (auto f = make_frame(*m)) link->outbox.push(*f);
+  }
+}
+
+bool AgentSession::dispatch(Link& link, proto::Message& m) {
+  auto reply = [&](const proto::Message& r) {
+    if (auto f = make_frame(r)) link.outbox.push(*f);
+  };
+  if (auto* p = std::get_if<proto::PrepareSwitch>(&m)) {
+    auto t0 = steady::now();
+    auto r = handler_.prepare(*p);
+    auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0);
+    // Only the newest round matters; an older prepared round was abandoned by gangd.
+    prepared_.clear();
+    prepared_[p->round] = *p;
+    reply(proto::PrepareAck{p->round, r.has_value(), static_cast<std::uint64_t>(took.count()),
+                            r ? std::string() : r.error().message()});
+  } else if (auto* s = std::get_if<proto::SwitchAt>(&m)) {
+    auto received = realtime_ns();
+    asio::co_spawn(
+        ex_,
+        [self = shared_from_this(), l = link_, at = *s, received]() {
+          return self->switch_at(l, at, received);
+        },
+        asio::detached);
+  } else if (auto* a = std::get_if<proto::JobAssign>(&m)) {
+    handler_.job_assigned(*a);
+  } else if (auto* rel = std::get_if<proto::JobRelease>(&m)) {
+    handler_.job_released(*rel);
+  } else if (std::holds_alternative<proto::Heartbeat>(m)) {
+    // last_heard_ is all a heartbeat is for
+  } else if (auto* e = std::get_if<proto::ErrorMsg>(&m)) {
+    log("gangd reports: " + e->message);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+asio::awaitable<void> AgentSession::switch_at(std::shared_ptr<Link> link, proto::SwitchAt at,
+                                              std::uint64_t received_ns) {
+  auto now = realtime_ns();
+  if (at.deadline_ns > now) {
+    asio::steady_timer t(ex_);
+    t.expires_after(std::chrono::nanoseconds(static_cast<std::int64_t>(at.deadline_ns - now)));
+    error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  proto::SwitchAck ack{at.round, true, received_ns, realtime_ns(), 0, {}};
+  auto it = prepared_.find(at.round);
+  if (it == prepared_.end()) {
+    ack.ok = false;
+    ack.error = "switch for round " + std::to_string(at.round) + " that was not prepared";
+  } else {
+    auto t0 = steady::now();
+    auto r = handler_.switch_now(it->second);
+    ack.duration_ns = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count());
+    if (!r) {
+      ack.ok = false;
+      ack.error = r.error().message();
+    } else {
+      ++rounds_switched_;
+    }
+    prepared_.erase(it);
+  }
+  if (link->up)
+    if (auto f = make_frame(ack)) link->outbox.push(*f);
+}
+
+}  // namespace dynamos::gang

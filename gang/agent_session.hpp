@@ -1,0 +1,124 @@
+// The agent's side of the gang protocol, shared by dynamosd and by the simulated
+// agents of tests and benchmarks. An AgentSession connects to gangd over TCP,
+// authenticates (mutually, see gang/auth.hpp), and then carries out what gangd asks
+// through a SwitchHandler: the node-specific work (freezing cgroups, running the paging
+// extension) lives in the handler, the protocol and its timing live here.
+//
+// Timing of a round, as seen by the agent:
+//   PrepareSwitch -> handler.prepare()    -> PrepareAck (with the time it took)
+//   SwitchAt      -> wait until the deadline (CLOCK_REALTIME) -> handler.switch_now()
+//                 -> SwitchAck (receipt time, switch start, duration)
+// A SwitchAt that arrives after its deadline is carried out at once.
+//
+// Coordinator loss: if nothing is heard from gangd for the coordinator timeout (three
+// heartbeat intervals unless configured), handler.coordinator_lost() is called once,
+// so that the node thaws every job (a job is never left frozen), and the session
+// reconnects with backoff. Everything runs on the session's executor; the handler is
+// called on that thread and should return quickly (long work belongs on a worker).
+#pragma once
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/error.hpp"
+#include "gang/auth.hpp"
+#include "gang/protocol.hpp"
+
+namespace dynamos::gang {
+
+namespace asio = boost::asio;
+class FrameReader;
+
+// What a node does when gangd asks. Only switch_now is required.
+class SwitchHandler {
+ public:
+  virtual ~SwitchHandler() = default;
+  virtual void welcomed(const proto::Welcome&) {}
+  // A job has ranks here (or its paging policy or running state changed).
+  virtual void job_assigned(const proto::JobAssign&) {}
+  virtual void job_released(const proto::JobRelease&) {}
+  // Phase 1: get ready (e.g. start paging out the outgoing job). An error is reported
+  // to gangd in the PrepareAck; the switch still follows.
+  virtual Result<void> prepare(const proto::PrepareSwitch&) { return {}; }
+  // Phase 2, at the deadline: freeze `outgoing`, thaw `incoming`.
+  virtual Result<void> switch_now(const proto::PrepareSwitch& round) = 0;
+  // gangd has been silent too long: thaw every job.
+  virtual void coordinator_lost() {}
+  // Sent with every heartbeat when it returns a report.
+  virtual std::optional<proto::MetricsReport> metrics() { return std::nullopt; }
+};
+
+struct AgentConfig {
+  std::string coordinator_host = "127.0.0.1";
+  std::uint16_t coordinator_port = 0;
+  std::string node;  // this node's name, as in gangd's hostfile
+  Secret secret;
+  std::chrono::nanoseconds connect_timeout = std::chrono::seconds(5);  // connect + handshake
+  std::chrono::nanoseconds coordinator_timeout{0};  // 0: three heartbeats (from Welcome)
+  bool reconnect = true;
+  std::chrono::nanoseconds reconnect_min = std::chrono::milliseconds(100);
+  std::chrono::nanoseconds reconnect_max = std::chrono::seconds(5);
+  // Log lines (no newline); empty: standard error.
+  std::function<void(const std::string&)> log;
+};
+
+class AgentSession : public std::enable_shared_from_this<AgentSession> {
+ public:
+  enum class State { idle, connecting, connected, stopped };
+
+  // The handler must outlive the session.
+  static std::shared_ptr<AgentSession> create(asio::any_io_executor ex, AgentConfig config,
+                                              SwitchHandler& handler);
+  ~AgentSession();
+
+  void start();
+  void stop();
+
+  State state() const { return state_; }
+  // The last thing that went wrong (refused authentication, lost link...).
+  const std::optional<Error>& last_error() const { return last_error_; }
+  std::uint32_t node_index() const { return node_index_; }
+  std::uint64_t rounds_switched() const { return rounds_switched_; }
+  // Sends a metrics report now (when connected).
+  void send(const proto::Message& m);
+
+ private:
+  struct Link;
+  AgentSession(asio::any_io_executor ex, AgentConfig config, SwitchHandler& handler);
+  asio::awaitable<void> run();
+  asio::awaitable<Result<void>> session();
+  asio::awaitable<Result<void>> handshake(Link& link, FrameReader& buf);
+  asio::awaitable<void> watchdog();
+  asio::awaitable<void> heartbeats(std::shared_ptr<Link> link);
+  asio::awaitable<void> switch_at(std::shared_ptr<Link> link, proto::SwitchAt at,
+                                  std::uint64_t received_ns);
+  bool dispatch(Link& link, proto::Message& m);
+  std::chrono::nanoseconds coordinator_timeout() const;
+  void log(const std::string& line) const;
+
+  asio::any_io_executor ex_;
+  AgentConfig config_;
+  SwitchHandler& handler_;
+  State state_ = State::idle;
+  std::shared_ptr<Link> link_;
+  asio::steady_timer watchdog_timer_;
+  asio::steady_timer backoff_timer_;
+  std::optional<Error> last_error_;
+  bool fatal_ = false;  // refused by gangd: reconnecting would not help
+  std::uint32_t node_index_ = 0;
+  std::chrono::nanoseconds heartbeat_{std::chrono::seconds(1)};
+  std::chrono::steady_clock::time_point last_heard_;
+  bool lost_reported_ = false;
+  std::map<std::uint64_t, proto::PrepareSwitch> prepared_;
+  std::uint64_t rounds_switched_ = 0;
+};
+
+}  // namespace dynamos::gang

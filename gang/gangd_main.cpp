@@ -1,0 +1,147 @@
+// gangd: the gang-scheduling coordinator. Reads the nodes from a hostfile, accepts node
+// agents over TCP (shared-secret authentication), serves the CLI on a local control
+// socket, and alternates jobs every quantum with synchronised switch rounds.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "gang/coordinator.hpp"
+
+namespace po = boost::program_options;
+using namespace dynamos;
+using namespace dynamos::gang;
+
+namespace {
+
+int die(const std::string& message) {
+  std::fprintf(stderr, "gangd: %s\n", message.c_str());
+  return 1;
+}
+
+Result<Nanos> duration_option(const po::variables_map& vm, const char* name) {
+  auto d = parse_duration(vm[name].as<std::string>());
+  if (!d) return std::unexpected(with_context(d.error(), std::string("--") + name));
+  return d;
+}
+
+void make_parent(const std::string& path) {
+  auto parent = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description opts(
+      "usage: gangd --hostfile FILE --secret FILE [options]\n\n"
+      "The DynAMOS gang-scheduling coordinator. Node agents (dynamosd) connect over TCP\n"
+      "and authenticate with the shared secret; the dynamos CLI talks to the local\n"
+      "control socket.\n\noptions");
+  // clang-format off
+  opts.add_options()
+      ("help,h", "print this help and exit")
+      ("config", po::value<std::string>(), "read options from this file (key = value lines)")
+      ("hostfile", po::value<std::string>(), "nodes in Open MPI syntax: 'host slots=N' lines")
+      ("secret", po::value<std::string>(), "shared secret file (mode 0600)")
+      ("create-secret", po::bool_switch(), "create the secret file if it does not exist")
+      ("listen", po::value<std::string>()->default_value("127.0.0.1:7207"),
+       "address:port for node agents")
+      ("control-socket", po::value<std::string>()->default_value("/run/dynamos/gangd.sock"),
+       "local control socket for the CLI ('' for none)")
+      ("journal", po::value<std::string>()->default_value("/var/lib/dynamos/gangd.journal"),
+       "state file that survives a restart ('' for none)")
+      ("quantum", po::value<std::string>()->default_value("30s"), "time slice, e.g. 30s, 500ms")
+      ("heartbeat", po::value<std::string>()->default_value("1s"),
+       "heartbeat interval; a node silent for 3 intervals is down")
+      ("node-timeout", po::value<std::string>()->default_value("60s"),
+       "a node down this long fails its jobs (other jobs go on)")
+      ("switch-lead", po::value<std::string>()->default_value("5ms"),
+       "first switch round's deadline lead (later rounds adapt)")
+      ("time-slots", po::value<int>()->default_value(8), "rows of the Ousterhout matrix");
+  // clang-format on
+
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    if (vm.count("config")) {
+      auto path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) return die("cannot open config file " + path);
+      po::store(po::parse_config_file(in, opts), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return die(std::string(e.what()) + " (try --help)");
+  }
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  if (!vm.count("hostfile")) return die("--hostfile is required (try --help)");
+  if (!vm.count("secret")) return die("--secret is required (try --help)");
+
+  CoordinatorConfig cfg;
+  auto hosts = read_hostfile(vm["hostfile"].as<std::string>());
+  if (!hosts) return die(hosts.error().message());
+  cfg.hosts = std::move(*hosts);
+
+  auto secret_path = vm["secret"].as<std::string>();
+  auto secret = Secret::load(secret_path);
+  if (!secret && secret.error().code == Errc::not_found && vm["create-secret"].as<bool>()) {
+    make_parent(secret_path);
+    secret = Secret::create(secret_path);
+  }
+  if (!secret) return die(secret.error().message());
+  cfg.secret = std::move(*secret);
+
+  auto listen = vm["listen"].as<std::string>();
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos)
+    return die("--listen: expected address:port, got '" + listen + "'");
+  cfg.listen_address = listen.substr(0, colon);
+  try {
+    int port = std::stoi(listen.substr(colon + 1));
+    if (port < 0 || port > 65535) throw std::out_of_range("port");
+    cfg.port = static_cast<std::uint16_t>(port);
+  } catch (const std::exception&) {
+    return die("--listen: '" + listen.substr(colon + 1) + "' is not a port number");
+  }
+  cfg.control_socket = vm["control-socket"].as<std::string>();
+  cfg.journal_path = vm["journal"].as<std::string>();
+  for (auto [name, field] : {std::pair{"quantum", &cfg.quantum},
+                             {"heartbeat", &cfg.heartbeat},
+                             {"switch-lead", &cfg.switch_lead},
+                             {"node-timeout", &cfg.node_timeout}}) {
+    auto d = duration_option(vm, name);
+    if (!d) return die(d.error().message());
+    *field = *d;
+  }
+  cfg.max_rows = vm["time-slots"].as<int>();
+  if (cfg.max_rows < 1 || cfg.max_rows > 1024) return die("--time-slots must be within 1..1024");
+  if (!cfg.control_socket.empty()) make_parent(cfg.control_socket);
+  if (!cfg.journal_path.empty()) make_parent(cfg.journal_path);
+
+  boost::asio::io_context io{1};  // one thread: Asio may skip its locking
+  auto c = Coordinator::create(io, std::move(cfg));
+  if (!c) return die(c.error().message());
+  auto coordinator = *c;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    std::fprintf(stderr, "gangd: signal %d, shutting down\n", sig);
+    coordinator->stop();
+  });
+  coordinator->start();
+  std::fprintf(
+      stderr, "gangd: listening on %s port %u, %zu nodes, %zu jobs recovered, quantum %s\n",
+      listen.substr(0, colon).c_str(), coordinator->port(), coordinator->matrix().nodes().size(),
+      coordinator->list_jobs(0).jobs.size(), format_duration(coordinator->quantum()).c_str());
+  io.run();
+  return 0;
+}

@@ -1,0 +1,162 @@
+// The gangd program: --help, one-line errors for bad input, and a real run on a
+// temporary control socket and journal that survives a restart.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "gang/coordinator.hpp"
+#include "tests/gang/test_util.hpp"
+
+using namespace dynamos;
+using namespace dynamos::gang;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out, err;
+};
+
+// Starts gangd with `args`; stderr and stdout go to files in `dir`.
+pid_t spawn(const std::vector<std::string>& args, const test::TempDir& dir) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int out = ::open((dir / "stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = ::open((dir / "stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> argv;
+    std::string prog = GANGD_PATH;
+    argv.push_back(prog.data());
+    for (auto& a : const_cast<std::vector<std::string>&>(args))
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(prog.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+Run run(const std::vector<std::string>& args) {
+  test::TempDir dir;
+  pid_t pid = spawn(args, dir);
+  Run r;
+  ::waitpid(pid, &r.status, 0);
+  r.out = slurp(dir / "stdout");
+  r.err = slurp(dir / "stderr");
+  return r;
+}
+
+int exit_code(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Kills the daemon if a test fails half-way: nothing is left running.
+struct Daemon {
+  pid_t pid = -1;
+  ~Daemon() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  int stop() {
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+    return status;
+  }
+};
+
+// Waits until gangd answers on its control socket.
+bool wait_for_file(const std::string& path) {
+  for (int i = 0; i < 500; ++i) {
+    if (std::filesystem::exists(path) && control_request(path, proto::ListNodes{})) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST(Gangd, HelpAndOneLineErrors) {
+  auto help = run({"--help"});
+  EXPECT_EQ(exit_code(help.status), 0);
+  EXPECT_NE(help.out.find("usage: gangd"), std::string::npos) << help.out;
+
+  auto none = run({});
+  EXPECT_EQ(exit_code(none.status), 1);
+  EXPECT_EQ(none.err, "gangd: --hostfile is required (try --help)\n");
+
+  test::TempDir dir;
+  { std::ofstream(dir / "hosts") << "n0 slots=two\n"; }
+  auto bad = run({"--hostfile", dir / "hosts", "--secret", dir / "secret"});
+  EXPECT_EQ(exit_code(bad.status), 1);
+  EXPECT_NE(bad.err.find("line 1: slots must be a positive integer"), std::string::npos) << bad.err;
+  EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+
+  { std::ofstream(dir / "hosts") << "n0 slots=2\n"; }
+  ASSERT_TRUE(Secret::create(dir / "secret"));
+  ::chmod((dir / "secret").c_str(), 0644);
+  auto open = run({"--hostfile", dir / "hosts", "--secret", dir / "secret"});
+  EXPECT_EQ(exit_code(open.status), 1);
+  EXPECT_NE(open.err.find("mode 0644"), std::string::npos) << open.err;
+
+  auto quantum =
+      run({"--hostfile", dir / "hosts", "--secret", dir / "secret", "--quantum", "3 weeks"});
+  EXPECT_EQ(exit_code(quantum.status), 1);
+}
+
+TEST(Gangd, ServesTheControlSocketAndRecoversAfterRestart) {
+  test::TempDir dir;
+  { std::ofstream(dir / "hosts") << "n0 slots=2\nn1 slots=2\n"; }
+  std::vector<std::string> args = {"--hostfile",   dir / "hosts",      "--secret",
+                                   dir / "secret", "--create-secret",  "--listen",
+                                   "127.0.0.1:0",  "--control-socket", dir / "gangd.sock",
+                                   "--journal",    dir / "journal",    "--quantum",
+                                   "200ms"};
+  JobId id = 0;
+  {
+    Daemon d{spawn(args, dir)};
+    ASSERT_TRUE(wait_for_file(dir / "gangd.sock")) << slurp(dir / "stderr");
+    struct stat st {};
+    ASSERT_EQ(::stat((dir / "secret").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << "the created secret is not private";
+    auto nodes = control_request(dir / "gangd.sock", proto::ListNodes{});
+    ASSERT_TRUE(nodes) << nodes.error().message();
+    ASSERT_EQ(std::get<proto::NodeList>(*nodes).nodes.size(), 2u);
+    EXPECT_EQ(std::get<proto::NodeList>(*nodes).nodes[0].state, "down");
+    auto sub = control_request(dir / "gangd.sock",
+                               proto::JobSubmit{"lu", 4, 0, "adaptive", {"./lu"}, "/"});
+    ASSERT_TRUE(sub) << sub.error().message();
+    id = std::get<proto::JobSubmitted>(*sub).job;
+    auto bad =
+        control_request(dir / "gangd.sock", proto::JobSubmit{"x", 1, 0, "nosuch", {"./x"}, "/"});
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message().find("unknown paging policy"), std::string::npos);
+    EXPECT_EQ(exit_code(d.stop()), 0);
+    EXPECT_FALSE(std::filesystem::exists(dir / "gangd.sock")) << "control socket left behind";
+  }
+  Daemon d{spawn(args, dir)};
+  ASSERT_TRUE(wait_for_file(dir / "gangd.sock")) << slurp(dir / "stderr");
+  auto jobs = control_request(dir / "gangd.sock", proto::ListJobs{});
+  ASSERT_TRUE(jobs) << jobs.error().message();
+  ASSERT_EQ(std::get<proto::JobList>(*jobs).jobs.size(), 1u) << "the job was not recovered";
+  EXPECT_EQ(std::get<proto::JobList>(*jobs).jobs[0].job, id);
+  EXPECT_EQ(std::get<proto::JobList>(*jobs).jobs[0].paging, "adaptive");
+  EXPECT_EQ(exit_code(d.stop()), 0);
+}

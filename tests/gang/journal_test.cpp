@@ -1,0 +1,112 @@
+// gangd's journal: what was written is what a restart recovers; a torn last record
+// (a crash mid-write) is cut off with a warning; damage before the end is an error.
+#include "gang/journal.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/gang/test_util.hpp"
+
+using namespace dynamos;
+using namespace dynamos::gang;
+
+namespace {
+JournalJob job(std::uint64_t id, std::string name) {
+  return JournalJob{id,     1000, std::move(name),       8, 2, "adaptive", {"./a.out", "-x"},
+                    "/tmp", 1,    {{"n0", 4}, {"n1", 4}}};
+}
+}  // namespace
+
+TEST(Journal, RecoversWhatWasWritten) {
+  test::TempDir dir;
+  auto path = dir / "journal";
+  {
+    JournalState st;
+    auto j = Journal::open(path, st);
+    ASSERT_TRUE(j.has_value()) << j.error().message();
+    EXPECT_TRUE(st.jobs.empty());
+    ASSERT_TRUE(j->job_added(job(1, "lu")));
+    ASSERT_TRUE(j->job_added(job(2, "cg")));
+    ASSERT_TRUE(j->job_added(job(3, "ft")));
+    ASSERT_TRUE(j->job_removed(2, "cancelled"));
+    ASSERT_TRUE(j->paging_set(3, "demand"));
+    ASSERT_TRUE(j->quantum_set(500'000'000));
+  }
+  struct stat sb {};
+  ASSERT_EQ(::stat(path.c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 077, 0u) << "the journal must not be readable by others";
+
+  JournalState st;
+  auto j = Journal::open(path, st);
+  ASSERT_TRUE(j.has_value()) << j.error().message();
+  EXPECT_TRUE(st.warnings.empty());
+  ASSERT_EQ(st.jobs.size(), 2u);
+  EXPECT_EQ(st.jobs.at(1).name, "lu");
+  EXPECT_EQ(st.jobs.at(1).argv, (std::vector<std::string>{"./a.out", "-x"}));
+  EXPECT_EQ(st.jobs.at(1).cells.at(1).first, "n1");
+  EXPECT_EQ(st.jobs.at(3).paging, "demand");
+  EXPECT_EQ(st.quantum_ns, 500'000'000u);
+  EXPECT_EQ(st.next_id, 4u) << "ids of removed jobs must not be reused";
+
+  // Compaction keeps the state, including the id counter.
+  st.jobs.erase(3);
+  ASSERT_TRUE(j->compact(st));
+  JournalState after;
+  ASSERT_TRUE(Journal::open(path, after).has_value());
+  EXPECT_EQ(after.jobs.size(), 1u);
+  EXPECT_EQ(after.next_id, 4u);
+  EXPECT_EQ(after.quantum_ns, 500'000'000u);
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+TEST(Journal, TornTailIsCutOffWithAWarning) {
+  test::TempDir dir;
+  auto path = dir / "journal";
+  {
+    JournalState st;
+    auto j = Journal::open(path, st);
+    ASSERT_TRUE(j.has_value());
+    ASSERT_TRUE(j->job_added(job(1, "lu")));
+    ASSERT_TRUE(j->job_added(job(2, "cg")));
+  }
+  auto size = std::filesystem::file_size(path);
+  std::filesystem::resize_file(path, size - 5);  // the crash case
+  JournalState st;
+  auto j = Journal::open(path, st);
+  ASSERT_TRUE(j.has_value()) << j.error().message();
+  ASSERT_EQ(st.warnings.size(), 1u);
+  EXPECT_NE(st.warnings[0].find("torn"), std::string::npos) << st.warnings[0];
+  EXPECT_EQ(st.jobs.size(), 1u);
+  // Appending after the cut works and the file is clean again.
+  ASSERT_TRUE(j->job_added(job(5, "mg")));
+  JournalState again;
+  ASSERT_TRUE(Journal::open(path, again).has_value());
+  EXPECT_TRUE(again.warnings.empty());
+  EXPECT_EQ(again.jobs.size(), 2u);
+}
+
+TEST(Journal, DamageBeforeTheEndIsAnError) {
+  test::TempDir dir;
+  auto path = dir / "journal";
+  {
+    JournalState st;
+    auto j = Journal::open(path, st);
+    ASSERT_TRUE(j.has_value());
+    ASSERT_TRUE(j->job_added(job(1, "lu")));
+    ASSERT_TRUE(j->job_added(job(2, "cg")));
+  }
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    f.put('\x55');
+  }
+  JournalState st;
+  auto j = Journal::open(path, st);
+  ASSERT_FALSE(j) << "a corrupt record in the middle was accepted";
+  EXPECT_NE(j.error().message().find("offset 0"), std::string::npos) << j.error().message();
+  EXPECT_NE(j.error().message().find("corrupt"), std::string::npos) << j.error().message();
+}
