@@ -1,0 +1,73 @@
+// What every MPI workload shares: the common options, run-length control, progress
+// (printed by rank 0 once a second and kept in the progress file) and the result line.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <boost/program_options.hpp>
+
+#include "bench/workload/progress.hpp"
+#include "bench/workload/result_line.hpp"
+
+namespace dynamos::mpiwork {
+
+struct CommonOptions {
+  std::uint64_t mem = 64ull << 20;  // bytes per rank
+  std::uint64_t iterations = 0;     // 0: run for `seconds`
+  double seconds = 0;
+  std::string progress_file;  // "%r" in it is replaced by the rank; else rank 0 only
+  bool inject_error = false;
+  std::uint64_t seed = 1;
+  bool quiet = false;
+};
+
+// Parses the shared options plus the workload's own (`own`), before MPI_Init so that
+// --help works without a launcher. Returns an exit code when the program should exit
+// now (help shown: 0, bad usage: 2), nothing when it should run.
+std::optional<int> parse_options(int argc, char** argv, const std::string& program,
+                                 const std::string& summary,
+                                 boost::program_options::options_description& own,
+                                 std::uint64_t default_iterations, CommonOptions& out);
+
+// Prints one line on stderr from rank 0 and aborts the job with exit code 1.
+[[noreturn]] void die(const std::string& program, const std::string& message);
+
+// One run: the clock, the stop decision, progress output and the final result.
+class Run {
+ public:
+  Run(const CommonOptions& o, std::string workload, std::string unit);
+
+  int rank() const { return rank_; }
+  int ranks() const { return ranks_; }
+  workload::ProgressWriter& progress() { return progress_; }
+
+  // Starts the clock once the data is ready (collective).
+  void start();
+  // Collective: true while another iteration should run. `done` iterations are complete.
+  bool keep_going(std::uint64_t done);
+  // Rank 0 prints a progress line at most once a second; `detail` is appended.
+  void report(std::uint64_t done, std::uint64_t work_local, const std::string& detail = {});
+  double elapsed() const;
+  // Whether to corrupt data at iteration `it` on this rank (the last rank, halfway).
+  bool inject_now(std::uint64_t it) const;
+
+  // Collective. Fills the common fields, prints the RESULT line on rank 0 and returns the
+  // process exit code (0 when verified, 1 otherwise). `work_local` is this rank's work.
+  int finish(workload::ResultLine& extra, std::uint64_t iterations, std::uint64_t work_local,
+             bool verified, double checksum, double residual);
+
+ private:
+  CommonOptions o_;
+  std::string workload_, unit_;
+  int rank_ = 0, ranks_ = 1;
+  workload::ProgressWriter progress_;
+  double start_ = 0, last_print_ = 0;
+};
+
+double wall_seconds();
+
+}  // namespace dynamos::mpiwork
