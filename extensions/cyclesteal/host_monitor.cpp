@@ -41,25 +41,31 @@ std::vector<Group*> HostMonitor::groups() {
   return out;
 }
 
-uint64_t HostMonitor::job_cpu_delta(Job& job) {
-  if (job.group) {
-    auto u = job.group->cpu_usage();
-    if (!u) return 0;
-    uint64_t now = static_cast<uint64_t>(u->count());
-    uint64_t d = now > job.last_group_cpu ? now - job.last_group_cpu : 0;
-    job.last_group_cpu = now;
-    return d;
-  }
-  uint64_t d = 0;
-  for (pid_t pid : job.pids) {
+std::pair<uint64_t, uint64_t> HostMonitor::job_cpu_delta(Job& job) {
+  std::vector<pid_t> pids = job.pids;
+  if (job.group)
+    if (auto p = job.group->pids_recursive()) pids = *p;
+  uint64_t cpu = 0, wait = 0;
+  for (pid_t pid : pids) {
     auto s = read_schedstat(pid);
     if (!s) continue;  // exited: its time up to the last reading was counted
-    uint64_t now = static_cast<uint64_t>(s->on_cpu.count());
-    uint64_t& last = job.last_cpu[pid];
-    d += now > last ? now - last : 0;
-    last = now;
+    auto advance = [](uint64_t now, uint64_t& last) {
+      uint64_t d = now > last ? now - last : 0;
+      last = now;
+      return d;
+    };
+    cpu += advance(static_cast<uint64_t>(s->on_cpu.count()), job.last_cpu[pid]);
+    wait += advance(static_cast<uint64_t>(s->waiting.count()), job.last_wait[pid]);
   }
-  return d;
+  if (job.group) {
+    // The group's own counter is exact for processes that came and went between readings.
+    if (auto u = job.group->cpu_usage()) {
+      uint64_t now = static_cast<uint64_t>(u->count());
+      cpu = now > job.last_group_cpu ? now - job.last_group_cpu : 0;
+      job.last_group_cpu = now;
+    }
+  }
+  return {cpu, wait};
 }
 
 uint64_t HostMonitor::job_memory(const Job& job) {
@@ -76,6 +82,7 @@ Result<HostReading> HostMonitor::read(uint64_t guest_cpu_ns, uint64_t guest_memo
   HostReading r;
   r.interval = primed_ ? now - last_ : std::chrono::nanoseconds(0);
   r.system_wide = jobs_.empty();
+  uint64_t wait = 0;  // host time runnable but waiting for a CPU (jobs only)
   if (r.system_wide) {
     auto sys = read_system_cpu();
     if (!sys) return std::unexpected(sys.error());
@@ -90,16 +97,19 @@ Result<HostReading> HostMonitor::read(uint64_t guest_cpu_ns, uint64_t guest_memo
   } else {
     uint64_t cpu = 0;
     for (auto& [id, job] : jobs_) {
-      cpu += job_cpu_delta(job);
+      auto [c, w] = job_cpu_delta(job);
+      cpu += c;
+      wait += w;
       r.host_memory += job_memory(job);
     }
     r.host_cpu = std::chrono::nanoseconds(primed_ ? cpu : 0);
+    if (!primed_) wait = 0;
   }
   last_guest_cpu_ = guest_cpu_ns;
   if (psi_)
     if (auto s = psi_->sample()) r.memory_psi = s->some;
   if (r.interval.count() > 0)
-    r.cpu_busy = static_cast<double>(r.host_cpu.count()) /
+    r.cpu_busy = static_cast<double>(r.host_cpu.count() + wait) /
                  (static_cast<double>(r.interval.count()) * cpus_);
   last_ = now;
   primed_ = true;

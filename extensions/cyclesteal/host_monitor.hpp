@@ -29,7 +29,10 @@ namespace dynamos::cyclesteal {
 struct HostReading {
   std::chrono::nanoseconds interval{0};  // since the previous reading
   std::chrono::nanoseconds host_cpu{0};  // host CPU time within it
-  double cpu_busy = 0;                   // host_cpu / (interval x cpus)
+  // host CPU demand: (CPU time + time runnable but waiting for a CPU) / (interval x
+  // cpus). Demand rather than use, so that a host held back by other load (or by the
+  // guests) still counts as busy.
+  double cpu_busy = 0;
   uint64_t host_memory = 0;              // bytes, now
   double memory_psi = 0;                 // share of the interval with some task waiting on memory
   bool system_wide = false;              // no host job attached: derived from /proc
@@ -55,11 +58,13 @@ class HostMonitor {
   struct Job {
     std::optional<kernelside::Group> group;
     std::vector<pid_t> pids;
-    std::map<pid_t, uint64_t> last_cpu;  // per process, so exits never count negative
+    // Per process CPU and wait time, so that exits never count negative.
+    std::map<pid_t, uint64_t> last_cpu, last_wait;
     uint64_t last_group_cpu = 0;
   };
   HostMonitor(kernelside::Layout layout, unsigned cpus) : layout_(std::move(layout)), cpus_(cpus) {}
-  uint64_t job_cpu_delta(Job& job);
+  // CPU time and wait time of the job since the previous call, ns.
+  std::pair<uint64_t, uint64_t> job_cpu_delta(Job& job);
   uint64_t job_memory(const Job& job);
 
   kernelside::Layout layout_;
