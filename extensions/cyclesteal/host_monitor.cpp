@@ -46,16 +46,21 @@ std::pair<uint64_t, uint64_t> HostMonitor::job_cpu_delta(Job& job) {
   if (job.group)
     if (auto p = job.group->pids_recursive()) pids = *p;
   uint64_t cpu = 0, wait = 0;
+  auto advance = [](uint64_t now, uint64_t& last) {
+    uint64_t d = now > last ? now - last : 0;
+    last = now;
+    return d;
+  };
+  // Per thread: /proc/PID/schedstat covers the main thread only.
   for (pid_t pid : pids) {
-    auto s = read_schedstat(pid);
-    if (!s) continue;  // exited: its time up to the last reading was counted
-    auto advance = [](uint64_t now, uint64_t& last) {
-      uint64_t d = now > last ? now - last : 0;
-      last = now;
-      return d;
-    };
-    cpu += advance(static_cast<uint64_t>(s->on_cpu.count()), job.last_cpu[pid]);
-    wait += advance(static_cast<uint64_t>(s->waiting.count()), job.last_wait[pid]);
+    auto tids = list_threads(pid);
+    if (!tids) continue;  // exited: its time up to the last reading was counted
+    for (pid_t tid : *tids) {
+      auto s = read_thread_schedstat(pid, tid);
+      if (!s) continue;
+      cpu += advance(static_cast<uint64_t>(s->on_cpu.count()), job.last_cpu[tid]);
+      wait += advance(static_cast<uint64_t>(s->waiting.count()), job.last_wait[tid]);
+    }
   }
   if (job.group) {
     // The group's own counter is exact for processes that came and went between readings.

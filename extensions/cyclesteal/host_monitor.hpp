@@ -2,8 +2,8 @@
 // much memory they hold, and whether they waited on memory (PSI).
 //
 // Sources, in order of preference: the host jobs' cgroups (cpuacct usage, memory
-// usage), else their processes (/proc/PID/schedstat CPU time, which includes every
-// thread, and RSS). With no host job attached the host is "everything but the guests":
+// usage), else their processes (/proc/PID/task/TID/schedstat CPU and wait time summed over
+// the threads, and RSS). With no host job attached the host is "everything but the guests":
 // /proc/stat busy time minus the guest class's CPU time, MemTotal - MemAvailable minus
 // the guests' memory. PSI is the host job's v2 cgroup memory.pressure where there is
 // one, else the system-wide /proc/pressure/memory.
@@ -58,7 +58,7 @@ class HostMonitor {
   struct Job {
     std::optional<kernelside::Group> group;
     std::vector<pid_t> pids;
-    // Per process CPU and wait time, so that exits never count negative.
+    // Per thread CPU and wait time, so that exits never count negative.
     std::map<pid_t, uint64_t> last_cpu, last_wait;
     uint64_t last_group_cpu = 0;
   };
