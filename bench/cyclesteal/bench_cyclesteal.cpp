@@ -35,6 +35,7 @@
 #include "bench/cyclesteal/processes.hpp"
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
+#include "kernelside/cgroup.hpp"
 #include "kernelside/procfs.hpp"
 
 namespace po = boost::program_options;
@@ -53,6 +54,7 @@ struct Options {
   std::string host_mem = "64M";
   int guest_threads = 2;
   std::string guest_mem = "256M";
+  unsigned node_weight = 0;       // CPU weight of the benchmark's node group; 0 = default
   std::vector<std::string> sets;  // extension tunables, "key=value"
   bool json = false;
   std::string sweep = DYNAMOS_SWEEP;
@@ -60,6 +62,7 @@ struct Options {
 };
 
 struct Run {
+  double system_idle_s = 0;  // idle CPU time of the whole machine during the host run
   double host_s = 0, host_cpu_s = 0, host_wait_s = 0, host_busy_s = 0;
   double guest_cpu_s = 0;
   uint64_t host_majflt = 0;
@@ -97,8 +100,17 @@ std::string object(const std::string& json, const std::string& key) {
 class Bench {
  public:
   Bench(Options o, std::unique_ptr<core::ExtensionHost> host, uint64_t burst_work,
-        uint64_t guest_bytes)
-      : o_(std::move(o)), ext_(std::move(host)), burst_work_(burst_work), guest_bytes_(guest_bytes) {}
+        uint64_t guest_bytes, kernelside::Group node, kernelside::Group host_group,
+        kernelside::Group nice_group)
+      : o_(std::move(o)), ext_(std::move(host)), burst_work_(burst_work), guest_bytes_(guest_bytes),
+        node_(std::move(node)), host_group_(std::move(host_group)),
+        nice_group_(std::move(nice_group)) {}
+  ~Bench() {
+    ext_.reset();  // releases the guest class inside the node
+    (void)host_group_.remove(kernelside::Evict::kill);
+    (void)nice_group_.remove(kernelside::Evict::kill);
+    (void)node_.remove_tree(kernelside::Evict::kill);
+  }
 
   Run run(const std::string& policy);
 
@@ -112,12 +124,15 @@ class Bench {
   std::unique_ptr<core::ExtensionHost> ext_;
   uint64_t burst_work_;
   uint64_t guest_bytes_;
+  kernelside::Group node_, host_group_, nice_group_;
   uint64_t next_id_ = 1;
 };
 
-core::Subject subject(dynamos_subject_kind kind, uint64_t id, pid_t pid) {
+core::Subject subject(dynamos_subject_kind kind, uint64_t id, pid_t pid, std::string cgroup = "",
+                      std::vector<std::pair<std::string, std::string>> attrs = {}) {
   return core::Subject{.kind = kind, .id = id, .name = kind == DYNAMOS_SUBJECT_JOB ? "host" : "guest",
-                       .cgroup = "", .pids = {pid}, .policy = "", .attrs = {}};
+                       .cgroup = std::move(cgroup), .pids = {pid}, .policy = "",
+                       .attrs = std::move(attrs)};
 }
 
 std::unique_ptr<Process> Bench::start_guest(const std::string& policy) {
@@ -126,8 +141,11 @@ std::unique_ptr<Process> Bench::start_guest(const std::string& policy) {
                                std::to_string(o_.guest_threads), "--pattern", "random",
                                "--seconds", "100000", "--quiet"},
       policy == "nice" ? std::optional<int>(19) : std::nullopt);
+  if (policy == "nice") (void)nice_group_.attach(g->pid());
   if (extension_policy(policy)) {
-    auto r = ext_->attach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_++, g->pid()));
+    // The guest class lives inside the benchmark's node group, beside the host.
+    auto r = ext_->attach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_++, g->pid(), "",
+                                                {{"class", node_.path() + "/guests"}}));
     if (!r) std::cerr << "dynamos-bench-cyclesteal: attach guest: " << r.error().message() << "\n";
   }
   return g;
@@ -179,8 +197,12 @@ Run Bench::run(const std::string& policy) {
                 "--busy-ms", std::to_string(o_.busy_ms), "--idle-ms", std::to_string(o_.idle_ms),
                 "-n", std::to_string(o_.bursts), "--mem", o_.host_mem, "--burst-work",
                 std::to_string(burst_work_), "--quiet"});
+  (void)host_group_.attach(host.pid());
+  auto sys0 = kernelside::read_system_cpu();
   if (ext) {
-    if (auto r = ext_->attach("cyclesteal", subject(DYNAMOS_SUBJECT_JOB, 1000000, host.pid())); !r)
+    if (auto r = ext_->attach("cyclesteal",
+                              subject(DYNAMOS_SUBJECT_JOB, 1000000, host.pid(), host_group_.path()));
+        !r)
       std::cerr << "dynamos-bench-cyclesteal: attach host: " << r.error().message() << "\n";
   }
   ThreadAccount host_acct;
@@ -207,6 +229,10 @@ Run Bench::run(const std::string& policy) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   out.host_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (auto sys1 = kernelside::read_system_cpu(); sys0 && sys1)
+    out.system_idle_s = std::chrono::duration<double>((sys1->idle + sys1->iowait) -
+                                                      (sys0->idle + sys0->iowait))
+                            .count();
   stop = true;
   if (ticker.joinable()) ticker.join();
   out.host_cpu_s = host_acct.cpu_s();
@@ -257,6 +283,7 @@ int main(int argc, char** argv) {
     ("host-mem", po::value(&o.host_mem)->default_value(o.host_mem), "host working set")
     ("guest-threads", po::value(&o.guest_threads)->default_value(o.guest_threads), "guest threads")
     ("guest-mem", po::value(&o.guest_mem)->default_value(o.guest_mem), "guest working set")
+    ("node-weight", po::value(&o.node_weight)->default_value(o.node_weight), "CPU weight (1..10000) of the node group holding host and guests against the rest of the machine; 0 = the default 100")
     ("set", po::value(&o.sets), "extension tunable KEY=VALUE (repeatable), e.g. --set idle_period=500ms")
     ("json", po::bool_switch(&o.json), "one JSON object per policy per line")
     ("sweep", po::value(&o.sweep)->default_value(o.sweep), "the dynamos-sweep binary")
@@ -300,7 +327,25 @@ int main(int argc, char** argv) {
   unsigned cpus = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_ONLN));
   auto guest_bytes = workload::parse_size(o.guest_mem);
   if (!guest_bytes) return usage_error("--guest-mem: " + guest_bytes.error().message());
-  Bench bench(o, std::move(*host), burst_work, *guest_bytes);
+  // The benchmark's node: a group holding the host's group and the guests (nice guest,
+  // or the extension's guest class), so that host and guests compete inside it.
+  auto layout = kernelside::Layout::detect();
+  if (!layout) return usage_error(layout.error().message());
+  std::string node_path = "dynamos-bench-cyclesteal-" + std::to_string(::getpid());
+  kernelside::Controllers ctl{kernelside::Controller::cpu, kernelside::Controller::cpuacct,
+                              kernelside::Controller::memory, kernelside::Controller::freezer};
+  auto node = kernelside::Group::create(*layout, node_path, ctl);
+  if (!node) return usage_error(node.error().message());
+  if (o.node_weight)
+    if (auto r = node->set_cpu_weight(o.node_weight); !r) return usage_error(r.error().message());
+  auto host_group = node->create_child("host");
+  auto nice_group = node->create_child("nice");
+  if (!host_group || !nice_group) {
+    (void)node->remove_tree(kernelside::Evict::kill);
+    return usage_error("create the host's and nice guest's groups in " + node_path);
+  }
+  Bench bench(o, std::move(*host), burst_work, *guest_bytes, std::move(*node),
+              std::move(*host_group), std::move(*nice_group));
 
   std::map<std::string, std::vector<Run>> runs, paired_none;
   try {
@@ -323,7 +368,7 @@ int main(int argc, char** argv) {
 
   for (auto& p : o.policies) {
     auto& rs = runs[p];
-    std::vector<double> host_s, ratio, wait, gcpu, gshare, wait_none;
+    std::vector<double> host_s, ratio, wait, gcpu, gshare, gfree, wait_none;
     bool verified = true;
     uint64_t majflt = 0;
     for (size_t i = 0; i < rs.size(); ++i) {
@@ -333,6 +378,10 @@ int main(int argc, char** argv) {
       gcpu.push_back(r.guest_cpu_s);
       double idle = cpus * r.host_s - r.host_cpu_s;
       gshare.push_back(idle > 0 ? r.guest_cpu_s / idle : 0);
+      // Robust to other load on the machine: of the CPU time nobody else wanted (what
+      // stayed idle, plus what the guest took), the guest's part.
+      double free_s = r.system_idle_s + r.guest_cpu_s;
+      gfree.push_back(free_s > 0 ? r.guest_cpu_s / free_s : 0);
       verified = verified && r.verified;
       majflt = std::max(majflt, r.host_majflt);
       if (p != "none") {
@@ -350,11 +399,11 @@ int main(int argc, char** argv) {
     std::snprintf(line, sizeof line,
                   "{\"policy\":\"%s\",\"reps\":%zu,\"host_s\":%.4f,\"host_slowdown\":%.4f,"
                   "\"host_slowdown_min\":%.4f,\"host_slowdown_max\":%.4f,\"host_wait_share\":%.4f,"
-                  "\"host_wait_share_alone\":%.4f,\"guest_cpu_s\":%.3f,\"guest_idle_share\":%.3f,"
+                  "\"host_wait_share_alone\":%.4f,\"guest_cpu_s\":%.3f,\"guest_idle_share\":%.3f,\"guest_free_share\":%.3f,"
                   "\"host_majflt\":%llu,\"host_verified\":%s,\"guest_pages_out\":%.0f,"
                   "\"guests_started\":%d,\"cpus\":%u,\"reactions\":%s}",
                   p.c_str(), rs.size(), median(host_s), slow, lo, hi, median(wait),
-                  p == "none" ? median(wait) : median(wait_none), median(gcpu), median(gshare),
+                  p == "none" ? median(wait) : median(wait_none), median(gcpu), median(gshare), median(gfree),
                   static_cast<unsigned long long>(majflt), verified ? "true" : "false", pages_out,
                   rs.empty() ? 0 : rs.back().guests_started, cpus, reactions.c_str());
     if (o.json) {

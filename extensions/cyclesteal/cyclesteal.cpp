@@ -191,6 +191,10 @@ Result<void> apply_policy(Policy p) {
 }
 
 void reset_totals() {
+  // A fresh start: the next sample opens a new interval, and the reaction latencies
+  // never span the pause before the reset.
+  state->last_sample.reset();
+  state->monitor->restart();
   state->samples = 0;
   state->host_cpu_s = state->guest_cpu_s = state->idle_cpu_s = state->wall_s = 0;
   state->pages_out = state->short_of_bound = state->killed = 0;
@@ -239,8 +243,13 @@ std::string sample_and_react() {
   ActivityRules rules{tunable_f(BUSY_THRESHOLD), std::chrono::nanoseconds(tunable(IDLE_PERIOD))};
   auto verdict = state->activity.update({reading->cpu_busy, reading->memory_psi}, start, rules);
   state->admit = verdict.settled;
-  // How long the change may have gone unseen: since the previous sample.
-  double detect_ms = prev ? std::chrono::duration<double, std::milli>(start - *prev).count() : 0;
+  // How long the change may have gone unseen: since the previous sample (at most two
+  // intervals: a longer gap means nobody ticked, not that the change was seen late).
+  double interval_ms = static_cast<double>(tunable(INTERVAL)) * 1e-6;
+  double detect_ms =
+      prev ? std::min(2 * interval_ms,
+                      std::chrono::duration<double, std::milli>(start - *prev).count())
+           : 0;
 
   JsonObject out;
   out.add("host_busy", reading->cpu_busy).add("busy", verdict.busy);

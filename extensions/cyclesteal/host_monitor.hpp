@@ -45,6 +45,8 @@ class HostMonitor {
   // A host job: its cgroup (relative path, "" for none) and its processes.
   Result<void> add(uint64_t id, const std::string& cgroup, std::span<const pid_t> pids);
   void remove(uint64_t id);
+  // The next reading starts a new interval (its own figures are zero).
+  void restart() { primed_ = false; }
   size_t jobs() const { return jobs_.size(); }
   // The host jobs' cgroups (for memory protection).
   std::vector<kernelside::Group*> groups();
