@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -54,6 +55,11 @@ struct Options {
   std::string host_mem = "64M";
   int guest_threads = 2;
   std::string guest_mem = "256M";
+  // Memory scenario: the node group gets node_mem (host and guests share it, swap on
+  // zram), and the host grows from host_mem to host_grow_to over its first bursts.
+  std::string scenario = "cpu";
+  std::string node_mem = "1536M";
+  std::string host_grow_to = "1G";
   unsigned node_weight = 0;       // CPU weight of the benchmark's node group; 0 = default
   std::vector<std::string> sets;  // extension tunables, "key=value"
   bool json = false;
@@ -193,10 +199,16 @@ Run Bench::run(const std::string& policy) {
     guest_base = guest_acct.cpu_s();
   }
   auto t0 = Clock::now();
-  Process host({o_.sweep, "--mode", "bursty", "--threads", std::to_string(o_.host_threads),
-                "--busy-ms", std::to_string(o_.busy_ms), "--idle-ms", std::to_string(o_.idle_ms),
-                "-n", std::to_string(o_.bursts), "--mem", o_.host_mem, "--burst-work",
-                std::to_string(burst_work_), "--quiet"});
+  std::vector<std::string> host_argv{
+      o_.sweep, "--mode", "bursty", "--threads", std::to_string(o_.host_threads), "--busy-ms",
+      std::to_string(o_.busy_ms), "--idle-ms", std::to_string(o_.idle_ms), "-n",
+      std::to_string(o_.bursts), "--mem", o_.host_mem, "--burst-work", std::to_string(burst_work_),
+      "--quiet"};
+  if (o_.scenario == "memory") {
+    host_argv.insert(host_argv.end(), {"--grow-to", o_.host_grow_to, "--grow-steps",
+                                       std::to_string(std::max(1, o_.bursts / 2))});
+  }
+  Process host(host_argv);
   (void)host_group_.attach(host.pid());
   auto sys0 = kernelside::read_system_cpu();
   if (ext) {
@@ -283,6 +295,9 @@ int main(int argc, char** argv) {
     ("host-mem", po::value(&o.host_mem)->default_value(o.host_mem), "host working set")
     ("guest-threads", po::value(&o.guest_threads)->default_value(o.guest_threads), "guest threads")
     ("guest-mem", po::value(&o.guest_mem)->default_value(o.guest_mem), "guest working set")
+    ("scenario", po::value(&o.scenario)->default_value(o.scenario), "cpu, or memory: the host grows into memory the guest holds, inside a node of --node-mem (needs swap: scripts/zram-swap.sh is called)")
+    ("node-mem", po::value(&o.node_mem)->default_value(o.node_mem), "memory scenario: the node group's memory")
+    ("host-grow-to", po::value(&o.host_grow_to)->default_value(o.host_grow_to), "memory scenario: the host's final working set")
     ("node-weight", po::value(&o.node_weight)->default_value(o.node_weight), "CPU weight (1..10000) of the node group holding host and guests against the rest of the machine; 0 = the default 100")
     ("set", po::value(&o.sets), "extension tunable KEY=VALUE (repeatable), e.g. --set idle_period=500ms")
     ("json", po::bool_switch(&o.json), "one JSON object per policy per line")
@@ -304,6 +319,8 @@ int main(int argc, char** argv) {
   for (auto& p : o.policies)
     if (p != "none" && p != "nice" && p != "linger" && p != "pause" && p != "evict")
       return usage_error("unknown policy '" + p + "' (none, nice, linger, pause, evict)");
+  if (o.scenario != "cpu" && o.scenario != "memory")
+    return usage_error("unknown --scenario '" + o.scenario + "' (cpu, memory)");
   if (o.reps < 1 || o.bursts < 1) return usage_error("--reps and --bursts must be positive");
   if (::geteuid() != 0) return usage_error("needs root (cgroups)");
 
@@ -338,6 +355,22 @@ int main(int argc, char** argv) {
   if (!node) return usage_error(node.error().message());
   if (o.node_weight)
     if (auto r = node->set_cpu_weight(o.node_weight); !r) return usage_error(r.error().message());
+  std::optional<std::string> swap_holder;
+  if (o.scenario == "memory") {
+    auto bytes = workload::parse_size(o.node_mem);
+    if (!bytes) return usage_error("--node-mem: " + bytes.error().message());
+    if (auto r = node->set_memory_max(*bytes); !r) return usage_error(r.error().message());
+    // The extension shares the node's memory, not the machine's.
+    if (auto r = (*host)->set("cyclesteal.node_memory=" + o.node_mem); !r)
+      return usage_error(r.error().message());
+    swap_holder = std::to_string(::getpid());
+    std::string up = std::string(DYNAMOS_SOURCE_DIR) + "/scripts/zram-swap.sh up --size 4G --holder " +
+                     *swap_holder + " >&2";
+    if (std::system(up.c_str()) != 0) {
+      (void)node->remove_tree(kernelside::Evict::kill);
+      return usage_error("the memory scenario needs swap: " + up + " failed");
+    }
+  }
   auto host_group = node->create_child("host");
   auto nice_group = node->create_child("nice");
   if (!host_group || !nice_group) {
@@ -413,6 +446,11 @@ int main(int argc, char** argv) {
                   p.c_str(), median(host_s), 100 * slow, 100 * lo, 100 * hi, median(wait),
                   median(gcpu), 100 * median(gshare));
     }
+  }
+  if (swap_holder) {
+    std::string down = std::string(DYNAMOS_SOURCE_DIR) + "/scripts/zram-swap.sh down --holder " +
+                       *swap_holder + " >&2";
+    if (std::system(down.c_str()) != 0) std::cerr << "dynamos-bench-cyclesteal: " << down << " failed\n";
   }
   return 0;
 }
