@@ -46,6 +46,14 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// SIGINT/SIGTERM: stop at the next check, so that the node group, the guests and the
+// swap hold are undone by the destructors and the end of main.
+std::atomic<bool> interrupted{false};
+void on_signal(int) { interrupted = true; }
+void check_interrupted() {
+  if (interrupted) throw std::runtime_error("interrupted");
+}
+
 struct Options {
   std::vector<std::string> policies;
   int reps = 3;
@@ -172,6 +180,7 @@ Run Bench::run(const std::string& policy) {
     auto deadline = Clock::now() + std::chrono::seconds(20);
     uint64_t want = guest_bytes_ * 9 / 10;
     while (Clock::now() < deadline && !guest->exited()) {
+      check_interrupted();
       auto st = kernelside::read_stat(guest->pid());
       if (!st || st->rss_pages * 4096 >= want) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -221,6 +230,10 @@ Run Bench::run(const std::string& policy) {
   out.guests_started = guest ? 1 : 0;
   auto last_admit_check = Clock::now();
   while (!host.exited()) {
+    if (interrupted) {
+      stop = true;
+      check_interrupted();
+    }
     host_acct.sample(host.pid());
     if (auto st = kernelside::read_stat(host.pid())) out.host_majflt = st->majflt;
     if (guest) {
@@ -323,6 +336,10 @@ int main(int argc, char** argv) {
     return usage_error("unknown --scenario '" + o.scenario + "' (cpu, memory)");
   if (o.reps < 1 || o.bursts < 1) return usage_error("--reps and --bursts must be positive");
   if (::geteuid() != 0) return usage_error("needs root (cgroups)");
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
 
   auto host = core::ExtensionHost::create({});
   if (!host) return usage_error(host.error().message());
@@ -381,6 +398,7 @@ int main(int argc, char** argv) {
               std::move(*host_group), std::move(*nice_group));
 
   std::map<std::string, std::vector<Run>> runs, paired_none;
+  bool failed = false;
   try {
     for (int rep = 0; rep < o.reps; ++rep) {
       for (auto& p : o.policies) {
@@ -390,16 +408,18 @@ int main(int argc, char** argv) {
         }
         paired_none[p].push_back(bench.run("none"));
         runs[p].push_back(bench.run(p));
-        if (!o.json)
-          std::cerr << "rep " << rep << " " << p << ": host " << runs[p].back().host_s << " s vs "
-                    << paired_none[p].back().host_s << " s alone\n";
+        std::cerr << "rep " << rep << " " << p << ": host " << runs[p].back().host_s << " s vs "
+                  << paired_none[p].back().host_s << " s alone, host majflt "
+                  << runs[p].back().host_majflt << "\n";
       }
     }
   } catch (const std::exception& e) {
-    return usage_error(e.what());
+    std::cerr << "dynamos-bench-cyclesteal: " << e.what() << "\n";
+    failed = true;
   }
 
   for (auto& p : o.policies) {
+    if (failed) break;
     auto& rs = runs[p];
     std::vector<double> host_s, ratio, wait, gcpu, gshare, gfree, wait_none;
     bool verified = true;
@@ -452,5 +472,5 @@ int main(int argc, char** argv) {
                        *swap_holder + " >&2";
     if (std::system(down.c_str()) != 0) std::cerr << "dynamos-bench-cyclesteal: " << down << " failed\n";
   }
-  return 0;
+  return failed ? 1 : 0;
 }

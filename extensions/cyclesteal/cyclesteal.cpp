@@ -306,7 +306,7 @@ std::string sample_and_react() {
         uint64_t pages = s->paged_out / kernelside::page_size();
         state->pages_out += pages;
         if (s->short_of_bound) ++state->short_of_bound;
-        if (shrink && s->before > bound) {
+        if (s->before > bound) {  // the guests had to give memory back
           double act = ms_since(t0);
           record({"shrink", 0, mono_ns(), act + detect_ms, act, pages});
         }
