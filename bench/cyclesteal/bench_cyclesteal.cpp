@@ -18,10 +18,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -49,7 +49,9 @@ namespace {
 // SIGINT/SIGTERM: stop at the next check, so that the node group, the guests and the
 // swap hold are undone by the destructors and the end of main.
 std::atomic<bool> interrupted{false};
-void on_signal(int) { interrupted = true; }
+void on_signal(int) {
+  interrupted = true;
+}
 void check_interrupted() {
   if (interrupted) throw std::runtime_error("interrupted");
 }
@@ -116,8 +118,12 @@ class Bench {
   Bench(Options o, std::unique_ptr<core::ExtensionHost> host, uint64_t burst_work,
         uint64_t guest_bytes, kernelside::Group node, kernelside::Group host_group,
         kernelside::Group nice_group)
-      : o_(std::move(o)), ext_(std::move(host)), burst_work_(burst_work), guest_bytes_(guest_bytes),
-        node_(std::move(node)), host_group_(std::move(host_group)),
+      : o_(std::move(o)),
+        ext_(std::move(host)),
+        burst_work_(burst_work),
+        guest_bytes_(guest_bytes),
+        node_(std::move(node)),
+        host_group_(std::move(host_group)),
         nice_group_(std::move(nice_group)) {}
   ~Bench() {
     ext_.reset();  // releases the guest class inside the node
@@ -144,16 +150,20 @@ class Bench {
 
 core::Subject subject(dynamos_subject_kind kind, uint64_t id, pid_t pid, std::string cgroup = "",
                       std::vector<std::pair<std::string, std::string>> attrs = {}) {
-  return core::Subject{.kind = kind, .id = id, .name = kind == DYNAMOS_SUBJECT_JOB ? "host" : "guest",
-                       .cgroup = std::move(cgroup), .pids = {pid}, .policy = "",
+  return core::Subject{.kind = kind,
+                       .id = id,
+                       .name = kind == DYNAMOS_SUBJECT_JOB ? "host" : "guest",
+                       .cgroup = std::move(cgroup),
+                       .pids = {pid},
+                       .policy = "",
                        .attrs = std::move(attrs)};
 }
 
 std::unique_ptr<Process> Bench::start_guest(const std::string& policy) {
   auto g = std::make_unique<Process>(
       std::vector<std::string>{o_.sweep, "--mem", o_.guest_mem, "--threads",
-                               std::to_string(o_.guest_threads), "--pattern", "random",
-                               "--seconds", "100000", "--quiet"},
+                               std::to_string(o_.guest_threads), "--pattern", "random", "--seconds",
+                               "100000", "--quiet"},
       policy == "nice" ? std::optional<int>(19) : std::nullopt);
   if (policy == "nice") (void)nice_group_.attach(g->pid());
   if (extension_policy(policy)) {
@@ -192,8 +202,13 @@ Run Bench::run(const std::string& policy) {
   std::jthread ticker;
   if (ext) {
     ticker = std::jthread([&] {
-      core::Subject node{.kind = DYNAMOS_SUBJECT_NODE, .id = 0, .name = "", .cgroup = "",
-                         .pids = {}, .policy = "", .attrs = {}};
+      core::Subject node{.kind = DYNAMOS_SUBJECT_NODE,
+                         .id = 0,
+                         .name = "",
+                         .cgroup = "",
+                         .pids = {},
+                         .policy = "",
+                         .attrs = {}};
       while (!stop.load()) {
         (void)ext_->tick("cyclesteal", node);
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -208,11 +223,22 @@ Run Bench::run(const std::string& policy) {
     guest_base = guest_acct.cpu_s();
   }
   auto t0 = Clock::now();
-  std::vector<std::string> host_argv{
-      o_.sweep, "--mode", "bursty", "--threads", std::to_string(o_.host_threads), "--busy-ms",
-      std::to_string(o_.busy_ms), "--idle-ms", std::to_string(o_.idle_ms), "-n",
-      std::to_string(o_.bursts), "--mem", o_.host_mem, "--burst-work", std::to_string(burst_work_),
-      "--quiet"};
+  std::vector<std::string> host_argv{o_.sweep,
+                                     "--mode",
+                                     "bursty",
+                                     "--threads",
+                                     std::to_string(o_.host_threads),
+                                     "--busy-ms",
+                                     std::to_string(o_.busy_ms),
+                                     "--idle-ms",
+                                     std::to_string(o_.idle_ms),
+                                     "-n",
+                                     std::to_string(o_.bursts),
+                                     "--mem",
+                                     o_.host_mem,
+                                     "--burst-work",
+                                     std::to_string(burst_work_),
+                                     "--quiet"};
   if (o_.scenario == "memory") {
     host_argv.insert(host_argv.end(), {"--grow-to", o_.host_grow_to, "--grow-steps",
                                        std::to_string(std::max(1, o_.bursts / 2))});
@@ -221,8 +247,8 @@ Run Bench::run(const std::string& policy) {
   (void)host_group_.attach(host.pid());
   auto sys0 = kernelside::read_system_cpu();
   if (ext) {
-    if (auto r = ext_->attach("cyclesteal",
-                              subject(DYNAMOS_SUBJECT_JOB, 1000000, host.pid(), host_group_.path()));
+    if (auto r = ext_->attach(
+            "cyclesteal", subject(DYNAMOS_SUBJECT_JOB, 1000000, host.pid(), host_group_.path()));
         !r)
       std::cerr << "dynamos-bench-cyclesteal: attach host: " << r.error().message() << "\n";
   }
@@ -239,7 +265,8 @@ Run Bench::run(const std::string& policy) {
     if (guest) {
       if (!guest->exited()) {
         guest_acct.sample(guest->pid());
-      } else if (policy == "evict" && Clock::now() - last_admit_check > std::chrono::milliseconds(20)) {
+      } else if (policy == "evict" &&
+                 Clock::now() - last_admit_check > std::chrono::milliseconds(20)) {
         // The node agent's part: start a new guest once the extension admits guests again.
         last_admit_check = Clock::now();
         auto s = ext_->call("cyclesteal", "status", "");
@@ -255,9 +282,9 @@ Run Bench::run(const std::string& policy) {
   }
   out.host_s = std::chrono::duration<double>(Clock::now() - t0).count();
   if (auto sys1 = kernelside::read_system_cpu(); sys0 && sys1)
-    out.system_idle_s = std::chrono::duration<double>((sys1->idle + sys1->iowait) -
-                                                      (sys0->idle + sys0->iowait))
-                            .count();
+    out.system_idle_s =
+        std::chrono::duration<double>((sys1->idle + sys1->iowait) - (sys0->idle + sys0->iowait))
+            .count();
   stop = true;
   if (ticker.joinable()) ticker.join();
   out.host_cpu_s = host_acct.cpu_s();
@@ -295,7 +322,8 @@ int usage_error(const std::string& msg) {
 int main(int argc, char** argv) {
   Options o;
   std::string policies = "none,nice,linger,pause,evict";
-  po::options_description desc("dynamos-bench-cyclesteal: host slowdown and guest throughput per cycle-stealing policy");
+  po::options_description desc(
+      "dynamos-bench-cyclesteal: host slowdown and guest throughput per cycle-stealing policy");
   // clang-format off
   desc.add_options()
     ("help,h", "show this help")
@@ -381,8 +409,8 @@ int main(int argc, char** argv) {
     if (auto r = (*host)->set("cyclesteal.node_memory=" + o.node_mem); !r)
       return usage_error(r.error().message());
     swap_holder = std::to_string(::getpid());
-    std::string up = std::string(DYNAMOS_SOURCE_DIR) + "/scripts/zram-swap.sh up --size 4G --holder " +
-                     *swap_holder + " >&2";
+    std::string up = std::string(DYNAMOS_SOURCE_DIR) +
+                     "/scripts/zram-swap.sh up --size 4G --holder " + *swap_holder + " >&2";
     if (std::system(up.c_str()) != 0) {
       (void)node->remove_tree(kernelside::Evict::kill);
       return usage_error("the memory scenario needs swap: " + up + " failed");
@@ -446,31 +474,37 @@ int main(int argc, char** argv) {
     double slow = ratio.empty() ? 0 : median(ratio) - 1;
     double lo = ratio.empty() ? 0 : *std::min_element(ratio.begin(), ratio.end()) - 1;
     double hi = ratio.empty() ? 0 : *std::max_element(ratio.begin(), ratio.end()) - 1;
-    std::string reactions = rs.empty() || rs.back().report.empty() ? "null" : object(rs.back().report, "reactions");
+    std::string reactions =
+        rs.empty() || rs.back().report.empty() ? "null" : object(rs.back().report, "reactions");
     double pages_out = rs.empty() ? 0 : field(rs.back().report, "guest_pages_out");
     char line[2048];
     std::snprintf(line, sizeof line,
                   "{\"policy\":\"%s\",\"reps\":%zu,\"host_s\":%.4f,\"host_slowdown\":%.4f,"
                   "\"host_slowdown_min\":%.4f,\"host_slowdown_max\":%.4f,\"host_wait_share\":%.4f,"
-                  "\"host_wait_share_alone\":%.4f,\"guest_cpu_s\":%.3f,\"guest_idle_share\":%.3f,\"guest_free_share\":%.3f,"
+                  "\"host_wait_share_alone\":%.4f,\"guest_cpu_s\":%.3f,\"guest_idle_share\":%.3f,"
+                  "\"guest_free_share\":%.3f,"
                   "\"host_majflt\":%llu,\"host_verified\":%s,\"guest_pages_out\":%.0f,"
                   "\"guests_started\":%d,\"cpus\":%u,\"reactions\":%s}",
                   p.c_str(), rs.size(), median(host_s), slow, lo, hi, median(wait),
-                  p == "none" ? median(wait) : median(wait_none), median(gcpu), median(gshare), median(gfree),
-                  static_cast<unsigned long long>(majflt), verified ? "true" : "false", pages_out,
-                  rs.empty() ? 0 : rs.back().guests_started, cpus, reactions.c_str());
+                  p == "none" ? median(wait) : median(wait_none), median(gcpu), median(gshare),
+                  median(gfree), static_cast<unsigned long long>(majflt),
+                  verified ? "true" : "false", pages_out, rs.empty() ? 0 : rs.back().guests_started,
+                  cpus, reactions.c_str());
     if (o.json) {
       std::cout << line << std::endl;
     } else {
-      std::printf("%-7s host %.3f s  slowdown %+.1f%% [%+.1f%%, %+.1f%%]  wait share %.4f  guest %.2f CPU s (%.0f%% of idle)\n",
-                  p.c_str(), median(host_s), 100 * slow, 100 * lo, 100 * hi, median(wait),
-                  median(gcpu), 100 * median(gshare));
+      std::printf(
+          "%-7s host %.3f s  slowdown %+.1f%% [%+.1f%%, %+.1f%%]  wait share %.4f  guest %.2f CPU "
+          "s (%.0f%% of idle)\n",
+          p.c_str(), median(host_s), 100 * slow, 100 * lo, 100 * hi, median(wait), median(gcpu),
+          100 * median(gshare));
     }
   }
   if (swap_holder) {
     std::string down = std::string(DYNAMOS_SOURCE_DIR) + "/scripts/zram-swap.sh down --holder " +
                        *swap_holder + " >&2";
-    if (std::system(down.c_str()) != 0) std::cerr << "dynamos-bench-cyclesteal: " << down << " failed\n";
+    if (std::system(down.c_str()) != 0)
+      std::cerr << "dynamos-bench-cyclesteal: " << down << " failed\n";
   }
   return failed ? 1 : 0;
 }

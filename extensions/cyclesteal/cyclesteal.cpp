@@ -72,7 +72,7 @@ struct GuestInfo {
 struct Reaction {
   const char* kind;  // pause, thaw, evict, shrink
   uint64_t guest = 0;
-  uint64_t at_ns = 0;   // CLOCK_MONOTONIC
+  uint64_t at_ns = 0;     // CLOCK_MONOTONIC
   double latency_ms = 0;  // from the sample before the change was seen until done
   double act_ms = 0;      // the action itself
   uint64_t pages = 0;     // shrink: pages paged out
@@ -118,10 +118,16 @@ double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-int64_t tunable(Tunable t) { return state->host->get_integer(state->host, t); }
-double tunable_f(Tunable t) { return state->host->get_float(state->host, t); }
+int64_t tunable(Tunable t) {
+  return state->host->get_integer(state->host, t);
+}
+double tunable_f(Tunable t) {
+  return state->host->get_float(state->host, t);
+}
 
-void log(int level, const std::string& msg) { state->host->log(state->host, level, msg.c_str()); }
+void log(int level, const std::string& msg) {
+  state->host->log(state->host, level, msg.c_str());
+}
 
 void note_error(const std::string& msg) {
   log(DYNAMOS_LOG_WARNING, msg);
@@ -148,7 +154,9 @@ void record(Reaction r) {
   if (state->recent.size() > 32) state->recent.pop_front();
 }
 
-Policy effective(const GuestInfo& g) { return g.policy.value_or(state->policy); }
+Policy effective(const GuestInfo& g) {
+  return g.policy.value_or(state->policy);
+}
 
 // The guest class exists while some guest is managed under a policy other than off.
 Result<void> ensure_class() {
@@ -262,15 +270,20 @@ std::string sample_and_react() {
       auto t0 = Clock::now();
       Reaction r{nullptr, id, mono_ns(), 0, 0, 0};
       if (a == Action::freeze) {
-        if (auto e = state->cls->freeze(id); !e) note_error("pause guest: " + e.error().message());
-        else r.kind = "pause";
+        if (auto e = state->cls->freeze(id); !e)
+          note_error("pause guest: " + e.error().message());
+        else
+          r.kind = "pause";
       } else if (a == Action::thaw) {
-        if (auto e = state->cls->thaw(id); !e) note_error("thaw guest: " + e.error().message());
-        else r.kind = "thaw";
+        if (auto e = state->cls->thaw(id); !e)
+          note_error("thaw guest: " + e.error().message());
+        else
+          r.kind = "thaw";
       } else if (a == Action::kill) {
         auto pids = state->cls->pids(id);
         if (pids && !pids->empty()) {
-          if (auto k = state->cls->kill(id); !k) note_error("evict guest: " + k.error().message());
+          if (auto k = state->cls->kill(id); !k)
+            note_error("evict guest: " + k.error().message());
           else {
             r.kind = "evict";
             state->killed += *k;
@@ -283,7 +296,11 @@ std::string sample_and_react() {
         r.latency_ms = r.act_ms + (a == Action::thaw ? 0 : detect_ms);
         record(r);
         if (!acts.empty()) acts += ',';
-        acts += JsonObject().add("kind", r.kind).add("guest", r.guest).add("latency_ms", r.latency_ms).str();
+        acts += JsonObject()
+                    .add("kind", r.kind)
+                    .add("guest", r.guest)
+                    .add("latency_ms", r.latency_ms)
+                    .str();
       }
     }
 
@@ -300,8 +317,8 @@ std::string sample_and_react() {
       auto t0 = Clock::now();
       auto s = state->cls->set_bound(bound);
       if (!s) {
-        note_error("bound the guests' memory to " + std::to_string(bound) + " bytes: " +
-                   s.error().message());
+        note_error("bound the guests' memory to " + std::to_string(bound) +
+                   " bytes: " + s.error().message());
       } else {
         uint64_t pages = s->paged_out / kernelside::page_size();
         state->pages_out += pages;
@@ -360,8 +377,10 @@ std::string report_json() {
   if (state->cls)
     if (auto m = state->cls->memory_bytes()) mem = *m;
   o.add("guest_memory_bytes", mem);
-  if (state->cls && state->cls->bound()) o.add("guest_memory_bound", *state->cls->bound());
-  else o.add_null("guest_memory_bound");
+  if (state->cls && state->cls->bound())
+    o.add("guest_memory_bound", *state->cls->bound());
+  else
+    o.add_null("guest_memory_bound");
   o.add("guest_pages_out", state->pages_out).add("bound_shortfalls", state->short_of_bound);
   o.add("processes_evicted", state->killed);
   JsonObject kinds;
@@ -443,7 +462,8 @@ int on_tunable(uint32_t index, const dynamos_tunable_value* value) {
     std::lock_guard lock(state->mu);
     if (index == POLICY) {
       auto r = apply_policy(static_cast<Policy>(value->integer));
-      if (!r) return refuse("switch to policy " + std::string(value->text) + ": " + r.error().message());
+      if (!r)
+        return refuse("switch to policy " + std::string(value->text) + ": " + r.error().message());
     }
     if (index == NODE_MEMORY && value->integer != 0) {
       uint64_t need = static_cast<uint64_t>(tunable(HEADROOM) + tunable(GUEST_FLOOR));
@@ -469,7 +489,8 @@ int attach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
       if (!r) return refuse(what + ": " + r.error().message());
       return append(report, JsonObject().add("host_job", s->id).str());
     }
-    if (s->kind != DYNAMOS_SUBJECT_GUEST) return refuse(what + ": only guests and host jobs attach");
+    if (s->kind != DYNAMOS_SUBJECT_GUEST)
+      return refuse(what + ": only guests and host jobs attach");
     if (state->guests.contains(s->id)) return refuse(what + ": attached already");
     GuestInfo g{s->name, std::nullopt, pids};
     if (s->policy && *s->policy) {
@@ -514,7 +535,8 @@ int detach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
     }
     state->guests.erase(it);
     if (state->guests.empty()) {
-      if (auto r = release_class(); !r) return refuse("remove the guest class: " + r.error().message());
+      if (auto r = release_class(); !r)
+        return refuse("remove the guest class: " + r.error().message());
     }
     return append(report, JsonObject().add("guest", s->id).add("released", true).str());
   } catch (const std::exception& e) {
@@ -566,7 +588,8 @@ const dynamos_extension kDescriptor = {
     .size = sizeof(dynamos_extension),
     .name = "cyclesteal",
     .version = "1.0.0",
-    .description = "cycle stealing: guests at idle priority, memory bounded by the host's working set",
+    .description =
+        "cycle stealing: guests at idle priority, memory bounded by the host's working set",
     .tunables = kTunables,
     .tunable_count = TUNABLE_COUNT,
     .reserved = 0,

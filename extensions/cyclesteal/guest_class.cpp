@@ -28,13 +28,15 @@ Controllers class_controllers(const Layout& layout) {
   return c;
 }
 
-constexpr Controller kAll[] = {Controller::cpu, Controller::cpuacct, Controller::cpuset,
+constexpr Controller kAll[] = {Controller::cpu,    Controller::cpuacct, Controller::cpuset,
                                Controller::memory, Controller::freezer, Controller::pids};
 
 }  // namespace
 
 GuestClass::GuestClass(Layout layout, Group group, bool created, CpuPriority priority)
-    : layout_(std::move(layout)), group_(std::move(group)), created_(created),
+    : layout_(std::move(layout)),
+      group_(std::move(group)),
+      created_(created),
       priority_(priority) {}
 
 Result<GuestClass> GuestClass::create(const Layout& layout, std::string class_path) {
@@ -43,7 +45,8 @@ Result<GuestClass> GuestClass::create(const Layout& layout, std::string class_pa
   auto group = Group::create(layout, class_path, controllers);
   if (!group) return std::unexpected(with_context(group.error(), "create the guest class"));
   CpuPriority priority = CpuPriority::sched_idle;
-  if (controllers.has(Controller::cpu) && group->set_cpu_idle(true)) priority = CpuPriority::cgroup_idle;
+  if (controllers.has(Controller::cpu) && group->set_cpu_idle(true))
+    priority = CpuPriority::cgroup_idle;
   return GuestClass(layout, std::move(*group), !existed, priority);
 }
 
@@ -54,7 +57,8 @@ std::vector<uint64_t> GuestClass::ids() const {
   return out;
 }
 
-Result<void> GuestClass::add(uint64_t id, const std::string& own_path, std::span<const pid_t> pids) {
+Result<void> GuestClass::add(uint64_t id, const std::string& own_path,
+                             std::span<const pid_t> pids) {
   if (guests_.contains(id))
     return fail(Errc::state, "guest " + std::to_string(id) + " is in the guest class already");
   std::string path = own_path.empty() ? group_->path() + "/g" + std::to_string(id) : own_path;
@@ -79,7 +83,8 @@ Result<void> GuestClass::add(uint64_t id, const std::string& own_path, std::span
       return std::unexpected(with_context(r.error(), "add guest " + std::to_string(id)));
     }
     if (priority_ == CpuPriority::sched_idle) {
-      if (auto r = set_process_policy(pid, kernelside::Policy::idle); !r && r.error().code != Errc::not_found)
+      if (auto r = set_process_policy(pid, kernelside::Policy::idle);
+          !r && r.error().code != Errc::not_found)
         return std::unexpected(r.error());
     }
   }
@@ -199,7 +204,9 @@ Result<std::vector<pid_t>> GuestClass::pids(uint64_t id) const {
   return it->second.group.pids_recursive();
 }
 
-Result<std::vector<pid_t>> GuestClass::all_pids() const { return group_->pids_recursive(); }
+Result<std::vector<pid_t>> GuestClass::all_pids() const {
+  return group_->pids_recursive();
+}
 
 Result<uint64_t> GuestClass::cpu_usage_ns() const {
   auto r = group_->cpu_usage();
@@ -207,7 +214,9 @@ Result<uint64_t> GuestClass::cpu_usage_ns() const {
   return static_cast<uint64_t>(r->count());
 }
 
-Result<uint64_t> GuestClass::memory_bytes() const { return group_->memory_current(); }
+Result<uint64_t> GuestClass::memory_bytes() const {
+  return group_->memory_current();
+}
 
 Result<ShrinkReport> GuestClass::set_bound(std::optional<uint64_t> bytes) {
   ShrinkReport rep;

@@ -31,10 +31,10 @@ enum class CpuPriority { cgroup_idle, sched_idle };
 const char* cpu_priority_name(CpuPriority p);  // "cpu.idle", "SCHED_IDLE"
 
 struct ShrinkReport {
-  uint64_t before = 0;        // guests' memory before, bytes
-  uint64_t after = 0;         // after
-  uint64_t paged_out = 0;     // bytes paged out with process_madvise(PAGEOUT)
-  uint64_t bound_set = 0;     // the bound in force afterwards
+  uint64_t before = 0;          // guests' memory before, bytes
+  uint64_t after = 0;           // after
+  uint64_t paged_out = 0;       // bytes paged out with process_madvise(PAGEOUT)
+  uint64_t bound_set = 0;       // the bound in force afterwards
   bool short_of_bound = false;  // the kernel could not reclaim down to the bound
 };
 
@@ -66,8 +66,8 @@ class GuestClass {
 
   Result<std::vector<pid_t>> pids(uint64_t id) const;
   Result<std::vector<pid_t>> all_pids() const;
-  Result<uint64_t> cpu_usage_ns() const;   // the whole class, since creation
-  Result<uint64_t> memory_bytes() const;   // the whole class
+  Result<uint64_t> cpu_usage_ns() const;  // the whole class, since creation
+  Result<uint64_t> memory_bytes() const;  // the whole class
   std::optional<uint64_t> bound() const { return bound_; }
 
   // Sets the class's memory bound. A bound below the current usage pages guest memory

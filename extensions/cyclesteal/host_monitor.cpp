@@ -32,7 +32,9 @@ Result<void> HostMonitor::add(uint64_t id, const std::string& cgroup, std::span<
   return {};
 }
 
-void HostMonitor::remove(uint64_t id) { jobs_.erase(id); }
+void HostMonitor::remove(uint64_t id) {
+  jobs_.erase(id);
+}
 
 std::vector<Group*> HostMonitor::groups() {
   std::vector<Group*> out;

@@ -33,9 +33,9 @@ struct HostReading {
   // cpus). Demand rather than use, so that a host held back by other load (or by the
   // guests) still counts as busy.
   double cpu_busy = 0;
-  uint64_t host_memory = 0;              // bytes, now
-  double memory_psi = 0;                 // share of the interval with some task waiting on memory
-  bool system_wide = false;              // no host job attached: derived from /proc
+  uint64_t host_memory = 0;  // bytes, now
+  double memory_psi = 0;     // share of the interval with some task waiting on memory
+  bool system_wide = false;  // no host job attached: derived from /proc
 };
 
 class HostMonitor {

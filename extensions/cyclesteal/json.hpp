@@ -17,7 +17,9 @@ class JsonObject {
     quote(value);
     return *this;
   }
-  JsonObject& add(std::string_view key, const char* value) { return add(key, std::string_view(value)); }
+  JsonObject& add(std::string_view key, const char* value) {
+    return add(key, std::string_view(value));
+  }
   JsonObject& add(std::string_view key, bool value) {
     key_(key);
     out_ += value ? "true" : "false";

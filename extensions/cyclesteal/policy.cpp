@@ -4,7 +4,9 @@
 
 namespace dynamos::cyclesteal {
 
-const char* policy_name(Policy p) { return kPolicyNames[static_cast<int>(p)]; }
+const char* policy_name(Policy p) {
+  return kPolicyNames[static_cast<int>(p)];
+}
 
 std::optional<Policy> parse_policy(std::string_view name) {
   for (int i = 0; kPolicyNames[i]; ++i)

@@ -26,23 +26,35 @@ using core::Subject;
 namespace {
 
 Subject guest(uint64_t id, std::vector<int32_t> pids, std::string policy = "") {
-  return Subject{.kind = DYNAMOS_SUBJECT_GUEST, .id = id, .name = "guest" + std::to_string(id),
-                 .cgroup = "", .pids = std::move(pids), .policy = std::move(policy), .attrs = {}};
+  return Subject{.kind = DYNAMOS_SUBJECT_GUEST,
+                 .id = id,
+                 .name = "guest" + std::to_string(id),
+                 .cgroup = "",
+                 .pids = std::move(pids),
+                 .policy = std::move(policy),
+                 .attrs = {}};
 }
 Subject host_job(uint64_t id, std::vector<int32_t> pids) {
-  return Subject{.kind = DYNAMOS_SUBJECT_JOB, .id = id, .name = "host", .cgroup = "",
-                 .pids = std::move(pids), .policy = "", .attrs = {}};
+  return Subject{.kind = DYNAMOS_SUBJECT_JOB,
+                 .id = id,
+                 .name = "host",
+                 .cgroup = "",
+                 .pids = std::move(pids),
+                 .policy = "",
+                 .attrs = {}};
 }
 
-std::string class_path() { return "dynamos-guests-" + std::to_string(::getpid()); }
+std::string class_path() {
+  return "dynamos-guests-" + std::to_string(::getpid());
+}
 
 bool class_exists(const kernelside::Layout& layout) {
   for (const char* c : {"cpu", "cpuacct", "memory", "freezer"}) {
-    std::string root = layout.root_of(c == std::string("cpu")      ? kernelside::Controller::cpu
-                                      : c == std::string("memory") ? kernelside::Controller::memory
-                                      : c == std::string("freezer")
-                                          ? kernelside::Controller::freezer
-                                          : kernelside::Controller::cpuacct);
+    std::string root =
+        layout.root_of(c == std::string("cpu")       ? kernelside::Controller::cpu
+                       : c == std::string("memory")  ? kernelside::Controller::memory
+                       : c == std::string("freezer") ? kernelside::Controller::freezer
+                                                     : kernelside::Controller::cpuacct);
     if (!root.empty() && kernelside::path_exists(root + "/" + class_path())) return true;
   }
   return false;
@@ -99,8 +111,8 @@ TEST_F(CycleSteal, ThreadsCreatedLaterLandInTheGuestClassAtIdlePriority) {
   }
   std::string rep = ext.report();
   if (rep.find("\"cpu_priority\":\"cpu.idle\"") != std::string::npos) {
-    std::string idle = ASSERT_OK(kernelside::read_text(layout_->root_of(kernelside::Controller::cpu) +
-                                                       "/" + class_path() + "/cpu.idle"));
+    std::string idle = ASSERT_OK(kernelside::read_text(
+        layout_->root_of(kernelside::Controller::cpu) + "/" + class_path() + "/cpu.idle"));
     EXPECT_EQ(idle.substr(0, 1), "1") << "the guest class should be a cpu.idle group";
     for (pid_t tid : tids)
       EXPECT_EQ(thread_cgroup(g.pid(), tid, "cpu"), want) << "thread " << tid;
@@ -151,8 +163,8 @@ TEST_F(CycleSteal, ForkedChildrenArePausedAndReleasedWithTheGuest) {
   auto stat = ASSERT_OK(kernelside::read_stat(kid));
   double before = cpu_seconds(kid);
   std::this_thread::sleep_for(100ms);
-  EXPECT_NEAR(cpu_seconds(kid), before, 0.005) << "the forked child should be frozen (state "
-                                               << stat.state << ")";
+  EXPECT_NEAR(cpu_seconds(kid), before, 0.005)
+      << "the forked child should be frozen (state " << stat.state << ")";
   // Detach lets both go, running, back where they came from.
   ASSERT_OK(ext->detach("cyclesteal", guest(7, {})));
   EXPECT_EQ(thread_cgroup(kid, kid, "memory"), origin) << "the child should be back where it was";
@@ -170,8 +182,10 @@ TEST_F(CycleSteal, HostBurstStartingWhileTheGuestIsFrozenKeepsItFrozenThenItThaw
   Child host([shared] {
     volatile unsigned long x = 0;
     while (true) {
-      if (shared->host_busy.load(std::memory_order_relaxed)) x = x + 1;
-      else ::usleep(500);
+      if (shared->host_busy.load(std::memory_order_relaxed))
+        x = x + 1;
+      else
+        ::usleep(500);
     }
   });
   Child g([] { spin(); });
@@ -211,8 +225,9 @@ TEST_F(CycleSteal, HostBurstStartingWhileTheGuestIsFrozenKeepsItFrozenThenItThaw
   ASSERT_NE(pos, std::string::npos) << rep;
   EXPECT_EQ(std::atoi(rep.c_str() + pos + 16), 1) << rep;
   // At idle priority on a loaded machine it may barely run: check its freezer state.
-  std::string state = ASSERT_OK(kernelside::read_text(
-      layout_->root_of(kernelside::Controller::freezer) + "/" + class_path() + "/g2/freezer.state"));
+  std::string state =
+      ASSERT_OK(kernelside::read_text(layout_->root_of(kernelside::Controller::freezer) + "/" +
+                                      class_path() + "/g2/freezer.state"));
   EXPECT_EQ(state.substr(0, 6), "THAWED") << "the guest's freezer state: " << state;
 }
 

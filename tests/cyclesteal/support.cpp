@@ -53,7 +53,8 @@ void spin() {
 }
 
 std::string thread_cgroup(pid_t pid, pid_t tid, const std::string& controller) {
-  auto text = read_text("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/cgroup");
+  auto text =
+      read_text("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/cgroup");
   if (!text) return "?";
   for (auto line : split_lines(*text)) {
     // "7:memory:/path" (v1) or "0::/path" (v2)
