@@ -13,6 +13,7 @@
 
 #include "core/near_memory.hpp"
 #include "core/patch_point.hpp"
+#include "core/probe.hpp"
 #include "core/symbols.hpp"
 #include "core/transition.hpp"
 
@@ -133,7 +134,8 @@ struct Engine::State {
     UpdateInfo u;
     u.id = next_update;
     u.mode = mode;
-    for (const auto& s : plan) u.switches.push_back({s.point->id, s.from, s.to});
+    for (const auto& s : plan)
+      u.switches.push_back({s.point->id, s.from, s.to});
     target->stage_state(serialize(plan, record ? &u : nullptr));
     Transition t(*target, plan, mode);
     if (auto r = t.run(timeout); !r) {
@@ -193,7 +195,8 @@ struct Engine::State {
         << p.slot << " " << p.counted << " " << installed << " " << active << " " << word(p.name)
         << " " << bytes_hex(p.entry_bytes) << " " << bytes_hex(p.saved_bytes) << " "
         << p.map.size();
-      for (const auto& m : p.map) o << " " << int(m.source_offset) << ":" << int(m.clone_offset);
+      for (const auto& m : p.map)
+        o << " " << int(m.source_offset) << ":" << int(m.clone_offset);
       o << "\n";
       for (const auto& v : p.versions)
         o << "version " << p.id << " " << v.id << " " << v.code << " " << v.range.begin << " "
@@ -205,10 +208,12 @@ struct Engine::State {
       if (state_change && state_change->first == u.id) st = state_change->second;
       o << "update " << u.id << " " << safety_mode_name(u.mode) << " "
         << (st == UpdateState::applied ? "applied" : "reverted") << " " << u.switches.size();
-      for (const auto& sw : u.switches) o << " " << sw.point << ":" << sw.from << ":" << sw.to;
+      for (const auto& sw : u.switches)
+        o << " " << sw.point << ":" << sw.from << ":" << sw.to;
       o << "\n";
     };
-    for (const auto& u : updates) emit(u);
+    for (const auto& u : updates)
+      emit(u);
     if (pending) emit(*pending);
     return o.str();
   }
@@ -218,7 +223,8 @@ struct Engine::State {
     std::string kind;
     int format = 0;
     if (!(in >> kind >> format) || kind != "dynamos-state" || format != 1)
-      return fail(Errc::version_mismatch, "unknown engine state format (from another DynAMOS version?)");
+      return fail(Errc::version_mismatch,
+                  "unknown engine state format (from another DynAMOS version?)");
     std::vector<NearMemory::Arena> arenas;
     std::string line;
     std::getline(in, line);
@@ -229,7 +235,8 @@ struct Engine::State {
       std::istringstream l(line);
       l >> kind;
       auto bad = [&] {
-        return fail(Errc::protocol, "engine state line " + std::to_string(line_no) + " is malformed");
+        return fail(Errc::protocol,
+                    "engine state line " + std::to_string(line_no) + " is malformed");
       };
       if (kind == "next_update") {
         if (!(l >> next_update)) return bad();
@@ -289,7 +296,15 @@ struct Engine::State {
   }
 
   VersionInfo version_info(const Version& v) {
-    return VersionInfo{v.id, v.name, v.code, v.range, version_calls(*target, v)};
+    VersionInfo i{v.id, v.name, v.code, v.range, version_calls(*target, v)};
+    if (v.probe) {
+      i.is_probe = true;
+      if (auto c = read_probe(*target, v.counter)) {
+        i.timed_calls = c->timed;
+        i.timed_ticks = c->ticks;
+      }
+    }
+    return i;
   }
 };
 
@@ -299,10 +314,13 @@ Engine& Engine::self() {
   return *engine;
 }
 
-Engine::Engine(std::unique_ptr<Target> target) : state_(std::make_unique<State>(std::move(target))) {}
+Engine::Engine(std::unique_ptr<Target> target)
+    : state_(std::make_unique<State>(std::move(target))) {}
 Engine::~Engine() = default;
 
-Target& Engine::target() { return *state_->target; }
+Target& Engine::target() {
+  return *state_->target;
+}
 
 Result<std::unique_ptr<Engine>> Engine::over(std::unique_ptr<Target> target) {
   std::unique_ptr<Engine> engine(new Engine(std::move(target)));
@@ -310,7 +328,8 @@ Result<std::unique_ptr<Engine>> Engine::over(std::unique_ptr<Target> target) {
   if (!blob) return std::unexpected(blob.error());
   if (!blob->empty()) {
     if (auto r = engine->state_->deserialize(*blob); !r)
-      return std::unexpected(with_context(r.error(), "reading the engine state kept in the target"));
+      return std::unexpected(
+          with_context(r.error(), "reading the engine state kept in the target"));
   }
   return engine;
 }
@@ -367,6 +386,34 @@ Result<VersionId> Engine::add_version(PatchPointId point, Address code, std::str
     if (name.empty()) name = fn.name;
   }
   return core::add_version(*state_->target, state_->near, **p, code, std::move(name), range);
+}
+
+Result<VersionId> Engine::add_probe(PatchPointId point) {
+  std::lock_guard lock(state_->mutex);
+  auto p = state_->point(point);
+  if (!p) return std::unexpected(p.error());
+  const Version& wrapped = (*p)->versions.at((*p)->active);
+  // A probe made earlier around the same version is reused with its counters reset.
+  for (const auto& v : (*p)->versions) {
+    if (!v.probe) continue;
+    auto w = state_->target->load_word(v.counter + 24);
+    if (w && *w == wrapped.slot_value()) {
+      for (Address c : {v.counter, v.counter + 8, v.counter + 16})
+        if (auto r = state_->target->store_word(c, 0); !r) return std::unexpected(r.error());
+      return v.id;
+    }
+  }
+  auto probe = make_probe(*state_->target, state_->near, (*p)->stub, wrapped.slot_value());
+  if (!probe) return std::unexpected(with_context(probe.error(), "probe of " + (*p)->name));
+  Version v;
+  v.id = static_cast<VersionId>((*p)->versions.size());
+  v.name = "probe(" + wrapped.name + ")";
+  v.code = probe->code;
+  v.range = {probe->code, probe->code + probe->code_size};
+  v.counter = probe->counters;
+  v.probe = true;
+  (*p)->versions.push_back(v);
+  return v.id;
 }
 
 Result<UpdateId> Engine::apply(const UpdateRequest& request) {

@@ -57,10 +57,10 @@ struct HijackOptions {
 struct VersionInfo {
   VersionId id = 0;
   std::string name;
-  Address code = 0;         // where the version's code starts
-  AddressRange range;       // the version's code, for drain and quiescence checks
-  std::uint64_t calls = 0;  // calls entered so far (counted patch points only)
-  bool is_probe = false;    // a built-in probe (counts and samples call times)
+  Address code = 0;               // where the version's code starts
+  AddressRange range;             // the version's code, for drain and quiescence checks
+  std::uint64_t calls = 0;        // calls entered so far (counted patch points only)
+  bool is_probe = false;          // a built-in probe (counts and samples call times)
   std::uint64_t timed_calls = 0;  // probes: calls whose duration was measured
   std::uint64_t timed_ticks = 0;  // probes: their total duration in TSC ticks
 };
@@ -141,6 +141,10 @@ class Engine {
   // Adds a version to a patch point without activating it.
   Result<VersionId> add_version(PatchPointId point, Address code, std::string name,
                                 AddressRange range = {});
+
+  // Adds a probe version wrapping the point's active version: it counts every call
+  // and times one in 64 (see core/probe.hpp). Switch to it to start measuring.
+  Result<VersionId> add_probe(PatchPointId point);
 
   // Applies an update: all its redirects switch, or none do.
   Result<UpdateId> apply(const UpdateRequest& request);

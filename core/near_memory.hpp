@@ -32,7 +32,7 @@ class NearMemory {
   // Bytes mapped so far (both halves of every arena).
   std::size_t mapped_bytes() const { return arenas_.size() * 2 * kRegion; }
 
- struct Arena {
+  struct Arena {
     Address base = 0;  // code at base, data at base + kRegion
     std::size_t code_used = 0;
     std::size_t data_used = 0;

@@ -88,6 +88,10 @@ class Target {
   // commit are written together while the threads are stopped).
   virtual bool always_stop() const { return false; }
 
+  // Registers .eh_frame data with the target's unwinder (__register_frame), so
+  // generated code with frames can be unwound. Errc::unsupported without one.
+  virtual Result<void> register_unwind_info(Address eh_frame) = 0;
+
   // What the dynamic linker resolves `name` to in the target (an IFUNC's choice).
   virtual Result<Address> runtime_address(std::string_view name) = 0;
 };

@@ -26,6 +26,8 @@
 
 #include "core/target.hpp"
 
+extern "C" void __register_frame(void*);
+
 namespace dynamos::core {
 namespace {
 
@@ -394,6 +396,11 @@ class LocalTarget final : public Target {
   }
 
   pid_t calling_thread() const override { return gettid_raw(); }
+
+  Result<void> register_unwind_info(Address eh_frame) override {
+    __register_frame(reinterpret_cast<void*>(eh_frame));
+    return {};
+  }
 
   Result<Address> runtime_address(std::string_view name) override {
     void* p = dlsym(RTLD_DEFAULT, std::string(name).c_str());

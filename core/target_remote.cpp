@@ -17,9 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
 #include <algorithm>
 #include <cstring>
-#include <dirent.h>
 #include <fstream>
 #include <map>
 #include <set>
@@ -84,13 +84,13 @@ void movabs(X86Writer& w, int reg, std::uint64_t imm) {
 
 void save_all(X86Writer& w) {
   const std::uint8_t prologue[] = {
-      0x48, 0x8D, 0x64, 0x24, 0x80,  // lea rsp, [rsp-128]   (skip the red zone)
-      0x9C,                          // pushfq
-      0x50, 0x51, 0x52, 0x53, 0x55, 0x56, 0x57,                          // rax rcx rdx rbx rbp rsi rdi
-      0x41, 0x50, 0x41, 0x51, 0x41, 0x52, 0x41, 0x53,                    // r8-r11
-      0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57,                    // r12-r15
-      0x48, 0x89, 0xE5,                                                  // mov rbp, rsp
-      0x48, 0x83, 0xE4, 0xC0,                                            // and rsp, -64
+      0x48, 0x8D, 0x64, 0x24, 0x80,                    // lea rsp, [rsp-128]   (skip the red zone)
+      0x9C,                                            // pushfq
+      0x50, 0x51, 0x52, 0x53, 0x55, 0x56, 0x57,        // rax rcx rdx rbx rbp rsi rdi
+      0x41, 0x50, 0x41, 0x51, 0x41, 0x52, 0x41, 0x53,  // r8-r11
+      0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57,  // r12-r15
+      0x48, 0x89, 0xE5,                                // mov rbp, rsp
+      0x48, 0x83, 0xE4, 0xC0,                          // and rsp, -64
   };
   w.raw(prologue, sizeof prologue);
   const auto size = static_cast<std::uint32_t>(xsave_size());
@@ -101,18 +101,18 @@ void save_all(X86Writer& w) {
   for (std::uint32_t off = 512; off < 576; off += 8) {
     w.u8(0x48), w.u8(0x89), w.u8(0x84), w.u8(0x24), w.u32(off);  // mov [rsp+off], rax
   }
-  const std::uint8_t xsave[] = {0xB8, 0xFF, 0xFF, 0xFF, 0xFF,  // mov eax, -1
-                                0xBA, 0xFF, 0xFF, 0xFF, 0xFF,  // mov edx, -1
+  const std::uint8_t xsave[] = {0xB8, 0xFF, 0xFF, 0xFF, 0xFF,   // mov eax, -1
+                                0xBA, 0xFF, 0xFF, 0xFF, 0xFF,   // mov edx, -1
                                 0x48, 0x0F, 0xAE, 0x24, 0x24};  // xsave64 [rsp]
   w.raw(xsave, sizeof xsave);
 }
 
 void restore_all_and_jump(X86Writer& w, Address resume) {
   const std::uint8_t epilogue[] = {
-      0xB8, 0xFF, 0xFF, 0xFF, 0xFF,  // mov eax, -1
-      0xBA, 0xFF, 0xFF, 0xFF, 0xFF,  // mov edx, -1
-      0x48, 0x0F, 0xAE, 0x2C, 0x24,  // xrstor64 [rsp]
-      0x48, 0x89, 0xEC,              // mov rsp, rbp
+      0xB8, 0xFF, 0xFF, 0xFF, 0xFF,                    // mov eax, -1
+      0xBA, 0xFF, 0xFF, 0xFF, 0xFF,                    // mov edx, -1
+      0x48, 0x0F, 0xAE, 0x2C, 0x24,                    // xrstor64 [rsp]
+      0x48, 0x89, 0xEC,                                // mov rsp, rbp
       0x41, 0x5F, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C,  // r15-r12
       0x41, 0x5B, 0x41, 0x5A, 0x41, 0x59, 0x41, 0x58,  // r11-r8
       0x5F, 0x5E, 0x5D, 0x5B, 0x5A, 0x59, 0x58,        // rdi rsi rbp rbx rdx rcx rax
@@ -154,14 +154,15 @@ struct SyscallStep {
 // A stub that runs system calls one after another, storing each result in
 // mailbox.results[i], then sets mailbox.done. rbx holds the mailbox throughout
 // (syscall clobbers only rcx and r11).
-std::vector<std::uint8_t> syscall_stub(Address at, Address mailbox, const std::vector<SyscallStep>& steps,
-                                       Address resume) {
+std::vector<std::uint8_t> syscall_stub(Address at, Address mailbox,
+                                       const std::vector<SyscallStep>& steps, Address resume) {
   X86Writer w(at);
   save_all(w);
   movabs(w, RBX, mailbox);
   const int regs[6] = {RDI, RSI, RDX, R10, R8, R9};
   for (std::size_t i = 0; i < steps.size(); ++i) {
-    for (int a = 0; a < 6; ++a) load_arg(w, regs[a], steps[i].args[a]);
+    for (int a = 0; a < 6; ++a)
+      load_arg(w, regs[a], steps[i].args[a]);
     movabs(w, RAX, static_cast<std::uint64_t>(steps[i].nr));
     w.u8(0x0F), w.u8(0x05);  // syscall
     store_rax(w, static_cast<std::uint8_t>(offsetof(Mailbox, results) + 8 * i));
@@ -177,7 +178,8 @@ std::vector<std::uint8_t> call_stub(Address at, Address mailbox, Address fn,
   X86Writer w(at);
   save_all(w);
   const int regs[6] = {RDI, RSI, RDX, RCX, R8, R9};
-  for (std::size_t i = 0; i < args.size() && i < 6; ++i) movabs(w, regs[i], args[i]);
+  for (std::size_t i = 0; i < args.size() && i < 6; ++i)
+    movabs(w, regs[i], args[i]);
   movabs(w, RAX, fn);
   w.u8(0xFF), w.u8(0xD0);  // call rax
   movabs(w, RBX, mailbox);
@@ -210,7 +212,8 @@ class RemoteTargetImpl final : public RemoteTarget {
 
   Result<void> init() {
     if (auto r = seize_new_threads(); !r) return r;
-    if (threads_.empty()) return fail(Errc::not_found, "process " + std::to_string(pid_) + " has no threads");
+    if (threads_.empty())
+      return fail(Errc::not_found, "process " + std::to_string(pid_) + " has no threads");
     mem_fd_ = open(("/proc/" + std::to_string(pid_) + "/mem").c_str(), O_RDWR | O_CLOEXEC);
     if (mem_fd_ < 0) return fail_errno("open /proc/" + std::to_string(pid_) + "/mem");
     return find_state_region();
@@ -229,15 +232,17 @@ class RemoteTargetImpl final : public RemoteTarget {
     ssize_t n = pread(mem_fd_, out.data(), out.size(), static_cast<off_t>(address));
     if (n != static_cast<ssize_t>(out.size()))
       return fail_errno(n < 0 ? errno : EIO, "read " + std::to_string(out.size()) + " bytes at " +
-                                                 hex(address) + " of process " + std::to_string(pid_));
+                                                 hex(address) + " of process " +
+                                                 std::to_string(pid_));
     return {};
   }
 
   Result<void> write(Address address, std::span<const std::uint8_t> bytes) override {
     ssize_t n = pwrite(mem_fd_, bytes.data(), bytes.size(), static_cast<off_t>(address));
     if (n != static_cast<ssize_t>(bytes.size()))
-      return fail_errno(n < 0 ? errno : EIO, "write " + std::to_string(bytes.size()) + " bytes at " +
-                                                 hex(address) + " of process " + std::to_string(pid_));
+      return fail_errno(n < 0 ? errno : EIO, "write " + std::to_string(bytes.size()) +
+                                                 " bytes at " + hex(address) + " of process " +
+                                                 std::to_string(pid_));
     return {};
   }
 
@@ -261,14 +266,19 @@ class RemoteTargetImpl final : public RemoteTarget {
 
   Result<Address> map_fixed(Address address, std::size_t length, int prot) override {
     auto r = syscalls({{SYS_mmap,
-                        {{address}, {length}, {static_cast<std::uint64_t>(prot)},
-                         {MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE}, {~std::uint64_t{0}}, {0}}}});
+                        {{address},
+                         {length},
+                         {static_cast<std::uint64_t>(prot)},
+                         {MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE},
+                         {~std::uint64_t{0}},
+                         {0}}}});
     if (!r) return std::unexpected(r.error());
     const auto got = (*r)[0];
     if (got > ~std::uint64_t{4095})
       return fail_errno(static_cast<int>(-static_cast<long>(got)),
                         "mmap at " + hex(address) + " in process " + std::to_string(pid_));
-    if (got != address) return fail(Errc::busy, "mmap at " + hex(address) + " was placed elsewhere");
+    if (got != address)
+      return fail(Errc::busy, "mmap at " + hex(address) + " was placed elsewhere");
     return address;
   }
 
@@ -291,7 +301,9 @@ class RemoteTargetImpl final : public RemoteTarget {
     if (h.blob_length == 0) return std::string();
     if (h.blob_length > kBlobMax) return fail(Errc::protocol, "engine state too large");
     std::string blob(h.blob_length, '\0');
-    if (auto r = read(state_ + h.blob_offset, {reinterpret_cast<std::uint8_t*>(blob.data()), blob.size()}); !r)
+    if (auto r = read(state_ + h.blob_offset,
+                      {reinterpret_cast<std::uint8_t*>(blob.data()), blob.size()});
+        !r)
       return std::unexpected(r.error());
     return blob;
   }
@@ -303,17 +315,30 @@ class RemoteTargetImpl final : public RemoteTarget {
   }
 
   Result<std::uint64_t> call(Address fn, std::initializer_list<std::uint64_t> args) override;
+  Result<void> register_unwind_info(Address eh_frame) override {
+    auto syms = Symbols::load(*this);
+    if (!syms) return std::unexpected(syms.error());
+    auto reg = syms->find("__register_frame", "libgcc_s");
+    if (!reg)
+      return fail(Errc::unsupported, "no unwinder loaded in process " + std::to_string(pid_));
+    auto r = call(reg->address, {eh_frame});
+    if (!r) return std::unexpected(r.error());
+    return {};
+  }
+
   Result<Address> runtime_address(std::string_view name) override {
     auto syms = Symbols::load(*this);
     if (!syms) return std::unexpected(syms.error());
     auto dlsym_sym = syms->find("dlsym", "/libc.so");
-    if (!dlsym_sym) return fail(Errc::unsupported, "process " + std::to_string(pid_) + " has no dlsym");
+    if (!dlsym_sym)
+      return fail(Errc::unsupported, "process " + std::to_string(pid_) + " has no dlsym");
     const std::string n(name);
     auto at = put_bytes(n.c_str(), n.size() + 1);
     if (!at) return std::unexpected(at.error());
     auto r = call(dlsym_sym->address, {0 /* RTLD_DEFAULT */, *at});
     if (!r) return std::unexpected(r.error());
-    if (!*r) return fail(Errc::not_found, "process " + std::to_string(pid_) + " cannot resolve " + n);
+    if (!*r)
+      return fail(Errc::not_found, "process " + std::to_string(pid_) + " cannot resolve " + n);
     return *r;
   }
   Result<Address> load_library(const std::string& path) override;
@@ -372,8 +397,12 @@ class RemoteWorld final : public StoppedWorld {
  public:
   RemoteWorld(RemoteTargetImpl& target, std::vector<ThreadState> states,
               std::vector<std::vector<Address>> frames, std::vector<std::size_t> index)
-      : target_(target), states_(std::move(states)), frames_(std::move(frames)), index_(std::move(index)) {
-    for (std::size_t i = 0; i < states_.size(); ++i) states_[i].frames = frames_[i];
+      : target_(target),
+        states_(std::move(states)),
+        frames_(std::move(frames)),
+        index_(std::move(index)) {
+    for (std::size_t i = 0; i < states_.size(); ++i)
+      states_[i].frames = frames_[i];
     target_.world_open_ = true;
   }
   ~RemoteWorld() override {
@@ -405,7 +434,8 @@ Result<void> RemoteTargetImpl::seize_new_threads() {
   }
   closedir(d);
   for (pid_t tid : tids) {
-    if (std::any_of(threads_.begin(), threads_.end(), [&](const Thread& t) { return t.tid == tid; }))
+    if (std::any_of(threads_.begin(), threads_.end(),
+                    [&](const Thread& t) { return t.tid == tid; }))
       continue;
     if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0) {
       if (errno == ESRCH) continue;  // exited meanwhile
@@ -480,9 +510,9 @@ Result<void> RemoteTargetImpl::stop_all(Clock::time_point deadline) {
           continue;
         }
         resume_all();
-        return fail(Errc::timed_out, "thread " + std::to_string(t.tid) + " of process " +
-                                         std::to_string(pid_) +
-                                         " did not stop in time (frozen or in uninterruptible sleep?)");
+        return fail(Errc::timed_out,
+                    "thread " + std::to_string(t.tid) + " of process " + std::to_string(pid_) +
+                        " did not stop in time (frozen or in uninterruptible sleep?)");
       }
     }
     std::erase_if(threads_, [](const Thread& t) { return t.tid < 0; });
@@ -507,7 +537,8 @@ void RemoteTargetImpl::resume_all() {
   }
 }
 
-Result<void> RemoteTargetImpl::write_words(const std::vector<std::pair<Address, std::uint64_t>>& words) {
+Result<void> RemoteTargetImpl::write_words(
+    const std::vector<std::pair<Address, std::uint64_t>>& words) {
   std::vector<iovec> local, remote;
   for (const auto& w : words) {
     local.push_back({const_cast<std::uint64_t*>(&w.second), 8});
@@ -515,7 +546,8 @@ Result<void> RemoteTargetImpl::write_words(const std::vector<std::pair<Address, 
   }
   ssize_t n = process_vm_writev(pid_, local.data(), local.size(), remote.data(), remote.size(), 0);
   if (n != static_cast<ssize_t>(8 * words.size()))
-    return fail_errno(n < 0 ? errno : EIO, "write version slots of process " + std::to_string(pid_));
+    return fail_errno(n < 0 ? errno : EIO,
+                      "write version slots of process " + std::to_string(pid_));
   return {};
 }
 
@@ -599,14 +631,16 @@ Result<std::unique_ptr<StoppedWorld>> RemoteTargetImpl::stop_world(const StopOpt
     frames.push_back(std::move(f));
     index.push_back(i);
   }
-  return std::unique_ptr<StoppedWorld>(new RemoteWorld(*this, std::move(states), std::move(frames), std::move(index)));
+  return std::unique_ptr<StoppedWorld>(
+      new RemoteWorld(*this, std::move(states), std::move(frames), std::move(index)));
 }
 
 Result<void> RemoteTargetImpl::find_state_region() {
   auto maps = mappings();
   if (!maps) return std::unexpected(maps.error());
   for (const auto& m : *maps) {
-    if (m.path.rfind(std::string("/memfd:") + kStateName, 0) == 0 && m.end - m.begin == kStateSize) {
+    if (m.path.rfind(std::string("/memfd:") + kStateName, 0) == 0 &&
+        m.end - m.begin == kStateSize) {
       state_ = m.begin;
       StateHeader h;
       if (auto r = read(state_, {reinterpret_cast<std::uint8_t*>(&h), sizeof h}); !r) return r;
@@ -635,11 +669,14 @@ Result<bool> RemoteTargetImpl::inside_locked_code(const Thread& t) {
       if (!loader && !libc) continue;
       for (const auto& s : obj.functions) {
         static const std::set<std::string> locked = {
-            "malloc", "free", "calloc", "realloc", "reallocarray", "memalign", "posix_memalign",
-            "aligned_alloc", "valloc", "pvalloc", "malloc_trim", "mallinfo", "mallinfo2",
-            "dlopen", "dlclose", "dlsym", "dlvsym", "dladdr", "dladdr1", "dlinfo", "dl_iterate_phdr",
-            "fork", "_Fork", "__libc_dlopen_mode"};
-        if (loader || locked.count(s.name)) lock_ranges_.push_back({s.address, s.address + std::max<std::size_t>(s.size, 1)});
+            "malloc",          "free",     "calloc",         "realloc",
+            "reallocarray",    "memalign", "posix_memalign", "aligned_alloc",
+            "valloc",          "pvalloc",  "malloc_trim",    "mallinfo",
+            "mallinfo2",       "dlopen",   "dlclose",        "dlsym",
+            "dlvsym",          "dladdr",   "dladdr1",        "dlinfo",
+            "dl_iterate_phdr", "fork",     "_Fork",          "__libc_dlopen_mode"};
+        if (loader || locked.count(s.name))
+          lock_ranges_.push_back({s.address, s.address + std::max<std::size_t>(s.size, 1)});
       }
     }
     // The whole text of the dynamic loader: lazy binding and dlopen live there.
@@ -651,7 +688,8 @@ Result<bool> RemoteTargetImpl::inside_locked_code(const Thread& t) {
     lock_ranges_ready_ = true;
   }
   auto in_locked = [&](Address a) {
-    return std::any_of(lock_ranges_.begin(), lock_ranges_.end(), [&](const AddressRange& r) { return r.contains(a); });
+    return std::any_of(lock_ranges_.begin(), lock_ranges_.end(),
+                       [&](const AddressRange& r) { return r.contains(a); });
   };
   if (in_locked(t.regs.rip)) return true;
   std::vector<std::uint64_t> stack(32 * 1024 / 8);
@@ -683,9 +721,10 @@ Result<void> RemoteTargetImpl::run_on_thread(Thread& t, Address stub_at, Address
     if (!busy) break;
     resume_all();
     if (Clock::now() + backoff > deadline)
-      return fail(Errc::busy, "thread " + std::to_string(t.tid) + " of process " + std::to_string(pid_) +
-                                  " stayed inside malloc or the dynamic loader (their locks may be held); "
-                                  "try again");
+      return fail(Errc::busy,
+                  "thread " + std::to_string(t.tid) + " of process " + std::to_string(pid_) +
+                      " stayed inside malloc or the dynamic loader (their locks may be held); "
+                      "try again");
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::microseconds(20'000));
   }
@@ -785,8 +824,8 @@ Result<void> RemoteTargetImpl::bootstrap() {
     if (slack_size >= 1024) break;
   }
   if (slack_size < 512)
-    return fail(Errc::unsupported, "no spare executable bytes found in process " + std::to_string(pid_) +
-                                       " to start the engine there");
+    return fail(Errc::unsupported, "no spare executable bytes found in process " +
+                                       std::to_string(pid_) + " to start the engine there");
 
   // Scratch mailbox: 64 KiB below the thread's stack pointer, inside its stack.
   if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) != 0 ||
@@ -804,7 +843,9 @@ Result<void> RemoteTargetImpl::bootstrap() {
   }
   const Address name_at = scratch + 256;
   const Address mailbox = scratch;
-  if (auto r = write(name_at, {reinterpret_cast<const std::uint8_t*>(kStateName), sizeof kStateName}); !r) {
+  if (auto r =
+          write(name_at, {reinterpret_cast<const std::uint8_t*>(kStateName), sizeof kStateName});
+      !r) {
     resume_all();
     return r;
   }
@@ -815,7 +856,8 @@ Result<void> RemoteTargetImpl::bootstrap() {
   }
   const std::uint64_t none = ~std::uint64_t{0};
   const std::vector<SyscallStep> steps = {
-      {SYS_mmap, {{0}, {kCallArea}, {PROT_READ | PROT_EXEC}, {MAP_PRIVATE | MAP_ANONYMOUS}, {none}, {0}}},
+      {SYS_mmap,
+       {{0}, {kCallArea}, {PROT_READ | PROT_EXEC}, {MAP_PRIVATE | MAP_ANONYMOUS}, {none}, {0}}},
       {SYS_memfd_create, {{name_at}, {1 /* MFD_CLOEXEC */}, {0}, {0}, {0}, {0}}},
       {SYS_ftruncate, {{1, true}, {kStateSize}, {0}, {0}, {0}, {0}}},
       {SYS_mmap, {{0}, {kStateSize}, {PROT_READ | PROT_WRITE}, {MAP_SHARED}, {1, true}, {0}}},
@@ -838,13 +880,15 @@ Result<void> RemoteTargetImpl::bootstrap() {
   std::memcpy(h.magic, kStateMagic, sizeof kStateMagic);
   h.call_area = call_area_;
   h.blob_offset = kBlobOffset[0];
-  if (auto rr = write(state_, {reinterpret_cast<const std::uint8_t*>(&h), sizeof h}); !rr) return rr;
+  if (auto rr = write(state_, {reinterpret_cast<const std::uint8_t*>(&h), sizeof h}); !rr)
+    return rr;
   generation_ = 0;
   current_blob_ = 0;
   return {};
 }
 
-Result<std::vector<std::uint64_t>> RemoteTargetImpl::syscalls(const std::vector<SyscallStep>& steps) {
+Result<std::vector<std::uint64_t>> RemoteTargetImpl::syscalls(
+    const std::vector<SyscallStep>& steps) {
   if (!state_)
     if (auto r = bootstrap(); !r) return std::unexpected(r.error());
   Thread* t = pick_thread(threads_, pid_);
@@ -860,7 +904,8 @@ Result<std::vector<std::uint64_t>> RemoteTargetImpl::syscalls(const std::vector<
   return std::vector<std::uint64_t>(box.results, box.results + steps.size());
 }
 
-Result<std::uint64_t> RemoteTargetImpl::call(Address fn, std::initializer_list<std::uint64_t> args) {
+Result<std::uint64_t> RemoteTargetImpl::call(Address fn,
+                                             std::initializer_list<std::uint64_t> args) {
   if (!state_)
     if (auto r = bootstrap(); !r) return std::unexpected(r.error());
   Thread* t = pick_thread(threads_, pid_);
@@ -880,9 +925,11 @@ Result<std::uint64_t> RemoteTargetImpl::call(Address fn, std::initializer_list<s
 Result<Address> RemoteTargetImpl::put_bytes(const void* data, std::size_t size) {
   if (!state_)
     if (auto r = bootstrap(); !r) return std::unexpected(r.error());
-  if (size > kMailboxBytes - sizeof(Mailbox)) return fail(Errc::invalid_argument, "call argument too large");
+  if (size > kMailboxBytes - sizeof(Mailbox))
+    return fail(Errc::invalid_argument, "call argument too large");
   const Address at = state_ + kMailboxOffset + 256;
-  if (auto r = write(at, {static_cast<const std::uint8_t*>(data), size}); !r) return std::unexpected(r.error());
+  if (auto r = write(at, {static_cast<const std::uint8_t*>(data), size}); !r)
+    return std::unexpected(r.error());
   return at;
 }
 
@@ -892,7 +939,8 @@ Result<Address> RemoteTargetImpl::load_library(const std::string& path) {
   auto dlopen_sym = syms->find("dlopen", "/libc.so");
   if (!dlopen_sym) dlopen_sym = syms->find("dlopen");
   if (!dlopen_sym)
-    return fail(Errc::unsupported, "process " + std::to_string(pid_) + " has no dlopen to load " + path);
+    return fail(Errc::unsupported,
+                "process " + std::to_string(pid_) + " has no dlopen to load " + path);
   auto at = put_bytes(path.c_str(), path.size() + 1);
   if (!at) return std::unexpected(at.error());
   auto handle = call(dlopen_sym->address, {*at, RTLD_NOW});
@@ -907,12 +955,14 @@ Result<Address> RemoteTargetImpl::load_library(const std::string& path) {
       if (read(*msg, {reinterpret_cast<std::uint8_t*>(buf), sizeof buf - 1})) why = buf;
     }
   }
-  return fail(Errc::invalid_argument, "cannot load " + path + " into process " + std::to_string(pid_) + ": " + why);
+  return fail(Errc::invalid_argument,
+              "cannot load " + path + " into process " + std::to_string(pid_) + ": " + why);
 }
 
 }  // namespace
 
-Result<std::unique_ptr<RemoteTarget>> RemoteTarget::attach(pid_t pid, const AttachOptions& options) {
+Result<std::unique_ptr<RemoteTarget>> RemoteTarget::attach(pid_t pid,
+                                                           const AttachOptions& options) {
   if (pid <= 0) return fail(Errc::invalid_argument, "invalid process id " + std::to_string(pid));
   if (pid == getpid()) return fail(Errc::invalid_argument, "use the local engine for this process");
   struct stat st;

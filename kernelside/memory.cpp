@@ -14,8 +14,9 @@ namespace dynamos::kernelside {
 
 namespace {
 
-constexpr size_t kMaxIovecs = 1024;          // UIO_MAXIOV
-constexpr size_t kPagemapChunk = 64 * 1024;  // entries per pread (512 KiB)
+constexpr size_t kMaxIovecs = 1024;           // UIO_MAXIOV
+constexpr uint64_t kMaxBatchBytes = 1 << 30;  // well under MAX_RW_COUNT
+constexpr size_t kPagemapChunk = 64 * 1024;   // entries per pread (512 KiB)
 
 int madv_of(Advice a) {
   switch (a) {
@@ -115,22 +116,31 @@ ProcessMemory::~ProcessMemory() {
 Result<AdviseReport> ProcessMemory::advise(std::span<const Range> ranges, Advice advice,
                                            uint64_t max_bytes) const {
   AdviseReport report;
-  std::vector<Range> todo = take_bytes(ranges, max_bytes);
-  for (auto& r : todo)
+  // The kernel takes at most MAX_RW_COUNT (about 2 GiB) per call and silently ignores
+  // the rest, so no range and no batch goes beyond kMaxBatchBytes.
+  std::vector<Range> todo;
+  for (auto& r : take_bytes(ranges, max_bytes)) {
     if (r.start % page_size() != 0)
       return fail(Errc::invalid_argument, std::string(advice_name(advice)) + " pid " +
                                               std::to_string(pid_) + ": range " + range_text(r) +
                                               " does not start on a page");
+    for (uint64_t off = 0; off < r.length; off += kMaxBatchBytes)
+      todo.push_back({r.start + off, std::min<uint64_t>(kMaxBatchBytes, r.length - off)});
+  }
   std::string what =
       std::string("process_madvise ") + advice_name(advice) + " pid " + std::to_string(pid_);
   size_t next = 0;
   std::vector<iovec> iov;
   iov.reserve(kMaxIovecs);
   while (next < todo.size()) {
-    size_t n = std::min(kMaxIovecs, todo.size() - next);
     iov.clear();
-    for (size_t i = 0; i < n; ++i)
-      iov.push_back({reinterpret_cast<void*>(todo[next + i].start), todo[next + i].length});
+    uint64_t batch_bytes = 0;
+    for (size_t i = next; i < todo.size() && iov.size() < kMaxIovecs; ++i) {
+      if (batch_bytes + todo[i].length > kMaxBatchBytes) break;
+      batch_bytes += todo[i].length;
+      iov.push_back({reinterpret_cast<void*>(todo[i].start), todo[i].length});
+    }
+    size_t n = iov.size();
     long done = sys_process_madvise(fd_, iov.data(), n, madv_of(advice));
     ++report.calls;
     int err = errno;
@@ -239,24 +249,51 @@ Pagemap::~Pagemap() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Result<std::vector<PageEntry>> Pagemap::read(Range r) const {
-  const size_t page = page_size();
-  uintptr_t first = r.start / page;
-  uintptr_t last = (r.end() + page - 1) / page;
-  std::vector<PageEntry> out(last - first);
+Result<size_t> Pagemap::read_into(uintptr_t first_page, std::span<PageEntry> out) const {
   size_t got = 0;
   while (got < out.size()) {
-    size_t want = std::min(kPagemapChunk, out.size() - got);
-    off_t offset = static_cast<off_t>((first + got) * sizeof(uint64_t));
-    ssize_t n = ::pread(fd_, out.data() + got, want * sizeof(uint64_t), offset);
+    off_t offset = static_cast<off_t>((first_page + got) * sizeof(uint64_t));
+    ssize_t n = ::pread(fd_, out.data() + got, (out.size() - got) * sizeof(uint64_t), offset);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return fail_errno("read /proc/" + std::to_string(pid_) + "/pagemap for " + range_text(r));
+      return fail_errno("read /proc/" + std::to_string(pid_) + "/pagemap at page " +
+                        std::to_string(first_page + got));
     }
     if (n == 0)
       return fail(Errc::not_found,
                   "read /proc/" + std::to_string(pid_) + "/pagemap: the process exited");
     got += static_cast<size_t>(n) / sizeof(uint64_t);
+  }
+  return got;
+}
+
+template <class Fn>
+Result<void> Pagemap::for_each_chunk(Range r, Fn fn) const {
+  // Chunks of 64 Ki entries, so that huge reserved mappings (MPI libraries reserve
+  // many GiB) are walked in bounded memory.
+  const size_t page = page_size();
+  uintptr_t first = r.start / page;
+  uintptr_t last = (r.end() + page - 1) / page;
+  std::vector<PageEntry> buf(std::min<size_t>(kPagemapChunk, last - first));
+  for (uintptr_t at = first; at < last;) {
+    size_t n = std::min<size_t>(kPagemapChunk, last - at);
+    auto got = read_into(at, {buf.data(), n});
+    if (!got) return std::unexpected(got.error());
+    fn(at * page, std::span<const PageEntry>(buf.data(), n));
+    at += n;
+  }
+  return {};
+}
+
+Result<std::vector<PageEntry>> Pagemap::read(Range r) const {
+  const size_t page = page_size();
+  uintptr_t first = r.start / page;
+  uintptr_t last = (r.end() + page - 1) / page;
+  std::vector<PageEntry> out(last - first);
+  for (size_t at = 0; at < out.size(); at += kPagemapChunk) {
+    size_t n = std::min(kPagemapChunk, out.size() - at);
+    auto got = read_into(first + at, {out.data() + at, n});
+    if (!got) return std::unexpected(got.error());
   }
   return out;
 }
@@ -264,16 +301,17 @@ Result<std::vector<PageEntry>> Pagemap::read(Range r) const {
 Result<PageCounts> Pagemap::count(std::span<const Range> ranges) const {
   PageCounts c;
   for (auto& r : ranges) {
-    auto entries = read(r);
-    if (!entries) return std::unexpected(entries.error());
-    for (auto e : *entries) {
-      if (e.present())
-        ++c.present;
-      else if (e.swapped())
-        ++c.swapped;
-      else
-        ++c.none;
-    }
+    auto ok = for_each_chunk(r, [&](uintptr_t, std::span<const PageEntry> entries) {
+      for (auto e : entries) {
+        if (e.present())
+          ++c.present;
+        else if (e.swapped())
+          ++c.swapped;
+        else
+          ++c.none;
+      }
+    });
+    if (!ok) return std::unexpected(ok.error());
   }
   return c;
 }
@@ -298,15 +336,15 @@ template <class Pred>
 Result<std::vector<Range>> Pagemap::runs(std::span<const Range> ranges, Pred pred) const {
   std::vector<Range> out;
   for (auto& r : ranges) {
-    auto entries = read(r);
-    if (!entries) return std::unexpected(entries.error());
-    auto part = runs_of(r.start, *entries, pred);
-    for (auto& p : part) {
-      if (!out.empty() && out.back().end() == p.start)
-        out.back().length += p.length;
-      else
-        out.push_back(p);
-    }
+    auto ok = for_each_chunk(r, [&](uintptr_t start, std::span<const PageEntry> entries) {
+      for (auto& p : runs_of(start, entries, pred)) {
+        if (!out.empty() && out.back().end() == p.start)
+          out.back().length += p.length;
+        else
+          out.push_back(p);
+      }
+    });
+    if (!ok) return std::unexpected(ok.error());
   }
   return out;
 }

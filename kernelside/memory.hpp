@@ -111,7 +111,8 @@ struct PageCounts {
   uint64_t total() const { return present + swapped + none; }
 };
 
-// /proc/PID/pagemap, read in bulk (one pread per 64 Ki pages).
+// /proc/PID/pagemap, read in bulk (one pread per 64 Ki pages); count and the runs walk
+// ranges in chunks, in bounded memory whatever their size.
 class Pagemap {
  public:
   static Result<Pagemap> open(pid_t pid);
@@ -136,6 +137,9 @@ class Pagemap {
   Pagemap(pid_t pid, int fd) : pid_(pid), fd_(fd) {}
   template <class Pred>
   Result<std::vector<Range>> runs(std::span<const Range> ranges, Pred pred) const;
+  template <class Fn>
+  Result<void> for_each_chunk(Range r, Fn fn) const;
+  Result<size_t> read_into(uintptr_t first_page, std::span<PageEntry> out) const;
   pid_t pid_;
   int fd_;
 };

@@ -1,5 +1,9 @@
 #include "kernelside/pressure.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include <charconv>
 
 #include "kernelside/fs.hpp"
@@ -138,6 +142,67 @@ Result<PressureSampler::Sample> PressureSampler::sample() {
   last_ = *p;
   last_time_ = now;
   return s;
+}
+
+Result<PressureTrigger> PressureTrigger::open(Resource r, Kind kind,
+                                              std::chrono::microseconds stall,
+                                              std::chrono::microseconds window) {
+  return open_file(system_path(r), kind, stall, window);
+}
+
+Result<PressureTrigger> PressureTrigger::open_file(const std::string& path, Kind kind,
+                                                   std::chrono::microseconds stall,
+                                                   std::chrono::microseconds window) {
+  if (window < std::chrono::milliseconds(500) || window > std::chrono::seconds(10))
+    return fail(Errc::invalid_argument, "PSI trigger window " + std::to_string(window.count()) +
+                                            " us out of range 500 ms..10 s");
+  if (stall.count() <= 0 || stall > window)
+    return fail(Errc::invalid_argument, "PSI trigger stall " + std::to_string(stall.count()) +
+                                            " us must be positive and at most the window");
+  int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT)
+      return fail(Errc::unsupported, "PSI not available: " + path + " does not exist");
+    return fail_errno("open " + path + " for a PSI trigger");
+  }
+  std::string spec = std::string(kind == Kind::some ? "some " : "full ") +
+                     std::to_string(stall.count()) + " " + std::to_string(window.count());
+  // The trigger string must go in one write, with its terminating NUL.
+  if (::write(fd, spec.c_str(), spec.size() + 1) < 0) {
+    int err = errno;
+    ::close(fd);
+    std::string hint = err == EINVAL && window.count() % 2000000 != 0
+                           ? " (without CAP_SYS_RESOURCE the window must be a multiple of 2 s)"
+                           : "";
+    return fail_errno(err, "register PSI trigger '" + spec + "' on " + path + hint);
+  }
+  return PressureTrigger(fd, path);
+}
+
+PressureTrigger& PressureTrigger::operator=(PressureTrigger&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    path_ = std::move(o.path_);
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+PressureTrigger::~PressureTrigger() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<bool> PressureTrigger::wait(std::chrono::milliseconds timeout) {
+  pollfd p{fd_, POLLPRI, 0};
+  int n;
+  do {
+    n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return fail_errno("poll PSI trigger on " + path_);
+  if (p.revents & POLLERR)
+    return fail(Errc::state, "PSI trigger on " + path_ + " was invalidated (cgroup removed?)");
+  return (p.revents & POLLPRI) != 0;
 }
 
 }  // namespace dynamos::kernelside

@@ -60,4 +60,36 @@ class PressureSampler {
   std::chrono::steady_clock::time_point last_time_;
 };
 
+// A PSI trigger: the kernel wakes the holder when tasks stalled for at least `stall`
+// within any `window` (500 ms to 10 s; without CAP_SYS_RESOURCE, which root lacks on
+// this machine, a multiple of 2 s).
+// For reacting at once (a host burst) instead of at the next sample. The fd polls with
+// POLLPRI, so it fits an event loop (Boost.Asio posix::stream_descriptor).
+class PressureTrigger {
+ public:
+  enum class Kind { some, full };
+  static Result<PressureTrigger> open(Resource r, Kind kind, std::chrono::microseconds stall,
+                                      std::chrono::microseconds window);
+  // The same on any pressure file (a v2 cgroup's memory.pressure).
+  static Result<PressureTrigger> open_file(const std::string& path, Kind kind,
+                                           std::chrono::microseconds stall,
+                                           std::chrono::microseconds window);
+  PressureTrigger(PressureTrigger&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) {
+    o.fd_ = -1;
+  }
+  PressureTrigger& operator=(PressureTrigger&& o) noexcept;
+  PressureTrigger(const PressureTrigger&) = delete;
+  PressureTrigger& operator=(const PressureTrigger&) = delete;
+  ~PressureTrigger();
+
+  int fd() const { return fd_; }
+  // Whether the trigger fired (since the last wait) within timeout; 0 = just check.
+  Result<bool> wait(std::chrono::milliseconds timeout);
+
+ private:
+  PressureTrigger(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  int fd_;
+  std::string path_;
+};
+
 }  // namespace dynamos::kernelside

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Swap on zram for page-out tests and the demo (root only).
-#   scripts/zram-swap.sh up [--size SIZE] [--holder PID]   swap on a zram device, if none is active
+#   scripts/zram-swap.sh up [--size SIZE] [--algorithm A] [--holder PID]   swap on zram, if none is active
 #   scripts/zram-swap.sh down [--holder PID]               undo what 'up' did, once no holder is left
 #   scripts/zram-swap.sh status                            active swap, zram use, holders
 # 'up' records in /run/dynamos/zram-swap/ that it created the swap; 'down' removes only
@@ -8,6 +8,7 @@
 # passes its own): 'down' keeps the swap while another live holder still uses it, and
 # holders that died are forgotten. Without --holder the holder is "manual".
 # SIZE is what zram's disksize takes (e.g. 4G); default: half of RAM, at most 8G.
+# A is a compressor from /sys/block/zramN/comp_algorithm (lzo-rle, lz4...); default: the kernel's.
 set -euo pipefail
 
 state=/run/dynamos/zram-swap
@@ -16,7 +17,7 @@ lock=/run/dynamos/zram-swap.lock
 say() { echo "zram-swap: $*"; }
 die() { echo "zram-swap: $*" >&2; exit 1; }
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cmd="${1:-}"
 [[ -n "$cmd" ]] || { usage >&2; exit 2; }
@@ -27,10 +28,12 @@ case "$cmd" in
   *) die "unknown command '$cmd' (up, down or status; try --help)" ;;
 esac
 size=""
+algorithm=""
 holder="manual"
 while (($#)); do
   case "$1" in
     --size) size="${2:?--size needs a value}"; shift ;;
+    --algorithm) algorithm="${2:?--algorithm needs a value}"; shift ;;
     --holder) holder="${2:?--holder needs a pid}"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (try --help)" ;;
@@ -105,6 +108,10 @@ cmd_up() {
   dev=${found% *}
   how=${found#* }
   [[ -n "$size" ]] || size=$(default_size)
+  if [[ -n "$algorithm" ]] && ! echo "$algorithm" >"/sys/block/$dev/comp_algorithm"; then
+    [[ "$how" == hot_added ]] && echo "${dev#zram}" >/sys/class/zram-control/hot_remove 2>/dev/null
+    die "zram does not offer compressor '$algorithm' (it has: $(cat "/sys/block/$dev/comp_algorithm"))"
+  fi
   echo "$size" >"/sys/block/$dev/disksize" || die "could not set /sys/block/$dev/disksize to $size"
   if ! mkswap -q "/dev/$dev" >/dev/null || ! swapon -p 100 "/dev/$dev"; then
     echo 1 >"/sys/block/$dev/reset" || true

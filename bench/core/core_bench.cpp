@@ -4,6 +4,7 @@
 //   call/redirect     bench_redirected, hijacked in drain mode to bench_work:
 //                     entry jmp -> stub -> jmp [slot] -> bench_work
 //   call/counted      the same through a counting trampoline (lock inc per call)
+//   call/probed       the same through a probe (counts every call, times 1 in 64)
 //   switch/slot       one adaptive version switch (an atomic store)
 //   update/quiescent  a 4-function update in quiescent mode while 4 threads are busy
 //
@@ -26,13 +27,16 @@ long bench_work(long);
 long bench_redirected(long);
 long bench_counted(long);
 long bench_switched(long);
+long bench_probed(long);
 long bench_q0(long), bench_q1(long), bench_q2(long), bench_q3(long);
 long bench_q0_v2(long), bench_q1_v2(long), bench_q2_v2(long), bench_q3_v2(long);
 }
 
 namespace {
 
-Address addr(auto* fn) { return reinterpret_cast<Address>(fn); }
+Address addr(auto* fn) {
+  return reinterpret_cast<Address>(fn);
+}
 
 void die(const char* what, const dynamos::Error& e) {
   std::fprintf(stderr, "dynamos-bench-core: %s: %s\n", what, e.message().c_str());
@@ -46,6 +50,11 @@ void setup_redirects() {
   UpdateRequest counted = redirect_update("bench_counted", addr(bench_work));
   counted.hijack.counted = true;
   if (auto r = engine.apply(counted); !r) die("redirect bench_counted", r.error());
+  auto probed = engine.hijack("bench_probed");
+  if (!probed) die("hijack bench_probed", probed.error());
+  auto probe = engine.add_probe(*probed);
+  if (!probe) die("probe bench_probed", probe.error());
+  if (auto r = engine.switch_version(*probed, *probe); !r) die("switch to the probe", r.error());
 }
 
 template <long (*Fn)(long)>
@@ -60,13 +69,15 @@ void call(benchmark::State& state) {
 BENCHMARK(call<bench_work>)->Name("call/plain");
 BENCHMARK(call<bench_redirected>)->Name("call/redirect");
 BENCHMARK(call<bench_counted>)->Name("call/counted");
+BENCHMARK(call<bench_probed>)->Name("call/probed");
 
 void switch_slot(benchmark::State& state) {
   auto& engine = Engine::self();
   static PatchPointId point = [&] {
     auto p = engine.hijack("bench_switched");
     if (!p) die("hijack bench_switched", p.error());
-    if (auto v = engine.add_version(*p, addr(bench_work), "work"); !v) die("add version", v.error());
+    if (auto v = engine.add_version(*p, addr(bench_work), "work"); !v)
+      die("add version", v.error());
     return *p;
   }();
   VersionId v = 0;
@@ -85,7 +96,8 @@ void update_quiescent(benchmark::State& state) {
   for (int i = 0; i < 4; ++i)
     busy.emplace_back([&] {
       long x = 0;
-      while (!stop.load(std::memory_order_relaxed)) benchmark::DoNotOptimize(x = bench_work(x));
+      while (!stop.load(std::memory_order_relaxed))
+        benchmark::DoNotOptimize(x = bench_work(x));
     });
   UpdateRequest req;
   req.mode = SafetyMode::quiescent;
@@ -107,7 +119,8 @@ void update_quiescent(benchmark::State& state) {
   }
   if (applied) (void)engine.revert(*applied);
   stop = true;
-  for (auto& t : busy) t.join();
+  for (auto& t : busy)
+    t.join();
 }
 BENCHMARK(update_quiescent)->Name("update/quiescent")->Unit(benchmark::kMicrosecond)->UseRealTime();
 
@@ -117,7 +130,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const auto& r : runs)
-      if (r.aggregate_name == "median" || (r.aggregate_name.empty() && !medians_.count(r.run_name.function_name)))
+      if (r.aggregate_name == "median" ||
+          (r.aggregate_name.empty() && !medians_.count(r.run_name.function_name)))
         medians_[r.run_name.function_name] = r.GetAdjustedCPUTime();
   }
   void print_ratios() const {
@@ -135,6 +149,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
     };
     line("call/redirect", 1.03);
     line("call/counted", 1.15);
+    line("call/probed", 1.5);
   }
 
  private:

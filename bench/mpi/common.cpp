@@ -99,7 +99,13 @@ double Run::elapsed() const {
 
 bool Run::keep_going(std::uint64_t done) {
   if (o_.iterations) return done < o_.iterations;
-  int go = rank_ == 0 ? (elapsed() < o_.seconds ? 1 : 0) : 0;
+  // Stop where the run ends closest to the target: another iteration is started only
+  // if at least half of it (judged by the last one) fits before the deadline, and at
+  // least one always runs.
+  double now = elapsed();
+  double last = done > 0 ? now - last_iteration_end_ : 0.0;
+  last_iteration_end_ = now;
+  int go = rank_ == 0 ? (done == 0 || now + 0.5 * last < o_.seconds ? 1 : 0) : 0;
   MPI_Bcast(&go, 1, MPI_INT, 0, MPI_COMM_WORLD);
   return go != 0;
 }

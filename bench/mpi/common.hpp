@@ -47,7 +47,8 @@ class Run {
 
   // Starts the clock once the data is ready (collective).
   void start();
-  // Collective: true while another iteration should run. `done` iterations are complete.
+  // Collective: true while another iteration should run. `done` iterations are complete;
+  // call it once per iteration.
   bool keep_going(std::uint64_t done);
   // Rank 0 prints a progress line at most once a second; `detail` is appended.
   void report(std::uint64_t done, std::uint64_t work_local, const std::string& detail = {});
@@ -66,6 +67,7 @@ class Run {
   int rank_ = 0, ranks_ = 1;
   workload::ProgressWriter progress_;
   double start_ = 0, last_print_ = 0;
+  double last_iteration_end_ = 0;  // seconds since start
 };
 
 double wall_seconds();

@@ -39,14 +39,16 @@ Result<std::string> content_named_copy(const std::string& path) {
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (!in && !in.eof()) return fail_errno("read " + path);
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  for (unsigned char c : bytes)
+    h = (h ^ c) * 1099511628211ull;
   const std::string dir = "/tmp/dynamos-patches-" + std::to_string(getuid());
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return fail(Errc::system, "create " + dir + ": " + ec.message());
   char name[32];
   std::snprintf(name, sizeof name, "%016lx", static_cast<unsigned long>(h));
-  const std::string copy = dir + "/" + std::filesystem::path(path).stem().string() + "-" + name + ".so";
+  const std::string copy =
+      dir + "/" + std::filesystem::path(path).stem().string() + "-" + name + ".so";
   if (!std::filesystem::exists(copy)) {
     const std::string tmp = copy + ".tmp" + std::to_string(getpid());
     std::ofstream out(tmp, std::ios::binary);
@@ -72,7 +74,18 @@ Result<std::string> check_patch_object(const std::string& path) {
   close(fd);
   if (n != sizeof h || std::memcmp(h.e_ident, ELFMAG, SELFMAG) != 0)
     return fail(Errc::invalid_argument, path + " is not an ELF file");
-  if (h.e_type != ET_DYN) return fail(Errc::invalid_argument, path + " is not an ELF shared object");
+  if (h.e_type != ET_DYN)
+    return fail(Errc::invalid_argument, path + " is not an ELF shared object");
+  // A position-independent executable is ET_DYN too; it asks for an interpreter.
+  if (std::ifstream f{abs, std::ios::binary}) {
+    for (int i = 0; i < h.e_phnum; ++i) {
+      Elf64_Phdr ph{};
+      f.seekg(static_cast<std::streamoff>(h.e_phoff + i * h.e_phentsize));
+      if (!f.read(reinterpret_cast<char*>(&ph), sizeof ph)) break;
+      if (ph.p_type == PT_INTERP)
+        return fail(Errc::invalid_argument, path + " is an executable, not an ELF shared object");
+    }
+  }
   return content_named_copy(abs.string());
 }
 
@@ -80,7 +93,7 @@ struct Replace {
   std::string symbol;
   std::string object;  // the content-named copy that is loaded
   std::string new_symbol;
-  std::string given;   // the path the operator gave
+  std::string given;  // the path the operator gave
 };
 
 Result<Replace> parse_replace(const std::string& spec) {
@@ -121,8 +134,8 @@ int run_patch(std::span<const std::string> args) {
   std::vector<std::string> replaces;
   std::string mode = "drain";
   long timeout_ms = 2000;
-  desc.add_options()("help,h", "show this help")(
-      "replace", po::value(&replaces)->composing(), "SYM=PATCH.so[:NEWSYM], repeatable")(
+  desc.add_options()("help,h", "show this help")("replace", po::value(&replaces)->composing(),
+                                                 "SYM=PATCH.so[:NEWSYM], repeatable")(
       "mode", po::value(&mode)->default_value("drain"),
       "drain: switch now, running calls finish on the old code; quiescent: switch only when no "
       "thread is inside any of the functions")(
@@ -188,7 +201,8 @@ int run_patch(std::span<const std::string> args) {
     auto code = syms->find(r.new_symbol, r.object);
     if (!code)
       return cli::error("patch", "no function named '" + r.new_symbol + "' in " + r.object);
-    const std::string version = std::filesystem::path(r.given).filename().string() + ":" + r.new_symbol;
+    const std::string version =
+        std::filesystem::path(r.given).filename().string() + ":" + r.new_symbol;
     req.redirects.push_back({r.symbol, 0, code->address, version});
   }
   auto id = (*engine)->apply(req);
@@ -217,7 +231,8 @@ int run_revert(std::span<const std::string> args) {
   if (!pid) return cli::error("revert", pid.error().message(), 2);
   char* end = nullptr;
   const unsigned long id = std::strtoul(args[1].c_str(), &end, 10);
-  if (args[1].empty() || *end || id == 0) return cli::error("revert", "'" + args[1] + "' is not an update id", 2);
+  if (args[1].empty() || *end || id == 0)
+    return cli::error("revert", "'" + args[1] + "' is not an update id", 2);
   SafetyMode mode = SafetyMode::drain;
   if (args.size() == 4) {
     if (args[2] != "--mode") return cli::error("revert", "unknown option '" + args[2] + "'", 2);
@@ -269,6 +284,7 @@ int run_updates(std::span<const std::string> args) {
 
 }  // namespace
 
-DYNAMOS_COMMAND(patch, "patch", "live-patch functions of a running process from a shared object", run_patch);
+DYNAMOS_COMMAND(patch, "patch", "live-patch functions of a running process from a shared object",
+                run_patch);
 DYNAMOS_COMMAND(revert, "revert", "revert an update of a running process", run_revert);
 DYNAMOS_COMMAND(updates, "updates", "list the updates applied to a running process", run_updates);

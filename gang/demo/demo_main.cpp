@@ -75,12 +75,14 @@ int main(int argc, char** argv) {
   }
   std::printf("DynAMOS demo: updating a running program (pid %d)\n\n", getpid());
   std::vector<std::thread> workers;
-  for (int i = 0; i < 4; ++i) workers.emplace_back(worker);
+  for (int i = 0; i < 4; ++i)
+    workers.emplace_back(worker);
   struct Join {
     std::vector<std::thread>& t;
     ~Join() {
       g_stop = true;
-      for (auto& th : t) th.join();
+      for (auto& th : t)
+        th.join();
     }
   } join{workers};
 
@@ -103,11 +105,12 @@ int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   auto update = engine.apply(fix);
   if (!update) return fail("update", update.error());
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::steady_clock::now() - t0)
-                      .count();
-  std::printf("   update %lu applied in %ld us (drain mode: running calls finish on the old code)\n",
-              *update, static_cast<long>(us));
+  const auto us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  std::printf(
+      "   update %lu applied in %ld us (drain mode: running calls finish on the old code)\n",
+      *update, static_cast<long>(us));
   show("running the fix:");
 
   auto point = engine.find(reinterpret_cast<Address>(demo_interest));
@@ -119,10 +122,13 @@ int main(int argc, char** argv) {
   }
   auto info = engine.info(*point);
   for (const auto& v : info->versions)
-    std::printf("   version %u %-10s %12lu calls counted by its stub\n", v.id, v.name.c_str(), v.calls);
+    std::printf("   version %u %-10s %12lu calls counted by its stub\n", v.id, v.name.c_str(),
+                v.calls);
 
-  std::printf("\n4. revert update %lu in quiescent mode: it waits until no thread is inside,\n"
-              "   which never happens here, so it gives up and names the blocker:\n", *update);
+  std::printf(
+      "\n4. revert update %lu in quiescent mode: it waits until no thread is inside,\n"
+      "   which never happens here, so it gives up and names the blocker:\n",
+      *update);
   auto q = engine.revert(*update, SafetyMode::quiescent, 300ms);
   if (q) {
     std::printf("   (quiescent after all)\n");
@@ -135,6 +141,7 @@ int main(int argc, char** argv) {
   auto original = engine.original<long(long, int)>(*point);
   std::printf("   the original stays callable through its clone: $%ld.%02ld\n",
               original(100'000, 365) / 100, original(100'000, 365) % 100);
-  std::printf("\nDone: the program never stopped; %ld calls ran during the demo.\n", g_calls.load());
+  std::printf("\nDone: the program never stopped; %ld calls ran during the demo.\n",
+              g_calls.load());
   return 0;
 }

@@ -23,13 +23,13 @@ int conc_short_v3(int);
 
 // Ordinary compiled functions: version k returns 3x + k after a little work.
 // (No loop at the top: a loop head inside the first bytes is rightly refused.)
-#define DEFINE_LONG(name, k)                              \
+#define DEFINE_LONG(name, k)                             \
   extern "C" __attribute__((noinline)) int name(int x) { \
-    int acc = x * 7 + 1;                                  \
-    acc ^= acc >> 3;                                      \
-    acc *= 13;                                            \
-    asm volatile("" : "+r"(acc));                         \
-    return 3 * x + k + (acc & 0);                         \
+    int acc = x * 7 + 1;                                 \
+    acc ^= acc >> 3;                                     \
+    acc *= 13;                                           \
+    asm volatile("" : "+r"(acc));                        \
+    return 3 * x + k + (acc & 0);                        \
   }
 DEFINE_LONG(conc_long, 0)
 DEFINE_LONG(conc_long_v1, 1)
@@ -120,12 +120,14 @@ TEST_P(Concurrency, EightCallersHundredThousandSwitches) {
   }
   ASSERT_TRUE(engine.switch_version(*point, 0));
   stop = true;
-  for (auto& th : callers) th.join();
+  for (auto& th : callers)
+    th.join();
 
   EXPECT_EQ(bad.load(), 0) << "calls returned a result no version computes";
   std::array<long, 4> seen{};
   for (const auto& t : tallies)
-    for (int k = 0; k < 4; ++k) seen[k] += t[k];
+    for (int k = 0; k < 4; ++k)
+      seen[k] += t[k];
   auto info = engine.info(*point);
   ASSERT_TRUE(info);
   for (int k = 1; k < 4; ++k) {

@@ -34,7 +34,8 @@ Bytes le32(std::int64_t v) {
 
 Bytes cat(std::initializer_list<Bytes> parts) {
   Bytes out;
-  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  for (const auto& p : parts)
+    out.insert(out.end(), p.begin(), p.end());
   return out;
 }
 
@@ -51,7 +52,8 @@ TEST(RelocatorBytes, CopiesPositionIndependentInstructionsAndJumpsBack) {
   EXPECT_EQ(r.overwritten, 7u);
   EXPECT_TRUE(r.falls_through);
   // The 7 bytes verbatim, then jmp rel32 back to kSrc+7.
-  Bytes want = cat({{0x55, 0x48, 0x89, 0xe5, 0x89, 0x7d, 0xfc}, {0xe9}, le32(kSrc + 7 - (kDst + 12))});
+  Bytes want =
+      cat({{0x55, 0x48, 0x89, 0xe5, 0x89, 0x7d, 0xfc}, {0xe9}, le32(kSrc + 7 - (kDst + 12))});
   EXPECT_EQ(r.clone, want);
 }
 
@@ -65,9 +67,11 @@ TEST(RelocatorBytes, WidensJccRel8ToRel32) {
   auto r = relocate_ok(code);
   EXPECT_EQ(r.overwritten, 9u);
   Bytes want = cat({{0x85, 0xff},
-                    {0x0f, 0x8e}, le32(kSrc + 10 - (kDst + 8)),  // jle rel32 -> kSrc+10
+                    {0x0f, 0x8e},
+                    le32(kSrc + 10 - (kDst + 8)),  // jle rel32 -> kSrc+10
                     {0xb8, 0x01, 0x00, 0x00, 0x00},
-                    {0xe9}, le32(kSrc + 9 - (kDst + 18))});      // jmp kSrc+9
+                    {0xe9},
+                    le32(kSrc + 9 - (kDst + 18))});  // jmp kSrc+9
   EXPECT_EQ(r.clone, want);
 }
 
@@ -78,7 +82,8 @@ TEST(RelocatorBytes, RewritesRipRelativeDisplacement) {
   };
   auto r = relocate_ok(code);
   // The operand still reads kSrc+0x16: new disp = kSrc+0x16 - (kDst+6).
-  Bytes want = cat({{0x8b, 0x05}, le32(kSrc + 0x16 - (kDst + 6)), {0xe9}, le32(kSrc + 6 - (kDst + 11))});
+  Bytes want =
+      cat({{0x8b, 0x05}, le32(kSrc + 0x16 - (kDst + 6)), {0xe9}, le32(kSrc + 6 - (kDst + 11))});
   EXPECT_EQ(r.clone, want);
 }
 
@@ -86,10 +91,14 @@ TEST(RelocatorBytes, CallBecomesPushOfOriginalReturnAndJump) {
   const Bytes code = cat({{0xe8}, le32(0x100), {0xc3}});  // call kSrc+0x105; ret
   auto r = relocate_ok(code);
   const Address ret = kSrc + 5;
-  Bytes want = cat({{0x68}, le32(static_cast<std::int64_t>(ret & 0xffffffff)),  // push imm32
-                    {0xc7, 0x44, 0x24, 0x04}, le32(static_cast<std::int64_t>(ret >> 32)),  // mov [rsp+4], hi
-                    {0xe9}, le32(kSrc + 0x105 - (kDst + 18)),  // jmp callee
-                    {0xe9}, le32(kSrc + 5 - (kDst + 23))});    // jmp back
+  Bytes want = cat({{0x68},
+                    le32(static_cast<std::int64_t>(ret & 0xffffffff)),  // push imm32
+                    {0xc7, 0x44, 0x24, 0x04},
+                    le32(static_cast<std::int64_t>(ret >> 32)),  // mov [rsp+4], hi
+                    {0xe9},
+                    le32(kSrc + 0x105 - (kDst + 18)),  // jmp callee
+                    {0xe9},
+                    le32(kSrc + 5 - (kDst + 23))});  // jmp back
   EXPECT_EQ(r.clone, want);
 }
 
@@ -102,7 +111,8 @@ TEST(RelocatorBytes, KeepsEndbr64AndFarTargetsUseAbsoluteJumps) {
   auto r = relocate_prologue({code, kSrc, far, 5, 0});
   ASSERT_TRUE(r) << r.error().message();
   Bytes want = {0xf3, 0x0f, 0x1e, 0xfa, 0xff, 0x25, 0, 0, 0, 0};  // endbr64; jmp [rip+0]
-  for (int i = 0; i < 8; ++i) want.push_back(static_cast<std::uint8_t>((kSrc + 0x16) >> (8 * i)));
+  for (int i = 0; i < 8; ++i)
+    want.push_back(static_cast<std::uint8_t>((kSrc + 0x16) >> (8 * i)));
   EXPECT_EQ(r->clone, want);
   EXPECT_FALSE(r->falls_through) << "an unconditional jmp ends the prologue";
 }
@@ -179,7 +189,8 @@ TEST_P(Corpus, CloneBehavesAsOriginalAndVersionsSwitch) {
   std::vector<int> inputs = {1, 2, 3, 17, 1000};
   if (!c.positive_only) inputs.insert(inputs.end(), {-7, -1, 0});
   std::vector<int> before;
-  for (int x : inputs) before.push_back(call(c.fn, x));
+  for (int x : inputs)
+    before.push_back(call(c.fn, x));
 
   auto& engine = Engine::self();
   UpdateRequest req;
@@ -198,18 +209,18 @@ TEST_P(Corpus, CloneBehavesAsOriginalAndVersionsSwitch) {
     EXPECT_EQ(call(c.fn, inputs[i]), before[i]) << c.name << " after revert";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Functions, Corpus,
-    ::testing::Values(CorpusCase{"reloc_jcc8", reloc_jcc8}, CorpusCase{"reloc_jmp32", reloc_jmp32},
-                      CorpusCase{"reloc_call", reloc_call},
-                      CorpusCase{"reloc_rip_load", reloc_rip_load},
-                      CorpusCase{"reloc_rip_lea", reloc_rip_lea},
-                      CorpusCase{"reloc_rip_store", reloc_rip_store},
-                      CorpusCase{"reloc_endbr", reloc_endbr},
-                      CorpusCase{"reloc_loop_entry", reloc_loop_entry, true},
-                      CorpusCase{"reloc_jmp8_pad", reloc_jmp8_pad},
-                      CorpusCase{"reloc_short_padded", reloc_short_padded}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Functions, Corpus,
+                         ::testing::Values(CorpusCase{"reloc_jcc8", reloc_jcc8},
+                                           CorpusCase{"reloc_jmp32", reloc_jmp32},
+                                           CorpusCase{"reloc_call", reloc_call},
+                                           CorpusCase{"reloc_rip_load", reloc_rip_load},
+                                           CorpusCase{"reloc_rip_lea", reloc_rip_lea},
+                                           CorpusCase{"reloc_rip_store", reloc_rip_store},
+                                           CorpusCase{"reloc_endbr", reloc_endbr},
+                                           CorpusCase{"reloc_loop_entry", reloc_loop_entry, true},
+                                           CorpusCase{"reloc_jmp8_pad", reloc_jmp8_pad},
+                                           CorpusCase{"reloc_short_padded", reloc_short_padded}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 TEST(CorpusStore, CloneStoresToTheOriginalVariable) {
   auto& engine = Engine::self();

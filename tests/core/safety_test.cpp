@@ -17,7 +17,9 @@ extern "C" int reloc_negate(int);
 
 namespace {
 
-Address addr(auto* fn) { return reinterpret_cast<Address>(fn); }
+Address addr(auto* fn) {
+  return reinterpret_cast<Address>(fn);
+}
 
 // A thread that sits inside dyn_sleep_inside for `ms` milliseconds.
 std::thread sleeper(int ms, std::atomic<bool>& inside) {
@@ -34,7 +36,8 @@ std::thread sleeper(int ms, std::atomic<bool>& inside) {
 TEST(Quiescent, FailsNamingTheBlockerThenSucceedsOnceItLeft) {
   std::atomic<bool> inside{false};
   auto t = sleeper(600, inside);
-  while (!inside) std::this_thread::yield();
+  while (!inside)
+    std::this_thread::yield();
   std::this_thread::sleep_for(50ms);
 
   UpdateRequest req;
@@ -68,7 +71,8 @@ TEST(Drain, CountedVersionDrainsOnlyAfterTheLastActivationLeft) {
 
   std::atomic<bool> inside{false};
   auto t = sleeper(400, inside);
-  while (!inside) std::this_thread::yield();
+  while (!inside)
+    std::this_thread::yield();
   std::this_thread::sleep_for(30ms);
   // Drain mode switches at once although a thread is inside the old version.
   ASSERT_TRUE(engine.switch_version(*point, *v2));

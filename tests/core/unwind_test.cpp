@@ -13,7 +13,9 @@ using namespace dynamos::core;
 
 namespace {
 
-Address addr(auto* fn) { return reinterpret_cast<Address>(fn); }
+Address addr(auto* fn) {
+  return reinterpret_cast<Address>(fn);
+}
 
 __attribute__((noinline)) int call_throwing(int x) {
   int (*volatile fn)(int) = dyn_throws;
@@ -78,5 +80,6 @@ TEST(Unwind, BacktraceThroughRedirectShowsTheCaller) {
   // redirect. (Frame 3, the test body, may differ: the compiler may unroll the loop.)
   EXPECT_NE(frames[1][0], frames[0][0]) << "frame 0 should be inside the new version";
   for (int i = 1; i <= 2; ++i)
-    EXPECT_EQ(frames[1][i], frames[0][i]) << "caller frame " << i << " differs through the redirect";
+    EXPECT_EQ(frames[1][i], frames[0][i])
+        << "caller frame " << i << " differs through the redirect";
 }

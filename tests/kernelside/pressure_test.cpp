@@ -39,6 +39,15 @@ TEST(KernelsidePressure, CpuPsiAndCpuUsageRiseUnderLoad) {
   EXPECT_EQ(ASSERT_OK(group->cpu_usage()), u0) << "an empty group used CPU";
 
   auto sampler = ASSERT_OK(ks::PressureSampler::open(ks::Resource::cpu));
+  // Fires once tasks wait for a CPU 100 ms in any 2 s (root here lacks CAP_SYS_RESOURCE,
+  // which shorter windows need).
+  auto trigger = ASSERT_OK(
+      ks::PressureTrigger::open(ks::Resource::cpu, ks::PressureTrigger::Kind::some, 100ms, 2s));
+  EXPECT_EQ(
+      ks::PressureTrigger::open(ks::Resource::cpu, ks::PressureTrigger::Kind::some, 50ms, 100ms)
+          .error()
+          .code,
+      dynamos::Errc::invalid_argument);
   auto sys0 = ASSERT_OK(ks::read_system_cpu());
   auto p0 = ASSERT_OK(ks::read_pressure(ks::Resource::cpu));
   SharedMemory shm;
@@ -68,6 +77,7 @@ TEST(KernelsidePressure, CpuPsiAndCpuUsageRiseUnderLoad) {
     max_some = std::max(max_some, s.some);
   }
   auto used = ASSERT_OK(group->cpu_usage()) - u0;
+  EXPECT_TRUE(ASSERT_OK(trigger.wait(1s))) << "the cpu PSI trigger did not fire";
   if (v2) {
     auto v2_used = ASSERT_OK((*v2)->cpu_usage()) - v2_u0;
     auto v2_p1 = ASSERT_OK((*v2)->pressure(ks::Resource::cpu));
