@@ -90,6 +90,7 @@ struct State {
   std::optional<HostMonitor> monitor;
   std::optional<GuestClass> cls;
   std::string class_path;
+  bool force_sched_idle = false;  // attach attribute cpu_priority=SCHED_IDLE
   std::map<uint64_t, GuestInfo> guests;
   Policy policy = Policy::linger;
   Activity activity;
@@ -161,7 +162,7 @@ Policy effective(const GuestInfo& g) {
 // The guest class exists while some guest is managed under a policy other than off.
 Result<void> ensure_class() {
   if (state->cls) return {};
-  auto c = GuestClass::create(*state->layout, state->class_path);
+  auto c = GuestClass::create(*state->layout, state->class_path, state->force_sched_idle);
   if (!c) return std::unexpected(c.error());
   state->cls.emplace(std::move(*c));
   auto usage = state->cls->cpu_usage_ns();
@@ -504,6 +505,15 @@ int attach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
       if (state->cls && state->cls->path() != c)
         return refuse(what + ": the guest class is " + state->cls->path() + " already, not " + c);
       state->class_path = c;
+    }
+    if (std::string prio = attr(s, "cpu_priority"); !prio.empty()) {
+      if (prio != "cpu.idle" && prio != "SCHED_IDLE")
+        return refuse(what + ": unknown cpu_priority '" + prio + "' (cpu.idle or SCHED_IDLE)");
+      bool force = prio == "SCHED_IDLE";
+      if (state->cls && force != (state->cls->priority() == CpuPriority::sched_idle))
+        return refuse(what + ": the guest class runs at " +
+                      cpu_priority_name(state->cls->priority()) + " already");
+      state->force_sched_idle = force;
     }
     if (state->policy != Policy::off) {
       if (auto r = adopt(s->id, g, s->cgroup); !r) return refuse(what + ": " + r.error().message());

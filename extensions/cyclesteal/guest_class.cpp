@@ -39,13 +39,14 @@ GuestClass::GuestClass(Layout layout, Group group, bool created, CpuPriority pri
       created_(created),
       priority_(priority) {}
 
-Result<GuestClass> GuestClass::create(const Layout& layout, std::string class_path) {
+Result<GuestClass> GuestClass::create(const Layout& layout, std::string class_path,
+                                      bool force_sched_idle) {
   Controllers controllers = class_controllers(layout);
   bool existed = Group::exists(layout, class_path, controllers);
   auto group = Group::create(layout, class_path, controllers);
   if (!group) return std::unexpected(with_context(group.error(), "create the guest class"));
   CpuPriority priority = CpuPriority::sched_idle;
-  if (controllers.has(Controller::cpu) && group->set_cpu_idle(true))
+  if (!force_sched_idle && controllers.has(Controller::cpu) && group->set_cpu_idle(true))
     priority = CpuPriority::cgroup_idle;
   return GuestClass(layout, std::move(*group), !existed, priority);
 }

@@ -40,8 +40,11 @@ struct ShrinkReport {
 
 class GuestClass {
  public:
-  // Creates (or adopts) the class group at class_path, idle priority set.
-  static Result<GuestClass> create(const kernelside::Layout& layout, std::string class_path);
+  // Creates (or adopts) the class group at class_path, idle priority set. With
+  // force_sched_idle the class uses SCHED_IDLE per thread even where cpu.idle works
+  // (for hosts whose CPU hierarchy is left to others, and for testing the fallback).
+  static Result<GuestClass> create(const kernelside::Layout& layout, std::string class_path,
+                                   bool force_sched_idle = false);
   GuestClass(GuestClass&&) = default;
   GuestClass& operator=(GuestClass&&) = default;
 

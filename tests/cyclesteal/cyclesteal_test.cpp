@@ -124,6 +124,43 @@ TEST_F(CycleSteal, ThreadsCreatedLaterLandInTheGuestClassAtIdlePriority) {
   }
 }
 
+TEST_F(CycleSteal, SchedIdleFallbackCoversThreadsCreatedLaterAndIsUndoneOnRelease) {
+  CYCLESTEAL_REQUIRE_ROOT();
+  Shared* shared = make_shared_page();
+  ASSERT_NE(shared, nullptr);
+  Child g([shared] {
+    while (!shared->start_threads.load())
+      ::usleep(1000);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 2; ++i)
+      threads.emplace_back([] { spin(); });
+    spin();
+  });
+  Loaded ext;
+  ASSERT_TRUE(ext.error.empty()) << ext.error;
+  Subject s = guest(11, {g.pid()});
+  s.attrs = {{"cpu_priority", "SCHED_IDLE"}};
+  ASSERT_OK(ext->attach("cyclesteal", s));
+  EXPECT_NE(ext.report().find("\"cpu_priority\":\"SCHED_IDLE\""), std::string::npos);
+  shared->start_threads = 1;
+  std::vector<pid_t> tids;
+  for (int i = 0; i < 200 && tids.size() < 3; ++i) {
+    std::this_thread::sleep_for(5ms);
+    tids = ASSERT_OK(kernelside::list_threads(g.pid()));
+  }
+  ASSERT_EQ(tids.size(), 3u) << "the guest should have started 2 threads";
+  for (pid_t tid : tids) {
+    auto sched = ASSERT_OK(kernelside::thread_sched(tid));
+    EXPECT_EQ(sched.policy, kernelside::Policy::idle)
+        << "thread " << tid << " should be SCHED_IDLE";
+  }
+  ASSERT_OK(ext->detach("cyclesteal", guest(11, {})));
+  for (pid_t tid : tids) {
+    auto sched = ASSERT_OK(kernelside::thread_sched(tid));
+    EXPECT_EQ(sched.policy, kernelside::Policy::other) << "released thread " << tid;
+  }
+}
+
 TEST_F(CycleSteal, ForkedChildrenArePausedAndReleasedWithTheGuest) {
   CYCLESTEAL_REQUIRE_ROOT();
   Child g([] {
