@@ -51,6 +51,30 @@ Result<GuestClass> GuestClass::create(const Layout& layout, std::string class_pa
   return GuestClass(layout, std::move(*group), !existed, priority);
 }
 
+Result<GuestClass> GuestClass::adopt(const Layout& layout, std::string class_path, bool created,
+                                     CpuPriority priority, std::optional<uint64_t> bound) {
+  auto group = Group::open(layout, class_path, class_controllers(layout));
+  if (!group) return std::unexpected(with_context(group.error(), "take over the guest class"));
+  GuestClass c(layout, std::move(*group), created, priority);
+  c.bound_ = bound;
+  return c;
+}
+
+std::vector<GuestRecord> GuestClass::records() const {
+  std::vector<GuestRecord> out;
+  for (auto& [id, g] : guests_)
+    out.push_back({id, g.group.path(), g.created, g.frozen, g.origin});
+  return out;
+}
+
+Result<void> GuestClass::restore(const GuestRecord& r) {
+  auto group = Group::open(layout_, r.path, group_->controllers());
+  if (!group)
+    return std::unexpected(with_context(group.error(), "take over guest " + std::to_string(r.id)));
+  guests_.insert_or_assign(r.id, Guest{std::move(*group), r.created, r.frozen, r.origin});
+  return {};
+}
+
 std::vector<uint64_t> GuestClass::ids() const {
   std::vector<uint64_t> out;
   for (auto& [id, g] : guests_)

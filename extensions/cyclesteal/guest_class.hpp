@@ -38,6 +38,14 @@ struct ShrinkReport {
   bool short_of_bound = false;  // the kernel could not reclaim down to the bound
 };
 
+// What a new build needs to take a guest over (upgrade in place).
+struct GuestRecord {
+  uint64_t id = 0;
+  std::string path;  // its group
+  bool created = false, frozen = false;
+  std::map<std::string, std::string> origin;  // hierarchy root -> cgroup it came from
+};
+
 class GuestClass {
  public:
   // Creates (or adopts) the class group at class_path, idle priority set. With
@@ -45,6 +53,13 @@ class GuestClass {
   // (for hosts whose CPU hierarchy is left to others, and for testing the fallback).
   static Result<GuestClass> create(const kernelside::Layout& layout, std::string class_path,
                                    bool force_sched_idle = false);
+  // Takes over a class another build of the extension left (upgrade in place).
+  static Result<GuestClass> adopt(const kernelside::Layout& layout, std::string class_path,
+                                  bool created, CpuPriority priority,
+                                  std::optional<uint64_t> bound);
+  bool created() const { return created_; }
+  std::vector<GuestRecord> records() const;
+  Result<void> restore(const GuestRecord& record);
   GuestClass(GuestClass&&) = default;
   GuestClass& operator=(GuestClass&&) = default;
 

@@ -18,6 +18,7 @@ Result<HostMonitor> HostMonitor::create(const Layout& layout) {
 
 Result<void> HostMonitor::add(uint64_t id, const std::string& cgroup, std::span<const pid_t> pids) {
   Job job;
+  job.cgroup = cgroup;
   if (!cgroup.empty()) {
     auto g = Group::open(layout_, cgroup, {Controller::cpuacct, Controller::memory});
     if (!g) return std::unexpected(with_context(g.error(), "host job " + std::to_string(id)));
@@ -34,6 +35,13 @@ Result<void> HostMonitor::add(uint64_t id, const std::string& cgroup, std::span<
 
 void HostMonitor::remove(uint64_t id) {
   jobs_.erase(id);
+}
+
+std::vector<HostMonitor::JobRecord> HostMonitor::records() const {
+  std::vector<JobRecord> out;
+  for (auto& [id, j] : jobs_)
+    out.push_back({id, j.cgroup, j.pids});
+  return out;
 }
 
 std::vector<Group*> HostMonitor::groups() {

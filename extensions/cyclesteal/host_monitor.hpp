@@ -48,6 +48,12 @@ class HostMonitor {
   // The next reading starts a new interval (its own figures are zero).
   void restart() { primed_ = false; }
   size_t jobs() const { return jobs_.size(); }
+  struct JobRecord {
+    uint64_t id;
+    std::string cgroup;
+    std::vector<pid_t> pids;
+  };
+  std::vector<JobRecord> records() const;
   // The host jobs' cgroups (for memory protection).
   std::vector<kernelside::Group*> groups();
   unsigned cpus() const { return cpus_; }
@@ -58,6 +64,7 @@ class HostMonitor {
 
  private:
   struct Job {
+    std::string cgroup;
     std::optional<kernelside::Group> group;
     std::vector<pid_t> pids;
     // Per thread CPU and wait time, so that exits never count negative.
