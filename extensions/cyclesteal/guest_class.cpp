@@ -31,6 +31,21 @@ Controllers class_controllers(const Layout& layout) {
 constexpr Controller kAll[] = {Controller::cpu,    Controller::cpuacct, Controller::cpuset,
                                Controller::memory, Controller::freezer, Controller::pids};
 
+// The children of every thread of pid (/proc/PID/task/TID/children).
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  auto tids = list_threads(pid);
+  if (!tids) return out;
+  for (pid_t tid : *tids) {
+    auto text =
+        read_text("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/children");
+    if (!text) continue;
+    for (auto w : split_words(*text))
+      if (auto v = parse_u64(w)) out.push_back(static_cast<pid_t>(*v));
+  }
+  return out;
+}
+
 }  // namespace
 
 GuestClass::GuestClass(Layout layout, Group group, bool created, CpuPriority priority)
@@ -102,15 +117,28 @@ Result<void> GuestClass::add(uint64_t id, const std::string& own_path,
       if (from) g.origin[layout_.root_of(c)] = *from;
     }
   }
-  for (pid_t pid : pids) {
-    if (auto r = g.group.attach(pid); !r) {
-      if (g.created) (void)g.group.remove(Evict::none);
-      return std::unexpected(with_context(r.error(), "add guest " + std::to_string(id)));
-    }
-    if (priority_ == CpuPriority::sched_idle) {
-      if (auto r = set_process_policy(pid, kernelside::Policy::idle);
-          !r && r.error().code != Errc::not_found)
-        return std::unexpected(r.error());
+  // The given processes and everything they forked already (their children are not
+  // moved by the kernel); twice, for children forked while the first pass ran.
+  std::set<pid_t> done;
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<pid_t> todo(pids.begin(), pids.end());
+    while (!todo.empty()) {
+      pid_t pid = todo.back();
+      todo.pop_back();
+      for (pid_t kid : children_of(pid))
+        todo.push_back(kid);
+      if (done.contains(pid)) continue;
+      if (auto r = g.group.attach(pid); !r) {
+        if (pass > 0 || (pid != pids.front() && r.error().code == Errc::not_found)) continue;
+        if (g.created) (void)g.group.remove(Evict::none);
+        return std::unexpected(with_context(r.error(), "add guest " + std::to_string(id)));
+      }
+      done.insert(pid);
+      if (priority_ == CpuPriority::sched_idle) {
+        if (auto r = set_process_policy(pid, kernelside::Policy::idle);
+            !r && r.error().code != Errc::not_found)
+          return std::unexpected(r.error());
+      }
     }
   }
   guests_.emplace(id, std::move(g));
