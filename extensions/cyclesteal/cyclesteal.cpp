@@ -333,6 +333,7 @@ std::string sample_and_react() {
       }
     }
     if (auto n = state->cls->enforce_sched_idle(); !n) note_error(n.error().message());
+    state->cls->finish_freezing();
     if (state->cls->bound()) out.add("guest_bound", *state->cls->bound());
   }
   out.add_raw("reactions", "[" + acts + "]");
