@@ -1,0 +1,510 @@
+// dynamos-bench-cyclesteal: how much a guest slows the host, and how many of the idle
+// cycles it gets, under each cycle-stealing policy.
+//
+// The host is a bursty dynamos-sweep (busy on --host-threads threads for --busy-ms, idle
+// for --idle-ms, --bursts times, a fixed amount of work per burst calibrated once alone);
+// the guest a CPU- and memory-hungry dynamos-sweep. Policies: none (host alone), nice
+// (guest at nice 19, no extension), and the extension's linger, pause, evict. Each policy
+// run is paired with a run of none just before it, repetitions interleaved (none, p, none,
+// p, ...), so that the machine's drift cancels in the paired ratio.
+//
+// Per policy (one JSON object a line with --json): host_s (median wall time of the host
+// workload), host_slowdown (median of the paired ratios host_s / host_s(none) - 1, with
+// min and max), host_wait_share (the host threads' time runnable but waiting for a CPU
+// over their time running, /proc/PID/task/TID/schedstat), guest_cpu_s and
+// guest_idle_share (guest CPU seconds during the host run over the idle CPU seconds the
+// host left: cpus x host_s - host CPU seconds).
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+#include "bench/cyclesteal/processes.hpp"
+#include "bench/workload/size.hpp"
+#include "core/extension_host.hpp"
+#include "kernelside/cgroup.hpp"
+#include "kernelside/procfs.hpp"
+
+namespace po = boost::program_options;
+using namespace dynamos;
+using namespace dynamos::bench;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// SIGINT/SIGTERM: stop at the next check, so that the node group, the guests and the
+// swap hold are undone by the destructors and the end of main.
+std::atomic<bool> interrupted{false};
+void on_signal(int) {
+  interrupted = true;
+}
+void check_interrupted() {
+  if (interrupted) throw std::runtime_error("interrupted");
+}
+
+struct Options {
+  std::vector<std::string> policies;
+  int reps = 3;
+  int bursts = 6;
+  double busy_ms = 300, idle_ms = 300;
+  int host_threads = 2;
+  std::string host_mem = "64M";
+  int guest_threads = 2;
+  std::string guest_mem = "256M";
+  // Memory scenario: the node group gets node_mem (host and guests share it, swap on
+  // zram), and the host grows from host_mem to host_grow_to over its first bursts.
+  std::string scenario = "cpu";
+  std::string node_mem = "1536M";
+  std::string host_grow_to = "1G";
+  unsigned node_weight = 0;       // CPU weight of the benchmark's node group; 0 = default
+  std::vector<std::string> sets;  // extension tunables, "key=value"
+  bool json = false;
+  std::string sweep = DYNAMOS_SWEEP;
+  std::string extension = CYCLESTEAL_EXTENSION;
+};
+
+struct Run {
+  double system_idle_s = 0;  // idle CPU time of the whole machine during the host run
+  double host_s = 0, host_cpu_s = 0, host_wait_s = 0, host_busy_s = 0;
+  double guest_cpu_s = 0;
+  uint64_t host_majflt = 0;
+  int guests_started = 0;
+  bool verified = false;
+  std::string report;  // the extension's, for extension policies
+};
+
+double field(const std::string& json, const std::string& key) {
+  auto pos = json.find("\"" + key + "\":");
+  if (pos == std::string::npos) return 0;
+  return std::strtod(json.c_str() + pos + key.size() + 3, nullptr);
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// The JSON object `key` inside a report, as text ("{}" when missing).
+std::string object(const std::string& json, const std::string& key) {
+  auto pos = json.find("\"" + key + "\":{");
+  if (pos == std::string::npos) return "{}";
+  pos += key.size() + 3;
+  int depth = 0;
+  for (size_t i = pos; i < json.size(); ++i) {
+    if (json[i] == '{') ++depth;
+    if (json[i] == '}' && --depth == 0) return json.substr(pos, i - pos + 1);
+  }
+  return "{}";
+}
+
+class Bench {
+ public:
+  Bench(Options o, std::unique_ptr<core::ExtensionHost> host, uint64_t burst_work,
+        uint64_t guest_bytes, kernelside::Group node, kernelside::Group host_group,
+        kernelside::Group nice_group)
+      : o_(std::move(o)),
+        ext_(std::move(host)),
+        burst_work_(burst_work),
+        guest_bytes_(guest_bytes),
+        node_(std::move(node)),
+        host_group_(std::move(host_group)),
+        nice_group_(std::move(nice_group)) {}
+  ~Bench() {
+    ext_.reset();  // releases the guest class inside the node
+    (void)host_group_.remove(kernelside::Evict::kill);
+    (void)nice_group_.remove(kernelside::Evict::kill);
+    (void)node_.remove_tree(kernelside::Evict::kill);
+  }
+
+  Run run(const std::string& policy);
+
+ private:
+  bool extension_policy(const std::string& p) const {
+    return p == "linger" || p == "pause" || p == "evict";
+  }
+  std::unique_ptr<Process> start_guest(const std::string& policy);
+
+  Options o_;
+  std::unique_ptr<core::ExtensionHost> ext_;
+  uint64_t burst_work_;
+  uint64_t guest_bytes_;
+  kernelside::Group node_, host_group_, nice_group_;
+  uint64_t next_id_ = 1;
+};
+
+core::Subject subject(dynamos_subject_kind kind, uint64_t id, pid_t pid, std::string cgroup = "",
+                      std::vector<std::pair<std::string, std::string>> attrs = {}) {
+  return core::Subject{.kind = kind,
+                       .id = id,
+                       .name = kind == DYNAMOS_SUBJECT_JOB ? "host" : "guest",
+                       .cgroup = std::move(cgroup),
+                       .pids = {pid},
+                       .policy = "",
+                       .attrs = std::move(attrs)};
+}
+
+std::unique_ptr<Process> Bench::start_guest(const std::string& policy) {
+  auto g = std::make_unique<Process>(
+      std::vector<std::string>{o_.sweep, "--mem", o_.guest_mem, "--threads",
+                               std::to_string(o_.guest_threads), "--pattern", "random", "--seconds",
+                               "100000", "--quiet"},
+      policy == "nice" ? std::optional<int>(19) : std::nullopt);
+  if (policy == "nice") (void)nice_group_.attach(g->pid());
+  if (extension_policy(policy)) {
+    // The guest class lives inside the benchmark's node group, beside the host.
+    auto r = ext_->attach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_++, g->pid(), "",
+                                                {{"class", node_.path() + "/guests"}}));
+    if (!r) std::cerr << "dynamos-bench-cyclesteal: attach guest: " << r.error().message() << "\n";
+  }
+  return g;
+}
+
+Run Bench::run(const std::string& policy) {
+  Run out;
+  bool ext = extension_policy(policy);
+  if (ext) {
+    if (auto r = ext_->set("cyclesteal", "policy", policy); !r)
+      throw std::runtime_error("set policy: " + r.error().message());
+    (void)ext_->call("cyclesteal", "reset", "");
+  }
+  std::unique_ptr<Process> guest;
+  if (policy != "none") {
+    guest = start_guest(policy);
+    // Let the guest fill its memory and reach full speed before the host starts.
+    auto deadline = Clock::now() + std::chrono::seconds(20);
+    uint64_t want = guest_bytes_ * 9 / 10;
+    while (Clock::now() < deadline && !guest->exited()) {
+      check_interrupted();
+      auto st = kernelside::read_stat(guest->pid());
+      if (!st || st->rss_pages * 4096 >= want) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+
+  std::atomic<bool> stop{false};
+  std::jthread ticker;
+  if (ext) {
+    ticker = std::jthread([&] {
+      core::Subject node{.kind = DYNAMOS_SUBJECT_NODE,
+                         .id = 0,
+                         .name = "",
+                         .cgroup = "",
+                         .pids = {},
+                         .policy = "",
+                         .attrs = {}};
+      while (!stop.load()) {
+        (void)ext_->tick("cyclesteal", node);
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    });
+  }
+
+  ThreadAccount guest_acct;
+  double guest_base = 0;
+  if (guest) {
+    guest_acct.sample(guest->pid());
+    guest_base = guest_acct.cpu_s();
+  }
+  auto t0 = Clock::now();
+  std::vector<std::string> host_argv{o_.sweep,
+                                     "--mode",
+                                     "bursty",
+                                     "--threads",
+                                     std::to_string(o_.host_threads),
+                                     "--busy-ms",
+                                     std::to_string(o_.busy_ms),
+                                     "--idle-ms",
+                                     std::to_string(o_.idle_ms),
+                                     "-n",
+                                     std::to_string(o_.bursts),
+                                     "--mem",
+                                     o_.host_mem,
+                                     "--burst-work",
+                                     std::to_string(burst_work_),
+                                     "--quiet"};
+  if (o_.scenario == "memory") {
+    host_argv.insert(host_argv.end(), {"--grow-to", o_.host_grow_to, "--grow-steps",
+                                       std::to_string(std::max(1, o_.bursts / 2))});
+  }
+  Process host(host_argv);
+  (void)host_group_.attach(host.pid());
+  auto sys0 = kernelside::read_system_cpu();
+  if (ext) {
+    if (auto r = ext_->attach(
+            "cyclesteal", subject(DYNAMOS_SUBJECT_JOB, 1000000, host.pid(), host_group_.path()));
+        !r)
+      std::cerr << "dynamos-bench-cyclesteal: attach host: " << r.error().message() << "\n";
+  }
+  ThreadAccount host_acct;
+  out.guests_started = guest ? 1 : 0;
+  auto last_admit_check = Clock::now();
+  while (!host.exited()) {
+    if (interrupted) {
+      stop = true;
+      check_interrupted();
+    }
+    host_acct.sample(host.pid());
+    if (auto st = kernelside::read_stat(host.pid())) out.host_majflt = st->majflt;
+    if (guest) {
+      if (!guest->exited()) {
+        guest_acct.sample(guest->pid());
+      } else if (policy == "evict" &&
+                 Clock::now() - last_admit_check > std::chrono::milliseconds(20)) {
+        // The node agent's part: start a new guest once the extension admits guests again.
+        last_admit_check = Clock::now();
+        auto s = ext_->call("cyclesteal", "status", "");
+        if (s && s->find("\"admit\":true") != std::string::npos) {
+          auto status = ext_->detach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_ - 1, 0));
+          (void)status;
+          guest = start_guest(policy);
+          ++out.guests_started;
+        }
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  out.host_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (auto sys1 = kernelside::read_system_cpu(); sys0 && sys1)
+    out.system_idle_s =
+        std::chrono::duration<double>((sys1->idle + sys1->iowait) - (sys0->idle + sys0->iowait))
+            .count();
+  stop = true;
+  if (ticker.joinable()) ticker.join();
+  out.host_cpu_s = host_acct.cpu_s();
+  out.host_wait_s = host_acct.wait_s();
+  out.guest_cpu_s = guest ? guest_acct.cpu_s() - guest_base : 0;
+  std::string result = host.output();
+  out.host_busy_s = field(result, "busy_s");
+  out.verified = result.find("\"verified\":true") != std::string::npos;
+  if (ext) {
+    if (auto r = ext_->call("cyclesteal", "report", "")) out.report = *r;
+    (void)ext_->detach("cyclesteal", subject(DYNAMOS_SUBJECT_JOB, 1000000, 0));
+    (void)ext_->detach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_ - 1, 0));
+  }
+  if (guest) guest->kill();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  return out;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+int usage_error(const std::string& msg) {
+  std::cerr << "dynamos-bench-cyclesteal: " << msg << "\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  std::string policies = "none,nice,linger,pause,evict";
+  po::options_description desc(
+      "dynamos-bench-cyclesteal: host slowdown and guest throughput per cycle-stealing policy");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "show this help")
+    ("policies", po::value(&policies)->default_value(policies), "comma-separated: none, nice, linger, pause, evict")
+    ("reps", po::value(&o.reps)->default_value(o.reps), "paired repetitions per policy")
+    ("bursts", po::value(&o.bursts)->default_value(o.bursts), "host bursts per run")
+    ("busy-ms", po::value(&o.busy_ms)->default_value(o.busy_ms), "host burst length (calibrated alone)")
+    ("idle-ms", po::value(&o.idle_ms)->default_value(o.idle_ms), "host idle time between bursts")
+    ("host-threads", po::value(&o.host_threads)->default_value(o.host_threads), "host threads per burst")
+    ("host-mem", po::value(&o.host_mem)->default_value(o.host_mem), "host working set")
+    ("guest-threads", po::value(&o.guest_threads)->default_value(o.guest_threads), "guest threads")
+    ("guest-mem", po::value(&o.guest_mem)->default_value(o.guest_mem), "guest working set")
+    ("scenario", po::value(&o.scenario)->default_value(o.scenario), "cpu, or memory: the host grows into memory the guest holds, inside a node of --node-mem (needs swap: scripts/zram-swap.sh is called)")
+    ("node-mem", po::value(&o.node_mem)->default_value(o.node_mem), "memory scenario: the node group's memory")
+    ("host-grow-to", po::value(&o.host_grow_to)->default_value(o.host_grow_to), "memory scenario: the host's final working set")
+    ("node-weight", po::value(&o.node_weight)->default_value(o.node_weight), "CPU weight (1..10000) of the node group holding host and guests against the rest of the machine; 0 = the default 100")
+    ("set", po::value(&o.sets), "extension tunable KEY=VALUE (repeatable), e.g. --set idle_period=500ms")
+    ("json", po::bool_switch(&o.json), "one JSON object per policy per line")
+    ("sweep", po::value(&o.sweep)->default_value(o.sweep), "the dynamos-sweep binary")
+    ("extension", po::value(&o.extension)->default_value(o.extension), "the cycle-stealing extension");
+  // clang-format on
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    return usage_error(e.what());
+  }
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  o.policies = split(policies);
+  for (auto& p : o.policies)
+    if (p != "none" && p != "nice" && p != "linger" && p != "pause" && p != "evict")
+      return usage_error("unknown policy '" + p + "' (none, nice, linger, pause, evict)");
+  if (o.scenario != "cpu" && o.scenario != "memory")
+    return usage_error("unknown --scenario '" + o.scenario + "' (cpu, memory)");
+  if (o.reps < 1 || o.bursts < 1) return usage_error("--reps and --bursts must be positive");
+  if (::geteuid() != 0) return usage_error("needs root (cgroups)");
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+
+  auto host = core::ExtensionHost::create({});
+  if (!host) return usage_error(host.error().message());
+  if (auto r = (*host)->load(o.extension); !r) return usage_error(r.error().message());
+  for (auto& s : o.sets)
+    if (auto r = (*host)->set("cyclesteal." + s); !r) return usage_error(r.error().message());
+
+  // The work of one burst: what the host sweeps in busy_ms alone, measured once.
+  uint64_t burst_work = 0;
+  {
+    Process cal({o.sweep, "--mode", "bursty", "--threads", std::to_string(o.host_threads),
+                 "--busy-ms", std::to_string(o.busy_ms), "--idle-ms", "0", "-n", "1", "--mem",
+                 o.host_mem, "--quiet"});
+    while (!cal.exited())
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    burst_work = static_cast<uint64_t>(field(cal.output(), "burst_work"));
+    if (burst_work == 0) return usage_error("calibrating the host burst failed: " + cal.output());
+  }
+  unsigned cpus = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_ONLN));
+  auto guest_bytes = workload::parse_size(o.guest_mem);
+  if (!guest_bytes) return usage_error("--guest-mem: " + guest_bytes.error().message());
+  // The benchmark's node: a group holding the host's group and the guests (nice guest,
+  // or the extension's guest class), so that host and guests compete inside it.
+  auto layout = kernelside::Layout::detect();
+  if (!layout) return usage_error(layout.error().message());
+  std::string node_path = "dynamos-bench-cyclesteal-" + std::to_string(::getpid());
+  kernelside::Controllers ctl{kernelside::Controller::cpu, kernelside::Controller::cpuacct,
+                              kernelside::Controller::memory, kernelside::Controller::freezer};
+  auto node = kernelside::Group::create(*layout, node_path, ctl);
+  if (!node) return usage_error(node.error().message());
+  if (o.node_weight)
+    if (auto r = node->set_cpu_weight(o.node_weight); !r) return usage_error(r.error().message());
+  std::optional<std::string> swap_holder;
+  if (o.scenario == "memory") {
+    auto bytes = workload::parse_size(o.node_mem);
+    if (!bytes) return usage_error("--node-mem: " + bytes.error().message());
+    if (auto r = node->set_memory_max(*bytes); !r) return usage_error(r.error().message());
+    // The extension shares the node's memory, not the machine's.
+    if (auto r = (*host)->set("cyclesteal.node_memory=" + o.node_mem); !r)
+      return usage_error(r.error().message());
+    swap_holder = std::to_string(::getpid());
+    std::string up = std::string(DYNAMOS_SOURCE_DIR) +
+                     "/scripts/zram-swap.sh up --size 4G --holder " + *swap_holder + " >&2";
+    if (std::system(up.c_str()) != 0) {
+      (void)node->remove_tree(kernelside::Evict::kill);
+      return usage_error("the memory scenario needs swap: " + up + " failed");
+    }
+  }
+  auto host_group = node->create_child("host");
+  auto nice_group = node->create_child("nice");
+  if (!host_group || !nice_group) {
+    (void)node->remove_tree(kernelside::Evict::kill);
+    return usage_error("create the host's and nice guest's groups in " + node_path);
+  }
+  Bench bench(o, std::move(*host), burst_work, *guest_bytes, std::move(*node),
+              std::move(*host_group), std::move(*nice_group));
+
+  std::map<std::string, std::vector<Run>> runs, paired_none;
+  bool failed = false;
+  try {
+    for (int rep = 0; rep < o.reps; ++rep) {
+      for (auto& p : o.policies) {
+        if (p == "none") {
+          runs["none"].push_back(bench.run("none"));
+          continue;
+        }
+        paired_none[p].push_back(bench.run("none"));
+        runs[p].push_back(bench.run(p));
+        std::cerr << "rep " << rep << " " << p << ": host " << runs[p].back().host_s << " s vs "
+                  << paired_none[p].back().host_s << " s alone, host majflt "
+                  << runs[p].back().host_majflt << "\n";
+      }
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "dynamos-bench-cyclesteal: " << e.what() << "\n";
+    failed = true;
+  }
+
+  for (auto& p : o.policies) {
+    if (failed) break;
+    auto& rs = runs[p];
+    std::vector<double> host_s, ratio, wait, gcpu, gshare, gfree, wait_none;
+    bool verified = true;
+    uint64_t majflt = 0;
+    for (size_t i = 0; i < rs.size(); ++i) {
+      const Run& r = rs[i];
+      host_s.push_back(r.host_s);
+      wait.push_back(r.host_cpu_s > 0 ? r.host_wait_s / r.host_cpu_s : 0);
+      gcpu.push_back(r.guest_cpu_s);
+      double idle = cpus * r.host_s - r.host_cpu_s;
+      gshare.push_back(idle > 0 ? r.guest_cpu_s / idle : 0);
+      // Robust to other load on the machine: of the CPU time nobody else wanted (what
+      // stayed idle, plus what the guest took), the guest's part.
+      double free_s = r.system_idle_s + r.guest_cpu_s;
+      gfree.push_back(free_s > 0 ? r.guest_cpu_s / free_s : 0);
+      verified = verified && r.verified;
+      majflt = std::max(majflt, r.host_majflt);
+      if (p != "none") {
+        const Run& n = paired_none[p][i];
+        ratio.push_back(r.host_s / n.host_s);
+        wait_none.push_back(n.host_cpu_s > 0 ? n.host_wait_s / n.host_cpu_s : 0);
+      }
+    }
+    double slow = ratio.empty() ? 0 : median(ratio) - 1;
+    double lo = ratio.empty() ? 0 : *std::min_element(ratio.begin(), ratio.end()) - 1;
+    double hi = ratio.empty() ? 0 : *std::max_element(ratio.begin(), ratio.end()) - 1;
+    std::string reactions =
+        rs.empty() || rs.back().report.empty() ? "null" : object(rs.back().report, "reactions");
+    double pages_out = rs.empty() ? 0 : field(rs.back().report, "guest_pages_out");
+    char line[2048];
+    std::snprintf(line, sizeof line,
+                  "{\"policy\":\"%s\",\"reps\":%zu,\"host_s\":%.4f,\"host_slowdown\":%.4f,"
+                  "\"host_slowdown_min\":%.4f,\"host_slowdown_max\":%.4f,\"host_wait_share\":%.4f,"
+                  "\"host_wait_share_alone\":%.4f,\"guest_cpu_s\":%.3f,\"guest_idle_share\":%.3f,"
+                  "\"guest_free_share\":%.3f,"
+                  "\"host_majflt\":%llu,\"host_verified\":%s,\"guest_pages_out\":%.0f,"
+                  "\"guests_started\":%d,\"cpus\":%u,\"reactions\":%s}",
+                  p.c_str(), rs.size(), median(host_s), slow, lo, hi, median(wait),
+                  p == "none" ? median(wait) : median(wait_none), median(gcpu), median(gshare),
+                  median(gfree), static_cast<unsigned long long>(majflt),
+                  verified ? "true" : "false", pages_out, rs.empty() ? 0 : rs.back().guests_started,
+                  cpus, reactions.c_str());
+    if (o.json) {
+      std::cout << line << std::endl;
+    } else {
+      std::printf(
+          "%-7s host %.3f s  slowdown %+.1f%% [%+.1f%%, %+.1f%%]  wait share %.4f  guest %.2f CPU "
+          "s (%.0f%% of idle)\n",
+          p.c_str(), median(host_s), 100 * slow, 100 * lo, 100 * hi, median(wait), median(gcpu),
+          100 * median(gshare));
+    }
+  }
+  if (swap_holder) {
+    std::string down = std::string(DYNAMOS_SOURCE_DIR) + "/scripts/zram-swap.sh down --holder " +
+                       *swap_holder + " >&2";
+    if (std::system(down.c_str()) != 0)
+      std::cerr << "dynamos-bench-cyclesteal: " << down << " failed\n";
+  }
+  return failed ? 1 : 0;
+}

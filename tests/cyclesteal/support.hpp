@@ -1,0 +1,90 @@
+// Helpers for the cycle-stealing tests: the root requirement (fail under CI=true, never
+// skip there), child processes that are always killed and reaped, the extension loaded
+// into a host and unloaded at the end, and a sweep of guest classes left by test
+// processes that died before their cleanup ran.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/extension_host.hpp"
+#include "kernelside/cgroup.hpp"
+
+namespace dynamos::cyclesteal::test {
+
+bool under_ci();
+
+#define CYCLESTEAL_REQUIRE_ROOT()                                                    \
+  do {                                                                               \
+    if (::geteuid() != 0) {                                                          \
+      if (::dynamos::cyclesteal::test::under_ci()) FAIL() << "needs root (CI=true)"; \
+      GTEST_SKIP() << "needs root";                                                  \
+    }                                                                                \
+  } while (0)
+
+// Unwraps a Result in a test, failing with the error's message otherwise.
+#define ASSERT_OK(expr)                                                          \
+  ({                                                                             \
+    auto&& r_ = (expr);                                                          \
+    ASSERT_TRUE(r_.has_value()) << #expr << " failed: " << r_.error().message(); \
+    std::move(*r_);                                                              \
+  })
+
+// A forked child running `body` until killed; killed and reaped on destruction.
+class Child {
+ public:
+  explicit Child(std::function<void()> body);
+  ~Child();
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Memory shared with children (MAP_SHARED), for switching their behaviour.
+struct Shared {
+  std::atomic<int> host_busy{0};
+  std::atomic<int> grow_mib{0};
+  std::atomic<int> start_threads{0};
+};
+Shared* make_shared_page();  // zeroed, unmapped at exit
+
+// Spins forever (a CPU-hungry guest or host).
+[[noreturn]] void spin();
+
+// The cgroup (relative path) of a thread in the hierarchy of `controller` ("memory").
+std::string thread_cgroup(pid_t pid, pid_t tid, const std::string& controller);
+// CPU time of a process (all threads), seconds.
+double cpu_seconds(pid_t pid);
+
+// Guest classes of test processes that died ("dynamos-guests-PID" with PID gone), and
+// this process's own class after a failed test.
+void sweep_classes(const kernelside::Layout& layout, bool own_too);
+
+// The extension loaded into a fresh host; unloaded (guests released) on destruction.
+class Loaded {
+ public:
+  Loaded();
+  ~Loaded();
+  core::ExtensionHost* operator->() { return host_.get(); }
+  std::string error;  // non-empty when loading failed
+  // call("report") as text ("" with a test failure when it fails).
+  std::string report();
+
+ private:
+  std::unique_ptr<core::ExtensionHost> host_;
+};
+
+// A number field of a flat JSON text (the first "key":value), NaN when missing.
+double json_number(const std::string& json, const std::string& key);
+bool json_true(const std::string& json, const std::string& key);
+
+}  // namespace dynamos::cyclesteal::test
