@@ -6,10 +6,14 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -205,6 +209,11 @@ class RemoteTargetImpl final : public RemoteTarget {
   ~RemoteTargetImpl() override { detach(); }
 
   Result<void> init() {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    if (pthread_sigmask(SIG_BLOCK, &chld, &saved_mask_) == 0)
+      sigchld_fd_ = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
     if (auto r = seize_new_threads(); !r) return r;
     if (threads_.empty())
       return fail(Errc::not_found, "process " + std::to_string(pid_) + " has no threads");
@@ -348,7 +357,28 @@ class RemoteTargetImpl final : public RemoteTarget {
     }
     threads_.clear();
     if (mem_fd_ >= 0) close(mem_fd_), mem_fd_ = -1;
+    if (sigchld_fd_ >= 0) {
+      close(sigchld_fd_);
+      sigchld_fd_ = -1;
+      pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
+    }
     if (lock_fd_ >= 0) close(lock_fd_), lock_fd_ = -1;
+  }
+
+  // While the target is stopped the tool runs at real-time priority when allowed:
+  // otherwise each thread it resumes preempts it (wakeup preemption) and the
+  // threads not yet resumed wait a whole time slice of the busy ones.
+  void boost() {
+    if (boosted_) return;
+    if (pthread_getschedparam(pthread_self(), &saved_policy_, &saved_param_) != 0) return;
+    sched_param p{};
+    p.sched_priority = 1;
+    boosted_ = pthread_setschedparam(pthread_self(), SCHED_FIFO, &p) == 0;
+  }
+  void unboost() {
+    if (!boosted_) return;
+    pthread_setschedparam(pthread_self(), saved_policy_, &saved_param_);
+    boosted_ = false;
   }
 
   // ---- used by RemoteWorld ----
@@ -376,6 +406,26 @@ class RemoteTargetImpl final : public RemoteTarget {
   AttachOptions options_;
   int lock_fd_ = -1;
   int mem_fd_ = -1;
+  int sigchld_fd_ = -1;
+  bool boosted_ = false;
+  int saved_policy_ = SCHED_OTHER;
+  sched_param saved_param_{};  // ptrace stops raise SIGCHLD: wake on it instead of polling
+  sigset_t saved_mask_{};
+
+  // Sleeps until a tracee changes state (or 1 ms passes, in case another thread of
+  // this process took the SIGCHLD).
+  void wait_for_child_event() {
+    if (sigchld_fd_ < 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+      return;
+    }
+    pollfd p{sigchld_fd_, POLLIN, 0};
+    if (poll(&p, 1, 1) > 0) {
+      signalfd_siginfo info[16];
+      while (::read(sigchld_fd_, info, sizeof info) > 0) {
+      }
+    }
+  }
   std::vector<Thread> threads_;
   Address state_ = 0;      // the state region, once it exists
   Address call_area_ = 0;  // RX memory for call stubs
@@ -403,6 +453,7 @@ class RemoteWorld final : public StoppedWorld {
     (void)target_.flush_pending();
     target_.world_open_ = false;
     target_.resume_all();
+    target_.unboost();
   }
   std::span<const ThreadState> threads() const override { return states_; }
   void set_ip(std::size_t i, Address ip) override {
@@ -452,7 +503,7 @@ bool RemoteTargetImpl::wait_stop(Thread& t, Clock::time_point deadline) {
     if (r < 0) return false;  // gone
     if (r == 0) {
       if (Clock::now() > deadline) return false;
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
+      wait_for_child_event();
       continue;
     }
     if (WIFEXITED(status) || WIFSIGNALED(status)) return false;
@@ -578,7 +629,11 @@ Result<std::unique_ptr<StoppedWorld>> RemoteTargetImpl::stop_world(const StopOpt
   // The state region must exist before the world stops (creating it is a remote call).
   if (!state_)
     if (auto r = bootstrap(); !r) return std::unexpected(r.error());
-  if (auto r = stop_all(Clock::now() + options.timeout); !r) return std::unexpected(r.error());
+  boost();
+  if (auto r = stop_all(Clock::now() + options.timeout); !r) {
+    unboost();
+    return std::unexpected(r.error());
+  }
   std::vector<ThreadState> states;
   std::vector<std::vector<Address>> frames;
   std::vector<std::size_t> index;
