@@ -200,7 +200,7 @@ int main(int argc, char** argv) {
         if (on > 0 && WIFEXITED(status) && WEXITSTATUS(status) != 127) b.push_back(off / on);
       }
       if (b.empty()) {
-        std::printf("bpftrace: did not run here (no uprobe support in this kernel?)\n");
+        std::printf("bpftrace: no reading (it did not attach within 3 s, or its run failed)\n");
       } else {
         std::printf(
             "bpftrace uprobe overhead: time per call with/without = %.3f (median of %zu rounds)\n",
