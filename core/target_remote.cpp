@@ -369,7 +369,7 @@ class RemoteTargetImpl final : public RemoteTarget {
   // otherwise each thread it resumes preempts it (wakeup preemption) and the
   // threads not yet resumed wait a whole time slice of the busy ones.
   void boost() {
-    if (boosted_) return;
+    if (boosted_ || getenv("DYNAMOS_NO_BOOST")) return;
     if (pthread_getschedparam(pthread_self(), &saved_policy_, &saved_param_) != 0) return;
     sched_param p{};
     p.sched_priority = 1;
