@@ -18,7 +18,6 @@
 #include "core/transition.hpp"
 
 namespace dynamos::core {
-namespace {}  // namespace
 
 const char* safety_mode_name(SafetyMode mode) {
   return mode == SafetyMode::quiescent ? "quiescent" : "drain";
