@@ -362,7 +362,12 @@ class RemoteTargetImpl final : public RemoteTarget {
       sigchld_fd_ = -1;
       pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
     }
-    if (lock_fd_ >= 0) close(lock_fd_), lock_fd_ = -1;
+    if (lock_fd_ >= 0) {
+      // Remove the lock file while still holding it, so none pile up in /tmp.
+      unlink(("/tmp/dynamos-" + std::to_string(pid_) + ".lock").c_str());
+      close(lock_fd_);
+      lock_fd_ = -1;
+    }
   }
 
   // While the target is stopped the tool runs at real-time priority when allowed:
