@@ -142,6 +142,34 @@ TEST(RemotePatch, SixteenBusyThreads) {
   patch_and_revert(t, "result 14 ");
 }
 
+TEST(RemoteProbe, CountsAndTimesCallsThenRemovesItself) {
+  Program t({TARGET_PIE, "4"});
+  ASSERT_TRUE(t.wait_for("result 14 "));
+  auto o = cli({"probe", pid_of(t), "compute", "lib_compute", "--seconds", "1", "--json"});
+  ASSERT_EQ(o.status, 0) << o.err;
+  std::smatch m;
+  const std::regex line(
+      "\\{\"function\":\"([a-z_]+)\",\"calls\":([0-9]+),\"calls_per_s\":[0-9.]+,"
+      "\"mean_ns\":([0-9.]+),\"timed_calls\":([0-9]+)");
+  int seen = 0;
+  for (auto it = std::sregex_iterator(o.out.begin(), o.out.end(), line);
+       it != std::sregex_iterator(); ++it) {
+    ++seen;
+    const auto& r = *it;
+    EXPECT_GT(std::stoul(r[2]), 1000u) << r[1] << " was hardly called: " << o.out;
+    EXPECT_GT(std::stod(r[3]), 0.0) << r[1] << " has no mean time: " << o.out;
+    EXPECT_GT(std::stoul(r[4]), 0u) << r[1] << " had no timed calls: " << o.out;
+  }
+  EXPECT_EQ(seen, 2) << "one JSON line per function expected: " << o.out;
+  // The probes are gone and the functions behave as before.
+  EXPECT_TRUE(t.wait_for("result 14 ")) << t.last_line();
+  EXPECT_NE(cli({"updates", pid_of(t)}).out.find("reverted"), std::string::npos);
+  EXPECT_RUNS_ON(t);
+  auto bad = cli({"probe", pid_of(t), "no_such_function", "--seconds", "1"});
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("no function named 'no_such_function'"), std::string::npos) << bad.err;
+}
+
 // The first patch of a process bootstraps the engine there (several calls in a row
 // on one thread): twenty fresh busy processes must all survive it.
 TEST(RemotePatch, FirstPatchOfTwentyFreshProcesses) {
