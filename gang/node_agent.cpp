@@ -52,17 +52,26 @@ Result<std::unique_ptr<NodeAgent>> NodeAgent::create(NodeAgentConfig config) {
   }
   std::string path =
       config.cgroup_parent.empty() ? config.node : config.cgroup_parent + "/" + config.node;
+  // A node that fails to set up leaves behind only what was there before.
+  bool parent_existed =
+      config.cgroup_parent.empty() || ks::Group::exists(*config.layout, config.cgroup_parent);
+  bool node_existed = ks::Group::exists(*config.layout, path);
   auto node = ks::Group::create(*config.layout, path);
   if (!node) return std::unexpected(with_context(node.error(), "node agent: node group"));
+  auto undo = [&](Error e) -> std::unexpected<Error> {
+    if (!node_existed) (void)node->remove_tree(ks::Evict::none);
+    if (!parent_existed)
+      if (auto p = ks::Group::open(*config.layout, config.cgroup_parent)) (void)p->remove();
+    return std::unexpected(std::move(e));
+  };
   if (!config.cpus.empty())
     if (auto r = node->set_cpus(config.cpus); !r)
-      return std::unexpected(with_context(r.error(), "node agent: node " + config.node + " cpus"));
+      return undo(with_context(r.error(), "node agent: node " + config.node + " cpus"));
   if (config.memory_max)
     if (auto r = node->set_memory_max(config.memory_max); !r)
-      return std::unexpected(
-          with_context(r.error(), "node agent: node " + config.node + " memory limit"));
+      return undo(with_context(r.error(), "node agent: node " + config.node + " memory limit"));
   auto guests = node->create_child(kGuests);
-  if (!guests) return std::unexpected(with_context(guests.error(), "node agent: guests group"));
+  if (!guests) return undo(with_context(guests.error(), "node agent: guests group"));
 
   std::unique_ptr<NodeAgent> agent(
       new NodeAgent(std::move(config), std::move(*node), std::move(*guests)));
@@ -76,7 +85,8 @@ Result<std::unique_ptr<NodeAgent>> NodeAgent::create(NodeAgentConfig config) {
     if (!id) continue;
     auto group = ks::Group::open(*agent->config_.layout, path + "/" + name);
     if (!group) return std::unexpected(with_context(group.error(), "node agent: adopting " + name));
-    agent->jobs_.emplace(*id, Job{std::move(*group), "", ""});
+    auto frozen = group->frozen();
+    agent->jobs_.emplace(*id, Job{std::move(*group), "", "", !frozen.value_or(false)});
     agent->log("adopted job " + std::to_string(*id) + " from " + path + "/" + name);
   }
   return agent;
@@ -95,7 +105,7 @@ Result<NodeAgent::Job*> NodeAgent::job_locked(JobId job) {
   if (!group)
     return std::unexpected(
         with_context(group.error(), "creating the group of job " + std::to_string(job)));
-  auto [it, _] = jobs_.emplace(job, Job{std::move(*group), "", ""});
+  auto [it, _] = jobs_.emplace(job, Job{std::move(*group), "", "", true});
   return &it->second;
 }
 
@@ -110,7 +120,12 @@ Result<void> NodeAgent::attach(JobId job, pid_t pid) {
   std::lock_guard l(mu_);
   auto j = job_locked(job);
   if (!j) return std::unexpected(j.error());
-  return (*j)->group.attach(pid);
+  if (auto r = (*j)->group.attach(pid); !r) return r;
+  if ((*j)->running) return {};
+  if (auto r = (*j)->group.freeze(config_.freeze_timeout); !r)
+    return std::unexpected(with_context(
+        r.error(), "freezing process " + std::to_string(pid) + " of job " + std::to_string(job)));
+  return {};
 }
 
 Result<void> NodeAgent::assign(const proto::JobAssign& a) {
@@ -119,6 +134,7 @@ Result<void> NodeAgent::assign(const proto::JobAssign& a) {
   if (!j) return std::unexpected(j.error());
   (*j)->name = a.name;
   (*j)->paging = a.paging;
+  (*j)->running = a.running;
   // The job's running state in the current slot: a job that is not running is held
   // frozen, so that ranks launched between two switches do not run out of turn.
   auto r = a.running ? (*j)->group.thaw() : (*j)->group.freeze(config_.freeze_timeout);
@@ -174,8 +190,13 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
       rec.incoming.push_back(id);
     }
 
-  // Freeze all outgoing jobs first, then wait for each: their tasks stop in parallel.
+  // Freeze the outgoing jobs, one after the other (each call waits until all its tasks
+  // are frozen; writing every freezer first and then waiting would overlap them).
   bool all_frozen = true;
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i]->running = false;
+  for (std::size_t i = 0; i < in.size(); ++i)
+    in[i]->running = true;
   for (std::size_t i = 0; i < out.size(); ++i)
     if (auto r = out[i]->group.freeze(config_.freeze_timeout); !r) {
       all_frozen = false;
@@ -233,9 +254,11 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
 Result<void> NodeAgent::thaw_all() {
   std::lock_guard l(mu_);
   std::optional<Error> first;
-  for (auto& [id, j] : jobs_)
+  for (auto& [id, j] : jobs_) {
+    j.running = true;
     if (auto r = j.group.thaw(); !r && !first)
       first = with_context(r.error(), "thawing job " + std::to_string(id));
+  }
   if (first) return std::unexpected(*first);
   return {};
 }

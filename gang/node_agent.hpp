@@ -95,6 +95,8 @@ class NodeAgent : public SwitchHandler {
 
   // The job's group, created when missing (the launch path attaches ranks here).
   Result<kernelside::Group> job_group(JobId job);
+  // Moves a process into the job's group; into a job that is not running, it is
+  // frozen before this returns (a v1 group reports FREEZING until the newcomer stops).
   Result<void> attach(JobId job, pid_t pid);
   // Applies a job_assign (the errors job_assigned only logs).
   Result<void> assign(const proto::JobAssign& a);
@@ -118,7 +120,8 @@ class NodeAgent : public SwitchHandler {
   struct Job {
     kernelside::Group group;
     std::string name;
-    std::string paging;  // policy; "" = the extension's default
+    std::string paging;   // policy; "" = the extension's default
+    bool running = true;  // what the node wants: thawed (true) or frozen
   };
   NodeAgent(NodeAgentConfig config, kernelside::Group node, kernelside::Group guests);
   Result<Job*> job_locked(JobId job);

@@ -226,6 +226,20 @@ TEST_F(NodeAgentTest, AReleasedJobIsRemovedWithItsProcesses) {
   ASSERT_OK_VOID(agent->remove_all());
 }
 
+TEST_F(NodeAgentTest, ANodeThatFailsToSetUpLeavesNothingBehind) {
+  TreeGuard guard(layout, parent);
+  auto cfg = config();
+  cfg.cpus = "9999";
+  auto agent = NodeAgent::create(cfg);
+  ASSERT_FALSE(agent.has_value()) << "CPU 9999 accepted";
+  EXPECT_NE(agent.error().message().find("cpus"), std::string::npos) << agent.error().message();
+  EXPECT_FALSE(Group::exists(layout, parent)) << "a failed setup left its cgroups";
+  cfg.node = "../escape";
+  agent = NodeAgent::create(cfg);
+  ASSERT_FALSE(agent.has_value());
+  EXPECT_EQ(agent.error().code, Errc::invalid_argument);
+}
+
 TEST(NodeAgentNames, JobGroupNamesRoundTrip) {
   EXPECT_EQ(NodeAgent::job_group_name(42), "job42");
   EXPECT_EQ(NodeAgent::parse_job_group_name("job42"), std::optional<JobId>(42));
