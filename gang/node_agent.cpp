@@ -243,7 +243,8 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
   rec.thaw = end - paged_at;
   rec.total = end - start;
   if (first) rec.error = first->message();
-  last_switch_ = rec;
+  history_.push_back(rec);
+  if (history_.size() > kSwitchHistory) history_.pop_front();
   if (first)
     return std::unexpected(with_context(*first, "switch round " + std::to_string(round.round) +
                                                     " (out " + ids(round.outgoing) + ", in " +
@@ -321,7 +322,13 @@ Result<bool> NodeAgent::frozen(JobId job) const {
 
 std::optional<SwitchRecord> NodeAgent::last_switch() const {
   std::lock_guard l(mu_);
-  return last_switch_;
+  if (history_.empty()) return std::nullopt;
+  return history_.back();
+}
+
+std::vector<SwitchRecord> NodeAgent::switch_history() const {
+  std::lock_guard l(mu_);
+  return {history_.begin(), history_.end()};
 }
 
 }  // namespace dynamos::gang

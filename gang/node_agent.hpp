@@ -32,6 +32,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -108,6 +109,9 @@ class NodeAgent : public SwitchHandler {
   std::vector<JobId> jobs() const;
   Result<bool> frozen(JobId job) const;
   std::optional<SwitchRecord> last_switch() const;
+  // The latest switches, oldest first (at most kSwitchHistory).
+  std::vector<SwitchRecord> switch_history() const;
+  static constexpr std::size_t kSwitchHistory = 256;
   const std::string& node_path() const { return node_path_; }  // "<parent>/<node>"
   const kernelside::Group& node_group() const { return node_; }
   const kernelside::Group& guests_group() const { return guests_; }
@@ -133,7 +137,7 @@ class NodeAgent : public SwitchHandler {
   kernelside::Group guests_;
   mutable std::mutex mu_;
   std::map<JobId, Job> jobs_;
-  std::optional<SwitchRecord> last_switch_;
+  std::deque<SwitchRecord> history_;
 };
 
 }  // namespace dynamos::gang

@@ -3,6 +3,8 @@
 // and thawed together, the paging extension running at each switch. Prints the switch
 // latency figures of docs/gang.md.
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -82,8 +84,33 @@ TEST(AgentCluster, TwoJobsAlternateAsGangsOnFourNodes) {
     nodes.push_back(ASSERT_OK(NodeAgent::create(cfg)));
   }
 
+  // Each agent on its own io thread, as dynamosd runs one process per node.
+  struct AgentThread {
+    boost::asio::io_context io{1};
+    std::shared_ptr<AgentSession> session;
+    std::thread thread;
+  };
+  std::vector<std::unique_ptr<AgentThread>> agents;
+  auto stop_agents = [&] {
+    for (auto& a : agents) {
+      if (!a->thread.joinable()) continue;
+      std::promise<void> stopped;
+      boost::asio::post(a->io, [&] {
+        a->session->stop();
+        stopped.set_value();
+      });
+      stopped.get_future().wait();
+      a->io.stop();
+      a->thread.join();
+    }
+  };
+  struct StopAgents {
+    std::function<void()> f;
+    ~StopAgents() { f(); }
+  } stop_guard{stop_agents};
+
   {
-    dynamos::gang::test::Cluster c(/*agents_on_own_thread=*/true);
+    dynamos::gang::test::Cluster c;
     CoordinatorConfig cc;
     for (int i = 0; i < kNodes; ++i)
       cc.hosts.push_back({"n" + std::to_string(i), 1, 0});  // one slot: the jobs share no row
@@ -93,20 +120,27 @@ TEST(AgentCluster, TwoJobsAlternateAsGangsOnFourNodes) {
     cc.log = [](const std::string&) {};
     ASSERT_TRUE(c.start_coordinator(cc).has_value());
     auto port = c.call([&] { return c.coordinator->port(); });
-    std::promise<void> started;
-    boost::asio::post(c.agent_io, [&] {
-      for (int i = 0; i < kNodes; ++i) {
-        AgentConfig ac;
-        ac.coordinator_port = port;
-        ac.node = "n" + std::to_string(i);
-        ac.secret = test_secret();
-        ac.log = [](const std::string&) {};
-        c.agents.push_back(AgentSession::create(c.agent_io.get_executor(), ac, *nodes[i]));
-        c.agents.back()->start();
-      }
-      started.set_value();
-    });
-    started.get_future().get();
+    for (int i = 0; i < kNodes; ++i) {
+      auto a = std::make_unique<AgentThread>();
+      AgentConfig ac;
+      ac.coordinator_port = port;
+      ac.node = "n" + std::to_string(i);
+      ac.secret = test_secret();
+      ac.log = [](const std::string&) {};
+      a->session = AgentSession::create(a->io.get_executor(), ac, *nodes[i]);
+      auto* raw = a.get();
+      a->thread = std::thread([raw] {
+        // As dynamosd does by default (--rt-priority 10): the switch must not wait
+        // behind the ranks for a CPU.
+        sched_param sp{};
+        sp.sched_priority = 10;
+        (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+        auto work = boost::asio::make_work_guard(raw->io);
+        raw->session->start();
+        raw->io.run();
+      });
+      agents.push_back(std::move(a));
+    }
     ASSERT_TRUE(c.wait_for([&] { return c.coordinator->agents_connected() == kNodes; }))
         << "agents did not connect";
 
@@ -171,6 +205,19 @@ TEST(AgentCluster, TwoJobsAlternateAsGangsOnFourNodes) {
     double p50 = report("deadline to last SwitchAck (all incoming ranks thawed)", total);
     report("slowest node's switch (freeze + paging + thaw)", slowest);
     report("skew (first to last node switching)", skew);
+    std::vector<double> freeze, paging_ms, thaw, node_total;
+    for (auto& n : nodes)
+      for (const auto& rec : n->switch_history()) {
+        if (rec.round <= 2) continue;
+        freeze.push_back(ms(rec.freeze));
+        paging_ms.push_back(ms(rec.paging));
+        thaw.push_back(ms(rec.thaw));
+        node_total.push_back(ms(rec.total));
+      }
+    report("per node: freeze outgoing", freeze);
+    report("per node: paging switch_out + switch_in", paging_ms);
+    report("per node: thaw incoming", thaw);
+    report("per node: whole switch", node_total);
     EXPECT_LT(p50, 50.0) << "switch latency far above the 10 ms target";
     // Every node ran the paging extension at its switches.
     for (int i = 0; i < kNodes; ++i) {
@@ -178,6 +225,7 @@ TEST(AgentCluster, TwoJobsAlternateAsGangsOnFourNodes) {
       ASSERT_TRUE(rec.has_value());
       EXPECT_NE(rec->paging_report.find("\"in_job\""), std::string::npos) << "n" << i;
     }
+    stop_agents();
     c.shutdown();
   }
   // Sessions gone: nothing may stay frozen once the nodes give up on the coordinator.
