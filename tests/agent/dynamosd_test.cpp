@@ -142,12 +142,20 @@ TEST(Dynamosd, ConnectsToGangdCarriesOutJobsAndCleansUp) {
         if (auto g = Group::open(layout, parent)) (void)g->remove_tree(Evict::kill);
     }
   } cleanup{layout, parent};
-  Daemon agent{
-      spawn(DYNAMOSD_PATH,
-            {"--node", "n0", "--coordinator", "127.0.0.1:" + port, "--secret", dir / "secret",
-             "--cgroup-parent", parent, "--memory", "256M", "--paging-extension",
-             DYNAMOS_LIB_DIR "/libdynamos_ext_paging.so", "--remove-on-exit"},
-            dir.path(), "agent")};
+  std::vector<std::string> agent_args = {"--node",
+                                         "n0",
+                                         "--coordinator",
+                                         "127.0.0.1:" + port,
+                                         "--secret",
+                                         dir / "secret",
+                                         "--cgroup-parent",
+                                         parent,
+                                         "--memory",
+                                         "256M",
+                                         "--paging-extension",
+                                         DYNAMOS_LIB_DIR "/libdynamos_ext_paging.so",
+                                         "--remove-on-exit"};
+  Daemon agent{spawn(DYNAMOSD_PATH, agent_args, dir.path(), "agent")};
   auto node_up = [&] {
     auto r = control_request(dir / "gangd.sock", proto::ListNodes{});
     return r && std::get<proto::NodeList>(*r).nodes.size() == 1 &&
@@ -165,7 +173,19 @@ TEST(Dynamosd, ConnectsToGangdCarriesOutJobsAndCleansUp) {
   ASSERT_TRUE(kt::wait_until([&] { return Group::exists(layout, job_path); }, 5000ms))
       << "no cgroup for job " << id << ": " << slurp(dir / "agent.err");
 
-  EXPECT_EQ(exit_code(agent.stop()), 0) << slurp(dir / "agent.err");
+  // kill -9: the job's group stays; the next dynamosd adopts it and reconnects.
+  ::kill(agent.pid, SIGKILL);
+  ::waitpid(agent.pid, nullptr, 0);
+  agent.pid = -1;
+  EXPECT_TRUE(Group::exists(layout, job_path)) << "the job's group went with the agent";
+  ASSERT_TRUE(kt::wait_until([&] { return !node_up(); }, 5000ms)) << "gangd did not notice";
+  agent.pid = spawn(DYNAMOSD_PATH, agent_args, dir.path(), "agent2");
+  ASSERT_TRUE(kt::wait_until(node_up, 5000ms)) << slurp(dir / "agent2.err");
+  EXPECT_NE(slurp(dir / "agent2.err").find("1 jobs adopted"), std::string::npos)
+      << slurp(dir / "agent2.err");
+  EXPECT_TRUE(Group::exists(layout, job_path));
+
+  EXPECT_EQ(exit_code(agent.stop()), 0) << slurp(dir / "agent2.err");
   EXPECT_FALSE(Group::exists(layout, parent)) << "dynamosd --remove-on-exit left its cgroups";
   EXPECT_EQ(exit_code(gangd.stop()), 0);
 }
