@@ -6,10 +6,13 @@
 #include <signal.h>
 
 #include <boost/program_options.hpp>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "core/extension_host.hpp"
 #include "core/tunables.hpp"
@@ -54,6 +57,8 @@ int main(int argc, char** argv) {
        "path of the cycle-stealing extension (libdynamos_ext_cyclesteal.so), '' for none")
       ("extension-config", po::value<std::string>()->default_value(""),
        "extension tunables file (ext.key = value lines)")
+      ("tick", po::value<std::string>()->default_value("100ms"),
+       "interval of the paging extension's tick on the running jobs (0 disables it)")
       ("rt-priority", po::value<int>()->default_value(10),
        "SCHED_FIFO priority of the agent (1..99; 0 keeps the normal policy): switches "
        "must not wait behind the ranks for a CPU")
@@ -129,6 +134,8 @@ int main(int argc, char** argv) {
     if (std::string(which) == "paging-extension") node.paging_extension = info->name;
   }
 
+  auto tick = parse_duration(vm["tick"].as<std::string>());
+  if (!tick) return die("--tick: " + tick.error().message());
   int rt = vm["rt-priority"].as<int>();
   if (rt < 0 || rt > 99) return die("--rt-priority must be within 0..99");
   if (rt > 0) {
@@ -141,6 +148,7 @@ int main(int argc, char** argv) {
                    rt, std::strerror(e));
   }
 
+  bool node_has_paging = !node.paging_extension.empty();
   auto agent = NodeAgent::create(std::move(node));
   if (!agent) return die(agent.error().message());
 
@@ -157,7 +165,29 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "dynamosd: node %s (%s), %zu jobs adopted, coordinator %s\n",
                vm["node"].as<std::string>().c_str(), (*agent)->node_path().c_str(),
                (*agent)->jobs().size(), coordinator.c_str());
+  // Paging ticks on a thread of their own (normal priority): background write-out may
+  // take a while and must not hold up the io thread or a switch.
+  std::jthread ticker;
+  if (tick->count() > 0 && node_has_paging)
+    ticker = std::jthread([&, period = *tick](std::stop_token stop) {
+      std::mutex m;
+      std::condition_variable_any cv;
+      std::string last_error;
+      while (!stop.stop_requested()) {
+        std::unique_lock l(m);
+        cv.wait_for(l, stop, period, [] { return false; });  // wakes early on stop
+        if (stop.stop_requested()) break;
+        if (auto r = (*agent)->tick(); !r && r.error().message() != last_error) {
+          last_error = r.error().message();  // once per distinct error, not every tick
+          std::fprintf(stderr, "dynamosd: %s\n", last_error.c_str());
+        }
+      }
+    });
   io.run();
+  if (ticker.joinable()) {
+    ticker.request_stop();
+    ticker.join();
+  }
   // Leaving: never leave a job frozen behind us.
   if (auto r = (*agent)->thaw_all(); !r)
     std::fprintf(stderr, "dynamosd: %s\n", r.error().message().c_str());

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <iostream>
+#include <string>
 
 #include "core/extension_host.hpp"
 
@@ -207,17 +208,7 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
 
   core::ExtensionHost* ext = config_.extensions;
   if (ext && !config_.paging_extension.empty()) {
-    auto subject = [&](JobId id, const Job& j) {
-      core::Subject s;
-      s.kind = DYNAMOS_SUBJECT_JOB;
-      s.id = id;
-      s.name = j.name;
-      s.cgroup = j.group.path();
-      if (auto pids = j.group.pids_recursive()) s.pids.assign(pids->begin(), pids->end());
-      s.policy = j.paging;
-      s.attrs.emplace_back("node_cgroup", node_path_);
-      return s;
-    };
+    auto subject = [&](JobId id, const Job& j) { return subject_locked(id, j); };
     // switch_out records a working set and must see the job frozen: skip it otherwise.
     if (all_frozen)
       for (std::size_t i = 0; i < out.size(); ++i)
@@ -250,6 +241,41 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
                                                     " (out " + ids(round.outgoing) + ", in " +
                                                     ids(round.incoming) + ")"));
   return {};
+}
+
+core::Subject NodeAgent::subject_locked(JobId id, const Job& j) const {
+  core::Subject s;
+  s.kind = DYNAMOS_SUBJECT_JOB;
+  s.id = id;
+  s.name = j.name;
+  s.cgroup = j.group.path();
+  if (auto pids = j.group.pids_recursive()) s.pids.assign(pids->begin(), pids->end());
+  s.policy = j.paging;
+  s.attrs.emplace_back("node_cgroup", node_path_);
+  return s;
+}
+
+Result<std::string> NodeAgent::tick() {
+  core::ExtensionHost* ext = config_.extensions;
+  if (!ext || config_.paging_extension.empty()) return std::string();
+  std::vector<core::Subject> running;
+  {
+    std::lock_guard l(mu_);
+    for (auto& [id, j] : jobs_)
+      if (j.running) running.push_back(subject_locked(id, j));
+  }
+  std::string reports;
+  std::optional<Error> first;
+  for (const auto& s : running) {
+    auto r = ext->tick(config_.paging_extension, s);
+    if (!r) {
+      if (!first) first = with_context(r.error(), "paging tick of job " + std::to_string(s.id));
+    } else if (!r->empty()) {
+      reports += (reports.empty() ? "" : "\n") + *r;
+    }
+  }
+  if (first) return std::unexpected(*first);
+  return reports;
 }
 
 Result<void> NodeAgent::thaw_all() {

@@ -47,6 +47,7 @@
 
 namespace dynamos::core {
 class ExtensionHost;
+struct Subject;
 }
 
 namespace dynamos::gang {
@@ -101,6 +102,11 @@ class NodeAgent : public SwitchHandler {
   Result<void> attach(JobId job, pid_t pid);
   // Applies a job_assign (the errors job_assigned only logs).
   Result<void> assign(const proto::JobAssign& a);
+  // One paging tick: the extension's `tick` on every running job (completes switch
+  // records, samples working sets, background write-out). Called every ~100 ms by
+  // dynamosd from its own thread, outside the agent's lock, so a slow tick never
+  // delays a switch. Returns the reports, one line per job.
+  Result<std::string> tick();
   // Thaws every job; the first error, after trying all.
   Result<void> thaw_all();
   // Removes the node's whole tree, killing what still runs in it.
@@ -129,6 +135,7 @@ class NodeAgent : public SwitchHandler {
   };
   NodeAgent(NodeAgentConfig config, kernelside::Group node, kernelside::Group guests);
   Result<Job*> job_locked(JobId job);
+  core::Subject subject_locked(JobId id, const Job& j) const;
   void log(const std::string& line) const;
 
   NodeAgentConfig config_;

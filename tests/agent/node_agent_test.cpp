@@ -157,6 +157,11 @@ TEST_F(NodeAgentTest, RunsThePagingExtensionAtEverySwitch) {
   EXPECT_TRUE(progresses(b));
   EXPECT_TRUE(stands_still(a));
 
+  // Ticks go to the running job only.
+  auto ticks = ASSERT_OK(agent->tick());
+  EXPECT_NE(ticks.find("\"job\":2"), std::string::npos) << ticks;
+  EXPECT_EQ(ticks.find("\"job\":1"), std::string::npos) << ticks;
+
   ASSERT_OK_VOID(agent->switch_now(round(2, 2, 1)));
   rec = agent->last_switch();
   EXPECT_NE(rec->paging_report.find("\"in_job\":1"), std::string::npos) << rec->paging_report;
