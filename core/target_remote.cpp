@@ -369,7 +369,7 @@ class RemoteTargetImpl final : public RemoteTarget {
   // otherwise each thread it resumes preempts it (wakeup preemption) and the
   // threads not yet resumed wait a whole time slice of the busy ones.
   void boost() {
-    if (boosted_) return;
+    if (boosted_ || getenv("DYNAMOS_NO_BOOST")) return;
     if (pthread_getschedparam(pthread_self(), &saved_policy_, &saved_param_) != 0) return;
     sched_param p{};
     p.sched_priority = 1;
@@ -379,6 +379,11 @@ class RemoteTargetImpl final : public RemoteTarget {
     if (!boosted_) return;
     pthread_setschedparam(pthread_self(), saved_policy_, &saved_param_);
     boosted_ = false;
+  }
+
+  bool in_our_code(Address ip) const {
+    return (call_area_ && ip >= call_area_ && ip < call_area_ + kCallArea) ||
+           (slack_ && ip >= slack_ && ip < slack_ + slack_size_);
   }
 
   // ---- used by RemoteWorld ----
@@ -429,6 +434,8 @@ class RemoteTargetImpl final : public RemoteTarget {
   std::vector<Thread> threads_;
   Address state_ = 0;      // the state region, once it exists
   Address call_area_ = 0;  // RX memory for call stubs
+  Address slack_ = 0;      // where the bootstrap stub ran, while it may still run
+  std::size_t slack_size_ = 0;
   std::uint64_t generation_ = 0;
   int current_blob_ = 0;
   std::optional<std::string> staged_;
@@ -758,8 +765,10 @@ Result<void> RemoteTargetImpl::run_on_thread(Thread& t, Address stub_at, Address
       return fail(Errc::state, "thread " + std::to_string(t.tid) + " of process " +
                                    std::to_string(pid_) + " could not be stopped for a call");
     if (ptrace(PTRACE_GETREGS, t.tid, 0, &t.regs) != 0) return fail_errno("ptrace(PTRACE_GETREGS)");
-    bool busy = false;
-    if (check_locks) {
+    // A thread that has just set a mailbox's done flag may still be on its way out
+    // of the stub (restoring registers): never aim a new stub, or its return, there.
+    bool busy = in_our_code(t.regs.rip);
+    if (!busy && check_locks) {
       auto r = inside_locked_code(t);
       if (!r) {
         resume_all();
@@ -918,7 +927,19 @@ Result<void> RemoteTargetImpl::bootstrap() {
   if (!r) return r;
   Mailbox box;
   if (auto rr = read(mailbox, {reinterpret_cast<std::uint8_t*>(&box), sizeof box}); !rr) return rr;
-  (void)write(slack, saved);  // put the slack bytes back
+  // Put the slack bytes back once the thread has left the stub.
+  for (int tries = 0; tries < 1000; ++tries) {
+    if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) != 0 ||
+        !wait_stop(*t, Clock::now() + options_.stop_timeout))
+      break;
+    user_regs_struct regs{};
+    const bool left = ptrace(PTRACE_GETREGS, t->tid, 0, &regs) == 0 &&
+                      !(regs.rip >= slack && regs.rip < slack + saved.size());
+    if (left) (void)write(slack, saved);
+    resume_all();
+    if (left) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
   auto ok = [](std::uint64_t v) { return v < ~std::uint64_t{4095}; };
   if (!ok(box.results[0]) || !ok(box.results[1]) || !ok(box.results[3]))
     return fail(Errc::system, "creating the engine's memory in process " + std::to_string(pid_) +

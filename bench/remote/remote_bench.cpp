@@ -111,6 +111,8 @@ int main(int argc, char** argv) {
       auto id = (*engine)->apply(redirect_update("bench_work", v2->address, "v2"));
       if (!id) return std::cerr << id.error().message() << "\n", 1;
       stops.push_back(std::chrono::duration<double, std::milli>((*engine)->last_stop()).count());
+      if (getenv("DYNAMOS_BENCH_TRACE"))
+        std::fprintf(stderr, "apply %d: %.3f ms\n", i, stops.back());
       if (auto r = (*engine)->revert(*id); !r) return std::cerr << r.error().message() << "\n", 1;
       stops.push_back(std::chrono::duration<double, std::milli>((*engine)->last_stop()).count());
     }

@@ -166,6 +166,7 @@ int run_patch(std::span<const std::string> args) {
     plan.push_back(*r);
   }
 
+  cli::prefer_realtime();
   const auto t0 = std::chrono::steady_clock::now();
   auto engine = attach_engine(*pid, std::chrono::milliseconds(1000));
   if (!engine) return cli::error("patch", engine.error().message());
@@ -227,6 +228,7 @@ int run_revert(std::span<const std::string> args) {
     if (!m) return cli::error("revert", m.error().message(), 2);
     mode = *m;
   }
+  cli::prefer_realtime();
   auto engine = attach_engine(*pid, std::chrono::milliseconds(1000));
   if (!engine) return cli::error("revert", engine.error().message());
   if (auto r = (*engine)->revert(id, mode); !r) return cli::error("revert", r.error().message());
@@ -246,6 +248,7 @@ int run_updates(std::span<const std::string> args) {
   if (args.size() != 1) return cli::error("updates", "usage: dynamos updates PID", 2);
   auto pid = parse_pid(args[0]);
   if (!pid) return cli::error("updates", pid.error().message(), 2);
+  cli::prefer_realtime();
   auto engine = attach_engine(*pid, std::chrono::milliseconds(1000));
   if (!engine) return cli::error("updates", engine.error().message());
   const auto points = (*engine)->patch_points();

@@ -53,6 +53,7 @@ int run_probe(std::span<const std::string> args) {
     return cli::error("probe", "'" + positional[0] + "' is not a process id", 2);
   const std::vector<std::string> functions(positional.begin() + 1, positional.end());
 
+  cli::prefer_realtime();
   // Install: one update switching every function to its probe.
   UpdateId update = 0;
   std::vector<std::pair<PatchPointId, VersionId>> probes;

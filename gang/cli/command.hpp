@@ -28,6 +28,11 @@ struct Registrar {
 // Prints "dynamos <command>: <message>" on standard error and returns `status`.
 int error(std::string_view command, std::string_view message, int status = 1);
 
+// Runs the calling process at real-time priority when it may (root): a command that
+// stops a busy process for a moment must not wait behind that process's threads for a
+// fair share of the CPU. Its work is short and it sleeps while it waits.
+void prefer_realtime();
+
 // Parses a command's arguments: the options in `desc` (which should have --help),
 // and every other argument into `positional`. Returns an exit status when the
 // command should stop here (0 after printing --help, 2 after a bad option).

@@ -1,4 +1,6 @@
 // dynamos: the operator's command line. Each command is a file beside this one.
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -17,6 +19,12 @@ std::vector<Command>& registry() {
 int error(std::string_view command, std::string_view message, int status) {
   std::cerr << "dynamos " << command << ": " << message << "\n";
   return status;
+}
+
+void prefer_realtime() {
+  sched_param p{};
+  p.sched_priority = 1;
+  (void)sched_setscheduler(0, SCHED_FIFO, &p);  // not permitted: stay as we are
 }
 
 std::optional<int> parse_options(std::string_view command, std::span<const std::string> args,

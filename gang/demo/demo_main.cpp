@@ -126,12 +126,12 @@ int main(int argc, char** argv) {
                 v.calls);
 
   std::printf(
-      "\n4. revert update %lu in quiescent mode: it waits until no thread is inside,\n"
-      "   which never happens here, so it gives up and names the blocker:\n",
+      "\n4. revert update %lu in quiescent mode: it switches only at a moment when no\n"
+      "   thread is inside (four threads almost always are), trying for 300 ms:\n",
       *update);
   auto q = engine.revert(*update, SafetyMode::quiescent, 300ms);
   if (q) {
-    std::printf("   (quiescent after all)\n");
+    std::printf("   found such a moment and reverted\n");
   } else {
     std::printf("   %s\n", q.error().message().c_str());
     std::printf("   revert in drain mode instead: new calls take the original at once\n");

@@ -142,6 +142,20 @@ TEST(RemotePatch, SixteenBusyThreads) {
   patch_and_revert(t, "result 14 ");
 }
 
+// The first patch of a process bootstraps the engine there (several calls in a row
+// on one thread): twenty fresh busy processes must all survive it.
+TEST(RemotePatch, FirstPatchOfTwentyFreshProcesses) {
+  for (int i = 0; i < 20; ++i) {
+    Program t({TARGET_PIE, "8"});
+    ASSERT_TRUE(t.wait_for("result 14 ")) << "run " << i;
+    auto p = cli({"patch", pid_of(t), "--replace", "compute=" + kPatch});
+    ASSERT_EQ(p.status, 0) << "run " << i << ": " << p.err;
+    ASSERT_TRUE(t.wait_for("result 1014")) << "run " << i << ": " << t.last_line();
+    std::string why;
+    ASSERT_TRUE(t.runs_on(&why)) << "run " << i << ": " << why;
+  }
+}
+
 TEST(RemoteRefusals, ClearErrorsAndTheTargetUnharmed) {
   Program t({TARGET_PIE, "4"});
   ASSERT_TRUE(t.wait_for("result 14 "));
