@@ -131,6 +131,33 @@ TEST_F(NodeAgentTest, SwitchesFreezeTheOutgoingJobAndThawTheIncoming) {
   EXPECT_FALSE(Group::exists(layout, parent)) << "parent group left behind";
 }
 
+// The same switches with the freezer served by cgroup v2 (cgroup.freeze), as on hosts
+// without v1 hierarchies; memory and cpuset stay where this host serves them.
+TEST_F(NodeAgentTest, SwitchesWithTheV2Freezer) {
+  if (layout.v2_root().empty()) {
+    if (under_ci()) FAIL() << "no cgroup v2 mount on this host (CI=true)";
+    GTEST_SKIP() << "no cgroup v2 mount";
+  }
+  layout = layout.prefer_v2({Controller::freezer});
+  SharedMemory a, b;
+  Child ca([&] { spin(a.get()); }), cb([&] { spin(b.get()); });
+  TreeGuard guard(layout, parent);
+  auto agent = ASSERT_OK(NodeAgent::create(config()));
+  ASSERT_OK_VOID(agent->assign(job(1, true)));
+  ASSERT_OK_VOID(agent->assign(job(2, false)));
+  ASSERT_OK_VOID(agent->attach(1, ca.pid()));
+  ASSERT_OK_VOID(agent->attach(2, cb.pid()));
+  EXPECT_TRUE(ASSERT_OK(agent->frozen(2)));
+  EXPECT_TRUE(stands_still(b));
+  ASSERT_OK_VOID(agent->switch_now(round(1, 1, 2)));
+  EXPECT_TRUE(stands_still(a));
+  EXPECT_TRUE(progresses(b));
+  agent->coordinator_lost();
+  EXPECT_TRUE(progresses(a));
+  ASSERT_OK_VOID(agent->remove_all());
+  EXPECT_FALSE(Group::exists(layout, parent));
+}
+
 TEST_F(NodeAgentTest, RunsThePagingExtensionAtEverySwitch) {
   auto host = ASSERT_OK(core::ExtensionHost::create());
   auto info = ASSERT_OK(host->load(DYNAMOS_LIB_DIR "/libdynamos_ext_paging.so"));
