@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "core/extension_host.hpp"
@@ -58,6 +59,9 @@ TEST(AgentCluster, TwoJobsAlternateAsGangsOnFourNodes) {
   KERNELSIDE_REQUIRE_ROOT();
   auto layout = ASSERT_OK(Layout::detect());
   sweep_stale_groups(layout);
+  // AGENT_FREEZER=v2: the freezer served by cgroup v2 (for the figures of docs/gang.md).
+  if (const char* f = std::getenv("AGENT_FREEZER"); f && std::string(f) == "v2")
+    layout = layout.prefer_v2({Controller::freezer});
   std::string parent = unique_group_name();
   auto host = ASSERT_OK(core::ExtensionHost::create());
   auto paging = ASSERT_OK(host->load(DYNAMOS_LIB_DIR "/libdynamos_ext_paging.so"));
