@@ -48,7 +48,7 @@
 namespace dynamos::core {
 class ExtensionHost;
 struct Subject;
-}
+}  // namespace dynamos::core
 
 namespace dynamos::gang {
 
