@@ -1,4 +1,4 @@
-// The paging extension on a small node: a 128 MiB memory cgroup, two dynamos-sweep jobs
+// The paging extension on a small node: a 160 MiB memory cgroup, two dynamos-sweep jobs
 // of 96 MiB each, the extension loaded through core's extension host. Checks through
 // pagemap what each policy pages out, that an adaptive switch-in brings the incoming
 // working set back into memory, that the jobs' results verify, and the awkward cases:
@@ -27,7 +27,7 @@ using dynamos::paging_bench::TempDir;
 namespace {
 
 constexpr uint64_t MiB = 1ull << 20;
-constexpr uint64_t kNodeMemory = 128 * MiB;
+constexpr uint64_t kNodeMemory = 160 * MiB;
 constexpr uint64_t kJobMemory = 96 * MiB;
 
 double json_number(const std::string& json, const std::string& key) {
@@ -151,7 +151,7 @@ class PagingPolicies : public PagingSwitch, public ::testing::WithParamInterface
   // A runs, is switched out; B starts and runs 1 s; then B -> A under the policy.
   Observed two_jobs(const std::string& policy) {
     Observed o;
-    // A small reserve: on a 128 MiB node the default (32 MiB) plus a 96 MiB working set
+    // A small reserve: on a 160 MiB node the default (32 MiB) plus a 96 MiB working set
     // leaves selective nothing to keep of the outgoing job, and the test wants to see
     // that it pages out only part of it.
     EXPECT_TRUE(host_->set("paging.reserve=4M"));
@@ -204,7 +204,7 @@ TEST_P(PagingPolicies, PagesAsThePolicySaysAndJobsStayCorrect) {
         << "aggressive left " << o.b_after.present << " pages of the outgoing job resident";
     EXPECT_GE(o.b_after.swapped, o.b_before.swapped + pages_out * 0.9);
   } else if (policy == "selective") {
-    EXPECT_GT(pages_out, 0) << "a 96 MiB job coming back into a full 128 MiB node needs room";
+    EXPECT_GT(pages_out, 0) << "a 96 MiB job coming back into a full 160 MiB node needs room";
     EXPECT_LT(pages_out, o.b_before.present) << "selective paged out all of the outgoing job";
     EXPECT_GT(o.b_after.present, 0u);
     EXPECT_LE(o.b_after.present, o.b_before.present - pages_out * 0.9);
