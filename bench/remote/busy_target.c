@@ -11,7 +11,8 @@
 static atomic_long calls;
 
 __attribute__((noinline)) long bench_work(long x) {
-  for (int i = 0; i < 16; ++i) x = (long)((unsigned long)x * 6364136223846793005UL + 1442695040888963407UL) ^ (x >> 17);
+  for (int i = 0; i < 16; ++i)
+    x = (long)((unsigned long)x * 6364136223846793005UL + 1442695040888963407UL) ^ (x >> 17);
   return x;
 }
 
@@ -20,7 +21,8 @@ static void* worker(void* arg) {
   long (*volatile fn)(long) = bench_work;
   long x = 1;
   for (;;) {
-    for (int i = 0; i < 1000; ++i) x = fn(x);
+    for (int i = 0; i < 1000; ++i)
+      x = fn(x);
     atomic_fetch_add_explicit(&calls, 1000, memory_order_relaxed);
   }
   return NULL;

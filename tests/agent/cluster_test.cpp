@@ -214,8 +214,8 @@ TEST(AgentCluster, TwoJobsAlternateAsGangsOnFourNodes) {
                   v[v.size() / 2], v.back(), v.size());
       return v[v.size() / 2];
     };
-    EXPECT_LE(failed_rounds, 1) << "nodes failed to acknowledge switches in "
-                                << failed_rounds << " of " << rounds.size() << " rounds";
+    EXPECT_LE(failed_rounds, 1) << "nodes failed to acknowledge switches in " << failed_rounds
+                                << " of " << rounds.size() << " rounds";
     ASSERT_FALSE(total.empty());
     double p50 = report("deadline to last SwitchAck (all incoming ranks thawed)", total);
     report("decision to last SwitchAck (prepare + lead + switch)", decision);
