@@ -290,6 +290,9 @@ bool AgentSession::dispatch(Link& link, proto::Message& m) {
     handler_.job_assigned(*a);
   } else if (auto* rel = std::get_if<proto::JobRelease>(&m)) {
     handler_.job_released(*rel);
+  } else if (auto* req = std::get_if<proto::NodeRequest>(&m)) {
+    auto r = handler_.node_request(*req);
+    reply(proto::NodeReply{req->request, r.has_value(), r ? *r : r.error().message()});
   } else if (std::holds_alternative<proto::Heartbeat>(m)) {
     // last_heard_ is all a heartbeat is for
   } else if (auto* e = std::get_if<proto::ErrorMsg>(&m)) {

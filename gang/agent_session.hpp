@@ -54,6 +54,11 @@ class SwitchHandler {
   virtual void coordinator_lost() {}
   // Sent with every heartbeat when it returns a report.
   virtual std::optional<proto::MetricsReport> metrics() { return std::nullopt; }
+  // An operation on the node (gang/node_ops.hpp), already permitted by gangd. Runs on
+  // the session's thread: keep it short (no heartbeat is sent meanwhile).
+  virtual Result<std::string> node_request(const proto::NodeRequest& r) {
+    return fail(Errc::unsupported, "this node does not support '" + r.op + "'");
+  }
 };
 
 struct AgentConfig {

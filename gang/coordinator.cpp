@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cstdio>
 
+#include "gang/node_ops.hpp"
 #include "gang/protocol_io.hpp"
 
 namespace dynamos::gang {
@@ -81,6 +82,14 @@ std::string policy_list() {
 }  // namespace
 
 // --- a round in progress -------------------------------------------------------------
+
+struct Coordinator::PendingCommand {
+  explicit PendingCommand(asio::io_context& io) : wake(io) {}
+  asio::steady_timer wake;
+  std::vector<proto::NodeResult> results;   // one per node, in the order asked
+  std::map<std::size_t, std::size_t> slot;  // node index -> index in results
+  std::size_t pending = 0;
+};
 
 struct Coordinator::Round {
   explicit Round(asio::io_context& io) : wake(io) {}
@@ -181,6 +190,8 @@ class Coordinator::AgentConn : public std::enable_shared_from_this<AgentConn> {
               c_->on_switch_ack(node_, m);
             else if constexpr (std::is_same_v<T, proto::MetricsReport>)
               c_->on_metrics(node_, m);
+            else if constexpr (std::is_same_v<T, proto::NodeReply>)
+              c_->on_node_reply(node_, m);
             else if constexpr (std::is_same_v<T, proto::Heartbeat>) {
             } else if constexpr (std::is_same_v<T, proto::ErrorMsg>)
               c_->config_.log("node " + name + " reports: " + m.message);
@@ -276,7 +287,12 @@ class Coordinator::ControlConn : public std::enable_shared_from_this<ControlConn
             co_await reply(proto::error_message(req.error()));
           break;
         }
-        if (!co_await reply(c_->handle_control(cred.uid, *req))) break;
+        if (auto* cmd = std::get_if<proto::NodeCommand>(&*req)) {
+          auto answer = co_await c_->node_command(cred.uid, std::move(*cmd));
+          if (!co_await reply(answer)) break;
+        } else if (!co_await reply(c_->handle_control(cred.uid, *req))) {
+          break;
+        }
       }
     }
     close();
@@ -778,6 +794,18 @@ void Coordinator::agent_gone(std::size_t node, const AgentConn* conn) {
   nodes_[node].conn.reset();
   nodes_[node].down_since = steady::now();
   if (!stopped_) config_.log("node " + nodes_[node].name + " disconnected");
+  for (auto it = pending_requests_.begin(); it != pending_requests_.end();) {
+    auto [cmd, n] = it->second;
+    if (n != node) {
+      ++it;
+      continue;
+    }
+    auto& res = cmd->results[cmd->slot[n]];
+    res.ok = false;
+    res.output = "node " + nodes_[node].name + " disconnected before it answered";
+    if (--cmd->pending == 0) cmd->wake.cancel();
+    it = pending_requests_.erase(it);
+  }
   if (current_) {
     Round& r = *current_;
     if (r.pending_prepare.erase(node) + r.pending_switch.erase(node) > 0) {
@@ -841,11 +869,22 @@ Result<JobId> Coordinator::submit(std::uint32_t uid, const proto::JobSubmit& req
   }
   ++next_id_;
   auto& job = jobs_[id] = Job{rec, 0, 0, {}};
-  // Agents learn of the job frozen; the next round (replan) lets it run.
+  // Agents learn of the job frozen; the next round (replan) lets it run. Ranks that
+  // start before then are frozen as they join the job's group.
   for (const auto& c : placed->cells) {
     auto a = assign_message(job, c.node);
     a.running = false;
     send_to(c.node, a);
+  }
+  if (config_.launch) {
+    if (auto ok = config_.launch(rec); !ok) {
+      (void)journal([&](Journal& j) { return j.job_removed(id, "launch failed"); });
+      for (const auto& c : placed->cells)
+        send_to(c.node, proto::JobRelease{id, "launch failed"});
+      (void)matrix_.remove(id);
+      jobs_.erase(id);
+      return std::unexpected(with_context(ok.error(), "job not started"));
+    }
   }
   config_.log("job " + std::to_string(id) + " (" + name + ", uid " + std::to_string(uid) + ", " +
               std::to_string(req.ranks) + " ranks) placed in slot " + std::to_string(placed->row));
@@ -937,6 +976,120 @@ Result<void> Coordinator::set_paging(std::uint32_t uid, JobId id, const std::str
   return {};
 }
 
+Result<void> Coordinator::job_exited(std::uint32_t uid, const proto::JobExited& m) {
+  auto it = jobs_.find(m.job);
+  if (it == jobs_.end()) {
+    if (ended_.count(m.job)) return {};  // reported twice (the launcher retried)
+    return fail(Errc::not_found, "no job " + std::to_string(m.job));
+  }
+  if (!may_act(uid, it->second))
+    return fail(Errc::not_permitted, "job " + std::to_string(m.job) + " belongs to another user");
+  std::string why = m.reason.empty() ? "exited " + std::to_string(m.exit_code) : m.reason;
+  if (auto ok = journal([&](Journal& j) { return j.job_removed(m.job, why); }); !ok) return ok;
+  auto info = list_jobs(0);
+  for (auto& j : info.jobs)
+    if (j.job == m.job) {
+      j.state = m.exit_code == 0 && m.reason.empty() ? "done" : "failed";
+      j.exit_code = m.exit_code;
+      j.reason = m.reason;
+      ended_[m.job] = std::move(j);
+      break;
+    }
+  if (const auto* p = matrix_.find(m.job))
+    for (const auto& c : p->cells)
+      send_to(c.node, proto::JobRelease{m.job, why});
+  (void)matrix_.remove(m.job);
+  jobs_.erase(it);
+  config_.log("job " + std::to_string(m.job) + " ended: " + why);
+  replan();
+  return {};
+}
+
+asio::awaitable<proto::Message> Coordinator::node_command(std::uint32_t uid,
+                                                          proto::NodeCommand cmd) {
+  auto refuse = [](Errc code, std::string why) {
+    return proto::error_message(Error{code, 0, std::move(why)});
+  };
+  auto who = ops::who_may(cmd.op);
+  if (!who) co_return refuse(Errc::invalid_argument, "unknown node operation '" + cmd.op + "'");
+  if (*who == ops::Who::root && uid != 0)
+    co_return refuse(Errc::not_permitted, "only root may " + cmd.op);
+  std::vector<std::size_t> targets;
+  for (const auto& name : cmd.nodes) {
+    auto n = node_for(name);
+    if (!n) co_return proto::error_message(n.error());
+    if (std::find(targets.begin(), targets.end(), *n) == targets.end()) targets.push_back(*n);
+  }
+  if (*who == ops::Who::job_owner) {
+    JobId id = 0;
+    const char* first = cmd.args.empty() ? nullptr : cmd.args[0].c_str();
+    auto [end, ec] = first ? std::from_chars(first, first + cmd.args[0].size(), id)
+                           : std::from_chars_result{nullptr, std::errc::invalid_argument};
+    if (!first || ec != std::errc() || end != first + cmd.args[0].size())
+      co_return refuse(Errc::invalid_argument, cmd.op + ": the first argument must be a job id");
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) co_return refuse(Errc::not_found, "no job " + std::to_string(id));
+    if (!may_act(uid, it->second))
+      co_return refuse(Errc::not_permitted,
+                       "job " + std::to_string(id) + " belongs to another user");
+    const auto* p = matrix_.find(id);
+    std::vector<std::size_t> job_nodes;
+    if (p)
+      for (const auto& c : p->cells)
+        job_nodes.push_back(c.node);
+    for (std::size_t n : targets)
+      if (std::find(job_nodes.begin(), job_nodes.end(), n) == job_nodes.end())
+        co_return refuse(Errc::invalid_argument,
+                         "job " + std::to_string(id) + " has no ranks on node " + nodes_[n].name);
+    if (targets.empty()) targets = job_nodes;
+  } else if (targets.empty()) {
+    for (std::size_t n = 0; n < nodes_.size(); ++n)
+      if (nodes_[n].conn) targets.push_back(n);
+  }
+  auto timeout = cmd.timeout_ns ? Nanos(static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                      cmd.timeout_ns, 3'600'000'000'000ull)))
+                                : config_.node_command_timeout;
+  PendingCommand pc(io_);
+  std::vector<std::uint64_t> ids;
+  for (std::size_t n : targets) {
+    pc.slot[n] = pc.results.size();
+    pc.results.push_back({nodes_[n].name, false, ""});
+    if (!nodes_[n].conn) {
+      pc.results.back().output = "node " + nodes_[n].name + " is down";
+      continue;
+    }
+    std::uint64_t id = next_request_++;
+    pending_requests_[id] = {&pc, n};
+    ids.push_back(id);
+    ++pc.pending;
+    send_to(n, proto::NodeRequest{id, uid, cmd.op, cmd.args});
+  }
+  if (pc.pending > 0) {
+    pc.wake.expires_after(timeout);
+    error_code ec;
+    co_await pc.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  for (std::uint64_t id : ids)
+    if (auto it = pending_requests_.find(id); it != pending_requests_.end()) {
+      auto& res = pc.results[pc.slot[it->second.second]];
+      res.ok = false;
+      res.output = "node " + res.node + " did not answer within " + format_duration(timeout);
+      pending_requests_.erase(it);
+    }
+  co_return proto::NodeCommandResult{std::move(pc.results)};
+}
+
+void Coordinator::on_node_reply(std::size_t node, const proto::NodeReply& m) {
+  auto it = pending_requests_.find(m.request);
+  if (it == pending_requests_.end() || it->second.second != node) return;  // late or forged
+  PendingCommand& pc = *it->second.first;
+  auto& res = pc.results[pc.slot[node]];
+  res.ok = m.ok;
+  res.output = m.output;
+  pending_requests_.erase(it);
+  if (--pc.pending == 0) pc.wake.cancel();
+}
+
 proto::Message Coordinator::handle_control(std::uint32_t uid, const proto::Message& request) {
   auto ok_or = [](const Result<void>& r, std::string text) -> proto::Message {
     if (!r) return proto::error_message(r.error());
@@ -961,6 +1114,8 @@ proto::Message Coordinator::handle_control(std::uint32_t uid, const proto::Messa
                        "quantum set");
         } else if constexpr (std::is_same_v<T, proto::SetPaging>) {
           return ok_or(set_paging(uid, m.job, m.policy), "paging policy set");
+        } else if constexpr (std::is_same_v<T, proto::JobExited>) {
+          return ok_or(job_exited(uid, m), "job " + std::to_string(m.job) + " ended");
         } else {
           return proto::error_message(
               Error{Errc::protocol, 0,

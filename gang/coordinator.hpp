@@ -69,6 +69,11 @@ struct CoordinatorConfig {
   int max_rows = 8;  // time slots in the matrix
   // Where gangd's log lines go (one line each, no newline); empty: standard error.
   std::function<void(const std::string&)> log;
+  // Starts a newly placed job's ranks (gangd: the launcher, see gang/launch.hpp); its
+  // nodes in placement order with their rank counts. Empty: jobs are only placed (tests
+  // that attach processes themselves). An error refuses the submission.
+  std::function<Result<void>(const JournalJob& job)> launch;
+  Nanos node_command_timeout = 30s;  // NodeCommand without a timeout of its own
 };
 
 // What one switch round measured.
@@ -125,6 +130,11 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   proto::NodeList list_nodes(std::uint32_t uid) const;
   Result<void> set_quantum(std::uint32_t uid, Nanos quantum);
   Result<void> set_paging(std::uint32_t uid, JobId job, const std::string& policy);
+  // The launcher's report that the job's mpirun ended: the job leaves the matrix and
+  // its groups, and stays in the job list with its exit code.
+  Result<void> job_exited(std::uint32_t uid, const proto::JobExited& m);
+  // Forwards an operation to nodes (gang/node_ops.hpp) and gathers their replies.
+  asio::awaitable<proto::Message> node_command(std::uint32_t uid, proto::NodeCommand cmd);
   // Answers one control request (any message type) for a caller.
   proto::Message handle_control(std::uint32_t uid, const proto::Message& request);
 
@@ -145,6 +155,7 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
     std::optional<proto::MetricsReport> metrics;
   };
   struct Round;
+  struct PendingCommand;
 
   Coordinator(asio::io_context& io, CoordinatorConfig config);
   Result<void> recover(JournalState& state);
@@ -162,6 +173,7 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   void on_prepare_ack(std::size_t node, const proto::PrepareAck& ack);
   void on_switch_ack(std::size_t node, const proto::SwitchAck& ack);
   void on_metrics(std::size_t node, const proto::MetricsReport& m);
+  void on_node_reply(std::size_t node, const proto::NodeReply& m);
 
   void send_to(std::size_t node, const proto::Message& m);
   proto::JobAssign assign_message(const Job& job, std::size_t node) const;
@@ -195,6 +207,9 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   std::vector<std::string> warnings_;
   std::set<std::shared_ptr<ControlConn>> controls_;
   std::vector<std::weak_ptr<AgentConn>> conns_;
+  std::uint64_t next_request_ = 1;
+  // NodeRequests awaiting their reply: request id -> (command, node index).
+  std::map<std::uint64_t, std::pair<PendingCommand*, std::size_t>> pending_requests_;
 };
 
 // A blocking request to gangd's control socket, for the CLI: sends `request`, returns

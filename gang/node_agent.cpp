@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/extension_host.hpp"
+#include "gang/node_ops.hpp"
 
 namespace dynamos::gang {
 
@@ -355,6 +356,37 @@ std::optional<SwitchRecord> NodeAgent::last_switch() const {
 std::vector<SwitchRecord> NodeAgent::switch_history() const {
   std::lock_guard l(mu_);
   return {history_.begin(), history_.end()};
+}
+
+// --- node operations -----------------------------------------------------------------
+
+void NodeAgent::add_op(std::string name, Op op) {
+  ops_[std::move(name)] = std::move(op);
+}
+
+Result<std::string> NodeAgent::node_request(const proto::NodeRequest& r) {
+  if (r.op == ops::job_pids) {
+    if (r.args.size() != 1) return fail(Errc::invalid_argument, "job-pids takes one job id");
+    JobId id = 0;
+    const auto& a = r.args[0];
+    auto [end, ec] = std::from_chars(a.data(), a.data() + a.size(), id);
+    if (ec != std::errc{} || end != a.data() + a.size())
+      return fail(Errc::invalid_argument, "job-pids: '" + a + "' is not a job id");
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end())
+      return fail(Errc::not_found, "job " + a + " has no group on node " + config_.node);
+    auto pids = it->second.group.pids_recursive();
+    if (!pids) return std::unexpected(pids.error());
+    std::string out;
+    for (pid_t p : *pids)
+      out += (out.empty() ? "" : " ") + std::to_string(p);
+    return out;
+  }
+  auto it = ops_.find(r.op);
+  if (it == ops_.end())
+    return fail(Errc::unsupported, "node " + config_.node + " does not support '" + r.op + "'");
+  return it->second(r);
 }
 
 }  // namespace dynamos::gang

@@ -94,6 +94,12 @@ class NodeAgent : public SwitchHandler {
   Result<void> switch_now(const proto::PrepareSwitch& round) override;
   void coordinator_lost() override;
   std::optional<proto::MetricsReport> metrics() override;
+  // Operations gangd forwards (gang/node_ops.hpp). The agent itself answers job-pids;
+  // the program running it registers the others (dynamosd: cycle stealing, guests,
+  // extensions, patching), each in its own file. An op runs on the session's thread.
+  using Op = std::function<Result<std::string>(const proto::NodeRequest&)>;
+  void add_op(std::string name, Op op);
+  Result<std::string> node_request(const proto::NodeRequest& r) override;
 
   // The job's group, created when missing (the launch path attaches ranks here).
   Result<kernelside::Group> job_group(JobId job);
@@ -145,6 +151,7 @@ class NodeAgent : public SwitchHandler {
   mutable std::mutex mu_;
   std::map<JobId, Job> jobs_;
   std::deque<SwitchRecord> history_;
+  std::map<std::string, Op, std::less<>> ops_;  // set up before the session starts
 };
 
 }  // namespace dynamos::gang

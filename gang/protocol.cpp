@@ -153,6 +153,19 @@ void fields(V& v, JobRelease& m) {
   v(m.reason, "reason");
 }
 template <class V>
+void fields(V& v, NodeRequest& m) {
+  v(m.request, "request");
+  v(m.uid, "uid");
+  v(m.op, "op");
+  v(m.args, "args");
+}
+template <class V>
+void fields(V& v, NodeReply& m) {
+  v(m.request, "request");
+  v(m.ok, "ok");
+  v(m.output, "output");
+}
+template <class V>
 void fields(V& v, PrepareSwitch& m) {
   v(m.round, "round");
   v(m.outgoing, "outgoing");
@@ -251,6 +264,7 @@ void fields(V& v, NodeInfo& m) {
   v(m.jobs, "jobs");
   v(m.mem_total, "mem_total");
   v(m.mem_available, "mem_available");
+  v(m.guest_policy, "guest_policy");
 }
 template <class V>
 void fields(V& v, NodeList& m) {
@@ -268,6 +282,38 @@ void fields(V& v, SetPaging& m) {
 template <class V>
 void fields(V& v, Ok& m) {
   v(m.message, "message");
+}
+template <class V>
+void fields(V& v, JobExited& m) {
+  v(m.job, "job");
+  v(m.exit_code, "exit_code");
+  v(m.reason, "reason");
+}
+template <class V>
+void fields(V& v, NodeCommand& m) {
+  v(m.nodes, "nodes");
+  v(m.op, "op");
+  v(m.args, "args");
+  v(m.timeout_ns, "timeout_ns");
+}
+template <class V>
+void fields(V& v, NodeResult& m) {
+  v(m.node, "node");
+  v(m.ok, "ok");
+  v(m.output, "output");
+}
+template <class V>
+void fields(V& v, NodeCommandResult& m) {
+  v(m.results, "results");
+}
+template <class V>
+void fields(V& v, SetCycleSteal& m) {
+  v(m.enable, "enable");
+  v(m.policy, "policy");
+}
+template <class V>
+void fields(V& v, RankAttach& m) {
+  v(m.job, "job");
 }
 
 namespace {
@@ -403,6 +449,20 @@ template <>
 constexpr MsgType kType<SetPaging> = MsgType::set_paging;
 template <>
 constexpr MsgType kType<Ok> = MsgType::ok;
+template <>
+constexpr MsgType kType<NodeRequest> = MsgType::node_request;
+template <>
+constexpr MsgType kType<NodeReply> = MsgType::node_reply;
+template <>
+constexpr MsgType kType<JobExited> = MsgType::job_exited;
+template <>
+constexpr MsgType kType<NodeCommand> = MsgType::node_command;
+template <>
+constexpr MsgType kType<NodeCommandResult> = MsgType::node_command_result;
+template <>
+constexpr MsgType kType<SetCycleSteal> = MsgType::set_cyclesteal;
+template <>
+constexpr MsgType kType<RankAttach> = MsgType::rank_attach;
 
 template <std::size_t I = 0>
 Result<Message> decode_as(MsgType type, std::span<const std::uint8_t> payload) {
@@ -471,6 +531,20 @@ const char* msg_type_name(MsgType type) {
       return "set_paging";
     case MsgType::ok:
       return "ok";
+    case MsgType::node_request:
+      return "node_request";
+    case MsgType::node_reply:
+      return "node_reply";
+    case MsgType::job_exited:
+      return "job_exited";
+    case MsgType::node_command:
+      return "node_command";
+    case MsgType::node_command_result:
+      return "node_command_result";
+    case MsgType::set_cyclesteal:
+      return "set_cyclesteal";
+    case MsgType::rank_attach:
+      return "rank_attach";
   }
   return nullptr;
 }

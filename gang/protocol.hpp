@@ -30,7 +30,7 @@
 namespace dynamos::gang::proto {
 
 inline constexpr std::uint32_t kMagic = 0x44594750;  // "DYGP"
-inline constexpr std::uint16_t kProtocolVersion = 1;
+inline constexpr std::uint16_t kProtocolVersion = 2;
 inline constexpr std::size_t kHeaderSize = 12;
 // A metrics report of a large node is the biggest message; 1 MiB leaves ample room and
 // bounds what a hostile peer can make us buffer.
@@ -53,6 +53,8 @@ enum class MsgType : std::uint16_t {
   // Coordinator <-> agent.
   job_assign = 10,
   job_release = 11,
+  node_request = 12,  // an operation on the node (cycle stealing, guests, extensions...)
+  node_reply = 13,
   prepare_switch = 20,
   prepare_ack = 21,
   switch_at = 22,
@@ -71,6 +73,12 @@ enum class MsgType : std::uint16_t {
   set_quantum = 57,
   set_paging = 58,
   ok = 59,
+  job_exited = 60,  // from the job's launcher
+  node_command = 61,
+  node_command_result = 62,
+  set_cyclesteal = 63,
+  // A rank's exec wrapper <-> dynamosd's local socket.
+  rank_attach = 70,
 };
 
 const char* msg_type_name(MsgType type);
@@ -121,6 +129,23 @@ struct JobAssign {
 struct JobRelease {
   JobId job = 0;
   std::string reason;
+};
+
+// An operation gangd forwards to a node on behalf of a CLI caller (NodeCommand). The
+// agent answers every request with a NodeReply carrying the same id. `uid` is the
+// caller's (gangd has already checked what they may do); `op` names the operation
+// (see gang/node_ops.hpp), `args` are its arguments.
+struct NodeRequest {
+  std::uint64_t request = 0;
+  std::uint32_t uid = 0;
+  std::string op;
+  std::vector<std::string> args;
+};
+
+struct NodeReply {
+  std::uint64_t request = 0;
+  bool ok = true;
+  std::string output;  // the result (text or JSON), or the error when !ok
 };
 
 // --- switch rounds -------------------------------------------------------------------
@@ -229,6 +254,7 @@ struct NodeInfo {
   std::vector<JobId> jobs;
   std::uint64_t mem_total = 0;
   std::uint64_t mem_available = 0;
+  std::string guest_policy;  // cycle stealing: "off", "linger", "pause", "evict"
 };
 
 struct NodeList {
@@ -248,10 +274,50 @@ struct Ok {
   std::string message;
 };
 
-using Message =
-    std::variant<Hello, Challenge, Auth, Welcome, JobAssign, JobRelease, PrepareSwitch, PrepareAck,
-                 SwitchAt, SwitchAck, MetricsReport, Heartbeat, ErrorMsg, JobSubmit, JobSubmitted,
-                 JobCancel, ListJobs, JobList, ListNodes, NodeList, SetQuantum, SetPaging, Ok>;
+// The launcher's report that a job's mpirun ended (root or the job's owner only).
+struct JobExited {
+  JobId job = 0;
+  std::int32_t exit_code = 0;
+  std::string reason;  // "" when the job exited by itself
+};
+
+// An operation on nodes: gangd checks the caller may (see node_ops.hpp), forwards it
+// as a NodeRequest to each node and answers with every node's reply.
+struct NodeCommand {
+  std::vector<std::string> nodes;  // empty: every node that is up
+  std::string op;
+  std::vector<std::string> args;
+  std::uint64_t timeout_ns = 0;  // 0: gangd's default (30 s)
+};
+
+struct NodeResult {
+  std::string node;
+  bool ok = true;
+  std::string output;
+};
+
+struct NodeCommandResult {
+  std::vector<NodeResult> results;
+};
+
+// Cycle stealing driven by gangd: guests run on every node with no running job in the
+// current slot, under `policy`; on nodes running a job they are paused.
+struct SetCycleSteal {
+  bool enable = false;
+  std::string policy = "linger";
+};
+
+// A rank's exec wrapper asks the node agent to put it (SO_PEERCRED's pid) into the
+// job's group; the agent answers Ok (once the caller is frozen or may run) or an error.
+struct RankAttach {
+  JobId job = 0;
+};
+
+using Message = std::variant<Hello, Challenge, Auth, Welcome, JobAssign, JobRelease, NodeRequest,
+                             NodeReply, PrepareSwitch, PrepareAck, SwitchAt, SwitchAck,
+                             MetricsReport, Heartbeat, ErrorMsg, JobSubmit, JobSubmitted, JobCancel,
+                             ListJobs, JobList, ListNodes, NodeList, SetQuantum, SetPaging, Ok,
+                             JobExited, NodeCommand, NodeCommandResult, SetCycleSteal, RankAttach>;
 
 MsgType type_of(const Message& m);
 
