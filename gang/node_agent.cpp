@@ -1,10 +1,12 @@
 #include "gang/node_agent.hpp"
 
 #include <charconv>
+#include <cstdio>
 #include <iostream>
 #include <string>
 
 #include "core/extension_host.hpp"
+#include "core/json.hpp"
 #include "gang/node_ops.hpp"
 
 namespace dynamos::gang {
@@ -358,6 +360,54 @@ std::vector<SwitchRecord> NodeAgent::switch_history() const {
   return {history_.begin(), history_.end()};
 }
 
+namespace {
+std::string ms(std::chrono::nanoseconds d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(d.count()) / 1e6);
+  return buf;
+}
+std::string id_list(const std::vector<JobId>& ids) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    s += (i ? "," : "") + std::to_string(ids[i]);
+  return s + "]";
+}
+}  // namespace
+
+Result<std::string> NodeAgent::switches_json(const std::string& last) const {
+  std::size_t n = kSwitchHistory;
+  if (!last.empty()) {
+    auto [end, ec] = std::from_chars(last.data(), last.data() + last.size(), n);
+    if (ec != std::errc{} || end != last.data() + last.size())
+      return fail(Errc::invalid_argument, "switches: '" + last + "' is not a count");
+  }
+  auto all = switch_history();
+  std::string out;
+  for (std::size_t i = all.size() > n ? all.size() - n : 0; i < all.size(); ++i) {
+    const auto& r = all[i];
+    std::string paging = "[";
+    std::size_t start = 0;
+    bool first = true;
+    while (start < r.paging_report.size()) {
+      auto nl = r.paging_report.find('\n', start);
+      auto line = r.paging_report.substr(start, nl == std::string::npos ? nl : nl - start);
+      if (!line.empty()) {
+        paging += (first ? "" : ",") + line;
+        first = false;
+      }
+      if (nl == std::string::npos) break;
+      start = nl + 1;
+    }
+    paging += "]";
+    out += "{\"node\":\"" + json_escape(config_.node) + "\",\"round\":" + std::to_string(r.round) +
+           ",\"outgoing\":" + id_list(r.outgoing) + ",\"incoming\":" + id_list(r.incoming) +
+           ",\"freeze_ms\":" + ms(r.freeze) + ",\"paging_ms\":" + ms(r.paging) +
+           ",\"thaw_ms\":" + ms(r.thaw) + ",\"total_ms\":" + ms(r.total) + ",\"paging\":" + paging +
+           ",\"error\":\"" + json_escape(r.error) + "\"}\n";
+  }
+  return out;
+}
+
 // --- node operations -----------------------------------------------------------------
 
 void NodeAgent::add_op(std::string name, Op op) {
@@ -383,6 +433,7 @@ Result<std::string> NodeAgent::node_request(const proto::NodeRequest& r) {
       out += (out.empty() ? "" : " ") + std::to_string(p);
     return out;
   }
+  if (r.op == ops::switches) return switches_json(r.args.empty() ? "" : r.args[0]);
   auto it = ops_.find(r.op);
   if (it == ops_.end())
     return fail(Errc::unsupported, "node " + config_.node + " does not support '" + r.op + "'");

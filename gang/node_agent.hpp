@@ -100,6 +100,10 @@ class NodeAgent : public SwitchHandler {
   using Op = std::function<Result<std::string>(const proto::NodeRequest&)>;
   void add_op(std::string name, Op op);
   Result<std::string> node_request(const proto::NodeRequest& r) override;
+  // The last `last` switches ("" = all kept), one JSON object a line: node, round,
+  // outgoing, incoming, freeze_ms, paging_ms, thaw_ms, total_ms, paging (the paging
+  // extension's reports), error.
+  Result<std::string> switches_json(const std::string& last) const;
 
   // The job's group, created when missing (the launch path attaches ranks here).
   Result<kernelside::Group> job_group(JobId job);

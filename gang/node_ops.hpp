@@ -10,6 +10,7 @@
 //   job-pids      JOB                         the job's owner  the pids in the job's group
 //   patch         JOB [patch options...]      the job's owner  remote update of every rank
 //   revert        JOB UPDATE [UPDATE...]      the job's owner  reverts updates of its ranks
+//   switches      [N]                         anyone           the last N switches (JSON lines)
 //
 // An agent answers an op it does not implement with an error naming it.
 #pragma once
@@ -27,6 +28,7 @@ inline constexpr std::string_view ext_upgrade = "ext-upgrade";
 inline constexpr std::string_view job_pids = "job-pids";
 inline constexpr std::string_view patch = "patch";
 inline constexpr std::string_view revert = "revert";
+inline constexpr std::string_view switches = "switches";
 
 enum class Who {
   root,       // only root
@@ -36,7 +38,7 @@ enum class Who {
 
 inline std::optional<Who> who_may(std::string_view op) {
   if (op == cyclesteal || op == ext_set || op == ext_upgrade) return Who::root;
-  if (op == guest_run || op == ext_list) return Who::anyone;
+  if (op == guest_run || op == ext_list || op == switches) return Who::anyone;
   if (op == job_pids || op == patch || op == revert) return Who::job_owner;
   return std::nullopt;
 }

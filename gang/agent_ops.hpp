@@ -1,0 +1,24 @@
+// The node operations dynamosd adds to its NodeAgent (gang/node_ops.hpp lists them
+// all). Each group lives in its own file and registers its ops with NodeAgent::add_op.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "gang/node_agent.hpp"
+
+namespace dynamos::core {
+class ExtensionHost;
+}
+
+namespace dynamos::gang {
+
+struct AgentOpsContext {
+  NodeAgent& agent;
+  core::ExtensionHost* extensions = nullptr;  // may be null: no extension loaded
+  std::string paging_extension;               // its name in the host, "" when not loaded
+  std::string cyclesteal_extension;           // likewise
+  std::function<void(const std::string&)> log;
+};
+
+}  // namespace dynamos::gang
