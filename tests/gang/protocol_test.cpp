@@ -42,7 +42,7 @@ std::vector<Message> samples(std::mt19937_64& rng) {
     b = static_cast<std::uint8_t>(rng());
   JobInfo info{rng(),      word(10), 1000,  "frozen", 1,    {word(5), word(5)},
                "adaptive", 7,        rng(), -9,       "why"};
-  NodeInfo node{word(8), "up", 4, ids(), rng(), rng()};
+  NodeInfo node{word(8), "up", 4, ids(), rng(), rng(), "linger"};
   return {
       Hello{Role::agent, word(12), 4242, n},
       Challenge{n, mac},
@@ -68,6 +68,13 @@ std::vector<Message> samples(std::mt19937_64& rng) {
       SetQuantum{rng()},
       SetPaging{rng(), word(8)},
       Ok{word(10)},
+      NodeRequest{rng(), 1000, "patch", {"7", word(12), ""}},
+      NodeReply{rng(), false, word(50)},
+      JobExited{rng(), -11, word(15)},
+      NodeCommand{{word(4), word(4)}, "ext-set", {"paging.budget=2s"}, rng()},
+      NodeCommandResult{{NodeResult{word(3), true, word(20)}, NodeResult{word(3), false, ""}}},
+      SetCycleSteal{true, "pause"},
+      RankAttach{rng()},
   };
 }
 
@@ -115,11 +122,11 @@ TEST(Protocol, HeaderErrorsAreClear) {
   EXPECT_NE(r.error().message().find("bad magic"), std::string::npos) << r.error().message();
 
   bad = f;
-  bad[5] = 2;  // version 2
+  bad[5] = 9;  // version 9
   r = decode_frame(bad);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::version_mismatch) << r.error().message();
-  EXPECT_NE(r.error().message().find("version 2"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("version 9"), std::string::npos) << r.error().message();
 
   bad = f;
   bad[6] = 0x7f;  // unknown type
