@@ -142,10 +142,15 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   class AgentConn;
   class ControlConn;
   struct Job {
+    Job() = default;
+    explicit Job(JournalJob r) : rec(std::move(r)) {}
     JournalJob rec;
     std::uint64_t switches = 0;
     std::uint64_t cpu_ns = 0;
     std::map<std::size_t, std::uint64_t> cpu_by_node;
+    std::map<std::size_t, std::uint64_t> majflt_by_node;
+    std::uint64_t major_faults = 0;
+    std::uint64_t submitted_ns = 0;
   };
   struct Node {
     std::string name;

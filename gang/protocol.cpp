@@ -249,6 +249,9 @@ void fields(V& v, JobInfo& m) {
   v(m.cpu_ns, "cpu_ns");
   v(m.exit_code, "exit_code");
   v(m.reason, "reason");
+  v(m.submitted_ns, "submitted_ns");
+  v(m.ended_ns, "ended_ns");
+  v(m.major_faults, "major_faults");
 }
 template <class V>
 void fields(V& v, JobList& m) {

@@ -40,8 +40,8 @@ std::vector<Message> samples(std::mt19937_64& rng) {
   Mac mac{};
   for (auto& b : mac)
     b = static_cast<std::uint8_t>(rng());
-  JobInfo info{rng(),      word(10), 1000,  "frozen", 1,    {word(5), word(5)},
-               "adaptive", 7,        rng(), -9,       "why"};
+  JobInfo info{rng(), word(10), 1000,  "frozen", 1, {word(5), word(5)}, "adaptive", 7, rng(),
+               -9,    "why",    rng(), rng(),    5};
   NodeInfo node{word(8), "up", 4, ids(), rng(), rng(), "linger"};
   return {
       Hello{Role::agent, word(12), 4242, n},
