@@ -184,6 +184,9 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   proto::JobAssign assign_message(const Job& job, std::size_t node) const;
   void replan();  // wake the quantum loop to re-derive the running set now
   void fail_jobs_of_lost_nodes();
+  // Keeps an ending job in the job list (ended_) with its state, exit code and reason.
+  void record_end(JobId id, const std::string& state, std::int32_t exit_code,
+                  const std::string& reason);
   bool may_act(std::uint32_t uid, const Job& job) const { return uid == 0 || uid == job.rec.uid; }
   Result<void> journal(const std::function<Result<void>(Journal&)>& write);
 
