@@ -694,6 +694,7 @@ asio::awaitable<RoundStats> Coordinator::switch_round(std::map<std::size_t, Node
   round_gate_.cancel();
   if (history_.size() >= 1000) history_.erase(history_.begin());
   history_.push_back(r.stats);
+  if (config_.round_log) config_.round_log(r.stats);
   co_return r.stats;
 }
 

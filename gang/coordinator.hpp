@@ -49,6 +49,8 @@ std::string format_duration(Nanos d);
 // The paging policies the CLI may name (extensions/paging implements them).
 const std::vector<std::string>& paging_policies();
 
+struct RoundStats;
+
 struct CoordinatorConfig {
   std::vector<HostEntry> hosts;  // the nodes, from the hostfile
   std::string listen_address = "127.0.0.1";
@@ -74,6 +76,8 @@ struct CoordinatorConfig {
   // that attach processes themselves). An error refuses the submission.
   std::function<Result<void>(const JournalJob& job, const proto::JobSubmit& request)> launch;
   Nanos node_command_timeout = 30s;  // NodeCommand without a timeout of its own
+  // Called with every finished switch round (gangd --round-log writes them as JSON).
+  std::function<void(const RoundStats&)> round_log;
 };
 
 // What one switch round measured.
