@@ -98,6 +98,7 @@ struct Coordinator::Round {
   RoundStats stats;
   std::uint64_t sent_ns = 0, deadline_ns = 0;
   std::uint64_t first_switch = UINT64_MAX, last_switch = 0, last_receipt = 0;
+  std::uint64_t decision_ns = 0, last_running = 0;
 };
 
 // --- an agent's connection -----------------------------------------------------------
@@ -641,6 +642,7 @@ asio::awaitable<RoundStats> Coordinator::switch_round(std::map<std::size_t, Node
   round_running_ = true;
   auto start = steady::now();
   Round r(io_);
+  r.decision_ns = realtime_ns();
   r.stats.round = ++round_id_;
   r.stats.nodes = plan.size();
   current_ = &r;
@@ -683,6 +685,8 @@ asio::awaitable<RoundStats> Coordinator::switch_round(std::map<std::size_t, Node
   r.stats.total = steady::now() - start;
   if (r.stats.switched > 0) {
     r.stats.skew = Nanos(static_cast<std::int64_t>(r.last_switch - r.first_switch));
+    if (r.last_running > r.decision_ns)
+      r.stats.running = Nanos(static_cast<std::int64_t>(r.last_running - r.decision_ns));
     if (r.last_receipt > r.sent_ns) {
       r.stats.delivery = Nanos(static_cast<std::int64_t>(r.last_receipt - r.sent_ns));
       lead_ =
@@ -727,6 +731,7 @@ void Coordinator::on_switch_ack(std::size_t node, const proto::SwitchAck& ack) {
     r.first_switch = std::min(r.first_switch, ack.switched_ns);
     r.last_switch = std::max(r.last_switch, ack.switched_ns);
     r.last_receipt = std::max(r.last_receipt, ack.received_ns);
+    r.last_running = std::max(r.last_running, ack.running_ns);
     if (ack.received_ns > r.deadline_ns) ++r.stats.late;
     r.stats.max_switch_duration =
         std::max(r.stats.max_switch_duration, Nanos(static_cast<std::int64_t>(ack.duration_ns)));

@@ -94,6 +94,7 @@ struct RoundStats {
   Nanos skew{};                 // first to last node switching
   Nanos delivery{};             // SwitchAt sent to the last agent receiving it
   Nanos max_switch_duration{};  // slowest node's switch
+  Nanos running{};              // decision to the last node's incoming jobs thawed
   std::vector<std::string> errors;
 };
 
