@@ -84,14 +84,19 @@ Result<std::string> stage_patch_object(const std::string& path, std::string_view
   const std::string copy =
       dir + "/" + std::filesystem::path(path).stem().string() + "-" + name + ".so";
   if (!std::filesystem::exists(copy)) {
-    const std::string tmp = copy + ".tmp" + std::to_string(getpid());
+    // Unique per thread: two node agents in one process may stage the same build at once.
+    const std::string tmp =
+        copy + ".tmp" + std::to_string(getpid()) + "." + std::to_string(gettid());
     std::ofstream out(tmp, std::ios::binary);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.close();
     if (!out) return fail_errno("write " + tmp);
     std::filesystem::permissions(tmp, std::filesystem::perms(0644), ec);
-    std::filesystem::rename(tmp, copy, ec);
-    if (ec) return fail(Errc::system, "rename " + tmp + ": " + ec.message());
+    std::filesystem::rename(tmp, copy, ec);  // atomic: a racing writer's copy is the same
+    if (ec) {
+      std::filesystem::remove(tmp, ec);
+      return fail(Errc::system, "rename " + tmp + ": " + ec.message());
+    }
   }
   return copy;
 }
