@@ -5,10 +5,13 @@
 // in the jobs' groups, and the real `dynamos` CLI talking to the control socket.
 //
 // Prints the figures of docs/remote.md ("Patching a whole job").
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -486,6 +489,106 @@ TEST(PatchJob, NonOwnerIsRefused) {
   EXPECT_EQ(refused.error().code, Errc::not_permitted) << refused.error().message();
   EXPECT_NE(refused.error().message().find("may not read"), std::string::npos)
       << refused.error().message();
+}
+
+// The same through the real daemons: gangd and one dynamosd per node (separate
+// processes), ranks placed into the jobs' groups as the launch path would.
+TEST(PatchJob, ThroughGangdAndDynamosdProcesses) {
+  KERNELSIDE_REQUIRE_ROOT();
+  auto layout = ASSERT_OK(Layout::detect());
+  sweep_stale_groups(layout);
+  const std::string parent = unique_group_name();
+  char tmpl[] = "/tmp/dynamos-patchjob-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  struct Daemons {
+    std::vector<pid_t> pids;
+    Layout layout;
+    std::string parent, dir;
+    ~Daemons() {
+      for (pid_t p : pids) {
+        ::kill(p, SIGTERM);
+        ::waitpid(p, nullptr, 0);
+      }
+      if (Group::exists(layout, parent))
+        if (auto g = Group::open(layout, parent)) (void)g->remove_tree(Evict::kill);
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+    pid_t spawn(std::vector<std::string> args, const std::string& tag) {
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        int err = ::open((dir + "/" + tag + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        ::dup2(err, 2);
+        auto v = remote_test::argv_of(args);
+        ::execv(v[0], v.data());
+        ::_exit(127);
+      }
+      pids.push_back(pid);
+      return pid;
+    }
+    std::string err(const std::string& tag) {
+      std::ifstream in(dir + "/" + tag + ".err");
+      return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    }
+  } d{{}, layout, parent, dir};
+  { std::ofstream(dir + "/hosts") << "n0 slots=2\nn1 slots=2\n"; }
+  const std::string sock = dir + "/gangd.sock";
+  d.spawn({GANGD_PATH, "--hostfile", dir + "/hosts", "--secret", dir + "/secret", "--create-secret",
+           "--listen", "127.0.0.1:0", "--control-socket", sock, "--journal", "", "--quantum", "30s",
+           "--heartbeat", "200ms"},
+          "gangd");
+  std::smatch m;
+  std::string err;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        err = d.err("gangd");
+        return std::regex_search(err, m, std::regex("port ([0-9]+)"));
+      },
+      5000ms))
+      << err;
+  const std::string port = m[1];
+  for (const char* node : {"n0", "n1"})
+    d.spawn({DYNAMOSD_PATH, "--node", node, "--coordinator", "127.0.0.1:" + port, "--secret",
+             dir + "/secret", "--cgroup-parent", parent, "--remove-on-exit"},
+            node);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = control_request(sock, proto::ListNodes{});
+        if (!r) return false;
+        auto& nodes = std::get<proto::NodeList>(*r).nodes;
+        return nodes.size() == 2 && nodes[0].state == "up" && nodes[1].state == "up";
+      },
+      5000ms))
+      << d.err("n0") << d.err("n1");
+  auto sub = control_request(sock, proto::JobSubmit{"j", 4, 2, "demand", {"/bin/true"}, "/"});
+  ASSERT_TRUE(sub) << sub.error().message();
+  const JobId job = std::get<proto::JobSubmitted>(*sub).job;
+  auto ranks = ranks_of({TARGET_PIE, TARGET_PIE, TARGET_PIE, TARGET_PIE});
+  ASSERT_TRUE(all_show(ranks, "result 14 "));
+  for (std::size_t i = 0; i < ranks.size(); ++i) {
+    const std::string path =
+        parent + "/n" + std::to_string(i / 2) + "/" + NodeAgent::job_group_name(job);
+    ASSERT_TRUE(wait_until([&] { return Group::exists(layout, path); }, 5000ms)) << path;
+    auto g = ASSERT_OK(Group::open(layout, path));
+    ASSERT_OK_VOID(g.attach(ranks[i]->pid()));
+  }
+  auto o = run({kCli, "patch", "--job", std::to_string(job), "--replace", "compute=" + kPatch,
+                "--socket", sock});
+  ASSERT_EQ(o.status, 0) << o.err << d.err("n0") << d.err("n1");
+  EXPECT_NE(o.out.find("4 ranks on 2 nodes"), std::string::npos) << o.out;
+  std::string which;
+  EXPECT_TRUE(all_show(ranks, "result 1014 ", &which)) << which;
+  auto line = words(revert_line(o.out));
+  ASSERT_GE(line.size(), 5u) << o.out;
+  line.erase(line.begin());
+  line.insert(line.begin(), kCli);
+  line.push_back("--socket");
+  line.push_back(sock);
+  auto rv = run(line);
+  ASSERT_EQ(rv.status, 0) << rv.err;
+  EXPECT_TRUE(all_show(ranks, "result 14 ", &which)) << which;
+  EXPECT_NE(d.err("n0").find("rank(s) patched"), std::string::npos) << d.err("n0");
 }
 
 }  // namespace
