@@ -166,7 +166,7 @@ class JobCluster {
   // have its group, and attaches the processes: the first half to n0, the rest to n1.
   Result<JobId> job(std::uint32_t uid, const std::vector<std::unique_ptr<Program>>& ranks) {
     proto::JobSubmit js{
-        "patchme", static_cast<std::uint32_t>(ranks.size()), 2, "demand", {"/bin/true"}, "/"};
+        "patchme", static_cast<std::uint32_t>(ranks.size()), 2, "demand", {"/bin/true"}, "/", ""};
     auto id = c.call([&] { return c.coordinator->submit(uid, js); });
     if (!id) return id;
     for (std::size_t i = 0; i < ranks.size(); ++i) {
@@ -534,9 +534,26 @@ TEST(PatchJob, ThroughGangdAndDynamosdProcesses) {
   } d{{}, layout, parent, dir};
   { std::ofstream(dir + "/hosts") << "n0 slots=2\nn1 slots=2\n"; }
   const std::string sock = dir + "/gangd.sock";
-  d.spawn({GANGD_PATH, "--hostfile", dir + "/hosts", "--secret", dir + "/secret", "--create-secret",
-           "--listen", "127.0.0.1:0", "--control-socket", sock, "--journal", "", "--quantum", "30s",
-           "--heartbeat", "200ms"},
+  d.spawn({GANGD_PATH,
+           "--launch",
+           "none",
+           "--run-dir",
+           dir,
+           "--hostfile",
+           dir + "/hosts",
+           "--secret",
+           dir + "/secret",
+           "--create-secret",
+           "--listen",
+           "127.0.0.1:0",
+           "--control-socket",
+           sock,
+           "--journal",
+           "",
+           "--quantum",
+           "30s",
+           "--heartbeat",
+           "200ms"},
           "gangd");
   std::smatch m;
   std::string err;
@@ -550,7 +567,7 @@ TEST(PatchJob, ThroughGangdAndDynamosdProcesses) {
   const std::string port = m[1];
   for (const char* node : {"n0", "n1"})
     d.spawn({DYNAMOSD_PATH, "--node", node, "--coordinator", "127.0.0.1:" + port, "--secret",
-             dir + "/secret", "--cgroup-parent", parent, "--remove-on-exit"},
+             dir + "/secret", "--cgroup-parent", parent, "--run-dir", dir, "--remove-on-exit"},
             node);
   ASSERT_TRUE(wait_until(
       [&] {
@@ -561,7 +578,7 @@ TEST(PatchJob, ThroughGangdAndDynamosdProcesses) {
       },
       5000ms))
       << d.err("n0") << d.err("n1");
-  auto sub = control_request(sock, proto::JobSubmit{"j", 4, 2, "demand", {"/bin/true"}, "/"});
+  auto sub = control_request(sock, proto::JobSubmit{"j", 4, 2, "demand", {"/bin/true"}, "/", ""});
   ASSERT_TRUE(sub) << sub.error().message();
   const JobId job = std::get<proto::JobSubmitted>(*sub).job;
   auto ranks = ranks_of({TARGET_PIE, TARGET_PIE, TARGET_PIE, TARGET_PIE});
