@@ -21,4 +21,7 @@ struct AgentOpsContext {
   std::function<void(const std::string&)> log;
 };
 
+// patch, revert: the remote live update of every rank of a job (agent_ops_patch.cpp).
+void add_patch_ops(AgentOpsContext& ctx);
+
 }  // namespace dynamos::gang
