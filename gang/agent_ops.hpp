@@ -21,4 +21,8 @@ struct AgentOpsContext {
   std::function<void(const std::string&)> log;
 };
 
+// The op groups (one file each: gang/agent_ops_<group>.cpp).
+void add_cyclesteal_ops(AgentOpsContext& ctx);  // cyclesteal, guest-run
+void add_extension_ops(AgentOpsContext& ctx);   // ext-list, ext-set, ext-upgrade
+
 }  // namespace dynamos::gang

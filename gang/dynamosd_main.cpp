@@ -16,6 +16,7 @@
 
 #include "core/extension_host.hpp"
 #include "core/tunables.hpp"
+#include "gang/agent_ops.hpp"
 #include "gang/coordinator.hpp"
 #include "gang/node_agent.hpp"
 
@@ -124,6 +125,7 @@ int main(int argc, char** argv) {
   if (!host) return die(host.error().message());
   node.extensions = host->get();
   node.paging_extension.clear();
+  std::string cyclesteal_extension;
   for (auto which : {"paging-extension", "cyclesteal-extension"}) {
     auto path = vm[which].as<std::string>();
     if (path.empty()) continue;
@@ -132,6 +134,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dynamosd: loaded extension %s %s from %s\n", info->name.c_str(),
                  info->version.c_str(), path.c_str());
     if (std::string(which) == "paging-extension") node.paging_extension = info->name;
+    if (std::string(which) == "cyclesteal-extension") cyclesteal_extension = info->name;
   }
 
   auto tick = parse_duration(vm["tick"].as<std::string>());
@@ -149,8 +152,13 @@ int main(int argc, char** argv) {
   }
 
   bool node_has_paging = !node.paging_extension.empty();
+  std::string paging_extension = node.paging_extension;
   auto agent = NodeAgent::create(std::move(node));
   if (!agent) return die(agent.error().message());
+  // Node operations gangd forwards (gang/node_ops.hpp), one group per file.
+  AgentOpsContext ops{**agent, host->get(), paging_extension, cyclesteal_extension, {}};
+  add_cyclesteal_ops(ops);
+  add_extension_ops(ops);
 
   boost::asio::io_context io{1};
   auto s = AgentSession::create(io.get_executor(), std::move(session), **agent);
