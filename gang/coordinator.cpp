@@ -417,7 +417,7 @@ Result<void> Coordinator::recover(JournalState& state) {
       p.cells.push_back({n, static_cast<int>(ranks)});
     }
     if (missing.empty() && matrix_.restore(p)) {
-      jobs_[id] = Job{rec, 0, 0, {}};
+      jobs_[id] = Job{rec};
       continue;
     }
     // The hostfile changed: place the job afresh if it still fits somewhere.
@@ -435,7 +435,7 @@ Result<void> Coordinator::recover(JournalState& state) {
     for (const auto& c : placed->cells)
       rec.cells.emplace_back(nodes_[c.node].name, static_cast<std::uint32_t>(c.ranks));
     warnings_.push_back("job " + std::to_string(id) + " re-placed at recovery (hostfile changed)");
-    jobs_[id] = Job{rec, 0, 0, {}};
+    jobs_[id] = Job{rec};
   }
   for (auto id : dropped)
     state.jobs.erase(id);
@@ -759,6 +759,11 @@ void Coordinator::on_metrics(std::size_t node, const proto::MetricsReport& m) {
     for (const auto& [n, ns] : it->second.cpu_by_node)
       sum += ns;
     it->second.cpu_ns = sum;
+    it->second.majflt_by_node[node] = jm.major_faults;
+    sum = 0;
+    for (const auto& [n, f] : it->second.majflt_by_node)
+      sum += f;
+    it->second.major_faults = sum;
   }
 }
 
@@ -874,7 +879,8 @@ Result<JobId> Coordinator::submit(std::uint32_t uid, const proto::JobSubmit& req
     return std::unexpected(with_context(ok.error(), "job not accepted"));
   }
   ++next_id_;
-  auto& job = jobs_[id] = Job{rec, 0, 0, {}};
+  auto& job = jobs_[id] = Job{rec};
+  job.submitted_ns = realtime_ns();
   // Agents learn of the job frozen; the next round (replan) lets it run. Ranks that
   // start before then are frozen as they join the job's group.
   for (const auto& c : placed->cells) {
@@ -883,7 +889,7 @@ Result<JobId> Coordinator::submit(std::uint32_t uid, const proto::JobSubmit& req
     send_to(c.node, a);
   }
   if (config_.launch) {
-    if (auto ok = config_.launch(rec); !ok) {
+    if (auto ok = config_.launch(rec, req); !ok) {
       (void)journal([&](Journal& j) { return j.job_removed(id, "launch failed"); });
       for (const auto& c : placed->cells)
         send_to(c.node, proto::JobRelease{id, "launch failed"});
@@ -930,6 +936,8 @@ proto::JobList Coordinator::list_jobs(std::uint32_t uid) const {
     info.paging = job.rec.paging;
     info.switches = job.switches;
     info.cpu_ns = job.cpu_ns;
+    info.major_faults = job.major_faults;
+    info.submitted_ns = job.submitted_ns;
     out.jobs.push_back(std::move(info));
   }
   return out;
@@ -999,6 +1007,7 @@ Result<void> Coordinator::job_exited(std::uint32_t uid, const proto::JobExited& 
       j.state = m.exit_code == 0 && m.reason.empty() ? "done" : "failed";
       j.exit_code = m.exit_code;
       j.reason = m.reason;
+      j.ended_ns = realtime_ns();
       ended_[m.job] = std::move(j);
       break;
     }

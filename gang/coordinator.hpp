@@ -72,7 +72,7 @@ struct CoordinatorConfig {
   // Starts a newly placed job's ranks (gangd: the launcher, see gang/launch.hpp); its
   // nodes in placement order with their rank counts. Empty: jobs are only placed (tests
   // that attach processes themselves). An error refuses the submission.
-  std::function<Result<void>(const JournalJob& job)> launch;
+  std::function<Result<void>(const JournalJob& job, const proto::JobSubmit& request)> launch;
   Nanos node_command_timeout = 30s;  // NodeCommand without a timeout of its own
 };
 
@@ -147,10 +147,15 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   class AgentConn;
   class ControlConn;
   struct Job {
+    Job() = default;
+    explicit Job(JournalJob r) : rec(std::move(r)) {}
     JournalJob rec;
     std::uint64_t switches = 0;
     std::uint64_t cpu_ns = 0;
     std::map<std::size_t, std::uint64_t> cpu_by_node;
+    std::map<std::size_t, std::uint64_t> majflt_by_node;
+    std::uint64_t major_faults = 0;
+    std::uint64_t submitted_ns = 0;
   };
   struct Node {
     std::string name;

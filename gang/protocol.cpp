@@ -225,6 +225,7 @@ void fields(V& v, JobSubmit& m) {
   v(m.paging, "paging");
   v(m.argv, "argv");
   v(m.cwd, "cwd");
+  v(m.output, "output");
 }
 template <class V>
 void fields(V& v, JobSubmitted& m) {
@@ -249,6 +250,9 @@ void fields(V& v, JobInfo& m) {
   v(m.cpu_ns, "cpu_ns");
   v(m.exit_code, "exit_code");
   v(m.reason, "reason");
+  v(m.submitted_ns, "submitted_ns");
+  v(m.ended_ns, "ended_ns");
+  v(m.major_faults, "major_faults");
 }
 template <class V>
 void fields(V& v, JobList& m) {

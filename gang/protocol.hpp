@@ -215,6 +215,7 @@ struct JobSubmit {
   std::string paging = "demand";
   std::vector<std::string> argv;
   std::string cwd;
+  std::string output;  // the job's output file; "" = <cwd>/dynamos-job<ID>.out
 };
 
 struct JobSubmitted {
@@ -238,7 +239,10 @@ struct JobInfo {
   std::uint64_t switches = 0;
   std::uint64_t cpu_ns = 0;
   std::int32_t exit_code = -1;
-  std::string reason;  // why a job failed
+  std::string reason;              // why a job failed
+  std::uint64_t submitted_ns = 0;  // CLOCK_REALTIME at submission (0: before a gangd restart)
+  std::uint64_t ended_ns = 0;      // CLOCK_REALTIME when it ended, 0 while it runs
+  std::uint64_t major_faults = 0;  // summed over its nodes, from the agents' reports
 };
 
 struct JobList {
