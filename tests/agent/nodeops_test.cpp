@@ -205,9 +205,9 @@ class LiveCluster {
     }
     gangd_.pid =
         spawn(GANGD_PATH,
-              {"--hostfile", dir_ / "hosts", "--secret", dir_ / "secret", "--create-secret",
-               "--listen", "127.0.0.1:0", "--control-socket", dir_ / "gangd.sock", "--journal", "",
-               "--quantum", quantum, "--heartbeat", "200ms"},
+              {"--launch", "none", "--hostfile", dir_ / "hosts", "--secret", dir_ / "secret",
+               "--create-secret", "--listen", "127.0.0.1:0", "--control-socket",
+               dir_ / "gangd.sock", "--journal", "", "--quantum", quantum, "--heartbeat", "200ms"},
               dir_.path(), "gangd");
     std::smatch m;
     std::string err;
@@ -229,7 +229,8 @@ class LiveCluster {
                 {"--node", "n" + std::to_string(i), "--coordinator", "127.0.0.1:" + port,
                  "--secret", dir_ / "secret", "--cgroup-parent", parent_, "--paging-extension",
                  DYNAMOS_LIB_DIR "/libdynamos_ext_paging.so", "--cyclesteal-extension",
-                 DYNAMOS_LIB_DIR "/libdynamos_ext_cyclesteal.so", "--remove-on-exit"},
+                 DYNAMOS_LIB_DIR "/libdynamos_ext_cyclesteal.so", "--run-dir", dir_.path().string(),
+                 "--remove-on-exit"},
                 dir_.path(), "agent" + std::to_string(i));
     if (!kt::wait_until(
             [&] {
@@ -281,7 +282,7 @@ class LiveCluster {
   // A job placed by gangd (no launcher: the test attaches its processes).
   JobId submit(std::uint32_t ranks, std::uint32_t nodes) const {
     auto r = control_request(socket(),
-                             proto::JobSubmit{"t", ranks, nodes, "demand", {"/bin/true"}, "/"});
+                             proto::JobSubmit{"t", ranks, nodes, "demand", {"/bin/true"}, "/", ""});
     return r ? std::get<proto::JobSubmitted>(*r).job : 0;
   }
   std::string job_node(JobId job) const {
