@@ -349,7 +349,7 @@ Result<void> Group::freeze(std::chrono::milliseconds timeout) {
                                        std::to_string(timeout.count()) + " ms (still freezing)");
     if (v1) (void)write_text(*f, "FROZEN");  // v1 retries freezing stragglers on each write
     std::this_thread::sleep_for(pause);
-    pause = std::min<std::chrono::microseconds>(pause * 2, 5ms);
+    pause = std::min<std::chrono::microseconds>(pause * 2, 1ms);
   }
 }
 
