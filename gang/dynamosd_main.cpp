@@ -164,6 +164,8 @@ int main(int argc, char** argv) {
       **agent, host->get(), paging_name, cyclesteal_name,
       [](const std::string& line) { std::fprintf(stderr, "dynamosd: %s\n", line.c_str()); }};
   add_patch_ops(ops);
+  add_cyclesteal_ops(ops);
+  add_extension_ops(ops);
 
   boost::asio::io_context io{1};
   auto run_dir = vm["run-dir"].as<std::string>();
