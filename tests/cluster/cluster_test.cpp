@@ -400,3 +400,44 @@ TEST(Cluster, JobsOfAnAgentThatNeverComesBackFailOthersGoOn) {
   EXPECT_EQ(wb.code, 0) << wb.text;
   expect_clean_after_down(c);
 }
+
+TEST(Cluster, PatchJobReachesEveryRankOfASubmittedMpiJob) {
+  GANG_REQUIRE_ROOT();
+  Cluster c(2, "--mem-per-node 1G --quantum 300ms");
+  ASSERT_TRUE(c.up()) << c.up_text();
+  // The target job alternates with another one, so the patch has to find its time slice.
+  auto t = c.cli("submit --ranks 4 --name target -- " + std::string(TARGET_MPI));
+  auto other = c.cli("submit --ranks 4 --name other -- " + kStencil + " -q --mem 16M --seconds 60");
+  int jt = job_id(t), jo = job_id(other);
+  ASSERT_GT(jt, 0) << t.text;
+  ASSERT_GT(jo, 0) << other.text;
+  auto out = c.dir() + "/dynamos-job" + std::to_string(jt) + ".out";
+  // Whether the output's latest sum, after `within`, is `sum`.
+  auto latest_is = [&](const std::string& sum, std::chrono::seconds within) {
+    static const std::regex re("sum ([0-9]+)");
+    for (auto until = std::chrono::steady_clock::now() + within;
+         std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(50ms)) {
+      auto text = slurp(out);
+      std::string last;
+      for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it)
+        last = (*it)[1];
+      if (last == sum) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(latest_is("56", 20s)) << slurp(out);
+
+  auto p = c.cli("patch --job " + std::to_string(jt) + " --replace compute=" + PATCH_SO);
+  ASSERT_EQ(p.code, 0) << p.text;
+  // Every one of the 4 ranks, on both nodes, now contributes 1014.
+  EXPECT_TRUE(latest_is("4056", 20s)) << slurp(out);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(p.text, m, std::regex("(dynamos revert --job [^\n]+)"))) << p.text;
+  auto r = c.cli(m[1].str().substr(std::string("dynamos ").size()));
+  EXPECT_EQ(r.code, 0) << r.text;
+  EXPECT_TRUE(latest_is("56", 20s)) << slurp(out);
+
+  EXPECT_EQ(c.cli("cancel " + std::to_string(jt)).code, 0);
+  EXPECT_EQ(c.cli("cancel " + std::to_string(jo)).code, 0);
+  expect_clean_after_down(c);
+}
