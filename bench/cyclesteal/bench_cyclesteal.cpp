@@ -71,6 +71,7 @@ struct Options {
   std::string node_mem = "1536M";
   std::string host_grow_to = "1G";
   unsigned node_weight = 0;       // CPU weight of the benchmark's node group; 0 = default
+  std::string guest_priority;     // "", cpu.idle or SCHED_IDLE (the guests' attach attribute)
   std::vector<std::string> sets;  // extension tunables, "key=value"
   bool json = false;
   std::string sweep = DYNAMOS_SWEEP;
@@ -168,8 +169,10 @@ std::unique_ptr<Process> Bench::start_guest(const std::string& policy) {
   if (policy == "nice") (void)nice_group_.attach(g->pid());
   if (extension_policy(policy)) {
     // The guest class lives inside the benchmark's node group, beside the host.
-    auto r = ext_->attach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_++, g->pid(), "",
-                                                {{"class", node_.path() + "/guests"}}));
+    std::vector<std::pair<std::string, std::string>> attrs{{"class", node_.path() + "/guests"}};
+    if (!o_.guest_priority.empty()) attrs.emplace_back("cpu_priority", o_.guest_priority);
+    auto r = ext_->attach("cyclesteal",
+                          subject(DYNAMOS_SUBJECT_GUEST, next_id_++, g->pid(), "", attrs));
     if (!r) std::cerr << "dynamos-bench-cyclesteal: attach guest: " << r.error().message() << "\n";
   }
   return g;
@@ -339,6 +342,9 @@ int main(int argc, char** argv) {
     ("scenario", po::value(&o.scenario)->default_value(o.scenario), "cpu, or memory: the host grows into memory the guest holds, inside a node of --node-mem (needs swap: scripts/zram-swap.sh is called)")
     ("node-mem", po::value(&o.node_mem)->default_value(o.node_mem), "memory scenario: the node group's memory")
     ("host-grow-to", po::value(&o.host_grow_to)->default_value(o.host_grow_to), "memory scenario: the host's final working set")
+    ("guest-priority", po::value(&o.guest_priority),
+     "how guests yield the CPU: cpu.idle (their group, the default where the cpu controller "
+     "has it) or SCHED_IDLE (every guest thread)")
     ("node-weight", po::value(&o.node_weight)->default_value(o.node_weight), "CPU weight (1..10000) of the node group holding host and guests against the rest of the machine; 0 = the default 100")
     ("set", po::value(&o.sets), "extension tunable KEY=VALUE (repeatable), e.g. --set idle_period=500ms")
     ("json", po::bool_switch(&o.json), "one JSON object per policy per line")
