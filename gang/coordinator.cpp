@@ -883,7 +883,7 @@ Result<JobId> Coordinator::submit(std::uint32_t uid, const proto::JobSubmit& req
     send_to(c.node, a);
   }
   if (config_.launch) {
-    if (auto ok = config_.launch(rec); !ok) {
+    if (auto ok = config_.launch(rec, req); !ok) {
       (void)journal([&](Journal& j) { return j.job_removed(id, "launch failed"); });
       for (const auto& c : placed->cells)
         send_to(c.node, proto::JobRelease{id, "launch failed"});

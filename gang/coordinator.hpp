@@ -72,7 +72,7 @@ struct CoordinatorConfig {
   // Starts a newly placed job's ranks (gangd: the launcher, see gang/launch.hpp); its
   // nodes in placement order with their rank counts. Empty: jobs are only placed (tests
   // that attach processes themselves). An error refuses the submission.
-  std::function<Result<void>(const JournalJob& job)> launch;
+  std::function<Result<void>(const JournalJob& job, const proto::JobSubmit& request)> launch;
   Nanos node_command_timeout = 30s;  // NodeCommand without a timeout of its own
 };
 

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <boost/program_options.hpp>
 #include <condition_variable>
@@ -18,6 +19,7 @@
 #include "core/tunables.hpp"
 #include "gang/coordinator.hpp"
 #include "gang/node_agent.hpp"
+#include "gang/rank_socket.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -62,6 +64,8 @@ int main(int argc, char** argv) {
       ("rt-priority", po::value<int>()->default_value(10),
        "SCHED_FIFO priority of the agent (1..99; 0 keeps the normal policy): switches "
        "must not wait behind the ranks for a CPU")
+      ("run-dir", po::value<std::string>()->default_value("/run/dynamos"),
+       "where the agent's local socket for ranks goes (<run-dir>/agent-<node>.sock)")
       ("remove-on-exit", po::bool_switch(),
        "remove the node's cgroups (killing their processes) on SIGTERM/SIGINT; "
        "by default they stay for the next dynamosd to adopt");
@@ -153,12 +157,20 @@ int main(int argc, char** argv) {
   if (!agent) return die(agent.error().message());
 
   boost::asio::io_context io{1};
+  auto run_dir = vm["run-dir"].as<std::string>();
+  if (::mkdir(run_dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return die("--run-dir: cannot create " + run_dir + ": " + std::strerror(errno));
+  auto ranks =
+      RankSocket::create(io.get_executor(), rank_socket_path(run_dir, session.node), **agent);
+  if (!ranks) return die(ranks.error().message());
+  (*ranks)->start();
   auto s = AgentSession::create(io.get_executor(), std::move(session), **agent);
   bool remove_on_exit = vm["remove-on-exit"].as<bool>();
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     std::fprintf(stderr, "dynamosd: signal %d, shutting down\n", sig);
+    (*ranks)->stop();
     s->stop();
   });
   s->start();

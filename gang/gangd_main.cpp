@@ -3,6 +3,7 @@
 // socket, and alternates jobs every quantum with synchronised switch rounds.
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/program_options.hpp>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <iostream>
 
 #include "gang/coordinator.hpp"
+#include "gang/launch.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -63,7 +65,13 @@ int main(int argc, char** argv) {
        "a node down this long fails its jobs (other jobs go on)")
       ("switch-lead", po::value<std::string>()->default_value("5ms"),
        "first switch round's deadline lead (later rounds adapt)")
-      ("time-slots", po::value<int>()->default_value(8), "rows of the Ousterhout matrix");
+      ("time-slots", po::value<int>()->default_value(8), "rows of the Ousterhout matrix")
+      ("launch", po::value<std::string>()->default_value("ssh"),
+       "how jobs start: ssh (mpirun over the hostfile's real hosts), virtual (every node is "
+       "this host: dynamos cluster up), none (placed only; ranks are attached by hand)")
+      ("run-dir", po::value<std::string>()->default_value("/run/dynamos"),
+       "the agents' sockets and the launchers' files (as dynamosd's --run-dir)")
+      ("mpirun", po::value<std::string>()->default_value("mpirun"), "the mpirun jobs start with");
   // clang-format on
 
   po::variables_map vm;
@@ -124,6 +132,26 @@ int main(int argc, char** argv) {
   }
   cfg.max_rows = vm["time-slots"].as<int>();
   if (cfg.max_rows < 1 || cfg.max_rows > 1024) return die("--time-slots must be within 1..1024");
+  auto launch_mode = vm["launch"].as<std::string>();
+  if (launch_mode != "ssh" && launch_mode != "virtual" && launch_mode != "none")
+    return die("--launch must be ssh, virtual or none, got '" + launch_mode + "'");
+  if (launch_mode != "none") {
+    if (cfg.control_socket.empty())
+      return die("--launch " + launch_mode +
+                 " needs the control socket (jobs report their exit there)");
+    LaunchConfig lc;
+    lc.mode = launch_mode;
+    lc.launcher = sibling_program("dynamos-launch");
+    lc.run_dir = vm["run-dir"].as<std::string>();
+    lc.control_socket = std::filesystem::absolute(cfg.control_socket).string();
+    lc.mpirun = vm["mpirun"].as<std::string>();
+    if (::access(lc.launcher.c_str(), X_OK) != 0)
+      return die("--launch " + launch_mode + ": " + lc.launcher +
+                 " is missing (build dynamos-launch)");
+    cfg.launch = [lc](const JournalJob& job, const proto::JobSubmit& req) {
+      return launch_job(lc, job, req.output);
+    };
+  }
   if (!cfg.control_socket.empty()) make_parent(cfg.control_socket);
   if (!cfg.journal_path.empty()) make_parent(cfg.journal_path);
 

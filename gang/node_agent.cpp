@@ -90,7 +90,8 @@ Result<std::unique_ptr<NodeAgent>> NodeAgent::create(NodeAgentConfig config) {
     auto group = ks::Group::open(*agent->config_.layout, path + "/" + name);
     if (!group) return std::unexpected(with_context(group.error(), "node agent: adopting " + name));
     auto frozen = group->frozen();
-    agent->jobs_.emplace(*id, Job{std::move(*group), "", "", !frozen.value_or(false)});
+    agent->jobs_.emplace(*id,
+                         Job{std::move(*group), "", "", !frozen.value_or(false), std::nullopt});
     agent->log("adopted job " + std::to_string(*id) + " from " + path + "/" + name);
   }
   return agent;
@@ -109,7 +110,7 @@ Result<NodeAgent::Job*> NodeAgent::job_locked(JobId job) {
   if (!group)
     return std::unexpected(
         with_context(group.error(), "creating the group of job " + std::to_string(job)));
-  auto [it, _] = jobs_.emplace(job, Job{std::move(*group), "", "", true});
+  auto [it, _] = jobs_.emplace(job, Job{std::move(*group), "", "", true, std::nullopt});
   return &it->second;
 }
 
@@ -132,6 +133,21 @@ Result<void> NodeAgent::attach(JobId job, pid_t pid) {
   return {};
 }
 
+Result<void> NodeAgent::attach_rank(JobId job, pid_t pid, uid_t uid) {
+  {
+    std::lock_guard l(mu_);
+    auto it = jobs_.find(job);
+    if (it == jobs_.end() || !it->second.uid)
+      return fail(Errc::busy,
+                  "job " + std::to_string(job) + " is not assigned to node " + config_.node);
+    if (uid != 0 && uid != *it->second.uid)
+      return fail(Errc::not_permitted, "job " + std::to_string(job) + " belongs to uid " +
+                                           std::to_string(*it->second.uid) + ", not " +
+                                           std::to_string(uid));
+  }
+  return attach(job, pid);
+}
+
 Result<void> NodeAgent::assign(const proto::JobAssign& a) {
   std::lock_guard l(mu_);
   auto j = job_locked(a.job);
@@ -139,6 +155,7 @@ Result<void> NodeAgent::assign(const proto::JobAssign& a) {
   (*j)->name = a.name;
   (*j)->paging = a.paging;
   (*j)->running = a.running;
+  (*j)->uid = a.uid;
   // The job's running state in the current slot: a job that is not running is held
   // frozen, so that ranks launched between two switches do not run out of turn.
   auto r = a.running ? (*j)->group.thaw() : (*j)->group.freeze(config_.freeze_timeout);

@@ -110,6 +110,10 @@ class NodeAgent : public SwitchHandler {
   // Moves a process into the job's group; into a job that is not running, it is
   // frozen before this returns (a v1 group reports FREEZING until the newcomer stops).
   Result<void> attach(JobId job, pid_t pid);
+  // A rank asking to join its job (dynamosd's local socket, credentials from
+  // SO_PEERCRED): the job must have been assigned to this node by gangd (Errc::busy
+  // until then: the rank retries), and the caller must be the job's owner or root.
+  Result<void> attach_rank(JobId job, pid_t pid, uid_t uid);
   // Applies a job_assign (the errors job_assigned only logs).
   Result<void> assign(const proto::JobAssign& a);
   // One paging tick: the extension's `tick` on every running job (completes switch
@@ -140,8 +144,9 @@ class NodeAgent : public SwitchHandler {
   struct Job {
     kernelside::Group group;
     std::string name;
-    std::string paging;   // policy; "" = the extension's default
-    bool running = true;  // what the node wants: thawed (true) or frozen
+    std::string paging;                // policy; "" = the extension's default
+    bool running = true;               // what the node wants: thawed (true) or frozen
+    std::optional<std::uint32_t> uid;  // the owner, once gangd has assigned the job
   };
   NodeAgent(NodeAgentConfig config, kernelside::Group node, kernelside::Group guests);
   Result<Job*> job_locked(JobId job);

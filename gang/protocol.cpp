@@ -225,6 +225,7 @@ void fields(V& v, JobSubmit& m) {
   v(m.paging, "paging");
   v(m.argv, "argv");
   v(m.cwd, "cwd");
+  v(m.output, "output");
 }
 template <class V>
 void fields(V& v, JobSubmitted& m) {

@@ -215,6 +215,7 @@ struct JobSubmit {
   std::string paging = "demand";
   std::vector<std::string> argv;
   std::string cwd;
+  std::string output;  // the job's output file; "" = <cwd>/dynamos-job<ID>.out
 };
 
 struct JobSubmitted {

@@ -117,11 +117,12 @@ TEST(Dynamosd, ConnectsToGangdCarriesOutJobsAndCleansUp) {
   std::string parent = kt::unique_group_name();
   gt::TempDir dir;
   { std::ofstream(dir / "hosts") << "n0 slots=1\n"; }
-  Daemon gangd{spawn(GANGD_PATH,
-                     {"--hostfile", dir / "hosts", "--secret", dir / "secret", "--create-secret",
-                      "--listen", "127.0.0.1:0", "--control-socket", dir / "gangd.sock",
-                      "--journal", "", "--quantum", "200ms", "--heartbeat", "200ms"},
-                     dir.path(), "gangd")};
+  Daemon gangd{
+      spawn(GANGD_PATH,
+            {"--launch", "none", "--hostfile", dir / "hosts", "--secret", dir / "secret",
+             "--create-secret", "--listen", "127.0.0.1:0", "--control-socket", dir / "gangd.sock",
+             "--journal", "", "--quantum", "200ms", "--heartbeat", "200ms"},
+            dir.path(), "gangd")};
   std::smatch m;
   std::string err;
   std::regex listening("port ([0-9]+)");
@@ -166,7 +167,7 @@ TEST(Dynamosd, ConnectsToGangdCarriesOutJobsAndCleansUp) {
   EXPECT_EQ(ASSERT_OK(node_group.memory_max()), std::optional<uint64_t>(256ull << 20));
 
   auto sub = control_request(dir / "gangd.sock",
-                             proto::JobSubmit{"j", 1, 0, "demand", {"/bin/true"}, "/"});
+                             proto::JobSubmit{"j", 1, 0, "demand", {"/bin/true"}, "/", ""});
   ASSERT_TRUE(sub) << sub.error().message();
   JobId id = std::get<proto::JobSubmitted>(*sub).job;
   std::string job_path = parent + "/n0/" + NodeAgent::job_group_name(id);

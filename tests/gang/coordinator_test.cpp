@@ -326,7 +326,7 @@ TEST(Coordinator, ControlSocketChecksCallerCredentials) {
   EXPECT_EQ(st.st_mode & 0777, 0666u);
 
   auto root_job =
-      control_request(sock, proto::JobSubmit{"rootjob", 1, 0, "demand", {"/bin/true"}, "/"});
+      control_request(sock, proto::JobSubmit{"rootjob", 1, 0, "demand", {"/bin/true"}, "/", ""});
   ASSERT_TRUE(root_job) << root_job.error().message();
   auto root_id = std::get<proto::JobSubmitted>(*root_job).job;
 
@@ -360,7 +360,7 @@ TEST(Coordinator, ControlSocketChecksCallerCredentials) {
   const uid_t alice = 47011, bob = 47012;
   auto report = as_user(alice, [&]() -> std::string {
     auto sub =
-        control_request(sock, proto::JobSubmit{"alicejob", 1, 0, "demand", {"/bin/true"}, "/"});
+        control_request(sock, proto::JobSubmit{"alicejob", 1, 0, "demand", {"/bin/true"}, "/", ""});
     if (!sub) return "alice cannot submit: " + sub.error().message();
     auto list = control_request(sock, proto::ListJobs{});
     if (!list) return "alice cannot list: " + list.error().message();

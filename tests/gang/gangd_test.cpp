@@ -124,10 +124,20 @@ TEST(Gangd, HelpAndOneLineErrors) {
 TEST(Gangd, ServesTheControlSocketAndRecoversAfterRestart) {
   test::TempDir dir;
   { std::ofstream(dir / "hosts") << "n0 slots=2\nn1 slots=2\n"; }
-  std::vector<std::string> args = {"--hostfile",   dir / "hosts",      "--secret",
-                                   dir / "secret", "--create-secret",  "--listen",
-                                   "127.0.0.1:0",  "--control-socket", dir / "gangd.sock",
-                                   "--journal",    dir / "journal",    "--quantum",
+  std::vector<std::string> args = {"--launch",
+                                   "none",
+                                   "--hostfile",
+                                   dir / "hosts",
+                                   "--secret",
+                                   dir / "secret",
+                                   "--create-secret",
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--control-socket",
+                                   dir / "gangd.sock",
+                                   "--journal",
+                                   dir / "journal",
+                                   "--quantum",
                                    "200ms"};
   JobId id = 0;
   {
@@ -141,11 +151,11 @@ TEST(Gangd, ServesTheControlSocketAndRecoversAfterRestart) {
     ASSERT_EQ(std::get<proto::NodeList>(*nodes).nodes.size(), 2u);
     EXPECT_EQ(std::get<proto::NodeList>(*nodes).nodes[0].state, "down");
     auto sub = control_request(dir / "gangd.sock",
-                               proto::JobSubmit{"lu", 4, 0, "adaptive", {"./lu"}, "/"});
+                               proto::JobSubmit{"lu", 4, 0, "adaptive", {"./lu"}, "/", ""});
     ASSERT_TRUE(sub) << sub.error().message();
     id = std::get<proto::JobSubmitted>(*sub).job;
-    auto bad =
-        control_request(dir / "gangd.sock", proto::JobSubmit{"x", 1, 0, "nosuch", {"./x"}, "/"});
+    auto bad = control_request(dir / "gangd.sock",
+                               proto::JobSubmit{"x", 1, 0, "nosuch", {"./x"}, "/", ""});
     ASSERT_FALSE(bad);
     EXPECT_NE(bad.error().message().find("unknown paging policy"), std::string::npos);
     EXPECT_EQ(exit_code(d.stop()), 0);

@@ -58,7 +58,7 @@ std::vector<Message> samples(std::mt19937_64& rng) {
           rng(), rng(), rng(), {JobMetrics{1, 2, 3, 4, 5, 6}, JobMetrics{7, 8, 9, 10, 11, 12}}},
       Heartbeat{rng()},
       ErrorMsg{static_cast<std::uint16_t>(Errc::not_found), word(40)},
-      JobSubmit{word(6), 16, 4, "adaptive", {"/bin/true", word(3), ""}, "/tmp"},
+      JobSubmit{word(6), 16, 4, "adaptive", {"/bin/true", word(3), ""}, "/tmp", word(7)},
       JobSubmitted{rng()},
       JobCancel{rng()},
       ListJobs{},
@@ -146,7 +146,7 @@ TEST(Protocol, HeaderErrorsAreClear) {
 }
 
 TEST(Protocol, PayloadErrorsNameMessageAndField) {
-  auto f = frame_of(JobSubmit{"a", 1, 0, "demand", {"x"}, ""});
+  auto f = frame_of(JobSubmit{"a", 1, 0, "demand", {"x"}, "", ""});
   // Cut the payload but keep the header consistent with what is left.
   std::vector<std::uint8_t> cut(f.begin(), f.end() - 3);
   std::uint32_t len = static_cast<std::uint32_t>(cut.size() - kHeaderSize);

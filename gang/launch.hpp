@@ -1,0 +1,34 @@
+// gangd's side of the launch path: starts a placed job's supervisor (dynamos-launch),
+// which runs mpirun over a hostfile of the job's nodes and reports the job's exit.
+//
+//   gangd --launch virtual   every node is this host: mpirun reaches the "nodes" through
+//                            dynamos-vrsh and MPI runs over loopback TCP (dynamos cluster up)
+//   gangd --launch ssh       real hosts: mpirun's own ssh launch, one agent per host
+//   gangd --launch none      jobs are placed only (tests attach processes themselves)
+#pragma once
+
+#include <string>
+
+#include "core/error.hpp"
+#include "gang/journal.hpp"
+
+namespace dynamos::gang {
+
+struct LaunchConfig {
+  std::string mode = "virtual";  // virtual | ssh
+  std::string launcher;          // path of dynamos-launch
+  std::string run_dir = "/run/dynamos";
+  std::string control_socket;  // gangd's, for the exit report
+  std::string mpirun = "mpirun";
+};
+
+// Checks the job can be started (its owner exists, its directory is there) and starts
+// its supervisor in the background; `output` is the job's output file ("" = default
+// <cwd>/dynamos-job<ID>.out). Returns once the supervisor has detached.
+Result<void> launch_job(const LaunchConfig& config, const JournalJob& job,
+                        const std::string& output);
+
+// The dynamos-launch next to the running program (gangd and dynamos live beside it).
+std::string sibling_program(const std::string& name);
+
+}  // namespace dynamos::gang

@@ -1,0 +1,284 @@
+// dynamos-launch: the supervisor of one job's mpirun, started by gangd for every job it
+// places. It detaches from gangd (a restarted gangd does not take its jobs with it),
+// runs mpirun as the job's owner over a hostfile of the job's nodes, with every rank
+// started through dynamos-rank (which joins the job's group before the program runs),
+// and reports the exit status to gangd (JobExited), retrying while gangd is away.
+//
+//   dynamos-launch --job ID --hosts n1:2,n2:2 --uid U --gid G --cwd DIR --output FILE
+//                  --control-socket PATH [--mode virtual|ssh] [--run-dir DIR] -- PROGRAM [ARGS...]
+//
+// Exit status of this process: 0 once the supervisor is running in the background, 2
+// for bad arguments; the job's own status goes to gangd. Files: <run-dir>/launch/job<ID>.pid
+// (the supervisor, for `dynamos cluster down`) and job<ID>.hosts (mpirun's hostfile),
+// both removed when the job ends.
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gang/coordinator.hpp"
+#include "gang/hostfile.hpp"
+
+namespace po = boost::program_options;
+using namespace dynamos;
+using namespace dynamos::gang;
+
+namespace {
+
+volatile std::sig_atomic_t g_terminate = 0;
+pid_t g_mpirun = -1;
+
+void on_terminate(int) {
+  g_terminate = 1;
+  if (g_mpirun > 0) ::kill(-g_mpirun, SIGTERM);  // mpirun's process group
+}
+
+int die(int status, const std::string& message) {
+  std::fprintf(stderr, "dynamos-launch: %s\n", message.c_str());
+  return status;
+}
+
+void log(const std::string& line) {
+  std::fprintf(stderr, "dynamos-launch[%d]: %s\n", static_cast<int>(::getpid()), line.c_str());
+  std::fflush(stderr);
+}
+
+Result<std::vector<HostEntry>> parse_hosts(const std::string& text) {
+  std::vector<HostEntry> hosts;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    auto comma = text.find(',', start);
+    auto item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    auto colon = item.rfind(':');
+    if (item.empty() || colon == std::string::npos || colon == 0)
+      return fail(Errc::invalid_argument, "--hosts: '" + item + "' is not NODE:RANKS");
+    int ranks = 0;
+    try {
+      ranks = std::stoi(item.substr(colon + 1));
+    } catch (const std::exception&) {
+      ranks = 0;
+    }
+    if (ranks <= 0)
+      return fail(Errc::invalid_argument, "--hosts: bad rank count in '" + item + "'");
+    hosts.push_back({item.substr(0, colon), ranks, 0});
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return hosts;
+}
+
+// The child: becomes the job's owner, writes to the job's output file, runs mpirun.
+[[noreturn]] void exec_mpirun(const std::vector<std::string>& argv, uid_t uid, gid_t gid,
+                              const std::string& cwd, const std::string& output) {
+  ::setpgid(0, 0);
+  if (uid != 0) {
+    const passwd* pw = ::getpwuid(uid);
+    if (::setgid(gid) != 0 || ::initgroups(pw ? pw->pw_name : "nobody", gid) != 0 ||
+        ::setuid(uid) != 0) {
+      std::fprintf(stderr, "dynamos-launch: cannot become uid %u: %s\n", uid, std::strerror(errno));
+      ::_exit(126);
+    }
+  }
+  if (::chdir(cwd.c_str()) != 0) {
+    std::fprintf(stderr, "dynamos-launch: cannot enter %s: %s\n", cwd.c_str(),
+                 std::strerror(errno));
+    ::_exit(126);
+  }
+  int out = ::open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (out < 0) {
+    std::fprintf(stderr, "dynamos-launch: cannot write the job's output %s: %s (using /dev/null)\n",
+                 output.c_str(), std::strerror(errno));
+    out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  }
+  int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ::dup2(in, 0);
+  ::dup2(out, 1);
+  ::dup2(out, 2);
+  const passwd* pw = ::getpwuid(uid);
+  ::clearenv();
+  ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
+  ::setenv("HOME", pw ? pw->pw_dir : "/", 1);
+  if (pw) ::setenv("USER", pw->pw_name, 1);
+  if (uid == 0) {
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  }
+  std::vector<char*> args;
+  for (const auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  ::execvp(args[0], args.data());
+  std::fprintf(stderr, "dynamos-launch: cannot run %s: %s\n", args[0], std::strerror(errno));
+  ::_exit(127);
+}
+
+// Reports the job's end; gangd may be restarting: retry for a while.
+void report(const std::string& socket, const proto::JobExited& m) {
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+  for (;;) {
+    auto r = control_request(socket, m, std::chrono::seconds(10));
+    if (r) return;
+    if (r.error().code == Errc::not_found || r.error().code == Errc::not_permitted) {
+      log("gangd: " + r.error().message());  // cancelled, or gangd lost the job
+      return;
+    }
+    if (g_terminate || std::chrono::steady_clock::now() > give_up) {
+      log("could not report job " + std::to_string(m.job) + "'s exit: " + r.error().message());
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int split = argc;
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--") == 0) {
+      split = i;
+      break;
+    }
+  po::options_description opts(
+      "usage: dynamos-launch --job ID --hosts NODE:RANKS,... --control-socket PATH [options]\n"
+      "                      -- PROGRAM [ARGS...]\n\n"
+      "Supervises one job's mpirun for gangd (which starts it): runs mpirun as the job's\n"
+      "owner over a hostfile of the job's nodes, every rank through dynamos-rank, and\n"
+      "reports the exit status to gangd.\n\noptions");
+  // clang-format off
+  opts.add_options()
+      ("help,h", "print this help and exit")
+      ("job", po::value<std::uint64_t>(), "the job's id")
+      ("hosts", po::value<std::string>(), "the job's nodes and ranks per node, in order: n1:2,n2:2")
+      ("uid", po::value<unsigned>()->default_value(0), "the job's owner")
+      ("gid", po::value<unsigned>()->default_value(0), "the owner's group")
+      ("cwd", po::value<std::string>()->default_value("/"), "the job's working directory")
+      ("output", po::value<std::string>(), "the job's output file (default <cwd>/dynamos-job<ID>.out)")
+      ("control-socket", po::value<std::string>(), "gangd's control socket, for the exit report")
+      ("mode", po::value<std::string>()->default_value("virtual"),
+       "virtual: every node is this host (dynamos-vrsh, MPI over loopback TCP); ssh: real hosts")
+      ("run-dir", po::value<std::string>()->default_value("/run/dynamos"), "the agents' sockets and launch files")
+      ("mpirun", po::value<std::string>()->default_value("mpirun"), "the mpirun to use")
+      ("foreground", po::bool_switch(), "do not detach (tests)");
+  // clang-format on
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(split, argv).options(opts).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return die(2, std::string(e.what()) + " (try --help)");
+  }
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  for (auto required : {"job", "hosts", "control-socket"})
+    if (!vm.count(required)) return die(2, std::string("--") + required + " is required");
+  if (split >= argc - 1) return die(2, "no program given after --");
+  auto job = vm["job"].as<std::uint64_t>();
+  auto hosts = parse_hosts(vm["hosts"].as<std::string>());
+  if (!hosts) return die(2, hosts.error().message());
+  auto mode = vm["mode"].as<std::string>();
+  if (mode != "virtual" && mode != "ssh") return die(2, "--mode must be virtual or ssh");
+  auto run_dir = vm["run-dir"].as<std::string>();
+  auto cwd = vm["cwd"].as<std::string>();
+  auto output = vm.count("output") ? vm["output"].as<std::string>()
+                                   : cwd + "/dynamos-job" + std::to_string(job) + ".out";
+  uid_t uid = vm["uid"].as<unsigned>();
+  gid_t gid = vm["gid"].as<unsigned>();
+
+  // This program's directory holds dynamos-rank and dynamos-vrsh.
+  char self[4096] = {};
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return die(1, std::string("readlink /proc/self/exe: ") + std::strerror(errno));
+  std::string bindir(self, static_cast<std::size_t>(n));
+  bindir = bindir.substr(0, bindir.rfind('/'));
+
+  std::string launch_dir = run_dir + "/launch";
+  ::mkdir(run_dir.c_str(), 0755);
+  ::mkdir(launch_dir.c_str(), 0755);
+  std::string base = launch_dir + "/job" + std::to_string(job);
+  std::string hostfile = base + ".hosts";
+  {
+    std::ofstream f(hostfile, std::ios::trunc);
+    f << format_hostfile(*hosts);
+    if (!f) return die(1, "cannot write " + hostfile);
+  }
+  ::chmod(hostfile.c_str(), 0644);
+  int ranks = 0;
+  for (const auto& h : *hosts)
+    ranks += h.slots;
+
+  std::vector<std::string> cmd = {
+      vm["mpirun"].as<std::string>(), "--hostfile",      hostfile,    "-np",
+      std::to_string(ranks),          "--oversubscribe", "--bind-to", "none"};
+  if (uid == 0) cmd.push_back("--allow-run-as-root");
+  if (mode == "virtual")
+    for (const char* a : {"--mca", "plm_rsh_agent", "", "--mca", "btl", "self,tcp", "--mca",
+                          "btl_tcp_if_include", "lo", "--mca", "oob_tcp_if_include", "lo"})
+      cmd.push_back(*a ? a : bindir + "/dynamos-vrsh");
+  for (const auto& a : {bindir + "/dynamos-rank", std::string("--job"), std::to_string(job),
+                        std::string("--run-dir"), run_dir, std::string("--")})
+    cmd.push_back(a);
+  for (int i = split + 1; i < argc; ++i)
+    cmd.push_back(argv[i]);
+
+  if (!vm["foreground"].as<bool>()) {
+    // Detach: gangd waits for this first process only; the supervisor lives on in a
+    // session of its own.
+    pid_t child = ::fork();
+    if (child < 0) return die(1, std::string("fork: ") + std::strerror(errno));
+    if (child > 0) return 0;
+    ::setsid();
+  }
+  {
+    std::ofstream pidf(base + ".pid", std::ios::trunc);
+    pidf << ::getpid() << "\n";
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_terminate;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::signal(SIGHUP, SIG_IGN);
+
+  std::string line;
+  for (const auto& a : cmd)
+    line += (line.empty() ? "" : " ") + a;
+  log("job " + std::to_string(job) + ": " + line);
+  pid_t pid = ::fork();
+  if (pid < 0) return die(1, std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) exec_mpirun(cmd, uid, gid, cwd, output);
+  g_mpirun = pid;
+  if (g_terminate) ::kill(-pid, SIGTERM);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  proto::JobExited m{job, 0, ""};
+  if (WIFEXITED(status)) {
+    m.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    m.exit_code = 128 + WTERMSIG(status);
+    m.reason = std::string("mpirun killed by signal ") + strsignal(WTERMSIG(status));
+  }
+  if (g_terminate && m.reason.empty()) m.reason = "terminated";
+  log("job " + std::to_string(job) + " ended with status " + std::to_string(m.exit_code));
+  report(vm["control-socket"].as<std::string>(), m);
+  ::unlink(hostfile.c_str());
+  ::unlink((base + ".pid").c_str());
+  return 0;
+}
