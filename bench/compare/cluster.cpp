@@ -3,6 +3,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <filesystem>
 
 #include "bench/compare/config.hpp"
 #include "bench/workload/size.hpp"
@@ -110,29 +111,19 @@ Result<std::vector<proto::JobInfo>> Cluster::jobs() const {
 }
 
 Result<proto::JobId> Cluster::submit(const SubmitRequest& s) {
-  std::vector<std::string> args{"submit", "--ranks", std::to_string(s.ranks), "--paging", s.paging,
-                                "--name", s.name};
-  if (s.nodes) {
-    args.push_back("--nodes");
-    args.push_back(std::to_string(s.nodes));
-  }
-  if (!s.output.empty()) {
-    args.push_back("--output");
-    args.push_back(s.output);
-  }
-  args.push_back("--");
-  args.insert(args.end(), s.argv.begin(), s.argv.end());
-  auto r = cli(args);
-  if (!r) return std::unexpected(r.error());
-  // The last line is "job ID".
-  auto line = last_line(r->out);
-  proto::JobId id = 0;
-  if (line.starts_with("job ")) {
-    auto t = line.substr(4);
-    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), id);
-    if (ec == std::errc{} && end == t.data() + t.size() && id > 0) return id;
-  }
-  return fail(Errc::protocol, "dynamos submit printed no job id (last line '" + line + "')");
+  std::error_code ec;
+  proto::JobSubmit m;
+  m.name = s.name;
+  m.ranks = s.ranks;
+  m.nodes = s.nodes;
+  m.paging = s.paging;
+  m.argv = s.argv;
+  m.cwd = std::filesystem::current_path(ec).string();
+  m.output = s.output;
+  auto r = ask(m);
+  if (!r) return std::unexpected(with_context(r.error(), "submitting " + s.name));
+  if (auto* ok = std::get_if<proto::JobSubmitted>(&*r)) return ok->job;
+  return fail(Errc::protocol, "gangd did not answer job_submit with a job id");
 }
 
 Result<void> Cluster::cancel(proto::JobId job) {

@@ -1,7 +1,7 @@
-// The harness's view of a gang cluster: the dynamos CLI's commands for what changes
-// the cluster (cluster up/down, submit, cancel, cycle stealing, guests, extension
-// upgrades), run as child processes so that the harness does exactly what an operator
-// would type, and gangd's control socket for what it reads (jobs, nodes, node ops).
+// The harness's view of a gang cluster: the dynamos CLI's commands for what sets the
+// cluster up or changes its nodes (cluster up/down, cycle stealing, guests, extension
+// upgrades), run as child processes so that the harness does what an operator would
+// type, and gangd's control socket for jobs (submit, cancel, list), nodes and node ops.
 #pragma once
 
 #include <sys/types.h>
