@@ -566,13 +566,7 @@ void Coordinator::fail_jobs_of_lost_nodes() {
       continue;  // it stays; the next heartbeat tries again
     }
     config_.log("job " + std::to_string(id) + " failed: " + reason);
-    for (auto& j : list_jobs(0).jobs)
-      if (j.job == id) {
-        j.state = "failed";
-        j.reason = reason;
-        ended_[id] = j;
-      }
-    if (ended_.size() > 1000) ended_.erase(ended_.begin());  // keep the newest
+    record_end(id, "failed", 1, reason);
     if (const auto* p = matrix_.find(id))
       for (const auto& c : p->cells)
         send_to(c.node, proto::JobRelease{id, reason});
@@ -700,6 +694,7 @@ asio::awaitable<RoundStats> Coordinator::switch_round(std::map<std::size_t, Node
   round_gate_.cancel();
   if (history_.size() >= 1000) history_.erase(history_.begin());
   history_.push_back(r.stats);
+  if (config_.round_log) config_.round_log(r.stats);
   co_return r.stats;
 }
 
@@ -904,6 +899,7 @@ Result<void> Coordinator::cancel(std::uint32_t uid, JobId id) {
   if (!may_act(uid, it->second))
     return fail(Errc::not_permitted, "job " + std::to_string(id) + " belongs to another user");
   if (auto ok = journal([&](Journal& j) { return j.job_removed(id, "cancelled"); }); !ok) return ok;
+  record_end(id, "cancelled", 128 + 15, "cancelled");
   if (const auto* p = matrix_.find(id))
     for (const auto& c : p->cells)
       send_to(c.node, proto::JobRelease{id, "cancelled"});
@@ -984,6 +980,19 @@ Result<void> Coordinator::set_paging(std::uint32_t uid, JobId id, const std::str
   return {};
 }
 
+void Coordinator::record_end(JobId id, const std::string& state, std::int32_t exit_code,
+                             const std::string& reason) {
+  for (auto& j : list_jobs(0).jobs)
+    if (j.job == id) {
+      j.state = state;
+      j.exit_code = exit_code;
+      j.reason = reason;
+      j.ended_ns = realtime_ns();
+      ended_[id] = std::move(j);
+    }
+  if (ended_.size() > 1000) ended_.erase(ended_.begin());  // keep the newest
+}
+
 Result<void> Coordinator::job_exited(std::uint32_t uid, const proto::JobExited& m) {
   auto it = jobs_.find(m.job);
   if (it == jobs_.end()) {
@@ -994,16 +1003,8 @@ Result<void> Coordinator::job_exited(std::uint32_t uid, const proto::JobExited& 
     return fail(Errc::not_permitted, "job " + std::to_string(m.job) + " belongs to another user");
   std::string why = m.reason.empty() ? "exited " + std::to_string(m.exit_code) : m.reason;
   if (auto ok = journal([&](Journal& j) { return j.job_removed(m.job, why); }); !ok) return ok;
-  auto info = list_jobs(0);
-  for (auto& j : info.jobs)
-    if (j.job == m.job) {
-      j.state = m.exit_code == 0 && m.reason.empty() ? "done" : "failed";
-      j.exit_code = m.exit_code;
-      j.reason = m.reason;
-      j.ended_ns = realtime_ns();
-      ended_[m.job] = std::move(j);
-      break;
-    }
+  record_end(m.job, m.exit_code == 0 && m.reason.empty() ? "done" : "failed", m.exit_code,
+             m.reason);
   if (const auto* p = matrix_.find(m.job))
     for (const auto& c : p->cells)
       send_to(c.node, proto::JobRelease{m.job, why});

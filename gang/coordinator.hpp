@@ -49,6 +49,8 @@ std::string format_duration(Nanos d);
 // The paging policies the CLI may name (extensions/paging implements them).
 const std::vector<std::string>& paging_policies();
 
+struct RoundStats;
+
 struct CoordinatorConfig {
   std::vector<HostEntry> hosts;  // the nodes, from the hostfile
   std::string listen_address = "127.0.0.1";
@@ -74,6 +76,8 @@ struct CoordinatorConfig {
   // that attach processes themselves). An error refuses the submission.
   std::function<Result<void>(const JournalJob& job, const proto::JobSubmit& request)> launch;
   Nanos node_command_timeout = 30s;  // NodeCommand without a timeout of its own
+  // Called with every finished switch round (gangd --round-log writes them as JSON).
+  std::function<void(const RoundStats&)> round_log;
 };
 
 // What one switch round measured.
@@ -184,6 +188,9 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   proto::JobAssign assign_message(const Job& job, std::size_t node) const;
   void replan();  // wake the quantum loop to re-derive the running set now
   void fail_jobs_of_lost_nodes();
+  // Keeps an ending job in the job list (ended_) with its state, exit code and reason.
+  void record_end(JobId id, const std::string& state, std::int32_t exit_code,
+                  const std::string& reason);
   bool may_act(std::uint32_t uid, const Job& job) const { return uid == 0 || uid == job.rec.uid; }
   Result<void> journal(const std::function<Result<void>(Journal&)>& write);
 

@@ -13,6 +13,7 @@
 
 #include "gang/coordinator.hpp"
 #include "gang/launch.hpp"
+#include "gang/protocol_io.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -71,7 +72,11 @@ int main(int argc, char** argv) {
        "this host: dynamos cluster up), none (placed only; ranks are attached by hand)")
       ("run-dir", po::value<std::string>()->default_value("/run/dynamos"),
        "the agents' sockets and the launchers' files (as dynamosd's --run-dir)")
-      ("mpirun", po::value<std::string>()->default_value("mpirun"), "the mpirun jobs start with");
+      ("mpirun", po::value<std::string>()->default_value("mpirun"), "the mpirun jobs start with")
+      ("round-log", po::value<std::string>()->default_value(""),
+       "append one JSON line per switch round to this file: nodes, total_ms (decision to "
+       "the last node's ack: incoming ranks running), skew_ms, lead_ms, prepare_ms, "
+       "max_switch_ms, late, failed");
   // clang-format on
 
   po::variables_map vm;
@@ -150,6 +155,19 @@ int main(int argc, char** argv) {
                  " is missing (build dynamos-launch)");
     cfg.launch = [lc](const JournalJob& job, const proto::JobSubmit& req) {
       return launch_job(lc, job, req.output);
+    };
+  }
+  if (auto path = vm["round-log"].as<std::string>(); !path.empty()) {
+    auto out = std::make_shared<std::ofstream>(path, std::ios::app);
+    if (!*out) return die("--round-log: cannot open " + path);
+    cfg.round_log = [out](const RoundStats& r) {
+      auto ms = [](Nanos d) { return std::to_string(static_cast<double>(d.count()) / 1e6); };
+      *out << "{\"round\":" << r.round << ",\"time_ns\":" << realtime_ns()
+           << ",\"nodes\":" << r.nodes << ",\"switched\":" << r.switched
+           << ",\"failed\":" << r.failed << ",\"late\":" << r.late
+           << ",\"total_ms\":" << ms(r.total) << ",\"prepare_ms\":" << ms(r.prepare_phase)
+           << ",\"lead_ms\":" << ms(r.lead) << ",\"skew_ms\":" << ms(r.skew)
+           << ",\"max_switch_ms\":" << ms(r.max_switch_duration) << "}" << std::endl;
     };
   }
   if (!cfg.control_socket.empty()) make_parent(cfg.control_socket);

@@ -28,6 +28,11 @@ struct LaunchConfig {
 Result<void> launch_job(const LaunchConfig& config, const JournalJob& job,
                         const std::string& output);
 
+// The socket of a node's agent for its ranks (gang/rank_socket.hpp) under `run_dir`.
+inline std::string rank_socket_path(const std::string& run_dir, const std::string& node) {
+  return run_dir + "/agent-" + node + ".sock";
+}
+
 // The dynamos-launch next to the running program (gangd and dynamos live beside it).
 std::string sibling_program(const std::string& name);
 

@@ -11,10 +11,6 @@ namespace dynamos::gang {
 namespace asio = boost::asio;
 using unix_socket = asio::local::stream_protocol;
 
-std::string rank_socket_path(const std::string& run_dir, const std::string& node) {
-  return run_dir + "/agent-" + node + ".sock";
-}
-
 Result<std::unique_ptr<RankSocket>> RankSocket::create(asio::any_io_executor ex, std::string path,
                                                        NodeAgent& agent) {
   boost::system::error_code ec;
@@ -64,39 +60,31 @@ asio::awaitable<void> RankSocket::accept() {
   }
 }
 
-asio::awaitable<void> RankSocket::serve(unix_socket::socket s) {
-  auto answer = [&](const proto::Message& m) -> asio::awaitable<void> {
-    auto bytes = proto::encode(m);
-    if (!bytes) co_return;
-    boost::system::error_code ec;
-    co_await asio::async_write(s, asio::buffer(*bytes),
-                               asio::redirect_error(asio::use_awaitable, ec));
-  };
+proto::Message RankSocket::answer(unix_socket::socket& s, const Result<proto::Message>& msg) {
   struct ucred cred {};
   socklen_t len = sizeof cred;
-  if (::getsockopt(s.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    co_await answer(proto::error_message(fail_errno("SO_PEERCRED").error()));
-    co_return;
-  }
+  if (::getsockopt(s.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    return proto::error_message(fail_errno("SO_PEERCRED").error());
+  if (!msg) return proto::error_message(msg.error());
+  auto* req = std::get_if<proto::RankAttach>(&*msg);
+  if (!req)
+    return proto::error_message(Error{
+        Errc::protocol, 0,
+        std::string("expected rank_attach, got ") + proto::msg_type_name(proto::type_of(*msg))});
+  if (auto r = agent_.attach_rank(req->job, cred.pid, cred.uid); !r)
+    return proto::error_message(r.error());
+  return proto::Ok{"pid " + std::to_string(cred.pid) + " joined job " + std::to_string(req->job)};
+}
+
+asio::awaitable<void> RankSocket::serve(unix_socket::socket s) {
   FrameReader reader;
   auto msg = co_await reader.next(s);
-  if (!msg) {
-    co_await answer(proto::error_message(msg.error()));
-    co_return;
-  }
-  auto* req = std::get_if<proto::RankAttach>(&*msg);
-  if (!req) {
-    co_await answer(proto::error_message(Error{
-        Errc::protocol, 0,
-        std::string("expected rank_attach, got ") + proto::msg_type_name(proto::type_of(*msg))}));
-    co_return;
-  }
-  auto r = agent_.attach_rank(req->job, cred.pid, cred.uid);
-  if (!r)
-    co_await answer(proto::error_message(r.error()));
-  else
-    co_await answer(
-        proto::Ok{"pid " + std::to_string(cred.pid) + " joined job " + std::to_string(req->job)});
+  // Named, not a temporary inside the co_await: GCC 12 destroys such temporaries twice.
+  auto bytes = proto::encode(answer(s, msg));
+  if (!bytes) co_return;
+  boost::system::error_code ec;
+  co_await asio::async_write(s, asio::buffer(*bytes),
+                             asio::redirect_error(asio::use_awaitable, ec));
 }
 
 }  // namespace dynamos::gang

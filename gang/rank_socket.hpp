@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "gang/launch.hpp"
 #include "gang/node_agent.hpp"
 
 namespace dynamos::gang {
@@ -32,13 +33,13 @@ class RankSocket {
              NodeAgent& agent);
   boost::asio::awaitable<void> accept();
   boost::asio::awaitable<void> serve(boost::asio::local::stream_protocol::socket s);
+  // The reply to one request: Ok once the caller is in its job's group, else the error.
+  gang::proto::Message answer(boost::asio::local::stream_protocol::socket& s,
+                              const Result<gang::proto::Message>& msg);
 
   boost::asio::local::stream_protocol::acceptor acceptor_;
   std::string path_;
   NodeAgent& agent_;
 };
-
-// The socket of a node's agent under `run_dir`: <run_dir>/agent-<node>.sock.
-std::string rank_socket_path(const std::string& run_dir, const std::string& node);
 
 }  // namespace dynamos::gang

@@ -23,8 +23,7 @@ std::string socket_path(const po::variables_map& vm) {
 Result<gang::proto::Message> ask(const std::string& socket, const gang::proto::Message& request,
                                  std::chrono::nanoseconds timeout) {
   auto r = gang::control_request(socket, request, timeout);
-  if (!r && r.error().code == Errc::system &&
-      (r.error().sys_errno == ENOENT || r.error().sys_errno == ECONNREFUSED))
+  if (!r && (r.error().sys_errno == ENOENT || r.error().sys_errno == ECONNREFUSED))
     return fail(Errc::not_found, "gangd is not running at " + socket +
                                      " (start a virtual cluster with 'dynamos cluster up', or "
                                      "give --socket)");

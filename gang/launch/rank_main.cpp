@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "gang/coordinator.hpp"
-#include "gang/rank_socket.hpp"
+#include "gang/launch.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -95,9 +95,9 @@ int main(int argc, char** argv) {
   for (;;) {
     auto r = control_request(socket, proto::RankAttach{job}, *timeout);
     if (r) break;
-    bool again = r.error().code == Errc::busy ||
-                 (r.error().code == Errc::system &&
-                  (r.error().sys_errno == ENOENT || r.error().sys_errno == ECONNREFUSED));
+    // Busy: the agent has not been told of the job yet; no socket: the agent is starting.
+    bool again = (r.error().code == Errc::busy && r.error().sys_errno == 0) ||
+                 r.error().sys_errno == ENOENT || r.error().sys_errno == ECONNREFUSED;
     if (!again || std::chrono::steady_clock::now() + pause > deadline)
       return die(126, "job " + std::to_string(job) + " on node " + node + " (" + socket +
                           "): " + r.error().message());
