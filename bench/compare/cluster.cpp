@@ -44,6 +44,13 @@ Result<proto::Message> Cluster::ask(const proto::Message& m,
   return r;
 }
 
+std::string Cluster::state_dir() const {
+  // `cluster up` puts gangd's socket at <state-dir>/gangd.sock.
+  if (socket_ == "/run/dynamos/gangd.sock") return "";
+  std::filesystem::path p(socket_);
+  return p.filename() == "gangd.sock" ? p.parent_path().string() : "";
+}
+
 bool Cluster::reachable() const {
   auto r = ask(proto::ListNodes{}, std::chrono::seconds(3));
   return r && std::holds_alternative<proto::NodeList>(*r);
@@ -79,13 +86,22 @@ Result<void> Cluster::up(unsigned nodes, std::uint64_t mem_per_node,
     args.push_back("--slots");
     args.push_back(std::to_string(slots));
   }
+  if (!state_dir().empty()) {
+    args.push_back("--state-dir");
+    args.push_back(state_dir());
+  }
   auto r = cli(args, std::chrono::seconds(180));
   if (!r) return std::unexpected(r.error());
   return {};
 }
 
 Result<void> Cluster::down() {
-  auto r = cli({"cluster", "down"}, std::chrono::seconds(120));
+  std::vector<std::string> args{"cluster", "down"};
+  if (!state_dir().empty()) {
+    args.push_back("--state-dir");
+    args.push_back(state_dir());
+  }
+  auto r = cli(args, std::chrono::seconds(120));
   if (!r) return std::unexpected(r.error());
   return {};
 }

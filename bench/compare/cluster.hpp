@@ -33,6 +33,9 @@ class Cluster {
   Cluster(std::string dynamos, std::string socket);
 
   const std::string& socket() const { return socket_; }
+  // The state folder a cluster started here uses: the socket's folder when the socket
+  // is <dir>/gangd.sock and not the default ("" = cluster up's default).
+  std::string state_dir() const;
   // Whether gangd answers on the socket.
   bool reachable() const;
 

@@ -574,7 +574,16 @@ Result<Comparison> Harness::run(const Hooks& hooks) {
   comparison_.config = config_;
   comparison_.started = utc_now();
 
+  // A node reports its memory with its first metrics: wait a moment for every node.
   auto nodes = cluster_.nodes();
+  for (double deadline = now_s() + 15; nodes && now_s() < deadline && !stopping();
+       nodes = cluster_.nodes()) {
+    bool ready = !nodes->empty();
+    for (const auto& n : *nodes)
+      if (n.state != "up" || n.mem_total == 0) ready = false;
+    if (ready) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
   if (!nodes) return std::unexpected(nodes.error());
   std::uint64_t mem = 0;
   for (const auto& n : *nodes)
@@ -583,7 +592,10 @@ Result<Comparison> Harness::run(const Hooks& hooks) {
       if (n.mem_total && (mem == 0 || n.mem_total < mem)) mem = n.mem_total;
     }
   if (nodes_.empty()) return fail(Errc::state, "no node of the cluster is up");
-  if (mem == 0) return fail(Errc::state, "the cluster's nodes report no memory size");
+  if (mem == 0)
+    return fail(Errc::state,
+                "the cluster's nodes report no memory size (no metrics from their "
+                "agents within 15 s)");
   comparison_.node_memory = mem;
   comparison_.cluster_nodes = static_cast<unsigned>(nodes_.size());
   if (auto v = validate(config_, comparison_.cluster_nodes); !v) return std::unexpected(v.error());

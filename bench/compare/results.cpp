@@ -317,7 +317,7 @@ namespace {
 // cycle-stealing mode per plot block).
 std::string data_block(const Comparison& c, bool cs, bool lost) {
   std::ostringstream o;
-  o << "workload";
+  o << "# workload";
   for (const auto& p : c.config.policies)
     o << " " << p << " " << p << "_sd";
   o << "\n";
