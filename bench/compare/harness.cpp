@@ -488,6 +488,10 @@ RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bo
               (o.verified || !w.builtin);
     if (!ok) {
       run.verified = false;
+      bool computed = false;
+      for (const auto& smp : j.samples)
+        computed = computed || smp.computing;
+      if (w.builtin && !computed && !o.verified) run.startup_failure = true;
       if (run.error.empty())
         run.error = "job " + std::to_string(j.id) + " " + o.state + ", exit code " +
                     std::to_string(o.exit_code) + (o.reason.empty() ? "" : " (" + o.reason + ")") +
@@ -648,6 +652,15 @@ Result<Comparison> Harness::run(const Hooks& hooks) {
         for (const auto& p : config_.policies) {
           current_run_start_ = now_s();
           auto r = run_pair(w, p, cs, rep, hooks);
+          if (r.startup_failure && !stopping()) {
+            status(
+                "  a job failed while MPI started (before its data was set up): running the "
+                "pair once more",
+                true);
+            auto again = run_pair(w, p, cs, rep, hooks);
+            again.retried_after = r.error;
+            r = std::move(again);
+          }
           run_wall_sum_ += now_s() - current_run_start_;
           current_run_start_ = 0;
           ++runs_done_;

@@ -287,6 +287,14 @@ std::string results_markdown(const Comparison& c) {
       o << "- " << r.workload << " " << r.policy << (r.cyclesteal ? " with cycle stealing" : "")
         << " repeat " << r.repeat << ": " << r.error << "\n";
     }
+  bool retried = false;
+  for (const auto& r : c.runs)
+    if (!r.retried_after.empty()) {
+      if (!retried) o << "\nRuns repeated once after a job failed while MPI started:\n\n";
+      retried = true;
+      o << "- " << r.workload << " " << r.policy << (r.cyclesteal ? " with cycle stealing" : "")
+        << " repeat " << r.repeat << ": " << r.retried_after << "\n";
+    }
   if (!c.plots.empty()) {
     o << "\n";
     for (const auto& p : c.plots)

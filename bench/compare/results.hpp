@@ -61,6 +61,10 @@ struct RunResult {
   double host_slowdown = NAN;  // makespan / the same run's makespan without cycle stealing
   bool verified = false;       // every job ended with exit 0 and, with a RESULT, verified
   std::string error;           // "" when the run went through
+  // A job that failed before its workload had set up its data (MPI start-up) makes the
+  // harness run the pair once more; the first attempt's error is kept here.
+  bool startup_failure = false;
+  std::string retried_after;
 };
 
 // Mean, sample standard deviation, minimum and maximum of the finite values.

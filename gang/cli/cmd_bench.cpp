@@ -67,7 +67,7 @@ int bench_compare(std::span<const std::string> args) {
       "slots a node of a cluster it starts (0: ranks per node)")(
       "keep-cluster", po::bool_switch(&s.keep_cluster), "leave a cluster it started running")(
       "quick", po::bool_switch(&c.quick),
-      "small and short: 256M nodes, 1s quantum, 3 s of work (defaults only)");
+      "small and short: 192M nodes, 3 s of work, 2 s calibration (defaults only)");
   cli::add_socket_option(desc);
   std::vector<std::string> positional;
   po::variables_map vm;
@@ -91,8 +91,7 @@ int bench_compare(std::span<const std::string> args) {
                       "--guest-policy takes linger, pause or evict, not '" + c.guest_policy + "'",
                       2);
   if (c.quick) {
-    if (vm["mem-per-node"].defaulted()) mem = "256M";
-    if (!vm.count("quantum")) quantum = "1s";
+    if (vm["mem-per-node"].defaulted()) mem = "192M";
   }
   auto m = workload::parse_size(mem);
   if (!m || *m < (32ull << 20))

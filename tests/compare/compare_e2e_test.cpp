@@ -75,7 +75,7 @@ TEST(BenchCompare, TinyComparisonEndToEnd) {
   ASSERT_TRUE(j) << j.error().message();
   const auto& config = (*j)["config"];
   EXPECT_EQ(config["nodes"].number(), 2);
-  EXPECT_EQ(config["mem_per_node"].number(), 256 << 20);
+  EXPECT_EQ(config["mem_per_node"].number(), 192 << 20);
   EXPECT_EQ(config["policies"].array().size(), 2u);
   EXPECT_DOUBLE_EQ(config["overcommit"].number(), 1.5);
   const double quantum = config["quantum_s"].number();
@@ -96,9 +96,10 @@ TEST(BenchCompare, TinyComparisonEndToEnd) {
   for (const auto& run : runs) {
     SCOPED_TRACE(run["policy"].string());
     for (const char* k :
-         {"workload", "policy", "cyclesteal", "repeat", "makespan_s", "lost_s_per_switch", "lost_s",
-          "switch_rounds", "switch_ms_median", "switch_ms_max", "major_faults", "pages_out",
-          "pages_in", "guest_cpu_s", "guest_work", "host_slowdown", "verified", "error", "jobs"})
+         {"workload",          "policy",    "cyclesteal",    "repeat",           "makespan_s",
+          "lost_s_per_switch", "lost_s",    "switch_rounds", "switch_ms_median", "switch_ms_max",
+          "major_faults",      "pages_out", "pages_in",      "guest_cpu_s",      "guest_work",
+          "host_slowdown",     "verified",  "error",         "retried_after",    "jobs"})
       EXPECT_TRUE(run.has(k)) << k;
     EXPECT_EQ(run["error"].string(), "");
     EXPECT_TRUE(run["verified"].boolean());
