@@ -178,7 +178,8 @@ std::string results_json(const Comparison& c) {
       << ",\"major_faults\":" << num(r.major_faults) << ",\"pages_out\":" << num(r.pages_out)
       << ",\"pages_in\":" << num(r.pages_in) << ",\"guest_cpu_s\":" << num(r.guest_cpu_s)
       << ",\"guest_work\":" << num(r.guest_work) << ",\"host_slowdown\":" << num(r.host_slowdown)
-      << ",\"verified\":" << boolean(r.verified) << ",\"error\":" << str(r.error) << ",\"jobs\":[";
+      << ",\"verified\":" << boolean(r.verified) << ",\"error\":" << str(r.error)
+      << ",\"retried_after\":" << str(r.retried_after) << ",\"jobs\":[";
     for (std::size_t j = 0; j < r.jobs.size(); ++j) {
       const auto& jb = r.jobs[j];
       o << (j ? "," : "") << "{\"id\":" << jb.id << ",\"state\":" << str(jb.state)

@@ -251,9 +251,10 @@ TEST(CompareResults, JsonHasEveryFieldAndParses) {
   ASSERT_EQ((*j)["runs"].array().size(), 16u);
   const auto& r = (*j)["runs"].array()[2];
   for (const char* k :
-       {"workload", "policy", "cyclesteal", "repeat", "makespan_s", "lost_s_per_switch", "lost_s",
-        "switch_rounds", "switch_ms_median", "switch_ms_max", "major_faults", "pages_out",
-        "pages_in", "guest_cpu_s", "guest_work", "host_slowdown", "verified", "error", "jobs"})
+       {"workload",          "policy",    "cyclesteal",    "repeat",           "makespan_s",
+        "lost_s_per_switch", "lost_s",    "switch_rounds", "switch_ms_median", "switch_ms_max",
+        "major_faults",      "pages_out", "pages_in",      "guest_cpu_s",      "guest_work",
+        "host_slowdown",     "verified",  "error",         "retried_after",    "jobs"})
     EXPECT_TRUE(r.has(k)) << k;
   EXPECT_TRUE(r["cyclesteal"].boolean());
   EXPECT_GT(r["host_slowdown"].number(), 1);
