@@ -389,7 +389,13 @@ Result<void> write_plots(Comparison& c) {
       }
     }
     script += "set output '" + (dir / p.file).string() + "'\n";
-    script += std::string("set title '") + p.title + "'\nset ylabel '" + p.ylabel + "'\n";
+    char shape[160];
+    std::snprintf(shape, sizeof shape, "%u nodes of %s, overcommit %.2gx, quantum %s, %u repeat%s",
+                  c.cluster_nodes, workload::format_size(c.node_memory).c_str(),
+                  c.config.overcommit, format_duration(c.config.quantum).c_str(), c.config.repeat,
+                  c.config.repeat == 1 ? "" : "s");
+    script += std::string("set title \"") + p.title + "\\n" + shape + "\"\nset ylabel '" +
+              p.ylabel + "'\n";
     script += "plot " + plot_cmd + "\n";
     c.plots.push_back(p.file);
   }

@@ -121,10 +121,10 @@ int run_demo(std::span<const std::string> args) {
   c.nodes = 3;
   c.job_nodes = 2;  // the third node stays idle: the guest's
   c.ranks_per_node = 1;
-  c.mem_per_node = quick ? (256ull << 20) : (512ull << 20);
+  c.mem_per_node = quick ? (192ull << 20) : (384ull << 20);
   c.overcommit = 1.5;
-  c.quantum = quick ? std::chrono::milliseconds(1500) : std::chrono::seconds(3);
-  c.work_s = quick ? 4 : 15;
+  c.quantum = quick ? std::chrono::seconds(2) : std::chrono::seconds(3);
+  c.work_s = quick ? 3 : 8;
   c.calibrate_s = quick ? 2 : 3;
   c.out_dir = out;
   c.quick = quick;
