@@ -21,4 +21,10 @@ struct AgentOpsContext {
   std::function<void(const std::string&)> log;
 };
 
+// patch, revert: the remote live update of every rank of a job (agent_ops_patch.cpp).
+void add_patch_ops(AgentOpsContext& ctx);
+// The op groups (one file each: gang/agent_ops_<group>.cpp).
+void add_cyclesteal_ops(AgentOpsContext& ctx);  // cyclesteal, guest-run
+void add_extension_ops(AgentOpsContext& ctx);   // ext-list, ext-set, ext-upgrade
+
 }  // namespace dynamos::gang

@@ -312,7 +312,7 @@ asio::awaitable<void> AgentSession::switch_at(std::shared_ptr<Link> link, proto:
     error_code ec;
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  proto::SwitchAck ack{at.round, true, received_ns, realtime_ns(), 0, {}};
+  proto::SwitchAck ack{at.round, true, received_ns, realtime_ns(), 0, {}, 0};
   auto it = prepared_.find(at.round);
   if (it == prepared_.end()) {
     ack.ok = false;
@@ -322,6 +322,8 @@ asio::awaitable<void> AgentSession::switch_at(std::shared_ptr<Link> link, proto:
     auto r = handler_.switch_now(it->second);
     ack.duration_ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count());
+    ack.running_ns = handler_.last_running_ns();
+    if (ack.running_ns == 0) ack.running_ns = ack.switched_ns + ack.duration_ns;
     if (!r) {
       ack.ok = false;
       ack.error = r.error().message();

@@ -50,6 +50,8 @@ class SwitchHandler {
   virtual Result<void> prepare(const proto::PrepareSwitch&) { return {}; }
   // Phase 2, at the deadline: freeze `outgoing`, thaw `incoming`.
   virtual Result<void> switch_now(const proto::PrepareSwitch& round) = 0;
+  // When the last switch_now thawed its incoming jobs (CLOCK_REALTIME ns); 0: at its end.
+  virtual std::uint64_t last_running_ns() const { return 0; }
   // gangd has been silent too long: thaw every job.
   virtual void coordinator_lost() {}
   // Sent with every heartbeat when it returns a report.

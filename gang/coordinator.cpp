@@ -98,6 +98,7 @@ struct Coordinator::Round {
   RoundStats stats;
   std::uint64_t sent_ns = 0, deadline_ns = 0;
   std::uint64_t first_switch = UINT64_MAX, last_switch = 0, last_receipt = 0;
+  std::uint64_t decision_ns = 0, last_running = 0;
 };
 
 // --- an agent's connection -----------------------------------------------------------
@@ -333,7 +334,7 @@ Coordinator::Coordinator(asio::io_context& io, CoordinatorConfig config)
       round_gate_(io) {
   round_gate_.expires_at(steady::time_point::max());
   for (const auto& h : config_.hosts)
-    nodes_.push_back(Node{h.name, h.slots, nullptr, steady::now(), {}});
+    nodes_.push_back(Node{h.name, h.slots, nullptr, steady::now(), {}, "unknown", false, {}});
   if (!config_.log)
     config_.log = [](const std::string& line) {
       std::fprintf(stderr, "gangd: %s\n", line.c_str());
@@ -610,6 +611,7 @@ asio::awaitable<void> Coordinator::quantum_loop() {
           plan[c.node].incoming.push_back(j);
     }
     auto stats = co_await switch_round(std::move(plan));
+    drive_cyclesteal();
     if (!stats.errors.empty())
       config_.log("round " + std::to_string(stats.round) + ": " + std::to_string(stats.failed) +
                   " node(s) failed, first: " + stats.errors.front());
@@ -641,6 +643,7 @@ asio::awaitable<RoundStats> Coordinator::switch_round(std::map<std::size_t, Node
   round_running_ = true;
   auto start = steady::now();
   Round r(io_);
+  r.decision_ns = realtime_ns();
   r.stats.round = ++round_id_;
   r.stats.nodes = plan.size();
   current_ = &r;
@@ -683,6 +686,8 @@ asio::awaitable<RoundStats> Coordinator::switch_round(std::map<std::size_t, Node
   r.stats.total = steady::now() - start;
   if (r.stats.switched > 0) {
     r.stats.skew = Nanos(static_cast<std::int64_t>(r.last_switch - r.first_switch));
+    if (r.last_running > r.decision_ns)
+      r.stats.running = Nanos(static_cast<std::int64_t>(r.last_running - r.decision_ns));
     if (r.last_receipt > r.sent_ns) {
       r.stats.delivery = Nanos(static_cast<std::int64_t>(r.last_receipt - r.sent_ns));
       lead_ =
@@ -727,6 +732,7 @@ void Coordinator::on_switch_ack(std::size_t node, const proto::SwitchAck& ack) {
     r.first_switch = std::min(r.first_switch, ack.switched_ns);
     r.last_switch = std::max(r.last_switch, ack.switched_ns);
     r.last_receipt = std::max(r.last_receipt, ack.received_ns);
+    r.last_running = std::max(r.last_running, ack.running_ns);
     if (ack.received_ns > r.deadline_ns) ++r.stats.late;
     r.stats.max_switch_duration =
         std::max(r.stats.max_switch_duration, Nanos(static_cast<std::int64_t>(ack.duration_ns)));
@@ -787,6 +793,11 @@ void Coordinator::agent_registered(std::size_t node, std::shared_ptr<AgentConn> 
     for (const auto& c : p->cells)
       if (c.node == node) conn->send(assign_message(job, node));
   }
+  // A (re)started agent may have lost its cycle-stealing setting: ask again.
+  nodes_[node].guest_policy = "unknown";
+  nodes_[node].guest_policy_pending.clear();
+  std::erase_if(cyclesteal_requests_, [&](const auto& r) { return r.second.first == node; });
+  drive_cyclesteal();
 }
 
 void Coordinator::agent_gone(std::size_t node, const AgentConn* conn) {
@@ -939,6 +950,7 @@ proto::NodeList Coordinator::list_nodes(std::uint32_t uid) const {
     proto::NodeInfo info;
     info.name = nodes_[n].name;
     info.state = nodes_[n].conn ? "up" : "down";
+    info.guest_policy = nodes_[n].guest_policy;
     info.slots = static_cast<std::uint32_t>(nodes_[n].slots);
     for (JobId j : matrix_.jobs_on(n))
       if (auto it = jobs_.find(j); it != jobs_.end() && may_act(uid, it->second))
@@ -1086,10 +1098,12 @@ asio::awaitable<proto::Message> Coordinator::node_command(std::uint32_t uid,
       res.output = "node " + res.node + " did not answer within " + format_duration(timeout);
       pending_requests_.erase(it);
     }
+  if (cmd.op == ops::cyclesteal) note_cyclesteal_command(cmd, pc.results);
   co_return proto::NodeCommandResult{std::move(pc.results)};
 }
 
 void Coordinator::on_node_reply(std::size_t node, const proto::NodeReply& m) {
+  if (on_cyclesteal_reply(node, m)) return;
   auto it = pending_requests_.find(m.request);
   if (it == pending_requests_.end() || it->second.second != node) return;  // late or forged
   PendingCommand& pc = *it->second.first;
@@ -1098,6 +1112,82 @@ void Coordinator::on_node_reply(std::size_t node, const proto::NodeReply& m) {
   res.output = m.output;
   pending_requests_.erase(it);
   if (--pc.pending == 0) pc.wake.cancel();
+}
+
+// --- cycle stealing on idle nodes ----------------------------------------------------
+
+Result<void> Coordinator::set_cyclesteal(std::uint32_t uid, const proto::SetCycleSteal& m) {
+  if (uid != 0) return fail(Errc::not_permitted, "only root may turn cycle stealing on or off");
+  if (m.enable && m.policy != "linger" && m.policy != "pause" && m.policy != "evict")
+    return fail(Errc::invalid_argument,
+                "unknown cycle-stealing policy '" + m.policy + "' (linger, pause or evict)");
+  cyclesteal_idle_ = m.enable;
+  if (m.enable) cyclesteal_policy_ = m.policy;
+  config_.log(m.enable ? "cycle stealing on idle nodes: " + m.policy : "cycle stealing off");
+  drive_cyclesteal();
+  return {};
+}
+
+// Sends each node the policy it should have now, when that differs from what it has
+// (or was last asked for). Off: only the nodes gangd itself set are turned off.
+void Coordinator::drive_cyclesteal() {
+  std::vector<bool> idle(nodes_.size(), false);
+  for (std::size_t n : matrix_.idle_nodes())
+    if (n < idle.size()) idle[n] = true;
+  for (std::size_t n = 0; n < nodes_.size(); ++n) {
+    Node& node = nodes_[n];
+    if (!node.conn) continue;
+    std::string want;
+    if (cyclesteal_idle_)
+      want = idle[n] ? cyclesteal_policy_ : "pause";
+    else if (node.guest_policy_by_gangd && node.guest_policy != "off")
+      want = "off";
+    if (want.empty()) continue;
+    const std::string& has =
+        node.guest_policy_pending.empty() ? node.guest_policy : node.guest_policy_pending;
+    if (has != want) send_cyclesteal(n, want);
+  }
+}
+
+void Coordinator::send_cyclesteal(std::size_t node, const std::string& policy) {
+  std::uint64_t id = next_request_++;
+  cyclesteal_requests_[id] = {node, policy};
+  nodes_[node].guest_policy_pending = policy;
+  std::vector<std::string> args =
+      policy == "off" ? std::vector<std::string>{"off"} : std::vector<std::string>{"on", policy};
+  send_to(node, proto::NodeRequest{id, 0, std::string(ops::cyclesteal), std::move(args)});
+}
+
+bool Coordinator::on_cyclesteal_reply(std::size_t node, const proto::NodeReply& m) {
+  auto it = cyclesteal_requests_.find(m.request);
+  if (it == cyclesteal_requests_.end()) return false;
+  if (it->second.first != node) return true;  // forged: ignore
+  Node& n = nodes_[node];
+  const std::string policy = it->second.second;
+  cyclesteal_requests_.erase(it);
+  if (n.guest_policy_pending == policy) n.guest_policy_pending.clear();
+  if (m.ok) {
+    n.guest_policy = policy;
+    n.guest_policy_by_gangd = true;
+  } else {
+    config_.log("node " + n.name + ": cyclesteal " + policy + ": " + m.output);
+  }
+  return true;
+}
+
+// An explicit `dynamos cyclesteal on|off --node` that succeeded: the node's policy is
+// the operator's now (gangd's idle driving overrides it at its next change).
+void Coordinator::note_cyclesteal_command(const proto::NodeCommand& cmd,
+                                          const std::vector<proto::NodeResult>& results) {
+  if (cmd.args.empty()) return;
+  std::string policy = cmd.args[0] == "off" ? "off" : cmd.args.size() > 1 ? cmd.args[1] : "";
+  if (policy.empty()) return;
+  for (const auto& r : results) {
+    auto n = node_for(r.node);
+    if (!r.ok || !n) continue;
+    nodes_[*n].guest_policy = policy;
+    nodes_[*n].guest_policy_by_gangd = false;
+  }
 }
 
 proto::Message Coordinator::handle_control(std::uint32_t uid, const proto::Message& request) {
@@ -1124,6 +1214,10 @@ proto::Message Coordinator::handle_control(std::uint32_t uid, const proto::Messa
                        "quantum set");
         } else if constexpr (std::is_same_v<T, proto::SetPaging>) {
           return ok_or(set_paging(uid, m.job, m.policy), "paging policy set");
+        } else if constexpr (std::is_same_v<T, proto::SetCycleSteal>) {
+          return ok_or(set_cyclesteal(uid, m), m.enable ? "cycle stealing on idle nodes: " +
+                                                              m.policy + " (pause where a job runs)"
+                                                        : "cycle stealing off");
         } else if constexpr (std::is_same_v<T, proto::JobExited>) {
           return ok_or(job_exited(uid, m), "job " + std::to_string(m.job) + " ended");
         } else {

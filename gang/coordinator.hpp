@@ -94,6 +94,7 @@ struct RoundStats {
   Nanos skew{};                 // first to last node switching
   Nanos delivery{};             // SwitchAt sent to the last agent receiving it
   Nanos max_switch_duration{};  // slowest node's switch
+  Nanos running{};              // decision to the last node's incoming jobs thawed
   std::vector<std::string> errors;
 };
 
@@ -139,6 +140,11 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   Result<void> job_exited(std::uint32_t uid, const proto::JobExited& m);
   // Forwards an operation to nodes (gang/node_ops.hpp) and gathers their replies.
   asio::awaitable<proto::Message> node_command(std::uint32_t uid, proto::NodeCommand cmd);
+  // Cycle stealing driven by gangd (root only): when enabled, every node with no
+  // running job in the current slot gets `cyclesteal on POLICY`, the others
+  // `cyclesteal on pause`, after every switch round; disabling sends `cyclesteal off`
+  // to the nodes gangd set.
+  Result<void> set_cyclesteal(std::uint32_t uid, const proto::SetCycleSteal& m);
   // Answers one control request (any message type) for a caller.
   proto::Message handle_control(std::uint32_t uid, const proto::Message& request);
 
@@ -162,6 +168,11 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
     std::shared_ptr<AgentConn> conn;                   // null while down
     std::chrono::steady_clock::time_point down_since;  // valid while conn is null
     std::optional<proto::MetricsReport> metrics;
+    // Cycle stealing on the node as gangd knows it (NodeInfo::guest_policy): what its
+    // last successful `cyclesteal` set, "unknown" after the agent (re)connects.
+    std::string guest_policy = "unknown";
+    bool guest_policy_by_gangd = false;  // set by idle-node driving (vs. an explicit command)
+    std::string guest_policy_pending;    // asked by gangd, reply not yet in
   };
   struct Round;
   struct PendingCommand;
@@ -183,6 +194,12 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   void on_switch_ack(std::size_t node, const proto::SwitchAck& ack);
   void on_metrics(std::size_t node, const proto::MetricsReport& m);
   void on_node_reply(std::size_t node, const proto::NodeReply& m);
+  // Cycle stealing (see set_cyclesteal).
+  void drive_cyclesteal();
+  void send_cyclesteal(std::size_t node, const std::string& policy);
+  bool on_cyclesteal_reply(std::size_t node, const proto::NodeReply& m);
+  void note_cyclesteal_command(const proto::NodeCommand& cmd,
+                               const std::vector<proto::NodeResult>& results);
 
   void send_to(std::size_t node, const proto::Message& m);
   proto::JobAssign assign_message(const Job& job, std::size_t node) const;
@@ -222,6 +239,11 @@ class Coordinator : public std::enable_shared_from_this<Coordinator> {
   std::uint64_t next_request_ = 1;
   // NodeRequests awaiting their reply: request id -> (command, node index).
   std::map<std::uint64_t, std::pair<PendingCommand*, std::size_t>> pending_requests_;
+  // Cycle stealing: driven on idle nodes, its policy there, and gangd's own requests
+  // in flight (request id -> node, policy).
+  bool cyclesteal_idle_ = false;
+  std::string cyclesteal_policy_ = "linger";
+  std::map<std::uint64_t, std::pair<std::size_t, std::string>> cyclesteal_requests_;
 };
 
 // A blocking request to gangd's control socket, for the CLI: sends `request`, returns

@@ -17,6 +17,7 @@
 
 #include "core/extension_host.hpp"
 #include "core/tunables.hpp"
+#include "gang/agent_ops.hpp"
 #include "gang/coordinator.hpp"
 #include "gang/node_agent.hpp"
 #include "gang/rank_socket.hpp"
@@ -128,6 +129,7 @@ int main(int argc, char** argv) {
   if (!host) return die(host.error().message());
   node.extensions = host->get();
   node.paging_extension.clear();
+  std::string cyclesteal_name;
   for (auto which : {"paging-extension", "cyclesteal-extension"}) {
     auto path = vm[which].as<std::string>();
     if (path.empty()) continue;
@@ -136,6 +138,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dynamosd: loaded extension %s %s from %s\n", info->name.c_str(),
                  info->version.c_str(), path.c_str());
     if (std::string(which) == "paging-extension") node.paging_extension = info->name;
+    if (std::string(which) == "cyclesteal-extension") cyclesteal_name = info->name;
   }
 
   auto tick = parse_duration(vm["tick"].as<std::string>());
@@ -153,8 +156,16 @@ int main(int argc, char** argv) {
   }
 
   bool node_has_paging = !node.paging_extension.empty();
+  const std::string paging_name = node.paging_extension;
   auto agent = NodeAgent::create(std::move(node));
   if (!agent) return die(agent.error().message());
+  // The node operations gangd forwards (gang/node_ops.hpp), one group a file.
+  AgentOpsContext ops{
+      **agent, host->get(), paging_name, cyclesteal_name,
+      [](const std::string& line) { std::fprintf(stderr, "dynamosd: %s\n", line.c_str()); }};
+  add_patch_ops(ops);
+  add_cyclesteal_ops(ops);
+  add_extension_ops(ops);
 
   boost::asio::io_context io{1};
   auto run_dir = vm["run-dir"].as<std::string>();

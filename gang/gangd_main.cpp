@@ -74,9 +74,9 @@ int main(int argc, char** argv) {
        "the agents' sockets and the launchers' files (as dynamosd's --run-dir)")
       ("mpirun", po::value<std::string>()->default_value("mpirun"), "the mpirun jobs start with")
       ("round-log", po::value<std::string>()->default_value(""),
-       "append one JSON line per switch round to this file: nodes, total_ms (decision to "
-       "the last node's ack: incoming ranks running), skew_ms, lead_ms, prepare_ms, "
-       "max_switch_ms, late, failed");
+       "append one JSON line per switch round to this file: nodes, running_ms (decision "
+       "to every incoming rank thawed), total_ms (decision to the last node's ack), skew_ms, "
+       "lead_ms, prepare_ms, max_switch_ms, late, failed");
   // clang-format on
 
   po::variables_map vm;
@@ -166,8 +166,9 @@ int main(int argc, char** argv) {
            << ",\"nodes\":" << r.nodes << ",\"switched\":" << r.switched
            << ",\"failed\":" << r.failed << ",\"late\":" << r.late
            << ",\"total_ms\":" << ms(r.total) << ",\"prepare_ms\":" << ms(r.prepare_phase)
-           << ",\"lead_ms\":" << ms(r.lead) << ",\"skew_ms\":" << ms(r.skew)
-           << ",\"max_switch_ms\":" << ms(r.max_switch_duration) << "}" << std::endl;
+           << ",\"lead_ms\":" << ms(r.lead) << ",\"running_ms\":" << ms(r.running)
+           << ",\"skew_ms\":" << ms(r.skew) << ",\"max_switch_ms\":" << ms(r.max_switch_duration)
+           << "}" << std::endl;
     };
   }
   if (!cfg.control_socket.empty()) make_parent(cfg.control_socket);

@@ -1,5 +1,8 @@
 #include "gang/node_agent.hpp"
 
+#include <time.h>
+
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <iostream>
@@ -211,20 +214,40 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
       rec.incoming.push_back(id);
     }
 
-  // Freeze the outgoing jobs, one after the other (each call waits until all its tasks
-  // are frozen; writing every freezer first and then waiting would overlap them).
-  bool all_frozen = true;
   for (std::size_t i = 0; i < out.size(); ++i)
     out[i]->running = false;
   for (std::size_t i = 0; i < in.size(); ++i)
     in[i]->running = true;
+  auto thaw_incoming = [&] {
+    auto t0 = Clock::now();
+    for (std::size_t i = 0; i < in.size(); ++i)
+      if (auto r = in[i]->group.thaw(); !r)
+        note(with_context(r.error(), "thawing job " + std::to_string(rec.incoming[i])));
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    last_running_ns_ = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+                       static_cast<std::uint64_t>(ts.tv_nsec);
+    rec.thaw = Clock::now() - t0;
+  };
+  // Incoming jobs under demand paging need nothing before they run ("stop and
+  // continue"): they are thawed as soon as the outgoing jobs are told to freeze, and the
+  // wait for the last outgoing task to stop overlaps their start. Under the other
+  // policies the incoming job runs only after its paging (page-out of the outgoing job,
+  // prefetch) in switch_in.
+  bool demand_only =
+      std::all_of(in.begin(), in.end(), [](const Job* j) { return j->paging == "demand"; });
   for (std::size_t i = 0; i < out.size(); ++i)
-    if (auto r = out[i]->group.freeze(config_.freeze_timeout); !r) {
+    if (auto r = out[i]->group.start_freeze(); !r)
+      note(with_context(r.error(), "freezing job " + std::to_string(rec.outgoing[i])));
+  if (demand_only) thaw_incoming();
+  bool all_frozen = true;
+  for (std::size_t i = 0; i < out.size(); ++i)
+    if (auto r = out[i]->group.wait_frozen(config_.freeze_timeout); !r) {
       all_frozen = false;
       note(with_context(r.error(), "freezing job " + std::to_string(rec.outgoing[i])));
     }
   auto frozen_at = Clock::now();
-  rec.freeze = frozen_at - start;
+  rec.freeze = frozen_at - start - rec.thaw;
 
   core::ExtensionHost* ext = config_.extensions;
   if (ext && !config_.paging_extension.empty()) {
@@ -244,15 +267,9 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
         rec.paging_report += (rec.paging_report.empty() ? "" : "\n") + *r;
     }
   }
-  auto paged_at = Clock::now();
-  rec.paging = paged_at - frozen_at;
-
-  for (std::size_t i = 0; i < in.size(); ++i)
-    if (auto r = in[i]->group.thaw(); !r)
-      note(with_context(r.error(), "thawing job " + std::to_string(rec.incoming[i])));
-  auto end = Clock::now();
-  rec.thaw = end - paged_at;
-  rec.total = end - start;
+  rec.paging = Clock::now() - frozen_at;
+  if (!demand_only) thaw_incoming();
+  rec.total = Clock::now() - start;
   if (first) rec.error = first->message();
   history_.push_back(rec);
   if (history_.size() > kSwitchHistory) history_.pop_front();

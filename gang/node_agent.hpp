@@ -9,9 +9,11 @@
 // A switch (switch_now, at the common deadline): freeze the outgoing jobs and wait
 // until every task is frozen, the paging extension's switch_out on each (it needs
 // them frozen), its switch_in on each incoming job (the page-out / prefetch policy of
-// the incoming job runs here, before the thaw), then thaw the incoming jobs. The
-// incoming jobs are thawed even when freezing or paging failed: a paging error costs
-// speed, never a job left frozen.
+// the incoming job runs here, before the thaw), then thaw the incoming jobs. Incoming
+// jobs that all page on demand need nothing before they run: they are thawed right
+// after the outgoing freezers are written, overlapping the wait for the last outgoing
+// task to stop. The incoming jobs are thawed even when freezing or paging failed: a
+// paging error costs speed, never a job left frozen.
 //
 // Threading: every member may be called from any thread (one mutex). The AgentSession
 // calls the handler on its io thread and the switch runs there, synchronously, on
@@ -30,6 +32,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -94,6 +97,7 @@ class NodeAgent : public SwitchHandler {
   Result<void> switch_now(const proto::PrepareSwitch& round) override;
   void coordinator_lost() override;
   std::optional<proto::MetricsReport> metrics() override;
+  std::uint64_t last_running_ns() const override { return last_running_ns_; }
   // Operations gangd forwards (gang/node_ops.hpp). The agent itself answers job-pids;
   // the program running it registers the others (dynamosd: cycle stealing, guests,
   // extensions, patching), each in its own file. An op runs on the session's thread.
@@ -160,7 +164,8 @@ class NodeAgent : public SwitchHandler {
   mutable std::mutex mu_;
   std::map<JobId, Job> jobs_;
   std::deque<SwitchRecord> history_;
-  std::map<std::string, Op, std::less<>> ops_;  // set up before the session starts
+  std::map<std::string, Op, std::less<>> ops_;     // set up before the session starts
+  std::atomic<std::uint64_t> last_running_ns_{0};  // when the last switch thawed its jobs
 };
 
 }  // namespace dynamos::gang

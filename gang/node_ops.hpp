@@ -4,7 +4,7 @@
 //   op            args                        who may          what the agent does
 //   cyclesteal    on POLICY | off             root             cycle stealing extension
 //   guest-run     CWD PROGRAM [ARGS...]       anyone           starts a guest as the caller
-//   ext-list                                  anyone           extensions and tunables (JSON)
+//   ext-list      [json|text]                 anyone           extensions and tunables
 //   ext-set       EXT.KEY=VALUE               root             sets a tunable
 //   ext-upgrade   EXT PATH.so                 root             loads a new build in place
 //   job-pids      JOB                         the job's owner  the pids in the job's group

@@ -191,6 +191,7 @@ void fields(V& v, SwitchAck& m) {
   v(m.switched_ns, "switched_ns");
   v(m.duration_ns, "duration_ns");
   v(m.error, "error");
+  v(m.running_ns, "running_ns");
 }
 template <class V>
 void fields(V& v, JobMetrics& m) {

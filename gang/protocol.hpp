@@ -177,6 +177,7 @@ struct SwitchAck {
   std::uint64_t switched_ns = 0;  // CLOCK_REALTIME when the switch started
   std::uint64_t duration_ns = 0;  // how long the switch took on this node
   std::string error;
+  std::uint64_t running_ns = 0;  // CLOCK_REALTIME when the incoming jobs were thawed
 };
 
 // --- metrics, liveness, errors -------------------------------------------------------

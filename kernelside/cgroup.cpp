@@ -334,10 +334,21 @@ Result<bool> Group::frozen() const {
 }
 
 Result<void> Group::freeze(std::chrono::milliseconds timeout) {
+  if (auto r = start_freeze(); !r) return r;
+  return wait_frozen(timeout);
+}
+
+Result<void> Group::start_freeze() {
   bool v1 = layout_.serving(Controller::freezer) == CgroupVersion::v1;
   auto f = file(Controller::freezer, "freezer.state", "cgroup.freeze");
   if (!f) return std::unexpected(f.error());
-  if (auto w = write_text(*f, v1 ? "FROZEN" : "1"); !w) return w;
+  return write_text(*f, v1 ? "FROZEN" : "1");
+}
+
+Result<void> Group::wait_frozen(std::chrono::milliseconds timeout) {
+  bool v1 = layout_.serving(Controller::freezer) == CgroupVersion::v1;
+  auto f = file(Controller::freezer, "freezer.state", "cgroup.freeze");
+  if (!f) return std::unexpected(f.error());
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto pause = 100us;
   for (;;) {
@@ -349,7 +360,7 @@ Result<void> Group::freeze(std::chrono::milliseconds timeout) {
                                        std::to_string(timeout.count()) + " ms (still freezing)");
     if (v1) (void)write_text(*f, "FROZEN");  // v1 retries freezing stragglers on each write
     std::this_thread::sleep_for(pause);
-    pause = std::min<std::chrono::microseconds>(pause * 2, 5ms);
+    pause = std::min<std::chrono::microseconds>(pause * 2, 1ms);
   }
 }
 

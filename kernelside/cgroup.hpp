@@ -179,6 +179,10 @@ class Group {
   // Freezes the group and waits until every task is frozen; Errc::timed_out otherwise
   // (the group stays freezing: call thaw to undo).
   Result<void> freeze(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  // The two halves of freeze(): ask the kernel to freeze the group, and wait until it
+  // is frozen (so that other work can overlap the wait).
+  Result<void> start_freeze();
+  Result<void> wait_frozen(std::chrono::milliseconds timeout = std::chrono::seconds(5));
   Result<void> thaw();
   Result<bool> frozen() const;
 

@@ -9,6 +9,7 @@
 //   launch/        the job supervisors' files
 // `down` removes all of it, every process and cgroup, and the zram swap `up` set up.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -95,6 +96,7 @@ Result<pid_t> spawn_daemon(const std::vector<std::string>& args, const std::stri
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
@@ -267,7 +269,7 @@ int run_up(std::span<const std::string> args) {
       "Then: dynamos submit, jobs, nodes; dynamos cluster down removes everything.\n\n"
       "options");
   unsigned nodes = 0, slots = 2;
-  std::string mem, quantum = "2s", dir, node_timeout;
+  std::string mem, quantum = "2s", dir, node_timeout, cgroup_parent;
   desc.add_options()("help,h", "show this help")("nodes", po::value(&nodes), "virtual nodes")(
       "mem-per-node", po::value(&mem), "memory limit of each node, e.g. 2G (default: RAM / N)")(
       "quantum", po::value(&quantum)->default_value("2s"), "gang time slice")(
@@ -275,7 +277,9 @@ int run_up(std::span<const std::string> args) {
       "state-dir", po::value(&dir)->default_value("/run/dynamos"),
       "where the cluster's sockets, logs and state go")(
       "node-timeout", po::value(&node_timeout)->default_value("60s"),
-      "a node whose agent stays away this long fails its jobs");
+      "a node whose agent stays away this long fails its jobs")(
+      "cgroup-parent", po::value(&cgroup_parent)->default_value(kCgroupParent),
+      "the nodes' groups are <cgroup-parent>/<node> in every hierarchy");
   std::vector<std::string> positional;
   po::variables_map vm;
   if (auto s = cli::parse_options("cluster up", args, desc, positional, vm)) return *s;
@@ -333,7 +337,7 @@ int run_up(std::span<const std::string> args) {
   for (const auto& n : names)
     node_list += (node_list.empty() ? "" : ",") + n;
   c.values["nodes"] = node_list;
-  c.values["cgroup_parent"] = kCgroupParent;
+  c.values["cgroup_parent"] = cgroup_parent;
   c.values["quantum"] = quantum;
   c.values["mem_per_node"] = std::to_string(mem_bytes);
   auto fail_up = [&](const std::string& why) {
@@ -410,7 +414,7 @@ int run_up(std::span<const std::string> args) {
                              "--coordinator",
                              "127.0.0.1:" + std::to_string(*port),
                              "--cgroup-parent",
-                             kCgroupParent,
+                             cgroup_parent,
                              "--cpus",
                              cpus,
                              "--memory",

@@ -1,26 +1,30 @@
-// dynamos patch | revert | updates: live updates of another running process.
-#include <elf.h>
-#include <fcntl.h>
-#include <unistd.h>
-
+// dynamos patch | revert | updates: live updates of another running process, or of
+// every rank of a gang-scheduled job (--job: through gangd and the node agents).
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
+#include <thread>
 
 #include "core/engine.hpp"
-#include "core/remote.hpp"
-#include "core/symbols.hpp"
+#include "core/remote_update.hpp"
 #include "gang/cli/command.hpp"
+#include "gang/cli/control.hpp"
+#include "gang/job_patch.hpp"
+#include "gang/node_ops.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
 using namespace dynamos::core;
+using dynamos::gang::proto::JobId;
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace jp = gang::jobpatch;
 
 Result<pid_t> parse_pid(const std::string& s) {
   char* end = nullptr;
@@ -30,184 +34,328 @@ Result<pid_t> parse_pid(const std::string& s) {
   return static_cast<pid_t>(v);
 }
 
-// The dynamic linker hands out the already loaded object for a path it has seen,
-// even when the file was rebuilt since. So each distinct build is loaded from its
-// own content-named copy: the same build again reuses its copy (and handle), a new
-// build gets a new one.
-Result<std::string> content_named_copy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in && !in.eof()) return fail_errno("read " + path);
-  std::uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : bytes)
-    h = (h ^ c) * 1099511628211ull;
-  const std::string dir = "/tmp/dynamos-patches-" + std::to_string(getuid());
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return fail(Errc::system, "create " + dir + ": " + ec.message());
-  char name[32];
-  std::snprintf(name, sizeof name, "%016lx", static_cast<unsigned long>(h));
-  const std::string copy =
-      dir + "/" + std::filesystem::path(path).stem().string() + "-" + name + ".so";
-  if (!std::filesystem::exists(copy)) {
-    const std::string tmp = copy + ".tmp" + std::to_string(getpid());
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) return fail_errno("write " + tmp);
-    std::filesystem::permissions(tmp, std::filesystem::perms(0644), ec);
-    std::filesystem::rename(tmp, copy, ec);
-    if (ec) return fail(Errc::system, "rename " + tmp + ": " + ec.message());
-  }
-  return copy;
-}
-
-// A patch object must exist and be an ELF shared object; say which it is not.
-Result<std::string> check_patch_object(const std::string& path) {
-  std::error_code ec;
-  auto abs = std::filesystem::absolute(path, ec);
-  if (ec || !std::filesystem::exists(abs)) return fail(Errc::not_found, "no such file: " + path);
-  int fd = open(abs.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail_errno("open " + path);
-  Elf64_Ehdr h{};
-  ssize_t n = read(fd, &h, sizeof h);
-  close(fd);
-  if (n != sizeof h || std::memcmp(h.e_ident, ELFMAG, SELFMAG) != 0)
-    return fail(Errc::invalid_argument, path + " is not an ELF file");
-  if (h.e_type != ET_DYN)
-    return fail(Errc::invalid_argument, path + " is not an ELF shared object");
-  // A position-independent executable is ET_DYN too; it asks for an interpreter.
-  if (std::ifstream f{abs, std::ios::binary}) {
-    for (int i = 0; i < h.e_phnum; ++i) {
-      Elf64_Phdr ph{};
-      f.seekg(static_cast<std::streamoff>(h.e_phoff + i * h.e_phentsize));
-      if (!f.read(reinterpret_cast<char*>(&ph), sizeof ph)) break;
-      if (ph.p_type == PT_INTERP)
-        return fail(Errc::invalid_argument, path + " is an executable, not an ELF shared object");
-    }
-  }
-  return content_named_copy(abs.string());
-}
-
-struct Replace {
-  std::string symbol;
-  std::string object;  // the content-named copy that is loaded
-  std::string new_symbol;
-  std::string given;  // the path the operator gave
-};
-
-Result<Replace> parse_replace(const std::string& spec) {
-  // SYM=PATCH.so[:NEWSYM]
-  const auto eq = spec.find('=');
-  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
-    return fail(Errc::invalid_argument, "--replace '" + spec + "' is not SYM=PATCH.so[:NEWSYM]");
-  Replace r;
-  r.symbol = spec.substr(0, eq);
-  std::string rest = spec.substr(eq + 1);
-  const auto colon = rest.rfind(':');
-  if (colon != std::string::npos && rest.find(".so", colon) == std::string::npos) {
-    r.object = rest.substr(0, colon);
-    r.new_symbol = rest.substr(colon + 1);
-  } else {
-    r.object = rest;
-  }
-  if (r.new_symbol.empty()) r.new_symbol = r.symbol;
-  return r;
-}
-
 Result<std::unique_ptr<Engine>> attach_engine(pid_t pid, std::chrono::milliseconds timeout) {
-  AttachOptions opts;
-  opts.stop_timeout = timeout;
-  auto target = RemoteTarget::attach(pid, opts);
-  if (!target) return std::unexpected(target.error());
-  return Engine::over(std::move(*target));
+  return attach_remote_engine(pid, timeout);
+}
+
+double ms_of(Clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+// --- a whole job, through gangd and its node agents (gang/job_patch.hpp) -------------
+
+// One node operation on a job's nodes, sent again to the nodes where the job is frozen
+// (not its time slice) until it runs there or `deadline` passes. Returns every node's
+// final answer. With `stop_on_failure`, a node failing for another reason ends the
+// retries (the nodes still frozen keep their refusal as their answer).
+Result<std::vector<gang::proto::NodeResult>> until_running(
+    const std::string& command, const std::string& socket, std::vector<std::string> nodes,
+    const std::string& op, const std::vector<std::string>& args, Clock::time_point deadline,
+    bool stop_on_failure) {
+  std::vector<gang::proto::NodeResult> final;
+  auto pause = std::chrono::milliseconds(10);
+  bool told = false;
+  for (;;) {
+    auto res = cli::node_command(socket, nodes, op, args, std::chrono::seconds(30));
+    if (!res) return std::unexpected(res.error());
+    std::vector<gang::proto::NodeResult> frozen;
+    bool failed = false;
+    for (auto& n : res->results) {
+      if (!n.ok && jp::is_frozen_refusal(n.output))
+        frozen.push_back(std::move(n));
+      else {
+        failed = failed || !n.ok;
+        final.push_back(std::move(n));
+      }
+    }
+    if (frozen.empty() || (failed && stop_on_failure) || Clock::now() + pause > deadline) {
+      for (auto& n : frozen)
+        final.push_back(std::move(n));
+      return final;
+    }
+    if (!told) {
+      std::fprintf(stderr, "dynamos %s: %s; waiting for its time slice\n", command.c_str(),
+                   frozen.front().output.c_str());
+      told = true;
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::milliseconds>(pause * 2, std::chrono::milliseconds(200));
+    nodes.clear();
+    for (const auto& n : frozen)
+      nodes.push_back(n.node);
+  }
+}
+
+std::string revert_token(const std::string& node, const jp::RankUpdate& r) {
+  return node + ":" + std::to_string(r.pid) + ":" + std::to_string(r.update);
+}
+
+// Takes an update back out of the ranks that took it (all or none). Returns "" when
+// every one was reverted, else what is left and why.
+std::string roll_back(const std::string& socket, JobId job, SafetyMode mode,
+                      const std::map<std::string, jp::NodeUpdates>& done,
+                      std::chrono::seconds wait) {
+  std::string left;
+  const auto deadline = Clock::now() + std::max(wait, std::chrono::seconds(10));
+  for (const auto& [node, u] : done) {
+    jp::RevertArgs ra{job, mode, {}};
+    for (const auto& r : u.ranks)
+      ra.targets.push_back({r.pid, r.update});
+    auto res = until_running("patch", socket, {node}, std::string(gang::ops::revert),
+                             jp::to_args(ra), deadline, true);
+    std::string why;
+    if (!res)
+      why = res.error().message();
+    else if (res->size() != 1 || !res->front().ok)
+      why = res->empty() ? "no answer" : res->front().output;
+    if (why.empty()) continue;
+    for (const auto& r : u.ranks)
+      left += " " + revert_token(node, r);
+    left += " (" + why + ")";
+  }
+  return left;
+}
+
+int run_patch_job(const std::string& socket, JobId job, std::vector<Replacement> plan,
+                  SafetyMode mode, std::chrono::milliseconds timeout, std::chrono::seconds wait) {
+  jp::PatchArgs pa{job, std::move(plan), mode, timeout};
+  const auto t0 = Clock::now();
+  std::map<std::string, jp::NodeUpdates> done;
+  std::vector<std::string> failures;
+  auto res = until_running("patch", socket, {}, std::string(gang::ops::patch), jp::to_args(pa),
+                           t0 + wait, true);
+  if (!res) return cli::error("patch", res.error().message());
+  if (res->empty()) return cli::error("patch", "job " + std::to_string(job) + " has no nodes");
+  for (const auto& n : *res) {
+    if (!n.ok) {
+      failures.push_back(jp::is_frozen_refusal(n.output)
+                             ? n.output + ": still after " + std::to_string(wait.count()) + " s"
+                             : "node " + n.node + ": " + n.output);
+      continue;
+    }
+    auto u = jp::parse_node_updates(n.output);
+    if (!u) {
+      failures.push_back("node " + n.node + ": " + u.error().message());
+      continue;
+    }
+    done[n.node] = std::move(*u);
+  }
+  const auto took = Clock::now() - t0;
+  if (!failures.empty()) {
+    // All or none: the nodes that were patched are reverted before saying why not.
+    std::string left = roll_back(socket, job, mode, done, wait);
+    std::string msg = "job " + std::to_string(job) + " not patched: " + failures.front();
+    for (std::size_t i = 1; i < failures.size(); ++i)
+      msg += "; " + failures[i];
+    if (!left.empty())
+      msg +=
+          "; COULD NOT REVERT the ranks already patched, revert them with: dynamos revert "
+          "--job " +
+          std::to_string(job) + left;
+    else if (!done.empty())
+      msg += " (reverted on the nodes that had taken it)";
+    return cli::error("patch", msg);
+  }
+  std::size_t ranks = 0;
+  std::set<core::UpdateId> ids;
+  for (const auto& [node, u] : done)
+    for (const auto& r : u.ranks) {
+      ++ranks;
+      ids.insert(r.update);
+    }
+  std::printf("patched job %lu: %zu rank%s on %zu node%s in %.1f ms (%s mode)\n",
+              static_cast<unsigned long>(job), ranks, ranks == 1 ? "" : "s", done.size(),
+              done.size() == 1 ? "" : "s", ms_of(took), safety_mode_name(mode));
+  std::string tokens;
+  for (const auto& [node, u] : done)
+    for (const auto& r : u.ranks) {
+      std::printf("  node %s rank %d: update %lu (stopped %.3f ms, %.1f ms)\n", node.c_str(), r.pid,
+                  static_cast<unsigned long>(r.update), r.stopped_ms, r.took_ms);
+      tokens += " " + revert_token(node, r);
+    }
+  if (ids.size() == 1)
+    std::printf("revert with: dynamos revert --job %lu %lu\n", static_cast<unsigned long>(job),
+                static_cast<unsigned long>(*ids.begin()));
+  else
+    std::printf("revert with: dynamos revert --job %lu%s\n", static_cast<unsigned long>(job),
+                tokens.c_str());
+  return 0;
+}
+
+Result<JobId> parse_job(const std::string& s) {
+  char* end = nullptr;
+  unsigned long v = std::strtoul(s.c_str(), &end, 10);
+  if (s.empty() || *end || v == 0 || s[0] == '-')
+    return fail(Errc::invalid_argument, "'" + s + "' is not a job id");
+  return static_cast<JobId>(v);
 }
 
 int run_patch(std::span<const std::string> args) {
   po::options_description desc(
-      "usage: dynamos patch PID --replace SYM=PATCH.so[:NEWSYM] [--replace ...] [options]\n\n"
+      "usage: dynamos patch PID --replace SYM=PATCH.so[:NEWSYM] [--replace ...] [options]\n"
+      "       dynamos patch --job ID --replace SYM=PATCH.so[:NEWSYM] [--replace ...] [options]\n\n"
       "Loads each PATCH.so into the running process PID (a remote dlopen) and redirects\n"
       "every SYM to NEWSYM (default: SYM) in one update: all switch or none do. SYM is a\n"
       "function of the executable (static ones too when it has a symbol table) or of any\n"
       "loaded library. The process keeps running; its threads are stopped only while the\n"
-      "entry jumps and version slots are written. Prints 'update ID' last.\n\noptions");
+      "entry jumps and version slots are written. Prints 'update ID' last.\n\n"
+      "With --job, the same update goes to every rank of a gang-scheduled job, on every\n"
+      "node of the job (through gangd and the node agents), all or none: if one rank\n"
+      "fails, the ranks already patched are reverted and the command fails naming the\n"
+      "node, the rank and why. While the job is frozen (not its time slice) the command\n"
+      "waits for it to run. Prints each rank's update id and the command that reverts\n"
+      "them all.\n\noptions");
   std::vector<std::string> replaces;
   std::string mode = "drain";
   long timeout_ms = 2000;
+  std::string job_arg;
+  long wait_s = 120;
   desc.add_options()("help,h", "show this help")("replace", po::value(&replaces)->composing(),
                                                  "SYM=PATCH.so[:NEWSYM], repeatable")(
       "mode", po::value(&mode)->default_value("drain"),
       "drain: switch now, running calls finish on the old code; quiescent: switch only when no "
       "thread is inside any of the functions")(
       "timeout-ms", po::value(&timeout_ms)->default_value(2000),
-      "quiescent mode: give up after this long and name the blocking thread");
+      "quiescent mode: give up after this long and name the blocking thread (with --job: per "
+      "rank, at most 500, default 500)")("job", po::value(&job_arg),
+                                         "patch every rank of this job instead of one process")(
+      "wait", po::value(&wait_s)->default_value(120),
+      "with --job: seconds to wait for the job's time slice while it is frozen");
+  cli::add_socket_option(desc);
   std::vector<std::string> positional;
   po::variables_map vm;
   if (auto status = cli::parse_options("patch", args, desc, positional, vm)) return *status;
+  const bool by_job = vm.count("job") > 0;
+  if (by_job && !positional.empty())
+    return cli::error("patch", "give either a PID or --job ID, not both", 2);
   if (positional.size() > 1)
     return cli::error("patch", "unexpected argument '" + positional[1] + "'", 2);
   const std::string pid_arg = positional.empty() ? "" : positional[0];
-  if (pid_arg.empty()) return cli::error("patch", "missing PID (try --help)", 2);
+  if (!by_job && pid_arg.empty()) return cli::error("patch", "missing PID (try --help)", 2);
   if (replaces.empty()) return cli::error("patch", "nothing to do: give at least one --replace", 2);
-  auto pid = parse_pid(pid_arg);
-  if (!pid) return cli::error("patch", pid.error().message(), 2);
   auto safety = parse_safety_mode(mode);
   if (!safety) return cli::error("patch", safety.error().message(), 2);
   if (timeout_ms <= 0) return cli::error("patch", "--timeout-ms must be positive", 2);
-
-  std::vector<Replace> plan;
+  std::vector<Replacement> plan;
   for (const auto& spec : replaces) {
-    auto r = parse_replace(spec);
+    auto r = parse_replacement(spec);
     if (!r) return cli::error("patch", r.error().message(), 2);
-    auto obj = check_patch_object(r->object);
-    if (!obj) return cli::error("patch", obj.error().message());
-    r->given = r->object;
-    r->object = *obj;
     plan.push_back(*r);
   }
 
-  cli::prefer_realtime();
-  const auto t0 = std::chrono::steady_clock::now();
-  auto engine = attach_engine(*pid, std::chrono::milliseconds(1000));
-  if (!engine) return cli::error("patch", engine.error().message());
-  auto& remote = dynamic_cast<RemoteTarget&>((*engine)->target());
+  if (by_job) {
+    auto job = parse_job(job_arg);
+    if (!job) return cli::error("patch", job.error().message(), 2);
+    if (vm["timeout-ms"].defaulted()) timeout_ms = jp::kMaxRankTimeout.count();
+    if (timeout_ms > jp::kMaxRankTimeout.count())
+      return cli::error("patch",
+                        "--timeout-ms is at most " + std::to_string(jp::kMaxRankTimeout.count()) +
+                            " with --job (a node cannot switch jobs while it patches)",
+                        2);
+    if (wait_s < 0) return cli::error("patch", "--wait must not be negative", 2);
+    // The agents open the objects by absolute path (on a shared file system across
+    // hosts); they are checked here first, so that a typo fails before any node acts.
+    for (auto& r : plan) {
+      if (auto ok = read_patch_object(r.object); !ok)
+        return cli::error("patch", ok.error().message());
+      r.object = std::filesystem::absolute(r.object).lexically_normal().string();
+    }
+    return run_patch_job(cli::socket_path(vm), *job, std::move(plan), *safety,
+                         std::chrono::milliseconds(timeout_ms), std::chrono::seconds(wait_s));
+  }
 
-  UpdateRequest req;
+  auto pid = parse_pid(pid_arg);
+  if (!pid) return cli::error("patch", pid.error().message(), 2);
+  RemotePatchRequest req;
   req.mode = *safety;
   req.timeout = std::chrono::milliseconds(timeout_ms);
-  std::map<std::string, bool> loaded;
-  for (const auto& r : plan) {
-    if (!loaded[r.object]) {
-      auto h = remote.load_library(r.object);
-      if (!h) return cli::error("patch", h.error().message());
-      loaded[r.object] = true;
-    }
+  for (auto& r : plan) {
+    auto copy = stage_patch_object(r.object);
+    if (!copy) return cli::error("patch", copy.error().message());
+    r.staged = *copy;
   }
-  auto syms = Symbols::load(remote);
-  if (!syms) return cli::error("patch", syms.error().message());
-  for (const auto& r : plan) {
-    auto code = syms->find(r.new_symbol, r.object);
-    if (!code)
-      return cli::error("patch", "no function named '" + r.new_symbol + "' in " + r.object);
-    const std::string version =
-        std::filesystem::path(r.given).filename().string() + ":" + r.new_symbol;
-    req.redirects.push_back({r.symbol, 0, code->address, version});
-  }
-  auto id = (*engine)->apply(req);
-  if (!id) return cli::error("patch", id.error().message());
-  const auto total = std::chrono::steady_clock::now() - t0;
-  const double stop_ms = std::chrono::duration<double, std::milli>((*engine)->last_stop()).count();
+  req.replacements = plan;
+  cli::prefer_realtime();
+  auto res = patch_process(*pid, req);
+  if (!res) return cli::error("patch", res.error().message());
   std::printf("patched %zu function%s in process %d (%s mode)\n", plan.size(),
               plan.size() == 1 ? "" : "s", *pid, safety_mode_name(*safety));
-  std::printf("target stopped for %.3f ms; command took %.1f ms\n", stop_ms,
-              std::chrono::duration<double, std::milli>(total).count());
-  std::printf("update %lu\n", static_cast<unsigned long>(*id));
+  std::printf("target stopped for %.3f ms; command took %.1f ms\n", ms_of(res->stopped),
+              ms_of(res->took));
+  std::printf("update %lu\n", static_cast<unsigned long>(res->id));
   return 0;
 }
 
+// dynamos revert --job ID UPDATE|NODE:PID:UPDATE... [--mode M] [--wait S] [--socket P]
+int run_revert_job(std::span<const std::string> args) {
+  po::options_description desc(
+      "usage: dynamos revert --job ID UPDATE|NODE:PID:UPDATE... [options]\n\n"
+      "Reverts updates of a job's ranks (dynamos patch --job prints the line to use): a\n"
+      "bare UPDATE in every rank of the job, NODE:PID:UPDATE in that rank. While the job\n"
+      "is frozen (not its time slice) the command waits for it to run.\n\noptions");
+  std::string job_arg, mode = "drain";
+  long wait_s = 120;
+  desc.add_options()("help,h", "show this help")("job", po::value(&job_arg), "the job")(
+      "mode", po::value(&mode)->default_value("drain"), "drain or quiescent")(
+      "wait", po::value(&wait_s)->default_value(120),
+      "seconds to wait for the job's time slice while it is frozen");
+  cli::add_socket_option(desc);
+  std::vector<std::string> tokens;
+  po::variables_map vm;
+  if (auto status = cli::parse_options("revert", args, desc, tokens, vm)) return *status;
+  auto job = parse_job(job_arg);
+  if (!job) return cli::error("revert", job.error().message(), 2);
+  auto m = parse_safety_mode(mode);
+  if (!m) return cli::error("revert", m.error().message(), 2);
+  if (tokens.empty()) return cli::error("revert", "no update id given (try --help)", 2);
+  if (wait_s < 0) return cli::error("revert", "--wait must not be negative", 2);
+  // Bare ids go to every node of the job; NODE:PID:UPDATE to that node only.
+  std::map<std::string, jp::RevertArgs> per_node;  // "" = every node of the job
+  for (const auto& t : tokens) {
+    auto last = t.rfind(':');
+    auto mid = last == std::string::npos || last == 0 ? std::string::npos : t.rfind(':', last - 1);
+    if (last != std::string::npos && (mid == std::string::npos || mid == 0))
+      return cli::error("revert", "'" + t + "' is not UPDATE or NODE:PID:UPDATE", 2);
+    const std::string node = last == std::string::npos ? "" : t.substr(0, mid);
+    auto target = jp::parse_revert_target(node.empty() ? t : t.substr(mid + 1));
+    if (!target) return cli::error("revert", target.error().message(), 2);
+    auto& ra = per_node[node];
+    ra.job = *job;
+    ra.mode = *m;
+    ra.targets.push_back(*target);
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(wait_s);
+  int status = 0;
+  for (const auto& [node, ra] : per_node) {
+    std::vector<std::string> nodes;
+    if (!node.empty()) nodes.push_back(node);
+    auto res = until_running("revert", cli::socket_path(vm), nodes, std::string(gang::ops::revert),
+                             jp::to_args(ra), deadline, false);
+    if (!res) return cli::error("revert", res.error().message());
+    for (const auto& n : *res) {
+      if (!n.ok) {
+        status = cli::error("revert", "node " + n.node + ": " + n.output);
+        continue;
+      }
+      auto u = jp::parse_node_updates(n.output);
+      if (!u) {
+        status = cli::error("revert", "node " + n.node + ": " + u.error().message());
+        continue;
+      }
+      for (const auto& r : u->ranks)
+        std::printf("reverted update %lu in rank %d on node %s; stopped for %.3f ms\n",
+                    static_cast<unsigned long>(r.update), r.pid, n.node.c_str(), r.stopped_ms);
+    }
+  }
+  return status;
+}
+
 int run_revert(std::span<const std::string> args) {
+  for (const auto& a : args)
+    if (a == "--job" || a.starts_with("--job=")) return run_revert_job(args);
   if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
-    std::cout << "usage: dynamos revert PID ID [--mode drain|quiescent]\n\n"
+    std::cout << "usage: dynamos revert PID ID [--mode drain|quiescent]\n"
+                 "       dynamos revert --job ID UPDATE|NODE:PID:UPDATE... (see --job --help)\n\n"
                  "Reverts update ID of process PID: the functions it switched go back to the\n"
                  "versions they had before. Refused while a newer update on the same function\n"
                  "is applied (revert that first).\n";
@@ -229,11 +377,10 @@ int run_revert(std::span<const std::string> args) {
     mode = *m;
   }
   cli::prefer_realtime();
-  auto engine = attach_engine(*pid, std::chrono::milliseconds(1000));
-  if (!engine) return cli::error("revert", engine.error().message());
-  if (auto r = (*engine)->revert(id, mode); !r) return cli::error("revert", r.error().message());
+  auto r = revert_process_update(*pid, id, mode);
+  if (!r) return cli::error("revert", r.error().message());
   std::printf("reverted update %lu in process %d; target stopped for %.3f ms\n", id, *pid,
-              std::chrono::duration<double, std::milli>((*engine)->last_stop()).count());
+              ms_of(r->stopped));
   return 0;
 }
 

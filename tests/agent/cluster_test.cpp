@@ -148,7 +148,7 @@ TEST(AgentCluster, TwoJobsAlternateAsGangsOnFourNodes) {
     ASSERT_TRUE(c.wait_for([&] { return c.coordinator->agents_connected() == kNodes; }))
         << "agents did not connect";
 
-    proto::JobSubmit js{"a", kNodes, kNodes, "demand", {"/bin/true"}, "/"};
+    proto::JobSubmit js{"a", kNodes, kNodes, "demand", {"/bin/true"}, "/", ""};
     auto ja = c.call([&] { return c.coordinator->submit(0, js); });
     js.name = "b";
     auto jb = c.call([&] { return c.coordinator->submit(0, js); });

@@ -168,8 +168,8 @@ TEST(Coordinator, GangsAlternateTogetherAndALoneJobIsNeverSwitched) {
   for (int i = 0; i < 4; ++i)
     c.add_agent("n" + std::to_string(i), test_secret());
   ASSERT_TRUE(all_connected(c, 4));
-  proto::JobSubmit a{"a", 4, 2, "demand", {"/bin/true"}, "/"};
-  proto::JobSubmit alone{"alone", 4, 2, "demand", {"/bin/true"}, "/"};
+  proto::JobSubmit a{"a", 4, 2, "demand", {"/bin/true"}, "/", ""};
+  proto::JobSubmit alone{"alone", 4, 2, "demand", {"/bin/true"}, "/", ""};
   auto ja = c.call([&] { return c.coordinator->submit(0, a); });      // n0,n1 slot 0
   auto jc = c.call([&] { return c.coordinator->submit(0, alone); });  // n2,n3 slot 0
   auto jb = c.call([&] { return c.coordinator->submit(0, a); });      // n0,n1 slot 1
@@ -225,13 +225,13 @@ TEST(Coordinator, BadRequestsGetClearErrors) {
   auto submit = [&](proto::JobSubmit s) {
     return c.call([&] { return c.coordinator->submit(1000, s); });
   };
-  auto r = submit({"x", 2, 0, "bogus", {"/bin/true"}, "/"});
+  auto r = submit({"x", 2, 0, "bogus", {"/bin/true"}, "/", ""});
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("unknown paging policy 'bogus'"), std::string::npos);
-  r = submit({"x", 5, 0, "demand", {"/bin/true"}, "/"});
+  r = submit({"x", 5, 0, "demand", {"/bin/true"}, "/", ""});
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("4 slots"), std::string::npos) << r.error().message();
-  r = submit({"x", 1, 0, "demand", {}, "/"});
+  r = submit({"x", 1, 0, "demand", {}, "/", ""});
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("no program"), std::string::npos);
   auto cancel = c.call([&] { return c.coordinator->cancel(1000, 99); });
@@ -254,10 +254,10 @@ TEST(Coordinator, RestartedCoordinatorRecoversJobsFromItsJournal) {
     Cluster c;
     ASSERT_TRUE(c.start_coordinator(cfg));
     a = c.call([&] {
-           return c.coordinator->submit(1000, {"a", 4, 0, "demand", {"/bin/a"}, "/"});
+           return c.coordinator->submit(1000, {"a", 4, 0, "demand", {"/bin/a"}, "/", ""});
          }).value();
     b = c.call([&] {
-           return c.coordinator->submit(1001, {"b", 2, 1, "adaptive", {"/bin/b"}, "/"});
+           return c.coordinator->submit(1001, {"b", 2, 1, "adaptive", {"/bin/b"}, "/", ""});
          }).value();
     ASSERT_TRUE(c.call([&] { return c.coordinator->set_paging(1000, a, "selective"); }));
     ASSERT_TRUE(c.call([&] { return c.coordinator->set_quantum(0, 250ms); }));
@@ -273,7 +273,7 @@ TEST(Coordinator, RestartedCoordinatorRecoversJobsFromItsJournal) {
   EXPECT_EQ(jobs[1].slot, 1u);
   EXPECT_EQ(c.call([&] { return c.coordinator->quantum(); }), 250ms);
   auto next = c.call([&] {
-    return c.coordinator->submit(0, {"c", 1, 0, "demand", {"/bin/c"}, "/"});
+    return c.coordinator->submit(0, {"c", 1, 0, "demand", {"/bin/c"}, "/", ""});
   });
   ASSERT_TRUE(next);
   EXPECT_GT(*next, b) << "a recovered coordinator reused a job id";
@@ -302,7 +302,7 @@ TEST(Coordinator, ReconnectingAgentReplacesItsOldLink) {
   c.add_agent("n0", test_secret());
   ASSERT_TRUE(all_connected(c, 1));
   ASSERT_TRUE(c.call([&] {
-    return c.coordinator->submit(0, {"j", 2, 0, "demand", {"/bin/j"}, "/"});
+    return c.coordinator->submit(0, {"j", 2, 0, "demand", {"/bin/j"}, "/", ""});
   }));
   c.add_agent("n0", test_secret());  // the restarted agent (the old one is still up)
   ASSERT_TRUE(c.wait_for([&] { return !c.handlers[1]->assigned_copy().empty(); }))
@@ -427,12 +427,12 @@ TEST(Coordinator, MetricsReachJobAndNodeLists) {
   c.add_agent("n0", test_secret());
   ASSERT_TRUE(all_connected(c, 1));
   auto id = c.call([&] {
-    return c.coordinator->submit(0, {"m", 2, 0, "demand", {"/bin/m"}, "/"});
+    return c.coordinator->submit(0, {"m", 2, 0, "demand", {"/bin/m"}, "/", ""});
   });
   ASSERT_TRUE(id);
   // The report also claims a job that is not on n0: it must not be believed.
   auto other = c.call([&] {
-    return c.coordinator->submit(0, {"o", 2, 1, "demand", {"/bin/o"}, "/"});
+    return c.coordinator->submit(0, {"o", 2, 1, "demand", {"/bin/o"}, "/", ""});
   });
   ASSERT_TRUE(other);
   c.handlers[0]->set_report(
@@ -460,8 +460,12 @@ TEST(Coordinator, JobsOfANodeThatNeverComesBackFailOthersGoOn) {
   c.add_agent("n0", test_secret());
   c.add_agent("n1", test_secret());
   ASSERT_TRUE(all_connected(c, 2));
-  auto a = c.call([&] { return c.coordinator->submit(0, {"a", 2, 1, "demand", {"/bin/a"}, "/"}); });
-  auto b = c.call([&] { return c.coordinator->submit(0, {"b", 2, 1, "demand", {"/bin/b"}, "/"}); });
+  auto a = c.call([&] {
+    return c.coordinator->submit(0, {"a", 2, 1, "demand", {"/bin/a"}, "/", ""});
+  });
+  auto b = c.call([&] {
+    return c.coordinator->submit(0, {"b", 2, 1, "demand", {"/bin/b"}, "/", ""});
+  });
   ASSERT_TRUE(a && b);
   ASSERT_EQ(c.call([&] { return c.coordinator->matrix().find(*b)->cells[0].node; }), 1u);
   c.call([&] {

@@ -53,7 +53,7 @@ std::vector<Message> samples(std::mt19937_64& rng) {
       PrepareSwitch{rng(), ids(), ids()},
       PrepareAck{9, false, 1234, word(30)},
       SwitchAt{9, rng()},
-      SwitchAck{9, true, rng(), rng(), rng(), ""},
+      SwitchAck{9, true, rng(), rng(), rng(), "", rng()},
       MetricsReport{
           rng(), rng(), rng(), {JobMetrics{1, 2, 3, 4, 5, 6}, JobMetrics{7, 8, 9, 10, 11, 12}}},
       Heartbeat{rng()},
@@ -94,7 +94,7 @@ TEST(Protocol, EveryMessageTypeRoundTrips) {
 }
 
 TEST(Protocol, FieldsSurviveRoundTrip) {
-  JobSubmit s{"lu", 8, 2, "adaptive", {"./lu.B.8", "-v"}, "/home/u"};
+  JobSubmit s{"lu", 8, 2, "adaptive", {"./lu.B.8", "-v"}, "/home/u", ""};
   auto back = decode_frame(frame_of(s));
   ASSERT_TRUE(back.has_value()) << back.error().message();
   auto& got = std::get<JobSubmit>(*back);

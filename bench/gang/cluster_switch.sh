@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Switch latency of a virtual cluster with separate processes: gangd and one dynamosd per
+# node (dynamos cluster up), two MPI jobs alternating on the same nodes, no memory
+# pressure. gangd's round log gives, per round, the time from its decision to the last
+# node's acknowledgement (every incoming rank thawed) and the skew between nodes; the
+# agents' switch records split a node's switch into freeze, paging and thaw.
+#
+#   bench/gang/cluster_switch.sh [--nodes 4] [--quantum 200ms] [--seconds 20] [--build build]
+#
+# Prints a summary and one JSON line (last line). Needs root; removes everything after.
+set -euo pipefail
+nodes=4 quantum=200ms seconds=20 build=build
+while (($#)); do
+  case "$1" in
+    --nodes) nodes=$2; shift ;;
+    --quantum) quantum=$2; shift ;;
+    --seconds) seconds=$2; shift ;;
+    --build) build=$2; shift ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "cluster_switch: unknown option '$1' (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+((EUID == 0)) || { echo "cluster_switch: needs root" >&2; exit 1; }
+bin=$(cd "$build/bin" && pwd)
+state=$(mktemp -d /tmp/dynamos-switch-XXXXXX)
+cleanup() { "$bin/dynamos" cluster down --state-dir "$state" >/dev/null 2>&1 || true; rm -rf "$state"; }
+trap cleanup EXIT
+export DYNAMOS_SOCKET=$state/gangd.sock
+"$bin/dynamos" cluster up --nodes "$nodes" --slots 1 --mem-per-node 1G --quantum "$quantum" \
+  --state-dir "$state" --cgroup-parent "dynamos-bench-switch-$$" >/dev/null
+# Two jobs of one rank per node: they share every node and alternate every quantum.
+for name in a b; do
+  (cd "$state" && "$bin/dynamos" submit --ranks "$nodes" --name "$name" -- \
+    "$bin/dynamos-mpi-stencil" -q --mem 16M --seconds "$seconds") >/dev/null
+done
+echo "cluster_switch: $nodes nodes, quantum $quantum, two $nodes-rank jobs for ${seconds}s of their own each..." >&2
+for id in 1 2; do "$bin/dynamos" wait "$id" --timeout $((seconds * 4 + 60)) >/dev/null; done
+rounds=$state/rounds.jsonl
+field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
+pct() { sort -g | awk -v p="$1" '{a[NR]=$1} END {if (NR == 0) {print "nan"; exit} i=int((NR - 1) * p) + 1; print a[i]}'; }
+full=$(grep "\"switched\":$nodes," "$rounds" | grep '"failed":0,' || true)
+n=$(printf '%s\n' "$full" | grep -c . || true)
+tot_p50=$(printf '%s\n' "$full" | field total_ms | pct 0.5)
+tot_p90=$(printf '%s\n' "$full" | field total_ms | pct 0.9)
+tot_max=$(printf '%s\n' "$full" | field total_ms | pct 1)
+skew_p50=$(printf '%s\n' "$full" | field skew_ms | pct 0.5)
+skew_max=$(printf '%s\n' "$full" | field skew_ms | pct 1)
+node_p50=$(printf '%s\n' "$full" | field max_switch_ms | pct 0.5)
+load=$(cut -d' ' -f1 /proc/loadavg)
+echo "rounds on all $nodes nodes: $n; decision to last ack (incoming ranks running): p50 $tot_p50 ms, p90 $tot_p90 ms, max $tot_max ms" >&2
+echo "slowest node's switch p50 $node_p50 ms; skew p50 $skew_p50 ms, max $skew_max ms; load $load" >&2
+echo "{\"nodes\":$nodes,\"quantum\":\"$quantum\",\"rounds\":$n,\"total_ms_p50\":$tot_p50,\"total_ms_p90\":$tot_p90,\"total_ms_max\":$tot_max,\"slowest_node_ms_p50\":$node_p50,\"skew_ms_p50\":$skew_p50,\"skew_ms_max\":$skew_max,\"load\":$load}"

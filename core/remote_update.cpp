@@ -1,0 +1,179 @@
+#include "core/remote_update.hpp"
+
+#include <elf.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "core/remote.hpp"
+#include "core/symbols.hpp"
+
+namespace dynamos::core {
+
+using Clock = std::chrono::steady_clock;
+
+Result<Replacement> parse_replacement(std::string_view spec) {
+  const auto eq = spec.find('=');
+  if (eq == std::string_view::npos || eq == 0 || eq + 1 == spec.size())
+    return fail(Errc::invalid_argument,
+                "--replace '" + std::string(spec) + "' is not SYM=PATCH.so[:NEWSYM]");
+  Replacement r;
+  r.symbol = spec.substr(0, eq);
+  const std::string_view rest = spec.substr(eq + 1);
+  const auto colon = rest.rfind(':');
+  if (colon != std::string_view::npos && rest.find(".so", colon) == std::string_view::npos) {
+    r.object = rest.substr(0, colon);
+    r.new_symbol = rest.substr(colon + 1);
+  } else {
+    r.object = rest;
+  }
+  if (r.new_symbol.empty()) r.new_symbol = r.symbol;
+  return r;
+}
+
+std::string format_replacement(const Replacement& r) {
+  return r.symbol + "=" + r.object + ":" + (r.new_symbol.empty() ? r.symbol : r.new_symbol);
+}
+
+Result<void> check_patch_object(const std::string& path, std::string_view bytes) {
+  Elf64_Ehdr h{};
+  if (bytes.size() < sizeof h) return fail(Errc::invalid_argument, path + " is not an ELF file");
+  std::memcpy(&h, bytes.data(), sizeof h);
+  if (std::memcmp(h.e_ident, ELFMAG, SELFMAG) != 0)
+    return fail(Errc::invalid_argument, path + " is not an ELF file");
+  if (h.e_type != ET_DYN)
+    return fail(Errc::invalid_argument, path + " is not an ELF shared object");
+  // A position-independent executable is ET_DYN too; it asks for an interpreter.
+  for (std::size_t i = 0; i < h.e_phnum; ++i) {
+    const std::size_t at = h.e_phoff + i * h.e_phentsize;
+    Elf64_Phdr ph{};
+    if (at + sizeof ph > bytes.size()) break;
+    std::memcpy(&ph, bytes.data() + at, sizeof ph);
+    if (ph.p_type == PT_INTERP)
+      return fail(Errc::invalid_argument, path + " is an executable, not an ELF shared object");
+  }
+  return {};
+}
+
+Result<std::string> read_patch_object(const std::string& path) {
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec);
+  if (ec || !std::filesystem::exists(abs)) return fail(Errc::not_found, "no such file: " + path);
+  std::ifstream in(abs, std::ios::binary);
+  if (!in) return fail_errno("open " + path);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return fail_errno("read " + path);
+  if (auto ok = check_patch_object(path, bytes); !ok) return std::unexpected(ok.error());
+  return bytes;
+}
+
+Result<std::string> stage_patch_object(const std::string& path, std::string_view bytes) {
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : bytes)
+    h = (h ^ c) * 1099511628211ull;
+  const std::string dir = "/tmp/dynamos-patches-" + std::to_string(getuid());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail(Errc::system, "create " + dir + ": " + ec.message());
+  char name[32];
+  std::snprintf(name, sizeof name, "%016lx", static_cast<unsigned long>(h));
+  const std::string copy =
+      dir + "/" + std::filesystem::path(path).stem().string() + "-" + name + ".so";
+  if (!std::filesystem::exists(copy)) {
+    // Unique per thread: two node agents in one process may stage the same build at once.
+    const std::string tmp =
+        copy + ".tmp" + std::to_string(getpid()) + "." + std::to_string(gettid());
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) return fail_errno("write " + tmp);
+    std::filesystem::permissions(tmp, std::filesystem::perms(0644), ec);
+    std::filesystem::rename(tmp, copy, ec);  // atomic: a racing writer's copy is the same
+    if (ec) {
+      std::filesystem::remove(tmp, ec);
+      return fail(Errc::system, "rename " + tmp + ": " + ec.message());
+    }
+  }
+  return copy;
+}
+
+Result<std::string> stage_patch_object(const std::string& path) {
+  auto bytes = read_patch_object(path);
+  if (!bytes) return std::unexpected(bytes.error());
+  return stage_patch_object(path, *bytes);
+}
+
+Result<std::unique_ptr<Engine>> attach_remote_engine(pid_t pid,
+                                                     std::chrono::milliseconds stop_timeout) {
+  AttachOptions opts;
+  opts.stop_timeout = stop_timeout;
+  auto target = RemoteTarget::attach(pid, opts);
+  if (!target) return std::unexpected(target.error());
+  return Engine::over(std::move(*target));
+}
+
+Result<RemoteUpdateResult> patch_process(pid_t pid, const RemotePatchRequest& request) {
+  if (request.replacements.empty())
+    return fail(Errc::invalid_argument, "nothing to do: no replacement given");
+  std::vector<Replacement> plan = request.replacements;
+  for (auto& r : plan)
+    if (r.staged.empty()) {
+      auto copy = stage_patch_object(r.object);
+      if (!copy) return std::unexpected(copy.error());
+      r.staged = *copy;
+    }
+  const auto t0 = Clock::now();
+  auto engine = attach_remote_engine(pid, request.stop_timeout);
+  if (!engine) return std::unexpected(engine.error());
+  auto& remote = dynamic_cast<RemoteTarget&>((*engine)->target());
+
+  std::map<std::string, bool> loaded;
+  for (const auto& r : plan) {
+    if (loaded[r.staged]) continue;
+    auto h = remote.load_library(r.staged);
+    if (!h) return std::unexpected(h.error());
+    loaded[r.staged] = true;
+  }
+  auto syms = Symbols::load(remote);
+  if (!syms) return std::unexpected(syms.error());
+  UpdateRequest req;
+  req.mode = request.mode;
+  req.timeout = request.timeout;
+  for (const auto& r : plan) {
+    auto code = syms->find(r.new_symbol, r.staged);
+    if (!code)
+      return fail(Errc::not_found, "no function named '" + r.new_symbol + "' in " + r.staged);
+    const std::string version =
+        std::filesystem::path(r.object).filename().string() + ":" + r.new_symbol;
+    req.redirects.push_back({r.symbol, 0, code->address, version});
+  }
+  auto id = (*engine)->apply(req);
+  if (!id) return std::unexpected(id.error());
+  RemoteUpdateResult out;
+  out.id = *id;
+  out.stopped = (*engine)->last_stop();
+  engine->reset();  // detach before measuring: the call is over when the target is free
+  out.took = Clock::now() - t0;
+  return out;
+}
+
+Result<RemoteUpdateResult> revert_process_update(pid_t pid, UpdateId id, SafetyMode mode,
+                                                 std::chrono::milliseconds timeout,
+                                                 std::chrono::milliseconds stop_timeout) {
+  const auto t0 = Clock::now();
+  auto engine = attach_remote_engine(pid, stop_timeout);
+  if (!engine) return std::unexpected(engine.error());
+  if (auto r = (*engine)->revert(id, mode, timeout); !r) return std::unexpected(r.error());
+  RemoteUpdateResult out;
+  out.id = id;
+  out.stopped = (*engine)->last_stop();
+  engine->reset();
+  out.took = Clock::now() - t0;
+  return out;
+}
+
+}  // namespace dynamos::core

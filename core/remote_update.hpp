@@ -1,0 +1,75 @@
+// Live updates of another process, one call each: what `dynamos patch PID` does, and
+// what the node agent does for every rank of a job (`dynamos patch --job`). The engine
+// runs over a RemoteTarget (core/remote.hpp); patch objects are loaded with a remote
+// dlopen; the target is detached when a call returns, whatever happened.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/engine.hpp"
+#include "core/error.hpp"
+
+namespace dynamos::core {
+
+// One function to replace: SYM=PATCH.so[:NEWSYM] on the command line.
+struct Replacement {
+  std::string symbol;      // the function in the target
+  std::string object;      // the patch object, as the operator named it
+  std::string new_symbol;  // the new version in the object (parse: defaults to symbol)
+  std::string staged;      // the content-named copy that is loaded ("": stage `object`)
+};
+
+// "SYM=PATCH.so[:NEWSYM]"; a colon after the last ".so" starts NEWSYM.
+Result<Replacement> parse_replacement(std::string_view spec);
+// Back to "SYM=PATCH.so:NEWSYM" (the staged copy is not part of it).
+std::string format_replacement(const Replacement& r);
+
+// Reads a patch object and checks it is an ELF shared object (not an executable):
+// Errc::not_found "no such file: PATH", Errc::invalid_argument naming what it is not.
+Result<std::string> read_patch_object(const std::string& path);
+// Checks bytes read from `path` as read_patch_object does.
+Result<void> check_patch_object(const std::string& path, std::string_view bytes);
+// Stores bytes as a content-named copy, /tmp/dynamos-patches-UID/STEM-HASH.so (UID:
+// the caller's), and returns its path. The dynamic linker hands out the already loaded
+// object for a path it has seen, even when the file was rebuilt since; a copy per
+// distinct build loads each build, and the same build again reuses its copy.
+Result<std::string> stage_patch_object(const std::string& path, std::string_view bytes);
+// read_patch_object + stage_patch_object.
+Result<std::string> stage_patch_object(const std::string& path);
+
+struct RemotePatchRequest {
+  std::vector<Replacement> replacements;  // all switch in one update, or none do
+  SafetyMode mode = SafetyMode::drain;
+  std::chrono::milliseconds timeout{2000};       // quiescent mode: give up after this
+  std::chrono::milliseconds stop_timeout{1000};  // for each stop of all threads
+};
+
+struct RemoteUpdateResult {
+  UpdateId id = 0;
+  std::chrono::nanoseconds stopped{0};  // the target's threads stopped by the switch
+  std::chrono::nanoseconds took{0};     // the whole call: attach, load, switch, detach
+};
+
+// The engine over process `pid` (seized, not stopped), with the state it carries.
+Result<std::unique_ptr<Engine>> attach_remote_engine(
+    pid_t pid, std::chrono::milliseconds stop_timeout = std::chrono::milliseconds(1000));
+
+// Loads each replacement's object into `pid` and applies one update redirecting every
+// symbol to its new version (named "OBJECT-FILE:NEWSYM"). Errors name what failed:
+// the process, a symbol, an object, the safety check. Replacements with no staged copy
+// are staged first.
+Result<RemoteUpdateResult> patch_process(pid_t pid, const RemotePatchRequest& request);
+
+// Reverts update `id` of process `pid`.
+Result<RemoteUpdateResult> revert_process_update(
+    pid_t pid, UpdateId id, SafetyMode mode = SafetyMode::drain,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(2000),
+    std::chrono::milliseconds stop_timeout = std::chrono::milliseconds(1000));
+
+}  // namespace dynamos::core

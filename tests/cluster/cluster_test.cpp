@@ -1,0 +1,443 @@
+// The virtual cluster end to end, as an operator drives it: `dynamos cluster up`, real
+// gangd and dynamosd processes, MPI jobs launched with mpirun through dynamos-launch and
+// dynamos-rank, `dynamos wait` exit codes, and the faults the gang issue names (an
+// agent killed and restarted, the coordinator killed and restarted, an agent that never
+// comes back). Every test runs its own cluster (own state directory and cgroup parent)
+// and takes it down, also when it fails. Needs root; under CI=true it fails instead of
+// skipping without it.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "kernelside/cgroup.hpp"
+#include "tests/gang/test_util.hpp"
+
+extern char** environ;
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+namespace gt = dynamos::gang::test;
+namespace ks = dynamos::kernelside;
+
+namespace {
+
+const std::string kBin = DYNAMOS_BIN_DIR;
+
+struct Out {
+  int code = -1;
+  std::string text;  // stdout and stderr
+};
+
+// Runs a shell command line; its output and exit code.
+Out sh(const std::string& cmd) {
+  Out o;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return o;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
+    o.text.append(buf, n);
+  int status = ::pclose(p);
+  o.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return o;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::vector<std::string> cmdline(pid_t pid) {
+  auto raw = slurp("/proc/" + std::to_string(pid) + "/cmdline");
+  std::vector<std::string> args;
+  std::size_t start = 0;
+  while (start < raw.size()) {
+    auto end = raw.find('\0', start);
+    args.push_back(raw.substr(start, end - start));
+    start = end + 1;
+  }
+  return args;
+}
+
+pid_t respawn(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv;
+  for (const auto& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  pid_t pid = -1;
+  ::posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  return pid;
+}
+
+bool swap_active() {
+  std::ifstream in("/proc/swaps");
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line))
+    ++lines;
+  return lines > 1;
+}
+
+// One virtual cluster of the test's own; down on destruction whatever happened.
+class Cluster {
+ public:
+  Cluster(int nodes, const std::string& extra) {
+    parent_ = "dynamos-test-cluster-" + std::to_string(::getpid()) + "-" + std::to_string(++seq_);
+    swap_before_ = swap_active();
+    auto o = sh(kBin + "/dynamos cluster up --nodes " + std::to_string(nodes) + " --state-dir " +
+                dir_.path().string() + " --cgroup-parent " + parent_ + " " + extra);
+    up_ = o.code == 0;
+    up_text_ = o.text;
+  }
+  ~Cluster() {
+    if (!down_) (void)down();
+  }
+  bool up() const { return up_; }
+  const std::string& up_text() const { return up_text_; }
+  std::string dir() const { return dir_.path().string(); }
+  std::string socket() const { return dir() + "/gangd.sock"; }
+  const std::string& parent() const { return parent_; }
+  // A dynamos command against this cluster.
+  Out cli(const std::string& args) const {
+    return sh("cd " + dir() + " && DYNAMOS_SOCKET=" + socket() + " " + kBin + "/dynamos " + args);
+  }
+  std::string conf(const std::string& key) const {
+    std::istringstream in(slurp(dir() + "/cluster.conf"));
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind(key + " = ", 0) == 0) return line.substr(key.size() + 3);
+    return "";
+  }
+  void set_conf(const std::string& key, const std::string& value) {
+    std::istringstream in(slurp(dir() + "/cluster.conf"));
+    std::string line, out;
+    while (std::getline(in, line))
+      out += (line.rfind(key + " = ", 0) == 0 ? key + " = " + value : line) + "\n";
+    std::ofstream(dir() + "/cluster.conf", std::ios::trunc) << out;
+  }
+  pid_t agent_pid(int index) const {
+    auto pids = conf("agent_pids");
+    std::istringstream in(pids);
+    std::string p;
+    for (int i = 0; std::getline(in, p, ','); ++i)
+      if (i == index) return std::atoi(p.c_str());
+    return -1;
+  }
+  Out down() {
+    down_ = true;
+    return sh(kBin + "/dynamos cluster down --state-dir " + dir());
+  }
+  bool swap_before() const { return swap_before_; }
+
+  // The job's group on a node exists, and whether it is frozen.
+  std::optional<bool> frozen(const std::string& node, int job) const {
+    auto layout = ks::Layout::detect();
+    if (!layout) return std::nullopt;
+    auto path = parent_ + "/" + node + "/job" + std::to_string(job);
+    if (!ks::Group::exists(*layout, path)) return std::nullopt;
+    auto g = ks::Group::open(*layout, path);
+    if (!g) return std::nullopt;
+    auto f = g->frozen();
+    if (!f) return std::nullopt;
+    return *f;
+  }
+
+ private:
+  static inline int seq_ = 0;
+  gt::TempDir dir_;
+  std::string parent_;
+  bool up_ = false, down_ = false, swap_before_ = false;
+  std::string up_text_;
+};
+
+int job_id(const Out& submit) {
+  std::smatch m;
+  static const std::regex re("job ([0-9]+)\\s*$");
+  if (!std::regex_search(submit.text, m, re)) return -1;
+  return std::stoi(m[1]);
+}
+
+// The state of every job in `dynamos jobs --json`, by id.
+std::map<int, std::string> job_states(const Cluster& c) {
+  std::map<int, std::string> states;
+  auto o = c.cli("jobs --json");
+  static const std::regex re("\\{\"id\":([0-9]+),[^}]*?\"state\":\"([a-z]+)\"");
+  for (std::sregex_iterator it(o.text.begin(), o.text.end(), re), end; it != end; ++it)
+    states[std::stoi((*it)[1])] = (*it)[2];
+  return states;
+}
+
+void expect_clean_after_down(Cluster& c) {
+  auto o = c.down();
+  EXPECT_EQ(o.code, 0) << o.text;
+  auto layout = ks::Layout::detect();
+  ASSERT_TRUE(layout.has_value());
+  EXPECT_FALSE(ks::Group::exists(*layout, c.parent())) << "cgroup " << c.parent() << " left";
+  EXPECT_FALSE(fs::exists(c.dir() + "/cluster.conf"));
+  EXPECT_FALSE(fs::exists(c.socket()));
+  EXPECT_EQ(swap_active(), c.swap_before()) << "swap not restored";
+  std::string left;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    pid_t pid = std::atoi(name.c_str());
+    if (pid == ::getpid()) continue;
+    std::string line;
+    for (const auto& a : cmdline(pid))
+      line += a + " ";
+    if (line.find(c.dir()) != std::string::npos) left += name + ": " + line + "\n";
+  }
+  EXPECT_TRUE(left.empty()) << "processes of the cluster left:\n" << left;
+}
+
+const std::string kStencil = kBin + "/dynamos-mpi-stencil";
+
+}  // namespace
+
+TEST(Cluster, GangJobsAlternateAndReportTheirExitCodes) {
+  GANG_REQUIRE_ROOT();
+  Cluster c(2, "--mem-per-node 1G --quantum 300ms");
+  ASSERT_TRUE(c.up()) << c.up_text();
+
+  // Two 4-rank jobs fill both nodes' 2 slots: they must take turns.
+  auto a = c.cli("submit --ranks 4 --name alpha -- " + kStencil + " -q --mem 32M --seconds 2");
+  auto b =
+      c.cli("submit --ranks 4 --name beta -- " + kBin + "/dynamos-mpi-cg -q --mem 32M --seconds 2");
+  ASSERT_EQ(a.code, 0) << a.text;
+  ASSERT_EQ(b.code, 0) << b.text;
+  int ja = job_id(a), jb = job_id(b);
+  ASSERT_GT(ja, 0) << a.text;
+  ASSERT_GT(jb, 0) << b.text;
+
+  // While both run, gangd never runs them together, and each node's groups follow.
+  std::set<std::string> seen_a, seen_b;
+  int both_running = 0, mismatched_nodes = 0, samples = 0;
+  for (auto until = std::chrono::steady_clock::now() + 3s; std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(50ms)) {
+    auto s = job_states(c);
+    if (!s.count(ja) || !s.count(jb) || s[ja] == "done" || s[jb] == "done") break;
+    seen_a.insert(s[ja]);
+    seen_b.insert(s[jb]);
+    both_running += s[ja] == "running" && s[jb] == "running";
+    auto f1 = c.frozen("n1", ja), f2 = c.frozen("n2", ja);
+    if (f1 && f2 && *f1 != *f2) ++mismatched_nodes;  // a switch in flight
+    ++samples;
+  }
+  EXPECT_EQ(both_running, 0);
+  EXPECT_TRUE(seen_a.count("running") && seen_a.count("frozen")) << "alpha never alternated";
+  EXPECT_TRUE(seen_b.count("running") && seen_b.count("frozen")) << "beta never alternated";
+  EXPECT_LE(mismatched_nodes, std::max(1, samples / 10)) << "a gang's nodes disagreed too often";
+
+  auto wa = c.cli("wait " + std::to_string(ja) + " --timeout 60");
+  auto wb = c.cli("wait " + std::to_string(jb) + " --timeout 60");
+  EXPECT_EQ(wa.code, 0) << wa.text;
+  EXPECT_EQ(wb.code, 0) << wb.text;
+  auto out_a = slurp(c.dir() + "/dynamos-job" + std::to_string(ja) + ".out");
+  EXPECT_NE(out_a.find("\"verified\":true"), std::string::npos) << out_a;
+  auto jobs = c.cli("jobs --json");
+  EXPECT_NE(jobs.text.find("\"state\":\"done\""), std::string::npos) << jobs.text;
+  // Every round reached both nodes, with a small skew.
+  auto rounds = slurp(c.dir() + "/rounds.jsonl");
+  EXPECT_NE(rounds.find("\"switched\":2"), std::string::npos) << rounds;
+  EXPECT_EQ(rounds.find("\"failed\":1"), std::string::npos) << rounds;
+
+  // A wrong result is an exit code, not a fast run.
+  auto bad =
+      c.cli("submit --ranks 2 -- " + kStencil + " -q --mem 16M --iterations 4 --inject-error");
+  ASSERT_EQ(bad.code, 0) << bad.text;
+  auto wbad = c.cli("wait " + std::to_string(job_id(bad)) + " --timeout 60");
+  EXPECT_EQ(wbad.code, 1) << wbad.text;
+
+  // Bad input: clear errors, nothing started.
+  auto missing = c.cli("submit --ranks 2 -- /no/such/program");
+  EXPECT_NE(missing.code, 0);
+  EXPECT_NE(missing.text.find("does not exist"), std::string::npos) << missing.text;
+  auto policy = c.cli("submit --paging sometimes -- " + kStencil);
+  EXPECT_NE(policy.code, 0);
+  EXPECT_NE(policy.text.find("unknown paging policy"), std::string::npos) << policy.text;
+  auto unknown = c.cli("wait 999");
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_NE(unknown.text.find("no job 999"), std::string::npos) << unknown.text;
+
+  // Cancel: the ranks go, wait reports it.
+  auto longjob = c.cli("submit --ranks 2 -- " + kStencil + " -q --mem 16M --seconds 120");
+  int jl = job_id(longjob);
+  ASSERT_GT(jl, 0) << longjob.text;
+  std::this_thread::sleep_for(500ms);
+  auto cancel = c.cli("cancel " + std::to_string(jl));
+  EXPECT_EQ(cancel.code, 0) << cancel.text;
+  auto wl = c.cli("wait " + std::to_string(jl) + " --timeout 30");
+  EXPECT_EQ(wl.code, 143) << wl.text;
+  EXPECT_FALSE(c.frozen("n1", jl).has_value()) << "a cancelled job's group is left";
+
+  expect_clean_after_down(c);
+}
+
+TEST(Cluster, AnAgentKilledAndRestartedAdoptsItsJobs) {
+  GANG_REQUIRE_ROOT();
+  Cluster c(2, "--mem-per-node 1G --quantum 400ms");
+  ASSERT_TRUE(c.up()) << c.up_text();
+  auto a = c.cli("submit --ranks 4 -- " + kStencil + " -q --mem 32M --seconds 4");
+  auto b = c.cli("submit --ranks 4 -- " + kStencil + " -q --mem 32M --seconds 4");
+  int ja = job_id(a), jb = job_id(b);
+  ASSERT_GT(ja, 0) << a.text;
+  ASSERT_GT(jb, 0) << b.text;
+  std::this_thread::sleep_for(1s);
+
+  pid_t agent = c.agent_pid(0);
+  auto args = cmdline(agent);
+  ASSERT_FALSE(args.empty());
+  ASSERT_EQ(::kill(agent, SIGKILL), 0);
+  std::this_thread::sleep_for(300ms);
+  auto t0 = std::chrono::steady_clock::now();
+  pid_t again = respawn(args, c.dir() + "/agent-n1.log");
+  ASSERT_GT(again, 0);
+  c.set_conf("agent_pids", std::to_string(again) + "," + std::to_string(c.agent_pid(1)));
+  // Back in: it adopted both job groups and follows gangd's rounds again; no job stays
+  // frozen longer than the restart plus one quantum.
+  bool followed = false;
+  for (auto until = t0 + 5s; std::chrono::steady_clock::now() < until && !followed;
+       std::this_thread::sleep_for(20ms)) {
+    auto s = job_states(c);
+    auto fa = c.frozen("n1", ja), fb = c.frozen("n1", jb);
+    followed = fa && fb && s[ja] == "running" && !*fa && s[jb] == "frozen" && *fb;
+  }
+  EXPECT_TRUE(followed) << slurp(c.dir() + "/agent-n1.log");
+  EXPECT_NE(slurp(c.dir() + "/agent-n1.log").find("2 jobs adopted"), std::string::npos)
+      << slurp(c.dir() + "/agent-n1.log");
+  EXPECT_EQ(c.cli("wait " + std::to_string(ja) + " --timeout 60").code, 0);
+  EXPECT_EQ(c.cli("wait " + std::to_string(jb) + " --timeout 60").code, 0);
+  expect_clean_after_down(c);
+}
+
+TEST(Cluster, CoordinatorLostAgentsThawJobsAndARestartedGangdRecoversThem) {
+  GANG_REQUIRE_ROOT();
+  Cluster c(2, "--mem-per-node 1G --quantum 400ms");
+  ASSERT_TRUE(c.up()) << c.up_text();
+  auto a = c.cli("submit --ranks 4 -- " + kStencil + " -q --mem 32M --seconds 5");
+  auto b = c.cli("submit --ranks 4 -- " + kStencil + " -q --mem 32M --seconds 5");
+  int ja = job_id(a), jb = job_id(b);
+  ASSERT_GT(ja, 0) << a.text;
+  ASSERT_GT(jb, 0) << b.text;
+  std::this_thread::sleep_for(1s);
+
+  pid_t gangd = std::atoi(c.conf("gangd_pid").c_str());
+  auto args = cmdline(gangd);
+  ASSERT_FALSE(args.empty());
+  ASSERT_EQ(::kill(gangd, SIGKILL), 0);
+  // Three silent heartbeats (1 s each) later every job runs: none is left frozen.
+  bool thawed = false;
+  for (auto until = std::chrono::steady_clock::now() + 6s;
+       std::chrono::steady_clock::now() < until && !thawed; std::this_thread::sleep_for(50ms)) {
+    thawed = true;
+    for (auto node : {"n1", "n2"})
+      for (int j : {ja, jb}) {
+        auto f = c.frozen(node, j);
+        thawed = thawed && f && !*f;
+      }
+  }
+  EXPECT_TRUE(thawed) << "a job stayed frozen without its coordinator";
+
+  pid_t again = respawn(args, c.dir() + "/gangd.log");
+  ASSERT_GT(again, 0);
+  c.set_conf("gangd_pid", std::to_string(again));
+  // Its journal brings both jobs back, alternating again; their launchers report the
+  // exits to the new gangd.
+  bool alternating = false;
+  for (auto until = std::chrono::steady_clock::now() + 5s;
+       std::chrono::steady_clock::now() < until && !alternating;
+       std::this_thread::sleep_for(50ms)) {
+    auto s = job_states(c);
+    alternating = s.count(ja) && s.count(jb) && s[ja] != s[jb];
+  }
+  EXPECT_TRUE(alternating) << c.cli("jobs").text << slurp(c.dir() + "/gangd.log");
+  EXPECT_EQ(c.cli("wait " + std::to_string(ja) + " --timeout 60").code, 0);
+  EXPECT_EQ(c.cli("wait " + std::to_string(jb) + " --timeout 60").code, 0);
+  expect_clean_after_down(c);
+}
+
+TEST(Cluster, JobsOfAnAgentThatNeverComesBackFailOthersGoOn) {
+  GANG_REQUIRE_ROOT();
+  Cluster c(3, "--mem-per-node 1G --quantum 400ms --node-timeout 2s");
+  ASSERT_TRUE(c.up()) << c.up_text();
+  // alpha on n1 and n2; beta alone on n3.
+  auto a = c.cli("submit --ranks 4 --nodes 2 -- " + kStencil + " -q --mem 16M --seconds 60");
+  auto b = c.cli("submit --ranks 2 --nodes 1 -- " + kStencil + " -q --mem 16M --seconds 4");
+  int ja = job_id(a), jb = job_id(b);
+  ASSERT_GT(ja, 0) << a.text;
+  ASSERT_GT(jb, 0) << b.text;
+  auto nodes = c.cli("jobs --json").text;
+  ASSERT_NE(nodes.find("\"nodes\":[\"n1\",\"n2\"]"), std::string::npos) << nodes;
+  ASSERT_NE(nodes.find("\"nodes\":[\"n3\"]"), std::string::npos) << nodes;
+  std::this_thread::sleep_for(500ms);
+  ASSERT_EQ(::kill(c.agent_pid(0), SIGKILL), 0);
+
+  auto wa = c.cli("wait " + std::to_string(ja) + " --timeout 30");
+  EXPECT_NE(wa.code, 0);
+  EXPECT_NE(wa.text.find("node n1 has been down"), std::string::npos) << wa.text;
+  auto wb = c.cli("wait " + std::to_string(jb) + " --timeout 60");
+  EXPECT_EQ(wb.code, 0) << wb.text;
+  expect_clean_after_down(c);
+}
+
+TEST(Cluster, PatchJobReachesEveryRankOfASubmittedMpiJob) {
+  GANG_REQUIRE_ROOT();
+  Cluster c(2, "--mem-per-node 1G --quantum 300ms");
+  ASSERT_TRUE(c.up()) << c.up_text();
+  // The target job alternates with another one, so the patch has to find its time slice.
+  auto t = c.cli("submit --ranks 4 --name target -- " + std::string(TARGET_MPI));
+  auto other = c.cli("submit --ranks 4 --name other -- " + kStencil + " -q --mem 16M --seconds 60");
+  int jt = job_id(t), jo = job_id(other);
+  ASSERT_GT(jt, 0) << t.text;
+  ASSERT_GT(jo, 0) << other.text;
+  auto out = c.dir() + "/dynamos-job" + std::to_string(jt) + ".out";
+  // Whether the output's latest sum, after `within`, is `sum`.
+  auto latest_is = [&](const std::string& sum, std::chrono::seconds within) {
+    static const std::regex re("sum ([0-9]+)");
+    for (auto until = std::chrono::steady_clock::now() + within;
+         std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(50ms)) {
+      auto text = slurp(out);
+      std::string last;
+      for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it)
+        last = (*it)[1];
+      if (last == sum) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(latest_is("56", 20s)) << slurp(out);
+
+  auto p = c.cli("patch --job " + std::to_string(jt) + " --replace compute=" + PATCH_SO);
+  ASSERT_EQ(p.code, 0) << p.text;
+  // Every one of the 4 ranks, on both nodes, now contributes 1014.
+  EXPECT_TRUE(latest_is("4056", 20s)) << slurp(out);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(p.text, m, std::regex("(dynamos revert --job [^\n]+)"))) << p.text;
+  auto r = c.cli(m[1].str().substr(std::string("dynamos ").size()));
+  EXPECT_EQ(r.code, 0) << r.text;
+  EXPECT_TRUE(latest_is("56", 20s)) << slurp(out);
+
+  EXPECT_EQ(c.cli("cancel " + std::to_string(jt)).code, 0);
+  EXPECT_EQ(c.cli("cancel " + std::to_string(jo)).code, 0);
+  expect_clean_after_down(c);
+}
