@@ -1,5 +1,6 @@
 #include "bench/compare/cluster.hpp"
 
+#include <unistd.h>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
@@ -90,6 +91,10 @@ Result<void> Cluster::up(unsigned nodes, std::uint64_t mem_per_node,
     args.push_back("--state-dir");
     args.push_back(state_dir());
   }
+  // Groups of its own: another virtual cluster on this machine (a test's, an operator's)
+  // must not share, or take down, this one's.
+  args.push_back("--cgroup-parent");
+  args.push_back("dynamos-compare-" + std::to_string(::getpid()));
   auto r = cli(args, std::chrono::seconds(180));
   if (!r) return std::unexpected(r.error());
   return {};

@@ -522,6 +522,20 @@ RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bo
         i = k;
       }
     }
+    // A job cannot do much more than Q x r0 in a quantum: if it did, it was not frozen
+    // while gangd had it frozen (a node that missed its switches), and the run does not
+    // measure what it claims to.
+    const double q = config_.quantum.count() / 1e9;
+    for (double l : run.lost_s)
+      if (l < -0.5 * q && run.error.empty()) {
+        char buf[200];
+        std::snprintf(buf, sizeof buf,
+                      "a job did %.1f s of work (at r0) in a %.1f s quantum: the jobs were not "
+                      "switched as gangd reports (see the agents' logs)",
+                      q - l, q);
+        run.error = buf;
+        run.verified = false;
+      }
     if (!run.lost_s.empty()) {
       double sum = 0;
       for (double l : run.lost_s)
