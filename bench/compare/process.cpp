@@ -123,7 +123,12 @@ Result<Finished> run_command(const std::vector<std::string>& argv,
 std::string self_exe() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string() : p.string();
+  if (ec) return {};
+  // A program rebuilt while it runs reads as "PATH (deleted)": the new build is at PATH.
+  std::string s = p.string();
+  constexpr std::string_view kDeleted = " (deleted)";
+  if (s.ends_with(kDeleted)) s.resize(s.size() - kDeleted.size());
+  return s;
 }
 
 std::string self_dir() {

@@ -102,6 +102,19 @@ SessionOutcome run_session(Session s, const std::function<void(Cluster&)>& befor
           out.comparison.plots.empty() ? "" : (", plots " + s.config.out_dir + "/*.png").c_str());
   }
 
+  // The logs of a cluster it started go with the results (down removes them).
+  if (out.started_cluster) {
+    const fs::path state = cluster.state_dir().empty() ? fs::path("/run/dynamos")
+                                                       : fs::path(cluster.state_dir());
+    const fs::path logs = fs::path(s.config.out_dir) / "work" / "cluster-logs";
+    std::error_code ec;
+    fs::create_directories(logs, ec);
+    for (const auto& e : fs::directory_iterator(state, ec))
+      if (e.path().extension() == ".log")
+        fs::copy_file(e.path(), logs / e.path().filename(), fs::copy_options::overwrite_existing,
+                      ec);
+  }
+
   if (out.started_cluster && !s.keep_cluster) {
     std::fprintf(stderr, "tearing the virtual cluster down...\n");
     if (auto r = cluster.down(); !r) {

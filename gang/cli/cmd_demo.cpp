@@ -122,7 +122,7 @@ int run_demo(std::span<const std::string> args) {
   c.job_nodes = 2;  // the third node stays idle: the guest's
   c.ranks_per_node = 1;
   c.mem_per_node = quick ? (192ull << 20) : (384ull << 20);
-  c.overcommit = 1.5;
+  c.overcommit = quick ? 1.4 : 1.5;
   c.quantum = quick ? std::chrono::seconds(2) : std::chrono::seconds(3);
   c.work_s = quick ? 3 : 8;
   c.calibrate_s = quick ? 2 : 3;

@@ -1,6 +1,8 @@
 // dynamos bench compare end to end on a tiny configuration: a virtual cluster of two
 // nodes it starts itself, two stencil jobs overcommitting node memory, demand and
 // adaptive paging. Root (cgroups, swap); fails instead of skipping under CI=true.
+// Overcommit 1.3 (with MPI's own ~40 MiB a rank, about 1.7 in fact): at 1.5 on 192 MiB
+// nodes the v1 memory cgroup OOM-killed a demand-paged rank now and then here.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -73,7 +75,7 @@ TEST(BenchCompare, TinyComparisonEndToEnd) {
   EXPECT_EQ(config["nodes"].number(), 2);
   EXPECT_EQ(config["mem_per_node"].number(), 192 << 20);
   EXPECT_EQ(config["policies"].array().size(), 2u);
-  EXPECT_DOUBLE_EQ(config["overcommit"].number(), 1.5);
+  EXPECT_DOUBLE_EQ(config["overcommit"].number(), 1.3);
   const double quantum = config["quantum_s"].number();
   EXPECT_GT(quantum, 0);
 
