@@ -38,6 +38,24 @@ Stat stat_of(const std::vector<double>& values) {
   return s;
 }
 
+void finish_lost_time(Comparison& c) {
+  for (auto& cal : c.calibration) {
+    if (cal.r0_alone == 0) cal.r0_alone = cal.r0;
+    for (const auto& r : c.runs)
+      if (r.workload == cal.workload) cal.r0 = std::max(cal.r0, r.best_rate);
+    for (auto& r : c.runs) {
+      if (r.workload != cal.workload || r.quanta.empty() || !(cal.r0 > 0)) continue;
+      r.lost_s.clear();
+      double sum = 0;
+      for (const auto& [q, work] : r.quanta) {
+        r.lost_s.push_back(q - work / cal.r0);
+        sum += r.lost_s.back();
+      }
+      r.lost_s_per_switch = sum / r.lost_s.size();
+    }
+  }
+}
+
 void summarise(Comparison& c) {
   for (auto& r : c.runs) {
     r.host_slowdown = NAN;
@@ -160,7 +178,8 @@ std::string results_json(const Comparison& c) {
   for (std::size_t i = 0; i < c.calibration.size(); ++i) {
     const auto& cal = c.calibration[i];
     o << (i ? "," : "") << "\n    {\"workload\":" << str(cal.workload) << ",\"r0\":" << num(cal.r0)
-      << ",\"unit\":" << str(cal.unit) << ",\"iterations_per_s\":" << num(cal.iterations_per_s)
+      << ",\"r0_alone\":" << num(cal.r0_alone) << ",\"unit\":" << str(cal.unit)
+      << ",\"iterations_per_s\":" << num(cal.iterations_per_s)
       << ",\"iterations\":" << num(cal.iterations)
       << ",\"footprint_per_rank\":" << num(cal.footprint_per_rank)
       << ",\"seconds\":" << num(cal.seconds) << ",\"verified\":" << boolean(cal.verified) << "}";

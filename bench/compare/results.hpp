@@ -16,7 +16,11 @@ namespace dynamos::compare {
 // A workload alone on the cluster (no partner, so never switched): its rate r0.
 struct Calibration {
   std::string workload;
-  double r0 = 0;                 // units of work per second, best 1 s window of rank 0
+  // Units of work per second of rank 0 at full speed: the best one-second window of the
+  // run alone or of any quantum of the comparison's runs (a machine shared with other
+  // work calibrates low now and then; a quantum can never beat full speed).
+  double r0 = 0;
+  double r0_alone = 0;           // the calibration run's best window
   std::string unit;              // "points", "nonzeros", ...
   double iterations_per_s = 0;   // from its RESULT line
   std::uint64_t iterations = 0;  // what each job of the comparison runs
@@ -51,8 +55,10 @@ struct RunResult {
   double makespan_s = 0;           // first submission to last end (gangd's clock)
   double lost_s_per_switch = NAN;  // mean of Q - W/r0 over measured quanta, both jobs
   std::vector<double> lost_s;      // per measured quantum
-  unsigned switch_rounds = 0;      // rounds on the nodes that moved one of the jobs
-  double switch_ms_median = NAN;   // the agents' switch time (freeze, paging, thaw)
+  std::vector<std::pair<double, double>> quanta;  // (Q seconds, work done) of those quanta
+  double best_rate = 0;                           // best one-second rate of rank 0 inside a quantum
+  unsigned switch_rounds = 0;                     // rounds on the nodes that moved one of the jobs
+  double switch_ms_median = NAN;                  // the agents' switch time (freeze, paging, thaw)
   double switch_ms_max = NAN;
   std::uint64_t major_faults = 0;             // both jobs, over their nodes
   std::uint64_t pages_out = 0, pages_in = 0;  // the paging extension's, at switches
@@ -96,6 +102,10 @@ struct Comparison {
   std::vector<SummaryRow> summary;
   std::vector<std::string> plots;  // file names in the output folder
 };
+
+// r0 per workload (the calibration's or a faster quantum's), then every run's lost time
+// per quantum Q - W/r0 and its mean.
+void finish_lost_time(Comparison& c);
 
 // Pairs cycle-stealing runs with their runs without (same workload, policy, repeat) for
 // host_slowdown, then groups runs into rows, in the order workloads x policies x modes.

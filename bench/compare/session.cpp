@@ -104,8 +104,8 @@ SessionOutcome run_session(Session s, const std::function<void(Cluster&)>& befor
 
   // The logs of a cluster it started go with the results (down removes them).
   if (out.started_cluster) {
-    const fs::path state = cluster.state_dir().empty() ? fs::path("/run/dynamos")
-                                                       : fs::path(cluster.state_dir());
+    const fs::path state =
+        cluster.state_dir().empty() ? fs::path("/run/dynamos") : fs::path(cluster.state_dir());
     const fs::path logs = fs::path(s.config.out_dir) / "work" / "cluster-logs";
     std::error_code ec;
     fs::create_directories(logs, ec);

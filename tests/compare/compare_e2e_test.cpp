@@ -86,8 +86,7 @@ TEST(BenchCompare, TinyComparisonEndToEnd) {
   EXPECT_GE(cal["iterations"].number(), 1);
   EXPECT_GT(cal["iterations_per_s"].number(), 0);
   EXPECT_TRUE(cal["verified"].boolean());
-  // The time each job needs alone for its iterations.
-  const double alone_s = cal["iterations"].number() / cal["iterations_per_s"].number();
+  EXPECT_GE(cal["r0"].number(), cal["r0_alone"].number());
 
   const auto& runs = (*j)["runs"].array();
   ASSERT_EQ(runs.size(), 2u);
@@ -102,20 +101,20 @@ TEST(BenchCompare, TinyComparisonEndToEnd) {
     EXPECT_EQ(run["error"].string(), "");
     EXPECT_TRUE(run["verified"].boolean());
     EXPECT_FALSE(run["cyclesteal"].boolean());
-    // Two jobs that alternate on the same nodes take at least their work alone, one
-    // after the other (some slack for the calibration's best window).
     const double makespan = run["makespan_s"].number();
     EXPECT_GT(makespan, 0);
-    EXPECT_GE(makespan, 2 * alone_s * 0.8);
     EXPECT_LT(makespan, 200);
     // The gang switched them, and the agents recorded the switches.
     EXPECT_GE(run["switch_rounds"].number(), 2);
     EXPECT_GT(run["switch_ms_median"].number(), 0);
     EXPECT_GE(run["switch_ms_max"].number(), run["switch_ms_median"].number());
-    // Lost time: measured per quantum, never more than a quantum plus its switch.
+    // Lost time: measured per quantum, never more than a quantum plus its switch, and
+    // (r0 being the best rate seen) not much below zero.
     ASSERT_FALSE(run["lost_s"].array().empty());
-    for (const auto& l : run["lost_s"].array())
+    for (const auto& l : run["lost_s"].array()) {
       EXPECT_LT(l.number(), quantum + 2);
+      EXPECT_GT(l.number(), -0.25 * quantum);
+    }
     EXPECT_TRUE(run["lost_s_per_switch"].is_number());
     EXPECT_TRUE(run["host_slowdown"].is_null());  // no cycle stealing in this run
     ASSERT_EQ(run["jobs"].array().size(), 2u);

@@ -237,6 +237,27 @@ TEST(CompareResults, SummaryPairsCycleStealingWithItsBaseline) {
   EXPECT_DOUBLE_EQ(c.summary[0].makespan_s.mean, 42);
 }
 
+TEST(CompareResults, LostTimeUsesTheBestRateSeen) {
+  auto c = sample();
+  for (auto& r : c.runs)
+    r.quanta.clear();
+  // Calibrated at 1e8 a second; a quantum of stencil's showed 2e8 a second for one second.
+  c.runs[0].quanta = {{2.0, 2e8}, {2.0, 3e8}};
+  c.runs[1].quanta = {{2.0, 4e8}};
+  c.runs[1].best_rate = 2e8;
+  c.runs[8].quanta = {{1.0, 5e7}};  // cg: stays at its calibration
+  finish_lost_time(c);
+  EXPECT_EQ(c.calibration[0].r0, 2e8);
+  EXPECT_EQ(c.calibration[0].r0_alone, 1e8);
+  EXPECT_EQ(c.runs[0].lost_s, (std::vector<double>{1.0, 0.5}));
+  EXPECT_DOUBLE_EQ(c.runs[0].lost_s_per_switch, 0.75);
+  EXPECT_DOUBLE_EQ(c.runs[1].lost_s_per_switch, 0.0);
+  EXPECT_EQ(c.calibration[1].r0, 1e8);
+  EXPECT_DOUBLE_EQ(c.runs[8].lost_s_per_switch, 0.5);
+  // A run without measured quanta keeps what it had.
+  EXPECT_DOUBLE_EQ(c.runs[2].lost_s_per_switch, 2.2 + 1);
+}
+
 TEST(CompareResults, JsonHasEveryFieldAndParses) {
   auto c = sample();
   summarise(c);
