@@ -121,7 +121,11 @@ void Harness::status(const std::string& line, bool event) {
     // A status line rewritten in place; events get their own line above it.
     std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), event ? "\n" : "");
     line_open_ = !event;
-  } else if (event || now_s() - last_plain_status_ >= 10) {
+  } else if (event) {
+    // Not a terminal: events, and a status line at the start of each step and every 10 s.
+    std::fprintf(stderr, "%s\n", line.c_str());
+    last_plain_status_ = 0;
+  } else if (last_plain_status_ == 0 || now_s() - last_plain_status_ >= 10) {
     std::fprintf(stderr, "%s\n", line.c_str());
     last_plain_status_ = now_s();
   }

@@ -53,10 +53,10 @@ TEST(BenchCompare, TinyComparisonEndToEnd) {
   const std::string out = dir.path + "/out";
   const std::string state = dir.path + "/state";
   const std::string dynamos = std::string(DYNAMOS_BIN_DIR) + "/dynamos";
-  auto r = run_command(
-      {dynamos, "bench", "compare", "--workloads", "stencil", "--policies", "demand,adaptive",
-       "--nodes", "2", "--quick", "--out", out, "--socket", state + "/gangd.sock"},
-      std::chrono::seconds(240));
+  auto r = run_command({dynamos, "bench", "compare", "--workloads", "stencil", "--policies",
+                        "demand,adaptive", "--nodes", "2", "--quick", "--overcommit", "1.3",
+                        "--out", out, "--socket", state + "/gangd.sock"},
+                       std::chrono::seconds(240));
   ASSERT_TRUE(r) << r.error().message();
   ASSERT_FALSE(r->timed_out) << r->err;
   ASSERT_EQ(r->exit_code, 0) << r->err << r->out;
