@@ -24,6 +24,36 @@ std::string sibling_program(const std::string& name) {
   return dir.substr(0, dir.rfind('/') + 1) + name;
 }
 
+Result<pid_t> spawn_program(const std::vector<std::string>& args, const std::string& log,
+                            bool truncate_log, bool new_session) {
+  std::vector<char*> argv;
+  for (const auto& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(),
+                                   O_WRONLY | O_CREAT | (truncate_log ? O_TRUNC : O_APPEND), 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  if (new_session) posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  pid_t pid = -1;
+  int e = ::posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (e != 0) return fail_errno(e, "starting " + args[0]);
+  return pid;
+}
+
+int dashes_index(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--") == 0) return i;
+  return argc;
+}
+
 Result<void> launch_job(const LaunchConfig& config, const JournalJob& job,
                         const std::string& output) {
   const passwd* pw = ::getpwuid(job.uid);
@@ -63,32 +93,15 @@ Result<void> launch_job(const LaunchConfig& config, const JournalJob& job,
   args.push_back("--");
   for (const auto& a : job.argv)
     args.push_back(a);
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-
   ::mkdir(config.run_dir.c_str(), 0755);
   std::string launch_dir = config.run_dir + "/launch";
   ::mkdir(launch_dir.c_str(), 0755);
   std::string log = launch_dir + "/job" + std::to_string(job.id) + ".log";
-
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  // gangd's sockets (its listening port above all) must not live on in every job.
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  pid_t pid = -1;
-  int e = ::posix_spawn(&pid, config.launcher.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (e != 0) {
-    errno = e;
-    return fail_errno("starting " + config.launcher);
-  }
+  // dynamos-launch detaches by itself: this first process exits once it has.
+  auto pid = spawn_program(args, log, false, false);
+  if (!pid) return std::unexpected(pid.error());
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
   std::ifstream in(log);

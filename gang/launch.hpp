@@ -7,7 +7,10 @@
 //   gangd --launch none      jobs are placed only (tests attach processes themselves)
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "gang/journal.hpp"
@@ -32,6 +35,17 @@ Result<void> launch_job(const LaunchConfig& config, const JournalJob& job,
 inline std::string rank_socket_path(const std::string& run_dir, const std::string& node) {
   return run_dir + "/agent-" + node + ".sock";
 }
+
+// Starts `args` (args[0] a path) in the background: standard input from /dev/null,
+// standard output and error to `log` (truncated, or appended to), no other inherited
+// descriptor (a daemon must not hold gangd's port), in a session of its own when
+// `new_session`. The caller reaps it.
+Result<pid_t> spawn_program(const std::vector<std::string>& args, const std::string& log,
+                            bool truncate_log, bool new_session);
+
+// The index of the first "--" in argv (what follows is a program and its arguments),
+// or argc when there is none.
+int dashes_index(int argc, char** argv);
 
 // The dynamos-launch next to the running program (gangd and dynamos live beside it).
 std::string sibling_program(const std::string& name);

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/json.hpp"
+
 namespace dynamos::paging {
 
 struct SwitchRecord {
@@ -32,6 +34,6 @@ struct SwitchRecord {
 };
 
 std::string to_json(const SwitchRecord& r);
-std::string json_escape(const std::string& s);
+using dynamos::json_escape;  // core/json.hpp
 
 }  // namespace dynamos::paging

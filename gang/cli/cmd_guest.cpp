@@ -20,45 +20,6 @@ namespace {
 
 constexpr const char* kName = "guest";
 
-std::string join(const std::string& dir, const std::string& name) {
-  std::string s = dir;
-  s += '/';
-  s += name;
-  return s;
-}
-
-bool executable(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
-}
-
-// CMD as the shell would find it: with a '/', relative to the working directory;
-// without, the first executable file of that name on $PATH.
-Result<std::string> resolve(const std::string& cmd, const std::string& cwd) {
-  if (cmd.find('/') != std::string::npos) {
-    std::string path = cmd.starts_with('/') ? cmd : join(cwd, cmd);
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return fail_errno(cmd);
-    if (!executable(path)) return fail(Errc::invalid_argument, cmd + " is not an executable file");
-    return path;
-  }
-  const char* env = std::getenv("PATH");
-  std::string path_var = env ? env : "/usr/local/bin:/usr/bin:/bin";
-  std::size_t start = 0;
-  while (start <= path_var.size()) {
-    auto colon = path_var.find(':', start);
-    std::string dir = path_var.substr(start, colon == std::string::npos ? colon : colon - start);
-    if (dir.empty())
-      dir = cwd;  // an empty entry is the working directory
-    else if (!dir.starts_with('/'))
-      dir = join(cwd, dir);
-    if (executable(join(dir, cmd))) return join(dir, cmd);
-    if (colon == std::string::npos) break;
-    start = colon + 1;
-  }
-  return fail(Errc::not_found, cmd + ": command not found (not on $PATH)");
-}
-
 int run_guest(std::span<const std::string> all) {
   po::options_description desc(
       "usage: dynamos guest run --node NAME [--json] -- CMD [ARGS...]\n\n"
@@ -86,7 +47,7 @@ int run_guest(std::span<const std::string> all) {
   char buf[4096];
   if (!::getcwd(buf, sizeof buf)) return cli::error(kName, "cannot read the working directory");
   std::string cwd = buf;
-  auto program = resolve(command[0], cwd);
+  auto program = cli::resolve_program(command[0], cwd);
   if (!program) return cli::error(kName, program.error().message());
   std::vector<std::string> op_args{cwd, *program};
   op_args.insert(op_args.end(), command.begin() + 1, command.end());

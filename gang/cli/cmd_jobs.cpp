@@ -181,6 +181,9 @@ int run_wait(std::span<const std::string> args) {
         if (!job->reason.empty())
           std::fprintf(stderr, "dynamos wait: job %s %s: %s\n", positional[0].c_str(),
                        job->state.c_str(), job->reason.c_str());
+        else if (job->exit_code != 0)
+          std::fprintf(stderr, "dynamos wait: job %s %s: exit code %d\n", positional[0].c_str(),
+                       job->state.c_str(), job->exit_code);
         return job->exit_code;
       }
     }

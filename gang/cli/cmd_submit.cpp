@@ -17,34 +17,6 @@ namespace proto = dynamos::gang::proto;
 
 namespace {
 
-bool executable(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
-}
-
-// PROGRAM as the ranks will run it: a path made absolute, or a name found on $PATH.
-Result<std::string> resolve_program(const std::string& program, const std::string& cwd) {
-  if (program.find('/') != std::string::npos) {
-    std::string path = program[0] == '/' ? program : cwd + "/" + program;
-    if (!executable(path))
-      return fail(Errc::not_found, "PROGRAM '" + program + "' does not exist or is not executable");
-    return path;
-  }
-  const char* env = std::getenv("PATH");
-  std::string path_list = env ? env : "/usr/local/bin:/usr/bin:/bin";
-  std::size_t start = 0;
-  while (start <= path_list.size()) {
-    auto colon = path_list.find(':', start);
-    auto dir = path_list.substr(start, colon == std::string::npos ? colon : colon - start);
-    if (dir.empty()) dir = ".";
-    std::string candidate = (dir[0] == '/' ? dir : cwd + "/" + dir) + "/" + program;
-    if (executable(candidate)) return candidate;
-    if (colon == std::string::npos) break;
-    start = colon + 1;
-  }
-  return fail(Errc::not_found, "PROGRAM '" + program + "' is not found on PATH");
-}
-
 int run_submit(std::span<const std::string> args) {
   po::options_description desc(
       "usage: dynamos submit [--ranks R] [--nodes N] [--paging POLICY] [--name NAME]\n"
@@ -88,7 +60,7 @@ int run_submit(std::span<const std::string> args) {
   if (!::getcwd(cwd_buf, sizeof cwd_buf))
     return cli::error("submit", "cannot read the current directory");
   std::string cwd = cwd_buf;
-  auto resolved = resolve_program(program[0], cwd);
+  auto resolved = cli::resolve_program(program[0], cwd);
   if (!resolved) return cli::error("submit", resolved.error().message());
   if (name.empty()) name = program[0].substr(program[0].rfind('/') + 1);
   program[0] = *resolved;

@@ -1,5 +1,8 @@
 #include "gang/cli/control.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "gang/coordinator.hpp"
@@ -28,6 +31,43 @@ Result<gang::proto::Message> ask(const std::string& socket, const gang::proto::M
                                      " (start a virtual cluster with 'dynamos cluster up', or "
                                      "give --socket)");
   return r;
+}
+
+namespace {
+std::string join(const std::string& dir, const std::string& name) {
+  return dir.ends_with('/') ? dir + name : dir + "/" + name;
+}
+bool executable(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+}  // namespace
+
+Result<std::string> resolve_program(const std::string& program, const std::string& cwd) {
+  if (program.find('/') != std::string::npos) {
+    std::string path = program.starts_with('/') ? program : join(cwd, program);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+      return fail(Errc::not_found, "PROGRAM '" + program + "' does not exist");
+    if (!executable(path))
+      return fail(Errc::invalid_argument, "'" + program + "' is not an executable file");
+    return path;
+  }
+  const char* env = std::getenv("PATH");
+  std::string path_var = env ? env : "/usr/local/bin:/usr/bin:/bin";
+  std::size_t start = 0;
+  while (start <= path_var.size()) {
+    auto colon = path_var.find(':', start);
+    std::string dir = path_var.substr(start, colon == std::string::npos ? colon : colon - start);
+    if (dir.empty())
+      dir = cwd;  // an empty entry is the working directory
+    else if (!dir.starts_with('/'))
+      dir = join(cwd, dir);
+    if (executable(join(dir, program))) return join(dir, program);
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  return fail(Errc::not_found, program + ": command not found (not on $PATH)");
 }
 
 Result<gang::proto::NodeCommandResult> node_command(const std::string& socket,

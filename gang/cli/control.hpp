@@ -36,6 +36,11 @@ Result<T> ask_for(const std::string& socket, const gang::proto::Message& request
                                   gang::proto::msg_type_name(gang::proto::type_of(request)));
 }
 
+// PROGRAM as a shell would run it from `cwd`: with a '/', that path (made absolute);
+// without, the first executable file of that name on $PATH (an empty or relative entry
+// is relative to `cwd`). A missing or non-executable program is an error naming it.
+Result<std::string> resolve_program(const std::string& program, const std::string& cwd);
+
 // A node operation (gang/node_ops.hpp) on `nodes` (empty: gangd's default set). The
 // per-node results come back as they are; the caller decides what a failure means.
 Result<gang::proto::NodeCommandResult> node_command(

@@ -33,6 +33,7 @@
 
 #include "gang/coordinator.hpp"
 #include "gang/hostfile.hpp"
+#include "gang/launch.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -148,12 +149,7 @@ void report(const std::string& socket, const proto::JobExited& m) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int split = argc;
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--") == 0) {
-      split = i;
-      break;
-    }
+  const int split = dashes_index(argc, argv);  // the program follows "--"
   po::options_description opts(
       "usage: dynamos-launch --job ID --hosts NODE:RANKS,... --control-socket PATH [options]\n"
       "                      -- PROGRAM [ARGS...]\n\n"

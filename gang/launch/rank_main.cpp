@@ -44,12 +44,7 @@ std::string short_hostname() {
 
 int main(int argc, char** argv) {
   // Everything after "--" is the program; options come before it.
-  int split = argc;
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], "--") == 0) {
-      split = i;
-      break;
-    }
+  const int split = dashes_index(argc, argv);  // the program follows "--"
   po::options_description opts(
       "usage: dynamos-rank --job ID [options] -- PROGRAM [ARGS...]\n\n"
       "Joins the job's group on this node (through the node agent), then runs PROGRAM.\n"

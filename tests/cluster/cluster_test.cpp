@@ -7,8 +7,10 @@
 // skipping without it.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -439,5 +441,112 @@ TEST(Cluster, PatchJobReachesEveryRankOfASubmittedMpiJob) {
 
   EXPECT_EQ(c.cli("cancel " + std::to_string(jt)).code, 0);
   EXPECT_EQ(c.cli("cancel " + std::to_string(jo)).code, 0);
+  expect_clean_after_down(c);
+}
+
+namespace {
+
+// A user the test creates (and removes, with whatever still runs as it).
+class ScopedUser {
+ public:
+  ScopedUser() : name_("dyncl" + std::to_string(::getpid())) {
+    ok_ = sh("useradd -M -s /usr/sbin/nologin " + name_).code == 0;
+    if (const passwd* pw = ::getpwnam(name_.c_str()); ok_ && pw) {
+      uid_ = pw->pw_uid;
+      gid_ = pw->pw_gid;
+    } else {
+      ok_ = false;
+    }
+  }
+  ~ScopedUser() {
+    if (!ok_) return;
+    (void)sh("pkill -KILL -u " + std::to_string(uid_));
+    (void)sh("userdel " + name_);
+  }
+  bool ok() const { return ok_; }
+  uid_t uid() const { return uid_; }
+  gid_t gid() const { return gid_; }
+  // A shell command line run as the user.
+  std::string as(const std::string& cmd) const {
+    return "setpriv --reuid=" + std::to_string(uid_) + " --regid=" + std::to_string(gid_) +
+           " --init-groups sh -c '" + cmd + "'";
+  }
+
+ private:
+  std::string name_;
+  bool ok_ = false;
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
+};
+
+uid_t process_uid(pid_t pid) {
+  std::istringstream in(slurp("/proc/" + std::to_string(pid) + "/status"));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("Uid:", 0) == 0) return static_cast<uid_t>(std::atoi(line.c_str() + 4));
+  return static_cast<uid_t>(-1);
+}
+
+}  // namespace
+
+TEST(Cluster, UsersSeeAndActOnTheirOwnJobsWhichRunAsThem) {
+  GANG_REQUIRE_ROOT();
+  ScopedUser user;
+  ASSERT_TRUE(user.ok()) << "useradd failed";
+  Cluster c(2, "--mem-per-node 1G --quantum 300ms");
+  ASSERT_TRUE(c.up()) << c.up_text();
+  ASSERT_EQ(::chmod(c.dir().c_str(), 0755), 0);  // the user reaches the sockets
+  gt::TempDir home;
+  ASSERT_EQ(::chmod(home.path().c_str(), 0755), 0);
+  ASSERT_EQ(::chown(home.path().c_str(), user.uid(), user.gid()), 0);
+  auto as_user = [&](const std::string& args) {
+    return sh(user.as("cd " + home.path().string() + " && DYNAMOS_SOCKET=" + c.socket() + " " +
+                      kBin + "/dynamos " + args));
+  };
+
+  auto mine = as_user("submit --ranks 2 --name mine -- " + kStencil + " -q --mem 16M --seconds 3");
+  ASSERT_EQ(mine.code, 0) << mine.text;
+  auto roots = c.cli("submit --ranks 2 --name roots -- " + kStencil + " -q --mem 16M --seconds 30");
+  ASSERT_EQ(roots.code, 0) << roots.text;
+  int jm = job_id(mine), jr = job_id(roots);
+
+  // The user's ranks run as the user, inside the job's group.
+  std::set<uid_t> uids;
+  auto layout = ks::Layout::detect();
+  ASSERT_TRUE(layout.has_value());
+  for (auto until = std::chrono::steady_clock::now() + 10s;
+       uids.empty() && std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(50ms)) {
+    for (auto node : {"n1", "n2"}) {
+      auto path = c.parent() + "/" + node + "/job" + std::to_string(jm);
+      if (!ks::Group::exists(*layout, path)) continue;
+      if (auto g = ks::Group::open(*layout, path))
+        if (auto pids = g->pids())
+          for (pid_t p : *pids)
+            uids.insert(process_uid(p));
+    }
+  }
+  EXPECT_EQ(uids, std::set<uid_t>{user.uid()});
+
+  // Each sees their own jobs; root sees all; the user cannot act on root's job.
+  auto list = as_user("jobs --json");
+  EXPECT_NE(list.text.find("\"name\":\"mine\""), std::string::npos) << list.text;
+  EXPECT_EQ(list.text.find("\"name\":\"roots\""), std::string::npos) << list.text;
+  EXPECT_NE(c.cli("jobs --json").text.find("\"name\":\"mine\""), std::string::npos);
+  auto cancel = as_user("cancel " + std::to_string(jr));
+  EXPECT_NE(cancel.code, 0);
+  EXPECT_NE(cancel.text.find("belongs to another user"), std::string::npos) << cancel.text;
+  auto quantum = as_user("set quantum=1s");
+  EXPECT_NE(quantum.code, 0);
+  EXPECT_NE(quantum.text.find("only root"), std::string::npos) << quantum.text;
+
+  auto wait = as_user("wait " + std::to_string(jm) + " --timeout 60");
+  EXPECT_EQ(wait.code, 0) << wait.text;
+  struct stat st {};
+  auto out = home.path().string() + "/dynamos-job" + std::to_string(jm) + ".out";
+  ASSERT_EQ(::stat(out.c_str(), &st), 0) << out;
+  EXPECT_EQ(st.st_uid, user.uid()) << "the job's output belongs to its owner";
+  EXPECT_NE(slurp(out).find("\"verified\":true"), std::string::npos) << slurp(out);
+  EXPECT_EQ(c.cli("cancel " + std::to_string(jr)).code, 0);
   expect_clean_after_down(c);
 }
