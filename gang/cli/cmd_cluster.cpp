@@ -368,18 +368,18 @@ int run_up(std::span<const std::string> args) {
     std::this_thread::sleep_for(20ms);
   }
 
-  // Swap: anonymous pages of overcommitted gangs need somewhere to go.
-  std::ifstream swaps("/proc/swaps");
-  std::string line;
-  int swap_lines = 0;
-  while (std::getline(swaps, line))
-    ++swap_lines;
-  if (swap_lines <= 1) {
+  // Swap: anonymous pages of overcommitted gangs need somewhere to go. The script sets
+  // zram swap up when none is active, and when the active swap is zram it set up for
+  // someone else (a test, another cluster), adds gangd as a holder so that the swap
+  // stays until this cluster is down too; swap it did not set up is left alone.
+  {
     std::string cmd =
         gang::sibling_program("dynamos-zram-swap") + " up --holder " + std::to_string(*gangd);
     if (std::system(cmd.c_str()) != 0) return fail_up("setting up zram swap failed");
-    c.values["swap"] = "zram";
-    (void)write_cluster(dir, c);
+    if (fs::exists(fs::path("/run/dynamos/zram-swap/holders") / std::to_string(*gangd))) {
+      c.values["swap"] = "zram";
+      (void)write_cluster(dir, c);
+    }
   }
 
   std::string agent_pids;

@@ -3,6 +3,14 @@
 // run here, with DYNAMOS_NODE set to the node's name for the ranks' wrapper:
 //
 //   dynamos-vrsh NODE COMMAND...     runs COMMAND (a shell command line) with DYNAMOS_NODE=NODE
+//
+// Open MPI names its session directory after the host name, so the daemons of several
+// virtual nodes (and mpirun) on one host would create the same /tmp/ompi.HOST.UID/jf.N at
+// once: its mkdir races ("File exists", orte_init fails, exit 213) and hwloc's shared
+// topology file is written by two daemons (segfault in hwloc_shmem_topology_write). Each
+// virtual node's daemon therefore gets its own base, /tmp/dynamos-vnode-UID-NODE
+// (OMPI_MCA_orte_tmpdir_base), made by and for the caller, mode 0700.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -28,6 +36,25 @@ int main(int argc, char** argv) {
   if (::setenv("DYNAMOS_NODE", argv[1], 1) != 0) {
     std::perror("dynamos-vrsh: setenv");
     return 1;
+  }
+  const std::string node = argv[1];
+  if (node.find('/') == std::string::npos && node != "." && node != "..") {
+    const std::string base = "/tmp/dynamos-vnode-" + std::to_string(::getuid()) + "-" + node;
+    struct stat st {};
+    if (::mkdir(base.c_str(), 0700) != 0 && errno != EEXIST) {
+      std::fprintf(stderr, "dynamos-vrsh: mkdir %s: %s\n", base.c_str(), std::strerror(errno));
+      return 1;
+    }
+    // Only a directory of our own (not a link someone else planted in /tmp).
+    if (::lstat(base.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::getuid()) {
+      std::fprintf(stderr, "dynamos-vrsh: %s is not a directory of uid %u\n", base.c_str(),
+                   static_cast<unsigned>(::getuid()));
+      return 1;
+    }
+    if (::setenv("OMPI_MCA_orte_tmpdir_base", base.c_str(), 1) != 0) {
+      std::perror("dynamos-vrsh: setenv");
+      return 1;
+    }
   }
   ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
   std::fprintf(stderr, "dynamos-vrsh: cannot run /bin/sh: %s\n", std::strerror(errno));

@@ -1,0 +1,80 @@
+// The harness's view of a gang cluster: the dynamos CLI's commands for what sets the
+// cluster up or changes its nodes (cluster up/down, cycle stealing, guests, extension
+// upgrades), run as child processes so that the harness does what an operator would
+// type, and gangd's control socket for jobs (submit, cancel, list), nodes and node ops.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "bench/compare/json.hpp"
+#include "bench/compare/process.hpp"
+#include "core/error.hpp"
+#include "gang/protocol.hpp"
+
+namespace dynamos::compare {
+
+struct SubmitRequest {
+  std::string name;
+  unsigned ranks = 1;
+  unsigned nodes = 0;
+  std::string paging = "demand";
+  std::string output;  // file for the job's standard output and error
+  std::vector<std::string> argv;
+};
+
+class Cluster {
+ public:
+  // `dynamos`: the CLI program; `socket`: gangd's control socket ("" = the CLI's default,
+  // $DYNAMOS_SOCKET or /run/dynamos/gangd.sock).
+  Cluster(std::string dynamos, std::string socket);
+
+  const std::string& socket() const { return socket_; }
+  // The state folder a cluster started here uses: the socket's folder when the socket
+  // is <dir>/gangd.sock and not the default ("" = cluster up's default).
+  std::string state_dir() const;
+  // Whether gangd answers on the socket.
+  bool reachable() const;
+
+  // `dynamos cluster up`; slots 0: the CLI's default.
+  Result<void> up(unsigned nodes, std::uint64_t mem_per_node, std::chrono::nanoseconds quantum,
+                  unsigned slots = 0);
+  Result<void> down();
+  Result<void> set_quantum(std::chrono::nanoseconds quantum);
+
+  Result<std::vector<gang::proto::NodeInfo>> nodes() const;
+  Result<std::vector<gang::proto::JobInfo>> jobs() const;
+
+  Result<gang::proto::JobId> submit(const SubmitRequest& r);
+  Result<void> cancel(gang::proto::JobId job);
+
+  // The agents' switch records on `nodes` (each a JSON object: node, round, outgoing,
+  // incoming, freeze_ms, paging_ms, thaw_ms, total_ms, paging [...], error).
+  Result<std::vector<Json>> switches(const std::vector<std::string>& nodes) const;
+  // The pids in a job's group on a node.
+  Result<std::vector<pid_t>> job_pids(gang::proto::JobId job, const std::string& node) const;
+
+  Result<void> cyclesteal(const std::string& node, bool on, const std::string& policy);
+  // Starts a guest on the node; its pid.
+  Result<pid_t> guest_run(const std::string& node, const std::vector<std::string>& argv);
+  // Upgrades a loaded extension in place on every node (node "" ) or one; the CLI's output.
+  Result<std::string> ext_upgrade(const std::string& ext, const std::string& path,
+                                  const std::string& node = "");
+
+  // Runs `dynamos ARGS...` with this cluster's socket; fails with the command's own
+  // error line when it exits non-zero.
+  Result<Finished> cli(const std::vector<std::string>& args,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(60)) const;
+
+ private:
+  Result<gang::proto::Message> ask(
+      const gang::proto::Message& m,
+      std::chrono::nanoseconds timeout = std::chrono::seconds(10)) const;
+  std::string dynamos_;
+  std::string socket_;
+};
+
+}  // namespace dynamos::compare

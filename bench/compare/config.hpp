@@ -1,0 +1,80 @@
+// What `dynamos bench compare` runs: the workloads, paging policies, cycle-stealing
+// modes and the cluster's shape, parsed and checked before anything starts.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace dynamos::compare {
+
+// A workload: one of the built-in MPI workloads (bench/mpi, run with a fixed amount of
+// work calibrated from a run alone, a progress file and a verified RESULT line), or an
+// external MPI program given as "cmd:PROGRAM ARGS..." (run as given; verified when it
+// prints a RESULT line with "verified":true, else by its exit status alone).
+struct WorkloadSpec {
+  std::string name;                 // "stencil", "cg", "ft", "is", or "cmd:<program's name>"
+  bool builtin = true;              //
+  std::string program;              // built-in: dynamos-mpi-NAME; external: the program
+  std::vector<std::string> args;    // external: its arguments
+  bool power_of_two_ranks = false;  // ft
+};
+
+inline const std::vector<std::string>& builtin_workloads() {
+  static const std::vector<std::string> w{"stencil", "cg", "ft", "is"};
+  return w;
+}
+inline const std::vector<std::string>& paging_policies() {
+  static const std::vector<std::string> p{"demand", "selective", "aggressive", "adaptive"};
+  return p;
+}
+
+Result<WorkloadSpec> parse_workload(std::string_view spec);
+// A --workloads value: names separated by commas ("stencil,cg"); a value that starts
+// with "cmd:" is one external program with its arguments (commas included).
+Result<std::vector<WorkloadSpec>> parse_workloads(const std::vector<std::string>& values);
+Result<std::vector<std::string>> parse_policies(std::string_view list);
+// "on", "off" or "both" (off first).
+Result<std::vector<bool>> parse_cyclesteal(std::string_view mode);
+// "2s", "500ms", "1.5" (seconds), "1m".
+Result<std::chrono::nanoseconds> parse_duration(std::string_view text);
+std::string format_duration(std::chrono::nanoseconds d);  // "2s", "1.5s", "500ms"
+
+struct CompareConfig {
+  std::vector<WorkloadSpec> workloads;
+  std::vector<std::string> policies{"demand", "adaptive"};
+  std::vector<bool> cyclesteal{false};
+  unsigned nodes = 2;                         // of a cluster the harness starts
+  unsigned job_nodes = 0;                     // nodes each job spans (0: all of the cluster)
+  unsigned ranks_per_node = 1;                //
+  std::uint64_t mem_per_node = 512ull << 20;  // of a cluster the harness starts
+  double overcommit = 1.5;                    // both jobs' footprints / node memory
+  std::chrono::nanoseconds quantum = std::chrono::seconds(2);
+  bool quantum_given = false;  // set it on a running cluster too
+  unsigned repeat = 1;
+  std::string out_dir = "compare-results";
+  double work_s = 8;                      // seconds of work per job, alone
+  double calibrate_s = 3;                 // run alone to measure r0
+  std::string guest_policy = "linger";    // with cycle stealing
+  std::uint64_t guest_mem = 16ull << 20;  // each guest's working set
+  std::chrono::seconds run_timeout{600};  // one pair of jobs
+  std::string socket;                     // gangd's control socket
+  bool quick = false;
+
+  // The arguments of `bench compare` that make the same run (for results.json).
+  std::vector<std::string> argv;
+};
+
+// Checks the combination (ft and a rank count that is not a power of two, sizes...).
+Result<void> validate(const CompareConfig& c, unsigned cluster_nodes);
+
+// The footprint per rank: overcommit x node memory, shared by two jobs, split over the
+// ranks each job has on a node.
+std::uint64_t footprint_per_rank(const CompareConfig& c, std::uint64_t node_memory);
+
+}  // namespace dynamos::compare

@@ -1,0 +1,343 @@
+// bench/compare's parts that need no cluster: command-line values, the JSON reader,
+// statistics and summaries, results.json / results.md and the gnuplot plots.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "bench/compare/config.hpp"
+#include "bench/compare/json.hpp"
+#include "bench/compare/process.hpp"
+#include "bench/compare/results.hpp"
+
+using namespace dynamos;
+using namespace dynamos::compare;
+namespace fs = std::filesystem;
+
+namespace {
+
+bool in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci && std::string(ci) == "true";
+}
+
+struct TempDir {
+  TempDir() {
+    char t[] = "/tmp/dynamos-compare-test-XXXXXX";
+    path = ::mkdtemp(t);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string path;
+};
+
+RunResult run(std::string w, std::string p, bool cs, unsigned rep, double makespan, double lost) {
+  RunResult r;
+  r.workload = std::move(w);
+  r.policy = std::move(p);
+  r.cyclesteal = cs;
+  r.repeat = rep;
+  r.makespan_s = makespan;
+  r.lost_s_per_switch = lost;
+  r.lost_s = {lost};
+  r.switch_rounds = 4;
+  r.switch_ms_median = 12;
+  r.switch_ms_max = 20;
+  r.major_faults = 1000;
+  r.verified = true;
+  if (cs) {
+    r.guest_cpu_s = 3;
+    r.guest_work = 1e9;
+  }
+  JobOutcome j;
+  j.id = 7;
+  j.state = "done";
+  j.exit_code = 0;
+  j.verified = true;
+  r.jobs = {j, j};
+  return r;
+}
+
+Comparison sample() {
+  Comparison c;
+  c.config.workloads = *parse_workloads({"stencil,cg"});
+  c.config.policies = {"demand", "adaptive"};
+  c.config.cyclesteal = {false, true};
+  c.config.repeat = 2;
+  c.config.argv = {"dynamos", "bench", "compare", "--workloads", "stencil,cg"};
+  c.node_memory = 256ull << 20;
+  c.cluster_nodes = 2;
+  c.started = "2026-11-26T00:00:00Z";
+  c.ended = "2026-11-26T00:10:00Z";
+  c.wall_s = 600;
+  for (const char* w : {"stencil", "cg"}) {
+    Calibration cal;
+    cal.workload = w;
+    cal.r0 = 1e8;
+    cal.unit = "points";
+    cal.iterations_per_s = 5;
+    cal.iterations = 15;
+    cal.footprint_per_rank = 192ull << 20;
+    cal.seconds = 2;
+    cal.verified = true;
+    c.calibration.push_back(cal);
+    for (unsigned rep = 1; rep <= 2; ++rep) {
+      c.runs.push_back(run(w, "demand", false, rep, 40 + rep, 2.0 + rep));
+      c.runs.push_back(run(w, "adaptive", false, rep, 30 + rep, 0.5 + rep * 0.1));
+      c.runs.push_back(run(w, "demand", true, rep, 44 + rep, 2.2 + rep));
+      c.runs.push_back(run(w, "adaptive", true, rep, 33 + rep, 0.6 + rep * 0.1));
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+TEST(CompareConfig, WorkloadLists) {
+  auto w = parse_workloads({"stencil,cg", "ft"});
+  ASSERT_TRUE(w) << w.error().message();
+  ASSERT_EQ(w->size(), 3u);
+  EXPECT_EQ((*w)[0].program, "dynamos-mpi-stencil");
+  EXPECT_TRUE((*w)[2].power_of_two_ranks);
+  EXPECT_FALSE(parse_workloads({"stencil,bogus"}));
+  EXPECT_FALSE(parse_workloads({"stencil,,cg"}));
+  EXPECT_FALSE(parse_workloads({"cg,cg"}));
+  EXPECT_FALSE(parse_workloads({}));
+  auto e = parse_workloads({"bogus"});
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().message().find("'bogus'"), std::string::npos) << e.error().message();
+}
+
+TEST(CompareConfig, ExternalCommands) {
+  auto w = parse_workloads({"cmd:/opt/npb/cg.B.x --size 'a b',c", "is"});
+  ASSERT_TRUE(w) << w.error().message();
+  ASSERT_EQ(w->size(), 2u);
+  EXPECT_FALSE((*w)[0].builtin);
+  EXPECT_EQ((*w)[0].name, "cmd:cg.B.x");
+  EXPECT_EQ((*w)[0].program, "/opt/npb/cg.B.x");
+  EXPECT_EQ((*w)[0].args, (std::vector<std::string>{"--size", "a b,c"}));
+  EXPECT_FALSE(parse_workload("cmd:"));
+  EXPECT_FALSE(parse_workload("cmd:prog 'open"));
+}
+
+TEST(CompareConfig, PoliciesModesDurations) {
+  auto p = parse_policies("demand, adaptive,selective");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(*p, (std::vector<std::string>{"demand", "adaptive", "selective"}));
+  EXPECT_FALSE(parse_policies("demand,lru"));
+  EXPECT_FALSE(parse_policies("demand,demand"));
+  EXPECT_EQ(*parse_cyclesteal("both"), (std::vector<bool>{false, true}));
+  EXPECT_EQ(*parse_cyclesteal("on"), (std::vector<bool>{true}));
+  EXPECT_FALSE(parse_cyclesteal("maybe"));
+  EXPECT_EQ(*parse_duration("2s"), std::chrono::seconds(2));
+  EXPECT_EQ(*parse_duration("1.5"), std::chrono::milliseconds(1500));
+  EXPECT_EQ(*parse_duration("250ms"), std::chrono::milliseconds(250));
+  EXPECT_EQ(*parse_duration("1m"), std::chrono::seconds(60));
+  EXPECT_FALSE(parse_duration("fast"));
+  EXPECT_FALSE(parse_duration("-1s"));
+  EXPECT_EQ(format_duration(std::chrono::milliseconds(1500)), "1.5s");
+  EXPECT_EQ(format_duration(std::chrono::milliseconds(500)), "500ms");
+  EXPECT_EQ(format_duration(std::chrono::seconds(2)), "2s");
+}
+
+TEST(CompareConfig, ValidationAndFootprint) {
+  CompareConfig c;
+  c.workloads = *parse_workloads({"ft"});
+  EXPECT_TRUE(validate(c, 2));
+  auto three = validate(c, 3);
+  ASSERT_FALSE(three);
+  EXPECT_NE(three.error().message().find("power-of-two"), std::string::npos);
+  c.job_nodes = 4;
+  EXPECT_FALSE(validate(c, 3));  // more job nodes than the cluster has
+  c.job_nodes = 0;
+  c.overcommit = 9;
+  EXPECT_FALSE(validate(c, 2));
+  c.overcommit = 1.5;
+  c.quantum = std::chrono::milliseconds(10);
+  EXPECT_FALSE(validate(c, 2));
+  // 1.5 x 512 MiB shared by two jobs, two ranks a node: 192 MiB a rank.
+  c.ranks_per_node = 2;
+  EXPECT_EQ(footprint_per_rank(c, 512ull << 20), 192ull << 20);
+  c.ranks_per_node = 1;
+  EXPECT_EQ(footprint_per_rank(c, 256ull << 20), 192ull << 20);
+}
+
+TEST(CompareJson, ParsesNestedRecords) {
+  auto j = parse_json(
+      R"({"node":"n1","round":12,"outgoing":[3],"incoming":[4],"total_ms":1.5e1,)"
+      R"("paging":[{"pages_out":100,"pages_in":-1,"warning":"a \"b\"\n"}],"error":"","ok":true,"x":null})");
+  ASSERT_TRUE(j) << j.error().message();
+  EXPECT_EQ((*j)["node"].string(), "n1");
+  EXPECT_EQ((*j)["round"].number(), 12);
+  EXPECT_EQ((*j)["total_ms"].number(), 15);
+  EXPECT_EQ((*j)["incoming"].array().at(0).number(), 4);
+  EXPECT_EQ((*j)["paging"].array().at(0)["pages_in"].number(), -1);
+  EXPECT_EQ((*j)["paging"].array().at(0)["warning"].string(), "a \"b\"\n");
+  EXPECT_TRUE((*j)["ok"].boolean());
+  EXPECT_TRUE((*j)["x"].is_null());
+  EXPECT_TRUE((*j)["missing"].is_null());
+  for (const char* bad : {"{", "[1,]", "{\"a\" 1}", "tru", "{\"a\":1} x", "\"\\q\"", ""})
+    EXPECT_FALSE(parse_json(bad)) << bad;
+  auto lines = parse_json_lines("{\"a\":1}\n\n{\"a\":2}\n");
+  ASSERT_TRUE(lines);
+  ASSERT_EQ(lines->size(), 2u);
+  EXPECT_EQ((*lines)[1]["a"].number(), 2);
+  auto bad = parse_json_lines("{\"a\":1}\n{oops}\n");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("line 2"), std::string::npos);
+}
+
+TEST(CompareResults, StatsOverRepeats) {
+  auto s = stat_of({1, 2, 3, NAN});
+  EXPECT_EQ(s.n, 3u);
+  EXPECT_DOUBLE_EQ(s.mean, 2);
+  EXPECT_DOUBLE_EQ(s.sd, 1);
+  EXPECT_EQ(s.min, 1);
+  EXPECT_EQ(s.max, 3);
+  auto one = stat_of({5});
+  EXPECT_EQ(one.sd, 0);
+  EXPECT_EQ(stat_of({}).n, 0u);
+  EXPECT_EQ(format_stat(s, 1), "2.0 ± 1.0");
+  EXPECT_EQ(format_stat(one, 2), "5.00");
+  EXPECT_EQ(format_stat(Stat{}, 1), "-");
+}
+
+TEST(CompareResults, SummaryPairsCycleStealingWithItsBaseline) {
+  auto c = sample();
+  summarise(c);
+  ASSERT_EQ(c.summary.size(), 8u);  // 2 workloads x 2 modes x 2 policies
+  // Order: workloads, then modes, then policies.
+  EXPECT_EQ(c.summary[0].workload, "stencil");
+  EXPECT_EQ(c.summary[0].policy, "demand");
+  EXPECT_FALSE(c.summary[0].cyclesteal);
+  EXPECT_TRUE(c.summary[2].cyclesteal);
+  const auto& demand = c.summary[0];
+  const auto& adaptive = c.summary[1];
+  EXPECT_DOUBLE_EQ(demand.makespan_s.mean, 41.5);
+  EXPECT_EQ(demand.makespan_s.n, 2u);
+  EXPECT_DOUBLE_EQ(adaptive.makespan_vs_first, 31.5 / 41.5);
+  EXPECT_DOUBLE_EQ(adaptive.lost_vs_first, 0.65 / 3.5);
+  EXPECT_TRUE(std::isnan(demand.host_slowdown.mean));
+  // Host slowdown: with guests / without, same policy and repeat.
+  const auto& demand_cs = c.summary[2];
+  EXPECT_NEAR(demand_cs.host_slowdown.mean, (45.0 / 41 + 46.0 / 42) / 2, 1e-12);
+  EXPECT_DOUBLE_EQ(demand_cs.guest_cpu_s.mean, 3);
+  EXPECT_EQ(demand_cs.runs, 2u);
+  EXPECT_EQ(demand_cs.verified_runs, 2u);
+  // A failed run is counted but not averaged.
+  c.runs[0].error = "job 7 failed";
+  c.runs[0].verified = false;
+  summarise(c);
+  EXPECT_EQ(c.summary[0].verified_runs, 1u);
+  EXPECT_EQ(c.summary[0].makespan_s.n, 1u);
+  EXPECT_DOUBLE_EQ(c.summary[0].makespan_s.mean, 42);
+}
+
+TEST(CompareResults, LostTimeUsesTheBestRateSeen) {
+  auto c = sample();
+  for (auto& r : c.runs)
+    r.quanta.clear();
+  // Calibrated at 1e8 a second; a quantum of stencil's showed 2e8 a second for one second.
+  c.runs[0].quanta = {{2.0, 2e8}, {2.0, 3e8}};
+  c.runs[1].quanta = {{2.0, 4e8}};
+  c.runs[1].best_rate = 2e8;
+  c.runs[8].quanta = {{1.0, 5e7}};  // cg: stays at its calibration
+  finish_lost_time(c);
+  EXPECT_EQ(c.calibration[0].r0, 2e8);
+  EXPECT_EQ(c.calibration[0].r0_alone, 1e8);
+  EXPECT_EQ(c.runs[0].lost_s, (std::vector<double>{1.0, 0.5}));
+  EXPECT_DOUBLE_EQ(c.runs[0].lost_s_per_switch, 0.75);
+  EXPECT_DOUBLE_EQ(c.runs[1].lost_s_per_switch, 0.0);
+  EXPECT_EQ(c.calibration[1].r0, 1e8);
+  EXPECT_DOUBLE_EQ(c.runs[8].lost_s_per_switch, 0.5);
+  // A run without measured quanta keeps what it had.
+  EXPECT_DOUBLE_EQ(c.runs[2].lost_s_per_switch, 2.2 + 1);
+}
+
+TEST(CompareResults, JsonHasEveryFieldAndParses) {
+  auto c = sample();
+  summarise(c);
+  auto text = results_json(c);
+  auto j = parse_json(text);
+  ASSERT_TRUE(j) << j.error().message() << "\n" << text;
+  for (const char* k :
+       {"config", "started", "ended", "wall_s", "calibration", "runs", "summary", "plots"})
+    EXPECT_TRUE(j->has(k)) << k;
+  EXPECT_EQ((*j)["config"]["policies"].array().size(), 2u);
+  EXPECT_EQ((*j)["config"]["mem_per_node"].number(), 256 << 20);
+  ASSERT_EQ((*j)["runs"].array().size(), 16u);
+  const auto& r = (*j)["runs"].array()[2];
+  for (const char* k :
+       {"workload",          "policy",    "cyclesteal",    "repeat",           "makespan_s",
+        "lost_s_per_switch", "lost_s",    "switch_rounds", "switch_ms_median", "switch_ms_max",
+        "major_faults",      "pages_out", "pages_in",      "guest_cpu_s",      "guest_work",
+        "host_slowdown",     "verified",  "error",         "retried_after",    "jobs"})
+    EXPECT_TRUE(r.has(k)) << k;
+  EXPECT_TRUE(r["cyclesteal"].boolean());
+  EXPECT_GT(r["host_slowdown"].number(), 1);
+  EXPECT_TRUE((*j)["runs"].array()[0]["host_slowdown"].is_null());
+  const auto& s = (*j)["summary"].array()[1];
+  EXPECT_EQ(s["makespan_s"]["n"].number(), 2);
+  EXPECT_DOUBLE_EQ(s["makespan_s"]["mean"].number(), 31.5);
+  EXPECT_TRUE(s["makespan_s"].has("sd"));
+}
+
+TEST(CompareResults, MarkdownTable) {
+  auto c = sample();
+  summarise(c);
+  auto md = results_markdown(c);
+  EXPECT_NE(md.find("| workload | policy | cycle stealing | makespan s |"), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| stencil | adaptive | off | 31.5 ± 0.7 | 0.76 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("host slowdown"), std::string::npos);
+  EXPECT_NE(md.find("Reproduce: `dynamos bench compare --workloads stencil,cg`"),
+            std::string::npos);
+  c.runs[3].error = "job 9 failed, exit code 1";
+  summarise(c);
+  md = results_markdown(c);
+  EXPECT_NE(md.find("job 9 failed, exit code 1"), std::string::npos);
+}
+
+TEST(CompareResults, PlotsArePngs) {
+  if (run_command({"gnuplot", "--version"}, std::chrono::seconds(10))
+          .value_or(Finished{})
+          .exit_code != 0) {
+    if (in_ci()) FAIL() << "gnuplot is missing (scripts/deps: gnuplot-nox)";
+    GTEST_SKIP() << "gnuplot is missing";
+  }
+  TempDir dir;
+  auto c = sample();
+  c.config.out_dir = dir.path + "/out";
+  summarise(c);
+  auto p = write_plots(c);
+  ASSERT_TRUE(p) << p.error().message();
+  ASSERT_EQ(c.plots.size(), 2u);
+  ASSERT_TRUE(write_results(c));
+  for (const auto& name : c.plots) {
+    std::ifstream f(fs::path(c.config.out_dir) / name, std::ios::binary);
+    char magic[8] = {};
+    f.read(magic, 8);
+    EXPECT_EQ(std::string(magic, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << name;
+  }
+  EXPECT_TRUE(fs::exists(fs::path(c.config.out_dir) / "results.json"));
+  std::ifstream md(fs::path(c.config.out_dir) / "results.md");
+  std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("![makespan.png](makespan.png)"), std::string::npos);
+}
+
+TEST(CompareProcess, RunsCapturesAndTimesOut) {
+  auto r = run_command({"sh", "-c", "echo out; echo err >&2; exit 3"}, std::chrono::seconds(10));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->exit_code, 3);
+  EXPECT_EQ(r->out, "out\n");
+  EXPECT_EQ(r->err, "err\n");
+  auto slow = run_command({"sleep", "10"}, std::chrono::milliseconds(200));
+  ASSERT_TRUE(slow);
+  EXPECT_TRUE(slow->timed_out);
+  EXPECT_FALSE(run_command({"/nonexistent/program"}, std::chrono::seconds(1)));
+  EXPECT_EQ(shell_join({"a", "b c", "it's"}), "a 'b c' 'it'\\''s'");
+}
