@@ -72,6 +72,7 @@ struct Options {
   std::string host_grow_to = "1G";
   unsigned node_weight = 0;       // CPU weight of the benchmark's node group; 0 = default
   std::string guest_priority;     // "", cpu.idle or SCHED_IDLE (the guests' attach attribute)
+  int poll_ms = 5;                // the benchmark's own sampling of host and guest threads
   std::vector<std::string> sets;  // extension tunables, "key=value"
   bool json = false;
   std::string sweep = DYNAMOS_SWEEP;
@@ -281,7 +282,7 @@ Run Bench::run(const std::string& policy) {
         }
       }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(o_.poll_ms));
   }
   out.host_s = std::chrono::duration<double>(Clock::now() - t0).count();
   if (auto sys1 = kernelside::read_system_cpu(); sys0 && sys1)
@@ -342,6 +343,8 @@ int main(int argc, char** argv) {
     ("scenario", po::value(&o.scenario)->default_value(o.scenario), "cpu, or memory: the host grows into memory the guest holds, inside a node of --node-mem (needs swap: scripts/zram-swap.sh is called)")
     ("node-mem", po::value(&o.node_mem)->default_value(o.node_mem), "memory scenario: the node group's memory")
     ("host-grow-to", po::value(&o.host_grow_to)->default_value(o.host_grow_to), "memory scenario: the host's final working set")
+    ("poll-ms", po::value(&o.poll_ms)->default_value(o.poll_ms),
+     "how often the benchmark samples the host's and guests' threads (/proc schedstat)")
     ("guest-priority", po::value(&o.guest_priority),
      "how guests yield the CPU: cpu.idle (their group, the default where the cpu controller "
      "has it) or SCHED_IDLE (every guest thread)")

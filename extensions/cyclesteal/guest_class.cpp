@@ -61,8 +61,10 @@ Result<GuestClass> GuestClass::create(const Layout& layout, std::string class_pa
   auto group = Group::create(layout, class_path, controllers);
   if (!group) return std::unexpected(with_context(group.error(), "create the guest class"));
   CpuPriority priority = CpuPriority::sched_idle;
-  if (!force_sched_idle && controllers.has(Controller::cpu) && group->set_cpu_idle(true))
-    priority = CpuPriority::cgroup_idle;
+  // The group idle wherever the cpu controller allows it: SCHED_IDLE threads alone, in a
+  // group of normal weight, would compete with the host group as equals.
+  bool group_idle = controllers.has(Controller::cpu) && group->set_cpu_idle(true).has_value();
+  if (!force_sched_idle && group_idle) priority = CpuPriority::cgroup_idle;
   return GuestClass(layout, std::move(*group), !existed, priority);
 }
 
