@@ -205,11 +205,24 @@ Result<void> Cluster::cyclesteal(const std::string& node, bool on, const std::st
   return {};
 }
 
-Result<pid_t> Cluster::guest_run(const std::string& node, const std::vector<std::string>& argv) {
-  std::vector<std::string> args{"guest", "run", "--node", node, "--"};
-  args.insert(args.end(), argv.begin(), argv.end());
-  auto r = cli(args);
+Result<pid_t> Cluster::guest_run(const std::string& node, const std::vector<std::string>& argv,
+                                 const std::string& cwd) {
+  // The guest runs in the CLI's working directory: start the CLI there (env --chdir).
+  std::vector<std::string> cmd{"/usr/bin/env",
+                               "--chdir=" + cwd,
+                               "DYNAMOS_SOCKET=" + socket_,
+                               dynamos_,
+                               "guest",
+                               "run",
+                               "--node",
+                               node,
+                               "--"};
+  cmd.insert(cmd.end(), argv.begin(), argv.end());
+  auto r = run_command(cmd, std::chrono::seconds(30), {});
   if (!r) return std::unexpected(r.error());
+  if (r->timed_out || r->exit_code != 0)
+    return fail(Errc::state, "dynamos guest run failed: " +
+                                 (r->timed_out ? std::string("timed out") : last_line(r->err)));
   auto line = last_line(r->out);
   // The pid is the last number on the last line ("1234", "pid 1234", "guest 1234 on n1"...).
   pid_t pid = 0;

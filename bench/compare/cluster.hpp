@@ -59,7 +59,9 @@ class Cluster {
 
   Result<void> cyclesteal(const std::string& node, bool on, const std::string& policy);
   // Starts a guest on the node; its pid.
-  Result<pid_t> guest_run(const std::string& node, const std::vector<std::string>& argv);
+  // A guest started in `cwd` (its output file, dynamos-guest-<node>-<pid>.out, goes there).
+  Result<pid_t> guest_run(const std::string& node, const std::vector<std::string>& argv,
+                          const std::string& cwd);
   // Upgrades a loaded extension in place on every node (node "" ) or one; the CLI's output.
   Result<std::string> ext_upgrade(const std::string& ext, const std::string& path,
                                   const std::string& node = "");

@@ -338,10 +338,11 @@ RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bo
       g.node = node;
       g.progress_path = (fs::path(work_dir_) / (tag + "-guest-" + node + ".progress")).string();
       fs::remove(g.progress_path);
-      auto pid =
-          cluster_.guest_run(node, {(fs::path(bin_dir_) / "dynamos-sweep").string(), "--mem",
-                                    std::to_string(config_.guest_mem >> 20) + "M", "--seconds",
-                                    "100000", "--progress-file", g.progress_path, "-q"});
+      auto pid = cluster_.guest_run(node,
+                                    {(fs::path(bin_dir_) / "dynamos-sweep").string(), "--mem",
+                                     std::to_string(config_.guest_mem >> 20) + "M", "--seconds",
+                                     "100000", "--progress-file", g.progress_path, "-q"},
+                                    work_dir_);
       if (!pid) return failed(pid.error().message());
       g.pid = *pid;
       guests.push_back(std::move(g));

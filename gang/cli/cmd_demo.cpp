@@ -170,9 +170,11 @@ int run_demo(std::span<const std::string> args) {
           guest.cyclesteal_on = true;
           guest.progress = (fs::absolute(fs::path(out) / "work" / "demo-guest.progress")).string();
           fs::remove(guest.progress);
-          auto pid = cluster.guest_run(
-              guest.node, {(fs::path(bin) / "dynamos-sweep").string(), "--mem", "32M", "--seconds",
-                           "100000", "--progress-file", guest.progress, "-q"});
+          auto pid =
+              cluster.guest_run(guest.node,
+                                {(fs::path(bin) / "dynamos-sweep").string(), "--mem", "32M",
+                                 "--seconds", "100000", "--progress-file", guest.progress, "-q"},
+                                fs::absolute(fs::path(out) / "work").string());
           if (!pid)
             std::fprintf(stderr, "   guest: %s\n", pid.error().message().c_str());
           else
