@@ -13,45 +13,27 @@
 
 #include "bench/compare/json.hpp"
 #include "bench/compare/process.hpp"
+#include "tests/gang/test_util.hpp"
 
 using namespace dynamos;
 using namespace dynamos::compare;
 namespace fs = std::filesystem;
+using dynamos::gang::test::TempDir;
 
 namespace {
-
-bool in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
-}
 
 std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-struct TempDir {
-  TempDir() {
-    char t[] = "/tmp/dynamos-compare-e2e-XXXXXX";
-    path = ::mkdtemp(t);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string path;
-};
-
 }  // namespace
 
 TEST(BenchCompare, TinyComparisonEndToEnd) {
-  if (::geteuid() != 0) {
-    if (in_ci()) FAIL() << "this test needs root (CI=true)";
-    GTEST_SKIP() << "needs root";
-  }
+  GANG_REQUIRE_ROOT();
   TempDir dir;
-  const std::string out = dir.path + "/out";
-  const std::string state = dir.path + "/state";
+  const std::string out = dir / "out";
+  const std::string state = dir / "state";
   const std::string dynamos = std::string(DYNAMOS_BIN_DIR) + "/dynamos";
   auto r = run_command({dynamos, "bench", "compare", "--workloads", "stencil", "--policies",
                         "demand,adaptive", "--nodes", "2", "--quick", "--overcommit", "1.3",

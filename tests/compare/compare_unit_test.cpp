@@ -11,29 +11,15 @@
 #include "bench/compare/json.hpp"
 #include "bench/compare/process.hpp"
 #include "bench/compare/results.hpp"
+#include "tests/gang/test_util.hpp"
 
 using namespace dynamos;
 using namespace dynamos::compare;
 namespace fs = std::filesystem;
+using dynamos::gang::test::in_ci;
+using dynamos::gang::test::TempDir;
 
 namespace {
-
-bool in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
-}
-
-struct TempDir {
-  TempDir() {
-    char t[] = "/tmp/dynamos-compare-test-XXXXXX";
-    path = ::mkdtemp(t);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string path;
-};
 
 RunResult run(std::string w, std::string p, bool cs, unsigned rep, double makespan, double lost) {
   RunResult r;
@@ -311,7 +297,7 @@ TEST(CompareResults, PlotsArePngs) {
   }
   TempDir dir;
   auto c = sample();
-  c.config.out_dir = dir.path + "/out";
+  c.config.out_dir = dir / "out";
   summarise(c);
   auto p = write_plots(c);
   ASSERT_TRUE(p) << p.error().message();

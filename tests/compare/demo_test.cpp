@@ -10,40 +10,18 @@
 
 #include "bench/compare/json.hpp"
 #include "bench/compare/process.hpp"
+#include "tests/gang/test_util.hpp"
 
 using namespace dynamos;
 using namespace dynamos::compare;
 namespace fs = std::filesystem;
-
-namespace {
-
-bool in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci && std::string(ci) == "true";
-}
-
-struct TempDir {
-  TempDir() {
-    char t[] = "/tmp/dynamos-demo-test-XXXXXX";
-    path = ::mkdtemp(t);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string path;
-};
-
-}  // namespace
+using dynamos::gang::test::TempDir;
 
 TEST(Demo, QuickTourWithinNinetySeconds) {
-  if (::geteuid() != 0) {
-    if (in_ci()) FAIL() << "this test needs root (CI=true)";
-    GTEST_SKIP() << "needs root";
-  }
+  GANG_REQUIRE_ROOT();
   TempDir dir;
-  const std::string out = dir.path + "/out";
-  const std::string state = dir.path + "/state";
+  const std::string out = dir / "out";
+  const std::string state = dir / "state";
   const auto start = std::chrono::steady_clock::now();
   auto r = run_command({std::string(DYNAMOS_BIN_DIR) + "/dynamos", "demo", "--quick", "--out", out,
                         "--socket", state + "/gangd.sock"},
