@@ -73,6 +73,7 @@ struct Options {
   unsigned node_weight = 0;       // CPU weight of the benchmark's node group; 0 = default
   std::string guest_priority;     // "", cpu.idle or SCHED_IDLE (the guests' attach attribute)
   int poll_ms = 5;                // the benchmark's own sampling of host and guest threads
+  int tick_ms = 10;               // how often the benchmark ticks the extension (as an agent)
   std::vector<std::string> sets;  // extension tunables, "key=value"
   bool json = false;
   std::string sweep = DYNAMOS_SWEEP;
@@ -172,8 +173,8 @@ std::unique_ptr<Process> Bench::start_guest(const std::string& policy) {
     // The guest class lives inside the benchmark's node group, beside the host.
     std::vector<std::pair<std::string, std::string>> attrs{{"class", node_.path() + "/guests"}};
     if (!o_.guest_priority.empty()) attrs.emplace_back("cpu_priority", o_.guest_priority);
-    auto r = ext_->attach("cyclesteal",
-                          subject(DYNAMOS_SUBJECT_GUEST, next_id_++, g->pid(), "", attrs));
+    auto r =
+        ext_->attach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_++, g->pid(), "", attrs));
     if (!r) std::cerr << "dynamos-bench-cyclesteal: attach guest: " << r.error().message() << "\n";
   }
   return g;
@@ -215,7 +216,7 @@ Run Bench::run(const std::string& policy) {
                          .attrs = {}};
       while (!stop.load()) {
         (void)ext_->tick("cyclesteal", node);
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        std::this_thread::sleep_for(std::chrono::milliseconds(o_.tick_ms));
       }
     });
   }
@@ -343,6 +344,9 @@ int main(int argc, char** argv) {
     ("scenario", po::value(&o.scenario)->default_value(o.scenario), "cpu, or memory: the host grows into memory the guest holds, inside a node of --node-mem (needs swap: scripts/zram-swap.sh is called)")
     ("node-mem", po::value(&o.node_mem)->default_value(o.node_mem), "memory scenario: the node group's memory")
     ("host-grow-to", po::value(&o.host_grow_to)->default_value(o.host_grow_to), "memory scenario: the host's final working set")
+    ("tick-ms", po::value(&o.tick_ms)->default_value(o.tick_ms),
+     "how often the benchmark ticks the extension, as a node agent would (it samples once "
+     "per its interval whatever the ticks)")
     ("poll-ms", po::value(&o.poll_ms)->default_value(o.poll_ms),
      "how often the benchmark samples the host's and guests' threads (/proc schedstat)")
     ("guest-priority", po::value(&o.guest_priority),
