@@ -49,13 +49,15 @@ static void dk_status(char *buf, size_t len, size_t *pos)
 	struct dk_version *v;
 
 	list_for_each_entry(pf, &dk_funcs, node) {
-		dk_append(buf, len, pos, "function %s hijacked=%d slot=%s\n", pf->name, pf->hijacked,
-			  pf->slot ? pf->slot->name : "original");
+		dk_append(buf, len, pos, "function %s hijacked=%d slot=%s\n", pf->name,
+			  pf->hijacked, pf->slot ? pf->slot->name : "original");
 		list_for_each_entry(v, &pf->versions, node)
 			dk_append(buf, len, pos,
-				  "version %s %s module=%s state=%s calls=%lu inflight=%ld\n", pf->name,
-				  v->name, v->owner->name,
-				  v->installed ? "installed" : v->draining ? "draining" : "idle",
+				  "version %s %s module=%s state=%s calls=%lu inflight=%ld\n",
+				  pf->name, v->name, v->owner->name,
+				  v->installed  ? "installed"
+				  : v->draining ? "draining"
+						: "idle",
 				  dk_version_calls(v), dk_version_inflight(v));
 	}
 	dk_updates_show(buf, len, pos);
@@ -69,7 +71,8 @@ static int dk_cmd_switch(char **argv, int argc, char *out, size_t outlen)
 	u64 id;
 
 	if (argc < 2 || argc % 2 || n > DK_MAX_SET) {
-		snprintf(out, outlen, "error: usage: switch FUNC VERSION [FUNC VERSION...] (at most %d)",
+		snprintf(out, outlen,
+			 "error: usage: switch FUNC VERSION [FUNC VERSION...] (at most %d)",
 			 DK_MAX_SET);
 		return -EINVAL;
 	}
@@ -78,7 +81,8 @@ static int dk_cmd_switch(char **argv, int argc, char *out, size_t outlen)
 
 		set[i].pf = dk_func_find(fn);
 		if (!set[i].pf || list_empty(&set[i].pf->versions)) {
-			snprintf(out, outlen, "error: %s: no version registered for this function", fn);
+			snprintf(out, outlen, "error: %s: no version registered for this function",
+				 fn);
 			return -ENOENT;
 		}
 		set[i].to = NULL;

@@ -42,9 +42,9 @@ struct dk_version {
 	struct list_head drain_node; /* in the list of versions left to drain */
 	struct dk_func *pf;
 	struct dk_version_count __percpu *count;
-	bool installed; /* in its function's slot */
-	bool held;      /* the engine holds a reference on owner */
-	bool draining;  /* held, out of its slot, activations may remain */
+	bool installed;               /* in its function's slot */
+	bool held;                    /* the engine holds a reference on owner */
+	bool draining;                /* held, out of its slot, activations may remain */
 	unsigned long gen, drain_gen; /* gen: bumped whenever the version leaves its slot */
 };
 
@@ -57,8 +57,8 @@ static inline void dk_version_exit_(struct dk_version **v)
 }
 
 /* First statement of every version: counts the activation's end at scope exit. */
-#define DK_VERSION_ENTER(v)                                               \
-	struct dk_version *dk_active_version_                             \
-		__attribute__((cleanup(dk_version_exit_), unused)) = (v)
+#define DK_VERSION_ENTER(v)                                                                        \
+	struct dk_version *dk_active_version_ __attribute__((cleanup(dk_version_exit_), unused)) = \
+		(v)
 
 #endif /* DYNAMOS_KERNEL_H */

@@ -26,7 +26,7 @@ extern struct mutex dk_lock;
 struct dk_func {
 	struct list_head node;
 	char name[KSYM_NAME_LEN];
-	unsigned long addr;        /* the function's start; ftrace finds its fentry site */
+	unsigned long addr; /* the function's start; ftrace finds its fentry site */
 	struct ftrace_ops ops;
 	bool hijacked;
 	struct dk_version *slot;   /* NULL: the original runs */

@@ -102,8 +102,8 @@ void dk_probes_show(char *buf, size_t len, size_t *pos)
 
 	list_for_each_entry(p, &dk_probes, node)
 		dk_append(buf, len, pos, "probe %s calls=%lld total_ns=%lld missed=%d\n", p->name,
-			  (long long)atomic64_read(&p->calls), (long long)atomic64_read(&p->total_ns),
-			  p->rp.nmissed);
+			  (long long)atomic64_read(&p->calls),
+			  (long long)atomic64_read(&p->total_ns), p->rp.nmissed);
 }
 
 void dk_probes_cleanup(void)

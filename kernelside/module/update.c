@@ -135,7 +135,8 @@ int dk_update_apply(struct dk_change *set, int n, u64 *id, char *why, size_t why
 	for (i = 0; i < n; i++) {
 		set[i].from = set[i].pf->slot;
 		if (set[i].from == set[i].to) {
-			snprintf(why, whylen, "%s already runs %s", set[i].pf->name, vname(set[i].to));
+			snprintf(why, whylen, "%s already runs %s", set[i].pf->name,
+				 vname(set[i].to));
 			return -EALREADY;
 		}
 		for (j = 0; j < i; j++)
@@ -177,7 +178,8 @@ int dk_update_revert(u64 id, char *why, size_t whylen)
 		struct dk_update *last = dk_update_last_touching(c->pf);
 
 		if (last != found) {
-			snprintf(why, whylen, "%s was changed again by update %llu: revert that first",
+			snprintf(why, whylen,
+				 "%s was changed again by update %llu: revert that first",
 				 c->pf->name, last->id);
 			return -EBUSY;
 		}

@@ -16,7 +16,7 @@ static int dev = -1;
 static char reply[4096];
 
 // One transaction on /dev/dynamos; returns 0 and fills `reply`, or -1.
-static int command(const char *cmd) {
+static int command(const char* cmd) {
   ssize_t n = write(dev, cmd, strlen(cmd));
   ssize_t r = read(dev, reply, sizeof reply - 1);
   reply[r > 0 ? r : 0] = '\0';
@@ -28,7 +28,7 @@ static int command(const char *cmd) {
 }
 
 static long update_id(void) {
-  const char *at = strstr(reply, "update=");
+  const char* at = strstr(reply, "update=");
   return at ? atol(at + 7) : -1;
 }
 
@@ -38,7 +38,7 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int stress(const char *func, const char *va, const char *vb, long pairs) {
+static int stress(const char* func, const char* va, const char* vb, long pairs) {
   char cmd[256];
   long base, id, i;
   double t0 = now();
@@ -77,7 +77,8 @@ static int bench(long blocks) {
     t = now() - t;
     if (t < best_ppid) best_ppid = t;
     t = now();
-    for (i = 0; i < per_block; i++) syscall(SYS_getpid);
+    for (i = 0; i < per_block; i++)
+      syscall(SYS_getpid);
     t = now() - t;
     if (t < best_pid) best_pid = t;
   }
@@ -86,8 +87,9 @@ static int bench(long blocks) {
   return wrong != 0;
 }
 
-int main(int argc, char **argv) {
-  if (argc == 6 && !strcmp(argv[1], "switch")) return stress(argv[2], argv[3], argv[4], atol(argv[5]));
+int main(int argc, char** argv) {
+  if (argc == 6 && !strcmp(argv[1], "switch"))
+    return stress(argv[2], argv[3], argv[4], atol(argv[5]));
   if (argc == 3 && !strcmp(argv[1], "bench")) return bench(atol(argv[2]));
   fprintf(stderr, "usage: dk_stress switch FUNC VA VB PAIRS | bench BLOCKS\n");
   return 2;

@@ -37,13 +37,22 @@ static void dk_wait_hold(void)
 }
 
 static struct dk_version dk_va = {
-	.func = "dk_target_compute", .name = "vA", .impl = dk_compute_a, .owner = THIS_MODULE,
+	.func = "dk_target_compute",
+	.name = "vA",
+	.impl = dk_compute_a,
+	.owner = THIS_MODULE,
 };
 static struct dk_version dk_vb = {
-	.func = "dk_target_compute", .name = "vB", .impl = dk_compute_b, .owner = THIS_MODULE,
+	.func = "dk_target_compute",
+	.name = "vB",
+	.impl = dk_compute_b,
+	.owner = THIS_MODULE,
 };
 static struct dk_version dk_hold = {
-	.func = "dk_target_wait", .name = "hold", .impl = dk_wait_hold, .owner = THIS_MODULE,
+	.func = "dk_target_wait",
+	.name = "hold",
+	.impl = dk_wait_hold,
+	.owner = THIS_MODULE,
 };
 
 static int __init dk_ab_init(void)
@@ -76,4 +85,5 @@ static void __exit dk_ab_exit(void)
 module_init(dk_ab_init);
 module_exit(dk_ab_exit);
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("DynAMOS test update: two versions of dk_target_compute, a holding dk_target_wait");
+MODULE_DESCRIPTION(
+	"DynAMOS test update: two versions of dk_target_compute, a holding dk_target_wait");

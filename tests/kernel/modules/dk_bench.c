@@ -25,7 +25,10 @@ static long dk_getppid_copy(const struct pt_regs *regs)
 }
 
 static struct dk_version dk_copy = {
-	.func = "__x64_sys_getppid", .name = "copy", .impl = dk_getppid_copy, .owner = THIS_MODULE,
+	.func = "__x64_sys_getppid",
+	.name = "copy",
+	.impl = dk_getppid_copy,
+	.owner = THIS_MODULE,
 };
 
 static int __init dk_bench_init(void)

@@ -61,9 +61,15 @@ static int dk_caller_fn(void *unused)
 			invalid++;
 		} else {
 			switch (r & 3) {
-			case 0: tag0++; break;
-			case 1: tag1++; break;
-			case 2: tag2++; break;
+			case 0:
+				tag0++;
+				break;
+			case 1:
+				tag1++;
+				break;
+			case 2:
+				tag2++;
+				break;
 			}
 		}
 		x = (x + 1) & 0xffffff;
