@@ -10,7 +10,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <thread>
@@ -19,6 +18,7 @@
 #include "core/tunables.hpp"
 #include "gang/agent_ops.hpp"
 #include "gang/coordinator.hpp"
+#include "gang/daemon_options.hpp"
 #include "gang/node_agent.hpp"
 #include "gang/rank_socket.hpp"
 
@@ -73,18 +73,8 @@ int main(int argc, char** argv) {
   // clang-format on
 
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    if (vm.count("config")) {
-      auto path = vm["config"].as<std::string>();
-      std::ifstream in(path);
-      if (!in) return die("cannot open config file " + path);
-      po::store(po::parse_config_file(in, opts), vm);
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return die(std::string(e.what()) + " (try --help)");
-  }
+  if (auto parsed = parse_daemon_options(argc, argv, opts, vm); !parsed)
+    return die(parsed.error().message());
   if (vm.count("help")) {
     std::cout << opts << "\n";
     return 0;
@@ -95,19 +85,10 @@ int main(int argc, char** argv) {
   AgentConfig session;
   session.node = vm["node"].as<std::string>();
   auto coordinator = vm["coordinator"].as<std::string>();
-  auto colon = coordinator.rfind(':');
-  if (colon == std::string::npos)
-    return die("--coordinator: expected address:port, got '" + coordinator + "'");
-  session.coordinator_host = coordinator.substr(0, colon);
-  try {
-    std::size_t used = 0;
-    int port = std::stoi(coordinator.substr(colon + 1), &used);
-    if (port <= 0 || port > 65535 || used != coordinator.size() - colon - 1)
-      throw std::out_of_range("port");
-    session.coordinator_port = static_cast<std::uint16_t>(port);
-  } catch (const std::exception&) {
-    return die("--coordinator: '" + coordinator.substr(colon + 1) + "' is not a port number");
-  }
+  auto endpoint = parse_endpoint(coordinator, "--coordinator", false);
+  if (!endpoint) return die(endpoint.error().message());
+  session.coordinator_host = endpoint->host;
+  session.coordinator_port = endpoint->port;
   auto secret = Secret::load(vm["secret"].as<std::string>());
   if (!secret) return die(secret.error().message());
   session.secret = std::move(*secret);

@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "gang/coordinator.hpp"
+#include "gang/daemon_options.hpp"
 #include "gang/launch.hpp"
 #include "gang/protocol_io.hpp"
 
@@ -80,18 +81,8 @@ int main(int argc, char** argv) {
   // clang-format on
 
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    if (vm.count("config")) {
-      auto path = vm["config"].as<std::string>();
-      std::ifstream in(path);
-      if (!in) return die("cannot open config file " + path);
-      po::store(po::parse_config_file(in, opts), vm);
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return die(std::string(e.what()) + " (try --help)");
-  }
+  if (auto parsed = parse_daemon_options(argc, argv, opts, vm); !parsed)
+    return die(parsed.error().message());
   if (vm.count("help")) {
     std::cout << opts << "\n";
     return 0;
@@ -113,18 +104,10 @@ int main(int argc, char** argv) {
   if (!secret) return die(secret.error().message());
   cfg.secret = std::move(*secret);
 
-  auto listen = vm["listen"].as<std::string>();
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos)
-    return die("--listen: expected address:port, got '" + listen + "'");
-  cfg.listen_address = listen.substr(0, colon);
-  try {
-    int port = std::stoi(listen.substr(colon + 1));
-    if (port < 0 || port > 65535) throw std::out_of_range("port");
-    cfg.port = static_cast<std::uint16_t>(port);
-  } catch (const std::exception&) {
-    return die("--listen: '" + listen.substr(colon + 1) + "' is not a port number");
-  }
+  auto listen = parse_endpoint(vm["listen"].as<std::string>(), "--listen", true);
+  if (!listen) return die(listen.error().message());
+  cfg.listen_address = listen->host;
+  cfg.port = listen->port;
   cfg.control_socket = vm["control-socket"].as<std::string>();
   cfg.journal_path = vm["journal"].as<std::string>();
   for (auto [name, field] : {std::pair{"quantum", &cfg.quantum},
@@ -187,7 +170,7 @@ int main(int argc, char** argv) {
   coordinator->start();
   std::fprintf(
       stderr, "gangd: listening on %s port %u, %zu nodes, %zu jobs recovered, quantum %s\n",
-      listen.substr(0, colon).c_str(), coordinator->port(), coordinator->matrix().nodes().size(),
+      listen->host.c_str(), coordinator->port(), coordinator->matrix().nodes().size(),
       coordinator->list_jobs(0).jobs.size(), format_duration(coordinator->quantum()).c_str());
   io.run();
   return 0;
