@@ -24,53 +24,12 @@ using namespace std::chrono_literals;
 namespace kt = dynamos::kernelside::test;
 namespace gt = dynamos::gang::test;
 
+using dynamos::gang::test::Daemon;
+using dynamos::gang::test::exit_code;
+using dynamos::gang::test::slurp;
+using dynamos::gang::test::spawn;
+
 namespace {
-
-// Starts `prog` with `args`; stdout and stderr go to <dir>/<tag>.out and .err.
-pid_t spawn(const std::string& prog, std::vector<std::string> args, const std::string& dir,
-            const std::string& tag) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int out = ::open((dir + "/" + tag + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = ::open((dir + "/" + tag + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    std::vector<char*> argv{const_cast<char*>(prog.c_str())};
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(prog.c_str(), argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-int exit_code(int status) {
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// Killed and reaped if the test fails half-way.
-struct Daemon {
-  pid_t pid = -1;
-  ~Daemon() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  }
-  int stop() {
-    ::kill(pid, SIGTERM);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return status;
-  }
-};
 
 struct Run {
   int code;

@@ -31,14 +31,14 @@ using namespace std::chrono_literals;
 namespace kt = dynamos::kernelside::test;
 namespace gt = dynamos::gang::test;
 
+using dynamos::gang::test::Daemon;
+using dynamos::gang::test::exit_code;
+using dynamos::gang::test::slurp;
+using dynamos::gang::test::spawn;
+
 namespace {
 
 const std::string kSpin = "while :; do :; done";
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 struct Output {
   int code = -1;
@@ -75,40 +75,6 @@ Output run_as(const std::string& prog, std::vector<std::string> args, uid_t uid,
   ::waitpid(pid, &status, 0);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out_path), slurp(err_path)};
 }
-
-pid_t spawn(const std::string& prog, std::vector<std::string> args, const std::string& dir,
-            const std::string& tag) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int out = ::open((dir + "/" + tag + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = ::open((dir + "/" + tag + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    std::vector<char*> argv{const_cast<char*>(prog.c_str())};
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(prog.c_str(), argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-struct Daemon {
-  pid_t pid = -1;
-  ~Daemon() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  }
-  void stop() {
-    if (pid <= 0) return;
-    ::kill(pid, SIGTERM);
-    ::waitpid(pid, nullptr, 0);
-    pid = -1;
-  }
-};
 
 // utime + stime of a process, in clock ticks; -1 when it is gone.
 long cpu_ticks(pid_t pid) {

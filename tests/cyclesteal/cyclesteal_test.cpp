@@ -82,7 +82,7 @@ class CycleSteal : public ::testing::Test {
 };
 
 TEST_F(CycleSteal, ThreadsCreatedLaterLandInTheGuestClassAtIdlePriority) {
-  CYCLESTEAL_REQUIRE_ROOT();
+  KERNELSIDE_REQUIRE_ROOT();
   Shared* shared = make_shared_page();
   ASSERT_NE(shared, nullptr);
   Child g([shared] {
@@ -125,7 +125,7 @@ TEST_F(CycleSteal, ThreadsCreatedLaterLandInTheGuestClassAtIdlePriority) {
 }
 
 TEST_F(CycleSteal, SchedIdleFallbackCoversThreadsCreatedLaterAndIsUndoneOnRelease) {
-  CYCLESTEAL_REQUIRE_ROOT();
+  KERNELSIDE_REQUIRE_ROOT();
   Shared* shared = make_shared_page();
   ASSERT_NE(shared, nullptr);
   Child g([shared] {
@@ -162,7 +162,7 @@ TEST_F(CycleSteal, SchedIdleFallbackCoversThreadsCreatedLaterAndIsUndoneOnReleas
 }
 
 TEST_F(CycleSteal, ForkedChildrenArePausedAndReleasedWithTheGuest) {
-  CYCLESTEAL_REQUIRE_ROOT();
+  KERNELSIDE_REQUIRE_ROOT();
   Child g([] {
     pid_t kid = ::fork();
     if (kid == 0) {
@@ -213,7 +213,7 @@ TEST_F(CycleSteal, ForkedChildrenArePausedAndReleasedWithTheGuest) {
 }
 
 TEST_F(CycleSteal, HostBurstStartingWhileTheGuestIsFrozenKeepsItFrozenThenItThaws) {
-  CYCLESTEAL_REQUIRE_ROOT();
+  KERNELSIDE_REQUIRE_ROOT();
   Shared* shared = make_shared_page();
   ASSERT_NE(shared, nullptr);
   Child host([shared] {
@@ -268,7 +268,7 @@ TEST_F(CycleSteal, HostBurstStartingWhileTheGuestIsFrozenKeepsItFrozenThenItThaw
 }
 
 TEST_F(CycleSteal, EvictKillsTheGuestWhenTheHostTurnsBusy) {
-  CYCLESTEAL_REQUIRE_ROOT();
+  KERNELSIDE_REQUIRE_ROOT();
   Child host([] { spin(); });
   Child g([] { spin(); });
   Loaded ext;
@@ -285,7 +285,7 @@ TEST_F(CycleSteal, EvictKillsTheGuestWhenTheHostTurnsBusy) {
 }
 
 TEST_F(CycleSteal, OffLeavesTheGuestRunningUnboundedWithNoCgroupBehind) {
-  CYCLESTEAL_REQUIRE_ROOT();
+  KERNELSIDE_REQUIRE_ROOT();
   Child g([] { spin(); });
   Loaded ext;
   ASSERT_TRUE(ext.error.empty()) << ext.error;
@@ -323,7 +323,7 @@ TEST_F(CycleSteal, OffLeavesTheGuestRunningUnboundedWithNoCgroupBehind) {
 }
 
 TEST_F(CycleSteal, AnUpgradeInPlaceTakesOverTheFrozenGuestAndItsClass) {
-  CYCLESTEAL_REQUIRE_ROOT();
+  KERNELSIDE_REQUIRE_ROOT();
   Child host([] { spin(); });
   Child g([] { spin(); });
   Loaded ext;
@@ -353,7 +353,7 @@ TEST_F(CycleSteal, AnUpgradeInPlaceTakesOverTheFrozenGuestAndItsClass) {
 }
 
 TEST_F(CycleSteal, BadTunableValuesAreRefusedWithAClearMessage) {
-  CYCLESTEAL_REQUIRE_ROOT();
+  KERNELSIDE_REQUIRE_ROOT();
   Loaded ext;
   ASSERT_TRUE(ext.error.empty()) << ext.error;
   struct Bad {
@@ -386,7 +386,7 @@ TEST_F(CycleSteal, BadTunableValuesAreRefusedWithAClearMessage) {
 }
 
 TEST_F(CycleSteal, GuestMemoryBoundFollowsTheHostWorkingSet) {
-  CYCLESTEAL_REQUIRE_ROOT();
+  KERNELSIDE_REQUIRE_ROOT();
   Shared* shared = make_shared_page();
   ASSERT_NE(shared, nullptr);
   Child host([shared] {

@@ -1,7 +1,6 @@
-// Helpers for the cycle-stealing tests: the root requirement (fail under CI=true, never
-// skip there), child processes that are always killed and reaped, the extension loaded
-// into a host and unloaded at the end, and a sweep of guest classes left by test
-// processes that died before their cleanup ran.
+// Helpers for the cycle-stealing tests: the extension loaded into a host and unloaded
+// at the end, a sweep of guest classes left by test processes that died before their
+// cleanup ran, and small probes of threads and processes.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -15,39 +14,12 @@
 
 #include "core/extension_host.hpp"
 #include "kernelside/cgroup.hpp"
+#include "tests/kernelside/support.hpp"
 
 namespace dynamos::cyclesteal::test {
 
-bool under_ci();
-
-#define CYCLESTEAL_REQUIRE_ROOT()                                                    \
-  do {                                                                               \
-    if (::geteuid() != 0) {                                                          \
-      if (::dynamos::cyclesteal::test::under_ci()) FAIL() << "needs root (CI=true)"; \
-      GTEST_SKIP() << "needs root";                                                  \
-    }                                                                                \
-  } while (0)
-
-// Unwraps a Result in a test, failing with the error's message otherwise.
-#define ASSERT_OK(expr)                                                          \
-  ({                                                                             \
-    auto&& r_ = (expr);                                                          \
-    ASSERT_TRUE(r_.has_value()) << #expr << " failed: " << r_.error().message(); \
-    std::move(*r_);                                                              \
-  })
-
-// A forked child running `body` until killed; killed and reaped on destruction.
-class Child {
- public:
-  explicit Child(std::function<void()> body);
-  ~Child();
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-};
+// The root rule (KERNELSIDE_REQUIRE_ROOT), ASSERT_OK and Child: tests/kernelside/support.hpp.
+using kernelside::test::Child;
 
 // Memory shared with children (MAP_SHARED), for switching their behaviour.
 struct Shared {

@@ -18,6 +18,10 @@ using namespace dynamos;
 using namespace dynamos::gang;
 using namespace std::chrono_literals;
 
+using dynamos::gang::test::Daemon;
+using dynamos::gang::test::exit_code;
+using dynamos::gang::test::slurp;
+
 namespace {
 
 struct Run {
@@ -45,11 +49,6 @@ pid_t spawn(const std::vector<std::string>& args, const test::TempDir& dir) {
   return pid;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 Run run(const std::vector<std::string>& args) {
   test::TempDir dir;
   pid_t pid = spawn(args, dir);
@@ -59,28 +58,6 @@ Run run(const std::vector<std::string>& args) {
   r.err = slurp(dir / "stderr");
   return r;
 }
-
-int exit_code(int status) {
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// Kills the daemon if a test fails half-way: nothing is left running.
-struct Daemon {
-  pid_t pid = -1;
-  ~Daemon() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  }
-  int stop() {
-    ::kill(pid, SIGTERM);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return status;
-  }
-};
 
 // Waits until gangd answers on its control socket.
 bool wait_for_file(const std::string& path) {

@@ -1,13 +1,19 @@
-// Helpers for the gang tests: a temporary directory removed on every path out, and
-// the privileged-test rule (under CI=true a test that needs root must fail, not skip).
+// Helpers for the gang tests: a temporary directory removed on every path out, the
+// privileged-test rule (under CI=true a test that needs root must fail, not skip), and
+// the daemons (gangd, dynamosd) a test starts and always stops.
 #pragma once
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 namespace dynamos::gang::test {
 
@@ -29,6 +35,54 @@ class TempDir {
 
  private:
   std::filesystem::path path_;
+};
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+inline int exit_code(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Starts `prog` with `args`; stdout and stderr go to <dir>/<tag>.out and .err.
+inline pid_t spawn(const std::string& prog, std::vector<std::string> args, const std::string& dir,
+                   const std::string& tag) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int out = ::open((dir + "/" + tag + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err = ::open((dir + "/" + tag + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> argv{const_cast<char*>(prog.c_str())};
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(prog.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// A daemon a test started: killed and reaped if the test fails half-way.
+struct Daemon {
+  pid_t pid = -1;
+  ~Daemon() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  // SIGTERM and wait: its wait status (0 when it was not running).
+  int stop() {
+    if (pid <= 0) return 0;
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+    return status;
+  }
 };
 
 inline bool in_ci() {
