@@ -193,12 +193,9 @@ bool Group::exists(const Layout& layout, const std::string& path, Controllers co
 Result<std::vector<std::string>> Group::children() const {
   std::set<std::string> names;
   for (auto& d : dirs()) {
-    auto entries = list_dir(d);
+    auto entries = list_subdirs(d);
     if (!entries) return std::unexpected(entries.error());
-    for (auto& e : *entries) {
-      struct stat st;
-      if (::stat((d + "/" + e).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) names.insert(e);
-    }
+    names.insert(entries->begin(), entries->end());
   }
   return std::vector<std::string>(names.begin(), names.end());
 }
@@ -382,6 +379,15 @@ Result<void> Group::set_cpu_weight(unsigned weight) {
   bool v1 = layout_.serving(Controller::cpu) == CgroupVersion::v1;
   uint64_t value = v1 ? std::max<uint64_t>(2, uint64_t{weight} * 1024 / 100) : weight;
   return write_text(*f, std::to_string(value));
+}
+
+Result<unsigned> Group::cpu_weight() const {
+  auto f = file(Controller::cpu, "cpu.shares", "cpu.weight");
+  if (!f) return std::unexpected(f.error());
+  auto v = read_u64(*f);
+  if (!v) return std::unexpected(v.error());
+  if (layout_.serving(Controller::cpu) == CgroupVersion::v2) return static_cast<unsigned>(*v);
+  return static_cast<unsigned>(std::clamp<uint64_t>((*v * 100 + 512) / 1024, 1, 10000));
 }
 
 Result<void> Group::set_cpu_idle(bool idle) {

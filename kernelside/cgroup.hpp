@@ -187,7 +187,9 @@ class Group {
   Result<bool> frozen() const;
 
   Result<void> set_cpu_weight(unsigned weight);  // 1..10000; v1: cpu.shares
-  Result<void> set_cpu_idle(bool idle);          // cpu.idle on both
+  // The weight in the same units (v1: cpu.shares x 100 / 1024, rounded, within 1..10000).
+  Result<unsigned> cpu_weight() const;
+  Result<void> set_cpu_idle(bool idle);  // cpu.idle on both
   // A quota of CPU time per period; nullopt removes the quota.
   Result<void> set_cpu_quota(std::optional<std::chrono::microseconds> quota,
                              std::chrono::microseconds period = std::chrono::milliseconds(100));

@@ -87,6 +87,27 @@ Result<std::vector<std::string>> list_dir(const std::string& path) {
   return names;
 }
 
+Result<std::vector<std::string>> list_subdirs(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return fail_errno("open directory " + path);
+  std::vector<std::string> names;
+  errno = 0;
+  while (dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    bool dir = e->d_type == DT_DIR;
+    if (e->d_type == DT_UNKNOWN) {
+      struct stat st;
+      dir = ::fstatat(::dirfd(d), e->d_name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+    }
+    if (dir) names.emplace_back(e->d_name);
+    errno = 0;
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0) return fail_errno(err, "read directory " + path);
+  return names;
+}
+
 bool path_exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;

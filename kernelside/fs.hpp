@@ -24,6 +24,10 @@ Result<uint64_t> read_u64(const std::string& path);
 
 // The names in a directory, without "." and "..".
 Result<std::vector<std::string>> list_dir(const std::string& path);
+// The subdirectories of a directory, by the entries' d_type (stat only where the file
+// system leaves it unknown): one getdents per call on cgroupfs and procfs, not a stat
+// per file.
+Result<std::vector<std::string>> list_subdirs(const std::string& path);
 
 bool path_exists(const std::string& path);
 

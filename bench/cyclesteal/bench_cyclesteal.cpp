@@ -11,9 +11,11 @@
 // Per policy (one JSON object a line with --json): host_s (median wall time of the host
 // workload), host_slowdown (median of the paired ratios host_s / host_s(none) - 1, with
 // min and max), host_wait_share (the host threads' time runnable but waiting for a CPU
-// over their time running, /proc/PID/task/TID/schedstat), guest_cpu_s and
-// guest_idle_share (guest CPU seconds during the host run over the idle CPU seconds the
-// host left: cpus x host_s - host CPU seconds).
+// over their time running during the bursts, from /proc/.../schedstat, which the host
+// reads for its own threads: no poller competes with it; host_wait_share_all is the same
+// over the host's whole life, start-up included), guest_cpu_s and guest_idle_share (guest CPU
+// seconds during the host run over the idle CPU seconds the host left: cpus x host_s - host CPU
+// seconds).
 #include <signal.h>
 #include <unistd.h>
 
@@ -71,9 +73,10 @@ struct Options {
   std::string node_mem = "1536M";
   std::string host_grow_to = "1G";
   unsigned node_weight = 0;       // CPU weight of the benchmark's node group; 0 = default
+  unsigned host_weight = 0;       // CPU weight of the host's group inside it; 0 = default
   std::string guest_priority;     // "", cpu.idle or SCHED_IDLE (the guests' attach attribute)
-  int poll_ms = 5;                // the benchmark's own sampling of host and guest threads
-  int tick_ms = 10;               // how often the benchmark ticks the extension (as an agent)
+  int poll_ms = 100;              // the benchmark's own sampling of the guest's threads
+  int tick_ms = 100;              // how often the benchmark ticks the extension (as dynamosd)
   std::vector<std::string> sets;  // extension tunables, "key=value"
   bool json = false;
   std::string sweep = DYNAMOS_SWEEP;
@@ -83,6 +86,7 @@ struct Options {
 struct Run {
   double system_idle_s = 0;  // idle CPU time of the whole machine during the host run
   double host_s = 0, host_cpu_s = 0, host_wait_s = 0, host_busy_s = 0;
+  double burst_cpu_s = 0, burst_wait_s = 0;  // the host's threads from its first burst on
   double guest_cpu_s = 0;
   uint64_t host_majflt = 0;
   int guests_started = 0;
@@ -163,21 +167,21 @@ core::Subject subject(dynamos_subject_kind kind, uint64_t id, pid_t pid, std::st
 }
 
 std::unique_ptr<Process> Bench::start_guest(const std::string& policy) {
-  auto g = std::make_unique<Process>(
+  // Like the host, the guest is placed before it runs: into the nice group, or into the
+  // extension's guest class (attach), which lives inside the benchmark's node group.
+  auto place = [&](pid_t pid) {
+    if (policy == "nice") (void)nice_group_.attach(pid);
+    if (!extension_policy(policy)) return;
+    std::vector<std::pair<std::string, std::string>> attrs{{"class", node_.path() + "/guests"}};
+    if (!o_.guest_priority.empty()) attrs.emplace_back("cpu_priority", o_.guest_priority);
+    auto r = ext_->attach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_++, pid, "", attrs));
+    if (!r) std::cerr << "dynamos-bench-cyclesteal: attach guest: " << r.error().message() << "\n";
+  };
+  return std::make_unique<Process>(
       std::vector<std::string>{o_.sweep, "--mem", o_.guest_mem, "--threads",
                                std::to_string(o_.guest_threads), "--pattern", "random", "--seconds",
                                "100000", "--quiet"},
-      policy == "nice" ? std::optional<int>(19) : std::nullopt);
-  if (policy == "nice") (void)nice_group_.attach(g->pid());
-  if (extension_policy(policy)) {
-    // The guest class lives inside the benchmark's node group, beside the host.
-    std::vector<std::pair<std::string, std::string>> attrs{{"class", node_.path() + "/guests"}};
-    if (!o_.guest_priority.empty()) attrs.emplace_back("cpu_priority", o_.guest_priority);
-    auto r =
-        ext_->attach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_++, g->pid(), "", attrs));
-    if (!r) std::cerr << "dynamos-bench-cyclesteal: attach guest: " << r.error().message() << "\n";
-  }
-  return g;
+      policy == "nice" ? std::optional<int>(19) : std::nullopt, place);
 }
 
 Run Bench::run(const std::string& policy) {
@@ -248,8 +252,9 @@ Run Bench::run(const std::string& policy) {
     host_argv.insert(host_argv.end(), {"--grow-to", o_.host_grow_to, "--grow-steps",
                                        std::to_string(std::max(1, o_.bursts / 2))});
   }
-  Process host(host_argv);
-  (void)host_group_.attach(host.pid());
+  // The host runs in its group from its first instruction: started outside, it would
+  // compete with the node group holding the guests as an equal until moved.
+  Process host(host_argv, std::nullopt, [this](pid_t pid) { (void)host_group_.attach(pid); });
   auto sys0 = kernelside::read_system_cpu();
   if (ext) {
     if (auto r = ext_->attach(
@@ -257,45 +262,49 @@ Run Bench::run(const std::string& policy) {
         !r)
       std::cerr << "dynamos-bench-cyclesteal: attach host: " << r.error().message() << "\n";
   }
-  ThreadAccount host_acct;
   out.guests_started = guest ? 1 : 0;
-  auto last_admit_check = Clock::now();
-  while (!host.exited()) {
+  // Wait for the host. The host's own figures come from its result line, and a guest that
+  // lives through the run is sampled before and after it: polling threads' schedstat here
+  // would put this process on the host's CPUs while it measures. Only under evict does
+  // this wake every poll_ms: to count a guest's CPU time before it is killed, and to play
+  // the agent's part.
+  bool polling = policy == "evict";
+  while (!host.wait_exit(std::chrono::milliseconds(polling ? o_.poll_ms : 1000))) {
     if (interrupted) {
       stop = true;
       check_interrupted();
     }
-    host_acct.sample(host.pid());
-    if (auto st = kernelside::read_stat(host.pid())) out.host_majflt = st->majflt;
-    if (guest) {
-      if (!guest->exited()) {
-        guest_acct.sample(guest->pid());
-      } else if (policy == "evict" &&
-                 Clock::now() - last_admit_check > std::chrono::milliseconds(20)) {
-        // The node agent's part: start a new guest once the extension admits guests again.
-        last_admit_check = Clock::now();
-        auto s = ext_->call("cyclesteal", "status", "");
-        if (s && s->find("\"admit\":true") != std::string::npos) {
-          auto status = ext_->detach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_ - 1, 0));
-          (void)status;
-          guest = start_guest(policy);
-          ++out.guests_started;
-        }
+    if (!guest || !polling) continue;
+    if (!guest->exited()) {
+      guest_acct.sample(guest->pid());
+    } else {
+      // The node agent's part: start a new guest once the extension admits guests again.
+      auto s = ext_->call("cyclesteal", "status", "");
+      if (s && s->find("\"admit\":true") != std::string::npos) {
+        (void)ext_->detach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_ - 1, 0));
+        guest = start_guest(policy);
+        ++out.guests_started;
       }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(o_.poll_ms));
   }
   out.host_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (guest && !guest->exited()) guest_acct.sample(guest->pid());  // over the host's run only
   if (auto sys1 = kernelside::read_system_cpu(); sys0 && sys1)
     out.system_idle_s =
         std::chrono::duration<double>((sys1->idle + sys1->iowait) - (sys0->idle + sys0->iowait))
             .count();
   stop = true;
   if (ticker.joinable()) ticker.join();
-  out.host_cpu_s = host_acct.cpu_s();
-  out.host_wait_s = host_acct.wait_s();
   out.guest_cpu_s = guest ? guest_acct.cpu_s() - guest_base : 0;
   std::string result = host.output();
+  out.host_cpu_s = field(result, "threads_cpu_s");
+  out.host_wait_s = field(result, "threads_wait_s");
+  out.burst_cpu_s = field(result, "bursts_cpu_s");
+  out.burst_wait_s = field(result, "bursts_wait_s");
+  out.host_majflt = static_cast<uint64_t>(field(result, "majflt"));
+  if (out.host_cpu_s <= 0)
+    std::cerr << "dynamos-bench-cyclesteal: the host reported no CPU time (no schedstat?): "
+              << result << "\n";
   out.host_busy_s = field(result, "busy_s");
   out.verified = result.find("\"verified\":true") != std::string::npos;
   if (ext) {
@@ -348,11 +357,14 @@ int main(int argc, char** argv) {
      "how often the benchmark ticks the extension, as a node agent would (it samples once "
      "per its interval whatever the ticks)")
     ("poll-ms", po::value(&o.poll_ms)->default_value(o.poll_ms),
-     "how often the benchmark samples the host's and guests' threads (/proc schedstat)")
+     "evict only: how often the benchmark samples the guest's threads (/proc schedstat) and "
+     "asks whether guests are admitted again (other guests are sampled before and after the "
+     "run; the host reports its own threads' figures)")
     ("guest-priority", po::value(&o.guest_priority),
      "how guests yield the CPU: cpu.idle (their group, the default where the cpu controller "
      "has it) or SCHED_IDLE (every guest thread)")
     ("node-weight", po::value(&o.node_weight)->default_value(o.node_weight), "CPU weight (1..10000) of the node group holding host and guests against the rest of the machine; 0 = the default 100")
+    ("host-weight", po::value(&o.host_weight)->default_value(o.host_weight), "CPU weight (1..10000) of the host's group beside the guests; 0 = the default 100")
     ("set", po::value(&o.sets), "extension tunable KEY=VALUE (repeatable), e.g. --set idle_period=500ms")
     ("json", po::bool_switch(&o.json), "one JSON object per policy per line")
     ("sweep", po::value(&o.sweep)->default_value(o.sweep), "the dynamos-sweep binary")
@@ -376,6 +388,8 @@ int main(int argc, char** argv) {
   if (o.scenario != "cpu" && o.scenario != "memory")
     return usage_error("unknown --scenario '" + o.scenario + "' (cpu, memory)");
   if (o.reps < 1 || o.bursts < 1) return usage_error("--reps and --bursts must be positive");
+  if (o.tick_ms < 1 || o.poll_ms < 1)
+    return usage_error("--tick-ms and --poll-ms must be positive");
   if (::geteuid() != 0) return usage_error("needs root (cgroups)");
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -435,6 +449,11 @@ int main(int argc, char** argv) {
     (void)node->remove_tree(kernelside::Evict::kill);
     return usage_error("create the host's and nice guest's groups in " + node_path);
   }
+  if (o.host_weight)
+    if (auto r = host_group->set_cpu_weight(o.host_weight); !r) {
+      (void)node->remove_tree(kernelside::Evict::kill);
+      return usage_error(r.error().message());
+    }
   Bench bench(o, std::move(*host), burst_work, *guest_bytes, std::move(*node),
               std::move(*host_group), std::move(*nice_group));
 
@@ -462,13 +481,16 @@ int main(int argc, char** argv) {
   for (auto& p : o.policies) {
     if (failed) break;
     auto& rs = runs[p];
-    std::vector<double> host_s, ratio, wait, gcpu, gshare, gfree, wait_none;
+    std::vector<double> host_s, ratio, wait, gcpu, gshare, gfree, wait_none, wait_all,
+        wait_all_none;
+    auto share = [](double wait_s, double cpu_s) { return cpu_s > 0 ? wait_s / cpu_s : 0; };
     bool verified = true;
     uint64_t majflt = 0;
     for (size_t i = 0; i < rs.size(); ++i) {
       const Run& r = rs[i];
       host_s.push_back(r.host_s);
-      wait.push_back(r.host_cpu_s > 0 ? r.host_wait_s / r.host_cpu_s : 0);
+      wait.push_back(share(r.burst_wait_s, r.burst_cpu_s));
+      wait_all.push_back(share(r.host_wait_s, r.host_cpu_s));
       gcpu.push_back(r.guest_cpu_s);
       double idle = cpus * r.host_s - r.host_cpu_s;
       gshare.push_back(idle > 0 ? r.guest_cpu_s / idle : 0);
@@ -481,7 +503,8 @@ int main(int argc, char** argv) {
       if (p != "none") {
         const Run& n = paired_none[p][i];
         ratio.push_back(r.host_s / n.host_s);
-        wait_none.push_back(n.host_cpu_s > 0 ? n.host_wait_s / n.host_cpu_s : 0);
+        wait_none.push_back(share(n.burst_wait_s, n.burst_cpu_s));
+        wait_all_none.push_back(share(n.host_wait_s, n.host_cpu_s));
       }
     }
     double slow = ratio.empty() ? 0 : median(ratio) - 1;
@@ -491,26 +514,28 @@ int main(int argc, char** argv) {
         rs.empty() || rs.back().report.empty() ? "null" : object(rs.back().report, "reactions");
     double pages_out = rs.empty() ? 0 : field(rs.back().report, "guest_pages_out");
     char line[2048];
-    std::snprintf(line, sizeof line,
-                  "{\"policy\":\"%s\",\"reps\":%zu,\"host_s\":%.4f,\"host_slowdown\":%.4f,"
-                  "\"host_slowdown_min\":%.4f,\"host_slowdown_max\":%.4f,\"host_wait_share\":%.4f,"
-                  "\"host_wait_share_alone\":%.4f,\"guest_cpu_s\":%.3f,\"guest_idle_share\":%.3f,"
-                  "\"guest_free_share\":%.3f,"
-                  "\"host_majflt\":%llu,\"host_verified\":%s,\"guest_pages_out\":%.0f,"
-                  "\"guests_started\":%d,\"cpus\":%u,\"reactions\":%s}",
-                  p.c_str(), rs.size(), median(host_s), slow, lo, hi, median(wait),
-                  p == "none" ? median(wait) : median(wait_none), median(gcpu), median(gshare),
-                  median(gfree), static_cast<unsigned long long>(majflt),
-                  verified ? "true" : "false", pages_out, rs.empty() ? 0 : rs.back().guests_started,
-                  cpus, reactions.c_str());
+    std::snprintf(
+        line, sizeof line,
+        "{\"policy\":\"%s\",\"reps\":%zu,\"host_s\":%.4f,\"host_slowdown\":%.4f,"
+        "\"host_slowdown_min\":%.4f,\"host_slowdown_max\":%.4f,\"host_wait_share\":%.4f,"
+        "\"host_wait_share_alone\":%.4f,\"host_wait_share_all\":%.4f,"
+        "\"host_wait_share_all_alone\":%.4f,\"guest_cpu_s\":%.3f,\"guest_idle_share\":%.3f,"
+        "\"guest_free_share\":%.3f,"
+        "\"host_majflt\":%llu,\"host_verified\":%s,\"guest_pages_out\":%.0f,"
+        "\"guests_started\":%d,\"cpus\":%u,\"reactions\":%s}",
+        p.c_str(), rs.size(), median(host_s), slow, lo, hi, median(wait),
+        p == "none" ? median(wait) : median(wait_none), median(wait_all),
+        p == "none" ? median(wait_all) : median(wait_all_none), median(gcpu), median(gshare),
+        median(gfree), static_cast<unsigned long long>(majflt), verified ? "true" : "false",
+        pages_out, rs.empty() ? 0 : rs.back().guests_started, cpus, reactions.c_str());
     if (o.json) {
       std::cout << line << std::endl;
     } else {
       std::printf(
-          "%-7s host %.3f s  slowdown %+.1f%% [%+.1f%%, %+.1f%%]  wait share %.4f  guest %.2f CPU "
-          "s (%.0f%% of idle)\n",
-          p.c_str(), median(host_s), 100 * slow, 100 * lo, 100 * hi, median(wait), median(gcpu),
-          100 * median(gshare));
+          "%-7s host %.3f s  slowdown %+.1f%% [%+.1f%%, %+.1f%%]  wait share %.4f (all %.4f)  "
+          "guest %.2f CPU s (%.0f%% of idle)\n",
+          p.c_str(), median(host_s), 100 * slow, 100 * lo, 100 * hi, median(wait), median(wait_all),
+          median(gcpu), 100 * median(gshare));
     }
   }
   if (swap_holder) {

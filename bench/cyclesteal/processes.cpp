@@ -1,9 +1,11 @@
 #include "bench/cyclesteal/processes.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,16 +13,24 @@
 
 namespace dynamos::bench {
 
-Process::Process(const std::vector<std::string>& argv, std::optional<int> nice_value) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return;
+Process::Process(const std::vector<std::string>& argv, std::optional<int> nice_value,
+                 const std::function<void(pid_t)>& before_exec) {
+  int out[2], gate[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return;
+  if (::pipe2(gate, O_CLOEXEC) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    return;
+  }
   pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
-    ::dup2(fds[1], 1);
+    ::dup2(out[1], 1);
     if (nice_value) ::setpriority(PRIO_PROCESS, 0, *nice_value);
+    char go = 0;
+    if (::read(gate[0], &go, 1) != 1) ::_exit(127);  // the parent gave up on us
     std::vector<char*> args;
     for (auto& a : argv)
       args.push_back(const_cast<char*>(a.c_str()));
@@ -28,14 +38,23 @@ Process::Process(const std::vector<std::string>& argv, std::optional<int> nice_v
     ::execv(args[0], args.data());
     ::_exit(127);
   }
-  ::close(fds[1]);
-  out_fd_ = fds[0];
+  ::close(out[1]);
+  ::close(gate[0]);
+  out_fd_ = out[0];
   ::fcntl(out_fd_, F_SETFL, O_NONBLOCK);
+  if (pid_ > 0) {
+    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    if (before_exec) before_exec(pid_);
+    char go = 1;
+    if (::write(gate[1], &go, 1) != 1) kill();
+  }
+  ::close(gate[1]);
 }
 
 Process::~Process() {
   kill();
   if (out_fd_ >= 0) ::close(out_fd_);
+  if (pidfd_ >= 0) ::close(pidfd_);
 }
 
 bool Process::exited() {
@@ -49,6 +68,17 @@ bool Process::exited() {
     return true;
   }
   return false;
+}
+
+bool Process::wait_exit(std::chrono::milliseconds timeout) {
+  if (exited()) return true;
+  // Wake on the exit or on output (so the pipe never fills); without a pidfd, just sleep.
+  pollfd fds[2] = {{pidfd_, POLLIN, 0}, {out_fd_, POLLIN, 0}};
+  if (pidfd_ >= 0)
+    ::poll(fds, 2, static_cast<int>(timeout.count()));
+  else
+    ::poll(nullptr, 0, static_cast<int>(timeout.count()));
+  return exited();
 }
 
 void Process::kill() {

@@ -5,7 +5,9 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -16,13 +18,19 @@ namespace dynamos::bench {
 class Process {
  public:
   // Starts argv[0] with argv; nice_value applied in the child before exec when set.
-  Process(const std::vector<std::string>& argv, std::optional<int> nice_value = std::nullopt);
+  // before_exec runs in the parent while the child waits just before exec: a hook that
+  // moves the child into its cgroups, so that the program runs there from its first
+  // instruction (as a rank does through dynamos-rank).
+  Process(const std::vector<std::string>& argv, std::optional<int> nice_value = std::nullopt,
+          const std::function<void(pid_t)>& before_exec = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
   pid_t pid() const { return pid_; }
   // Non-blocking: whether it exited (then exit_status() is valid).
   bool exited();
+  // Blocks until it exits or timeout passes (pidfd); then as exited().
+  bool wait_exit(std::chrono::milliseconds timeout);
   int exit_status() const { return status_; }
   void kill();
   // Everything it wrote to stdout (read once it exited).
@@ -31,6 +39,7 @@ class Process {
  private:
   pid_t pid_ = -1;
   int out_fd_ = -1;
+  int pidfd_ = -1;
   int status_ = -1;
   bool reaped_ = false;
   std::string out_;

@@ -10,16 +10,28 @@
 // Verification is independent of the stencil code: the stencil conserves a block's sum,
 // and multiplies the block's projection on the cosine mode k by mu_k per touch. Both are
 // recorded per block at the start and checked per block at the end.
+//
+// The result line also carries what the kernel accounted to the process's threads: CPU
+// time and time runnable but waiting for a CPU (threads_cpu_s, threads_wait_s: each
+// thread reads its own /proc/thread-self/schedstat as it ends; bursty mode adds
+// bursts_cpu_s, bursts_wait_s: the same from the first burst on), and major faults. A
+// harness gets exact figures without polling /proc while the workload runs (a poller
+// would itself take CPU time from the workload it measures).
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <mutex>
 #include <numbers>
 #include <string>
 #include <thread>
@@ -31,6 +43,7 @@
 #include "bench/workload/progress.hpp"
 #include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
+#include "kernelside/procfs.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -63,6 +76,145 @@ struct Options {
   bool inject_error = false;
   std::uint64_t seed = 1;
   bool quiet = false;
+};
+
+// CPU and wait time that the kernel accounted to threads (/proc/.../schedstat).
+struct CpuWait {
+  std::uint64_t cpu_ns = 0, wait_ns = 0;
+  CpuWait& operator+=(const CpuWait& o) {
+    cpu_ns += o.cpu_ns;
+    wait_ns += o.wait_ns;
+    return *this;
+  }
+  double cpu_s() const { return static_cast<double>(cpu_ns) * 1e-9; }
+  double wait_s() const { return static_cast<double>(wait_ns) * 1e-9; }
+};
+
+// One thread's figures so far; zero where schedstat is unavailable.
+CpuWait read_cpu_wait(const std::string& path) {
+  std::ifstream f(path);
+  std::string text;
+  std::getline(f, text);
+  auto s = dynamos::kernelside::parse_schedstat(text);
+  if (!s) return {};
+  return {static_cast<std::uint64_t>(s->on_cpu.count()),
+          static_cast<std::uint64_t>(s->waiting.count())};
+}
+
+// Every thread of the process adds its own figures as it ends; the bursty host's threads
+// are also counted from the first burst on (the bursts, without start-up: loading,
+// filling the working set, starting threads).
+class ThreadTimes {
+ public:
+  void add_self(bool burst_thread = false) {
+    CpuWait mine = read_cpu_wait("/proc/thread-self/schedstat");
+    std::lock_guard lock(mutex_);
+    all_ += mine;
+    if (burst_thread) bursts_end_ += mine;
+  }
+  // Called as the first burst starts, with the threads that run the bursts.
+  void mark_bursts_start(const std::vector<pid_t>& tids) {
+    CpuWait sum;
+    for (pid_t tid : tids)
+      sum += read_cpu_wait("/proc/self/task/" + std::to_string(tid) + "/schedstat");
+    std::lock_guard lock(mutex_);
+    bursts_start_ = sum;
+  }
+  CpuWait all() const {
+    std::lock_guard lock(mutex_);
+    return all_;
+  }
+  CpuWait bursts() const {
+    std::lock_guard lock(mutex_);
+    return {bursts_end_.cpu_ns - std::min(bursts_end_.cpu_ns, bursts_start_.cpu_ns),
+            bursts_end_.wait_ns - std::min(bursts_end_.wait_ns, bursts_start_.wait_ns)};
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  CpuWait all_, bursts_start_, bursts_end_;
+};
+
+// The bursty host's threads: the calling thread takes part (thread 0), as an OpenMP
+// master does, and threads-1 workers are started once and kept between bursts, asleep
+// while idle. (Threads created anew for every burst would be placed by the kernel's fork
+// balancing, and a caller that only wakes workers and sleeps puts them on its own CPU:
+// both misplace threads when idle-class guests make every CPU look busy.)
+class BurstPool {
+ public:
+  BurstPool(int threads, ThreadTimes& times) {
+    for (int t = 1; t < threads; ++t)
+      threads_.emplace_back([this, &times, t] {
+        {
+          std::lock_guard lock(mutex_);
+          tids_.push_back(::gettid());
+        }
+        worker(t);
+        times.add_self(true);
+      });
+    std::unique_lock lock(mutex_);
+    started_.wait(lock, [&] { return tids_.size() == threads_.size(); });
+  }
+  ~BurstPool() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+  }
+  BurstPool(const BurstPool&) = delete;
+  BurstPool& operator=(const BurstPool&) = delete;
+
+  // The threads that run bursts: the caller's and the workers'.
+  std::vector<pid_t> tids() const {
+    std::lock_guard lock(mutex_);
+    std::vector<pid_t> out = tids_;
+    out.push_back(::gettid());
+    return out;
+  }
+
+  // Runs task(t) for every t, task(0) on the calling thread, and returns when all are done.
+  void run(const std::function<void(int)>& task) {
+    {
+      std::lock_guard lock(mutex_);
+      task_ = &task;
+      pending_ = static_cast<int>(threads_.size());
+      ++generation_;
+    }
+    wake_.notify_all();
+    task(0);
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+  }
+
+ private:
+  void worker(int t) {
+    std::uint64_t seen = 0;
+    {
+      std::lock_guard lock(mutex_);
+      started_.notify_one();
+    }
+    for (;;) {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_) return;
+      seen = generation_;
+      const auto* task = task_;
+      lock.unlock();
+      (*task)(t);
+      lock.lock();
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_, done_, started_;
+  const std::function<void(int)>* task_ = nullptr;
+  std::uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stopping_ = false;
+  std::vector<pid_t> tids_;
+  std::vector<std::jthread> threads_;  // last: joined first on destruction
 };
 
 // One thread's share of the working set and its per-block verification records.
@@ -346,12 +498,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   Sweeper sw(o, static_cast<double*>(region), total_blocks);
+  ThreadTimes thread_times;
   double t_init = now_s();
   {
     std::vector<std::jthread> init;
     for (int t = 0; t < o.threads; ++t)
-      init.emplace_back([&sw, &o, t] {
+      init.emplace_back([&sw, &o, &thread_times, t] {
         sw.grow(t, o.grow_to ? static_cast<double>(o.mem) / static_cast<double>(o.grow_to) : 1.0);
+        thread_times.add_self();
       });
   }
   t_init = now_s() - t_init;
@@ -397,7 +551,10 @@ int main(int argc, char** argv) {
   auto run_threads = [&](auto&& per_thread) {
     std::vector<std::jthread> th;
     for (int t = 0; t < o.threads; ++t)
-      th.emplace_back([&per_thread, t] { per_thread(t); });
+      th.emplace_back([&per_thread, &thread_times, t] {
+        per_thread(t);
+        thread_times.add_self();
+      });
   };
 
   double last_print = now_s();
@@ -425,6 +582,7 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         print_progress(start, done_bytes.load() / bytes, "sweeps");
       }
+      thread_times.add_self();
     });
     run_threads([&](int t) {
       std::uint64_t goal = o.iterations ? o.iterations * sw.active_blocks(t) * o.block : 0;
@@ -434,13 +592,14 @@ int main(int argc, char** argv) {
     watcher.join();
     iterations = done_bytes.load() / bytes;
   } else {
+    BurstPool pool(o.threads, thread_times);
     // Calibrate: the bytes a thread sweeps in busy_ms alone, best of three.
     std::uint64_t per_burst = o.burst_work;
     if (per_burst == 0) {
       for (int round = 0; round < 3; ++round) {
         std::vector<std::uint64_t> got(o.threads);
         double dl = now_s() + o.busy_ms / 1000;
-        run_threads([&](int t) { got[t] = work(t, 0, dl, false); });
+        pool.run([&](int t) { got[t] = work(t, 0, dl, false); });
         per_burst = std::max(per_burst, *std::min_element(got.begin(), got.end()));
       }
       done_bytes = 0;
@@ -448,6 +607,7 @@ int main(int argc, char** argv) {
     }
     std::vector<double> busy;
     double end = o.iterations ? 0.0 : start + o.seconds;
+    thread_times.mark_bursts_start(pool.tids());
     for (std::uint64_t b = 0; o.iterations ? b < o.iterations : now_s() < end; ++b) {
       double t0 = now_s();
       double fraction = 1.0;
@@ -456,7 +616,7 @@ int main(int argc, char** argv) {
                                                        static_cast<double>(b + 1) / o.grow_steps;
         fraction = size / static_cast<double>(mapped);
       }
-      run_threads([&](int t) {
+      pool.run([&](int t) {
         if (o.grow_to) sw.grow(t, fraction);  // new memory is part of the burst's work
         work(t, per_burst, 0, false);
       });
@@ -497,6 +657,16 @@ int main(int argc, char** argv) {
   result.add("rate", elapsed > 0 ? moved / elapsed : 0.0).add("rate_unit", "bytes/s");
   result.add("verified", verified).add("checksum", checksum).add("residual", worst);
   result.add("bad_blocks", bad);
+  thread_times.add_self(o.bursty);  // the main thread, last (it runs bursts too)
+  CpuWait all = thread_times.all();
+  result.add("threads_cpu_s", all.cpu_s()).add("threads_wait_s", all.wait_s());
+  if (o.bursty) {
+    CpuWait b = thread_times.bursts();
+    result.add("bursts_cpu_s", b.cpu_s()).add("bursts_wait_s", b.wait_s());
+  }
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  result.add("majflt", static_cast<std::int64_t>(ru.ru_majflt));
   std::cout << result.str() << std::endl;
   if (!verified)
     std::cerr << "dynamos-sweep: verification FAILED: " << bad

@@ -39,6 +39,7 @@ enum Tunable : uint32_t {
   GUEST_FLOOR,
   NODE_MEMORY,
   PSI_THRESHOLD,
+  HOST_WEIGHT,
   TUNABLE_COUNT
 };
 
@@ -63,6 +64,11 @@ const dynamos_tunable kTunables[TUNABLE_COUNT] = {
     {"psi_threshold", DYNAMOS_TUNABLE_FLOAT, DYNAMOS_TUNABLE_RUNTIME, "0.05", "0", "1", nullptr,
      "memory PSI (share of an interval with some task waiting on memory) above which the "
      "guests shrink by headroom at once"},
+    {"host_weight", DYNAMOS_TUNABLE_INTEGER, DYNAMOS_TUNABLE_RUNTIME, "10000", "0", "10000",
+     nullptr,
+     "CPU weight (1..10000, as cgroup v2 cpu.weight) given to host job groups beside the guest "
+     "class while it has guests, so that the scheduler rarely picks an idle-class guest over "
+     "a runnable host thread; 0 = leave host jobs' weight alone"},
 };
 
 struct GuestInfo {
@@ -107,6 +113,9 @@ struct State {
   std::deque<Reaction> recent;
   std::map<std::string, KindStats> kinds;
   std::deque<std::string> errors;
+  // Host job groups whose CPU weight the extension raised: relative path -> the weight
+  // they had before.
+  std::map<std::string, unsigned> boosted;
 };
 
 State* state = nullptr;
@@ -172,13 +181,17 @@ Result<void> ensure_class() {
   return {};
 }
 
-// Everything back as it was: guests running, unbounded, in their own cgroups.
+void sync_host_weights(unsigned target);
+
+// Everything back as it was: guests running, unbounded, in their own cgroups, and host
+// jobs at their own CPU weight.
 Result<void> release_class() {
   if (!state->cls) return {};
   for (auto& [id, g] : state->guests)
     if (auto p = state->cls->pids(id)) g.pids = *p;  // forks included, for re-adoption
   auto r = state->cls->release_all();
   state->cls.reset();
+  sync_host_weights(0);
   return r;
 }
 
@@ -219,6 +232,54 @@ uint64_t node_memory() {
   if (v > 0) return static_cast<uint64_t>(v);
   auto m = kernelside::read_meminfo();
   return m ? (*m)["MemTotal"] : 0;
+}
+
+// The directory part of a relative cgroup path ("" at the root).
+std::string parent_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? "" : path.substr(0, slash);
+}
+
+// Host jobs' CPU weight against the guest class. An idle-class entity (weight 3) is
+// still picked now and then: EEVDF runs it once its virtual deadline, which lies
+// 1024/3 slices ahead, comes before the host's, and then for up to a tick. How often
+// that happens scales with the host's weight, so host job groups that compete with the
+// class directly (its siblings) get host_weight while the class has guests; everything
+// goes back as it was when the class goes, the job detaches, or host_weight is 0.
+// Called with the lock held.
+void sync_host_weights(unsigned target) {
+  std::map<std::string, unsigned> want;  // path -> weight to hold
+  if (target > 0 && state->cls && state->policy != Policy::off)
+    for (auto& j : state->monitor->records())
+      if (!j.cgroup.empty() && parent_of(j.cgroup) == parent_of(state->cls->path()))
+        want[j.cgroup] = target;
+  auto open = [](const std::string& path) {
+    return kernelside::Group::open(*state->layout, path, {kernelside::Controller::cpu});
+  };
+  for (auto it = state->boosted.begin(); it != state->boosted.end();) {
+    if (want.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    if (auto g = open(it->first)) {  // a job group that is gone has nothing to restore
+      if (auto r = g->set_cpu_weight(it->second); !r)
+        note_error("restore the CPU weight of host job group " + it->first + ": " +
+                   r.error().message());
+    }
+    it = state->boosted.erase(it);
+  }
+  for (auto& [path, weight] : want) {
+    auto g = open(path);
+    if (!g) continue;  // no cpu controller there: nothing to weigh
+    auto now = g->cpu_weight();
+    if (!now) continue;
+    if (*now == weight) continue;
+    if (auto r = g->set_cpu_weight(weight); !r) {
+      note_error("raise the CPU weight of host job group " + path + ": " + r.error().message());
+      continue;
+    }
+    state->boosted.try_emplace(path, *now);  // the first weight seen is the original
+  }
 }
 
 // One sample and the reactions to it. Called with the lock held.
@@ -336,6 +397,7 @@ std::string sample_and_react() {
     state->cls->finish_freezing();
     if (state->cls->bound()) out.add("guest_bound", *state->cls->bound());
   }
+  sync_host_weights(static_cast<unsigned>(tunable(HOST_WEIGHT)));
   out.add_raw("reactions", "[" + acts + "]");
   return out.str();
 }
@@ -360,6 +422,7 @@ std::string report_json() {
   o.add("idle_cpu_s", state->idle_cpu_s);
   o.add("guest_idle_share", state->idle_cpu_s > 0 ? state->guest_cpu_s / state->idle_cpu_s : 0.0);
   o.add("host_source", state->monitor->jobs() ? "jobs" : "system");
+  o.add("host_jobs_weighted", static_cast<uint64_t>(state->boosted.size()));
   o.add("host_busy", state->last.cpu_busy).add("host_is_busy", state->activity.busy());
   o.add("host_memory_bytes", state->last.host_memory).add("memory_psi", state->last.memory_psi);
   o.add("admit", state->admit);
@@ -471,6 +534,8 @@ std::string export_text() {
   for (auto& j : state->monitor->records())
     out << "job " << j.id << " " << join_pids(j.pids) << " " << (j.cgroup.empty() ? "-" : j.cgroup)
         << "\n";
+  for (auto& [path, weight] : state->boosted)
+    out << "boost " << weight << " " << path << "\n";
   out << "totals " << state->samples << " " << state->wall_s << " " << state->host_cpu_s << " "
       << state->guest_cpu_s << " " << state->idle_cpu_s << " " << state->pages_out << " "
       << state->killed << " " << state->short_of_bound << "\n";
@@ -529,6 +594,11 @@ Result<void> import_text(const std::string& text) {
       l >> id >> pids >> cgroup;
       auto p = split_pids(pids);
       if (auto r = state->monitor->add(id, cgroup == "-" ? "" : cgroup, p); !r) return r;
+    } else if (kind == "boost") {
+      unsigned weight;
+      std::string path;
+      l >> weight >> path;
+      state->boosted[path] = weight;
     } else if (kind == "totals") {
       l >> state->samples >> state->wall_s >> state->host_cpu_s >> state->guest_cpu_s >>
           state->idle_cpu_s >> state->pages_out >> state->killed >> state->short_of_bound;
@@ -566,6 +636,7 @@ int import_state(const void* data, size_t size) {
       // Refused: the old build keeps serving; forget what was half taken over.
       state->cls.reset();
       state->guests.clear();
+      state->boosted.clear();
       for (auto& j : state->monitor->records())
         state->monitor->remove(j.id);
       return refuse("import the state: " + r.error().message());
@@ -574,6 +645,7 @@ int import_state(const void* data, size_t size) {
   } catch (const std::exception& e) {
     state->cls.reset();
     state->guests.clear();
+    state->boosted.clear();
     return refuse(std::string("import the state: ") + e.what());
   }
 }
@@ -624,7 +696,9 @@ int on_tunable(uint32_t index, const dynamos_tunable_value* value) {
       auto r = apply_policy(static_cast<Policy>(value->integer));
       if (!r)
         return refuse("switch to policy " + std::string(value->text) + ": " + r.error().message());
+      sync_host_weights(static_cast<unsigned>(tunable(HOST_WEIGHT)));
     }
+    if (index == HOST_WEIGHT) sync_host_weights(static_cast<unsigned>(value->integer));
     if (index == NODE_MEMORY && value->integer != 0) {
       uint64_t need = static_cast<uint64_t>(tunable(HEADROOM) + tunable(GUEST_FLOOR));
       if (static_cast<uint64_t>(value->integer) <= need)
@@ -647,6 +721,7 @@ int attach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
     if (s->kind == DYNAMOS_SUBJECT_JOB) {
       auto r = state->monitor->add(s->id, s->cgroup, pids);
       if (!r) return refuse(what + ": " + r.error().message());
+      sync_host_weights(static_cast<unsigned>(tunable(HOST_WEIGHT)));
       return append(report, JsonObject().add("host_job", s->id).str());
     }
     if (s->kind != DYNAMOS_SUBJECT_GUEST)
@@ -678,6 +753,7 @@ int attach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
       if (auto r = adopt(s->id, g, s->cgroup); !r) return refuse(what + ": " + r.error().message());
     }
     auto [it, ok] = state->guests.emplace(s->id, std::move(g));
+    sync_host_weights(static_cast<unsigned>(tunable(HOST_WEIGHT)));
     JsonObject o;
     o.add("guest", s->id).add("policy", policy_name(effective(it->second)));
     o.add("managed", state->cls && state->cls->has(s->id));
@@ -693,6 +769,7 @@ int detach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
     std::lock_guard lock(state->mu);
     if (s->kind == DYNAMOS_SUBJECT_JOB) {
       state->monitor->remove(s->id);
+      sync_host_weights(static_cast<unsigned>(tunable(HOST_WEIGHT)));
       return append(report, JsonObject().add("host_job", s->id).str());
     }
     auto it = state->guests.find(s->id);

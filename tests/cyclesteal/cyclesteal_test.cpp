@@ -428,4 +428,55 @@ TEST_F(CycleSteal, GuestMemoryBoundFollowsTheHostWorkingSet) {
   check(400, "the bound should shrink as the host grows");
 }
 
+TEST_F(CycleSteal, HostJobsBesideTheGuestClassGetHostWeightWhileItHasGuests) {
+  KERNELSIDE_REQUIRE_ROOT();
+  // A host job group beside the class (both at the root, as jobs and guests are siblings
+  // under a node agent's node group).
+  std::string host_path = "dynamos-test-host-" + std::to_string(::getpid());
+  auto group = ASSERT_OK(kernelside::Group::create(*layout_, host_path));
+  struct Remove {
+    kernelside::Group& g;
+    ~Remove() { (void)g.remove(kernelside::Evict::kill); }  // kills the host in it too
+  } remove{group};
+  ASSERT_OK_VOID(group.set_cpu_weight(250));
+  Child host([] { spin(); });
+  ASSERT_OK_VOID(group.attach(host.pid()));
+  Child g([] { spin(); });
+  {
+    Loaded ext;
+    ASSERT_TRUE(ext.error.empty()) << ext.error;
+    Subject job = host_job(1, {host.pid()});
+    job.cgroup = host_path;
+    ASSERT_OK_VOID(ext->attach("cyclesteal", job));
+    EXPECT_EQ(ASSERT_OK(group.cpu_weight()), 250u) << "no guests yet: the host keeps its weight";
+
+    ASSERT_OK_VOID(ext->attach("cyclesteal", guest(3, {g.pid()})));
+    EXPECT_EQ(ASSERT_OK(group.cpu_weight()), 10000u) << ext.report();
+    EXPECT_EQ(json_number(ext.report(), "host_jobs_weighted"), 1);
+
+    ASSERT_OK_VOID(ext->set("cyclesteal.host_weight=0"));
+    EXPECT_EQ(ASSERT_OK(group.cpu_weight()), 250u) << "host_weight=0 gives the weight back";
+    ASSERT_OK_VOID(ext->set("cyclesteal.host_weight=5000"));
+    EXPECT_EQ(ASSERT_OK(group.cpu_weight()), 5000u);
+
+    ASSERT_OK_VOID(ext->set("cyclesteal.policy=off"));
+    EXPECT_EQ(ASSERT_OK(group.cpu_weight()), 250u) << "off gives the weight back";
+    ASSERT_OK_VOID(ext->set("cyclesteal.policy=linger"));
+    EXPECT_EQ(ASSERT_OK(group.cpu_weight()), 5000u) << "linger adopts the guest again";
+
+    // A new build takes over the raised weight and knows the original.
+    auto up = ext->upgrade("cyclesteal", CYCLESTEAL_EXTENSION);
+    ASSERT_TRUE(up.has_value()) << "upgrade: " << up.error().message();
+    EXPECT_EQ(ASSERT_OK(group.cpu_weight()), 5000u);
+    ASSERT_OK_VOID(ext->detach("cyclesteal", host_job(1, {})));
+    EXPECT_EQ(ASSERT_OK(group.cpu_weight()), 250u) << "a detached job gets its weight back";
+    ASSERT_OK_VOID(ext->attach("cyclesteal", job));
+    EXPECT_EQ(ASSERT_OK(group.cpu_weight()), 5000u);
+    auto r = ext->set("cyclesteal.host_weight=10001");
+    ASSERT_FALSE(r.has_value());
+    EXPECT_NE(r.error().message().find("host_weight"), std::string::npos) << r.error().message();
+  }  // unloaded: everything released
+  EXPECT_EQ(ASSERT_OK(group.cpu_weight()), 250u) << "unloading gives the weight back";
+}
+
 }  // namespace

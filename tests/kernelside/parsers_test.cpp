@@ -1,5 +1,11 @@
-// Parsers of the kernel's text files, on captured samples: no root, no kernel state.
+// Parsers of the kernel's text files, on captured samples, and file helpers on a temporary
+// directory: no root, no kernel state.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
 
 #include "kernelside/cgroup.hpp"
 #include "kernelside/fs.hpp"
@@ -76,6 +82,24 @@ TEST(KernelsideFs, NumbersAndKeyedFiles) {
   ASSERT_TRUE(mi);
   EXPECT_EQ(mi->at("MemTotal"), 24684068ull * 1024);
   EXPECT_EQ(mi->at("HugePages_Total"), 0u);
+}
+
+TEST(KernelsideFs, SubdirectoriesOnly) {
+  char tmpl[] = "/tmp/dynamos-subdirs-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ASSERT_EQ(::mkdir((dir + "/b").c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((dir + "/a").c_str(), 0700), 0);
+  std::ofstream(dir + "/file") << "x";
+  ASSERT_EQ(::symlink("a", (dir + "/link").c_str()), 0);
+  auto subdirs = ks::list_subdirs(dir);
+  ASSERT_TRUE(subdirs) << subdirs.error().message();
+  std::sort(subdirs->begin(), subdirs->end());
+  EXPECT_EQ(*subdirs, (std::vector<std::string>{"a", "b"})) << "no files, no symlinks";
+  EXPECT_FALSE(ks::list_subdirs(dir + "/file")) << "not a directory";
+  for (const char* n : {"/a", "/b", "/file", "/link"})
+    ::remove((dir + n).c_str());
+  ::rmdir(dir.c_str());
 }
 
 TEST(KernelsidePressure, ParsesSomeAndFull) {
