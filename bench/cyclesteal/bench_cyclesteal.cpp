@@ -90,6 +90,7 @@ struct Run {
   double guest_cpu_s = 0;
   uint64_t host_majflt = 0;
   int guests_started = 0;
+  bool guest_lost = false;  // a guest (not under evict) ended before the host
   bool verified = false;
   std::string report;  // the extension's, for extension policies
 };
@@ -265,10 +266,10 @@ Run Bench::run(const std::string& policy) {
   out.guests_started = guest ? 1 : 0;
   // Wait for the host. The host's own figures come from its result line, and a guest that
   // lives through the run is sampled before and after it: polling threads' schedstat here
-  // would put this process on the host's CPUs while it measures. Only under evict does
-  // this wake every poll_ms: to count a guest's CPU time before it is killed, and to play
-  // the agent's part.
-  bool polling = policy == "evict";
+  // would put this process on the host's CPUs while it measures. Only under evict, and in
+  // the memory scenario (where a guest may be killed by the kernel), does this wake every
+  // poll_ms: to count a guest's CPU time before it ends, and to play the agent's part.
+  bool polling = policy == "evict" || o_.scenario == "memory";
   while (!host.wait_exit(std::chrono::milliseconds(polling ? o_.poll_ms : 1000))) {
     if (interrupted) {
       stop = true;
@@ -277,7 +278,7 @@ Run Bench::run(const std::string& policy) {
     if (!guest || !polling) continue;
     if (!guest->exited()) {
       guest_acct.sample(guest->pid());
-    } else {
+    } else if (policy == "evict") {
       // The node agent's part: start a new guest once the extension admits guests again.
       auto s = ext_->call("cyclesteal", "status", "");
       if (s && s->find("\"admit\":true") != std::string::npos) {
@@ -289,6 +290,14 @@ Run Bench::run(const std::string& policy) {
   }
   out.host_s = std::chrono::duration<double>(Clock::now() - t0).count();
   if (guest && !guest->exited()) guest_acct.sample(guest->pid());  // over the host's run only
+  if (guest && guest->exited() && policy != "evict") {
+    out.guest_lost = true;
+    std::cerr << "dynamos-bench-cyclesteal: the " << policy << " guest ended during the run ("
+              << (guest->exit_status() == 128 + SIGKILL
+                      ? "killed: the OOM killer? see dmesg"
+                      : "status " + std::to_string(guest->exit_status()))
+              << ")\n";
+  }
   if (auto sys1 = kernelside::read_system_cpu(); sys0 && sys1)
     out.system_idle_s =
         std::chrono::duration<double>((sys1->idle + sys1->iowait) - (sys0->idle + sys0->iowait))
@@ -486,6 +495,7 @@ int main(int argc, char** argv) {
     auto share = [](double wait_s, double cpu_s) { return cpu_s > 0 ? wait_s / cpu_s : 0; };
     bool verified = true;
     uint64_t majflt = 0;
+    int guests_lost = 0;
     for (size_t i = 0; i < rs.size(); ++i) {
       const Run& r = rs[i];
       host_s.push_back(r.host_s);
@@ -500,6 +510,7 @@ int main(int argc, char** argv) {
       gfree.push_back(free_s > 0 ? r.guest_cpu_s / free_s : 0);
       verified = verified && r.verified;
       majflt = std::max(majflt, r.host_majflt);
+      guests_lost += r.guest_lost;
       if (p != "none") {
         const Run& n = paired_none[p][i];
         ratio.push_back(r.host_s / n.host_s);
@@ -522,12 +533,12 @@ int main(int argc, char** argv) {
         "\"host_wait_share_all_alone\":%.4f,\"guest_cpu_s\":%.3f,\"guest_idle_share\":%.3f,"
         "\"guest_free_share\":%.3f,"
         "\"host_majflt\":%llu,\"host_verified\":%s,\"guest_pages_out\":%.0f,"
-        "\"guests_started\":%d,\"cpus\":%u,\"reactions\":%s}",
+        "\"guests_started\":%d,\"guests_lost\":%d,\"cpus\":%u,\"reactions\":%s}",
         p.c_str(), rs.size(), median(host_s), slow, lo, hi, median(wait),
         p == "none" ? median(wait) : median(wait_none), median(wait_all),
         p == "none" ? median(wait_all) : median(wait_all_none), median(gcpu), median(gshare),
         median(gfree), static_cast<unsigned long long>(majflt), verified ? "true" : "false",
-        pages_out, rs.empty() ? 0 : rs.back().guests_started, cpus, reactions.c_str());
+        pages_out, rs.empty() ? 0 : rs.back().guests_started, guests_lost, cpus, reactions.c_str());
     if (o.json) {
       std::cout << line << std::endl;
     } else {

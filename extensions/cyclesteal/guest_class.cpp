@@ -297,11 +297,22 @@ Result<ShrinkReport> GuestClass::set_bound(std::optional<uint64_t> bytes) {
   }
   uint64_t page = page_size();
   uint64_t target = (*bytes + page - 1) / page * page;
+  // While the guests shrink they hold still: a guest faulting its pages back in while
+  // they are paged out and the limit comes down races the kernel's reclaim, and the
+  // memory controller then OOM-kills it (3 runs of 3 in the memory benchmark before this
+  // freeze). The host is growing meanwhile, so an idle-priority guest loses little.
+  // Freezing the class leaves guests frozen on their own (pause) frozen after the thaw.
+  bool hold_still = target < *cur && group_->controllers().has(Controller::freezer) &&
+                    group_->start_freeze().has_value();
+  if (hold_still) (void)group_->wait_frozen(std::chrono::milliseconds(50));
   if (target < *cur) {
     // Page the guests out first, so that lowering the limit finds little to reclaim and
     // the host's allocations never wait on the guests' memory.
     auto pids = group_->pids_recursive();
-    if (!pids) return std::unexpected(pids.error());
+    if (!pids) {
+      if (hold_still) (void)group_->thaw();
+      return std::unexpected(pids.error());
+    }
     auto adv = advise_processes(*pids, Advice::pageout, *cur - target);
     if (adv) rep.paged_out = adv->total.bytes;
   }
@@ -311,13 +322,18 @@ Result<ShrinkReport> GuestClass::set_bound(std::optional<uint64_t> bytes) {
     // guests where they are now, and say so.
     auto now = group_->memory_current();
     uint64_t hold = std::max(target, now ? (*now + page - 1) / page * page : *cur);
-    if (auto r = group_->set_memory_max(hold); !r) return std::unexpected(r.error());
+    if (auto r = group_->set_memory_max(hold); !r) {
+      if (hold_still) (void)group_->thaw();
+      return std::unexpected(r.error());
+    }
     target = hold;
     rep.short_of_bound = true;
   }
   bound_ = target;
   rep.bound_set = target;
   if (auto now = group_->memory_current()) rep.after = *now;
+  if (hold_still)
+    if (auto r = group_->thaw(); !r) return std::unexpected(r.error());
   return rep;
 }
 
