@@ -253,16 +253,17 @@ Run Bench::run(const std::string& policy) {
     host_argv.insert(host_argv.end(), {"--grow-to", o_.host_grow_to, "--grow-steps",
                                        std::to_string(std::max(1, o_.bursts / 2))});
   }
-  // The host runs in its group from its first instruction: started outside, it would
-  // compete with the node group holding the guests as an equal until moved.
-  Process host(host_argv, std::nullopt, [this](pid_t pid) { (void)host_group_.attach(pid); });
+  // The host runs in its group, known to the extension as a host job, from its first
+  // instruction (as a rank under dynamosd): started outside, it would compete with the
+  // node group holding the guests as an equal until moved.
+  Process host(host_argv, std::nullopt, [&](pid_t pid) {
+    (void)host_group_.attach(pid);
+    if (!ext) return;
+    auto r =
+        ext_->attach("cyclesteal", subject(DYNAMOS_SUBJECT_JOB, 1000000, pid, host_group_.path()));
+    if (!r) std::cerr << "dynamos-bench-cyclesteal: attach host: " << r.error().message() << "\n";
+  });
   auto sys0 = kernelside::read_system_cpu();
-  if (ext) {
-    if (auto r = ext_->attach(
-            "cyclesteal", subject(DYNAMOS_SUBJECT_JOB, 1000000, host.pid(), host_group_.path()));
-        !r)
-      std::cerr << "dynamos-bench-cyclesteal: attach host: " << r.error().message() << "\n";
-  }
   out.guests_started = guest ? 1 : 0;
   // Wait for the host. The host's own figures come from its result line, and a guest that
   // lives through the run is sampled before and after it: polling threads' schedstat here
