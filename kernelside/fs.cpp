@@ -72,14 +72,19 @@ Result<uint64_t> read_u64(const std::string& path) {
   return v;
 }
 
-Result<std::vector<std::string>> list_dir(const std::string& path) {
+namespace {
+
+// The names in a directory (without "." and "..") that keep(dir, entry) accepts.
+template <typename Keep>
+Result<std::vector<std::string>> names_in(const std::string& path, Keep keep) {
   DIR* d = ::opendir(path.c_str());
   if (!d) return fail_errno("open directory " + path);
   std::vector<std::string> names;
   errno = 0;
   while (dirent* e = ::readdir(d)) {
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    names.emplace_back(e->d_name);
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0 && keep(d, *e))
+      names.emplace_back(e->d_name);
+    errno = 0;  // readdir reports an error only through errno
   }
   int err = errno;
   ::closedir(d);
@@ -87,25 +92,18 @@ Result<std::vector<std::string>> list_dir(const std::string& path) {
   return names;
 }
 
+}  // namespace
+
+Result<std::vector<std::string>> list_dir(const std::string& path) {
+  return names_in(path, [](DIR*, const dirent&) { return true; });
+}
+
 Result<std::vector<std::string>> list_subdirs(const std::string& path) {
-  DIR* d = ::opendir(path.c_str());
-  if (!d) return fail_errno("open directory " + path);
-  std::vector<std::string> names;
-  errno = 0;
-  while (dirent* e = ::readdir(d)) {
-    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-    bool dir = e->d_type == DT_DIR;
-    if (e->d_type == DT_UNKNOWN) {
-      struct stat st;
-      dir = ::fstatat(::dirfd(d), e->d_name, &st, 0) == 0 && S_ISDIR(st.st_mode);
-    }
-    if (dir) names.emplace_back(e->d_name);
-    errno = 0;
-  }
-  int err = errno;
-  ::closedir(d);
-  if (err != 0) return fail_errno(err, "read directory " + path);
-  return names;
+  return names_in(path, [](DIR* d, const dirent& e) {
+    if (e.d_type != DT_UNKNOWN) return e.d_type == DT_DIR;
+    struct stat st;
+    return ::fstatat(::dirfd(d), e.d_name, &st, 0) == 0 && S_ISDIR(st.st_mode);
+  });
 }
 
 bool path_exists(const std::string& path) {
