@@ -137,7 +137,8 @@ SessionOutcome run_session(Session s, const std::function<void(Cluster&)>& befor
   for (const auto& r : out.comparison.runs)
     if (!r.verified || !r.error.empty()) all_verified = false;
   if (stop.load()) say(s.command, "interrupted: stopped and cleaned up");
-  out.status = complete && all_verified && !stop.load() ? 0 : 1;
+  out.complete = complete && !stop.load();
+  out.status = out.complete && all_verified ? 0 : 1;
   return out;
 }
 

@@ -27,7 +27,8 @@ struct Session {
 
 // What happened, for callers that go on (the demo).
 struct SessionOutcome {
-  int status = 1;  // the command's exit status: 0 all runs verified, 1 otherwise
+  int status = 1;         // the command's exit status: 0 all runs verified, 1 otherwise
+  bool complete = false;  // every run ran and the cluster went down, uninterrupted
   Comparison comparison;
   bool started_cluster = false;
 };

@@ -296,10 +296,31 @@ int run_demo(std::span<const std::string> args) {
     for (const auto& p : outcome.comparison.plots)
       std::printf("plot: %s\n", (fs::path(out) / p).string().c_str());
   }
+  // Demand paging on overcommitted nodes can get a rank killed by the kernel (the v1
+  // memory controller's OOM killer, when reclaim cannot keep up with the incoming job's
+  // faults): an outcome the tour shows, not a failure of it. Anything else that fails a
+  // run fails the demo.
+  bool runs_ok = !outcome.comparison.runs.empty();
+  for (const auto& r : outcome.comparison.runs) {
+    if (r.verified && r.error.empty()) continue;
+    bool killed = false, wrong = false;
+    for (const auto& j : r.jobs) {
+      killed = killed || j.exit_code == 128 + SIGKILL;
+      wrong = wrong || (j.verified && !*j.verified);
+    }
+    if (r.policy == "demand" && killed && !wrong) {
+      std::printf(
+          "under demand paging a rank was killed by the kernel (SIGKILL, exit code 137: "
+          "the memory controller's OOM killer, see dmesg), what adaptive paging "
+          "avoids\n");
+      continue;
+    }
+    runs_ok = false;
+  }
   std::printf("probe of a running rank: %s; paging extension upgraded in place: %s\n",
               probed ? "shown above" : "FAILED", upgraded ? "yes" : "FAILED");
   std::printf("demo took %.0f s\n", now_s() - t_start);
-  return outcome.status == 0 && probed && upgraded ? 0 : 1;
+  return outcome.complete && runs_ok && probed && upgraded ? 0 : 1;
 }
 
 }  // namespace

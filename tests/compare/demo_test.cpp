@@ -51,8 +51,15 @@ TEST(Demo, QuickTourWithinNinetySeconds) {
   auto j = parse_json(text);
   ASSERT_TRUE(j) << j.error().message();
   ASSERT_EQ((*j)["runs"].array().size(), 2u);
-  for (const auto& run : (*j)["runs"].array())
-    EXPECT_TRUE(run["verified"].boolean()) << run["error"].string();
+  // Adaptive paging's run verified; demand paging's verified too, or one of its ranks
+  // killed by the kernel's OOM killer, which the demo says.
+  for (const auto& run : (*j)["runs"].array()) {
+    if (run["verified"].boolean()) continue;
+    EXPECT_EQ(run["policy"].string(), "demand") << run["error"].string();
+    EXPECT_NE(run["error"].string().find("exit code 137"), std::string::npos)
+        << run["error"].string();
+    EXPECT_NE(r->out.find("killed by the kernel"), std::string::npos) << r->out;
+  }
   // Torn down: no cluster state, no gangd socket.
   EXPECT_FALSE(fs::exists(state + "/cluster.conf"));
   EXPECT_FALSE(fs::exists(state + "/gangd.sock"));
