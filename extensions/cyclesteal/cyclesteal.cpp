@@ -14,7 +14,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -41,7 +40,6 @@ enum Tunable : uint32_t {
   NODE_MEMORY,
   PSI_THRESHOLD,
   HOST_WEIGHT,
-  START_GRACE,
   TUNABLE_COUNT
 };
 
@@ -71,10 +69,6 @@ const dynamos_tunable kTunables[TUNABLE_COUNT] = {
      "CPU weight (1..10000, as cgroup v2 cpu.weight) given to host job groups beside the guest "
      "class while it has guests, so that the scheduler rarely picks an idle-class guest over "
      "a runnable host thread; 0 = leave host jobs' weight alone"},
-    {"start_grace", DYNAMOS_TUNABLE_DURATION, DYNAMOS_TUNABLE_RUNTIME, "250ms", "0s", "1min",
-     nullptr,
-     "how long guests are frozen when a host job attaches, while the job's processes start and "
-     "the kernel places their threads (guests on every CPU mislead that placement); 0 = never"},
 };
 
 struct GuestInfo {
@@ -122,9 +116,6 @@ struct State {
   // Host job groups whose CPU weight the extension raised: relative path -> the weight
   // they had before.
   std::map<std::string, unsigned> boosted;
-  // A host job's start: the guests frozen for it, until when.
-  std::optional<Clock::time_point> grace_until;
-  std::set<uint64_t> grace_frozen;
 };
 
 State* state = nullptr;
@@ -200,8 +191,6 @@ Result<void> release_class() {
     if (auto p = state->cls->pids(id)) g.pids = *p;  // forks included, for re-adoption
   auto r = state->cls->release_all();
   state->cls.reset();
-  state->grace_until.reset();
-  state->grace_frozen.clear();
   sync_host_weights(0);
   return r;
 }
@@ -293,55 +282,9 @@ void sync_host_weights(unsigned target) {
   }
 }
 
-// A host job starts: freeze the guests for start_grace, so that the kernel places the
-// job's new threads on CPUs it sees as idle (a CPU running a guest looks busy to fork
-// balancing, to the idle-CPU search at wakeup and to the load balancer: threads of a
-// starting job shared a CPU for 10-70 ms beside running guests). Not waited for: the
-// job is starting meanwhile. Called with the lock held.
-void start_grace() {
-  auto grace = std::chrono::nanoseconds(tunable(START_GRACE));
-  if (grace.count() == 0 || !state->cls || state->policy == Policy::off) return;
-  state->grace_until = Clock::now() + grace;
-  for (uint64_t id : state->cls->ids()) {
-    if (state->cls->frozen(id) || state->grace_frozen.contains(id)) continue;
-    auto t0 = Clock::now();
-    if (auto e = state->cls->freeze(id, std::chrono::milliseconds(0)); !e) {
-      note_error("freeze guest " + std::to_string(id) +
-                 " for a host job's start: " + e.error().message());
-      continue;
-    }
-    state->grace_frozen.insert(id);
-    double act = ms_since(t0);
-    record({"start", id, mono_ns(), act, act, 0});
-  }
-}
-
-// The grace is over: thaw what it froze, except pause guests, which follow their policy
-// from here (thawed once the host has been idle for idle_period). Called with the lock
-// held.
-void end_grace_if_due(Clock::time_point now) {
-  if (!state->grace_until || now < *state->grace_until) return;
-  state->grace_until.reset();
-  for (uint64_t id : state->grace_frozen) {
-    auto it = state->guests.find(id);
-    if (!state->cls || !state->cls->has(id) || it == state->guests.end()) continue;
-    if (effective(it->second) == Policy::pause || !state->cls->frozen(id)) continue;
-    auto t0 = Clock::now();
-    if (auto e = state->cls->thaw(id); !e) {
-      note_error("thaw guest " + std::to_string(id) +
-                 " after a host job's start: " + e.error().message());
-      continue;
-    }
-    double act = ms_since(t0);
-    record({"thaw", id, mono_ns(), act, act, 0});
-  }
-  state->grace_frozen.clear();
-}
-
 // One sample and the reactions to it. Called with the lock held.
 std::string sample_and_react() {
   auto start = Clock::now();
-  end_grace_if_due(start);
   auto prev = state->last_sample;
   uint64_t guest_cpu = 0, guest_mem = 0;
   if (state->cls) {
@@ -388,7 +331,6 @@ std::string sample_and_react() {
       auto it = state->guests.find(id);
       if (it == state->guests.end()) continue;
       Action a = decide(effective(it->second), verdict, state->cls->frozen(id));
-      if (a == Action::thaw && state->grace_frozen.contains(id)) a = Action::none;  // starting
       auto t0 = Clock::now();
       Reaction r{nullptr, id, mono_ns(), 0, 0, 0};
       if (a == Action::freeze) {
@@ -509,7 +451,7 @@ std::string report_json() {
   o.add("guest_pages_out", state->pages_out).add("bound_shortfalls", state->short_of_bound);
   o.add("processes_evicted", state->killed);
   JsonObject kinds;
-  for (const char* k : {"pause", "thaw", "evict", "shrink", "start"})
+  for (const char* k : {"pause", "thaw", "evict", "shrink"})
     kinds.add_raw(k, stats_json(state->kinds[k]));
   o.add_raw("reactions", kinds.str());
   std::string recent;
@@ -594,15 +536,6 @@ std::string export_text() {
         << "\n";
   for (auto& [path, weight] : state->boosted)
     out << "boost " << weight << " " << path << "\n";
-  if (state->grace_until) {
-    auto left = std::max<int64_t>(
-        0, std::chrono::duration_cast<std::chrono::nanoseconds>(*state->grace_until - Clock::now())
-               .count());
-    std::string ids;
-    for (uint64_t id : state->grace_frozen)
-      ids += (ids.empty() ? "" : ",") + std::to_string(id);
-    out << "grace " << left << " " << (ids.empty() ? "-" : ids) << "\n";
-  }
   out << "totals " << state->samples << " " << state->wall_s << " " << state->host_cpu_s << " "
       << state->guest_cpu_s << " " << state->idle_cpu_s << " " << state->pages_out << " "
       << state->killed << " " << state->short_of_bound << "\n";
@@ -661,14 +594,6 @@ Result<void> import_text(const std::string& text) {
       l >> id >> pids >> cgroup;
       auto p = split_pids(pids);
       if (auto r = state->monitor->add(id, cgroup == "-" ? "" : cgroup, p); !r) return r;
-    } else if (kind == "grace") {
-      int64_t left;
-      std::string ids;
-      l >> left >> ids;
-      state->grace_until = Clock::now() + std::chrono::nanoseconds(left);
-      std::istringstream list(ids == "-" ? "" : ids);
-      for (std::string id; std::getline(list, id, ',');)
-        state->grace_frozen.insert(std::stoull(id));
     } else if (kind == "boost") {
       unsigned weight;
       std::string path;
@@ -712,8 +637,6 @@ int import_state(const void* data, size_t size) {
       state->cls.reset();
       state->guests.clear();
       state->boosted.clear();
-      state->grace_until.reset();
-      state->grace_frozen.clear();
       for (auto& j : state->monitor->records())
         state->monitor->remove(j.id);
       return refuse("import the state: " + r.error().message());
@@ -799,7 +722,6 @@ int attach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
       auto r = state->monitor->add(s->id, s->cgroup, pids);
       if (!r) return refuse(what + ": " + r.error().message());
       sync_host_weights(static_cast<unsigned>(tunable(HOST_WEIGHT)));
-      start_grace();
       return append(report, JsonObject().add("host_job", s->id).str());
     }
     if (s->kind != DYNAMOS_SUBJECT_GUEST)
@@ -872,7 +794,6 @@ int tick(const dynamos_ext_subject*, dynamos_ext_buffer* report) {
   try {
     std::lock_guard lock(state->mu);
     if (state->policy == Policy::off && !state->cls) return append(report, "{\"policy\":\"off\"}");
-    end_grace_if_due(Clock::now());
     auto interval = std::chrono::nanoseconds(tunable(INTERVAL));
     // Ticks may come faster than the interval; sample at most once per interval (with
     // a little slack for timer jitter).

@@ -201,14 +201,13 @@ Result<void> GuestClass::release_all() {
   return {};
 }
 
-Result<void> GuestClass::freeze(uint64_t id, std::chrono::milliseconds wait) {
+Result<void> GuestClass::freeze(uint64_t id) {
   auto it = guests_.find(id);
   if (it == guests_.end()) return fail(Errc::not_found, "no guest " + std::to_string(id));
   // Waiting until every task has entered the freezer can take long when the guests sit
   // at idle priority on a busy node (they are scheduled late), and they are not running
-  // meanwhile anyway: wait briefly (or not at all), and let finish_freezing() re-kick
-  // stragglers.
-  auto r = it->second.group.freeze(wait);
+  // meanwhile anyway: wait briefly, and let finish_freezing() re-kick stragglers.
+  auto r = it->second.group.freeze(std::chrono::milliseconds(20));
   if (!r && r.error().code != Errc::timed_out) {
     (void)it->second.group.thaw();
     return r;

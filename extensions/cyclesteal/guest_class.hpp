@@ -75,9 +75,9 @@ class GuestClass {
   Result<void> release(uint64_t id);
   Result<void> release_all();  // every guest, then the class group itself
 
-  // Starts freezing the guest and waits up to `wait` for it; a guest still freezing
+  // Starts freezing the guest and waits up to 20 ms for it; a guest still freezing
   // then counts as frozen (its tasks freeze as soon as they are scheduled).
-  Result<void> freeze(uint64_t id, std::chrono::milliseconds wait = std::chrono::milliseconds(20));
+  Result<void> freeze(uint64_t id);
   // Re-kicks guests that are still freezing (each sample).
   void finish_freezing();
   Result<void> thaw(uint64_t id);

@@ -267,37 +267,6 @@ TEST_F(CycleSteal, HostBurstStartingWhileTheGuestIsFrozenKeepsItFrozenThenItThaw
   EXPECT_EQ(state.substr(0, 6), "THAWED") << "the guest's freezer state: " << state;
 }
 
-TEST_F(CycleSteal, GuestsStepAsideWhileAHostJobStarts) {
-  KERNELSIDE_REQUIRE_ROOT();
-  Child host([] { spin(); });
-  Child g([] { spin(); });
-  Loaded ext;
-  ASSERT_TRUE(ext.error.empty()) << ext.error;
-  ASSERT_OK(ext->set("cyclesteal.start_grace=300ms"));
-  ASSERT_OK(ext->attach("cyclesteal", guest(7, {g.pid()})));
-  auto attached = std::chrono::steady_clock::now();
-  ASSERT_OK(ext->attach("cyclesteal", host_job(1, {host.pid()})));
-  std::string rep = ext.report();
-  EXPECT_TRUE(json_true(rep, "frozen")) << "a starting host job should freeze the guest: " << rep;
-  EXPECT_NE(rep.find("\"start\":{\"count\":1"), std::string::npos) << rep;
-  sample(ext, 1, 50ms);
-  EXPECT_TRUE(json_true(ext.report(), "frozen")) << "still within start_grace";
-
-  std::this_thread::sleep_until(attached + 350ms);
-  sample(ext, 1, 0ms);
-  rep = ext.report();
-  EXPECT_FALSE(json_true(rep, "frozen")) << "linger thaws the guest after start_grace: " << rep;
-  EXPECT_NE(rep.find("\"thaw\":{\"count\":1"), std::string::npos) << rep;
-  double before = cpu_seconds(g.pid());
-  std::this_thread::sleep_for(150ms);
-  EXPECT_GT(cpu_seconds(g.pid()), before + 0.01) << "the thawed guest should run";
-
-  ASSERT_OK(ext->set("cyclesteal.start_grace=0"));
-  Child other([] { spin(); });
-  ASSERT_OK(ext->attach("cyclesteal", host_job(2, {other.pid()})));
-  EXPECT_FALSE(json_true(ext.report(), "frozen")) << "start_grace=0 leaves the guest running";
-}
-
 TEST_F(CycleSteal, EvictKillsTheGuestWhenTheHostTurnsBusy) {
   KERNELSIDE_REQUIRE_ROOT();
   Child host([] { spin(); });
