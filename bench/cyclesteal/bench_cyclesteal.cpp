@@ -36,6 +36,7 @@
 #include <boost/program_options.hpp>
 
 #include "bench/cyclesteal/processes.hpp"
+#include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
 #include "kernelside/cgroup.hpp"
@@ -95,6 +96,7 @@ struct Run {
   std::string report;  // the extension's, for extension policies
 };
 
+// A number in the extension's report (flat enough for a search).
 double field(const std::string& json, const std::string& key) {
   auto pos = json.find("\"" + key + "\":");
   if (pos == std::string::npos) return 0;
@@ -306,17 +308,20 @@ Run Bench::run(const std::string& policy) {
   stop = true;
   if (ticker.joinable()) ticker.join();
   out.guest_cpu_s = guest ? guest_acct.cpu_s() - guest_base : 0;
+  // The host's RESULT line: its own threads' figures, busy time, verification.
   std::string result = host.output();
-  out.host_cpu_s = field(result, "threads_cpu_s");
-  out.host_wait_s = field(result, "threads_wait_s");
-  out.burst_cpu_s = field(result, "bursts_cpu_s");
-  out.burst_wait_s = field(result, "bursts_wait_s");
-  out.host_majflt = static_cast<uint64_t>(field(result, "majflt"));
+  auto fields = workload::find_result_line(result);
+  auto number = [&](const char* key) { return fields ? fields->number(key).value_or(0.0) : 0.0; };
+  out.host_cpu_s = number("threads_cpu_s");
+  out.host_wait_s = number("threads_wait_s");
+  out.burst_cpu_s = number("bursts_cpu_s");
+  out.burst_wait_s = number("bursts_wait_s");
+  out.host_majflt = static_cast<uint64_t>(number("majflt"));
+  out.host_busy_s = number("busy_s");
+  out.verified = fields && fields->boolean("verified").value_or(false);
   if (out.host_cpu_s <= 0)
     std::cerr << "dynamos-bench-cyclesteal: the host reported no CPU time (no schedstat?): "
               << result << "\n";
-  out.host_busy_s = field(result, "busy_s");
-  out.verified = result.find("\"verified\":true") != std::string::npos;
   if (ext) {
     if (auto r = ext_->call("cyclesteal", "report", "")) out.report = *r;
     (void)ext_->detach("cyclesteal", subject(DYNAMOS_SUBJECT_JOB, 1000000, 0));
@@ -418,9 +423,10 @@ int main(int argc, char** argv) {
     Process cal({o.sweep, "--mode", "bursty", "--threads", std::to_string(o.host_threads),
                  "--busy-ms", std::to_string(o.busy_ms), "--idle-ms", "0", "-n", "1", "--mem",
                  o.host_mem, "--quiet"});
-    while (!cal.exited())
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    burst_work = static_cast<uint64_t>(field(cal.output(), "burst_work"));
+    while (!cal.wait_exit(std::chrono::seconds(1)))
+      continue;
+    if (auto f = workload::find_result_line(cal.output()))
+      burst_work = static_cast<uint64_t>(f->number("burst_work").value_or(0));
     if (burst_work == 0) return usage_error("calibrating the host burst failed: " + cal.output());
   }
   unsigned cpus = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_ONLN));

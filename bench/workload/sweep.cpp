@@ -13,7 +13,7 @@
 //
 // The result line also carries what the kernel accounted to the process's threads: CPU
 // time and time runnable but waiting for a CPU (threads_cpu_s, threads_wait_s: each
-// thread reads its own /proc/thread-self/schedstat as it ends; bursty mode adds
+// thread reads its own /proc/PID/task/TID/schedstat as it ends; bursty mode adds
 // bursts_cpu_s, bursts_wait_s: the same from the first burst on), and major faults. A
 // harness gets exact figures without polling /proc while the workload runs (a poller
 // would itself take CPU time from the workload it measures).
@@ -90,12 +90,9 @@ struct CpuWait {
   double wait_s() const { return static_cast<double>(wait_ns) * 1e-9; }
 };
 
-// One thread's figures so far; zero where schedstat is unavailable.
-CpuWait read_cpu_wait(const std::string& path) {
-  std::ifstream f(path);
-  std::string text;
-  std::getline(f, text);
-  auto s = dynamos::kernelside::parse_schedstat(text);
+// A thread of this process: its figures so far; zero where schedstat is unavailable.
+CpuWait read_cpu_wait(pid_t tid) {
+  auto s = dynamos::kernelside::read_thread_schedstat(::getpid(), tid);
   if (!s) return {};
   return {static_cast<std::uint64_t>(s->on_cpu.count()),
           static_cast<std::uint64_t>(s->waiting.count())};
@@ -107,7 +104,7 @@ CpuWait read_cpu_wait(const std::string& path) {
 class ThreadTimes {
  public:
   void add_self(bool burst_thread = false) {
-    CpuWait mine = read_cpu_wait("/proc/thread-self/schedstat");
+    CpuWait mine = read_cpu_wait(::gettid());
     std::lock_guard lock(mutex_);
     all_ += mine;
     if (burst_thread) bursts_end_ += mine;
@@ -116,7 +113,7 @@ class ThreadTimes {
   void mark_bursts_start(const std::vector<pid_t>& tids) {
     CpuWait sum;
     for (pid_t tid : tids)
-      sum += read_cpu_wait("/proc/self/task/" + std::to_string(tid) + "/schedstat");
+      sum += read_cpu_wait(tid);
     std::lock_guard lock(mutex_);
     bursts_start_ = sum;
   }

@@ -114,8 +114,9 @@ struct State {
   std::map<std::string, KindStats> kinds;
   std::deque<std::string> errors;
   // Host job groups whose CPU weight the extension raised: relative path -> the weight
-  // they had before.
+  // they had before; and the weight they were given.
   std::map<std::string, unsigned> boosted;
+  unsigned boosted_to = 0;
 };
 
 State* state = nullptr;
@@ -269,6 +270,7 @@ void sync_host_weights(unsigned target) {
     it = state->boosted.erase(it);
   }
   for (auto& [path, weight] : want) {
+    if (state->boosted.contains(path) && state->boosted_to == weight) continue;  // holds it
     auto g = open(path);
     if (!g) continue;  // no cpu controller there: nothing to weigh
     auto now = g->cpu_weight();
@@ -280,6 +282,7 @@ void sync_host_weights(unsigned target) {
     }
     state->boosted.try_emplace(path, *now);  // the first weight seen is the original
   }
+  state->boosted_to = target;
 }
 
 // One sample and the reactions to it. Called with the lock held.

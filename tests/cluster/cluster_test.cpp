@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,15 +21,15 @@
 #include <sstream>
 #include <thread>
 
+#include "gang/launch.hpp"
 #include "kernelside/cgroup.hpp"
 #include "tests/gang/test_util.hpp"
-
-extern char** environ;
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 namespace gt = dynamos::gang::test;
 namespace ks = dynamos::kernelside;
+using dynamos::gang::test::eventually;
 
 namespace {
 
@@ -72,24 +71,10 @@ std::vector<std::string> cmdline(pid_t pid) {
   return args;
 }
 
+// Starts a daemon again as it was started, in a session of its own, appending to its log.
 pid_t respawn(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args)
-    argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
-  pid_t pid = -1;
-  ::posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  return pid;
+  return dynamos::gang::spawn_program(args, log, /*truncate_log=*/false, /*new_session=*/true)
+      .value_or(-1);
 }
 
 bool swap_active() {
@@ -292,10 +277,8 @@ TEST(Cluster, GangJobsAlternateAndReportTheirExitCodes) {
   auto wl = c.cli("wait " + std::to_string(jl) + " --timeout 30");
   EXPECT_EQ(wl.code, 143) << wl.text;
   // Its agents remove its groups once they have killed its ranks.
-  bool gone = false;
-  for (auto until = std::chrono::steady_clock::now() + 10s;
-       !gone && std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(50ms))
-    gone = !c.frozen("n1", jl).has_value() && !c.frozen("n2", jl).has_value();
+  bool gone = eventually(
+      10s, [&] { return !c.frozen("n1", jl).has_value() && !c.frozen("n2", jl).has_value(); });
   EXPECT_TRUE(gone) << "a cancelled job's group is left";
 
   expect_clean_after_down(c);
@@ -323,13 +306,14 @@ TEST(Cluster, AnAgentKilledAndRestartedAdoptsItsJobs) {
   c.set_conf("agent_pids", std::to_string(again) + "," + std::to_string(c.agent_pid(1)));
   // Back in: it adopted both job groups and follows gangd's rounds again; no job stays
   // frozen longer than the restart plus one quantum.
-  bool followed = false;
-  for (auto until = t0 + 5s; std::chrono::steady_clock::now() < until && !followed;
-       std::this_thread::sleep_for(20ms)) {
-    auto s = job_states(c);
-    auto fa = c.frozen("n1", ja), fb = c.frozen("n1", jb);
-    followed = fa && fb && s[ja] == "running" && !*fa && s[jb] == "frozen" && *fb;
-  }
+  bool followed = eventually(
+      t0 + 5s,
+      [&] {
+        auto s = job_states(c);
+        auto fa = c.frozen("n1", ja), fb = c.frozen("n1", jb);
+        return fa && fb && s[ja] == "running" && !*fa && s[jb] == "frozen" && *fb;
+      },
+      20ms);
   EXPECT_TRUE(followed) << slurp(c.dir() + "/agent-n1.log");
   EXPECT_NE(slurp(c.dir() + "/agent-n1.log").find("2 jobs adopted"), std::string::npos)
       << slurp(c.dir() + "/agent-n1.log");
@@ -354,16 +338,12 @@ TEST(Cluster, CoordinatorLostAgentsThawJobsAndARestartedGangdRecoversThem) {
   ASSERT_FALSE(args.empty());
   ASSERT_EQ(::kill(gangd, SIGKILL), 0);
   // Three silent heartbeats (1 s each) later every job runs: none is left frozen.
-  bool thawed = false;
-  for (auto until = std::chrono::steady_clock::now() + 6s;
-       std::chrono::steady_clock::now() < until && !thawed; std::this_thread::sleep_for(50ms)) {
-    thawed = true;
+  bool thawed = eventually(6s, [&] {
     for (auto node : {"n1", "n2"})
-      for (int j : {ja, jb}) {
-        auto f = c.frozen(node, j);
-        thawed = thawed && f && !*f;
-      }
-  }
+      for (int j : {ja, jb})
+        if (auto f = c.frozen(node, j); !f || *f) return false;
+    return true;
+  });
   EXPECT_TRUE(thawed) << "a job stayed frozen without its coordinator";
 
   pid_t again = respawn(args, c.dir() + "/gangd.log");
@@ -371,13 +351,10 @@ TEST(Cluster, CoordinatorLostAgentsThawJobsAndARestartedGangdRecoversThem) {
   c.set_conf("gangd_pid", std::to_string(again));
   // Its journal brings both jobs back, alternating again; their launchers report the
   // exits to the new gangd.
-  bool alternating = false;
-  for (auto until = std::chrono::steady_clock::now() + 5s;
-       std::chrono::steady_clock::now() < until && !alternating;
-       std::this_thread::sleep_for(50ms)) {
+  bool alternating = eventually(5s, [&] {
     auto s = job_states(c);
-    alternating = s.count(ja) && s.count(jb) && s[ja] != s[jb];
-  }
+    return s.count(ja) && s.count(jb) && s[ja] != s[jb];
+  });
   EXPECT_TRUE(alternating) << c.cli("jobs").text << slurp(c.dir() + "/gangd.log");
   EXPECT_EQ(c.cli("wait " + std::to_string(ja) + " --timeout 60").code, 0);
   EXPECT_EQ(c.cli("wait " + std::to_string(jb) + " --timeout 60").code, 0);
@@ -422,15 +399,13 @@ TEST(Cluster, PatchJobReachesEveryRankOfASubmittedMpiJob) {
   // Whether the output's latest sum, after `within`, is `sum`.
   auto latest_is = [&](const std::string& sum, std::chrono::seconds within) {
     static const std::regex re("sum ([0-9]+)");
-    for (auto until = std::chrono::steady_clock::now() + within;
-         std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(50ms)) {
+    return eventually(within, [&] {
       auto text = slurp(out);
       std::string last;
       for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it)
         last = (*it)[1];
-      if (last == sum) return true;
-    }
-    return false;
+      return last == sum;
+    });
   };
   ASSERT_TRUE(latest_is("56", 20s)) << slurp(out);
 
@@ -519,9 +494,7 @@ TEST(Cluster, UsersSeeAndActOnTheirOwnJobsWhichRunAsThem) {
   std::set<uid_t> uids;
   auto layout = ks::Layout::detect();
   ASSERT_TRUE(layout.has_value());
-  for (auto until = std::chrono::steady_clock::now() + 10s;
-       uids.empty() && std::chrono::steady_clock::now() < until;
-       std::this_thread::sleep_for(50ms)) {
+  eventually(10s, [&] {
     for (auto node : {"n1", "n2"}) {
       auto path = c.parent() + "/" + node + "/job" + std::to_string(jm);
       if (!ks::Group::exists(*layout, path)) continue;
@@ -530,7 +503,8 @@ TEST(Cluster, UsersSeeAndActOnTheirOwnJobsWhichRunAsThem) {
           for (pid_t p : *pids)
             uids.insert(process_uid(p));
     }
-  }
+    return !uids.empty();
+  });
   EXPECT_EQ(uids, std::set<uid_t>{user.uid()});
 
   // Each sees their own jobs; root sees all; the user cannot act on root's job.

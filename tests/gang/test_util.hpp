@@ -9,10 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace dynamos::gang::test {
@@ -84,6 +87,21 @@ struct Daemon {
     return status;
   }
 };
+
+// Polls pred every `poll` until it holds or `until` passes; whether it held.
+inline bool eventually(std::chrono::steady_clock::time_point until,
+                       const std::function<bool()>& pred,
+                       std::chrono::milliseconds poll = std::chrono::milliseconds(50)) {
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(poll);
+  }
+}
+inline bool eventually(std::chrono::milliseconds within, const std::function<bool()>& pred,
+                       std::chrono::milliseconds poll = std::chrono::milliseconds(50)) {
+  return eventually(std::chrono::steady_clock::now() + within, pred, poll);
+}
 
 inline bool in_ci() {
   const char* ci = std::getenv("CI");
