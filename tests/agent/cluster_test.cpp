@@ -89,24 +89,10 @@ TEST(AgentCluster, TwoJobsAlternateAsGangsOnFourNodes) {
   }
 
   // Each agent on its own io thread, as dynamosd runs one process per node.
-  struct AgentThread {
-    boost::asio::io_context io{1};
-    std::shared_ptr<AgentSession> session;
-    std::thread thread;
-  };
-  std::vector<std::unique_ptr<AgentThread>> agents;
+  std::vector<std::unique_ptr<dynamos::gang::test::AgentThread>> agents;
   auto stop_agents = [&] {
-    for (auto& a : agents) {
-      if (!a->thread.joinable()) continue;
-      std::promise<void> stopped;
-      boost::asio::post(a->io, [&] {
-        a->session->stop();
-        stopped.set_value();
-      });
-      stopped.get_future().wait();
-      a->io.stop();
-      a->thread.join();
-    }
+    for (auto& a : agents)
+      a->stop();
   };
   struct StopAgents {
     std::function<void()> f;
@@ -124,27 +110,9 @@ TEST(AgentCluster, TwoJobsAlternateAsGangsOnFourNodes) {
     cc.log = [](const std::string&) {};
     ASSERT_TRUE(c.start_coordinator(cc).has_value());
     auto port = c.call([&] { return c.coordinator->port(); });
-    for (int i = 0; i < kNodes; ++i) {
-      auto a = std::make_unique<AgentThread>();
-      AgentConfig ac;
-      ac.coordinator_port = port;
-      ac.node = "n" + std::to_string(i);
-      ac.secret = test_secret();
-      ac.log = [](const std::string&) {};
-      a->session = AgentSession::create(a->io.get_executor(), ac, *nodes[i]);
-      auto* raw = a.get();
-      a->thread = std::thread([raw] {
-        // As dynamosd does by default (--rt-priority 10): the switch must not wait
-        // behind the ranks for a CPU.
-        sched_param sp{};
-        sp.sched_priority = 10;
-        (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-        auto work = boost::asio::make_work_guard(raw->io);
-        raw->session->start();
-        raw->io.run();
-      });
-      agents.push_back(std::move(a));
-    }
+    for (int i = 0; i < kNodes; ++i)
+      agents.push_back(std::make_unique<dynamos::gang::test::AgentThread>(
+          port, "n" + std::to_string(i), test_secret(), *nodes[i]));
     ASSERT_TRUE(c.wait_for([&] { return c.coordinator->agents_connected() == kNodes; }))
         << "agents did not connect";
 

@@ -77,12 +77,6 @@ std::unique_ptr<Program> start_rank(const std::string& exe, bool as_user = false
 // Two virtual nodes under an in-process gangd with a control socket.
 class JobCluster {
  public:
-  struct AgentThread {
-    boost::asio::io_context io{1};
-    std::shared_ptr<AgentSession> session;
-    std::thread thread;
-  };
-
   explicit JobCluster(Layout layout, std::chrono::milliseconds quantum, int slots = 2)
       : layout_(std::move(layout)), parent_(unique_group_name()) {
     char tmpl[] = "/tmp/dynamos-patchjob-XXXXXX";
@@ -117,40 +111,15 @@ class JobCluster {
       return;
     }
     auto port = c.call([&] { return c.coordinator->port(); });
-    for (int i = 0; i < 2; ++i) {
-      auto a = std::make_unique<AgentThread>();
-      AgentConfig ac;
-      ac.coordinator_port = port;
-      ac.node = "n" + std::to_string(i);
-      ac.secret = test_secret();
-      ac.log = [](const std::string&) {};
-      a->session = AgentSession::create(a->io.get_executor(), ac, *nodes[i]);
-      auto* raw = a.get();
-      a->thread = std::thread([raw] {
-        sched_param sp{};
-        sp.sched_priority = 10;  // as dynamosd (--rt-priority 10)
-        (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-        auto work = boost::asio::make_work_guard(raw->io);
-        raw->session->start();
-        raw->io.run();
-      });
-      agents.push_back(std::move(a));
-    }
+    for (int i = 0; i < 2; ++i)
+      agents.push_back(std::make_unique<dynamos::gang::test::AgentThread>(
+          port, "n" + std::to_string(i), test_secret(), *nodes[i]));
     if (!c.wait_for([&] { return c.coordinator->agents_connected() == 2; }))
       error = "agents did not connect";
   }
 
   ~JobCluster() {
-    for (auto& a : agents) {
-      std::promise<void> stopped;
-      boost::asio::post(a->io, [&] {
-        a->session->stop();
-        stopped.set_value();
-      });
-      stopped.get_future().wait();
-      a->io.stop();
-      a->thread.join();
-    }
+    agents.clear();  // stopped before the coordinator
     c.shutdown();
     for (auto& n : nodes)
       (void)n->remove_all();
@@ -185,9 +154,7 @@ class JobCluster {
 
   // Runs a node request on the agent's own thread, as gangd's requests are.
   Result<std::string> node_request(int node, proto::NodeRequest r) {
-    std::promise<Result<std::string>> p;
-    boost::asio::post(agents[node]->io, [&] { p.set_value(nodes[node]->node_request(r)); });
-    return p.get_future().get();
+    return agents[node]->call([&] { return nodes[node]->node_request(r); });
   }
 
   bool running_everywhere(JobId job) {
@@ -209,7 +176,7 @@ class JobCluster {
   std::string error;
   dynamos::gang::test::Cluster c;
   std::vector<std::unique_ptr<NodeAgent>> nodes;
-  std::vector<std::unique_ptr<AgentThread>> agents;
+  std::vector<std::unique_ptr<dynamos::gang::test::AgentThread>> agents;
 
  private:
   Layout layout_;

@@ -3,6 +3,9 @@
 // every Asio object living on one background io_context thread.
 #pragma once
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <atomic>
 #include <future>
 #include <mutex>
@@ -191,6 +194,59 @@ class Cluster {
   std::thread agent_thread_;
   std::mutex log_mu_;
   std::vector<std::string> log_;
+};
+
+// A real node's agent session (its handler a NodeAgent, say) on an io thread of its own,
+// at SCHED_FIFO 10 as dynamosd runs it by default (--rt-priority 10): the switch must
+// not wait behind the ranks for a CPU. Stopped on destruction.
+class AgentThread {
+ public:
+  AgentThread(std::uint16_t port, const std::string& node, const Secret& secret,
+              SwitchHandler& handler) {
+    AgentConfig ac;
+    ac.coordinator_port = port;
+    ac.node = node;
+    ac.secret = secret;
+    ac.log = [](const std::string&) {};
+    session_ = AgentSession::create(io_.get_executor(), ac, handler);
+    thread_ = std::thread([this] {
+      sched_param sp{};
+      sp.sched_priority = 10;
+      (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+      auto work = boost::asio::make_work_guard(io_);
+      session_->start();
+      io_.run();
+    });
+  }
+  AgentThread(const AgentThread&) = delete;
+  AgentThread& operator=(const AgentThread&) = delete;
+  ~AgentThread() { stop(); }
+
+  // Runs f() on the agent's thread (where gangd's requests run) and returns its result.
+  template <typename F>
+  auto call(F&& f) {
+    std::promise<decltype(f())> p;
+    boost::asio::post(io_, [&] { p.set_value(f()); });
+    return p.get_future().get();
+  }
+
+  // Stops the session on its own thread, then the thread.
+  void stop() {
+    if (!thread_.joinable()) return;
+    std::promise<void> stopped;
+    boost::asio::post(io_, [&] {
+      session_->stop();
+      stopped.set_value();
+    });
+    stopped.get_future().wait();
+    io_.stop();
+    thread_.join();
+  }
+
+ private:
+  boost::asio::io_context io_{1};
+  std::shared_ptr<AgentSession> session_;
+  std::thread thread_;  // last: started once the rest exists
 };
 
 }  // namespace dynamos::gang::test
