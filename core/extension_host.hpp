@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "core/engine.hpp"
-#include "core/error.hpp"
+#include "base/error.hpp"
 #include "core/extension_abi.h"
 #include "core/tunables.hpp"
 

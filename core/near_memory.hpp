@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 #include "core/target.hpp"
 
 namespace dynamos::core {

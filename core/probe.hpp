@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 #include "core/near_memory.hpp"
 #include "core/target.hpp"
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "core/engine.hpp"
-#include "core/error.hpp"
+#include "base/error.hpp"
 
 namespace dynamos::core {
 

@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 #include "core/extension_abi.h"
 
 namespace dynamos::core {

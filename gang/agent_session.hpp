@@ -28,7 +28,7 @@
 #include <optional>
 #include <string>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 #include "gang/auth.hpp"
 #include "gang/protocol.hpp"
 

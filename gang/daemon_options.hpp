@@ -7,7 +7,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 
 namespace dynamos::gang {
 

@@ -3,7 +3,7 @@
 #include <charconv>
 #include <cstdio>
 
-#include "core/json.hpp"
+#include "base/json.hpp"
 
 namespace dynamos::gang::jobpatch {
 

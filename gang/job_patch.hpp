@@ -1,6 +1,6 @@
 // The `patch` and `revert` node operations (gang/node_ops.hpp): their arguments and
 // replies, shared by the CLI (`dynamos patch --job`, `dynamos revert --job`) and the
-// node agent (gang/agent_ops_patch.cpp).
+// node agent (gang/dynamosd/agent_ops_patch.cpp).
 //
 //   patch   JOB [--mode drain|quiescent] [--timeout-ms N] --replace SYM=/ABS/PATCH.so:NEWSYM...
 //   revert  JOB [--mode drain|quiescent] UPDATE|PID:UPDATE...

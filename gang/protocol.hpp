@@ -25,7 +25,7 @@
 #include <variant>
 #include <vector>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 
 namespace dynamos::gang::proto {
 

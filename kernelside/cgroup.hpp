@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 #include "kernelside/pressure.hpp"
 
 namespace dynamos::kernelside {

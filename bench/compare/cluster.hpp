@@ -12,7 +12,7 @@
 
 #include "bench/compare/json.hpp"
 #include "bench/compare/process.hpp"
-#include "core/error.hpp"
+#include "base/error.hpp"
 #include "gang/protocol.hpp"
 
 namespace dynamos::compare {

@@ -1,7 +1,7 @@
 // A small JSON reader for what the harness reads back from other programs: the agents'
 // switch records (JSON lines with nested paging reports) and `dynamos ... --json`
 // output. Numbers are doubles; objects keep their keys sorted. Writing stays by hand
-// (core/json.hpp escapes).
+// (base/json.hpp escapes).
 #pragma once
 
 #include <map>
@@ -11,7 +11,7 @@
 #include <variant>
 #include <vector>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 
 namespace dynamos::compare {
 

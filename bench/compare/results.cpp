@@ -9,7 +9,7 @@
 
 #include "bench/compare/process.hpp"
 #include "bench/workload/size.hpp"
-#include "core/json.hpp"
+#include "base/json.hpp"
 
 namespace dynamos::compare {
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "bench/compare/config.hpp"
-#include "core/error.hpp"
+#include "base/error.hpp"
 
 namespace dynamos::compare {
 

@@ -15,7 +15,7 @@
 
 #include <algorithm>
 
-#include "tests/gang/cluster_harness.hpp"
+#include "testkit/cluster_harness.hpp"
 
 using namespace dynamos;
 using namespace dynamos::gang;

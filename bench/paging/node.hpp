@@ -17,7 +17,7 @@
 
 #include "bench/workload/progress.hpp"
 #include "bench/workload/result_line.hpp"
-#include "core/error.hpp"
+#include "base/error.hpp"
 #include "kernelside/cgroup.hpp"
 
 namespace dynamos::paging_bench {

@@ -24,7 +24,7 @@
 #include "core/engine.hpp"
 #include "core/remote.hpp"
 #include "core/symbols.hpp"
-#include "tests/remote/process.hpp"
+#include "testkit/process.hpp"
 
 using namespace dynamos;
 using namespace dynamos::core;

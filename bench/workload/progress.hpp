@@ -33,7 +33,7 @@
 #include <string_view>
 #include <utility>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 
 namespace dynamos::workload {
 

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 #include "kernelside/cgroup.hpp"
 
 namespace dynamos::cyclesteal {

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 #include "kernelside/cgroup.hpp"
 #include "kernelside/pressure.hpp"
 #include "kernelside/procfs.hpp"

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/json.hpp"
+#include "base/json.hpp"
 
 namespace dynamos::paging {
 
@@ -34,6 +34,6 @@ struct SwitchRecord {
 };
 
 std::string to_json(const SwitchRecord& r);
-using dynamos::json_escape;  // core/json.hpp
+using dynamos::json_escape;  // base/json.hpp
 
 }  // namespace dynamos::paging

@@ -14,7 +14,7 @@
 #include <span>
 #include <vector>
 
-#include "core/error.hpp"
+#include "base/error.hpp"
 #include "kernelside/memory.hpp"
 
 namespace dynamos::paging {

@@ -31,9 +31,9 @@
 #include <thread>
 #include <vector>
 
-#include "gang/coordinator.hpp"
+#include "gang/gangd/coordinator.hpp"
 #include "gang/hostfile.hpp"
-#include "gang/launch.hpp"
+#include "gang/gangd/launch.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;

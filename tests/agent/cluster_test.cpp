@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "core/extension_host.hpp"
-#include "gang/node_agent.hpp"
-#include "tests/gang/cluster_harness.hpp"
+#include "gang/dynamosd/node_agent.hpp"
+#include "testkit/cluster_harness.hpp"
 #include "tests/kernelside/support.hpp"
 
 using namespace dynamos;

@@ -12,8 +12,8 @@
 #include <regex>
 #include <thread>
 
-#include "gang/coordinator.hpp"
-#include "gang/node_agent.hpp"
+#include "gang/gangd/coordinator.hpp"
+#include "gang/dynamosd/node_agent.hpp"
 #include "tests/gang/test_util.hpp"
 #include "tests/kernelside/support.hpp"
 

@@ -1,6 +1,6 @@
 // The node agent on the real kernel (root): two child processes stand for the ranks of
 // two jobs; their progress counters show who runs. Under CI=true nothing skips.
-#include "gang/node_agent.hpp"
+#include "gang/dynamosd/node_agent.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

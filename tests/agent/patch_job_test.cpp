@@ -1,7 +1,7 @@
 // dynamos patch --job: the remote live update applied to every rank of a job on two
 // nodes, all or none. A real cluster in one process: gangd's Coordinator with its
 // control socket, two NodeAgents (real cgroups, each on its own io thread as dynamosd
-// runs them, with the patch ops of gang/agent_ops_patch.cpp), real target processes
+// runs them, with the patch ops of gang/dynamosd/agent_ops_patch.cpp), real target processes
 // in the jobs' groups, and the real `dynamos` CLI talking to the control socket.
 //
 // Prints the figures of docs/remote.md ("Patching a whole job").
@@ -22,13 +22,13 @@
 #include <sstream>
 #include <thread>
 
-#include "gang/agent_ops.hpp"
+#include "gang/dynamosd/agent_ops.hpp"
 #include "gang/job_patch.hpp"
-#include "gang/node_agent.hpp"
+#include "gang/dynamosd/node_agent.hpp"
 #include "gang/node_ops.hpp"
-#include "tests/gang/cluster_harness.hpp"
+#include "testkit/cluster_harness.hpp"
 #include "tests/kernelside/support.hpp"
-#include "tests/remote/process.hpp"
+#include "testkit/process.hpp"
 
 using namespace dynamos;
 using namespace dynamos::gang;

@@ -21,7 +21,7 @@
 #include <sstream>
 #include <thread>
 
-#include "gang/launch.hpp"
+#include "gang/gangd/launch.hpp"
 #include "kernelside/cgroup.hpp"
 #include "tests/gang/test_util.hpp"
 

@@ -1,7 +1,7 @@
 // gangd's core with simulated agents on loopback: authentication, malformed input,
 // synchronised gang switches, journal recovery, control-socket credentials, and the
 // agent's reaction to a lost coordinator.
-#include "gang/coordinator.hpp"
+#include "gang/gangd/coordinator.hpp"
 
 #include <grp.h>
 #include <gtest/gtest.h>
@@ -12,7 +12,7 @@
 #include <boost/asio.hpp>
 
 #include "gang/protocol_io.hpp"
-#include "tests/gang/cluster_harness.hpp"
+#include "testkit/cluster_harness.hpp"
 #include "tests/gang/test_util.hpp"
 
 using namespace dynamos;

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <thread>
 
-#include "gang/coordinator.hpp"
+#include "gang/gangd/coordinator.hpp"
 #include "tests/gang/test_util.hpp"
 
 using namespace dynamos;

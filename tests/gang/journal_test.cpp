@@ -1,6 +1,6 @@
 // gangd's journal: what was written is what a restart recovers; a torn last record
 // (a crash mid-write) is cut off with a warning; damage before the end is an error.
-#include "gang/journal.hpp"
+#include "gang/gangd/journal.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

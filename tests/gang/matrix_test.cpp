@@ -1,6 +1,6 @@
 // The Ousterhout matrix: placement respects slots, jobs sharing nodes alternate every
 // quantum, a job alone on its nodes is never switched.
-#include "gang/matrix.hpp"
+#include "gang/gangd/matrix.hpp"
 
 #include <gtest/gtest.h>
 

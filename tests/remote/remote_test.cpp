@@ -12,7 +12,7 @@
 #include "core/engine.hpp"
 #include "core/remote.hpp"
 #include "core/symbols.hpp"
-#include "tests/remote/process.hpp"
+#include "testkit/process.hpp"
 
 using namespace remote_test;
 using namespace dynamos;

@@ -1,0 +1,80 @@
+#include "base/error.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+namespace dynamos {
+
+const char* errc_name(Errc code) {
+  switch (code) {
+    case Errc::ok:
+      return "ok";
+    case Errc::system:
+      return "system";
+    case Errc::invalid_argument:
+      return "invalid_argument";
+    case Errc::not_found:
+      return "not_found";
+    case Errc::not_permitted:
+      return "not_permitted";
+    case Errc::refused:
+      return "refused";
+    case Errc::busy:
+      return "busy";
+    case Errc::timed_out:
+      return "timed_out";
+    case Errc::unsupported:
+      return "unsupported";
+    case Errc::version_mismatch:
+      return "version_mismatch";
+    case Errc::state:
+      return "state";
+    case Errc::protocol:
+      return "protocol";
+  }
+  return "unknown";
+}
+
+std::string Error::message() const {
+  if (sys_errno == 0) return what;
+  char buf[128];
+  // GNU strerror_r returns the message pointer, which may not be buf.
+  const char* text = strerror_r(sys_errno, buf, sizeof buf);
+  return what + ": " + text;
+}
+
+std::unexpected<Error> fail_errno(int err, std::string what) {
+  Errc code = Errc::system;
+  switch (err) {
+    case ENOENT:
+    case ESRCH:
+      code = Errc::not_found;
+      break;
+    case EPERM:
+    case EACCES:
+      code = Errc::not_permitted;
+      break;
+    case ETIMEDOUT:
+      code = Errc::timed_out;
+      break;
+    case EBUSY:
+    case EAGAIN:
+      code = Errc::busy;
+      break;
+    default:
+      break;
+  }
+  return std::unexpected(Error{code, err, std::move(what)});
+}
+
+std::string hex(std::uintptr_t value) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(value));
+  return buf;
+}
+
+std::unexpected<Error> fail_errno(std::string what) {
+  return fail_errno(errno, std::move(what));
+}
+
+}  // namespace dynamos

@@ -1,0 +1,76 @@
+// dynamos submit: an MPI job for the gang scheduler. gangd places it in the Ousterhout
+// matrix and starts it with mpirun over a hostfile of its nodes (gang/gangd/launch.hpp).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cstdlib>
+#include <iostream>
+
+#include "cli/command.hpp"
+#include "gang/client/control.hpp"
+#include "gang/gangd/coordinator.hpp"
+
+namespace po = boost::program_options;
+using namespace dynamos;
+namespace proto = dynamos::gang::proto;
+
+namespace {
+
+int run_submit(std::span<const std::string> args) {
+  po::options_description desc(
+      "usage: dynamos submit [--ranks R] [--nodes N] [--paging POLICY] [--name NAME]\n"
+      "                      [--output FILE] -- PROGRAM [ARGS...]\n\n"
+      "Submits an MPI job to the gang scheduler: gangd places its R ranks on N nodes (as\n"
+      "few as they fit on when N is not given) in a time slot, and starts it with mpirun\n"
+      "over a hostfile of those nodes, as you, in the current directory. Jobs sharing\n"
+      "nodes alternate every quantum, all ranks of a job together. Prints 'job ID' on its\n"
+      "last line; 'dynamos wait ID' waits for it. The ranks' output goes to FILE (default\n"
+      "./dynamos-job<ID>.out).\n\noptions");
+  unsigned ranks = 1, nodes = 0;
+  std::string paging = "demand", name, output;
+  desc.add_options()("help,h", "show this help")("ranks", po::value(&ranks)->default_value(1),
+                                                 "MPI ranks")(
+      "nodes", po::value(&nodes), "spread the ranks evenly over exactly N nodes")(
+      "paging", po::value(&paging)->default_value("demand"),
+      "paging policy at switches: demand, selective, aggressive, adaptive")(
+      "name", po::value(&name), "job name (default: the program's name)")(
+      "output", po::value(&output), "the ranks' output file");
+  cli::add_socket_option(desc);
+  // Everything after "--" belongs to the program, options included.
+  std::vector<std::string> own, program;
+  bool after = false;
+  for (const auto& a : args) {
+    if (!after && a == "--") {
+      after = true;
+      continue;
+    }
+    (after ? program : own).push_back(a);
+  }
+  std::vector<std::string> positional;
+  po::variables_map vm;
+  if (auto s = cli::parse_options("submit", own, desc, positional, vm)) return *s;
+  if (!positional.empty() && program.empty()) program = positional, positional.clear();
+  if (!positional.empty())
+    return cli::error("submit", "put the program after '--' (unexpected '" + positional[0] + "')",
+                      2);
+  if (program.empty()) return cli::error("submit", "no PROGRAM given (try --help)", 2);
+  if (ranks == 0) return cli::error("submit", "--ranks must be at least 1", 2);
+  char cwd_buf[4096];
+  if (!::getcwd(cwd_buf, sizeof cwd_buf))
+    return cli::error("submit", "cannot read the current directory");
+  std::string cwd = cwd_buf;
+  auto resolved = cli::resolve_program(program[0], cwd);
+  if (!resolved) return cli::error("submit", resolved.error().message());
+  if (name.empty()) name = program[0].substr(program[0].rfind('/') + 1);
+  program[0] = *resolved;
+  proto::JobSubmit req{name, ranks, nodes, paging, program, cwd, output};
+  auto r = cli::ask_for<proto::JobSubmitted>(cli::socket_path(vm), req, std::chrono::seconds(30));
+  if (!r) return cli::error("submit", r.error().message());
+  std::cout << "job " << r->job << "\n";
+  return 0;
+}
+
+}  // namespace
+
+DYNAMOS_COMMAND(submit, "submit", "submit an MPI job to the gang scheduler", run_submit);

@@ -1,0 +1,477 @@
+#include "gang/dynamosd/node_agent.hpp"
+
+#include <time.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "core/extension_host.hpp"
+#include "base/json.hpp"
+#include "gang/node_ops.hpp"
+
+namespace dynamos::gang {
+
+namespace ks = kernelside;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kGuests = "guests";
+
+std::string ids(const std::vector<JobId>& jobs) {
+  std::string s;
+  for (auto j : jobs)
+    s += (s.empty() ? "" : ",") + std::to_string(j);
+  return s.empty() ? "-" : s;
+}
+
+}  // namespace
+
+std::string NodeAgent::job_group_name(JobId job) {
+  return "job" + std::to_string(job);
+}
+
+std::optional<JobId> NodeAgent::parse_job_group_name(const std::string& name) {
+  if (!name.starts_with("job") || name.size() == 3) return std::nullopt;
+  JobId id = 0;
+  auto [end, ec] = std::from_chars(name.data() + 3, name.data() + name.size(), id);
+  if (ec != std::errc{} || end != name.data() + name.size()) return std::nullopt;
+  return id;
+}
+
+NodeAgent::NodeAgent(NodeAgentConfig config, ks::Group node, ks::Group guests)
+    : config_(std::move(config)),
+      node_path_(node.path()),
+      node_(std::move(node)),
+      guests_(std::move(guests)) {}
+
+Result<std::unique_ptr<NodeAgent>> NodeAgent::create(NodeAgentConfig config) {
+  if (config.node.empty() || config.node.find('/') != std::string::npos || config.node == "." ||
+      config.node == "..")
+    return fail(Errc::invalid_argument, "node agent: invalid node name '" + config.node + "'");
+  if (!config.layout) {
+    auto layout = ks::Layout::detect();
+    if (!layout) return std::unexpected(with_context(layout.error(), "node agent: cgroup layout"));
+    config.layout = std::move(*layout);
+  }
+  std::string path =
+      config.cgroup_parent.empty() ? config.node : config.cgroup_parent + "/" + config.node;
+  // A node that fails to set up leaves behind only what was there before.
+  bool parent_existed =
+      config.cgroup_parent.empty() || ks::Group::exists(*config.layout, config.cgroup_parent);
+  bool node_existed = ks::Group::exists(*config.layout, path);
+  auto node = ks::Group::create(*config.layout, path);
+  if (!node) return std::unexpected(with_context(node.error(), "node agent: node group"));
+  auto undo = [&](Error e) -> std::unexpected<Error> {
+    if (!node_existed) (void)node->remove_tree(ks::Evict::none);
+    if (!parent_existed)
+      if (auto p = ks::Group::open(*config.layout, config.cgroup_parent)) (void)p->remove();
+    return std::unexpected(std::move(e));
+  };
+  if (!config.cpus.empty())
+    if (auto r = node->set_cpus(config.cpus); !r)
+      return undo(with_context(r.error(), "node agent: node " + config.node + " cpus"));
+  if (config.memory_max)
+    if (auto r = node->set_memory_max(config.memory_max); !r)
+      return undo(with_context(r.error(), "node agent: node " + config.node + " memory limit"));
+  auto guests = node->create_child(kGuests);
+  if (!guests) return undo(with_context(guests.error(), "node agent: guests group"));
+
+  std::unique_ptr<NodeAgent> agent(
+      new NodeAgent(std::move(config), std::move(*node), std::move(*guests)));
+  // Adopt the jobs of a previous agent: their groups and frozen state stay as they
+  // are until gangd's job_assign (sent on every connect) says which ones run.
+  auto children = agent->node_.children();
+  if (!children)
+    return std::unexpected(with_context(children.error(), "node agent: listing " + path));
+  for (const auto& name : *children) {
+    auto id = parse_job_group_name(name);
+    if (!id) continue;
+    auto group = ks::Group::open(*agent->config_.layout, path + "/" + name);
+    if (!group) return std::unexpected(with_context(group.error(), "node agent: adopting " + name));
+    auto frozen = group->frozen();
+    agent->jobs_.emplace(*id,
+                         Job{std::move(*group), "", "", !frozen.value_or(false), std::nullopt});
+    agent->log("adopted job " + std::to_string(*id) + " from " + path + "/" + name);
+  }
+  return agent;
+}
+
+void NodeAgent::log(const std::string& line) const {
+  if (config_.log)
+    config_.log(line);
+  else
+    std::cerr << "dynamosd[" << config_.node << "]: " << line << "\n";
+}
+
+Result<NodeAgent::Job*> NodeAgent::job_locked(JobId job) {
+  if (auto it = jobs_.find(job); it != jobs_.end()) return &it->second;
+  auto group = node_.create_child(job_group_name(job));
+  if (!group)
+    return std::unexpected(
+        with_context(group.error(), "creating the group of job " + std::to_string(job)));
+  auto [it, _] = jobs_.emplace(job, Job{std::move(*group), "", "", true, std::nullopt});
+  return &it->second;
+}
+
+Result<ks::Group> NodeAgent::job_group(JobId job) {
+  std::lock_guard l(mu_);
+  auto j = job_locked(job);
+  if (!j) return std::unexpected(j.error());
+  return (*j)->group;
+}
+
+Result<void> NodeAgent::attach(JobId job, pid_t pid) {
+  std::lock_guard l(mu_);
+  auto j = job_locked(job);
+  if (!j) return std::unexpected(j.error());
+  if (auto r = (*j)->group.attach(pid); !r) return r;
+  if ((*j)->running) return {};
+  if (auto r = (*j)->group.freeze(config_.freeze_timeout); !r)
+    return std::unexpected(with_context(
+        r.error(), "freezing process " + std::to_string(pid) + " of job " + std::to_string(job)));
+  return {};
+}
+
+Result<void> NodeAgent::attach_rank(JobId job, pid_t pid, uid_t uid) {
+  {
+    std::lock_guard l(mu_);
+    auto it = jobs_.find(job);
+    if (it == jobs_.end() || !it->second.uid)
+      return fail(Errc::busy,
+                  "job " + std::to_string(job) + " is not assigned to node " + config_.node);
+    if (uid != 0 && uid != *it->second.uid)
+      return fail(Errc::not_permitted, "job " + std::to_string(job) + " belongs to uid " +
+                                           std::to_string(*it->second.uid) + ", not " +
+                                           std::to_string(uid));
+  }
+  return attach(job, pid);
+}
+
+Result<void> NodeAgent::assign(const proto::JobAssign& a) {
+  std::lock_guard l(mu_);
+  auto j = job_locked(a.job);
+  if (!j) return std::unexpected(j.error());
+  (*j)->name = a.name;
+  (*j)->paging = a.paging;
+  (*j)->running = a.running;
+  (*j)->uid = a.uid;
+  // The job's running state in the current slot: a job that is not running is held
+  // frozen, so that ranks launched between two switches do not run out of turn.
+  auto r = a.running ? (*j)->group.thaw() : (*j)->group.freeze(config_.freeze_timeout);
+  if (!r)
+    return std::unexpected(with_context(r.error(), std::string(a.running ? "thawing" : "freezing") +
+                                                       " job " + std::to_string(a.job)));
+  return {};
+}
+
+void NodeAgent::job_assigned(const proto::JobAssign& a) {
+  if (auto r = assign(a); !r)
+    log("job_assign " + std::to_string(a.job) + ": " + r.error().message());
+}
+
+void NodeAgent::job_released(const proto::JobRelease& r) {
+  std::unique_lock l(mu_);
+  auto it = jobs_.find(r.job);
+  if (it == jobs_.end()) return;
+  ks::Group group = std::move(it->second.group);
+  jobs_.erase(it);
+  l.unlock();
+  if (config_.extensions && !config_.paging_extension.empty()) {
+    core::Subject s;
+    s.id = r.job;
+    s.cgroup = group.path();
+    (void)config_.extensions->detach(config_.paging_extension, s);  // it may never have seen it
+  }
+  // Whatever still runs of a released job has no business on the node any more.
+  if (auto rm = group.remove_tree(ks::Evict::kill); !rm)
+    log("releasing job " + std::to_string(r.job) + " (" + r.reason + "): " + rm.error().message());
+}
+
+Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
+  auto start = Clock::now();
+  std::lock_guard l(mu_);
+  SwitchRecord rec;
+  rec.round = round.round;
+  std::optional<Error> first;
+  auto note = [&](Error e) {
+    if (!first) first = e;
+    log("round " + std::to_string(round.round) + ": " + e.message());
+  };
+
+  std::vector<Job*> out, in;
+  for (auto id : round.outgoing)
+    if (auto it = jobs_.find(id); it != jobs_.end()) {
+      out.push_back(&it->second);
+      rec.outgoing.push_back(id);
+    }
+  for (auto id : round.incoming)
+    if (auto it = jobs_.find(id); it != jobs_.end()) {
+      in.push_back(&it->second);
+      rec.incoming.push_back(id);
+    }
+
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i]->running = false;
+  for (std::size_t i = 0; i < in.size(); ++i)
+    in[i]->running = true;
+  auto thaw_incoming = [&] {
+    auto t0 = Clock::now();
+    for (std::size_t i = 0; i < in.size(); ++i)
+      if (auto r = in[i]->group.thaw(); !r)
+        note(with_context(r.error(), "thawing job " + std::to_string(rec.incoming[i])));
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    last_running_ns_ = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u +
+                       static_cast<std::uint64_t>(ts.tv_nsec);
+    rec.thaw = Clock::now() - t0;
+  };
+  // Incoming jobs under demand paging need nothing before they run ("stop and
+  // continue"): they are thawed as soon as the outgoing jobs are told to freeze, and the
+  // wait for the last outgoing task to stop overlaps their start. Under the other
+  // policies the incoming job runs only after its paging (page-out of the outgoing job,
+  // prefetch) in switch_in.
+  bool demand_only =
+      std::all_of(in.begin(), in.end(), [](const Job* j) { return j->paging == "demand"; });
+  for (std::size_t i = 0; i < out.size(); ++i)
+    if (auto r = out[i]->group.start_freeze(); !r)
+      note(with_context(r.error(), "freezing job " + std::to_string(rec.outgoing[i])));
+  if (demand_only) thaw_incoming();
+  bool all_frozen = true;
+  for (std::size_t i = 0; i < out.size(); ++i)
+    if (auto r = out[i]->group.wait_frozen(config_.freeze_timeout); !r) {
+      all_frozen = false;
+      note(with_context(r.error(), "freezing job " + std::to_string(rec.outgoing[i])));
+    }
+  auto frozen_at = Clock::now();
+  rec.freeze = frozen_at - start - rec.thaw;
+
+  core::ExtensionHost* ext = config_.extensions;
+  if (ext && !config_.paging_extension.empty()) {
+    auto subject = [&](JobId id, const Job& j) { return subject_locked(id, j); };
+    // switch_out records a working set and must see the job frozen: skip it otherwise.
+    if (all_frozen)
+      for (std::size_t i = 0; i < out.size(); ++i)
+        if (auto r = ext->switch_out(config_.paging_extension, subject(rec.outgoing[i], *out[i]));
+            !r)
+          note(with_context(r.error(),
+                            "paging switch_out of job " + std::to_string(rec.outgoing[i])));
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      auto r = ext->switch_in(config_.paging_extension, subject(rec.incoming[i], *in[i]));
+      if (!r)
+        note(with_context(r.error(), "paging switch_in of job " + std::to_string(rec.incoming[i])));
+      else if (!r->empty())
+        rec.paging_report += (rec.paging_report.empty() ? "" : "\n") + *r;
+    }
+  }
+  rec.paging = Clock::now() - frozen_at;
+  if (!demand_only) thaw_incoming();
+  rec.total = Clock::now() - start;
+  if (first) rec.error = first->message();
+  history_.push_back(rec);
+  if (history_.size() > kSwitchHistory) history_.pop_front();
+  if (first)
+    return std::unexpected(with_context(*first, "switch round " + std::to_string(round.round) +
+                                                    " (out " + ids(round.outgoing) + ", in " +
+                                                    ids(round.incoming) + ")"));
+  return {};
+}
+
+core::Subject NodeAgent::subject_locked(JobId id, const Job& j) const {
+  core::Subject s;
+  s.kind = DYNAMOS_SUBJECT_JOB;
+  s.id = id;
+  s.name = j.name;
+  s.cgroup = j.group.path();
+  if (auto pids = j.group.pids_recursive()) s.pids.assign(pids->begin(), pids->end());
+  s.policy = j.paging;
+  s.attrs.emplace_back("node_cgroup", node_path_);
+  return s;
+}
+
+Result<std::string> NodeAgent::tick() {
+  core::ExtensionHost* ext = config_.extensions;
+  if (!ext || config_.paging_extension.empty()) return std::string();
+  std::vector<core::Subject> running;
+  {
+    std::lock_guard l(mu_);
+    for (auto& [id, j] : jobs_)
+      if (j.running) running.push_back(subject_locked(id, j));
+  }
+  std::string reports;
+  std::optional<Error> first;
+  for (const auto& s : running) {
+    auto r = ext->tick(config_.paging_extension, s);
+    if (!r) {
+      if (!first) first = with_context(r.error(), "paging tick of job " + std::to_string(s.id));
+    } else if (!r->empty()) {
+      reports += (reports.empty() ? "" : "\n") + *r;
+    }
+  }
+  if (first) return std::unexpected(*first);
+  return reports;
+}
+
+Result<void> NodeAgent::thaw_all() {
+  std::lock_guard l(mu_);
+  std::optional<Error> first;
+  for (auto& [id, j] : jobs_) {
+    j.running = true;
+    if (auto r = j.group.thaw(); !r && !first)
+      first = with_context(r.error(), "thawing job " + std::to_string(id));
+  }
+  if (first) return std::unexpected(*first);
+  return {};
+}
+
+void NodeAgent::coordinator_lost() {
+  log("coordinator lost: thawing every job");
+  if (auto r = thaw_all(); !r) log("coordinator lost: " + r.error().message());
+}
+
+std::optional<proto::MetricsReport> NodeAgent::metrics() {
+  std::lock_guard l(mu_);
+  proto::MetricsReport m;
+  m.time_ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+  if (auto max = node_.memory_max(); max && *max) m.mem_total = **max;
+  if (auto cur = node_.memory_current(); cur && m.mem_total > *cur)
+    m.mem_available = m.mem_total - *cur;
+  for (auto& [id, j] : jobs_) {
+    proto::JobMetrics jm;
+    jm.job = id;
+    if (auto cpu = j.group.cpu_usage()) jm.cpu_ns = static_cast<std::uint64_t>(cpu->count());
+    if (auto st = j.group.memory_stat()) {
+      if (auto it = st->find("anon"); it != st->end()) jm.rss_bytes = it->second;
+      if (auto it = st->find("pgmajfault"); it != st->end()) jm.major_faults = it->second;
+    }
+    m.jobs.push_back(jm);
+  }
+  return m;
+}
+
+Result<void> NodeAgent::remove_all() {
+  std::lock_guard l(mu_);
+  jobs_.clear();
+  if (auto r = node_.remove_tree(ks::Evict::kill); !r)
+    return std::unexpected(with_context(r.error(), "removing node " + config_.node));
+  // The parent ("dynamos") is shared with the other nodes of this host: remove it only
+  // when it is left empty, and quietly leave it otherwise.
+  if (!config_.cgroup_parent.empty())
+    if (auto parent = ks::Group::open(*config_.layout, config_.cgroup_parent))
+      if (auto kids = parent->children(); kids && kids->empty()) (void)parent->remove();
+  return {};
+}
+
+std::vector<JobId> NodeAgent::jobs() const {
+  std::lock_guard l(mu_);
+  std::vector<JobId> v;
+  for (auto& [id, _] : jobs_)
+    v.push_back(id);
+  return v;
+}
+
+Result<bool> NodeAgent::frozen(JobId job) const {
+  std::lock_guard l(mu_);
+  auto it = jobs_.find(job);
+  if (it == jobs_.end())
+    return fail(Errc::not_found, "no job " + std::to_string(job) + " on node " + config_.node);
+  return it->second.group.frozen();
+}
+
+std::optional<SwitchRecord> NodeAgent::last_switch() const {
+  std::lock_guard l(mu_);
+  if (history_.empty()) return std::nullopt;
+  return history_.back();
+}
+
+std::vector<SwitchRecord> NodeAgent::switch_history() const {
+  std::lock_guard l(mu_);
+  return {history_.begin(), history_.end()};
+}
+
+namespace {
+std::string ms(std::chrono::nanoseconds d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(d.count()) / 1e6);
+  return buf;
+}
+std::string id_list(const std::vector<JobId>& ids) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    s += (i ? "," : "") + std::to_string(ids[i]);
+  return s + "]";
+}
+}  // namespace
+
+Result<std::string> NodeAgent::switches_json(const std::string& last) const {
+  std::size_t n = kSwitchHistory;
+  if (!last.empty()) {
+    auto [end, ec] = std::from_chars(last.data(), last.data() + last.size(), n);
+    if (ec != std::errc{} || end != last.data() + last.size())
+      return fail(Errc::invalid_argument, "switches: '" + last + "' is not a count");
+  }
+  auto all = switch_history();
+  std::string out;
+  for (std::size_t i = all.size() > n ? all.size() - n : 0; i < all.size(); ++i) {
+    const auto& r = all[i];
+    std::string paging = "[";
+    std::size_t start = 0;
+    bool first = true;
+    while (start < r.paging_report.size()) {
+      auto nl = r.paging_report.find('\n', start);
+      auto line = r.paging_report.substr(start, nl == std::string::npos ? nl : nl - start);
+      if (!line.empty()) {
+        paging += (first ? "" : ",") + line;
+        first = false;
+      }
+      if (nl == std::string::npos) break;
+      start = nl + 1;
+    }
+    paging += "]";
+    out += "{\"node\":\"" + json_escape(config_.node) + "\",\"round\":" + std::to_string(r.round) +
+           ",\"outgoing\":" + id_list(r.outgoing) + ",\"incoming\":" + id_list(r.incoming) +
+           ",\"freeze_ms\":" + ms(r.freeze) + ",\"paging_ms\":" + ms(r.paging) +
+           ",\"thaw_ms\":" + ms(r.thaw) + ",\"total_ms\":" + ms(r.total) + ",\"paging\":" + paging +
+           ",\"error\":\"" + json_escape(r.error) + "\"}\n";
+  }
+  return out;
+}
+
+// --- node operations -----------------------------------------------------------------
+
+void NodeAgent::add_op(std::string name, Op op) {
+  ops_[std::move(name)] = std::move(op);
+}
+
+Result<std::string> NodeAgent::node_request(const proto::NodeRequest& r) {
+  if (r.op == ops::job_pids) {
+    if (r.args.size() != 1) return fail(Errc::invalid_argument, "job-pids takes one job id");
+    JobId id = 0;
+    const auto& a = r.args[0];
+    auto [end, ec] = std::from_chars(a.data(), a.data() + a.size(), id);
+    if (ec != std::errc{} || end != a.data() + a.size())
+      return fail(Errc::invalid_argument, "job-pids: '" + a + "' is not a job id");
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end())
+      return fail(Errc::not_found, "job " + a + " has no group on node " + config_.node);
+    auto pids = it->second.group.pids_recursive();
+    if (!pids) return std::unexpected(pids.error());
+    std::string out;
+    for (pid_t p : *pids)
+      out += (out.empty() ? "" : " ") + std::to_string(p);
+    return out;
+  }
+  if (r.op == ops::switches) return switches_json(r.args.empty() ? "" : r.args[0]);
+  auto it = ops_.find(r.op);
+  if (it == ops_.end())
+    return fail(Errc::unsupported, "node " + config_.node + " does not support '" + r.op + "'");
+  return it->second(r);
+}
+
+}  // namespace dynamos::gang

@@ -1,0 +1,100 @@
+// The Ousterhout matrix: time slots (rows) by nodes (columns). Every job is placed in
+// one row, on a set of nodes, with some ranks on each; a node holds at most its
+// `slots` ranks per row. Each quantum the active row moves to the next non-empty row:
+// its jobs run, everything else stops, except that jobs of other rows whose cells are
+// free in the active row fill them ("alternative scheduling"). Hence a job that shares
+// no node with any other job is never switched, and two jobs on the same nodes
+// alternate every quantum.
+//
+// The matrix is pure bookkeeping: no I/O, no clocks. gangd turns each Step into a
+// switch round. Rows are never renumbered (a placement's row is stable, so the journal
+// can store it); an emptied row is skipped and reused.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/error.hpp"
+
+namespace dynamos::gang {
+
+using JobId = std::uint64_t;
+
+struct Cell {
+  std::size_t node = 0;  // index into the matrix's nodes
+  int ranks = 0;
+};
+
+struct Placement {
+  JobId job = 0;
+  int row = 0;
+  std::vector<Cell> cells;
+  int ranks() const;
+};
+
+class Matrix {
+ public:
+  struct NodeSpec {
+    std::string name;
+    int slots = 1;
+  };
+
+  explicit Matrix(std::vector<NodeSpec> nodes, int max_rows = 8);
+
+  // Places a job of `ranks` ranks, spread evenly over exactly `nodes` nodes, or packed
+  // onto as few nodes as fit when `nodes` is 0. First fit over the rows, then a new
+  // row. Fails (invalid_argument) when the job can never fit, (busy) when every row is
+  // taken. Does not change the running set: call recompute().
+  Result<Placement> place(JobId job, int ranks, int nodes = 0);
+  // Puts back a placement read from the journal, checking it still fits.
+  Result<void> restore(const Placement& p);
+  Result<void> remove(JobId job);
+
+  const Placement* find(JobId job) const;
+  const std::vector<NodeSpec>& nodes() const { return nodes_; }
+  std::size_t node_index(const std::string& name) const;  // npos when unknown
+  int rows() const { return static_cast<int>(rows_.size()); }
+  int active_row() const { return active_; }
+  const std::set<JobId>& running() const { return running_; }
+  bool is_running(JobId job) const { return running_.contains(job); }
+
+  // What changes at a quantum boundary.
+  struct Step {
+    int active_row = 0;
+    std::vector<JobId> stopped;  // were running, now frozen
+    std::vector<JobId> started;  // were frozen (or new), now run
+    bool changed() const { return !stopped.empty() || !started.empty(); }
+  };
+  // Moves to the next non-empty row and returns the difference in running jobs.
+  Step advance();
+  // Re-derives the running set for the current row (after place or remove).
+  Step recompute();
+
+  // Jobs with a cell on `node`, in row order.
+  std::vector<JobId> jobs_on(std::size_t node) const;
+  // Nodes with no running job in the current quantum (cycle-stealing candidates).
+  std::vector<std::size_t> idle_nodes() const;
+  // A text table, one line a row, "*" marking the active row.
+  std::string render() const;
+
+ private:
+  struct Row {
+    std::vector<JobId> jobs;
+    std::vector<int> used;  // ranks per node
+  };
+  bool fits(const Row& row, const std::vector<Cell>& cells) const;
+  Result<std::vector<Cell>> cells_for(const Row& row, int ranks, int nodes) const;
+  std::set<JobId> running_for(int active) const;
+  Step diff_to(std::set<JobId> next);
+
+  std::vector<NodeSpec> nodes_;
+  int max_rows_;
+  std::vector<Row> rows_;
+  std::vector<Placement> placements_;
+  int active_ = 0;
+  std::set<JobId> running_;
+};
+
+}  // namespace dynamos::gang
