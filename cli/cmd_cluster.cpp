@@ -275,7 +275,7 @@ int run_up(std::span<const std::string> args) {
   if (!topo) return cli::error("cluster up", topo.error().message());
   std::uint64_t mem_bytes = topo->memory_bytes / nodes;
   if (!mem.empty()) {
-    auto b = core::parse_size_bytes(mem);
+    auto b = parse_size_bytes(mem);
     if (!b || *b < (64 << 20))
       return cli::error("cluster up", "--mem-per-node: '" + mem + "' is not a size of 64M or more",
                         2);

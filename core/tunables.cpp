@@ -32,64 +32,6 @@ std::string quoted(std::string_view s) {
   return "'" + std::string(s) + "'";
 }
 
-// A non-negative decimal number "123", "1.5", ".25" split into digits and scale:
-// value = mantissa / 10^scale. Kept exact so that "1.5K" and "0.1s" convert without
-// rounding; at most 30 significant digits so that the 128-bit arithmetic cannot overflow.
-struct Decimal {
-  __int128 mantissa = 0;
-  int scale = 0;
-};
-
-// Consumes a decimal number from the front of `s`; nullopt when there is none.
-std::optional<Decimal> take_decimal(std::string_view& s) {
-  Decimal d;
-  std::size_t i = 0;
-  int digits = 0;
-  bool seen_point = false;
-  bool any = false;
-  for (; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '.' && !seen_point) {
-      seen_point = true;
-      continue;
-    }
-    if (!std::isdigit(static_cast<unsigned char>(c))) break;
-    any = true;
-    if (d.mantissa == 0 && c == '0') {
-      if (seen_point) ++d.scale;
-      continue;
-    }
-    if (++digits > 30) return std::nullopt;
-    d.mantissa = d.mantissa * 10 + (c - '0');
-    if (seen_point) ++d.scale;
-  }
-  if (!any) return std::nullopt;
-  s.remove_prefix(i);
-  return d;
-}
-
-// mantissa * unit / 10^scale when that is a whole number that fits int64.
-enum class Exact { ok, fraction, overflow };
-Exact scale_exact(const Decimal& d, std::int64_t unit, std::int64_t& out) {
-  if (d.mantissa == 0) {
-    out = 0;
-    return Exact::ok;
-  }
-  // mantissa < 10^30 and unit < 2^63: bound the product before computing it.
-  if (d.mantissa > (static_cast<__int128>(1) << 126) / unit) return Exact::overflow;
-  __int128 v = d.mantissa * unit;
-  // v < 2^126 < 10^38, so a larger scale always leaves a fraction.
-  if (d.scale > 37) return Exact::fraction;
-  __int128 p = 1;
-  for (int i = 0; i < d.scale; ++i)
-    p *= 10;
-  if (v % p != 0) return Exact::fraction;
-  v /= p;
-  if (v > std::numeric_limits<std::int64_t>::max()) return Exact::overflow;
-  out = static_cast<std::int64_t>(v);
-  return Exact::ok;
-}
-
 bool is_lower_ident(std::string_view name, bool underscores) {
   if (name.empty() || name.size() > 64) return false;
   if (name[0] < 'a' || name[0] > 'z') return false;
@@ -273,108 +215,7 @@ Result<double> parse_float(std::string_view text) {
   return v;
 }
 
-Result<std::int64_t> parse_duration_ns(std::string_view text) {
-  std::string_view s = trim(text);
-  const std::string shown = quoted(s);
-  if (s.empty()) return fail(Errc::invalid_argument, "an empty text is not a duration");
-  if (s[0] == '-') return fail(Errc::invalid_argument, shown + ": a duration is not negative");
-  if (s[0] == '+') s.remove_prefix(1);
-  if (s == "0") return 0;
-  static const std::pair<const char*, std::int64_t> units[] = {
-      {"ns", 1},
-      {"us", 1'000},
-      {"\xC2\xB5s", 1'000},  // µs
-      {"ms", 1'000'000},
-      {"s", 1'000'000'000},
-      {"min", 60'000'000'000},
-      {"m", 60'000'000'000},
-      {"h", 3'600'000'000'000},
-      {"d", 86'400'000'000'000},
-  };
-  std::int64_t total = 0;
-  while (!s.empty()) {
-    auto number = take_decimal(s);
-    if (!number)
-      return fail(Errc::invalid_argument,
-                  shown + " is not a duration (a number and a unit: ns, us, ms, s, min, h, d)");
-    std::size_t n = 0;
-    while (n < s.size() && !std::isdigit(static_cast<unsigned char>(s[n])) && s[n] != '.')
-      ++n;
-    std::string unit = lower(s.substr(0, n));
-    s.remove_prefix(n);
-    if (unit.empty())
-      return fail(Errc::invalid_argument,
-                  shown + " needs a unit (ns, us, ms, s, min, h, d), e.g. 250ms or 1.5s");
-    auto it = std::find_if(std::begin(units), std::end(units),
-                           [&](const auto& u) { return unit == u.first; });
-    if (it == std::end(units))
-      return fail(Errc::invalid_argument,
-                  shown + ": unknown duration unit '" + unit + "' (ns, us, ms, s, min, h, d)");
-    std::int64_t part = 0;
-    switch (scale_exact(*number, it->second, part)) {
-      case Exact::fraction:
-        return fail(Errc::invalid_argument, shown + " is not a whole number of nanoseconds");
-      case Exact::overflow:
-        return fail(Errc::invalid_argument, shown + " is too long (at most about 292 years)");
-      case Exact::ok:
-        break;
-    }
-    if (__builtin_add_overflow(total, part, &total))
-      return fail(Errc::invalid_argument, shown + " is too long (at most about 292 years)");
-  }
-  return total;
-}
 
-Result<std::int64_t> parse_size_bytes(std::string_view text) {
-  std::string_view s = trim(text);
-  const std::string shown = quoted(s);
-  if (s.empty()) return fail(Errc::invalid_argument, "an empty text is not a size");
-  if (s[0] == '-') return fail(Errc::invalid_argument, shown + ": a size is not negative");
-  if (s[0] == '+') s.remove_prefix(1);
-  auto number = take_decimal(s);
-  if (!number)
-    return fail(Errc::invalid_argument,
-                shown +
-                    " is not a size (a number and an optional unit: B, K, M, G, T, KiB, "
-                    "MiB, GiB, TiB, kB, MB, GB, TB)");
-  std::string unit = lower(trim(s));
-  constexpr std::int64_t k = 1024;
-  static const std::pair<const char*, std::int64_t> units[] = {
-      {"", 1},
-      {"b", 1},
-      {"k", k},
-      {"kib", k},
-      {"kb", 1000},
-      {"m", k * k},
-      {"mib", k * k},
-      {"mb", 1000 * 1000},
-      {"g", k * k * k},
-      {"gib", k * k * k},
-      {"gb", 1000LL * 1000 * 1000},
-      {"t", k * k * k * k},
-      {"tib", k * k * k * k},
-      {"tb", 1000LL * 1000 * 1000 * 1000},
-      {"p", k * k * k * k * k},
-      {"pib", k * k * k * k * k},
-      {"pb", 1000LL * 1000 * 1000 * 1000 * 1000},
-  };
-  auto it = std::find_if(std::begin(units), std::end(units),
-                         [&](const auto& u) { return unit == u.first; });
-  if (it == std::end(units))
-    return fail(Errc::invalid_argument,
-                shown + ": unknown size unit '" + std::string(trim(s)) +
-                    "' (B, K, M, G, T, P and KiB..PiB are powers of 1024; kB..PB of 1000)");
-  std::int64_t bytes = 0;
-  switch (scale_exact(*number, it->second, bytes)) {
-    case Exact::fraction:
-      return fail(Errc::invalid_argument, shown + " is not a whole number of bytes");
-    case Exact::overflow:
-      return fail(Errc::invalid_argument, shown + " is too large (at most 8 EiB - 1)");
-    case Exact::ok:
-      break;
-  }
-  return bytes;
-}
 
 Result<bool> parse_boolean(std::string_view text) {
   std::string t = lower(trim(text));
@@ -384,26 +225,6 @@ Result<bool> parse_boolean(std::string_view text) {
               quoted(trim(text)) + " is not a boolean (true/false, yes/no, on/off, 1/0)");
 }
 
-std::string format_duration_ns(std::int64_t ns) {
-  if (ns == 0) return "0s";
-  static const std::pair<const char*, std::int64_t> units[] = {
-      {"h", 3'600'000'000'000}, {"min", 60'000'000'000}, {"s", 1'000'000'000},
-      {"ms", 1'000'000},        {"us", 1'000},           {"ns", 1},
-  };
-  for (const auto& [name, unit] : units)
-    if (ns % unit == 0) return std::to_string(ns / unit) + name;
-  return std::to_string(ns) + "ns";
-}
-
-std::string format_size_bytes(std::int64_t bytes) {
-  if (bytes == 0) return "0B";
-  static const char* names[] = {"PiB", "TiB", "GiB", "MiB", "KiB"};
-  for (int i = 0; i < 5; ++i) {
-    std::int64_t unit = std::int64_t{1} << (10 * (5 - i));
-    if (bytes % unit == 0) return std::to_string(bytes / unit) + names[i];
-  }
-  return std::to_string(bytes) + "B";
-}
 
 Result<TunableSpec> TunableSpec::from_abi(const dynamos_tunable& t) {
   TunableSpec spec;

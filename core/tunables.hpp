@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/units.hpp"
 #include "core/extension_abi.h"
 
 namespace dynamos::core {
@@ -67,13 +68,8 @@ struct TunableSpec {
 // The value syntaxes, usable on their own. Each refuses trailing garbage.
 Result<std::int64_t> parse_integer(std::string_view text);
 Result<double> parse_float(std::string_view text);
-// "250ms", "1.5s", "2min", "1h30m", "90s", "0"; units ns, us, ms, s, m or min, h, d.
-Result<std::int64_t> parse_duration_ns(std::string_view text);
-// "4096", "512B", "64K" = "64KiB" = 65536, "1.5M", "2GiB"; "1kB" = 1000, "1MB" = 10^6.
-Result<std::int64_t> parse_size_bytes(std::string_view text);
+// Durations and sizes: base/units.hpp (parse_duration_ns, parse_size_bytes).
 Result<bool> parse_boolean(std::string_view text);
-std::string format_duration_ns(std::int64_t ns);    // largest exact unit: "1500ms", "2min"
-std::string format_size_bytes(std::int64_t bytes);  // largest exact binary unit: "64MiB"
 
 enum class ValueSource { default_value, config_file, environment, runtime };
 // "default", "config", "environment", "runtime"

@@ -131,40 +131,6 @@ Result<std::vector<bool>> parse_cyclesteal(std::string_view mode) {
               "--cyclesteal takes on, off or both, not '" + std::string(mode) + "'");
 }
 
-Result<std::chrono::nanoseconds> parse_duration(std::string_view text) {
-  std::string t = trim(text);
-  double scale = 1e9;
-  std::string_view num = t;
-  if (t.ends_with("ms")) {
-    scale = 1e6;
-    num = std::string_view(t).substr(0, t.size() - 2);
-  } else if (t.ends_with("us")) {
-    scale = 1e3;
-    num = std::string_view(t).substr(0, t.size() - 2);
-  } else if (t.ends_with("s")) {
-    num = std::string_view(t).substr(0, t.size() - 1);
-  } else if (t.ends_with("m")) {
-    scale = 60e9;
-    num = std::string_view(t).substr(0, t.size() - 1);
-  }
-  std::string n(num);
-  char* end = nullptr;
-  double v = n.empty() ? NAN : std::strtod(n.c_str(), &end);
-  if (n.empty() || end != n.c_str() + n.size() || !std::isfinite(v) || v < 0 || v * scale > 1e15)
-    return fail(Errc::invalid_argument, "'" + t + "' is not a duration (e.g. 2s, 500ms, 1.5, 1m)");
-  return std::chrono::nanoseconds(static_cast<std::int64_t>(std::llround(v * scale)));
-}
-
-std::string format_duration(std::chrono::nanoseconds d) {
-  char buf[32];
-  double s = d.count() / 1e9;
-  if (s < 1 && d.count() % 1'000'000 == 0)
-    std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(d.count() / 1'000'000));
-  else
-    std::snprintf(buf, sizeof buf, "%gs", s);
-  return buf;
-}
-
 Result<void> validate(const CompareConfig& c, unsigned cluster_nodes) {
   if (c.workloads.empty()) return fail(Errc::invalid_argument, "no workload given");
   if (c.policies.empty()) return fail(Errc::invalid_argument, "no paging policy given");

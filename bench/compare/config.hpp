@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/units.hpp"
 
 namespace dynamos::compare {
 
@@ -42,8 +43,8 @@ Result<std::vector<std::string>> parse_policies(std::string_view list);
 // "on", "off" or "both" (off first).
 Result<std::vector<bool>> parse_cyclesteal(std::string_view mode);
 // "2s", "500ms", "1.5" (seconds), "1m".
-Result<std::chrono::nanoseconds> parse_duration(std::string_view text);
-std::string format_duration(std::chrono::nanoseconds d);  // "2s", "1.5s", "500ms"
+using dynamos::parse_duration;  // base/units.hpp
+using dynamos::format_duration;
 
 struct CompareConfig {
   std::vector<WorkloadSpec> workloads;

@@ -6,12 +6,13 @@
 #include <string_view>
 
 #include "base/error.hpp"
+#include "base/units.hpp"
 
 namespace dynamos::workload {
 
 // Parses a byte count with an optional K, M, G or T suffix (powers of 1024, "KiB" and
 // "MB" spellings accepted as the same).
-Result<std::uint64_t> parse_size(std::string_view text);
+using dynamos::parse_size;  // base/units.hpp
 
 // "256 MiB", "1.5 GiB", "512 B".
 std::string format_size(std::uint64_t bytes);

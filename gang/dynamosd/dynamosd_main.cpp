@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
   node.cgroup_parent = vm["cgroup-parent"].as<std::string>();
   node.cpus = vm["cpus"].as<std::string>();
   if (auto mem = vm["memory"].as<std::string>(); !mem.empty()) {
-    auto bytes = core::parse_size_bytes(mem);
+    auto bytes = parse_size_bytes(mem);
     if (!bytes) return die("--memory: " + bytes.error().message());
     if (*bytes <= 0) return die("--memory: must be positive, got '" + mem + "'");
     node.memory_max = static_cast<std::uint64_t>(*bytes);

@@ -21,48 +21,6 @@ using steady = std::chrono::steady_clock;
 
 // --- durations and policies ----------------------------------------------------------
 
-Result<Nanos> parse_duration(std::string_view text) {
-  std::uint64_t n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (ec != std::errc() || end == text.data())
-    return fail(Errc::invalid_argument,
-                "'" + std::string(text) + "' is not a duration (try 30s, 500ms, 2m)");
-  std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
-  std::uint64_t scale = 0;
-  if (unit.empty() || unit == "s")
-    scale = 1'000'000'000;
-  else if (unit == "ms")
-    scale = 1'000'000;
-  else if (unit == "us")
-    scale = 1'000;
-  else if (unit == "ns")
-    scale = 1;
-  else if (unit == "m" || unit == "min")
-    scale = 60'000'000'000;
-  else if (unit == "h")
-    scale = 3'600'000'000'000;
-  else
-    return fail(Errc::invalid_argument, "'" + std::string(text) + "': unknown unit '" +
-                                            std::string(unit) + "' (use ns, us, ms, s, m or h)");
-  if (n > std::numeric_limits<std::int64_t>::max() / scale)
-    return fail(Errc::invalid_argument, "'" + std::string(text) + "' is too long a duration");
-  return Nanos(static_cast<std::int64_t>(n * scale));
-}
-
-std::string format_duration(Nanos d) {
-  auto ns = d.count();
-  char buf[32];
-  if (ns % 1'000'000'000 == 0)
-    std::snprintf(buf, sizeof buf, "%llds", (long long)(ns / 1'000'000'000));
-  else if (ns % 1'000'000 == 0)
-    std::snprintf(buf, sizeof buf, "%lldms", (long long)(ns / 1'000'000));
-  else if (ns % 1'000 == 0)
-    std::snprintf(buf, sizeof buf, "%lldus", (long long)(ns / 1'000));
-  else
-    std::snprintf(buf, sizeof buf, "%lldns", (long long)ns);
-  return buf;
-}
-
 const std::vector<std::string>& paging_policies() {
   static const std::vector<std::string> p = {"demand", "selective", "aggressive", "adaptive"};
   return p;

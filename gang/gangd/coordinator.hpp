@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/units.hpp"
 #include "gang/auth.hpp"
 #include "gang/hostfile.hpp"
 #include "gang/gangd/journal.hpp"
@@ -43,8 +44,8 @@ using namespace std::chrono_literals;
 using Nanos = std::chrono::nanoseconds;
 
 // "30s", "500ms", "250us", "2m", "1h", "100ns"; a bare number is seconds.
-Result<Nanos> parse_duration(std::string_view text);
-std::string format_duration(Nanos d);
+using dynamos::format_duration;  // base/units.hpp
+using dynamos::parse_duration;
 
 // The paging policies the CLI may name (extensions/paging implements them).
 const std::vector<std::string>& paging_policies();

@@ -15,38 +15,6 @@ TunableSpec spec_of(const dynamos_tunable& t) {
   return s ? *s : TunableSpec{};
 }
 
-TEST(ExtTunables, DurationsParseWithUnits) {
-  EXPECT_EQ(*parse_duration_ns("250ms"), 250'000'000);
-  EXPECT_EQ(*parse_duration_ns("1.5s"), 1'500'000'000);
-  EXPECT_EQ(*parse_duration_ns("2min"), 120'000'000'000);
-  EXPECT_EQ(*parse_duration_ns("1h30m"), 5'400'000'000'000);
-  EXPECT_EQ(*parse_duration_ns(" 10us "), 10'000);
-  EXPECT_EQ(*parse_duration_ns("0"), 0);
-  EXPECT_EQ(*parse_duration_ns("0.1s"), 100'000'000);
-  for (const char* bad : {"", "250", "1.5", "ms", "5 parsecs", "-1s", "1.5ns", "300000d"}) {
-    auto r = parse_duration_ns(bad);
-    EXPECT_FALSE(r) << "'" << bad << "' was accepted as " << (r ? *r : 0) << " ns";
-  }
-  EXPECT_NE(parse_duration_ns("250").error().what.find("needs a unit"), std::string::npos);
-}
-
-TEST(ExtTunables, SizesParseBinaryAndDecimalUnits) {
-  EXPECT_EQ(*parse_size_bytes("4096"), 4096);
-  EXPECT_EQ(*parse_size_bytes("512B"), 512);
-  EXPECT_EQ(*parse_size_bytes("64K"), 64 * 1024);
-  EXPECT_EQ(*parse_size_bytes("64M"), 64LL << 20);
-  EXPECT_EQ(*parse_size_bytes("64MiB"), 64LL << 20);
-  EXPECT_EQ(*parse_size_bytes("2GiB"), 2LL << 30);
-  EXPECT_EQ(*parse_size_bytes("1.5M"), 1536 * 1024);
-  EXPECT_EQ(*parse_size_bytes("1GB"), 1'000'000'000);
-  EXPECT_EQ(*parse_size_bytes("1kB"), 1000);
-  EXPECT_EQ(*parse_size_bytes("2 g"), 2LL << 30);
-  for (const char* bad : {"", "M", "-1K", "0.3B", "12 parsecs", "9E", "99999999999P"}) {
-    auto r = parse_size_bytes(bad);
-    EXPECT_FALSE(r) << "'" << bad << "' was accepted as " << (r ? *r : 0) << " bytes";
-  }
-}
-
 TEST(ExtTunables, IntegersFloatsBooleans) {
   EXPECT_EQ(*parse_integer("42"), 42);
   EXPECT_EQ(*parse_integer("-7"), -7);
