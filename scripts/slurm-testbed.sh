@@ -31,7 +31,6 @@ ns_prefix=dynslurm-n
 veth_prefix=dynslurm-v
 ctld_port=6917
 slurmd_port=6918
-plugin_dirs=/usr/lib/x86_64-linux-gnu/slurm-wlm
 
 say() { echo "slurm-testbed: $*"; }
 elapsed() { awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}'; }
@@ -44,12 +43,13 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 need_root() { ((EUID == 0)) || die "must run as root (namespaces, bridge, daemons)"; }
 
 # --- processes, identified by pid plus start time (no reuse of a recycled pid) ---------
-start_time() { # pid -> start time in clock ticks since boot, or nothing
+start_time() { # pid -> start time in clock ticks since boot; fails for a gone or zombie pid
   local stat
   stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
   stat="${stat##*) }"
   local -a f
   read -ra f <<<"$stat"
+  [[ "${f[0]}" != Z ]] || return 1 # exited, not yet reaped (our parent may be gone)
   echo "${f[19]}"
 }
 
@@ -74,19 +74,17 @@ stop_pids() { # pids... : SIGTERM, up to 5 s, then SIGKILL; waits until gone
     while alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
   done
   for pid in "$@"; do
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
   for pid in "$@"; do
-    while alive "$pid" && [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]]; do
-      sleep 0.05
-    done
+    while alive "$pid"; do sleep 0.05; done
   done
 }
 
 # pids the test bed started whose pid file is still there and which still run
-recorded_pids() {
+recorded_pids() { # [glob of names, default all]
   local f pid t
-  for f in "$state"/pids/*.pid; do
+  for f in "$state"/pids/${1:-*}.pid; do
     [[ -f "$f" ]] || continue
     read -r pid t <"$f" || continue
     alive "$pid" "$t" && echo "$pid"
@@ -97,17 +95,18 @@ recorded_pids() {
 # fallback when pid files are gone: our daemons and UTS holders carry the state dir in
 # their command line (-f STATE/slurm.conf, --socket=STATE/..., argv0 STATE/uts-nK)
 stray_pids() {
-  local d pid exe cmd
+  local d pid comm
+  local -a args
   for d in /proc/[0-9]*; do
     pid="${d#/proc/}"
     [[ "$pid" == "$$" ]] && continue
-    exe="$(readlink "$d/exe" 2>/dev/null)" || continue
-    case "${exe##*/}" in
-      slurmctld* | slurmd* | slurmstepd* | munged | sleep) ;;
+    read -r comm 2>/dev/null <"$d/comm" || continue
+    case "$comm" in
+      slurmctld | slurmd | slurmstepd | munged | sleep) ;;
       *) continue ;;
     esac
-    cmd="$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)" || continue
-    [[ "$cmd" == *"$state/"* ]] && echo "$pid"
+    mapfile -d '' args 2>/dev/null <"$d/cmdline" || continue
+    [[ "${args[*]}" == *"$state/"* ]] && alive "$pid" && echo "$pid"
   done
   return 0
 }
@@ -177,7 +176,6 @@ write_conf() { # nodes cpus mem partition_opts gang timeslice
     echo "SlurmdLogFile=$state/logs/slurmd-%n.log"
     echo "SlurmctldDebug=info"
     echo "SlurmdDebug=info"
-    echo "PluginDir=$plugin_dirs"
     # no cgroups: nodes share the machine's cgroup tree and the project's tests use it
     echo "ProctrackType=proctrack/linuxproc"
     echo "TaskPlugin=task/none"
@@ -386,18 +384,32 @@ up() {
 down() {
   need_root
   local -a pids=()
-  local ns k
-  # every process inside the nodes' network namespaces: slurmd, slurmstepd, job tasks
-  for ns in $(our_netns); do
-    mapfile -t -O "${#pids[@]}" pids < <(ip netns pids "$ns" 2>/dev/null)
-  done
-  mapfile -t -O "${#pids[@]}" pids < <(recorded_pids)
-  mapfile -t -O "${#pids[@]}" pids < <(stray_pids)
-  mapfile -t pids < <(printf '%s\n' "${pids[@]}" | awk 'NF && !seen[$0]++')
-  if ((${#pids[@]})); then
-    say "down: stopping ${#pids[@]} processes"
+  local ns total=0
+  # in order: slurmctld (so it does not try to reach nodes going away), then every
+  # process inside the nodes' network namespaces (slurmd, slurmstepd, job tasks), then
+  # munged, the UTS holders and whatever else names the state dir
+  local phase
+  for phase in ctld nodes rest; do
+    pids=()
+    case "$phase" in
+      nodes)
+        for ns in $(our_netns); do
+          mapfile -t -O "${#pids[@]}" pids < <(ip netns pids "$ns" 2>/dev/null)
+        done
+        mapfile -t -O "${#pids[@]}" pids < <(recorded_pids 'slurmd-*')
+        ;;
+      ctld) mapfile -t pids < <(recorded_pids slurmctld) ;;
+      rest)
+        mapfile -t pids < <(recorded_pids)
+        mapfile -t -O "${#pids[@]}" pids < <(stray_pids)
+        ;;
+    esac
+    mapfile -t pids < <(printf '%s\n' "${pids[@]}" | awk 'NF && !seen[$0]++')
+    ((${#pids[@]})) || continue
+    total=$((total + ${#pids[@]}))
     stop_pids "${pids[@]}"
-  fi
+  done
+  ((total == 0)) || say "down: stopped $total processes"
 
   for ns in $(our_netns); do ip netns del "$ns" || true; done
   local v
