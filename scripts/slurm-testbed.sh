@@ -266,7 +266,9 @@ show_failure() { # what
     for f in "$state"/munge/munged.log "$state"/logs/*.log "$state"/logs/*.out; do
       [[ -s "$f" ]] || continue
       echo "--- $f (errors and last lines)"
-      { grep -iE 'error|fatal|fail|denied|refused' "$f" | tail -8; tail -4 "$f"; } | awk '!seen[$0]++'
+      # (a fresh slurmctld always reports missing state files: not the problem)
+      { grep -iE 'error|fatal|fail|denied|refused|drain|inval' "$f" |
+        grep -vE 'state file|Trying backup state' | tail -8; tail -4 "$f"; } | awk '!seen[$0]++'
     done
     echo "--- state kept in $state; clean up with: $0 down"
   } >&2
@@ -385,7 +387,7 @@ down() {
   need_root
   local -a pids=()
   local ns total=0
-  # in order: slurmctld (so it does not try to reach nodes going away), then every
+  # in order: slurmctld (it schedules and pings no more nodes), then every
   # process inside the nodes' network namespaces (slurmd, slurmstepd, job tasks), then
   # munged, the UTS holders and whatever else names the state dir
   local phase
