@@ -24,7 +24,8 @@ trap cleanup EXIT
 echo "== cpack"
 (cd "$build" && cpack -G DEB -B "$tmp/package" >"$tmp/cpack.log" 2>&1) || { tail -20 "$tmp/cpack.log"; fail "cpack"; }
 deb="$(ls "$tmp"/package/dynamos_*.deb)"
-dpkg-deb -I "$deb" | grep -q 'Depends:.*openmpi-bin' || fail "the package does not depend on openmpi-bin"
+info="$(dpkg-deb -I "$deb")"
+grep -q 'Depends:.*openmpi-bin' <<<"$info" || fail "the package does not depend on openmpi-bin"
 
 echo "== a fresh Debian 12 (minbase)"
 cache=/var/cache/dynamos-test/bookworm-minbase.tar.gz
@@ -49,9 +50,9 @@ in_root() { chroot "$root" env DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/us
 in_root apt-get update -qq >"$tmp/apt.log" 2>&1 || { tail "$tmp/apt.log"; fail "apt-get update in the chroot"; }
 in_root apt-get install -y -qq --no-install-recommends "/tmp/$(basename "$deb")" >>"$tmp/apt.log" 2>&1 \
   || { tail -30 "$tmp/apt.log"; fail "apt-get install of the package"; }
-in_root dynamos --help | grep -q '^commands:' || fail "dynamos does not run in the fresh system"
-in_root gangd --help | grep -q -- '--hostfile' || fail "gangd does not run in the fresh system"
-in_root dynamosd --help | grep -q -- '--node' || fail "dynamosd does not run in the fresh system"
+in_root dynamos --help | grep '^commands:' >/dev/null || fail "dynamos does not run in the fresh system"
+in_root gangd --help | grep -- '--hostfile' >/dev/null || fail "gangd does not run in the fresh system"
+in_root dynamosd --help | grep -- '--node' >/dev/null || fail "dynamosd does not run in the fresh system"
 [[ -f "$root/etc/dynamos/gangd.conf" && -f "$root/usr/lib/systemd/system/dynamosd.service" ]] \
   || fail "config or unit missing after install"
 files="$(in_root dpkg -L dynamos)"

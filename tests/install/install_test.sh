@@ -25,14 +25,14 @@ done
 echo "ok: every expected file is installed"
 
 # The installed programs run from the prefix and find their siblings there.
-"$p/bin/dynamos" --help | grep -q '^commands:' || fail "installed dynamos --help"
+"$p/bin/dynamos" --help | grep '^commands:' >/dev/null || fail "installed dynamos --help"
 grep -q "ExecStart=$p/bin/gangd --config $p/etc/dynamos/gangd.conf" "$p/lib/systemd/system/gangd.service" \
   || fail "gangd.service does not start the installed gangd with its config"
 grep -q '^Delegate=yes' "$p/lib/systemd/system/dynamosd.service" || fail "dynamosd.service lacks Delegate=yes"
 MANPATH="$p/share/man" systemd-analyze verify "$p"/lib/systemd/system/*.service \
   || fail "systemd-analyze verify refused a unit"
 echo "ok: systemd-analyze verify passes the units"
-man -l "$p/share/man/man1/gangd.1" 2>/dev/null | grep -q -- '--hostfile' || fail "gangd(1) lacks the options"
+man -l "$p/share/man/man1/gangd.1" 2>/dev/null | grep -- '--hostfile' >/dev/null || fail "gangd(1) lacks the options"
 bash -n "$p/share/bash-completion/completions/dynamos" || fail "completion script does not parse"
 
 # An extension outside the tree, through the CMake package...
