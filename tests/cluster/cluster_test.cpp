@@ -23,6 +23,7 @@
 
 #include "gang/gangd/launch.hpp"
 #include "kernelside/cgroup.hpp"
+#include "testkit/reachable.hpp"
 #include "tests/gang/test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -33,7 +34,8 @@ using dynamos::gang::test::eventually;
 
 namespace {
 
-const std::string kBin = DYNAMOS_BIN_DIR;
+// The programs, where a second user can reach them too (testkit/reachable.hpp).
+const std::string kBin = dynamos::testkit::reachable(DYNAMOS_BIN_DIR);
 
 struct Out {
   int code = -1;
