@@ -108,7 +108,7 @@ struct Engine::State {
       return p;
     }
     for (const auto& p : points) {
-      if (p.stub <= fn.entry && fn.entry < p.stub + 8)
+      if (p.stub_range().contains(fn.entry))
         return fail(Errc::refused, hex(fn.entry) + " is a dispatch stub, not a function");
     }
     auto p = prepare_hijack(*target, near, fn, opts.counted);
