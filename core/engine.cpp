@@ -539,12 +539,15 @@ Result<bool> Engine::drained(PatchPointId point, VersionId version) {
                 "patch point " + (*p)->name + " has no version " + std::to_string(version));
   if ((*p)->active == version) return false;
   const auto ranges = (*p)->ranges_of(version);
-  auto inside = [&](const ThreadState& t) { return activation_in(t, ranges) != Activation::none; };
-  if (inside(state_->target->own_state(true))) return false;
+  // A stack not scanned to its bottom may hold the version below the scan's reach.
+  auto may_be_inside = [&](const ThreadState& t) {
+    return activation_in(t, ranges) != Activation::none;
+  };
+  if (may_be_inside(state_->target->own_state(true))) return false;
   auto world = state_->target->stop_world({true, std::chrono::milliseconds(1000)});
   if (!world) return std::unexpected(world.error());
   for (const auto& t : (*world)->threads())
-    if (inside(t)) return false;
+    if (may_be_inside(t)) return false;
   return true;
 }
 

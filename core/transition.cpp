@@ -20,7 +20,7 @@ Activation activation_in(const ThreadState& thread, std::span<const AddressRange
     for (Address f : thread.frames)
       if (range.contains(f)) return Activation::inside;
   }
-  return Activation::none;
+  return thread.frames_complete ? Activation::none : Activation::unknown;
 }
 
 Transition::Transition(Target& target, std::vector<PlannedSwitch> switches, SafetyMode mode,
@@ -59,17 +59,34 @@ Result<void> Transition::start(std::chrono::milliseconds timeout) {
 
 Result<void> Transition::check_quiescent(std::span<const ThreadState> threads) const {
   for (const auto& t : threads) {
+    bool seen_all = true;
     for (const auto& s : switches_) {
       for (const auto& range : s.point->ranges_of(s.from)) {
-        if (activation_in(t, {&range, 1}) == Activation::none) continue;
+        const Activation a = activation_in(t, {&range, 1});
+        seen_all = seen_all && a == Activation::none;
+        if (a != Activation::inside) continue;
         return fail(Errc::busy, "thread " + std::to_string(t.tid) + " (" +
                                     thread_name(target_.pid(), t.tid) + ") is inside " +
                                     s.point->name + " version '" + s.point->version(s.from).name +
                                     "' [" + hex(range.begin) + "," + hex(range.end) + ")");
       }
     }
+    // The frames below the scan's reach may hold any of them.
+    if (!seen_all)
+      return fail(Errc::busy, "thread " + std::to_string(t.tid) + " (" +
+                                  thread_name(target_.pid(), t.tid) +
+                                  ") has a stack deeper than the scan reaches: it may be inside " +
+                                  leaving_versions());
   }
   return {};
+}
+
+std::string Transition::leaving_versions() const {
+  std::string out;
+  for (const auto& s : switches_)
+    out += (out.empty() ? "" : ", ") + s.point->name + " version '" +
+           s.point->version(s.from).name + "'";
+  return out;
 }
 
 // From here on every write must succeed; the safety checks are the only refusals.

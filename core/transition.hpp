@@ -11,11 +11,11 @@
 //   try_complete
 //             check safety: in quiescent mode no thread may have an activation of
 //             any leaving version (instruction pointer or a return address in its
-//             code). If clear,
-//             install pending entry jumps (moving threads out of replaced bytes),
-//             store every slot, commit the staged state and resume. If not, drop the
-//             staged state, resume, and report the blocker (Errc::busy): the engine
-//             may start again later.
+//             code), and every stack must have been scanned to its bottom (frames
+//             a scan did not reach may hold one). If clear, install pending entry
+//             jumps (moving threads out of replaced bytes), store every slot, commit
+//             the staged state and resume. If not, drop the staged state, resume,
+//             and report the blocker (Errc::busy): the engine may start again.
 //   cancel    give up: resume the threads if stopped and drop the staged state.
 //             Nothing has been written. Idempotent.
 //
@@ -45,8 +45,9 @@ struct PlannedSwitch {
 
 // Whether a stopped thread may hold an activation of code in `ranges`.
 enum class Activation {
-  none,    // its stack touches none of the ranges
-  inside,  // its instruction pointer or a return address lies in one of them
+  none,     // its stack was scanned to the bottom and touches none of the ranges
+  inside,   // its instruction pointer or a return address lies in one of them
+  unknown,  // nothing visible, but the scan stopped before the bottom of its stack
 };
 Activation activation_in(const ThreadState& thread, std::span<const AddressRange> ranges);
 
@@ -71,6 +72,7 @@ class Transition {
 
  private:
   Result<void> check_quiescent(std::span<const ThreadState> threads) const;
+  std::string leaving_versions() const;
   Result<void> write_switches();
   bool needs_stop() const;
   void resume();

@@ -61,4 +61,23 @@ void dyn_sleep_inside(int ms) {
 void dyn_sleep_inside_v2(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
+
+// Work after each call keeps every frame (no tail call, no loop).
+int dyn_recurse(int depth, int ms) {
+  if (depth <= 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return 0;
+  }
+  int n = dyn_recurse(depth - 1, ms);
+  asm volatile("" : "+r"(n));
+  return n + 1;
+}
+void dyn_deep_inside(int depth, int ms) {
+  int n = dyn_recurse(depth, ms);
+  asm volatile("" : : "r"(n));
+}
+void dyn_deep_inside_v2(int depth, int ms) {
+  int n = dyn_recurse(depth, ms);
+  asm volatile("" : : "r"(n));
+}
 }
