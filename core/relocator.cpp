@@ -186,8 +186,7 @@ class PrologueWriter {
       case InsnClass::other_relative:
         break;
     }
-    return fail(Errc::refused, "relative instruction '" + out_.disassembly.back() + "' at " +
-                                   hex(at_) + " cannot be relocated");
+    return refuse("cannot be relocated (a relative form with no rewrite)");
   }
 
   Result<Relocation> finish() {
