@@ -104,6 +104,7 @@ Result<void> Transition::write_switches() {
 
 Result<void> Transition::try_complete() {
   if (!world_) {
+    if (needs_stop()) return fail(Errc::state, "transition completed before it was started");
     // One installed point in drain mode: a single atomic store is the whole update.
     auto r = store_slot(target_, *switches_.front().point, switches_.front().to);
     completed_ = r.has_value();
