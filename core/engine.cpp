@@ -14,6 +14,7 @@
 #include "core/near_memory.hpp"
 #include "core/patch_point.hpp"
 #include "core/probe.hpp"
+#include "core/scope_guard.hpp"
 #include "core/symbols.hpp"
 #include "core/transition.hpp"
 
@@ -108,7 +109,7 @@ struct Engine::State {
       return p;
     }
     for (const auto& p : points) {
-      if (p.stub <= fn.entry && fn.entry < p.stub + 8)
+      if (p.stub_range().contains(fn.entry))
         return fail(Errc::refused, hex(fn.entry) + " is a dispatch stub, not a function");
     }
     auto p = prepare_hijack(*target, near, fn, opts.counted);
@@ -132,24 +133,76 @@ struct Engine::State {
   }
 
   // Runs an update's transition; records it unless `record` is false (hijack only).
-  Result<UpdateId> run(std::vector<PlannedSwitch> plan, SafetyMode mode,
+  Result<UpdateId> run(const std::vector<PlannedSwitch>& plan, SafetyMode mode,
                        std::chrono::milliseconds timeout, bool record = true) {
     UpdateInfo u;
     u.id = next_update;
     u.mode = mode;
     for (const auto& s : plan)
       u.switches.push_back({s.point->id, s.from, s.to});
-    target->stage_state(serialize(plan, record ? &u : nullptr));
-    Transition t(*target, plan, mode);
-    if (auto r = t.run(timeout); !r) {
-      target->drop_staged_state();
+    if (auto r = transition(plan, mode, timeout, serialize(plan, record ? &u : nullptr)); !r)
       return std::unexpected(r.error());
-    }
-    last_stop = t.stopped_for();
     if (!record) return UpdateId{0};
     ++next_update;
     updates.push_back(u);
     return u.id;
+  }
+
+  // The one path of every apply, revert and hijack installation: init, then start
+  // and try_complete, retried with backoff while a thread blocks quiescence, until
+  // the deadline; any failure cancels (nothing written, staged state dropped).
+  Result<void> transition(std::vector<PlannedSwitch> plan, SafetyMode mode,
+                          std::chrono::milliseconds timeout, std::string state_after) {
+    using Clock = std::chrono::steady_clock;
+    Transition t(*target, std::move(plan), mode, std::move(state_after));
+    ScopeGuard cancel([&] { t.cancel(); });
+    const auto deadline = Clock::now() + timeout;
+    auto backoff = std::chrono::microseconds(500);
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (auto r = t.start(left); !r) return r;
+      auto r = t.try_complete();
+      if (r) break;
+      if (r.error().code != Errc::busy) return r;
+      if (Clock::now() + backoff > deadline)
+        return fail(Errc::timed_out, "not quiescent within " + std::to_string(timeout.count()) +
+                                         " ms: " + r.error().what);
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::microseconds(50'000));
+    }
+    cancel.dismiss();
+    last_stop = t.stopped_for();
+    return {};
+  }
+
+  // One redirect of an update as a planned switch: resolves the function, prepares
+  // its hijack and adds the new version (recorded in `added`, for rollback).
+  Result<PlannedSwitch> plan_redirect(const Redirect& r, const HijackOptions& hijack,
+                                      const std::vector<PlannedSwitch>& plan,
+                                      std::vector<std::pair<PatchPoint*, std::size_t>>& added) {
+    FunctionTarget fn;
+    if (r.function) {
+      fn = describe(r.function);
+    } else {
+      auto resolved = resolve(r.symbol);
+      if (!resolved) return std::unexpected(resolved.error());
+      fn = *resolved;
+    }
+    if (!r.code) return fail(Errc::invalid_argument, "redirect of " + fn.name + " has no new code");
+    auto p = prepare(fn, hijack);
+    if (!p) return std::unexpected(p.error());
+    for (const auto& s : plan)
+      if (s.point == *p)
+        return fail(Errc::invalid_argument, fn.name + " appears twice in one update");
+    added.emplace_back(*p, (*p)->versions.size());
+    auto code_fn = describe(r.code);
+    AddressRange range =
+        code_fn.size ? AddressRange{r.code, r.code + code_fn.size} : AddressRange{};
+    std::string vname = r.version_name.empty() ? code_fn.name : r.version_name;
+    auto v = core::add_version(*target, near, **p, r.code, vname, range);
+    if (!v) return std::unexpected(v.error());
+    return PlannedSwitch{*p, (*p)->active, *v};
   }
 
   // ---- State kept in the target (remote engines) ----
@@ -409,51 +462,19 @@ Result<UpdateId> Engine::apply(const UpdateRequest& request) {
   if (request.redirects.empty())
     return fail(Errc::invalid_argument, "an update needs at least one redirect");
   std::vector<PlannedSwitch> plan;
-  std::vector<std::pair<PatchPoint*, std::size_t>> added;  // to roll back on refusal
-  auto roll_back = [&] {
+  std::vector<std::pair<PatchPoint*, std::size_t>> added;
+  // A refused update leaves no version behind (its hijacks stay, prepared or installed).
+  ScopeGuard drop_added([&] {
     for (auto& [p, n] : added)
       p->versions.resize(n);
-  };
+  });
   for (const auto& r : request.redirects) {
-    FunctionTarget fn;
-    if (r.function) {
-      fn = state_->describe(r.function);
-    } else {
-      auto resolved = state_->resolve(r.symbol);
-      if (!resolved) {
-        roll_back();
-        return std::unexpected(resolved.error());
-      }
-      fn = *resolved;
-    }
-    if (!r.code) {
-      roll_back();
-      return fail(Errc::invalid_argument, "redirect of " + fn.name + " has no new code");
-    }
-    auto p = state_->prepare(fn, request.hijack);
-    if (!p) {
-      roll_back();
-      return std::unexpected(p.error());
-    }
-    for (const auto& s : plan)
-      if (s.point == *p) {
-        roll_back();
-        return fail(Errc::invalid_argument, fn.name + " appears twice in one update");
-      }
-    added.emplace_back(*p, (*p)->versions.size());
-    auto code_fn = state_->describe(r.code);
-    AddressRange range =
-        code_fn.size ? AddressRange{r.code, r.code + code_fn.size} : AddressRange{};
-    std::string vname = r.version_name.empty() ? code_fn.name : r.version_name;
-    auto v = core::add_version(*state_->target, state_->near, **p, r.code, vname, range);
-    if (!v) {
-      roll_back();
-      return std::unexpected(v.error());
-    }
-    plan.push_back({*p, (*p)->active, *v});
+    auto s = state_->plan_redirect(r, request.hijack, plan, added);
+    if (!s) return std::unexpected(s.error());
+    plan.push_back(*s);
   }
   auto id = state_->run(plan, request.mode, request.timeout);
-  if (!id) roll_back();
+  if (id) drop_added.dismiss();
   return id;
 }
 
@@ -502,14 +523,9 @@ Result<void> Engine::revert(UpdateId id, SafetyMode mode, std::chrono::milliseco
   std::vector<PlannedSwitch> plan;
   for (const auto& s : it->switches)
     plan.push_back({&state_->points[s.point], s.to, s.from});
-  state_->target->stage_state(
-      state_->serialize(plan, nullptr, std::make_pair(id, UpdateState::reverted)));
-  Transition t(*state_->target, plan, mode);
-  if (auto r = t.run(timeout); !r) {
-    state_->target->drop_staged_state();
-    return r;
-  }
-  state_->last_stop = t.stopped_for();
+  // A revert is a transition like any other, with the inverse switches.
+  auto state_after = state_->serialize(plan, nullptr, std::make_pair(id, UpdateState::reverted));
+  if (auto r = state_->transition(plan, mode, timeout, std::move(state_after)); !r) return r;
   it->state = UpdateState::reverted;
   return {};
 }
@@ -523,19 +539,15 @@ Result<bool> Engine::drained(PatchPointId point, VersionId version) {
                 "patch point " + (*p)->name + " has no version " + std::to_string(version));
   if ((*p)->active == version) return false;
   const auto ranges = (*p)->ranges_of(version);
-  auto inside = [&](const ThreadState& t) {
-    for (const auto& r : ranges) {
-      if (r.contains(t.ip)) return true;
-      for (Address f : t.frames)
-        if (r.contains(f)) return true;
-    }
-    return false;
+  // A stack not scanned to its bottom may hold the version below the scan's reach.
+  auto may_be_inside = [&](const ThreadState& t) {
+    return activation_in(t, ranges) != Activation::none;
   };
-  if (inside(state_->target->own_state(true))) return false;
+  if (may_be_inside(state_->target->own_state(true))) return false;
   auto world = state_->target->stop_world({true, std::chrono::milliseconds(1000)});
   if (!world) return std::unexpected(world.error());
   for (const auto& t : (*world)->threads())
-    if (inside(t)) return false;
+    if (may_be_inside(t)) return false;
   return true;
 }
 

@@ -10,7 +10,8 @@
 //
 // This file is the life cycle and bookkeeping (like livepatch's core.c); the
 // mechanism lives in patch_point.cpp, relocation in relocator.cpp, stopping the
-// world in rendezvous.cpp, and the update state machine in transition.cpp.
+// world in target_local.cpp and target_remote.cpp, and the update life cycle (the
+// verbs every apply and revert goes through) in transition.cpp.
 #pragma once
 
 #include <chrono>

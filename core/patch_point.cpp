@@ -8,9 +8,6 @@
 namespace dynamos::core {
 namespace {
 
-constexpr std::size_t kStubSize = 8;         // jmp [rip+slot], padded
-constexpr std::size_t kTrampolineSize = 16;  // lock inc [rip+counter]; jmp [rip+target]
-
 // Where the bytes we may read end: the function's mapping.
 Result<std::size_t> readable_bytes(Target& target, Address at, std::size_t want) {
   auto maps = target.mappings();
@@ -22,6 +19,15 @@ Result<std::size_t> readable_bytes(Target& target, Address at, std::size_t want)
       return std::min<std::size_t>(want, m.end - at);
     }
   return fail(Errc::not_found, "no mapping contains " + hex(at));
+}
+
+// The dispatch stub: jmp [rip+slot], padded to kStubSize.
+Result<void> write_stub(Target& target, const PatchPoint& p) {
+  X86Writer stub(p.stub);
+  if (!stub.jmp_rip_indirect(p.slot)) return fail(Errc::refused, "slot out of the stub's reach");
+  while (stub.size() < kStubSize)
+    stub.int3();
+  return target.write(p.stub, stub.bytes());
 }
 
 }  // namespace
@@ -53,7 +59,7 @@ Result<PatchPoint> prepare_hijack(Target& target, NearMemory& near, const Functi
   if (auto r = target.read(fn.entry, code); !r) return std::unexpected(r.error());
 
   // The near block first: its distance decides between a 5- and a 14-byte entry jump.
-  auto block = near.allocate(fn.entry, kStubSize + 96, 64);
+  auto block = near.allocate(fn.entry, kStubSize + kCloneCapacity, 64);
   if (!block) return std::unexpected(block.error());
 
   PatchPoint p;
@@ -69,7 +75,7 @@ Result<PatchPoint> prepare_hijack(Target& target, NearMemory& near, const Functi
   RelocationRequest req{code, fn.entry, p.clone, p.entry_bytes.size(), fn.size};
   auto reloc = relocate_prologue(req);
   if (!reloc) return std::unexpected(with_context(reloc.error(), "cannot patch " + fn.name));
-  if (reloc->clone.size() > 96)
+  if (reloc->clone.size() > kCloneCapacity)
     return fail(Errc::refused, "cannot patch " + fn.name + ": relocated prologue too large");
   if (auto r = check_no_branch_into(code, fn.entry, fn.size, reloc->overwritten); !r)
     return std::unexpected(with_context(r.error(), "cannot patch " + fn.name));
@@ -79,11 +85,7 @@ Result<PatchPoint> prepare_hijack(Target& target, NearMemory& near, const Functi
   p.map = reloc->map;
   p.saved_bytes.assign(code.begin(), code.begin() + p.entry_bytes.size());
 
-  X86Writer stub(p.stub);
-  if (!stub.jmp_rip_indirect(p.slot)) return fail(Errc::refused, "slot out of the stub's reach");
-  while (stub.size() < kStubSize)
-    stub.int3();
-  if (auto r = target.write(p.stub, stub.bytes()); !r) return std::unexpected(r.error());
+  if (auto r = write_stub(target, p); !r) return std::unexpected(r.error());
   if (auto r = target.write(p.clone, reloc->clone); !r) return std::unexpected(r.error());
 
   Version original;
@@ -112,11 +114,7 @@ Result<PatchPoint> prepare_dispatch(Target& target, NearMemory& near, Address in
   p.slot = block->data;
   p.counted = counted;
   p.installed = true;  // nothing to install: callers call the stub
-  X86Writer stub(p.stub);
-  if (!stub.jmp_rip_indirect(p.slot)) return fail(Errc::refused, "slot out of the stub's reach");
-  while (stub.size() < kStubSize)
-    stub.int3();
-  if (auto r = target.write(p.stub, stub.bytes()); !r) return std::unexpected(r.error());
+  if (auto r = write_stub(target, p); !r) return std::unexpected(r.error());
   return p;
 }
 

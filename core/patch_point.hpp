@@ -16,6 +16,11 @@
 
 namespace dynamos::core {
 
+// The sizes of the code a patch point adds, named once.
+inline constexpr std::size_t kStubSize = 8;         // jmp [rip+slot], padded with int3
+inline constexpr std::size_t kTrampolineSize = 16;  // lock inc [rip+counter]; jmp [rip+target]
+inline constexpr std::size_t kCloneCapacity = 96;   // relocated prologue and its jump back
+
 struct Version {
   VersionId id = 0;
   std::string name;
@@ -24,7 +29,9 @@ struct Version {
   Address trampoline = 0;  // counted points: the slot holds this, not `code`
   Address counter = 0;     // counted points: the version's call counter
   bool probe = false;      // a probe: `counter` is followed by timed calls and ticks
-  AddressRange trampoline_range() const { return {trampoline, trampoline ? trampoline + 16 : 0}; }
+  AddressRange trampoline_range() const {
+    return {trampoline, trampoline ? trampoline + kTrampolineSize : 0};
+  }
   Address slot_value() const { return trampoline ? trampoline : code; }
 };
 
@@ -48,7 +55,7 @@ struct PatchPoint {
 
   const Version& version(VersionId v) const { return versions.at(v); }
   AddressRange clone_range() const { return {clone, clone + clone_size}; }
-  AddressRange stub_range() const { return {stub, stub + 8}; }
+  AddressRange stub_range() const { return {stub, stub + kStubSize}; }
   // Code whose activations belong to version v (for quiescence and drain checks).
   std::vector<AddressRange> ranges_of(VersionId v) const;
 };

@@ -1,5 +1,7 @@
 // Reads the first instructions of a function and rewrites them to run at another
-// address (the clone), one instruction at a time, with Zydis decoding:
+// address (the clone), one instruction at a time, with Zydis decoding (read_one, then
+// write_one with one rewrite per instruction class; the X86Writer emits every
+// opcode and resolves branches between relocated instructions through labels):
 //   - position-independent instructions are copied as they are;
 //   - rel8/rel32 jmp and jcc become rel32 forms (or an absolute jump when out of
 //     range); a target inside the relocated bytes maps to its copy in the clone;

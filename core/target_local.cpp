@@ -71,19 +71,36 @@ long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t value,
 
 struct UnwindState {
   Address* frames;
-  int count;
-  int max;
+  int count = 0;
+  bool reached_bottom = false;  // the outermost frame was seen
+  bool truncated = false;       // kMaxFrames were collected and more followed
 };
 
 _Unwind_Reason_Code collect_frame(struct _Unwind_Context* ctx, void* arg) {
   auto* st = static_cast<UnwindState*>(arg);
   int before = 0;
   Address ip = _Unwind_GetIPInfo(ctx, &before);
-  if (ip == 0) return _URC_END_OF_STACK;
+  if (ip == 0) {
+    st->reached_bottom = true;
+    return _URC_END_OF_STACK;
+  }
   if (!before) ip -= 1;  // a return address: point inside the call
-  if (st->count >= st->max) return _URC_END_OF_STACK;
+  if (st->count >= kMaxFrames) {
+    st->truncated = true;
+    return _URC_END_OF_STACK;
+  }
   st->frames[st->count++] = ip;
   return _URC_NO_REASON;
+}
+
+// Unwinds the calling thread into frames[kMaxFrames]. True when the unwinder reached
+// the bottom of the stack: a scan cut off at kMaxFrames, or stopped by an unwinding
+// error, may have missed any frame below (quiescence and drain must not trust it).
+bool unwind_stack(Address* frames, int& count) {
+  UnwindState st{frames};
+  const _Unwind_Reason_Code rc = _Unwind_Backtrace(collect_frame, &st);
+  count = st.count;
+  return !st.truncated && (rc == _URC_END_OF_STACK || st.reached_bottom);
 }
 
 void on_rendezvous_signal(int, siginfo_t* info, void* context) {
@@ -103,10 +120,7 @@ void on_rendezvous_signal(int, siginfo_t* info, void* context) {
   slot.frame_count = 0;
   slot.frames_complete = true;
   if (g_rv.with_frames) {
-    UnwindState st{slot.frames, 0, kMaxFrames};
-    _Unwind_Backtrace(collect_frame, &st);
-    slot.frame_count = st.count;
-    slot.frames_complete = st.count < kMaxFrames;
+    slot.frames_complete = unwind_stack(slot.frames, slot.frame_count);
   }
   slot.arrived.store(1, std::memory_order_release);
   g_rv.arrived.fetch_add(1, std::memory_order_acq_rel);
@@ -197,8 +211,8 @@ Result<void> install_handler() {
     }
     g_signal = sig;
     // Warm the unwinder up now: its first use may load and allocate.
-    UnwindState st{g_rv.slots[0].frames, 0, kMaxFrames};
-    _Unwind_Backtrace(collect_frame, &st);
+    int count = 0;
+    unwind_stack(g_rv.slots[0].frames, count);
   });
   return installed;
 }
@@ -414,10 +428,9 @@ class LocalTarget final : public Target {
     t.tid = gettid_raw();
     t.ip = reinterpret_cast<Address>(__builtin_return_address(0));
     if (with_frames) {
-      UnwindState st{frames, 0, kMaxFrames};
-      _Unwind_Backtrace(collect_frame, &st);
-      t.frames = std::span<const Address>(frames, st.count);
-      t.frames_complete = st.count < kMaxFrames;
+      int count = 0;
+      t.frames_complete = unwind_stack(frames, count);
+      t.frames = std::span<const Address>(frames, count);
     }
     return t;
   }

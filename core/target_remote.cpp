@@ -649,7 +649,7 @@ Result<std::unique_ptr<StoppedWorld>> RemoteTargetImpl::stop_world(const StopOpt
   std::vector<ThreadState> states;
   std::vector<std::vector<Address>> frames;
   std::vector<std::size_t> index;
-  std::vector<Mapping> exec;
+  std::vector<Mapping> exec, all;
   if (options.with_frames) {
     auto maps = mappings();
     if (!maps) {
@@ -658,6 +658,7 @@ Result<std::unique_ptr<StoppedWorld>> RemoteTargetImpl::stop_world(const StopOpt
     }
     for (const auto& m : *maps)
       if (m.executable()) exec.push_back(m);
+    all = std::move(*maps);
   }
   for (std::size_t i = 0; i < threads_.size(); ++i) {
     const Thread& t = threads_[i];
@@ -669,8 +670,13 @@ Result<std::unique_ptr<StoppedWorld>> RemoteTargetImpl::stop_world(const StopOpt
       // Conservative: every stack word that points into executable memory counts as
       // a return address. Never misses a frame (no unwind tables needed); may see an
       // old pointer and wait longer than necessary.
-      std::vector<std::uint64_t> stack(64 * 1024 / 8);
+      // Only the thread's own stack (the mapping holding sp), at most 64 KiB of it.
       const Address sp = t.regs.rsp;
+      Address stack_end = 0;
+      for (const auto& m : all)
+        if (m.begin <= sp && sp < m.end) stack_end = m.end;
+      const Address span = stack_end > sp ? std::min<Address>(64 * 1024, stack_end - sp) : 0;
+      std::vector<std::uint64_t> stack(span / 8);
       std::size_t got = 0;
       while (got < stack.size()) {
         ssize_t n = pread(mem_fd_, stack.data() + got, (stack.size() - got) * 8,
@@ -686,7 +692,7 @@ Result<std::unique_ptr<StoppedWorld>> RemoteTargetImpl::stop_world(const StopOpt
             break;
           }
       }
-      s.frames_complete = got < stack.size();
+      s.frames_complete = stack_end > sp && sp + got * 8 + 8 > stack_end;  // read to its top
     }
     states.push_back(s);
     frames.push_back(std::move(f));

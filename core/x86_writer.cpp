@@ -86,6 +86,70 @@ void X86Writer::push_u64(std::uint64_t value) {
   u32(static_cast<std::uint32_t>(value >> 32));
 }
 
+bool X86Writer::rip_relative_copy(std::span<const std::uint8_t> insn, std::size_t disp_offset,
+                                  std::uintptr_t target) {
+  if (disp_offset + 4 > insn.size()) return false;
+  auto rel = rel32_to(target, insn.size());
+  if (!rel) return false;
+  const std::size_t at = bytes_.size();
+  raw(insn.data(), insn.size());
+  for (int i = 0; i < 4; ++i)
+    bytes_[at + disp_offset + i] =
+        static_cast<std::uint8_t>(static_cast<std::uint32_t>(*rel) >> (8 * i));
+  return true;
+}
+
+void X86Writer::put_label(Label id) {
+  labels_.emplace_back(id, bytes_.size());
+}
+
+void X86Writer::label_ref(Label id, std::size_t width) {
+  refs_.push_back({id, bytes_.size(), bytes_.size() + width, width});
+  for (std::size_t i = 0; i < width; ++i)
+    u8(0);
+}
+
+void X86Writer::jmp_near_label(Label id) {
+  u8(0xE9);
+  label_ref(id, 4);
+}
+
+void X86Writer::jmp_short_label(Label id) {
+  u8(0xEB);
+  label_ref(id, 1);
+}
+
+void X86Writer::jcc_near_label(std::uint8_t cc, Label id) {
+  u8(0x0F);
+  u8(static_cast<std::uint8_t>(0x80 | (cc & 0x0F)));
+  label_ref(id, 4);
+}
+
+void X86Writer::jcc_short_label(std::uint8_t cc, Label id) {
+  u8(static_cast<std::uint8_t>(0x70 | (cc & 0x0F)));
+  label_ref(id, 1);
+}
+
+const std::size_t* X86Writer::label_position(Label id) const {
+  for (const auto& [label, at] : labels_)
+    if (label == id) return &at;
+  return nullptr;
+}
+
+std::optional<X86Writer::Label> X86Writer::flush() {
+  for (const auto& ref : refs_) {
+    const std::size_t* at = label_position(ref.id);
+    if (!at) return ref.id;
+    const std::int64_t rel = static_cast<std::int64_t>(*at) - static_cast<std::int64_t>(ref.end);
+    if (ref.width == 1 && (rel < INT8_MIN || rel > INT8_MAX)) return ref.id;
+    const auto v = static_cast<std::uint32_t>(static_cast<std::int32_t>(rel));
+    for (std::size_t i = 0; i < ref.width; ++i)
+      bytes_[ref.field + i] = static_cast<std::uint8_t>(v >> (8 * i));
+  }
+  refs_.clear();
+  return std::nullopt;
+}
+
 std::vector<std::uint8_t> entry_jump(std::uintptr_t from, std::uintptr_t to) {
   X86Writer w(from);
   w.jmp(to);

@@ -17,4 +17,7 @@ int dyn_backtrace_depth(void** out, int max);  // backtrace() from inside
 int dyn_backtrace_depth_v2(void** out, int max);
 void dyn_sleep_inside(int ms);  // sleeps while inside the function
 void dyn_sleep_inside_v2(int ms);
+int dyn_recurse(int depth, int ms);       // `depth` frames of itself, then sleeps at the bottom
+void dyn_deep_inside(int depth, int ms);  // dyn_recurse(depth, ms) from inside
+void dyn_deep_inside_v2(int depth, int ms);
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/engine.hpp"
+#include "core/x86_writer.hpp"
 
 using namespace dynamos;
 using namespace dynamos::core;
@@ -145,6 +146,135 @@ TEST(RelocatorBytes, RefusesJrcxz) {
   auto r = relocate_prologue({code, kSrc, kDst, 5, 0});
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().what.find("cannot be relocated"), std::string::npos) << r.error().what;
+}
+
+TEST(RelocatorBytes, InternalForwardJccAimsAtTheCopiedInstruction) {
+  const Bytes code = {
+      0x74, 0x01,  // je +1          -> kSrc+3 (the xor, relocated too)
+      0x90,        // nop
+      0x31, 0xc0,  // xor eax, eax
+  };
+  auto r = relocate_ok(code);
+  Bytes want = cat({{0x0f, 0x84},
+                    le32(1),  // je rel32 -> clone+7 (the copied xor)
+                    {0x90},
+                    {0x31, 0xc0},
+                    {0xe9},
+                    le32(kSrc + 5 - (kDst + 14))});  // jmp kSrc+5
+  EXPECT_EQ(r.clone, want);
+}
+
+TEST(RelocatorBytes, InternalBackwardJccAimsAtTheCopiedInstruction) {
+  // (check_no_branch_into refuses this function; the relocator alone still maps it.)
+  const Bytes code = {
+      0x31, 0xc0,  // xor eax, eax
+      0xff, 0xc0,  // inc eax        <- kSrc+2
+      0x75, 0xfc,  // jne -4         -> kSrc+2
+  };
+  auto r = relocate_ok(code);
+  Bytes want = cat({{0x31, 0xc0},
+                    {0xff, 0xc0},
+                    {0x0f, 0x85},
+                    le32(2 - 10),  // jne rel32 -> clone+2 (the copied inc)
+                    {0xe9},
+                    le32(kSrc + 6 - (kDst + 15))});  // jmp kSrc+6
+  EXPECT_EQ(r.clone, want);
+}
+
+TEST(RelocatorBytes, InternalJmpRel8EndsTheCloneWithoutAJumpBack) {
+  const Bytes code = {
+      0x31, 0xc0,  // xor eax, eax   <- kSrc
+      0x90,        // nop
+      0x90,        // nop
+      0xeb, 0xfa,  // jmp -6         -> kSrc
+      0xcc, 0xcc,  // int3 padding
+  };
+  auto r = relocate_ok(code);
+  EXPECT_FALSE(r.falls_through);
+  Bytes want = cat({{0x31, 0xc0, 0x90, 0x90}, {0xe9}, le32(0 - 9)});  // jmp rel32 -> clone+0
+  EXPECT_EQ(r.clone, want);
+}
+
+TEST(RelocatorBytes, FarJccBecomesInvertedJccOverAbsoluteJump) {
+  const Bytes code = {
+      0x74, 0x10,        // je +0x10      -> kSrc+0x12
+      0x90, 0x90, 0x90,  // nop x3
+  };
+  const Address far = kSrc + (Address{8} << 30);
+  auto r = relocate_prologue({code, kSrc, far, 5, 0});
+  ASSERT_TRUE(r) << r.error().message();
+  auto abs_jump = [](Address to) {  // jmp [rip+0]; imm64
+    Bytes b = {0xff, 0x25, 0, 0, 0, 0};
+    for (int i = 0; i < 8; ++i)
+      b.push_back(static_cast<std::uint8_t>(to >> (8 * i)));
+    return b;
+  };
+  Bytes want = cat({{0x75, 0x0e},  // jne +14 (over the absolute jump)
+                    abs_jump(kSrc + 0x12),
+                    {0x90, 0x90, 0x90},
+                    abs_jump(kSrc + 5)});  // back to the original
+  EXPECT_EQ(r->clone, want);
+}
+
+TEST(RelocatorBytes, RefusesBranchIntoTheMiddleOfARelocatedInstruction) {
+  const Bytes code = {
+      0x74, 0x01,                    // je +1         -> kSrc+3, inside the mov
+      0xb8, 0x01, 0x00, 0x00, 0x00,  // mov eax, 1
+  };
+  auto r = relocate_prologue({code, kSrc, kDst, 5, 0});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::refused);
+  EXPECT_NE(r.error().what.find("middle of a relocated instruction at " + hex(kSrc + 3)),
+            std::string::npos)
+      << r.error().what;
+}
+
+TEST(RelocatorBytes, RefusesRipRelativeOperandOutOfTheClonesReach) {
+  const Bytes code = {
+      0x8b, 0x05, 0x10, 0x00, 0x00, 0x00,  // mov eax, [rip+0x10]
+      0xc3,                                // ret
+  };
+  const Address far = kSrc + (Address{8} << 30);
+  auto r = relocate_prologue({code, kSrc, far, 5, 0});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().what.find("out of range of the clone"), std::string::npos) << r.error().what;
+}
+
+TEST(RelocatorBytes, RefusesRipRelativeOperandOnTheRelocatedBytes) {
+  const Bytes code = {
+      0x8b, 0x05, 0xfa, 0xff, 0xff, 0xff,  // mov eax, [rip-6]   -> kSrc itself
+      0xc3,                                // ret
+  };
+  auto r = relocate_prologue({code, kSrc, kDst, 5, 0});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().what.find("relocated bytes themselves"), std::string::npos) << r.error().what;
+}
+
+TEST(RelocatorBytes, RefusesCallReturningIntoTheOverwrittenBytes) {
+  // A 14-byte absolute entry jump covers the return address kSrc+5.
+  const Bytes code = cat({{0xe8}, le32(0x100), Bytes(9, 0x90)});  // call; nop x9
+  auto r = relocate_prologue({code, kSrc, kDst, 14, 0});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().what.find("returns into the bytes the entry jump overwrites"),
+            std::string::npos)
+      << r.error().what;
+}
+
+TEST(X86WriterLabels, ResolvesForwardAndBackwardReferencesAtFlush) {
+  X86Writer w(kDst);
+  w.put_label(1);
+  w.jcc_short_label(0x4, 2);  // je short L2
+  w.jmp_near_label(1);        // jmp L1
+  w.put_label(2);
+  w.int3();
+  ASSERT_EQ(w.flush(), std::nullopt);
+  EXPECT_EQ(w.bytes(), (Bytes{0x74, 0x05, 0xe9, 0xf9, 0xff, 0xff, 0xff, 0xcc}));
+}
+
+TEST(X86WriterLabels, FlushNamesALabelNeverPlaced) {
+  X86Writer w(kDst);
+  w.jmp_near_label(7);
+  EXPECT_EQ(w.flush(), std::optional<X86Writer::Label>(7));
 }
 
 // ---- Part two: the corpus in functions.S, hijacked in this process ----

@@ -1,6 +1,9 @@
 // Safety modes, drain detection, stacking and all-or-nothing updates.
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -31,7 +34,84 @@ std::thread sleeper(int ms, std::atomic<bool>& inside) {
   });
 }
 
+// A thread whose stack is far deeper than a stack scan reaches (64 frames in
+// process): `depth` frames of dyn_recurse, sleeping at the bottom for `ms`. With
+// `inside_set` they hang below dyn_deep_inside, out of the scan's sight.
+class DeepSleeper {
+ public:
+  DeepSleeper(bool inside_set, int depth, int ms) {
+    thread_ = std::thread([=, this] {
+      pthread_setname_np(pthread_self(), "deep-sleeper");
+      tid_ = gettid();
+      if (inside_set) {
+        void (*volatile fn)(int, int) = dyn_deep_inside;
+        fn(depth, ms);
+      } else {
+        int (*volatile fn)(int, int) = dyn_recurse;
+        fn(depth, ms);
+      }
+    });
+    while (!tid_)
+      std::this_thread::yield();
+    std::this_thread::sleep_for(50ms);  // down at the bottom by now
+  }
+  ~DeepSleeper() { thread_.join(); }
+  pid_t tid() const { return tid_; }
+
+ private:
+  std::atomic<pid_t> tid_{0};
+  std::thread thread_;
+};
+
+constexpr int kDeep = 400;  // frames: far past the scan's 64
+
 }  // namespace
+
+TEST(Quiescent, DeepRecursionPastTheScanLimitIsNotQuiescent) {
+  UpdateRequest req;
+  req.redirects.push_back({"dyn_deep_inside", 0, addr(dyn_deep_inside_v2), "v2"});
+  req.mode = SafetyMode::quiescent;
+  req.timeout = 150ms;
+  for (bool inside_set : {true, false}) {
+    SCOPED_TRACE(inside_set ? "dyn_deep_inside at the bottom of the stack"
+                            : "no function of the update on the stack");
+    DeepSleeper deep(inside_set, kDeep, 500);
+    auto r = Engine::self().apply(req);
+    ASSERT_FALSE(r) << "a quiescent update succeeded although a thread's stack was not "
+                       "scanned to its bottom";
+    EXPECT_EQ(r.error().code, Errc::timed_out) << r.error().message();
+    EXPECT_NE(r.error().what.find("thread " + std::to_string(deep.tid()) + " (deep-sleeper)"),
+              std::string::npos)
+        << "the error must name the deep thread: " << r.error().what;
+  }
+  req.timeout = 2000ms;
+  auto ok = Engine::self().apply(req);
+  ASSERT_TRUE(ok) << "once the deep thread left: " << ok.error().message();
+  ASSERT_TRUE(Engine::self().revert(*ok, SafetyMode::quiescent));
+}
+
+TEST(Drain, DeepRecursionPastTheScanLimitDoesNotCountAsDrained) {
+  auto& engine = Engine::self();
+  auto point = engine.hijack("dyn_deep_inside");
+  ASSERT_TRUE(point) << point.error().message();
+  auto v2 = engine.add_version(*point, addr(dyn_deep_inside_v2), "v2");
+  ASSERT_TRUE(v2);
+  const VersionId old = engine.info(*point)->active;
+  for (bool inside_set : {true, false}) {
+    SCOPED_TRACE(inside_set ? "the old version at the bottom of the stack"
+                            : "no activation of the point on the stack");
+    DeepSleeper deep(inside_set, kDeep, 300);
+    ASSERT_TRUE(engine.switch_version(*point, *v2));
+    auto d = engine.drained(*point, old);
+    ASSERT_TRUE(d) << d.error().message();
+    EXPECT_FALSE(*d) << "a stack not scanned to its bottom counted as drained";
+    ASSERT_TRUE(engine.switch_version(*point, old));
+  }
+  ASSERT_TRUE(engine.switch_version(*point, *v2));
+  auto w = engine.wait_drained(*point, old, 2000ms);
+  EXPECT_TRUE(w) << "once the deep thread left: " << w.error().message();
+  ASSERT_TRUE(engine.switch_version(*point, old));
+}
 
 TEST(Quiescent, FailsNamingTheBlockerThenSucceedsOnceItLeft) {
   std::atomic<bool> inside{false};
