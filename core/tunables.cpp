@@ -95,6 +95,12 @@ Result<TunableValue> parse_as(const TunableSpec& spec, std::string_view text) {
       return v;
     }
     case TunableType::duration: {
+      // base/units reads a bare number as seconds; a tunable keeps "a unit is
+      // required" (docs/extensions.md): "5" for a period in ms is likelier a mistake.
+      std::string_view t = trim(text);
+      if (t != "0" && !t.empty() && t.find_first_not_of("0123456789.") == std::string_view::npos)
+        return fail(Errc::invalid_argument,
+                    "'" + std::string(t) + "' needs a unit (ns, us, ms, s, min, h, d)");
       auto r = parse_duration_ns(text);
       if (!r) return std::unexpected(r.error());
       v.integer = *r;
@@ -215,8 +221,6 @@ Result<double> parse_float(std::string_view text) {
   return v;
 }
 
-
-
 Result<bool> parse_boolean(std::string_view text) {
   std::string t = lower(trim(text));
   if (t == "true" || t == "yes" || t == "on" || t == "1") return true;
@@ -224,7 +228,6 @@ Result<bool> parse_boolean(std::string_view text) {
   return fail(Errc::invalid_argument,
               quoted(trim(text)) + " is not a boolean (true/false, yes/no, on/off, 1/0)");
 }
-
 
 Result<TunableSpec> TunableSpec::from_abi(const dynamos_tunable& t) {
   TunableSpec spec;
