@@ -212,7 +212,9 @@ class ExtensionHost {
   Result<void> offer_tunable(const Build& build, std::size_t index, const TunableValue& value,
                              const std::string& text);
   Result<std::pair<Loaded*, std::size_t>> find_tunable(std::string_view extension,
-                                                       std::string_view key) const;
+                                                       std::string_view key) const;  // table_ held
+  Result<std::pair<Loaded*, std::size_t>> locked_find_tunable(std::string_view extension,
+                                                              std::string_view key) const;
 
   HostOptions options_;
   std::unique_ptr<ConfigFile> config_;

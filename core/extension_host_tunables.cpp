@@ -70,6 +70,12 @@ Result<std::pair<ExtensionHost::Loaded*, std::size_t>> ExtensionHost::find_tunab
   return std::pair{it->second.get(), *i};
 }
 
+Result<std::pair<ExtensionHost::Loaded*, std::size_t>> ExtensionHost::locked_find_tunable(
+    std::string_view extension, std::string_view key) const {
+  std::shared_lock lock(table_);
+  return find_tunable(extension, key);
+}
+
 Result<TunableInfo> ExtensionHost::get(std::string_view extension, std::string_view key) const {
   std::shared_lock lock(table_);
   auto found = find_tunable(extension, key);
@@ -91,15 +97,10 @@ Result<TunableInfo> ExtensionHost::set(std::string_view extension, std::string_v
                                        std::string_view value) {
   std::lock_guard ops(ops_);
   const std::string full = std::string(extension) + "." + std::string(key);
-  std::pair<Loaded*, std::size_t> found;
-  {
-    std::shared_lock lock(table_);
-    auto f = find_tunable(extension, key);
-    if (!f) return std::unexpected(with_context(f.error(), "set " + full));
-    found = *f;
-  }
-  Build& b = *found.first->build;
-  const std::size_t i = found.second;
+  auto found = locked_find_tunable(extension, key);
+  if (!found) return std::unexpected(with_context(found.error(), "set " + full));
+  Build& b = *found->first->build;
+  const std::size_t i = found->second;
   const TunableSpec& spec = b.specs[i];
   if (!spec.runtime)
     return fail(Errc::refused, "set " + full + ": fixed at load, not changeable at runtime (set " +
@@ -139,15 +140,10 @@ Result<TunableInfo> ExtensionHost::set(std::string_view assignment) {
 Result<TunableInfo> ExtensionHost::reset(std::string_view extension, std::string_view key) {
   std::lock_guard ops(ops_);
   const std::string full = std::string(extension) + "." + std::string(key);
-  std::pair<Loaded*, std::size_t> found;
-  {
-    std::shared_lock lock(table_);
-    auto f = find_tunable(extension, key);
-    if (!f) return std::unexpected(with_context(f.error(), "reset " + full));
-    found = *f;
-  }
-  Build& b = *found.first->build;
-  const std::size_t i = found.second;
+  auto found = locked_find_tunable(extension, key);
+  if (!found) return std::unexpected(with_context(found.error(), "reset " + full));
+  Build& b = *found->first->build;
+  const std::size_t i = found->second;
   if (b.values[i].source != ValueSource::runtime) return describe_tunable(b, i);
   auto r = resolve_tunable(b.specs[i], b.name, config_.get(), options_.environment);
   if (!r) return std::unexpected(with_context(r.error(), "reset " + full));
