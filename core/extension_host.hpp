@@ -33,8 +33,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/engine.hpp"
 #include "base/error.hpp"
+#include "core/engine.hpp"
 #include "core/extension_abi.h"
 #include "core/tunables.hpp"
 
@@ -196,16 +196,25 @@ class ExtensionHost {
   struct Loaded;
 
  private:
+  class NewBuild;  // a build being brought in, undone unless kept (extension_build.hpp)
+  class Upgrade;   // the phases of one upgrade (extension_host_upgrade.cpp)
+
   explicit ExtensionHost(HostOptions options);
   void log(int level, std::string_view extension, std::string_view message) const;
+  Loaded* find_loaded(std::string_view name) const;  // nullptr: not loaded
   Result<std::unique_ptr<Build>> open_build(const std::string& path);
   Result<void> resolve_tunables(Build& build, const Build* previous);
   Result<void> init_build(Build& build);
   void close_build(std::unique_ptr<Build> build);
   ExtensionInfo describe(const Loaded& loaded) const;
   TunableInfo describe_tunable(const Build& build, std::size_t index) const;
+  // Asks the build's on_tunable whether it accepts a new value (refused: why).
+  Result<void> offer_tunable(const Build& build, std::size_t index, const TunableValue& value,
+                             const std::string& text);
   Result<std::pair<Loaded*, std::size_t>> find_tunable(std::string_view extension,
-                                                       std::string_view key) const;
+                                                       std::string_view key) const;  // table_ held
+  Result<std::pair<Loaded*, std::size_t>> locked_find_tunable(std::string_view extension,
+                                                              std::string_view key) const;
 
   HostOptions options_;
   std::unique_ptr<ConfigFile> config_;

@@ -51,7 +51,7 @@ Result<void> check_patch_object(const std::string& path, std::string_view bytes)
   for (std::size_t i = 0; i < h.e_phnum; ++i) {
     const std::size_t at = h.e_phoff + i * h.e_phentsize;
     Elf64_Phdr ph{};
-    if (at + sizeof ph > bytes.size()) break;
+    if (h.e_phoff > bytes.size() || at > bytes.size() || bytes.size() - at < sizeof ph) break;
     std::memcpy(&ph, bytes.data() + at, sizeof ph);
     if (ph.p_type == PT_INTERP)
       return fail(Errc::invalid_argument, path + " is an executable, not an ELF shared object");

@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "core/engine.hpp"
 #include "base/error.hpp"
+#include "core/engine.hpp"
 
 namespace dynamos::core {
 

@@ -40,40 +40,37 @@ bool is_lower_ident(std::string_view name, bool underscores) {
   });
 }
 
+// The words for each type, in the order of TunableType.
+struct TypeWords {
+  TunableType type;
+  const char* name;     // tunable_type_name
+  const char* article;  // "expected an integer"
+  const char* example;  // shown with a parse error
+};
+constexpr TypeWords kTypeWords[] = {
+    {TunableType::integer, "integer", "an integer", "e.g. 42, -7, 0x40"},
+    {TunableType::floating, "float", "a number", "e.g. 0.25, 1e-3"},
+    {TunableType::duration, "duration", "a duration", "e.g. 250ms, 1.5s, 2min"},
+    {TunableType::size, "size", "a size", "e.g. 4096, 64K, 64M, 2GiB"},
+    {TunableType::enumeration, "enum", "a choice", ""},
+    {TunableType::boolean, "boolean", "a boolean", "true/false, yes/no, on/off, 1/0"},
+};
+static_assert(std::size(kTypeWords) == static_cast<std::size_t>(TunableType::boolean) + 1);
+
+const TypeWords* words_of(TunableType type) {
+  for (const auto& w : kTypeWords)
+    if (w.type == type) return &w;
+  return nullptr;
+}
+
 const char* example_of(TunableType type) {
-  switch (type) {
-    case TunableType::integer:
-      return "e.g. 42, -7, 0x40";
-    case TunableType::floating:
-      return "e.g. 0.25, 1e-3";
-    case TunableType::duration:
-      return "e.g. 250ms, 1.5s, 2min";
-    case TunableType::size:
-      return "e.g. 4096, 64K, 64M, 2GiB";
-    case TunableType::boolean:
-      return "true/false, yes/no, on/off, 1/0";
-    case TunableType::enumeration:
-      return "";
-  }
-  return "";
+  const TypeWords* w = words_of(type);
+  return w ? w->example : "";
 }
 
 const char* article_type(TunableType type) {
-  switch (type) {
-    case TunableType::integer:
-      return "an integer";
-    case TunableType::floating:
-      return "a number";
-    case TunableType::duration:
-      return "a duration";
-    case TunableType::size:
-      return "a size";
-    case TunableType::boolean:
-      return "a boolean";
-    case TunableType::enumeration:
-      return "a choice";
-  }
-  return "a value";
+  const TypeWords* w = words_of(type);
+  return w ? w->article : "a value";
 }
 
 // Parses text as the type alone, without the range.
@@ -95,6 +92,12 @@ Result<TunableValue> parse_as(const TunableSpec& spec, std::string_view text) {
       return v;
     }
     case TunableType::duration: {
+      // base/units reads a bare number as seconds; a tunable keeps "a unit is
+      // required" (docs/extensions.md): "5" for a period in ms is likelier a mistake.
+      std::string_view t = trim(text);
+      if (t != "0" && !t.empty() && t.find_first_not_of("0123456789.") == std::string_view::npos)
+        return fail(Errc::invalid_argument,
+                    "'" + std::string(t) + "' needs a unit (ns, us, ms, s, min, h, d)");
       auto r = parse_duration_ns(text);
       if (!r) return std::unexpected(r.error());
       v.integer = *r;
@@ -138,21 +141,8 @@ int compare(TunableType type, const TunableValue& a, const TunableValue& b) {
 }  // namespace
 
 const char* tunable_type_name(TunableType type) {
-  switch (type) {
-    case TunableType::integer:
-      return "integer";
-    case TunableType::floating:
-      return "float";
-    case TunableType::duration:
-      return "duration";
-    case TunableType::size:
-      return "size";
-    case TunableType::enumeration:
-      return "enum";
-    case TunableType::boolean:
-      return "boolean";
-  }
-  return "unknown";
+  const TypeWords* w = words_of(type);
+  return w ? w->name : "unknown";
 }
 
 const char* value_source_name(ValueSource source) {
@@ -215,8 +205,6 @@ Result<double> parse_float(std::string_view text) {
   return v;
 }
 
-
-
 Result<bool> parse_boolean(std::string_view text) {
   std::string t = lower(trim(text));
   if (t == "true" || t == "yes" || t == "on" || t == "1") return true;
@@ -224,7 +212,6 @@ Result<bool> parse_boolean(std::string_view text) {
   return fail(Errc::invalid_argument,
               quoted(trim(text)) + " is not a boolean (true/false, yes/no, on/off, 1/0)");
 }
-
 
 Result<TunableSpec> TunableSpec::from_abi(const dynamos_tunable& t) {
   TunableSpec spec;

@@ -6,11 +6,13 @@
 #include <pwd.h>
 
 #include <fstream>
+#include <functional>
 #include <random>
 #include <regex>
 
 #include "core/engine.hpp"
 #include "core/remote.hpp"
+#include "core/remote_state.hpp"
 #include "core/symbols.hpp"
 #include "testkit/process.hpp"
 
@@ -238,6 +240,91 @@ TEST(RemoteRefusals, AnotherUsersProcessIsNotPermitted) {
   EXPECT_NE(o.status, 0);
   EXPECT_NE(o.err.find("not permitted"), std::string::npos) << o.err;
   EXPECT_RUNS_ON(t);
+}
+
+namespace {
+
+// The state region of a process the engine has patched, found in its maps.
+Address state_region_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find("/memfd:dynamos-state") != std::string::npos)
+      return std::stoull(line.substr(0, line.find('-')), nullptr, 16);
+  return 0;
+}
+
+bool poke(pid_t pid, Address at, const void* data, std::size_t size) {
+  std::fstream mem("/proc/" + std::to_string(pid) + "/mem",
+                   std::ios::in | std::ios::out | std::ios::binary);
+  mem.seekp(static_cast<std::streamoff>(at));
+  mem.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+  return static_cast<bool>(mem.flush());
+}
+
+bool peek(pid_t pid, Address at, void* data, std::size_t size) {
+  std::ifstream mem("/proc/" + std::to_string(pid) + "/mem", std::ios::binary);
+  mem.seekg(static_cast<std::streamoff>(at));
+  mem.read(static_cast<char*>(data), static_cast<std::streamsize>(size));
+  return static_cast<bool>(mem);
+}
+
+}  // namespace
+
+// The engine's state lives in the target's memory, which the target may overwrite.
+// A corrupted header or state is refused with a clear one-line error, the target
+// runs on untraced, and once the region is repaired the engine works again.
+TEST(RemoteRefusals, CorruptedStateRegionIsRefusedClearly) {
+  Program t({TARGET_PIE, "4"});
+  ASSERT_TRUE(t.wait_for("result 14 "));
+  auto p = cli({"patch", pid_of(t), "--replace", "compute=" + kPatch});
+  ASSERT_EQ(p.status, 0) << p.err;
+  ASSERT_TRUE(t.wait_for("result 1014"));
+  const Address region = state_region_of(t.pid());
+  ASSERT_NE(region, 0u) << "no dynamos-state mapping in the patched process";
+  remote::StateHeader good{};
+  ASSERT_TRUE(peek(t.pid(), region, &good, sizeof good));
+
+  struct Case {
+    const char* what;
+    std::function<void(remote::StateHeader&)> corrupt;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"blob offset", [](auto& h) { h.blob_offset = 0x12345; }, "state blob offset 0x12345"},
+      {"blob length", [](auto& h) { h.blob_length = ~0ull; }, "state blob length"},
+      {"call area", [](auto& h) { h.call_area = 0x1000; }, "call area 0x1000"},
+      {"magic", [](auto& h) { h.magic[0] = 'X'; }, "has an unknown format"},
+  };
+  for (const auto& c : cases) {
+    remote::StateHeader bad = good;
+    c.corrupt(bad);
+    ASSERT_TRUE(poke(t.pid(), region, &bad, sizeof bad)) << c.what;
+    auto o = cli({"updates", pid_of(t)});
+    EXPECT_NE(o.status, 0) << c.what << ": accepted";
+    EXPECT_NE(o.err.find(c.message), std::string::npos)
+        << c.what << ": expected '" << c.message << "' in: " << o.err;
+    EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << "not one line: " << o.err;
+    EXPECT_RUNS_ON(t);
+    EXPECT_EQ(tracer_of(t.pid()), "\t0");
+  }
+  ASSERT_TRUE(poke(t.pid(), region, &good, sizeof good));
+
+  // The state text itself (parsed by the engine) overwritten with garbage.
+  std::string blob(good.blob_length, '\0');
+  ASSERT_TRUE(peek(t.pid(), region + good.blob_offset, blob.data(), blob.size()));
+  const std::string garbage = "garbage\x01\xff\n";
+  ASSERT_TRUE(poke(t.pid(), region + good.blob_offset, garbage.data(), garbage.size()));
+  auto o = cli({"updates", pid_of(t)});
+  EXPECT_NE(o.status, 0) << "garbage state accepted";
+  EXPECT_NE(o.err.find("engine state"), std::string::npos) << o.err;
+  EXPECT_RUNS_ON(t);
+  ASSERT_TRUE(poke(t.pid(), region + good.blob_offset, blob.data(), blob.size()));
+
+  auto u = cli({"updates", pid_of(t)});
+  EXPECT_EQ(u.status, 0) << "repaired region refused: " << u.err;
+  EXPECT_NE(u.out.find("applied"), std::string::npos) << u.out;
+  EXPECT_TRUE(t.wait_for("result 1014")) << t.last_line();
 }
 
 TEST(RemoteRobustness, ToolKilledAtRandomMomentsNeverLeavesTheTargetStopped) {
