@@ -11,8 +11,8 @@
 #include <fstream>
 #include <iostream>
 
-#include "gang/gangd/coordinator.hpp"
 #include "gang/daemon_options.hpp"
+#include "gang/gangd/coordinator.hpp"
 #include "gang/gangd/launch.hpp"
 #include "gang/protocol_io.hpp"
 

@@ -31,7 +31,7 @@
 #include <thread>
 #include <vector>
 
-#include "gang/gangd/coordinator.hpp"
+#include "gang/client/control.hpp"
 #include "gang/hostfile.hpp"
 #include "gang/gangd/launch.hpp"
 

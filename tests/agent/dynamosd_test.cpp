@@ -12,6 +12,7 @@
 #include <regex>
 #include <thread>
 
+#include "gang/client/control.hpp"
 #include "gang/gangd/coordinator.hpp"
 #include "gang/dynamosd/node_agent.hpp"
 #include "tests/gang/test_util.hpp"

@@ -1,6 +1,7 @@
 // gangd's core with simulated agents on loopback: authentication, malformed input,
 // synchronised gang switches, journal recovery, control-socket credentials, and the
 // agent's reaction to a lost coordinator.
+#include "gang/client/control.hpp"
 #include "gang/gangd/coordinator.hpp"
 
 #include <grp.h>
