@@ -203,16 +203,8 @@ struct Decoder {
 };
 
 template <class T>
-constexpr MsgType kType = MsgType{};
-#define DYNAMOS_GANG_MSG_KTYPE_(Type, name, code) \
-  template <>                                     \
-  constexpr MsgType kType<Type> = MsgType::name;
-DYNAMOS_GANG_MESSAGES(DYNAMOS_GANG_MSG_KTYPE_)
-#undef DYNAMOS_GANG_MSG_KTYPE_
-
-template <class T>
 Result<Message> decode_as(std::span<const std::uint8_t> payload) {
-  Reader r(payload, msg_type_name(kType<T>));
+  Reader r(payload, msg_type_name(kTypeOf<T>));
   T m{};
   Decoder d{r};
   m.wire_fields(d);
@@ -232,7 +224,7 @@ const char* msg_type_name(MsgType type) {
 }
 
 MsgType type_of(const Message& m) {
-  return std::visit([](const auto& v) { return kType<std::decay_t<decltype(v)>>; }, m);
+  return std::visit([](const auto& v) { return kTypeOf<std::decay_t<decltype(v)>>; }, m);
 }
 
 Result<Header> decode_header(std::span<const std::uint8_t> bytes) {

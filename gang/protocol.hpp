@@ -399,6 +399,23 @@ using Message = detail::MessageVariant<void DYNAMOS_GANG_MESSAGES(DYNAMOS_GANG_M
 
 MsgType type_of(const Message& m);
 
+// The type code of a message struct.
+template <class T>
+inline constexpr MsgType kTypeOf = MsgType{};
+#define DYNAMOS_GANG_MSG_KTYPE_(Type, name, code) \
+  template <>                                     \
+  inline constexpr MsgType kTypeOf<Type> = MsgType::name;
+DYNAMOS_GANG_MESSAGES(DYNAMOS_GANG_MSG_KTYPE_)
+#undef DYNAMOS_GANG_MSG_KTYPE_
+
+// `m` as a T, else a protocol error "expected challenge, got error".
+template <class T>
+Result<T*> expect(Message& m) {
+  if (auto* t = std::get_if<T>(&m)) return t;
+  return fail(Errc::protocol, std::string("expected ") + msg_type_name(kTypeOf<T>) + ", got " +
+                                  msg_type_name(type_of(m)));
+}
+
 struct Header {
   MsgType type{};
   std::uint32_t length = 0;

@@ -122,10 +122,9 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
   asio::awaitable<Result<void>> handshake(FrameReader& buf) {
     auto msg = co_await buf.next(socket_);
     if (!msg) co_return std::unexpected(msg.error());
-    auto* hello = std::get_if<proto::Hello>(&*msg);
-    if (!hello)
-      co_return fail(Errc::protocol, std::string("expected hello, got ") +
-                                         proto::msg_type_name(proto::type_of(*msg)));
+    auto expected = proto::expect<proto::Hello>(*msg);
+    if (!expected) co_return std::unexpected(expected.error());
+    const proto::Hello* hello = *expected;
     if (hello->role != proto::Role::agent)
       co_return fail(Errc::not_permitted,
                      "only node agents connect over TCP; the CLI uses the local control socket");
@@ -137,11 +136,9 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
     send(proto::Challenge{*nonce, server_proof(secret, hello->client_nonce, *nonce, hello->node)});
     auto reply = co_await buf.next(socket_);
     if (!reply) co_return std::unexpected(reply.error());
-    auto* auth = std::get_if<proto::Auth>(&*reply);
-    if (!auth)
-      co_return fail(Errc::protocol, std::string("expected auth, got ") +
-                                         proto::msg_type_name(proto::type_of(*reply)));
-    if (!mac_equal(auth->client_proof,
+    auto auth = proto::expect<proto::Auth>(*reply);
+    if (!auth) co_return std::unexpected(auth.error());
+    if (!mac_equal((*auth)->client_proof,
                    client_proof(secret, *nonce, hello->client_nonce, hello->node)))
       co_return fail(Errc::not_permitted,
                      "authentication failed for node '" + hello->node + "': wrong shared secret");
