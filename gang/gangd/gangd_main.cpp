@@ -23,17 +23,6 @@ using namespace dynamos::gang;
 
 namespace {
 
-int die(const std::string& message) {
-  std::fprintf(stderr, "gangd: %s\n", message.c_str());
-  return 1;
-}
-
-Result<Nanos> duration_option(const po::variables_map& vm, const char* name) {
-  auto d = parse_duration(vm[name].as<std::string>());
-  if (!d) return std::unexpected(with_context(d.error(), std::string("--") + name));
-  return d;
-}
-
 void make_parent(const std::string& path) {
   auto parent = std::filesystem::path(path).parent_path();
   std::error_code ec;
@@ -178,7 +167,7 @@ int run(CoordinatorConfig cfg) {
   boost::asio::io_context io{1};  // one thread: Asio may skip its locking
   std::string host = cfg.listen_address;
   auto c = Coordinator::create(io, std::move(cfg));
-  if (!c) return die(c.error().message());
+  if (!c) return daemon_error("gangd", c.error().message());
   auto coordinator = *c;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -201,12 +190,12 @@ int main(int argc, char** argv) {
   auto opts = options();
   po::variables_map vm;
   if (auto parsed = parse_daemon_options(argc, argv, opts, vm); !parsed)
-    return die(parsed.error().message());
+    return daemon_error("gangd", parsed.error().message());
   if (vm.count("help")) {
     std::cout << opts << "\n";
     return 0;
   }
   auto cfg = configure(vm);
-  if (!cfg) return die(cfg.error().message());
+  if (!cfg) return daemon_error("gangd", cfg.error().message());
   return run(std::move(*cfg));
 }
