@@ -27,10 +27,10 @@
 #include <thread>
 
 #include "base/json.hpp"
-#include "core/tunables.hpp"
-#include "cli/command.hpp"
-#include "gang/client/control.hpp"
 #include "base/units.hpp"
+#include "cli/command.hpp"
+#include "core/tunables.hpp"
+#include "gang/client/control.hpp"
 #include "gang/gangd/launch.hpp"
 #include "kernelside/cgroup.hpp"
 #include "kernelside/topology.hpp"

@@ -10,9 +10,9 @@
 #include <thread>
 
 #include "base/json.hpp"
+#include "base/units.hpp"
 #include "cli/command.hpp"
 #include "gang/client/control.hpp"
-#include "base/units.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;

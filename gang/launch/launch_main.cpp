@@ -32,8 +32,8 @@
 #include <vector>
 
 #include "gang/client/control.hpp"
-#include "gang/hostfile.hpp"
 #include "gang/gangd/launch.hpp"
+#include "gang/hostfile.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;

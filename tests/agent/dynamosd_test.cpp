@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "gang/client/control.hpp"
-#include "gang/gangd/coordinator.hpp"
 #include "gang/dynamosd/node_agent.hpp"
+#include "gang/gangd/coordinator.hpp"
 #include "tests/gang/test_util.hpp"
 #include "tests/kernelside/support.hpp"
 

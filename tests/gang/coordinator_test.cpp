@@ -1,8 +1,8 @@
 // gangd's core with simulated agents on loopback: authentication, malformed input,
 // synchronised gang switches, journal recovery, control-socket credentials, and the
 // agent's reaction to a lost coordinator.
-#include "gang/client/control.hpp"
 #include "gang/gangd/coordinator.hpp"
+#include "gang/client/control.hpp"
 
 #include <grp.h>
 #include <gtest/gtest.h>
