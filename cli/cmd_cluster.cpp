@@ -27,10 +27,10 @@
 #include <thread>
 
 #include "base/json.hpp"
-#include "core/tunables.hpp"
+#include "base/units.hpp"
 #include "cli/command.hpp"
+#include "core/tunables.hpp"
 #include "gang/client/control.hpp"
-#include "gang/gangd/coordinator.hpp"
 #include "gang/gangd/launch.hpp"
 #include "kernelside/cgroup.hpp"
 #include "kernelside/topology.hpp"
@@ -267,7 +267,7 @@ int run_up(std::span<const std::string> args) {
     return cli::error("cluster up", "--nodes must be between 1 and 64 (try --help)", 2);
   if (slots == 0 || slots > 1024)
     return cli::error("cluster up", "--slots must be between 1 and 1024", 2);
-  auto q = gang::parse_duration(quantum);
+  auto q = parse_duration(quantum);
   if (!q) return cli::error("cluster up", "--quantum: " + q.error().message(), 2);
   if (::geteuid() != 0)
     return cli::error("cluster up", "needs root (it creates cgroups and may set up swap)");

@@ -10,9 +10,9 @@
 #include <thread>
 
 #include "base/json.hpp"
+#include "base/units.hpp"
 #include "cli/command.hpp"
 #include "gang/client/control.hpp"
-#include "gang/gangd/coordinator.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -251,12 +251,12 @@ int run_set(std::span<const std::string> args) {
   auto key = positional[0].substr(0, eq), value = positional[0].substr(eq + 1);
   if (key != "quantum")
     return cli::error("set", "unknown setting '" + key + "' (known: quantum)", 2);
-  auto q = gang::parse_duration(value);
+  auto q = parse_duration(value);
   if (!q) return cli::error("set", "quantum: " + q.error().message(), 2);
   auto r = cli::ask_for<proto::Ok>(cli::socket_path(vm),
                                    proto::SetQuantum{static_cast<std::uint64_t>(q->count())});
   if (!r) return cli::error("set", r.error().message());
-  std::cout << "quantum " << gang::format_duration(*q) << "\n";
+  std::cout << "quantum " << format_duration(*q) << "\n";
   return 0;
 }
 

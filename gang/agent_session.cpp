@@ -221,18 +221,16 @@ asio::awaitable<Result<void>> AgentSession::handshake(Link& link, FrameReader& b
   auto msg = co_await buf.next(link.socket);
   if (!msg) co_return std::unexpected(msg.error());
   if (auto* e = std::get_if<proto::ErrorMsg>(&*msg)) co_return refused(*e);
-  auto* challenge = std::get_if<proto::Challenge>(&*msg);
-  if (!challenge)
-    co_return fail(Errc::protocol, std::string("expected challenge, got ") +
-                                       proto::msg_type_name(proto::type_of(*msg)));
-  if (!mac_equal(challenge->server_proof,
-                 server_proof(config_.secret, *nonce, challenge->server_nonce, config_.node))) {
+  auto challenge = proto::expect<proto::Challenge>(*msg);
+  if (!challenge) co_return std::unexpected(challenge.error());
+  if (!mac_equal((*challenge)->server_proof,
+                 server_proof(config_.secret, *nonce, (*challenge)->server_nonce, config_.node))) {
     fatal_ = true;
     co_return fail(Errc::not_permitted,
                    "the coordinator could not prove it knows the shared secret");
   }
   auto auth = proto::encode(
-      proto::Auth{client_proof(config_.secret, challenge->server_nonce, *nonce, config_.node)});
+      proto::Auth{client_proof(config_.secret, (*challenge)->server_nonce, *nonce, config_.node)});
   co_await asio::async_write(link.socket, asio::buffer(*auth),
                              asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return fail(Errc::system, "send auth: " + ec.message());
@@ -240,10 +238,9 @@ asio::awaitable<Result<void>> AgentSession::handshake(Link& link, FrameReader& b
   msg = co_await buf.next(link.socket);
   if (!msg) co_return std::unexpected(msg.error());
   if (auto* e = std::get_if<proto::ErrorMsg>(&*msg)) co_return refused(*e);
-  auto* welcome = std::get_if<proto::Welcome>(&*msg);
-  if (!welcome)
-    co_return fail(Errc::protocol, std::string("expected welcome, got ") +
-                                       proto::msg_type_name(proto::type_of(*msg)));
+  auto expected = proto::expect<proto::Welcome>(*msg);
+  if (!expected) co_return std::unexpected(expected.error());
+  const proto::Welcome* welcome = *expected;
   node_index_ = welcome->node_index;
   if (welcome->heartbeat_ns > 0)
     heartbeat_ = std::chrono::nanoseconds(static_cast<std::int64_t>(welcome->heartbeat_ns));

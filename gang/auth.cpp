@@ -130,24 +130,27 @@ Result<proto::Nonce> random_nonce() {
   return n;
 }
 
-proto::Mac server_proof(const Secret& s, const proto::Nonce& client_nonce,
-                        const proto::Nonce& server_nonce, const std::string& node) {
+namespace {
+// HMAC(secret, who | first | second | node): what each side proves (see auth.hpp).
+proto::Mac proof(const Secret& s, std::string_view who, const proto::Nonce& first,
+                 const proto::Nonce& second, const std::string& node) {
   std::vector<std::uint8_t> msg;
-  append(msg, std::string_view("gangd"));
-  append(msg, client_nonce);
-  append(msg, server_nonce);
+  append(msg, who);
+  append(msg, first);
+  append(msg, second);
   append(msg, node);
   return hmac_sha256(s.bytes(), msg);
+}
+}  // namespace
+
+proto::Mac server_proof(const Secret& s, const proto::Nonce& client_nonce,
+                        const proto::Nonce& server_nonce, const std::string& node) {
+  return proof(s, "gangd", client_nonce, server_nonce, node);
 }
 
 proto::Mac client_proof(const Secret& s, const proto::Nonce& server_nonce,
                         const proto::Nonce& client_nonce, const std::string& node) {
-  std::vector<std::uint8_t> msg;
-  append(msg, std::string_view("agent"));
-  append(msg, server_nonce);
-  append(msg, client_nonce);
-  append(msg, node);
-  return hmac_sha256(s.bytes(), msg);
+  return proof(s, "agent", server_nonce, client_nonce, node);
 }
 
 bool mac_equal(const proto::Mac& a, const proto::Mac& b) {

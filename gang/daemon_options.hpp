@@ -4,10 +4,12 @@
 
 #include <boost/program_options.hpp>
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <string>
 
 #include "base/error.hpp"
+#include "base/units.hpp"
 
 namespace dynamos::gang {
 
@@ -30,6 +32,20 @@ inline Result<void> parse_daemon_options(int argc, char** argv,
     return fail(Errc::invalid_argument, std::string(e.what()) + " (try --help)");
   }
   return {};
+}
+
+// Prints "PROGRAM: message" to standard error; returns the exit status 1.
+inline int daemon_error(const char* program, const std::string& message) {
+  std::fprintf(stderr, "%s: %s\n", program, message.c_str());
+  return 1;
+}
+
+// The duration option `--name` (base/units.hpp syntax); the error names the option.
+inline Result<std::chrono::nanoseconds> duration_option(
+    const boost::program_options::variables_map& vm, const char* name) {
+  auto d = parse_duration(vm[name].as<std::string>());
+  if (!d) return std::unexpected(with_context(d.error(), std::string("--") + name));
+  return d;
 }
 
 struct Endpoint {

@@ -111,221 +111,17 @@ Result<void> Reader::finish() {
   return {};
 }
 
-// --- fields of every message, in wire order ------------------------------------------
-// Each function lists a struct's fields once; the encoder and decoder visitors below
-// walk them. The encoder passes const objects through const_cast and never writes.
-
-template <class V>
-void fields(V& v, Hello& m) {
-  v(m.role, "role");
-  v(m.node, "node");
-  v(m.pid, "pid");
-  v(m.client_nonce, "client_nonce");
-}
-template <class V>
-void fields(V& v, Challenge& m) {
-  v(m.server_nonce, "server_nonce");
-  v(m.server_proof, "server_proof");
-}
-template <class V>
-void fields(V& v, Auth& m) {
-  v(m.client_proof, "client_proof");
-}
-template <class V>
-void fields(V& v, Welcome& m) {
-  v(m.node_index, "node_index");
-  v(m.quantum_ns, "quantum_ns");
-  v(m.heartbeat_ns, "heartbeat_ns");
-  v(m.last_round, "last_round");
-}
-template <class V>
-void fields(V& v, JobAssign& m) {
-  v(m.job, "job");
-  v(m.name, "name");
-  v(m.uid, "uid");
-  v(m.ranks_here, "ranks_here");
-  v(m.paging, "paging");
-  v(m.running, "running");
-}
-template <class V>
-void fields(V& v, JobRelease& m) {
-  v(m.job, "job");
-  v(m.reason, "reason");
-}
-template <class V>
-void fields(V& v, NodeRequest& m) {
-  v(m.request, "request");
-  v(m.uid, "uid");
-  v(m.op, "op");
-  v(m.args, "args");
-}
-template <class V>
-void fields(V& v, NodeReply& m) {
-  v(m.request, "request");
-  v(m.ok, "ok");
-  v(m.output, "output");
-}
-template <class V>
-void fields(V& v, PrepareSwitch& m) {
-  v(m.round, "round");
-  v(m.outgoing, "outgoing");
-  v(m.incoming, "incoming");
-}
-template <class V>
-void fields(V& v, PrepareAck& m) {
-  v(m.round, "round");
-  v(m.ok, "ok");
-  v(m.prepare_ns, "prepare_ns");
-  v(m.error, "error");
-}
-template <class V>
-void fields(V& v, SwitchAt& m) {
-  v(m.round, "round");
-  v(m.deadline_ns, "deadline_ns");
-}
-template <class V>
-void fields(V& v, SwitchAck& m) {
-  v(m.round, "round");
-  v(m.ok, "ok");
-  v(m.received_ns, "received_ns");
-  v(m.switched_ns, "switched_ns");
-  v(m.duration_ns, "duration_ns");
-  v(m.error, "error");
-  v(m.running_ns, "running_ns");
-}
-template <class V>
-void fields(V& v, JobMetrics& m) {
-  v(m.job, "job");
-  v(m.cpu_ns, "cpu_ns");
-  v(m.rss_bytes, "rss_bytes");
-  v(m.pages_out, "pages_out");
-  v(m.pages_in, "pages_in");
-  v(m.major_faults, "major_faults");
-}
-template <class V>
-void fields(V& v, MetricsReport& m) {
-  v(m.time_ns, "time_ns");
-  v(m.mem_total, "mem_total");
-  v(m.mem_available, "mem_available");
-  v(m.jobs, "jobs");
-}
-template <class V>
-void fields(V& v, Heartbeat& m) {
-  v(m.time_ns, "time_ns");
-}
-template <class V>
-void fields(V& v, ErrorMsg& m) {
-  v(m.code, "code");
-  v(m.message, "message");
-}
-template <class V>
-void fields(V& v, JobSubmit& m) {
-  v(m.name, "name");
-  v(m.ranks, "ranks");
-  v(m.nodes, "nodes");
-  v(m.paging, "paging");
-  v(m.argv, "argv");
-  v(m.cwd, "cwd");
-  v(m.output, "output");
-}
-template <class V>
-void fields(V& v, JobSubmitted& m) {
-  v(m.job, "job");
-}
-template <class V>
-void fields(V& v, JobCancel& m) {
-  v(m.job, "job");
-}
-template <class V>
-void fields(V&, ListJobs&) {}
-template <class V>
-void fields(V& v, JobInfo& m) {
-  v(m.job, "job");
-  v(m.name, "name");
-  v(m.uid, "uid");
-  v(m.state, "state");
-  v(m.slot, "slot");
-  v(m.nodes, "nodes");
-  v(m.paging, "paging");
-  v(m.switches, "switches");
-  v(m.cpu_ns, "cpu_ns");
-  v(m.exit_code, "exit_code");
-  v(m.reason, "reason");
-  v(m.submitted_ns, "submitted_ns");
-  v(m.ended_ns, "ended_ns");
-  v(m.major_faults, "major_faults");
-}
-template <class V>
-void fields(V& v, JobList& m) {
-  v(m.jobs, "jobs");
-}
-template <class V>
-void fields(V&, ListNodes&) {}
-template <class V>
-void fields(V& v, NodeInfo& m) {
-  v(m.name, "name");
-  v(m.state, "state");
-  v(m.slots, "slots");
-  v(m.jobs, "jobs");
-  v(m.mem_total, "mem_total");
-  v(m.mem_available, "mem_available");
-  v(m.guest_policy, "guest_policy");
-}
-template <class V>
-void fields(V& v, NodeList& m) {
-  v(m.nodes, "nodes");
-}
-template <class V>
-void fields(V& v, SetQuantum& m) {
-  v(m.quantum_ns, "quantum_ns");
-}
-template <class V>
-void fields(V& v, SetPaging& m) {
-  v(m.job, "job");
-  v(m.policy, "policy");
-}
-template <class V>
-void fields(V& v, Ok& m) {
-  v(m.message, "message");
-}
-template <class V>
-void fields(V& v, JobExited& m) {
-  v(m.job, "job");
-  v(m.exit_code, "exit_code");
-  v(m.reason, "reason");
-}
-template <class V>
-void fields(V& v, NodeCommand& m) {
-  v(m.nodes, "nodes");
-  v(m.op, "op");
-  v(m.args, "args");
-  v(m.timeout_ns, "timeout_ns");
-}
-template <class V>
-void fields(V& v, NodeResult& m) {
-  v(m.node, "node");
-  v(m.ok, "ok");
-  v(m.output, "output");
-}
-template <class V>
-void fields(V& v, NodeCommandResult& m) {
-  v(m.results, "results");
-}
-template <class V>
-void fields(V& v, SetCycleSteal& m) {
-  v(m.enable, "enable");
-  v(m.policy, "policy");
-}
-template <class V>
-void fields(V& v, RankAttach& m) {
-  v(m.job, "job");
-}
-
 namespace {
 
+// A visitor that accepts any field: what a struct's wire_fields must take.
+struct AnyField {
+  template <class F>
+  void operator()(F&, const char*) {}
+};
+
 template <class T>
-concept Composite = std::is_class_v<T> && requires(Writer& w, T& t) {
-  {fields(w, t)};
+concept Composite = std::is_class_v<T> && requires(T& t, AnyField& v) {
+  t.wire_fields(v);
 };
 
 // Smallest encoded size of a list element, to bound list counts before allocating.
@@ -365,7 +161,7 @@ struct Encoder {
   }
   template <Composite T>
   void operator()(const T& v, const char*) {
-    fields(*this, const_cast<T&>(v));
+    v.wire_fields(*this);
   }
 };
 
@@ -402,160 +198,33 @@ struct Decoder {
   }
   template <Composite T>
   void operator()(T& v, const char*) {
-    fields(*this, v);
+    v.wire_fields(*this);
   }
 };
 
 template <class T>
-constexpr MsgType kType = MsgType{};
-template <>
-constexpr MsgType kType<Hello> = MsgType::hello;
-template <>
-constexpr MsgType kType<Challenge> = MsgType::challenge;
-template <>
-constexpr MsgType kType<Auth> = MsgType::auth;
-template <>
-constexpr MsgType kType<Welcome> = MsgType::welcome;
-template <>
-constexpr MsgType kType<JobAssign> = MsgType::job_assign;
-template <>
-constexpr MsgType kType<JobRelease> = MsgType::job_release;
-template <>
-constexpr MsgType kType<PrepareSwitch> = MsgType::prepare_switch;
-template <>
-constexpr MsgType kType<PrepareAck> = MsgType::prepare_ack;
-template <>
-constexpr MsgType kType<SwitchAt> = MsgType::switch_at;
-template <>
-constexpr MsgType kType<SwitchAck> = MsgType::switch_ack;
-template <>
-constexpr MsgType kType<MetricsReport> = MsgType::metrics_report;
-template <>
-constexpr MsgType kType<Heartbeat> = MsgType::heartbeat;
-template <>
-constexpr MsgType kType<ErrorMsg> = MsgType::error;
-template <>
-constexpr MsgType kType<JobSubmit> = MsgType::job_submit;
-template <>
-constexpr MsgType kType<JobSubmitted> = MsgType::job_submitted;
-template <>
-constexpr MsgType kType<JobCancel> = MsgType::job_cancel;
-template <>
-constexpr MsgType kType<ListJobs> = MsgType::list_jobs;
-template <>
-constexpr MsgType kType<JobList> = MsgType::job_list;
-template <>
-constexpr MsgType kType<ListNodes> = MsgType::list_nodes;
-template <>
-constexpr MsgType kType<NodeList> = MsgType::node_list;
-template <>
-constexpr MsgType kType<SetQuantum> = MsgType::set_quantum;
-template <>
-constexpr MsgType kType<SetPaging> = MsgType::set_paging;
-template <>
-constexpr MsgType kType<Ok> = MsgType::ok;
-template <>
-constexpr MsgType kType<NodeRequest> = MsgType::node_request;
-template <>
-constexpr MsgType kType<NodeReply> = MsgType::node_reply;
-template <>
-constexpr MsgType kType<JobExited> = MsgType::job_exited;
-template <>
-constexpr MsgType kType<NodeCommand> = MsgType::node_command;
-template <>
-constexpr MsgType kType<NodeCommandResult> = MsgType::node_command_result;
-template <>
-constexpr MsgType kType<SetCycleSteal> = MsgType::set_cyclesteal;
-template <>
-constexpr MsgType kType<RankAttach> = MsgType::rank_attach;
-
-template <std::size_t I = 0>
-Result<Message> decode_as(MsgType type, std::span<const std::uint8_t> payload) {
-  if constexpr (I == std::variant_size_v<Message>) {
-    return fail(Errc::protocol,
-                "unknown message type " + std::to_string(static_cast<unsigned>(type)));
-  } else {
-    using T = std::variant_alternative_t<I, Message>;
-    if (kType<T> != type) return decode_as<I + 1>(type, payload);
-    Reader r(payload, msg_type_name(type));
-    T m{};
-    Decoder d{r};
-    fields(d, m);
-    if (auto done = r.finish(); !done) return std::unexpected(done.error());
-    return Message{std::move(m)};
-  }
+Result<Message> decode_as(std::span<const std::uint8_t> payload) {
+  Reader r(payload, msg_type_name(kTypeOf<T>));
+  T m{};
+  Decoder d{r};
+  m.wire_fields(d);
+  if (auto done = r.finish(); !done) return std::unexpected(done.error());
+  return Message{std::move(m)};
 }
 
 }  // namespace
 
 const char* msg_type_name(MsgType type) {
-  switch (type) {
-    case MsgType::hello:
-      return "hello";
-    case MsgType::challenge:
-      return "challenge";
-    case MsgType::auth:
-      return "auth";
-    case MsgType::welcome:
-      return "welcome";
-    case MsgType::job_assign:
-      return "job_assign";
-    case MsgType::job_release:
-      return "job_release";
-    case MsgType::prepare_switch:
-      return "prepare_switch";
-    case MsgType::prepare_ack:
-      return "prepare_ack";
-    case MsgType::switch_at:
-      return "switch_at";
-    case MsgType::switch_ack:
-      return "switch_ack";
-    case MsgType::metrics_report:
-      return "metrics_report";
-    case MsgType::heartbeat:
-      return "heartbeat";
-    case MsgType::error:
-      return "error";
-    case MsgType::job_submit:
-      return "job_submit";
-    case MsgType::job_submitted:
-      return "job_submitted";
-    case MsgType::job_cancel:
-      return "job_cancel";
-    case MsgType::list_jobs:
-      return "list_jobs";
-    case MsgType::job_list:
-      return "job_list";
-    case MsgType::list_nodes:
-      return "list_nodes";
-    case MsgType::node_list:
-      return "node_list";
-    case MsgType::set_quantum:
-      return "set_quantum";
-    case MsgType::set_paging:
-      return "set_paging";
-    case MsgType::ok:
-      return "ok";
-    case MsgType::node_request:
-      return "node_request";
-    case MsgType::node_reply:
-      return "node_reply";
-    case MsgType::job_exited:
-      return "job_exited";
-    case MsgType::node_command:
-      return "node_command";
-    case MsgType::node_command_result:
-      return "node_command_result";
-    case MsgType::set_cyclesteal:
-      return "set_cyclesteal";
-    case MsgType::rank_attach:
-      return "rank_attach";
-  }
+#define DYNAMOS_GANG_MSG_NAME_(Type, name, code) \
+  case MsgType::name:                            \
+    return #name;
+  switch (type) { DYNAMOS_GANG_MESSAGES(DYNAMOS_GANG_MSG_NAME_) }
+#undef DYNAMOS_GANG_MSG_NAME_
   return nullptr;
 }
 
 MsgType type_of(const Message& m) {
-  return std::visit([](const auto& v) { return kType<std::decay_t<decltype(v)>>; }, m);
+  return std::visit([](const auto& v) { return kTypeOf<std::decay_t<decltype(v)>>; }, m);
 }
 
 Result<Header> decode_header(std::span<const std::uint8_t> bytes) {
@@ -591,7 +260,13 @@ Result<Message> decode_payload(MsgType type, std::span<const std::uint8_t> paylo
   if (payload.size() > kMaxPayload)
     return fail(Errc::protocol,
                 "payload of " + std::to_string(payload.size()) + " bytes exceeds the limit");
-  return decode_as(type, payload);
+#define DYNAMOS_GANG_MSG_DECODE_(Type, name, code) \
+  case MsgType::name:                              \
+    return decode_as<Type>(payload);
+  switch (type) { DYNAMOS_GANG_MESSAGES(DYNAMOS_GANG_MSG_DECODE_) }
+#undef DYNAMOS_GANG_MSG_DECODE_
+  return fail(Errc::protocol,
+              "unknown message type " + std::to_string(static_cast<unsigned>(type)));
 }
 
 Result<Message> decode_frame(std::span<const std::uint8_t> frame) {

@@ -13,11 +13,15 @@
 // code Errc::protocol (Errc::version_mismatch for a foreign version) that names the
 // message and the field. Decoding has no side effect besides its result.
 //
-// Each message is a plain struct; its fields are listed once, in wire order, in its
-// `fields` function (protocol.cpp), which drives both the encoder and the decoder.
+// Each message is a plain struct that lists its fields once, in wire order
+// (DYNAMOS_WIRE_FIELDS), and one entry of DYNAMOS_GANG_MESSAGES; that drives both the
+// encoder and the decoder.
 #pragma once
 
 #include <array>
+#include <boost/preprocessor/seq/for_each.hpp>
+#include <boost/preprocessor/stringize.hpp>
+#include <boost/preprocessor/variadic/to_seq.hpp>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -44,44 +48,72 @@ using JobId = std::uint64_t;
 using Nonce = std::array<std::uint8_t, kNonceSize>;
 using Mac = std::array<std::uint8_t, kMacSize>;
 
-enum class MsgType : std::uint16_t {
-  // Handshake (TCP peers): hello -> challenge -> auth -> welcome.
-  hello = 1,
-  challenge = 2,
-  auth = 3,
-  welcome = 4,
-  // Coordinator <-> agent.
-  job_assign = 10,
-  job_release = 11,
-  node_request = 12,  // an operation on the node (cycle stealing, guests, extensions...)
-  node_reply = 13,
-  prepare_switch = 20,
-  prepare_ack = 21,
-  switch_at = 22,
-  switch_ack = 23,
-  metrics_report = 30,
-  heartbeat = 31,
-  error = 40,
-  // CLI <-> coordinator over the local control socket.
-  job_submit = 50,
-  job_submitted = 51,
-  job_cancel = 52,
-  list_jobs = 53,
-  job_list = 54,
-  list_nodes = 55,
-  node_list = 56,
-  set_quantum = 57,
-  set_paging = 58,
-  ok = 59,
-  job_exited = 60,  // from the job's launcher
-  node_command = 61,
-  node_command_result = 62,
-  set_cyclesteal = 63,
-  // A rank's exec wrapper <-> dynamosd's local socket.
-  rank_attach = 70,
-};
+// Every message, once: its struct, its name on the wire (and in errors), its type code.
+// The MsgType enum, the Message variant, msg_type_name, type_of and the codec all follow
+// from this list; a new message is one line here plus its struct below (whose fields
+// are listed in wire order by DYNAMOS_WIRE_FIELDS). Codes are the wire format: never
+// reuse or renumber one.
+#define DYNAMOS_GANG_MESSAGES(X)                                              \
+  /* Handshake (TCP peers): hello -> challenge -> auth -> welcome. */         \
+  X(Hello, hello, 1)                                                          \
+  X(Challenge, challenge, 2)                                                  \
+  X(Auth, auth, 3)                                                            \
+  X(Welcome, welcome, 4)                                                      \
+  /* Coordinator <-> agent. */                                                \
+  X(JobAssign, job_assign, 10)                                                \
+  X(JobRelease, job_release, 11)                                              \
+  X(NodeRequest, node_request, 12)                                            \
+  X(NodeReply, node_reply, 13)                                                \
+  X(PrepareSwitch, prepare_switch, 20)                                        \
+  X(PrepareAck, prepare_ack, 21)                                              \
+  X(SwitchAt, switch_at, 22)                                                  \
+  X(SwitchAck, switch_ack, 23)                                                \
+  X(MetricsReport, metrics_report, 30)                                        \
+  X(Heartbeat, heartbeat, 31)                                                 \
+  X(ErrorMsg, error, 40)                                                      \
+  /* CLI (and the launcher) <-> coordinator over the local control socket. */ \
+  X(JobSubmit, job_submit, 50)                                                \
+  X(JobSubmitted, job_submitted, 51)                                          \
+  X(JobCancel, job_cancel, 52)                                                \
+  X(ListJobs, list_jobs, 53)                                                  \
+  X(JobList, job_list, 54)                                                    \
+  X(ListNodes, list_nodes, 55)                                                \
+  X(NodeList, node_list, 56)                                                  \
+  X(SetQuantum, set_quantum, 57)                                              \
+  X(SetPaging, set_paging, 58)                                                \
+  X(Ok, ok, 59)                                                               \
+  X(JobExited, job_exited, 60)                                                \
+  X(NodeCommand, node_command, 61)                                            \
+  X(NodeCommandResult, node_command_result, 62)                               \
+  X(SetCycleSteal, set_cyclesteal, 63)                                        \
+  /* A rank's exec wrapper <-> dynamosd's local socket. */                    \
+  X(RankAttach, rank_attach, 70)
 
+#define DYNAMOS_GANG_MSG_ENUM_(Type, name, code) name = code,
+enum class MsgType : std::uint16_t { DYNAMOS_GANG_MESSAGES(DYNAMOS_GANG_MSG_ENUM_) };
+#undef DYNAMOS_GANG_MSG_ENUM_
+
+// The message's name ("job_submit"), or nullptr for a code that is no message.
 const char* msg_type_name(MsgType type);
+
+// A struct's wire fields, in wire order: DYNAMOS_WIRE_FIELDS(job, name, uid) defines
+// wire_fields(v), which calls v(job, "job"), v(name, "name"), v(uid, "uid"); the
+// encoder and the decoder are such visitors (protocol.cpp).
+#define DYNAMOS_WIRE_FIELD_(r, v, field) v(field, BOOST_PP_STRINGIZE(field));
+#define DYNAMOS_WIRE_VISIT_(...) \
+  BOOST_PP_SEQ_FOR_EACH(DYNAMOS_WIRE_FIELD_, v, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))
+#define DYNAMOS_WIRE_FIELDS(...)     \
+  template <class V>                 \
+  void wire_fields(V& v) {           \
+    DYNAMOS_WIRE_VISIT_(__VA_ARGS__) \
+  }                                  \
+  template <class V>                 \
+  void wire_fields(V& v) const {     \
+    DYNAMOS_WIRE_VISIT_(__VA_ARGS__) \
+  }
+#define DYNAMOS_WIRE_NO_FIELDS() \
+  template <class V>             \
+  void wire_fields(V&) const {}
 
 enum class Role : std::uint8_t { agent = 1, cli = 2 };
 
@@ -94,17 +126,20 @@ struct Hello {
   std::string node;       // the agent's node name, as in the hostfile
   std::uint32_t pid = 0;  // of the agent, for logs
   Nonce client_nonce{};
+  DYNAMOS_WIRE_FIELDS(role, node, pid, client_nonce)
 };
 
 // The coordinator's reply: its own nonce and its proof that it knows the secret.
 struct Challenge {
   Nonce server_nonce{};
   Mac server_proof{};
+  DYNAMOS_WIRE_FIELDS(server_nonce, server_proof)
 };
 
 // The agent's proof that it knows the secret (see gang/auth.hpp for what is signed).
 struct Auth {
   Mac client_proof{};
+  DYNAMOS_WIRE_FIELDS(client_proof)
 };
 
 struct Welcome {
@@ -112,6 +147,7 @@ struct Welcome {
   std::uint64_t quantum_ns = 0;
   std::uint64_t heartbeat_ns = 0;  // the agent treats 3 silent intervals as a lost link
   std::uint64_t last_round = 0;    // rounds before this one are stale
+  DYNAMOS_WIRE_FIELDS(node_index, quantum_ns, heartbeat_ns, last_round)
 };
 
 // --- jobs on an agent ----------------------------------------------------------------
@@ -124,11 +160,13 @@ struct JobAssign {
   std::uint32_t ranks_here = 0;
   std::string paging;  // paging policy name
   bool running = false;
+  DYNAMOS_WIRE_FIELDS(job, name, uid, ranks_here, paging, running)
 };
 
 struct JobRelease {
   JobId job = 0;
   std::string reason;
+  DYNAMOS_WIRE_FIELDS(job, reason)
 };
 
 // An operation gangd forwards to a node on behalf of a CLI caller (NodeCommand). The
@@ -140,12 +178,14 @@ struct NodeRequest {
   std::uint32_t uid = 0;
   std::string op;
   std::vector<std::string> args;
+  DYNAMOS_WIRE_FIELDS(request, uid, op, args)
 };
 
 struct NodeReply {
   std::uint64_t request = 0;
   bool ok = true;
   std::string output;  // the result (text or JSON), or the error when !ok
+  DYNAMOS_WIRE_FIELDS(request, ok, output)
 };
 
 // --- switch rounds -------------------------------------------------------------------
@@ -155,6 +195,7 @@ struct PrepareSwitch {
   std::uint64_t round = 0;
   std::vector<JobId> outgoing;
   std::vector<JobId> incoming;
+  DYNAMOS_WIRE_FIELDS(round, outgoing, incoming)
 };
 
 struct PrepareAck {
@@ -162,12 +203,14 @@ struct PrepareAck {
   bool ok = true;
   std::uint64_t prepare_ns = 0;  // time the agent spent preparing
   std::string error;             // why, when !ok
+  DYNAMOS_WIRE_FIELDS(round, ok, prepare_ns, error)
 };
 
 // Phase 2: switch when CLOCK_REALTIME reaches `deadline_ns` (all nodes at once).
 struct SwitchAt {
   std::uint64_t round = 0;
   std::uint64_t deadline_ns = 0;
+  DYNAMOS_WIRE_FIELDS(round, deadline_ns)
 };
 
 struct SwitchAck {
@@ -178,6 +221,7 @@ struct SwitchAck {
   std::uint64_t duration_ns = 0;  // how long the switch took on this node
   std::string error;
   std::uint64_t running_ns = 0;  // CLOCK_REALTIME when the incoming jobs were thawed
+  DYNAMOS_WIRE_FIELDS(round, ok, received_ns, switched_ns, duration_ns, error, running_ns)
 };
 
 // --- metrics, liveness, errors -------------------------------------------------------
@@ -189,6 +233,7 @@ struct JobMetrics {
   std::uint64_t pages_out = 0;
   std::uint64_t pages_in = 0;
   std::uint64_t major_faults = 0;
+  DYNAMOS_WIRE_FIELDS(job, cpu_ns, rss_bytes, pages_out, pages_in, major_faults)
 };
 
 struct MetricsReport {
@@ -196,15 +241,18 @@ struct MetricsReport {
   std::uint64_t mem_total = 0;
   std::uint64_t mem_available = 0;
   std::vector<JobMetrics> jobs;
+  DYNAMOS_WIRE_FIELDS(time_ns, mem_total, mem_available, jobs)
 };
 
 struct Heartbeat {
   std::uint64_t time_ns = 0;
+  DYNAMOS_WIRE_FIELDS(time_ns)
 };
 
 struct ErrorMsg {
   std::uint16_t code = 0;  // a dynamos::Errc
   std::string message;
+  DYNAMOS_WIRE_FIELDS(code, message)
 };
 
 // --- control requests (CLI) ----------------------------------------------------------
@@ -217,17 +265,22 @@ struct JobSubmit {
   std::vector<std::string> argv;
   std::string cwd;
   std::string output;  // the job's output file; "" = <cwd>/dynamos-job<ID>.out
+  DYNAMOS_WIRE_FIELDS(name, ranks, nodes, paging, argv, cwd, output)
 };
 
 struct JobSubmitted {
   JobId job = 0;
+  DYNAMOS_WIRE_FIELDS(job)
 };
 
 struct JobCancel {
   JobId job = 0;
+  DYNAMOS_WIRE_FIELDS(job)
 };
 
-struct ListJobs {};
+struct ListJobs {
+  DYNAMOS_WIRE_NO_FIELDS()
+};
 
 struct JobInfo {
   JobId job = 0;
@@ -244,13 +297,18 @@ struct JobInfo {
   std::uint64_t submitted_ns = 0;  // CLOCK_REALTIME at submission (0: before a gangd restart)
   std::uint64_t ended_ns = 0;      // CLOCK_REALTIME when it ended, 0 while it runs
   std::uint64_t major_faults = 0;  // summed over its nodes, from the agents' reports
+  DYNAMOS_WIRE_FIELDS(job, name, uid, state, slot, nodes, paging, switches, cpu_ns, exit_code,
+                      reason, submitted_ns, ended_ns, major_faults)
 };
 
 struct JobList {
   std::vector<JobInfo> jobs;
+  DYNAMOS_WIRE_FIELDS(jobs)
 };
 
-struct ListNodes {};
+struct ListNodes {
+  DYNAMOS_WIRE_NO_FIELDS()
+};
 
 struct NodeInfo {
   std::string name;
@@ -260,23 +318,28 @@ struct NodeInfo {
   std::uint64_t mem_total = 0;
   std::uint64_t mem_available = 0;
   std::string guest_policy;  // cycle stealing: "off", "linger", "pause", "evict"
+  DYNAMOS_WIRE_FIELDS(name, state, slots, jobs, mem_total, mem_available, guest_policy)
 };
 
 struct NodeList {
   std::vector<NodeInfo> nodes;
+  DYNAMOS_WIRE_FIELDS(nodes)
 };
 
 struct SetQuantum {
   std::uint64_t quantum_ns = 0;
+  DYNAMOS_WIRE_FIELDS(quantum_ns)
 };
 
 struct SetPaging {
   JobId job = 0;
   std::string policy;
+  DYNAMOS_WIRE_FIELDS(job, policy)
 };
 
 struct Ok {
   std::string message;
+  DYNAMOS_WIRE_FIELDS(message)
 };
 
 // The launcher's report that a job's mpirun ended (root or the job's owner only).
@@ -284,6 +347,7 @@ struct JobExited {
   JobId job = 0;
   std::int32_t exit_code = 0;
   std::string reason;  // "" when the job exited by itself
+  DYNAMOS_WIRE_FIELDS(job, exit_code, reason)
 };
 
 // An operation on nodes: gangd checks the caller may (see node_ops.hpp), forwards it
@@ -293,16 +357,19 @@ struct NodeCommand {
   std::string op;
   std::vector<std::string> args;
   std::uint64_t timeout_ns = 0;  // 0: gangd's default (30 s)
+  DYNAMOS_WIRE_FIELDS(nodes, op, args, timeout_ns)
 };
 
 struct NodeResult {
   std::string node;
   bool ok = true;
   std::string output;
+  DYNAMOS_WIRE_FIELDS(node, ok, output)
 };
 
 struct NodeCommandResult {
   std::vector<NodeResult> results;
+  DYNAMOS_WIRE_FIELDS(results)
 };
 
 // Cycle stealing driven by gangd: guests run on every node with no running job in the
@@ -310,21 +377,44 @@ struct NodeCommandResult {
 struct SetCycleSteal {
   bool enable = false;
   std::string policy = "linger";
+  DYNAMOS_WIRE_FIELDS(enable, policy)
 };
 
 // A rank's exec wrapper asks the node agent to put it (SO_PEERCRED's pid) into the
 // job's group; the agent answers Ok (once the caller is frozen or may run) or an error.
 struct RankAttach {
   JobId job = 0;
+  DYNAMOS_WIRE_FIELDS(job)
 };
 
-using Message = std::variant<Hello, Challenge, Auth, Welcome, JobAssign, JobRelease, NodeRequest,
-                             NodeReply, PrepareSwitch, PrepareAck, SwitchAt, SwitchAck,
-                             MetricsReport, Heartbeat, ErrorMsg, JobSubmit, JobSubmitted, JobCancel,
-                             ListJobs, JobList, ListNodes, NodeList, SetQuantum, SetPaging, Ok,
-                             JobExited, NodeCommand, NodeCommandResult, SetCycleSteal, RankAttach>;
+namespace detail {
+template <class Void, class... Ts>
+struct MessageVariant {
+  using type = std::variant<Ts...>;
+};
+}  // namespace detail
+#define DYNAMOS_GANG_MSG_TYPE_(Type, name, code) , Type
+using Message = detail::MessageVariant<void DYNAMOS_GANG_MESSAGES(DYNAMOS_GANG_MSG_TYPE_)>::type;
+#undef DYNAMOS_GANG_MSG_TYPE_
 
 MsgType type_of(const Message& m);
+
+// The type code of a message struct.
+template <class T>
+inline constexpr MsgType kTypeOf = MsgType{};
+#define DYNAMOS_GANG_MSG_KTYPE_(Type, name, code) \
+  template <>                                     \
+  inline constexpr MsgType kTypeOf<Type> = MsgType::name;
+DYNAMOS_GANG_MESSAGES(DYNAMOS_GANG_MSG_KTYPE_)
+#undef DYNAMOS_GANG_MSG_KTYPE_
+
+// `m` as a T, else a protocol error "expected challenge, got error".
+template <class T>
+Result<T*> expect(Message& m) {
+  if (auto* t = std::get_if<T>(&m)) return t;
+  return fail(Errc::protocol, std::string("expected ") + msg_type_name(kTypeOf<T>) + ", got " +
+                                  msg_type_name(type_of(m)));
+}
 
 struct Header {
   MsgType type{};

@@ -8,7 +8,7 @@
 
 #include "bench/compare/config.hpp"
 #include "bench/workload/size.hpp"
-#include "gang/gangd/coordinator.hpp"
+#include "gang/client/control.hpp"
 
 namespace dynamos::compare {
 

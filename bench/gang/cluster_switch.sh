@@ -37,7 +37,7 @@ done
 echo "cluster_switch: $nodes nodes, quantum $quantum, two $nodes-rank jobs for ${seconds}s of their own each..." >&2
 for id in 1 2; do "$bin/dynamos" wait "$id" --timeout $((seconds * 4 + 60)) >/dev/null; done
 rounds=$state/rounds.jsonl
-field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
+field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p"; }
 pct() { sort -g | awk -v p="$1" '{a[NR]=$1} END {if (NR == 0) {print "nan"; exit} i=int((NR - 1) * p) + 1; print a[i]}'; }
 full=$(grep "\"switched\":$nodes," "$rounds" | grep '"failed":0,' || true)
 n=$(printf '%s\n' "$full" | grep -c . || true)

@@ -1,11 +1,82 @@
 #include "gang/client/control.hpp"
 
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdlib>
 
-#include "gang/gangd/coordinator.hpp"
+#include "base/units.hpp"
+
+namespace dynamos::gang {
+
+Result<proto::Message> control_request(const std::string& socket_path,
+                                       const proto::Message& request,
+                                       std::chrono::nanoseconds timeout) {
+  auto frame = proto::encode(request);
+  if (!frame) return std::unexpected(frame.error());
+  if (socket_path.size() >= sizeof(sockaddr_un::sun_path))
+    return fail(Errc::invalid_argument, "control socket path '" + socket_path + "' is too long");
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail_errno("socket");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::copy(socket_path.begin(), socket_path.end(), addr.sun_path);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return fail_errno("connect to gangd at " + socket_path);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto wait = [&](short events) -> Result<void> {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return fail(Errc::timed_out, "gangd did not answer within " + format_duration(timeout));
+    pollfd p{fd, events, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0) return fail_errno("poll the control socket");
+    if (n == 0)
+      return fail(Errc::timed_out, "gangd did not answer within " + format_duration(timeout));
+    return {};
+  };
+  for (std::size_t done = 0; done < frame->size();) {
+    if (auto ok = wait(POLLOUT); !ok) return std::unexpected(ok.error());
+    ssize_t n = ::send(fd, frame->data() + done, frame->size() - done, MSG_NOSIGNAL);
+    if (n < 0) return fail_errno("send to gangd");
+    done += static_cast<std::size_t>(n);
+  }
+  auto read_exact = [&](std::uint8_t* out, std::size_t size) -> Result<void> {
+    for (std::size_t done = 0; done < size;) {
+      if (auto ok = wait(POLLIN); !ok) return ok;
+      ssize_t n = ::recv(fd, out + done, size - done, 0);
+      if (n < 0) return fail_errno("receive from gangd");
+      if (n == 0) return fail(Errc::protocol, "gangd closed the connection without answering");
+      done += static_cast<std::size_t>(n);
+    }
+    return {};
+  };
+  std::array<std::uint8_t, proto::kHeaderSize> hdr;
+  if (auto ok = read_exact(hdr.data(), hdr.size()); !ok) return std::unexpected(ok.error());
+  auto h = proto::decode_header(hdr);
+  if (!h) return std::unexpected(h.error());
+  std::vector<std::uint8_t> payload(h->length);
+  if (auto ok = read_exact(payload.data(), payload.size()); !ok) return std::unexpected(ok.error());
+  auto reply = proto::decode_payload(h->type, payload);
+  if (!reply) return reply;
+  if (auto* e = std::get_if<proto::ErrorMsg>(&*reply)) {
+    auto code = e->code <= static_cast<std::uint16_t>(Errc::protocol) ? static_cast<Errc>(e->code)
+                                                                      : Errc::protocol;
+    return fail(code, e->message);
+  }
+  return reply;
+}
+
+}  // namespace dynamos::gang
 
 namespace dynamos::cli {
 

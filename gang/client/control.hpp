@@ -1,5 +1,7 @@
-// The CLI's side of gangd's control socket, shared by every command that talks to the
-// coordinator (jobs, nodes, submit, cyclesteal, ext, patch --job...).
+// The client side of gangd's control socket: one blocking request and its reply
+// (gang::control_request, for every program that talks to gangd: the CLI, the
+// launchers, the comparison harness), and the CLI's helpers around it shared by every
+// command that talks to the coordinator (jobs, nodes, submit, cyclesteal, ext, patch --job...).
 #pragma once
 
 #include <boost/program_options.hpp>
@@ -9,6 +11,16 @@
 
 #include "base/error.hpp"
 #include "gang/protocol.hpp"
+
+namespace dynamos::gang {
+
+// A blocking request to gangd's control socket: sends `request`, returns the reply. An
+// ErrorMsg reply becomes an Error with its code and message.
+Result<proto::Message> control_request(const std::string& socket_path,
+                                       const proto::Message& request,
+                                       std::chrono::nanoseconds timeout = std::chrono::seconds(10));
+
+}  // namespace dynamos::gang
 
 namespace dynamos::cli {
 

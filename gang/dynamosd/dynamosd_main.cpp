@@ -14,11 +14,11 @@
 #include <mutex>
 #include <thread>
 
+#include "base/units.hpp"
 #include "core/extension_host.hpp"
 #include "core/tunables.hpp"
-#include "gang/dynamosd/agent_ops.hpp"
-#include "gang/gangd/coordinator.hpp"
 #include "gang/daemon_options.hpp"
+#include "gang/dynamosd/agent_ops.hpp"
 #include "gang/dynamosd/node_agent.hpp"
 #include "gang/dynamosd/rank_socket.hpp"
 

@@ -10,9 +10,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
-#include "gang/gangd/coordinator.hpp"
 #include "gang/daemon_options.hpp"
+#include "gang/gangd/coordinator.hpp"
 #include "gang/gangd/launch.hpp"
 #include "gang/protocol_io.hpp"
 
@@ -22,26 +23,13 @@ using namespace dynamos::gang;
 
 namespace {
 
-int die(const std::string& message) {
-  std::fprintf(stderr, "gangd: %s\n", message.c_str());
-  return 1;
-}
-
-Result<Nanos> duration_option(const po::variables_map& vm, const char* name) {
-  auto d = parse_duration(vm[name].as<std::string>());
-  if (!d) return std::unexpected(with_context(d.error(), std::string("--") + name));
-  return d;
-}
-
 void make_parent(const std::string& path) {
   auto parent = std::filesystem::path(path).parent_path();
   std::error_code ec;
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+po::options_description options() {
   po::options_description opts(
       "usage: gangd --hostfile FILE --secret FILE [options]\n\n"
       "The DynAMOS gang-scheduling coordinator. Node agents (dynamosd) connect over TCP\n"
@@ -79,33 +67,78 @@ int main(int argc, char** argv) {
        "to every incoming rank thawed), total_ms (decision to the last node's ack), skew_ms, "
        "lead_ms, prepare_ms, max_switch_ms, late, failed");
   // clang-format on
+  return opts;
+}
 
-  po::variables_map vm;
-  if (auto parsed = parse_daemon_options(argc, argv, opts, vm); !parsed)
-    return die(parsed.error().message());
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
+// The secret from --secret, created first with --create-secret.
+Result<Secret> load_secret(const po::variables_map& vm) {
+  auto path = vm["secret"].as<std::string>();
+  auto secret = Secret::load(path);
+  if (!secret && secret.error().code == Errc::not_found && vm["create-secret"].as<bool>()) {
+    make_parent(path);
+    secret = Secret::create(path);
   }
-  if (!vm.count("hostfile")) return die("--hostfile is required (try --help)");
-  if (!vm.count("secret")) return die("--secret is required (try --help)");
+  return secret;
+}
 
+// --launch: how a placed job's ranks start (none: they are attached by hand).
+Result<void> configure_launch(const po::variables_map& vm, CoordinatorConfig& cfg) {
+  auto mode = vm["launch"].as<std::string>();
+  if (mode != "ssh" && mode != "virtual" && mode != "none")
+    return fail(Errc::invalid_argument,
+                "--launch must be ssh, virtual or none, got '" + mode + "'");
+  if (mode == "none") return {};
+  if (cfg.control_socket.empty())
+    return fail(Errc::invalid_argument,
+                "--launch " + mode + " needs the control socket (jobs report their exit there)");
+  LaunchConfig lc;
+  lc.mode = mode;
+  lc.launcher = sibling_program("dynamos-launch");
+  lc.run_dir = vm["run-dir"].as<std::string>();
+  lc.control_socket = std::filesystem::absolute(cfg.control_socket).string();
+  lc.mpirun = vm["mpirun"].as<std::string>();
+  if (::access(lc.launcher.c_str(), X_OK) != 0)
+    return fail(Errc::not_found,
+                "--launch " + mode + ": " + lc.launcher + " is missing (build dynamos-launch)");
+  cfg.launch = [lc](const JournalJob& job, const proto::JobSubmit& req) {
+    return launch_job(lc, job, req.output);
+  };
+  return {};
+}
+
+// --round-log: one JSON line per switch round, appended to the file.
+Result<void> configure_round_log(const std::string& path, CoordinatorConfig& cfg) {
+  if (path.empty()) return {};
+  auto out = std::make_shared<std::ofstream>(path, std::ios::app);
+  if (!*out) return fail(Errc::not_found, "--round-log: cannot open " + path);
+  cfg.round_log = [out](const RoundStats& r) {
+    auto ms = [](Nanos d) { return static_cast<double>(d.count()) / 1e6; };
+    nlohmann::ordered_json line = {
+        {"round", r.round},        {"time_ns", realtime_ns()},
+        {"nodes", r.nodes},        {"switched", r.switched},
+        {"failed", r.failed},      {"late", r.late},
+        {"total_ms", ms(r.total)}, {"prepare_ms", ms(r.prepare_phase)},
+        {"lead_ms", ms(r.lead)},   {"running_ms", ms(r.running)},
+        {"skew_ms", ms(r.skew)},   {"max_switch_ms", ms(r.max_switch_duration)}};
+    *out << line.dump() << std::endl;
+  };
+  return {};
+}
+
+// The coordinator's configuration from the options.
+Result<CoordinatorConfig> configure(const po::variables_map& vm) {
+  if (!vm.count("hostfile"))
+    return fail(Errc::invalid_argument, "--hostfile is required (try --help)");
+  if (!vm.count("secret")) return fail(Errc::invalid_argument, "--secret is required (try --help)");
   CoordinatorConfig cfg;
   auto hosts = read_hostfile(vm["hostfile"].as<std::string>());
-  if (!hosts) return die(hosts.error().message());
+  if (!hosts) return std::unexpected(hosts.error());
   cfg.hosts = std::move(*hosts);
-
-  auto secret_path = vm["secret"].as<std::string>();
-  auto secret = Secret::load(secret_path);
-  if (!secret && secret.error().code == Errc::not_found && vm["create-secret"].as<bool>()) {
-    make_parent(secret_path);
-    secret = Secret::create(secret_path);
-  }
-  if (!secret) return die(secret.error().message());
+  auto secret = load_secret(vm);
+  if (!secret) return std::unexpected(secret.error());
   cfg.secret = std::move(*secret);
-
   auto listen = parse_endpoint(vm["listen"].as<std::string>(), "--listen", true);
-  if (!listen) return die(listen.error().message());
+  if (!listen) return std::unexpected(listen.error());
   cfg.listen_address = listen->host;
   cfg.port = listen->port;
   cfg.control_socket = vm["control-socket"].as<std::string>();
@@ -115,51 +148,26 @@ int main(int argc, char** argv) {
                              {"switch-lead", &cfg.switch_lead},
                              {"node-timeout", &cfg.node_timeout}}) {
     auto d = duration_option(vm, name);
-    if (!d) return die(d.error().message());
+    if (!d) return std::unexpected(d.error());
     *field = *d;
   }
   cfg.max_rows = vm["time-slots"].as<int>();
-  if (cfg.max_rows < 1 || cfg.max_rows > 1024) return die("--time-slots must be within 1..1024");
-  auto launch_mode = vm["launch"].as<std::string>();
-  if (launch_mode != "ssh" && launch_mode != "virtual" && launch_mode != "none")
-    return die("--launch must be ssh, virtual or none, got '" + launch_mode + "'");
-  if (launch_mode != "none") {
-    if (cfg.control_socket.empty())
-      return die("--launch " + launch_mode +
-                 " needs the control socket (jobs report their exit there)");
-    LaunchConfig lc;
-    lc.mode = launch_mode;
-    lc.launcher = sibling_program("dynamos-launch");
-    lc.run_dir = vm["run-dir"].as<std::string>();
-    lc.control_socket = std::filesystem::absolute(cfg.control_socket).string();
-    lc.mpirun = vm["mpirun"].as<std::string>();
-    if (::access(lc.launcher.c_str(), X_OK) != 0)
-      return die("--launch " + launch_mode + ": " + lc.launcher +
-                 " is missing (build dynamos-launch)");
-    cfg.launch = [lc](const JournalJob& job, const proto::JobSubmit& req) {
-      return launch_job(lc, job, req.output);
-    };
-  }
-  if (auto path = vm["round-log"].as<std::string>(); !path.empty()) {
-    auto out = std::make_shared<std::ofstream>(path, std::ios::app);
-    if (!*out) return die("--round-log: cannot open " + path);
-    cfg.round_log = [out](const RoundStats& r) {
-      auto ms = [](Nanos d) { return std::to_string(static_cast<double>(d.count()) / 1e6); };
-      *out << "{\"round\":" << r.round << ",\"time_ns\":" << realtime_ns()
-           << ",\"nodes\":" << r.nodes << ",\"switched\":" << r.switched
-           << ",\"failed\":" << r.failed << ",\"late\":" << r.late
-           << ",\"total_ms\":" << ms(r.total) << ",\"prepare_ms\":" << ms(r.prepare_phase)
-           << ",\"lead_ms\":" << ms(r.lead) << ",\"running_ms\":" << ms(r.running)
-           << ",\"skew_ms\":" << ms(r.skew) << ",\"max_switch_ms\":" << ms(r.max_switch_duration)
-           << "}" << std::endl;
-    };
-  }
+  if (cfg.max_rows < 1 || cfg.max_rows > 1024)
+    return fail(Errc::invalid_argument, "--time-slots must be within 1..1024");
+  if (auto ok = configure_launch(vm, cfg); !ok) return std::unexpected(ok.error());
+  if (auto ok = configure_round_log(vm["round-log"].as<std::string>(), cfg); !ok)
+    return std::unexpected(ok.error());
   if (!cfg.control_socket.empty()) make_parent(cfg.control_socket);
   if (!cfg.journal_path.empty()) make_parent(cfg.journal_path);
+  return cfg;
+}
 
+// Runs the coordinator until SIGINT or SIGTERM.
+int run(CoordinatorConfig cfg) {
   boost::asio::io_context io{1};  // one thread: Asio may skip its locking
+  std::string host = cfg.listen_address;
   auto c = Coordinator::create(io, std::move(cfg));
-  if (!c) return die(c.error().message());
+  if (!c) return daemon_error("gangd", c.error().message());
   auto coordinator = *c;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -170,8 +178,24 @@ int main(int argc, char** argv) {
   coordinator->start();
   std::fprintf(
       stderr, "gangd: listening on %s port %u, %zu nodes, %zu jobs recovered, quantum %s\n",
-      listen->host.c_str(), coordinator->port(), coordinator->matrix().nodes().size(),
+      host.c_str(), coordinator->port(), coordinator->matrix().nodes().size(),
       coordinator->list_jobs(0).jobs.size(), format_duration(coordinator->quantum()).c_str());
   io.run();
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto opts = options();
+  po::variables_map vm;
+  if (auto parsed = parse_daemon_options(argc, argv, opts, vm); !parsed)
+    return daemon_error("gangd", parsed.error().message());
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  auto cfg = configure(vm);
+  if (!cfg) return daemon_error("gangd", cfg.error().message());
+  return run(std::move(*cfg));
 }

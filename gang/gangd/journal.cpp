@@ -41,6 +41,16 @@ void put_job(proto::Writer& w, const JournalJob& j) {
   }
 }
 
+// A record of one kind, one u64 and, when given, one string.
+std::vector<std::uint8_t> small_record(Kind kind, std::uint64_t value,
+                                       const std::string* text = nullptr) {
+  proto::Writer w;
+  w.u8(kind);
+  w.u64(value);
+  if (text) w.str(*text);
+  return std::move(w.buffer());
+}
+
 // Applies one record to the state; the error names what is wrong with it.
 Result<void> apply_record(std::span<const std::uint8_t> payload, JournalState& state) {
   proto::Reader r(payload, "journal record");
@@ -230,26 +240,15 @@ Result<void> Journal::job_added(const JournalJob& job) {
 }
 
 Result<void> Journal::job_removed(std::uint64_t id, const std::string& reason) {
-  proto::Writer w;
-  w.u8(kJobRemoved);
-  w.u64(id);
-  w.str(reason);
-  return append(w.buffer());
+  return append(small_record(kJobRemoved, id, &reason));
 }
 
 Result<void> Journal::paging_set(std::uint64_t id, const std::string& policy) {
-  proto::Writer w;
-  w.u8(kPagingSet);
-  w.u64(id);
-  w.str(policy);
-  return append(w.buffer());
+  return append(small_record(kPagingSet, id, &policy));
 }
 
 Result<void> Journal::quantum_set(std::uint64_t quantum_ns) {
-  proto::Writer w;
-  w.u8(kQuantumSet);
-  w.u64(quantum_ns);
-  return append(w.buffer());
+  return append(small_record(kQuantumSet, quantum_ns));
 }
 
 Result<void> Journal::compact(const JournalState& state) {
@@ -263,19 +262,9 @@ Result<void> Journal::compact(const JournalState& state) {
     all.insert(all.end(), rec.begin(), rec.end());
     ++n;
   };
-  if (state.quantum_ns) {
-    proto::Writer w;
-    w.u8(kQuantumSet);
-    w.u64(*state.quantum_ns);
-    add(w.buffer());
-  }
-  {
-    // Ids of removed jobs are never reused, even after compaction drops them.
-    proto::Writer w;
-    w.u8(kNextId);
-    w.u64(state.next_id);
-    add(w.buffer());
-  }
+  if (state.quantum_ns) add(small_record(kQuantumSet, *state.quantum_ns));
+  // Ids of removed jobs are never reused, even after compaction drops them.
+  add(small_record(kNextId, state.next_id));
   for (const auto& [id, job] : state.jobs) {
     proto::Writer w;
     put_job(w, job);

@@ -31,9 +31,9 @@
 #include <thread>
 #include <vector>
 
-#include "gang/gangd/coordinator.hpp"
-#include "gang/hostfile.hpp"
+#include "gang/client/control.hpp"
 #include "gang/gangd/launch.hpp"
+#include "gang/hostfile.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;

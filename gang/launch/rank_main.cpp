@@ -19,7 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "gang/gangd/coordinator.hpp"
+#include "base/units.hpp"
+#include "gang/client/control.hpp"
 #include "gang/gangd/launch.hpp"
 
 namespace po = boost::program_options;

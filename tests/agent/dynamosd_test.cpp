@@ -12,8 +12,9 @@
 #include <regex>
 #include <thread>
 
-#include "gang/gangd/coordinator.hpp"
+#include "gang/client/control.hpp"
 #include "gang/dynamosd/node_agent.hpp"
+#include "gang/gangd/coordinator.hpp"
 #include "tests/gang/test_util.hpp"
 #include "tests/kernelside/support.hpp"
 

@@ -19,8 +19,9 @@
 #include <sstream>
 #include <thread>
 
-#include "gang/gangd/coordinator.hpp"
+#include "gang/client/control.hpp"
 #include "gang/dynamosd/node_agent.hpp"
+#include "gang/gangd/coordinator.hpp"
 #include "tests/gang/test_util.hpp"
 #include "tests/kernelside/support.hpp"
 

@@ -26,6 +26,7 @@
 #include "gang/job_patch.hpp"
 #include "gang/dynamosd/node_agent.hpp"
 #include "gang/node_ops.hpp"
+#include "gang/client/control.hpp"
 #include "testkit/cluster_harness.hpp"
 #include "tests/kernelside/support.hpp"
 #include "testkit/process.hpp"

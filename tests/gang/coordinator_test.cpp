@@ -2,6 +2,7 @@
 // synchronised gang switches, journal recovery, control-socket credentials, and the
 // agent's reaction to a lost coordinator.
 #include "gang/gangd/coordinator.hpp"
+#include "gang/client/control.hpp"
 
 #include <grp.h>
 #include <gtest/gtest.h>

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <thread>
 
+#include "gang/client/control.hpp"
 #include "gang/gangd/coordinator.hpp"
 #include "tests/gang/test_util.hpp"
 

@@ -19,6 +19,15 @@ JournalJob job(std::uint64_t id, std::string name) {
   return JournalJob{id,     1000, std::move(name),       8, 2, "adaptive", {"./a.out", "-x"},
                     "/tmp", 1,    {{"n0", 4}, {"n1", 4}}};
 }
+
+// A journal with jobs 1 and 2, closed.
+void write_two_jobs(const std::string& path) {
+  JournalState st;
+  auto j = Journal::open(path, st);
+  ASSERT_TRUE(j.has_value()) << j.error().message();
+  ASSERT_TRUE(j->job_added(job(1, "lu")));
+  ASSERT_TRUE(j->job_added(job(2, "cg")));
+}
 }  // namespace
 
 TEST(Journal, RecoversWhatWasWritten) {
@@ -66,13 +75,7 @@ TEST(Journal, RecoversWhatWasWritten) {
 TEST(Journal, TornTailIsCutOffWithAWarning) {
   test::TempDir dir;
   auto path = dir / "journal";
-  {
-    JournalState st;
-    auto j = Journal::open(path, st);
-    ASSERT_TRUE(j.has_value());
-    ASSERT_TRUE(j->job_added(job(1, "lu")));
-    ASSERT_TRUE(j->job_added(job(2, "cg")));
-  }
+  write_two_jobs(path);
   auto size = std::filesystem::file_size(path);
   std::filesystem::resize_file(path, size - 5);  // the crash case
   JournalState st;
@@ -92,13 +95,7 @@ TEST(Journal, TornTailIsCutOffWithAWarning) {
 TEST(Journal, DamageBeforeTheEndIsAnError) {
   test::TempDir dir;
   auto path = dir / "journal";
-  {
-    JournalState st;
-    auto j = Journal::open(path, st);
-    ASSERT_TRUE(j.has_value());
-    ASSERT_TRUE(j->job_added(job(1, "lu")));
-    ASSERT_TRUE(j->job_added(job(2, "cg")));
-  }
+  write_two_jobs(path);
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(20);

@@ -93,6 +93,18 @@ TEST(Protocol, EveryMessageTypeRoundTrips) {
   }
 }
 
+// The bytes on the wire of one sample of every message (FNV-1a over every frame):
+// a change here changes the protocol, and kProtocolVersion must change with it.
+TEST(Protocol, WireBytesAreStable) {
+  std::mt19937_64 rng(1);
+  std::uint64_t hash = 14695981039346656037ull;
+  for (const auto& m : samples(rng))
+    for (std::uint8_t b : frame_of(m))
+      hash = (hash ^ b) * 1099511628211ull;
+  EXPECT_EQ(hash, 7234772516318749724ull);
+  EXPECT_EQ(kProtocolVersion, 2) << "the bytes above are version 2's";
+}
+
 TEST(Protocol, FieldsSurviveRoundTrip) {
   JobSubmit s{"lu", 8, 2, "adaptive", {"./lu.B.8", "-v"}, "/home/u", ""};
   auto back = decode_frame(frame_of(s));

@@ -1,0 +1,439 @@
+// gangd's control API (Slurm's proc_req.c): the local control socket, whose callers
+// are identified by SO_PEERCRED, and the requests it serves: submit, cancel, job
+// lists, node lists, the quantum, paging policies, a job's end, node commands.
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "gang/gangd/coordinator_core.hpp"
+#include "gang/node_ops.hpp"
+
+namespace dynamos::gang {
+
+using unix_socket = asio::local::stream_protocol;
+
+const std::vector<std::string>& paging_policies() {
+  static const std::vector<std::string> p = {"demand", "selective", "aggressive", "adaptive"};
+  return p;
+}
+
+namespace {
+// A known paging policy, else an error that lists the known ones.
+Result<void> check_policy(const std::string& p) {
+  const auto& all = paging_policies();
+  if (std::find(all.begin(), all.end(), p) != all.end()) return {};
+  std::string known;
+  for (const auto& k : all)
+    known += (known.empty() ? "" : ", ") + k;
+  return fail(Errc::invalid_argument, "unknown paging policy '" + p + "' (known: " + known + ")");
+}
+}  // namespace
+
+class CoordinatorCore::ControlConn : public std::enable_shared_from_this<ControlConn> {
+ public:
+  ControlConn(std::shared_ptr<CoordinatorCore> c, unix_socket::socket s)
+      : c_(std::move(c)), socket_(std::move(s)) {}
+  void start() {
+    auto self = shared_from_this();
+    asio::co_spawn(
+        socket_.get_executor(), [self]() { return self->serve(); }, asio::detached);
+  }
+  void close() {
+    error_code ec;
+    socket_.close(ec);
+  }
+
+ private:
+  asio::awaitable<void> serve() {
+    auto self = shared_from_this();
+    struct ucred cred {};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+      c_->config_.log("control socket: cannot read the caller's credentials, closing");
+      co_await reply(proto::error_message(fail_errno("SO_PEERCRED").error()));
+    } else {
+      FrameReader buf;
+      for (;;) {
+        auto req = co_await buf.next(socket_);
+        if (!req) {
+          if (req.error().code == Errc::protocol || req.error().code == Errc::version_mismatch)
+            co_await reply(proto::error_message(req.error()));
+          break;
+        }
+        if (auto* cmd = std::get_if<proto::NodeCommand>(&*req)) {
+          auto answer = co_await c_->node_command(cred.uid, std::move(*cmd));
+          if (!co_await reply(answer)) break;
+        } else if (!co_await reply(c_->handle_control(cred.uid, *req))) {
+          break;
+        }
+      }
+    }
+    close();
+    c_->controls_.erase(self);
+  }
+
+  asio::awaitable<bool> reply(const proto::Message& m) {
+    auto bytes = proto::encode(m);
+    if (!bytes) bytes = proto::encode(proto::error_message(bytes.error()));
+    error_code ec;
+    co_await asio::async_write(socket_, asio::buffer(*bytes),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  std::shared_ptr<CoordinatorCore> c_;
+  unix_socket::socket socket_;
+};
+
+asio::awaitable<void> CoordinatorCore::accept_control() {
+  while (!stopped_) {
+    error_code ec;
+    unix_socket::socket s =
+        co_await control_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (stopped_ || ec == asio::error::operation_aborted) break;
+      config_.log("control accept: " + ec.message());
+      continue;
+    }
+    auto conn = std::make_shared<ControlConn>(shared_from_this(), std::move(s));
+    controls_.insert(conn);
+    conn->start();
+  }
+}
+
+void CoordinatorCore::close_controls() {
+  auto controls = controls_;
+  for (auto& c : controls)
+    c->close();
+}
+
+proto::Message CoordinatorCore::handle_control(std::uint32_t uid, const proto::Message& request) {
+  auto ok_or = [](const Result<void>& r, std::string text) -> proto::Message {
+    if (!r) return proto::error_message(r.error());
+    return proto::Ok{std::move(text)};
+  };
+  return std::visit(
+      [&](const auto& m) -> proto::Message {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, proto::JobSubmit>) {
+          auto id = submit(uid, m);
+          if (!id) return proto::error_message(id.error());
+          return proto::JobSubmitted{*id};
+        } else if constexpr (std::is_same_v<T, proto::JobCancel>) {
+          return ok_or(cancel(uid, m.job), "job " + std::to_string(m.job) + " cancelled");
+        } else if constexpr (std::is_same_v<T, proto::ListJobs>) {
+          return list_jobs(uid);
+        } else if constexpr (std::is_same_v<T, proto::ListNodes>) {
+          return list_nodes(uid);
+        } else if constexpr (std::is_same_v<T, proto::SetQuantum>) {
+          return ok_or(set_quantum(uid, Nanos(static_cast<std::int64_t>(
+                                            std::min<std::uint64_t>(m.quantum_ns, INT64_MAX)))),
+                       "quantum set");
+        } else if constexpr (std::is_same_v<T, proto::SetPaging>) {
+          return ok_or(set_paging(uid, m.job, m.policy), "paging policy set");
+        } else if constexpr (std::is_same_v<T, proto::SetCycleSteal>) {
+          return ok_or(set_cyclesteal(uid, m), m.enable ? "cycle stealing on idle nodes: " +
+                                                              m.policy + " (pause where a job runs)"
+                                                        : "cycle stealing off");
+        } else if constexpr (std::is_same_v<T, proto::JobExited>) {
+          return ok_or(job_exited(uid, m), "job " + std::to_string(m.job) + " ended");
+        } else {
+          return proto::error_message(
+              Error{Errc::protocol, 0,
+                    std::string(proto::msg_type_name(proto::type_of(request))) +
+                        " is not a control request"});
+        }
+      },
+      request);
+}
+
+Result<void> CoordinatorCore::journal(const std::function<Result<void>(Journal&)>& write) {
+  if (!journal_) return {};
+  return write(*journal_);
+}
+
+Result<JobId> CoordinatorCore::submit(std::uint32_t uid, const proto::JobSubmit& req) {
+  if (req.argv.empty() || req.argv[0].empty())
+    return fail(Errc::invalid_argument, "no program given");
+  if (req.ranks == 0 || req.ranks > 1'000'000)
+    return fail(Errc::invalid_argument,
+                "ranks must be between 1 and 1000000, got " + std::to_string(req.ranks));
+  if (auto ok = check_policy(req.paging); !ok) return std::unexpected(ok.error());
+  std::string name = req.name;
+  if (name.empty()) {
+    name = req.argv[0].substr(req.argv[0].rfind('/') + 1);
+  }
+  if (name.size() > 255) return fail(Errc::invalid_argument, "job name longer than 255 bytes");
+  for (char ch : name)
+    if (static_cast<unsigned char>(ch) < 0x20)
+      return fail(Errc::invalid_argument, "job name contains a control character");
+
+  JobId id = next_id_;
+  auto placed = matrix_.place(id, static_cast<int>(req.ranks), static_cast<int>(req.nodes));
+  if (!placed) return std::unexpected(with_context(placed.error(), "job not accepted"));
+  JournalJob rec{id,        uid,       name,
+                 req.ranks, req.nodes, req.paging,
+                 req.argv,  req.cwd,   static_cast<std::uint32_t>(placed->row),
+                 {}};
+  for (const auto& c : placed->cells)
+    rec.cells.emplace_back(nodes_[c.node].name, static_cast<std::uint32_t>(c.ranks));
+  if (auto ok = journal([&](Journal& j) { return j.job_added(rec); }); !ok) {
+    (void)matrix_.remove(id);
+    return std::unexpected(with_context(ok.error(), "job not accepted"));
+  }
+  ++next_id_;
+  auto& job = jobs_[id] = Job{rec};
+  job.submitted_ns = realtime_ns();
+  // Agents learn of the job frozen; the next round (replan) lets it run. Ranks that
+  // start before then are frozen as they join the job's group.
+  for (const auto& c : placed->cells) {
+    auto a = assign_message(job, c.node);
+    a.running = false;
+    send_to(c.node, a);
+  }
+  if (config_.launch) {
+    if (auto ok = config_.launch(rec, req); !ok) {
+      (void)journal([&](Journal& j) { return j.job_removed(id, "launch failed"); });
+      for (const auto& c : placed->cells)
+        send_to(c.node, proto::JobRelease{id, "launch failed"});
+      (void)matrix_.remove(id);
+      jobs_.erase(id);
+      return std::unexpected(with_context(ok.error(), "job not started"));
+    }
+  }
+  config_.log("job " + std::to_string(id) + " (" + name + ", uid " + std::to_string(uid) + ", " +
+              std::to_string(req.ranks) + " ranks) placed in slot " + std::to_string(placed->row));
+  replan();
+  return id;
+}
+
+Result<void> CoordinatorCore::cancel(std::uint32_t uid, JobId id) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return fail(Errc::not_found, "no job " + std::to_string(id));
+  if (!may_act(uid, it->second))
+    return fail(Errc::not_permitted, "job " + std::to_string(id) + " belongs to another user");
+  return end_job(id, "cancelled", 128 + 15, "cancelled", "cancelled");
+}
+
+proto::JobList CoordinatorCore::list_jobs(std::uint32_t uid) const {
+  proto::JobList out;
+  for (const auto& [id, info] : ended_)
+    if (uid == 0 || uid == info.uid) out.jobs.push_back(info);
+  for (const auto& [id, job] : jobs_) {
+    if (!may_act(uid, job)) continue;
+    proto::JobInfo info;
+    info.job = id;
+    info.name = job.rec.name;
+    info.uid = job.rec.uid;
+    info.state = matrix_.is_running(id) ? "running" : "frozen";
+    info.slot = job.rec.row;
+    for (const auto& [node, ranks] : job.rec.cells)
+      info.nodes.push_back(node);
+    info.paging = job.rec.paging;
+    info.switches = job.switches;
+    info.cpu_ns = job.cpu_ns;
+    info.major_faults = job.major_faults;
+    info.submitted_ns = job.submitted_ns;
+    out.jobs.push_back(std::move(info));
+  }
+  return out;
+}
+
+proto::NodeList CoordinatorCore::list_nodes(std::uint32_t uid) const {
+  proto::NodeList out;
+  for (std::size_t n = 0; n < nodes_.size(); ++n) {
+    proto::NodeInfo info;
+    info.name = nodes_[n].name;
+    info.state = nodes_[n].conn ? "up" : "down";
+    info.guest_policy = nodes_[n].guest_policy;
+    info.slots = static_cast<std::uint32_t>(nodes_[n].slots);
+    for (JobId j : matrix_.jobs_on(n))
+      if (auto it = jobs_.find(j); it != jobs_.end() && may_act(uid, it->second))
+        info.jobs.push_back(j);
+    if (nodes_[n].metrics) {
+      info.mem_total = nodes_[n].metrics->mem_total;
+      info.mem_available = nodes_[n].metrics->mem_available;
+    }
+    out.nodes.push_back(std::move(info));
+  }
+  return out;
+}
+
+Result<void> CoordinatorCore::set_quantum(std::uint32_t uid, Nanos q) {
+  if (uid != 0) return fail(Errc::not_permitted, "only root may change the quantum");
+  if (q < 1ms || q > 24h)
+    return fail(Errc::invalid_argument, "quantum " + format_duration(q) + " is outside 1ms..24h");
+  auto ns = static_cast<std::uint64_t>(q.count());
+  if (auto ok = journal([&](Journal& j) { return j.quantum_set(ns); }); !ok) return ok;
+  quantum_ = q;
+  quantum_timer_.cancel();  // the loop re-arms with the new quantum
+  return {};
+}
+
+Result<void> CoordinatorCore::set_paging(std::uint32_t uid, JobId id, const std::string& policy) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return fail(Errc::not_found, "no job " + std::to_string(id));
+  if (!may_act(uid, it->second))
+    return fail(Errc::not_permitted, "job " + std::to_string(id) + " belongs to another user");
+  if (auto ok = check_policy(policy); !ok) return ok;
+  if (auto ok = journal([&](Journal& j) { return j.paging_set(id, policy); }); !ok) return ok;
+  it->second.rec.paging = policy;
+  // A JobAssign for a known job updates it on the agent.
+  if (const auto* p = matrix_.find(id))
+    for (const auto& c : p->cells)
+      send_to(c.node, assign_message(it->second, c.node));
+  return {};
+}
+
+void CoordinatorCore::record_end(JobId id, const std::string& state, std::int32_t exit_code,
+                                 const std::string& reason) {
+  for (auto& j : list_jobs(0).jobs)
+    if (j.job == id) {
+      j.state = state;
+      j.exit_code = exit_code;
+      j.reason = reason;
+      j.ended_ns = realtime_ns();
+      ended_[id] = std::move(j);
+    }
+  if (ended_.size() > 1000) ended_.erase(ended_.begin());  // keep the newest
+}
+
+Result<void> CoordinatorCore::job_exited(std::uint32_t uid, const proto::JobExited& m) {
+  auto it = jobs_.find(m.job);
+  if (it == jobs_.end()) {
+    if (ended_.count(m.job)) return {};  // reported twice (the launcher retried)
+    return fail(Errc::not_found, "no job " + std::to_string(m.job));
+  }
+  if (!may_act(uid, it->second))
+    return fail(Errc::not_permitted, "job " + std::to_string(m.job) + " belongs to another user");
+  std::string why = m.reason.empty() ? "exited " + std::to_string(m.exit_code) : m.reason;
+  auto state = m.exit_code == 0 && m.reason.empty() ? "done" : "failed";
+  if (auto ok = end_job(m.job, state, m.exit_code, m.reason, why); !ok) return ok;
+  config_.log("job " + std::to_string(m.job) + " ended: " + why);
+  return {};
+}
+
+Result<void> CoordinatorCore::end_job(JobId id, const std::string& state, std::int32_t exit_code,
+                                      const std::string& reason, const std::string& why) {
+  if (auto ok = journal([&](Journal& j) { return j.job_removed(id, why); }); !ok) return ok;
+  record_end(id, state, exit_code, reason);
+  if (const auto* p = matrix_.find(id))
+    for (const auto& c : p->cells)
+      send_to(c.node, proto::JobRelease{id, why});
+  (void)matrix_.remove(id);
+  jobs_.erase(id);
+  replan();
+  return {};
+}
+
+// The nodes a NodeCommand goes to, once the caller may send it: the nodes named
+// (for a job owner's operation, nodes of that job only), else every node that is up
+// (a job owner's: every node of the job).
+Result<std::vector<std::size_t>> CoordinatorCore::command_targets(std::uint32_t uid,
+                                                                  const proto::NodeCommand& cmd) {
+  auto who = ops::who_may(cmd.op);
+  if (!who) return fail(Errc::invalid_argument, "unknown node operation '" + cmd.op + "'");
+  if (*who == ops::Who::root && uid != 0)
+    return fail(Errc::not_permitted, "only root may " + cmd.op);
+  std::vector<std::size_t> targets;
+  for (const auto& name : cmd.nodes) {
+    auto n = node_for(name);
+    if (!n) return std::unexpected(n.error());
+    if (std::find(targets.begin(), targets.end(), *n) == targets.end()) targets.push_back(*n);
+  }
+  if (*who == ops::Who::job_owner) {
+    JobId id = 0;
+    const char* first = cmd.args.empty() ? nullptr : cmd.args[0].c_str();
+    auto [end, ec] = first ? std::from_chars(first, first + cmd.args[0].size(), id)
+                           : std::from_chars_result{nullptr, std::errc::invalid_argument};
+    if (!first || ec != std::errc() || end != first + cmd.args[0].size())
+      return fail(Errc::invalid_argument, cmd.op + ": the first argument must be a job id");
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return fail(Errc::not_found, "no job " + std::to_string(id));
+    if (!may_act(uid, it->second))
+      return fail(Errc::not_permitted, "job " + std::to_string(id) + " belongs to another user");
+    const auto* p = matrix_.find(id);
+    std::vector<std::size_t> job_nodes;
+    if (p)
+      for (const auto& c : p->cells)
+        job_nodes.push_back(c.node);
+    for (std::size_t n : targets)
+      if (std::find(job_nodes.begin(), job_nodes.end(), n) == job_nodes.end())
+        return fail(Errc::invalid_argument,
+                    "job " + std::to_string(id) + " has no ranks on node " + nodes_[n].name);
+    if (targets.empty()) targets = job_nodes;
+  } else if (targets.empty()) {
+    for (std::size_t n = 0; n < nodes_.size(); ++n)
+      if (nodes_[n].conn) targets.push_back(n);
+  }
+  return targets;
+}
+
+asio::awaitable<proto::Message> CoordinatorCore::node_command(std::uint32_t uid,
+                                                              proto::NodeCommand cmd) {
+  auto checked = command_targets(uid, cmd);
+  if (!checked) co_return proto::error_message(checked.error());
+  const auto& targets = *checked;
+  auto timeout = cmd.timeout_ns ? Nanos(static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                      cmd.timeout_ns, 3'600'000'000'000ull)))
+                                : config_.node_command_timeout;
+  PendingCommand pc(io_);
+  std::vector<std::uint64_t> ids;
+  for (std::size_t n : targets) {
+    pc.slot[n] = pc.results.size();
+    pc.results.push_back({nodes_[n].name, false, ""});
+    if (!nodes_[n].conn) {
+      pc.results.back().output = "node " + nodes_[n].name + " is down";
+      continue;
+    }
+    std::uint64_t id = next_request_++;
+    pending_requests_[id] = {&pc, n};
+    ids.push_back(id);
+    ++pc.pending;
+    send_to(n, proto::NodeRequest{id, uid, cmd.op, cmd.args});
+  }
+  if (pc.pending > 0) {
+    pc.wake.expires_after(timeout);
+    error_code ec;
+    co_await pc.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  for (std::uint64_t id : ids)
+    if (auto it = pending_requests_.find(id); it != pending_requests_.end()) {
+      auto& res = pc.results[pc.slot[it->second.second]];
+      res.ok = false;
+      res.output = "node " + res.node + " did not answer within " + format_duration(timeout);
+      pending_requests_.erase(it);
+    }
+  if (cmd.op == ops::cyclesteal) note_cyclesteal_command(cmd, pc.results);
+  co_return proto::NodeCommandResult{std::move(pc.results)};
+}
+
+void CoordinatorCore::on_node_reply(std::size_t node, const proto::NodeReply& m) {
+  if (on_cyclesteal_reply(node, m)) return;
+  auto it = pending_requests_.find(m.request);
+  if (it == pending_requests_.end() || it->second.second != node) return;  // late or forged
+  PendingCommand& pc = *it->second.first;
+  auto& res = pc.results[pc.slot[node]];
+  res.ok = m.ok;
+  res.output = m.output;
+  pending_requests_.erase(it);
+  if (--pc.pending == 0) pc.wake.cancel();
+}
+
+void CoordinatorCore::commands_lost_node(std::size_t node) {
+  for (auto it = pending_requests_.begin(); it != pending_requests_.end();) {
+    auto [cmd, n] = it->second;
+    if (n != node) {
+      ++it;
+      continue;
+    }
+    auto& res = cmd->results[cmd->slot[n]];
+    res.ok = false;
+    res.output = "node " + nodes_[node].name + " disconnected before it answered";
+    if (--cmd->pending == 0) cmd->wake.cancel();
+    it = pending_requests_.erase(it);
+  }
+}
+
+}  // namespace dynamos::gang

@@ -1,0 +1,186 @@
+// gangd's switch rounds (Slurm's gang.c): the quantum loop that decides which jobs
+// stop and start, and the two-phase round that carries it out on the nodes (prepare,
+// then switch at a common deadline; see the top of coordinator.cpp).
+#include <algorithm>
+
+#include "gang/gangd/coordinator_core.hpp"
+
+namespace dynamos::gang {
+
+asio::awaitable<void> CoordinatorCore::quantum_loop() {
+  while (!stopped_) {
+    bool expired = false;
+    if (!replan_) {
+      quantum_timer_.expires_after(quantum_);
+      error_code ec;
+      co_await quantum_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      expired = !ec;
+    }
+    if (stopped_) break;
+    Matrix::Step step;
+    if (replan_) {
+      replan_ = false;
+      step = matrix_.recompute();
+    } else if (expired) {
+      step = matrix_.advance();
+    } else {
+      continue;  // the quantum changed: re-arm with the new one
+    }
+    if (!step.changed()) continue;
+    std::map<std::size_t, NodePlan> plan;
+    for (JobId j : step.stopped) {
+      if (auto it = jobs_.find(j); it != jobs_.end()) ++it->second.switches;
+      if (const auto* p = matrix_.find(j))
+        for (const auto& c : p->cells)
+          plan[c.node].outgoing.push_back(j);
+    }
+    for (JobId j : step.started) {
+      if (auto it = jobs_.find(j); it != jobs_.end()) ++it->second.switches;
+      if (const auto* p = matrix_.find(j))
+        for (const auto& c : p->cells)
+          plan[c.node].incoming.push_back(j);
+    }
+    auto stats = co_await switch_round(std::move(plan));
+    drive_cyclesteal();
+    if (!stats.errors.empty())
+      config_.log("round " + std::to_string(stats.round) + ": " + std::to_string(stats.failed) +
+                  " node(s) failed, first: " + stats.errors.front());
+  }
+}
+
+void CoordinatorCore::replan() {
+  replan_ = true;
+  quantum_timer_.cancel();
+}
+
+asio::awaitable<void> CoordinatorCore::wait_round(Round& r, std::set<std::size_t>& pending,
+                                                  steady::time_point until) {
+  while (!pending.empty() && !stopped_ && steady::now() < until) {
+    r.wake.expires_at(until);
+    error_code ec;
+    co_await r.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, NodePlan> plan) {
+  auto self = shared_from_this();
+  while (round_running_ && !stopped_) {
+    error_code ec;
+    co_await round_gate_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  round_running_ = true;
+  auto start = steady::now();
+  Round r(io_);
+  r.decision_ns = realtime_ns();
+  r.stats.round = ++round_id_;
+  r.stats.nodes = plan.size();
+  current_ = &r;
+
+  // Phase 1: prepare.
+  for (auto& [node, p] : plan) {
+    if (!nodes_[node].conn) {
+      ++r.stats.failed;
+      r.stats.errors.push_back("node " + nodes_[node].name + " is down");
+      continue;
+    }
+    send_to(node, proto::PrepareSwitch{r.stats.round, p.outgoing, p.incoming});
+    r.pending_prepare.insert(node);
+  }
+  std::set<std::size_t> asked = r.pending_prepare;
+  co_await wait_round(r, r.pending_prepare, start + config_.prepare_timeout);
+  for (auto node : r.pending_prepare) {
+    ++r.stats.failed;
+    r.stats.errors.push_back("node " + nodes_[node].name + " did not prepare within " +
+                             format_duration(config_.prepare_timeout));
+  }
+  r.stats.prepare_phase = steady::now() - start;
+
+  // Phase 2: switch at a common deadline. Nodes that failed to prepare switch too:
+  // the gang must stay together on every node that can still follow.
+  r.sent_ns = realtime_ns();
+  r.deadline_ns = r.sent_ns + static_cast<std::uint64_t>(lead_.count());
+  r.stats.lead = lead_;
+  if (auto frame = make_frame(proto::SwitchAt{r.stats.round, r.deadline_ns}))
+    for (auto node : asked)
+      if (send_frame_to(node, *frame)) r.pending_switch.insert(node);
+  co_await wait_round(r, r.pending_switch, steady::now() + lead_ + config_.switch_timeout);
+  for (auto node : r.pending_switch) {
+    ++r.stats.failed;
+    r.stats.errors.push_back("node " + nodes_[node].name + " did not acknowledge the switch");
+  }
+  r.stats.total = steady::now() - start;
+  finish_round(r);
+  co_return r.stats;
+}
+
+// Derives the round's timings, adapts the next round's lead, ends the round.
+void CoordinatorCore::finish_round(Round& r) {
+  if (r.stats.switched > 0) {
+    r.stats.skew = Nanos(static_cast<std::int64_t>(r.last_switch - r.first_switch));
+    if (r.last_running > r.decision_ns)
+      r.stats.running = Nanos(static_cast<std::int64_t>(r.last_running - r.decision_ns));
+    if (r.last_receipt > r.sent_ns) {
+      r.stats.delivery = Nanos(static_cast<std::int64_t>(r.last_receipt - r.sent_ns));
+      lead_ =
+          std::clamp(Nanos(2 * r.stats.delivery), config_.min_switch_lead, config_.max_switch_lead);
+    }
+  }
+  current_ = nullptr;
+  round_running_ = false;
+  round_gate_.cancel();
+  if (history_.size() >= 1000) history_.erase(history_.begin());
+  history_.push_back(r.stats);
+  if (config_.round_log) config_.round_log(r.stats);
+}
+
+asio::awaitable<RoundStats> CoordinatorCore::broadcast_round() {
+  std::map<std::size_t, NodePlan> plan;
+  for (std::size_t n = 0; n < nodes_.size(); ++n)
+    if (nodes_[n].conn) plan[n] = {};
+  co_return co_await switch_round(std::move(plan));
+}
+
+void CoordinatorCore::on_prepare_ack(std::size_t node, const proto::PrepareAck& ack) {
+  if (!current_ || ack.round != current_->stats.round) return;  // stale
+  Round& r = *current_;
+  if (!r.pending_prepare.erase(node)) return;
+  if (ack.ok)
+    ++r.stats.prepared;
+  else {
+    ++r.stats.failed;
+    r.stats.errors.push_back("node " + nodes_[node].name + " failed to prepare: " + ack.error);
+  }
+  if (r.pending_prepare.empty()) r.wake.cancel();
+}
+
+void CoordinatorCore::on_switch_ack(std::size_t node, const proto::SwitchAck& ack) {
+  if (!current_ || ack.round != current_->stats.round) return;
+  Round& r = *current_;
+  if (!r.pending_switch.erase(node)) return;
+  if (ack.ok) {
+    ++r.stats.switched;
+    r.first_switch = std::min(r.first_switch, ack.switched_ns);
+    r.last_switch = std::max(r.last_switch, ack.switched_ns);
+    r.last_receipt = std::max(r.last_receipt, ack.received_ns);
+    r.last_running = std::max(r.last_running, ack.running_ns);
+    if (ack.received_ns > r.deadline_ns) ++r.stats.late;
+    r.stats.max_switch_duration =
+        std::max(r.stats.max_switch_duration, Nanos(static_cast<std::int64_t>(ack.duration_ns)));
+  } else {
+    ++r.stats.failed;
+    r.stats.errors.push_back("node " + nodes_[node].name + " failed to switch: " + ack.error);
+  }
+  if (r.pending_switch.empty()) r.wake.cancel();
+}
+
+void CoordinatorCore::round_lost_node(std::size_t node) {
+  if (!current_) return;
+  Round& r = *current_;
+  if (r.pending_prepare.erase(node) + r.pending_switch.erase(node) > 0) {
+    ++r.stats.failed;
+    r.stats.errors.push_back("node " + nodes_[node].name + " disconnected during the round");
+    if (r.pending_prepare.empty() || r.pending_switch.empty()) r.wake.cancel();
+  }
+}
+
+}  // namespace dynamos::gang
