@@ -12,9 +12,12 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "base/log.hpp"
 #include "gang/daemon_options.hpp"
 #include "gang/gangd/coordinator.hpp"
 #include "gang/gangd/launch.hpp"
+#include "gang/gangd/metrics.hpp"
+#include "gang/metrics_server.hpp"
 #include "gang/protocol_io.hpp"
 
 namespace po = boost::program_options;
@@ -65,7 +68,12 @@ po::options_description options() {
       ("round-log", po::value<std::string>()->default_value(""),
        "append one JSON line per switch round to this file: nodes, running_ms (decision "
        "to every incoming rank thawed), total_ms (decision to the last node's ack), skew_ms, "
-       "lead_ms, prepare_ms, max_switch_ms, late, failed");
+       "lead_ms, prepare_ms, max_switch_ms, late, failed")
+      ("metrics-listen", po::value<std::string>()->default_value(""),
+       "address:port to serve Prometheus metrics on (/metrics); port 0 picks a free one "
+       "('' for none)")
+      ("log-level", po::value<std::string>()->default_value("info"),
+       "error, warning, notice, info or debug");
   // clang-format on
   return opts;
 }
@@ -162,24 +170,48 @@ Result<CoordinatorConfig> configure(const po::variables_map& vm) {
   return cfg;
 }
 
+// Metrics: every round observed as it ends; jobs and nodes read at each scrape.
+Result<std::unique_ptr<MetricsServer>> serve_metrics(boost::asio::io_context& io,
+                                                     const std::string& listen,
+                                                     std::shared_ptr<metrics::Registry> registry,
+                                                     std::shared_ptr<Coordinator> coordinator) {
+  registry->add_collector(
+      [coordinator](metrics::Registry& r) { collect_coordinator(r, *coordinator); });
+  auto server = MetricsServer::start(io, {listen, [registry] { return registry->render(); }});
+  if (server) log::notice("metrics on " + (*server)->url());
+  return server;
+}
+
 // Runs the coordinator until SIGINT or SIGTERM.
-int run(CoordinatorConfig cfg) {
+int run(CoordinatorConfig cfg, const std::string& metrics_listen) {
   boost::asio::io_context io{1};  // one thread: Asio may skip its locking
   std::string host = cfg.listen_address;
+  auto registry = std::make_shared<metrics::Registry>();
+  if (!metrics_listen.empty())
+    cfg.round_log = [log = std::move(cfg.round_log), registry](const RoundStats& r) {
+      if (log) log(r);
+      record_round(*registry, r);
+    };
   auto c = Coordinator::create(io, std::move(cfg));
   if (!c) return daemon_error("gangd", c.error().message());
   auto coordinator = *c;
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!metrics_listen.empty()) {
+    auto server = serve_metrics(io, metrics_listen, registry, coordinator);
+    if (!server) return daemon_error("gangd", server.error().message());
+    metrics_server = std::move(*server);
+  }
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
-    std::fprintf(stderr, "gangd: signal %d, shutting down\n", sig);
+    log::notice("signal " + std::to_string(sig) + ", shutting down");
     coordinator->stop();
   });
   coordinator->start();
-  std::fprintf(
-      stderr, "gangd: listening on %s port %u, %zu nodes, %zu jobs recovered, quantum %s\n",
-      host.c_str(), coordinator->port(), coordinator->matrix().nodes().size(),
-      coordinator->list_jobs(0).jobs.size(), format_duration(coordinator->quantum()).c_str());
+  log::notice("listening on " + host + " port " + std::to_string(coordinator->port()) + ", " +
+              std::to_string(coordinator->matrix().nodes().size()) + " nodes, " +
+              std::to_string(coordinator->list_jobs(0).jobs.size()) + " jobs recovered, quantum " +
+              format_duration(coordinator->quantum()));
   io.run();
   return 0;
 }
@@ -195,7 +227,12 @@ int main(int argc, char** argv) {
     std::cout << opts << "\n";
     return 0;
   }
+  log::set_program("gangd");
+  auto level = log::parse_level(vm["log-level"].as<std::string>());
+  if (!level) return daemon_error("gangd", level.error().message());
+  log::set_level(*level);
   auto cfg = configure(vm);
   if (!cfg) return daemon_error("gangd", cfg.error().message());
-  return run(std::move(*cfg));
+  if (!cfg->log) cfg->log = log::sink(log::Level::info);
+  return run(std::move(*cfg), vm["metrics-listen"].as<std::string>());
 }
