@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <mutex>
+#include <utility>
 
 namespace dynamos::log {
 
@@ -48,29 +49,23 @@ std::string iso_now() {
 
 }  // namespace
 
+// Each level's name, one table for reading and writing them.
+constexpr std::pair<Level, const char*> kLevels[] = {
+    {Level::error, "error"}, {Level::warning, "warning"}, {Level::notice, "notice"},
+    {Level::info, "info"},   {Level::debug, "debug"},
+};
+
 Result<Level> parse_level(std::string_view text) {
-  if (text == "error") return Level::error;
-  if (text == "warning" || text == "warn") return Level::warning;
-  if (text == "notice") return Level::notice;
-  if (text == "info") return Level::info;
-  if (text == "debug") return Level::debug;
+  if (text == "warn") return Level::warning;
+  for (const auto& [level, name] : kLevels)
+    if (text == name) return level;
   return fail(Errc::invalid_argument, "log level '" + std::string(text) +
                                           "' is not one of error, warning, notice, info, debug");
 }
 
 const char* level_name(Level level) {
-  switch (level) {
-    case Level::error:
-      return "error";
-    case Level::warning:
-      return "warning";
-    case Level::notice:
-      return "notice";
-    case Level::info:
-      return "info";
-    case Level::debug:
-      return "debug";
-  }
+  for (const auto& [l, name] : kLevels)
+    if (l == level) return name;
   return "info";
 }
 

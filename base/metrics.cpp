@@ -45,17 +45,24 @@ std::string number(double v) {
   return buf;
 }
 
-std::string escape_help(const std::string& help) {
+// Backslash and newline escaped; double quotes too in label values.
+std::string escape(const std::string& text, bool quotes) {
   std::string out;
-  for (char c : help) {
+  for (char c : text) {
     if (c == '\\')
       out += "\\\\";
     else if (c == '\n')
       out += "\\n";
+    else if (c == '"' && quotes)
+      out += "\\\"";
     else
       out += c;
   }
   return out;
+}
+
+std::string escape_help(const std::string& help) {
+  return escape(help, false);
 }
 
 std::string label_text(const Labels& labels, const std::string& extra_name = {},
@@ -81,18 +88,7 @@ Buckets latency_buckets() {
 }
 
 std::string escape_label_value(const std::string& value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\\')
-      out += "\\\\";
-    else if (c == '"')
-      out += "\\\"";
-    else if (c == '\n')
-      out += "\\n";
-    else
-      out += c;
-  }
-  return out;
+  return escape(value, true);
 }
 
 Registry::Family& Registry::family(const std::string& name, Type type, const std::string& help,

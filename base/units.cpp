@@ -1,5 +1,7 @@
 #include "base/units.hpp"
 
+#include "base/text.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -10,24 +12,9 @@ namespace dynamos {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
-    s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
-    s.remove_suffix(1);
-  return s;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string quoted(std::string_view s) {
-  return "'" + std::string(s) + "'";
-}
+using text::lower;
+using text::quoted;
+using text::trim;
 
 // A non-negative decimal number "123", "1.5", ".25" split into digits and scale:
 // value = mantissa / 10^scale. Kept exact so that "1.5K" and "0.1s" convert without
@@ -87,6 +74,21 @@ Exact scale_exact(const Decimal& d, std::int64_t unit, std::int64_t& out) {
   return Exact::ok;
 }
 
+// number * unit as a whole count of `what` (nanoseconds, bytes), or why not.
+Result<std::int64_t> scaled(const Decimal& number, std::int64_t unit, const std::string& shown,
+                            const char* what, const char* too_large) {
+  std::int64_t out = 0;
+  switch (scale_exact(number, unit, out)) {
+    case Exact::fraction:
+      return fail(Errc::invalid_argument, shown + " is not a whole number of " + what);
+    case Exact::overflow:
+      return fail(Errc::invalid_argument, shown + too_large);
+    case Exact::ok:
+      break;
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<std::int64_t> parse_duration_ns(std::string_view text) {
@@ -131,16 +133,10 @@ Result<std::int64_t> parse_duration_ns(std::string_view text) {
     if (it == std::end(units))
       return fail(Errc::invalid_argument,
                   shown + ": unknown duration unit '" + unit + "' (ns, us, ms, s, min, h, d)");
-    std::int64_t part = 0;
-    switch (scale_exact(*number, it->second, part)) {
-      case Exact::fraction:
-        return fail(Errc::invalid_argument, shown + " is not a whole number of nanoseconds");
-      case Exact::overflow:
-        return fail(Errc::invalid_argument, shown + " is too long (at most about 292 years)");
-      case Exact::ok:
-        break;
-    }
-    if (__builtin_add_overflow(total, part, &total))
+    auto part =
+        scaled(*number, it->second, shown, "nanoseconds", " is too long (at most about 292 years)");
+    if (!part) return std::unexpected(part.error());
+    if (__builtin_add_overflow(total, *part, &total))
       return fail(Errc::invalid_argument, shown + " is too long (at most about 292 years)");
   }
   return total;
@@ -185,16 +181,7 @@ Result<std::int64_t> parse_size_bytes(std::string_view text) {
     return fail(Errc::invalid_argument,
                 shown + ": unknown size unit '" + std::string(trim(s)) +
                     "' (B, K, M, G, T, P and KiB..PiB are powers of 1024; kB..PB of 1000)");
-  std::int64_t bytes = 0;
-  switch (scale_exact(*number, it->second, bytes)) {
-    case Exact::fraction:
-      return fail(Errc::invalid_argument, shown + " is not a whole number of bytes");
-    case Exact::overflow:
-      return fail(Errc::invalid_argument, shown + " is too large (at most 8 EiB - 1)");
-    case Exact::ok:
-      break;
-  }
-  return bytes;
+  return scaled(*number, it->second, shown, "bytes", " is too large (at most 8 EiB - 1)");
 }
 
 std::string format_duration_ns(std::int64_t ns) {

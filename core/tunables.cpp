@@ -1,5 +1,7 @@
 #include "core/tunables.hpp"
 
+#include "base/text.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -13,24 +15,9 @@ namespace dynamos::core {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
-    s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
-    s.remove_suffix(1);
-  return s;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string quoted(std::string_view s) {
-  return "'" + std::string(s) + "'";
-}
+using text::lower;
+using text::quoted;
+using text::trim;
 
 bool is_lower_ident(std::string_view name, bool underscores) {
   if (name.empty() || name.size() > 64) return false;
