@@ -5,14 +5,14 @@
 #pragma once
 
 #include <sys/types.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <string>
 #include <vector>
 
-#include "bench/compare/json.hpp"
-#include "bench/compare/process.hpp"
 #include "base/error.hpp"
+#include "bench/compare/process.hpp"
 #include "gang/protocol.hpp"
 
 namespace dynamos::compare {
@@ -53,7 +53,7 @@ class Cluster {
 
   // The agents' switch records on `nodes` (each a JSON object: node, round, outgoing,
   // incoming, freeze_ms, paging_ms, thaw_ms, total_ms, paging [...], error).
-  Result<std::vector<Json>> switches(const std::vector<std::string>& nodes) const;
+  Result<std::vector<nlohmann::json>> switches(const std::vector<std::string>& nodes) const;
   // The pids in a job's group on a node.
   Result<std::vector<pid_t>> job_pids(gang::proto::JobId job, const std::string& node) const;
 
