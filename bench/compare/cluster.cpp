@@ -10,6 +10,7 @@
 #include "bench/compare/config.hpp"
 #include "bench/workload/size.hpp"
 #include "gang/client/control.hpp"
+#include "kernelside/cgroup.hpp"
 
 namespace dynamos::compare {
 
@@ -93,11 +94,30 @@ Result<void> Cluster::up(unsigned nodes, std::uint64_t mem_per_node,
   }
   // Groups of its own: another virtual cluster on this machine (a test's, an operator's)
   // must not share, or take down, this one's.
+  const std::string parent = "dynamos-compare-" + std::to_string(::getpid());
   args.push_back("--cgroup-parent");
-  args.push_back("dynamos-compare-" + std::to_string(::getpid()));
+  args.push_back(parent);
   auto r = cli(args, std::chrono::seconds(180));
   if (!r) return std::unexpected(r.error());
+  cgroup_parent_ = parent;
   return {};
+}
+
+Result<std::uint64_t> Cluster::oom_kills(const std::vector<std::string>& nodes) const {
+  if (cgroup_parent_.empty())
+    return fail(Errc::state, "the nodes' cgroups are unknown (a cluster started elsewhere)");
+  auto layout = kernelside::Layout::detect();
+  if (!layout) return std::unexpected(layout.error());
+  std::uint64_t kills = 0;
+  for (const auto& node : nodes) {
+    auto g = kernelside::Group::open(*layout, cgroup_parent_ + "/" + node,
+                                     {kernelside::Controller::memory});
+    if (!g) return std::unexpected(with_context(g.error(), "node " + node));
+    auto ev = g->memory_events();
+    if (!ev) return std::unexpected(with_context(ev.error(), "node " + node));
+    kills += ev->oom_kills;
+  }
+  return kills;
 }
 
 Result<void> Cluster::down() {

@@ -18,6 +18,7 @@
 #include "bench/workload/progress.hpp"
 #include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
+#include "kernelside/procfs.hpp"
 
 namespace dynamos::compare {
 
@@ -57,18 +58,8 @@ bool ended(const std::string& state) {
 
 // CPU seconds of a process (utime + stime), NaN when it is gone.
 double cpu_seconds(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto close = text.rfind(')');
-  if (close == std::string::npos) return NAN;
-  std::istringstream in(text.substr(close + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  auto st = kernelside::read_stat(pid);
+  return st ? std::chrono::duration<double>(st->utime + st->stime).count() : NAN;
 }
 
 std::string read_file(const std::string& path) {
@@ -338,6 +329,7 @@ RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bo
     p.run.error = started.error().message();
     p.release();
     status("  " + p.label + ": FAILED: " + p.run.error, true);
+    if (hooks.after_run) hooks.after_run(cluster_, p.run);
     return std::move(p.run);
   }
   measure_guests(p);
@@ -346,6 +338,7 @@ RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bo
   measure_switches(p);
   p.release();
   report(p);
+  if (hooks.after_run) hooks.after_run(cluster_, p.run);
   return std::move(p.run);
 }
 

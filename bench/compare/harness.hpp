@@ -39,6 +39,8 @@ struct Hooks {
   // Called once per run, after each job has had a quantum (demo: probes, upgrades).
   // Its time counts in the run's makespan; keep it short.
   std::function<void(Cluster&, const LiveRun&)> during_run;
+  // Called once per run when it has ended and been measured, before the next starts.
+  std::function<void(Cluster&, const RunResult&)> after_run;
   // Whether to print progress on standard error (default yes).
   bool progress = true;
 };
