@@ -5,14 +5,15 @@
 #include <boost/program_options.hpp>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
-#include "base/json.hpp"
+#include "base/units.hpp"
 #include "cli/command.hpp"
 #include "gang/client/control.hpp"
-#include "gang/gangd/coordinator.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -53,22 +54,30 @@ std::optional<int> parse(const char* name, std::span<const std::string> args,
   return cli::parse_options(name, args, desc, positional, vm);
 }
 
-std::string job_json(const proto::JobInfo& j) {
-  std::string nodes;
-  for (const auto& n : j.nodes)
-    nodes += (nodes.empty() ? "\"" : ",\"") + json_escape(n) + "\"";
-  char cpu[32];
-  std::snprintf(cpu, sizeof cpu, "%.3f", static_cast<double>(j.cpu_ns) / 1e9);
-  return "{\"id\":" + std::to_string(j.job) + ",\"name\":\"" + json_escape(j.name) +
-         "\",\"uid\":" + std::to_string(j.uid) + ",\"state\":\"" + json_escape(j.state) +
-         "\",\"slot\":" + std::to_string(j.slot) + ",\"nodes\":[" + nodes + "],\"paging\":\"" +
-         json_escape(j.paging) + "\",\"switches\":" + std::to_string(j.switches) +
-         ",\"cpu_s\":" + cpu +
-         ",\"exit_code\":" + (j.ended_ns ? std::to_string(j.exit_code) : std::string("null")) +
-         ",\"reason\":\"" + json_escape(j.reason) +
-         "\",\"submitted_ns\":" + std::to_string(j.submitted_ns) +
-         ",\"ended_ns\":" + std::to_string(j.ended_ns) +
-         ",\"major_faults\":" + std::to_string(j.major_faults) + "}";
+nlohmann::ordered_json job_json(const proto::JobInfo& j) {
+  return {{"id", j.job},
+          {"name", j.name},
+          {"uid", j.uid},
+          {"state", j.state},
+          {"slot", j.slot},
+          {"nodes", j.nodes},
+          {"paging", j.paging},
+          {"switches", j.switches},
+          {"cpu_s", std::round(static_cast<double>(j.cpu_ns) / 1e6) / 1e3},
+          {"exit_code", j.ended_ns ? nlohmann::ordered_json(j.exit_code) : nullptr},
+          {"reason", j.reason},
+          {"submitted_ns", j.submitted_ns},
+          {"ended_ns", j.ended_ns},
+          {"major_faults", j.major_faults}};
+}
+
+// A JSON array, one element a line.
+template <class T, class F>
+std::string json_lines_array(const std::vector<T>& items, F element) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i)
+    out += (i ? ",\n " : "") + element(items[i]).dump();
+  return out + "]\n";
 }
 
 int run_jobs(std::span<const std::string> args) {
@@ -85,10 +94,7 @@ int run_jobs(std::span<const std::string> args) {
   auto list = cli::ask_for<proto::JobList>(cli::socket_path(vm), proto::ListJobs{});
   if (!list) return cli::error("jobs", list.error().message());
   if (json) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < list->jobs.size(); ++i)
-      out += (i ? ",\n " : "") + job_json(list->jobs[i]);
-    std::cout << out << "]\n";
+    std::cout << json_lines_array(list->jobs, job_json);
     return 0;
   }
   std::printf("%-5s %-16s %-8s %-8s %-4s %-16s %-10s %8s %9s %5s %s\n", "ID", "NAME", "USER",
@@ -119,19 +125,12 @@ int run_nodes(std::span<const std::string> args) {
     return n.guest_policy.empty() ? std::string("off") : n.guest_policy;
   };
   if (json) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < list->nodes.size(); ++i) {
-      const auto& n = list->nodes[i];
-      std::string jobs;
-      for (auto j : n.jobs)
-        jobs += (jobs.empty() ? "" : ",") + std::to_string(j);
-      out += (i ? ",\n " : "") + std::string("{\"name\":\"") + json_escape(n.name) +
-             "\",\"state\":\"" + json_escape(n.state) + "\",\"slots\":" + std::to_string(n.slots) +
-             ",\"jobs\":[" + jobs + "],\"mem_total\":" + std::to_string(n.mem_total) +
-             ",\"mem_available\":" + std::to_string(n.mem_available) + ",\"guest_policy\":\"" +
-             json_escape(guest(n)) + "\"}";
-    }
-    std::cout << out << "]\n";
+    std::cout << json_lines_array(list->nodes, [&](const proto::NodeInfo& n) {
+      return nlohmann::ordered_json{{"name", n.name},           {"state", n.state},
+                                    {"slots", n.slots},         {"jobs", n.jobs},
+                                    {"mem_total", n.mem_total}, {"mem_available", n.mem_available},
+                                    {"guest_policy", guest(n)}};
+    });
     return 0;
   }
   std::printf("%-12s %-5s %5s %-16s %9s %9s %s\n", "NODE", "STATE", "SLOTS", "JOBS", "MEM",
@@ -251,12 +250,12 @@ int run_set(std::span<const std::string> args) {
   auto key = positional[0].substr(0, eq), value = positional[0].substr(eq + 1);
   if (key != "quantum")
     return cli::error("set", "unknown setting '" + key + "' (known: quantum)", 2);
-  auto q = gang::parse_duration(value);
+  auto q = parse_duration(value);
   if (!q) return cli::error("set", "quantum: " + q.error().message(), 2);
   auto r = cli::ask_for<proto::Ok>(cli::socket_path(vm),
                                    proto::SetQuantum{static_cast<std::uint64_t>(q->count())});
   if (!r) return cli::error("set", r.error().message());
-  std::cout << "quantum " << gang::format_duration(*q) << "\n";
+  std::cout << "quantum " << format_duration(*q) << "\n";
   return 0;
 }
 
