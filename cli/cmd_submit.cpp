@@ -9,7 +9,6 @@
 
 #include "cli/command.hpp"
 #include "gang/client/control.hpp"
-#include "gang/gangd/coordinator.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
