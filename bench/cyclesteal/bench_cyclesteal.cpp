@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/cyclesteal/processes.hpp"
+#include "bench/workload/options.hpp"
 #include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
@@ -357,9 +358,10 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
+constexpr const char* kProgram = "dynamos-bench-cyclesteal";
+
 int usage_error(const std::string& msg) {
-  std::cerr << "dynamos-bench-cyclesteal: " << msg << "\n";
-  return 2;
+  return workload::usage_error(kProgram, msg);
 }
 
 // Parses the command line into `o`: an exit status when the program should stop there.
@@ -400,16 +402,7 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
     ("extension", po::value(&o.extension)->default_value(o.extension), "the cycle-stealing extension");
   // clang-format on
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    return usage_error(e.what());
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto status = workload::parse_command_line(argc, argv, desc, vm, kProgram)) return status;
   o.policies = split(policies);
   for (auto& p : o.policies)
     if (p != "none" && p != "nice" && p != "linger" && p != "pause" && p != "evict")

@@ -29,6 +29,7 @@
 #include <boost/program_options.hpp>
 
 #include "bench/paging/node.hpp"
+#include "bench/workload/options.hpp"
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
 #include "kernelside/memory.hpp"
@@ -391,9 +392,10 @@ std::string to_json(const Options& o, const PolicyResult& r) {
   return j.dump();
 }
 
+constexpr const char* kProgram = "dynamos-bench-switch";
+
 int usage_error(const std::string& message) {
-  std::cerr << "dynamos-bench-switch: " << message << "\n";
-  return 2;
+  return workload::usage_error(kProgram, message);
 }
 
 // Parses the command line into `o`: an exit status when the program should stop there.
@@ -425,16 +427,7 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
       "kill the jobs after the last quantum instead (verified is null)")(
       "verbose,v", po::bool_switch(&o.verbose), "per-switch lines on stderr");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    return usage_error(e.what());
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto status = workload::parse_command_line(argc, argv, desc, vm, kProgram)) return status;
   if (verify && no_verify) return usage_error("--verify and --no-verify exclude each other");
   o.verify = !no_verify;
   auto nm = workload::parse_size(node_mem);

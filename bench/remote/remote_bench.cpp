@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/workload/options.hpp"
 #include "core/engine.hpp"
 #include "core/remote.hpp"
 #include "core/symbols.hpp"
@@ -117,18 +118,7 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
       "rounds", po::value(&o.rounds)->default_value(5), "probe on/off rounds")(
       "threads", po::value(&o.threads)->default_value(16), "busy threads in the patched process");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << "dynamos-bench-remote: " << e.what() << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  return std::nullopt;
+  return workload::parse_command_line(argc, argv, desc, vm, "dynamos-bench-remote");
 }
 
 // 1. Stop time through the library: apply + revert cycles on a busy process.

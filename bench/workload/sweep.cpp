@@ -41,6 +41,7 @@
 #include <boost/program_options.hpp>
 
 #include "bench/workload/field.hpp"
+#include "bench/workload/options.hpp"
 #include "bench/workload/progress.hpp"
 #include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
@@ -377,8 +378,7 @@ double now_s() {
 }
 
 int usage_error(const std::string& msg) {
-  std::cerr << "dynamos-sweep: " << msg << " (try --help)\n";
-  return 2;
+  return workload::usage_error("dynamos-sweep", msg, " (try --help)");
 }
 
 // Parses and checks the command line into `o`: an exit status when the program should
@@ -424,16 +424,8 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
     ("quiet,q", po::bool_switch(&o.quiet), "no progress lines");
   // clang-format on
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    return usage_error(e.what());
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto status = parse_command_line(argc, argv, desc, vm, "dynamos-sweep", " (try --help)"))
+    return status;
   auto m = parse_size(mem);
   if (!m) return usage_error(m.error().message());
   auto bl = parse_size(block);
