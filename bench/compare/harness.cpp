@@ -163,23 +163,15 @@ Result<void> Harness::calibrate(const WorkloadSpec& w, const Hooks& hooks) {
   cal.footprint_per_rank = footprint_per_rank(config_, comparison_.node_memory);
   const std::string tag = "calibrate-" + w.name;
   Job job;
-  job.progress_path = (fs::path(work_dir_) / (tag + ".progress")).string();
-  job.output_path = (fs::path(work_dir_) / (tag + ".out")).string();
-  job.run_id = tag + " " + session_id_;
-  if (auto r = fresh_files(job); !r) return r;
-  SubmitRequest s;
-  s.name = tag;
-  s.ranks = static_cast<unsigned>(job_nodes_.size()) * config_.ranks_per_node;
-  s.nodes = static_cast<unsigned>(job_nodes_.size());
-  s.paging = "demand";
-  s.output = job.output_path;
-  s.argv = workload_argv(w, job.progress_path, true);
+  auto s = new_job(job, tag, "demand");
+  if (!s) return std::unexpected(s.error());
+  s->argv = workload_argv(w, job.progress_path, true);
   if (hooks.progress)
-    status("calibrating " + w.name + " alone (" + std::to_string(s.ranks) + " ranks, " +
+    status("calibrating " + w.name + " alone (" + std::to_string(s->ranks) + " ranks, " +
                workload::format_size(cal.footprint_per_rank) + " a rank, " +
                fmt_s(config_.calibrate_s) + ")...",
            true);
-  auto id = cluster_.submit(s);
+  auto id = cluster_.submit(*s);
   if (!id) return std::unexpected(with_context(id.error(), "calibrating " + w.name));
   job.id = *id;
   const double t0 = now_s();
@@ -393,38 +385,40 @@ Result<void> Harness::start_guests(Pair& p) {
   return {};
 }
 
-// Submits both jobs, each with fresh output and progress files.
+// Submits both jobs.
 Result<void> Harness::submit_jobs(Pair& p, const WorkloadSpec& w, const std::string& policy) {
   p.t0 = now_s();
   for (std::size_t i = 0; i < p.jobs.size(); ++i) {
     auto& j = p.jobs[i];
-    const std::string name = p.tag + "-" + static_cast<char>('a' + i);
-    j.progress_path = (fs::path(work_dir_) / (name + ".progress")).string();
-    j.output_path = (fs::path(work_dir_) / (name + ".out")).string();
-    j.run_id = name + " " + session_id_;
-    if (auto r = fresh_files(j); !r) return r;
-    SubmitRequest s;
-    s.name = name;
-    s.ranks = static_cast<unsigned>(job_nodes_.size()) * config_.ranks_per_node;
-    s.nodes = static_cast<unsigned>(job_nodes_.size());
-    s.paging = policy;
-    s.output = j.output_path;
-    s.argv = workload_argv(w, j.progress_path, false);
-    auto id = cluster_.submit(s);
+    auto s = new_job(j, p.tag + "-" + static_cast<char>('a' + i), policy);
+    if (!s) return std::unexpected(s.error());
+    s->argv = workload_argv(w, j.progress_path, false);
+    auto id = cluster_.submit(*s);
     if (!id) return std::unexpected(id.error());
     j.id = *id;
   }
   return {};
 }
 
-// A job's progress file removed and its output file started afresh for this run: the
-// launcher appends, and a file left by an earlier run must not give its result.
-Result<void> Harness::fresh_files(Job& j) {
+// A job of this comparison named `name` on the job nodes: its files in the work folder,
+// the progress file removed and the output file started afresh for this run (the
+// launcher appends, and a file left by an earlier run must not give its result). The
+// request lacks only the program.
+Result<SubmitRequest> Harness::new_job(Job& j, const std::string& name, const std::string& paging) {
+  j.progress_path = (fs::path(work_dir_) / (name + ".progress")).string();
+  j.output_path = (fs::path(work_dir_) / (name + ".out")).string();
+  j.run_id = name + " " + session_id_;
   std::error_code ec;
   fs::remove(j.progress_path, ec);
   if (!start_output(j.output_path, j.run_id))
     return fail(Errc::system, "cannot write " + j.output_path);
-  return {};
+  SubmitRequest s;
+  s.name = name;
+  s.ranks = static_cast<unsigned>(job_nodes_.size()) * config_.ranks_per_node;
+  s.nodes = static_cast<unsigned>(job_nodes_.size());
+  s.paging = paging;
+  s.output = j.output_path;
+  return s;
 }
 
 // Samples both jobs every 50 ms until both ended; runs the hook once each has had a

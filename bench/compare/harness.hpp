@@ -62,7 +62,7 @@ class Harness {
   struct Guest;
   struct Pair;
   Result<void> calibrate(const WorkloadSpec& w, const Hooks& hooks);
-  Result<void> fresh_files(Job& j);
+  Result<SubmitRequest> new_job(Job& j, const std::string& name, const std::string& paging);
   // One run of two jobs, in phases: set up, watch, measure, report.
   RunResult run_pair(const WorkloadSpec& w, const std::string& policy, bool cyclesteal,
                      unsigned repeat, const Hooks& hooks);
