@@ -107,9 +107,9 @@ double median(std::vector<double> v) {
 }
 
 // One of the extension's reports, parsed (an empty object when it is not JSON).
-nlohmann::json report_of(const std::string& text) {
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  return j.is_object() ? j : nlohmann::json::object();
+nlohmann::ordered_json report_of(const std::string& text) {
+  auto j = nlohmann::ordered_json::parse(text, nullptr, false);
+  return j.is_object() ? j : nlohmann::ordered_json::object();
 }
 
 class Bench {
@@ -559,7 +559,7 @@ nlohmann::ordered_json summarise(const std::string& p, const std::vector<Run>& r
   auto [lo, hi] = ratio.empty() ? std::pair{1.0, 1.0}
                                 : std::pair{*std::min_element(ratio.begin(), ratio.end()),
                                             *std::max_element(ratio.begin(), ratio.end())};
-  auto report = rs.empty() ? nlohmann::json::object() : report_of(rs.back().report);
+  auto report = rs.empty() ? nlohmann::ordered_json::object() : report_of(rs.back().report);
   return {{"policy", p},
           {"reps", rs.size()},
           {"host_s", round_to(median(host_s), 4)},
@@ -581,8 +581,8 @@ nlohmann::ordered_json summarise(const std::string& p, const std::vector<Run>& r
           {"guests_lost", guests_lost},
           {"cpus", cpus},
           {"reactions", rs.empty() || rs.back().report.empty()
-                            ? nlohmann::json(nullptr)
-                            : report.value("reactions", nlohmann::json::object())}};
+                            ? nlohmann::ordered_json(nullptr)
+                            : report.value("reactions", nlohmann::ordered_json::object())}};
 }
 
 void print_policy(const Options& o, const nlohmann::ordered_json& s) {
