@@ -80,20 +80,35 @@ std::string json_lines_array(const std::vector<T>& items, F element) {
   return out + "]\n";
 }
 
-int run_jobs(std::span<const std::string> args) {
-  po::options_description desc(
-      "usage: dynamos jobs [--json]\n\n"
-      "The jobs gangd knows: yours (root sees every job), running, frozen (waiting for\n"
-      "their time slot) and ended (done or failed, with exit code and reason).\n\noptions");
+// A listing command's options (jobs, nodes): --json and --socket, no arguments.
+struct Listing {
   bool json = false;
-  desc.add_options()("json", po::bool_switch(&json), "a JSON array instead of a table");
+  std::string socket;
+};
+std::optional<int> parse_listing(const char* name, const char* usage,
+                                 std::span<const std::string> args, Listing& out) {
+  po::options_description desc(usage);
+  desc.add_options()("json", po::bool_switch(&out.json), "a JSON array instead of a table");
   std::vector<std::string> positional;
   po::variables_map vm;
-  if (auto s = parse("jobs", args, desc, positional, vm)) return *s;
-  if (!positional.empty()) return cli::error("jobs", "unexpected '" + positional[0] + "'", 2);
-  auto list = cli::ask_for<proto::JobList>(cli::socket_path(vm), proto::ListJobs{});
+  if (auto s = parse(name, args, desc, positional, vm)) return s;
+  if (!positional.empty()) return cli::error(name, "unexpected '" + positional[0] + "'", 2);
+  out.socket = cli::socket_path(vm);
+  return std::nullopt;
+}
+
+int run_jobs(std::span<const std::string> args) {
+  Listing l;
+  if (auto s = parse_listing(
+          "jobs",
+          "usage: dynamos jobs [--json]\n\n"
+          "The jobs gangd knows: yours (root sees every job), running, frozen (waiting for\n"
+          "their time slot) and ended (done or failed, with exit code and reason).\n\noptions",
+          args, l))
+    return *s;
+  auto list = cli::ask_for<proto::JobList>(l.socket, proto::ListJobs{});
   if (!list) return cli::error("jobs", list.error().message());
-  if (json) {
+  if (l.json) {
     std::cout << json_lines_array(list->jobs, job_json);
     return 0;
   }
@@ -109,22 +124,20 @@ int run_jobs(std::span<const std::string> args) {
 }
 
 int run_nodes(std::span<const std::string> args) {
-  po::options_description desc(
-      "usage: dynamos nodes [--json]\n\n"
-      "The cluster's nodes: whether their agent is up, the jobs placed on them (yours, or\n"
-      "all for root), their memory and the cycle-stealing guest policy.\n\noptions");
-  bool json = false;
-  desc.add_options()("json", po::bool_switch(&json), "a JSON array instead of a table");
-  std::vector<std::string> positional;
-  po::variables_map vm;
-  if (auto s = parse("nodes", args, desc, positional, vm)) return *s;
-  if (!positional.empty()) return cli::error("nodes", "unexpected '" + positional[0] + "'", 2);
-  auto list = cli::ask_for<proto::NodeList>(cli::socket_path(vm), proto::ListNodes{});
+  Listing l;
+  if (auto s = parse_listing(
+          "nodes",
+          "usage: dynamos nodes [--json]\n\n"
+          "The cluster's nodes: whether their agent is up, the jobs placed on them (yours, or\n"
+          "all for root), their memory and the cycle-stealing guest policy.\n\noptions",
+          args, l))
+    return *s;
+  auto list = cli::ask_for<proto::NodeList>(l.socket, proto::ListNodes{});
   if (!list) return cli::error("nodes", list.error().message());
   auto guest = [](const proto::NodeInfo& n) {
     return n.guest_policy.empty() ? std::string("off") : n.guest_policy;
   };
-  if (json) {
+  if (l.json) {
     std::cout << json_lines_array(list->nodes, [&](const proto::NodeInfo& n) {
       return nlohmann::ordered_json{{"name", n.name},           {"state", n.state},
                                     {"slots", n.slots},         {"jobs", n.jobs},
