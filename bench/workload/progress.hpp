@@ -92,6 +92,20 @@ inline std::uint64_t monotonic_ns() {
          static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+// Opens a progress file (O_CLOEXEC added) and reads its status; the caller closes the
+// descriptor.
+inline Result<std::pair<int, struct stat>> open_progress_file(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+  if (fd < 0) return fail_errno("open progress file " + path);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    auto e = fail_errno("stat progress file " + path);
+    ::close(fd);
+    return e;
+  }
+  return std::pair<int, struct stat>{fd, st};
+}
+
 // A progress file's mapping, unmapped on destruction; movable, not copyable. `Layout` is
 // ProgressLayout for the writer, const ProgressLayout for a reader.
 template <class Layout>
@@ -129,14 +143,9 @@ class ProgressWriter {
   // Creates or reuses PATH and resets it to a fresh run of `workload`.
   static Result<ProgressWriter> create(const std::string& path, std::string_view workload,
                                        std::string_view unit, int rank = 0) {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return fail_errno("open progress file " + path);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      auto e = fail_errno("stat progress file " + path);
-      ::close(fd);
-      return e;
-    }
+    auto opened = open_progress_file(path, O_RDWR | O_CREAT);
+    if (!opened) return std::unexpected(opened.error());
+    auto [fd, st] = *opened;
     // Grow only: shrinking would fault a reader that has the old file mapped.
     if (st.st_size < static_cast<off_t>(kProgressFileSize) &&
         ::ftruncate(fd, kProgressFileSize) != 0) {
@@ -218,14 +227,9 @@ class ProgressReader {
   // Fails with Errc::not_found while the workload has not created the file yet and with
   // Errc::state while it is still too short; harnesses retry until it appears.
   static Result<ProgressReader> open(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail_errno("open progress file " + path);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      auto e = fail_errno("stat progress file " + path);
-      ::close(fd);
-      return e;
-    }
+    auto opened = open_progress_file(path, O_RDONLY);
+    if (!opened) return std::unexpected(opened.error());
+    auto [fd, st] = *opened;
     if (st.st_size < static_cast<off_t>(kProgressFileSize)) {
       ::close(fd);
       return fail(Errc::state, "progress file " + path + " is not initialised yet (" +
