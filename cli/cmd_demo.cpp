@@ -339,6 +339,16 @@ void print_comparison(const compare::SessionOutcome& outcome, const std::string&
 // killed by another signal or by someone else, a wrong result) fails the demo.
 bool judge_runs(const compare::SessionOutcome& outcome, const Tour& tour) {
   bool runs_ok = !outcome.comparison.runs.empty();
+  if (!tour.oom_error().empty()) {
+    std::printf("OOM kills: the nodes' memory cgroups could not be read (%s)\n",
+                tour.oom_error().c_str());
+  } else if (runs_ok) {
+    std::string counts;
+    for (const auto& p : outcome.comparison.config.policies)
+      counts += (counts.empty() ? "" : ", ") + p + " " + std::to_string(*tour.oom_kills(p));
+    std::printf("OOM kills counted by the job nodes' memory cgroups during the runs: %s\n",
+                counts.c_str());
+  }
   for (const auto& r : outcome.comparison.runs) {
     if (r.verified && r.error.empty()) continue;
     int signal = 0;
