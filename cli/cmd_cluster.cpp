@@ -24,9 +24,10 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
-#include "base/json.hpp"
 #include "base/units.hpp"
 #include "cli/command.hpp"
 #include "core/tunables.hpp"
@@ -237,7 +238,15 @@ int down(const std::string& dir, bool quiet) {
   return status;
 }
 
-int run_up(std::span<const std::string> args) {
+// `cluster up`'s options, checked.
+struct UpOptions {
+  unsigned nodes = 0, slots = 2;
+  std::string mem, quantum = "2s", dir, node_timeout, cgroup_parent;
+};
+
+// Parses and checks `cluster up`'s options: an exit status when it should stop there
+// (help, a bad option).
+std::optional<int> parse_up_options(std::span<const std::string> args, UpOptions& o) {
   po::options_description desc(
       "usage: dynamos cluster up --nodes N [--mem-per-node SIZE] [--quantum DURATION]\n"
       "                          [--slots S]\n\n"
@@ -247,196 +256,270 @@ int run_up(std::span<const std::string> args) {
       "swap when no swap is active (memory-overcommitted gangs page). Needs root.\n"
       "Then: dynamos submit, jobs, nodes; dynamos cluster down removes everything.\n\n"
       "options");
-  unsigned nodes = 0, slots = 2;
-  std::string mem, quantum = "2s", dir, node_timeout, cgroup_parent;
-  desc.add_options()("help,h", "show this help")("nodes", po::value(&nodes), "virtual nodes")(
-      "mem-per-node", po::value(&mem), "memory limit of each node, e.g. 2G (default: RAM / N)")(
-      "quantum", po::value(&quantum)->default_value("2s"), "gang time slice")(
-      "slots", po::value(&slots)->default_value(2), "ranks a node takes per time slot")(
-      "state-dir", po::value(&dir)->default_value("/run/dynamos"),
+  desc.add_options()("help,h", "show this help")("nodes", po::value(&o.nodes), "virtual nodes")(
+      "mem-per-node", po::value(&o.mem), "memory limit of each node, e.g. 2G (default: RAM / N)")(
+      "quantum", po::value(&o.quantum)->default_value("2s"), "gang time slice")(
+      "slots", po::value(&o.slots)->default_value(2), "ranks a node takes per time slot")(
+      "state-dir", po::value(&o.dir)->default_value("/run/dynamos"),
       "where the cluster's sockets, logs and state go")(
-      "node-timeout", po::value(&node_timeout)->default_value("60s"),
+      "node-timeout", po::value(&o.node_timeout)->default_value("60s"),
       "a node whose agent stays away this long fails its jobs")(
-      "cgroup-parent", po::value(&cgroup_parent)->default_value(kCgroupParent),
+      "cgroup-parent", po::value(&o.cgroup_parent)->default_value(kCgroupParent),
       "the nodes' groups are <cgroup-parent>/<node> in every hierarchy");
   std::vector<std::string> positional;
   po::variables_map vm;
   if (auto s = cli::parse_options("cluster up", args, desc, positional, vm)) return *s;
   if (!positional.empty()) return cli::error("cluster up", "unexpected '" + positional[0] + "'", 2);
-  if (nodes == 0 || nodes > 64)
+  if (o.nodes == 0 || o.nodes > 64)
     return cli::error("cluster up", "--nodes must be between 1 and 64 (try --help)", 2);
-  if (slots == 0 || slots > 1024)
+  if (o.slots == 0 || o.slots > 1024)
     return cli::error("cluster up", "--slots must be between 1 and 1024", 2);
-  auto q = parse_duration(quantum);
-  if (!q) return cli::error("cluster up", "--quantum: " + q.error().message(), 2);
+  if (auto q = parse_duration(o.quantum); !q)
+    return cli::error("cluster up", "--quantum: " + q.error().message(), 2);
   if (::geteuid() != 0)
     return cli::error("cluster up", "needs root (it creates cgroups and may set up swap)");
-  auto topo = kernelside::read_topology();
-  if (!topo) return cli::error("cluster up", topo.error().message());
-  std::uint64_t mem_bytes = topo->memory_bytes / nodes;
-  if (!mem.empty()) {
-    auto b = parse_size_bytes(mem);
-    if (!b || *b < (64 << 20))
-      return cli::error("cluster up", "--mem-per-node: '" + mem + "' is not a size of 64M or more",
-                        2);
-    mem_bytes = static_cast<std::uint64_t>(*b);
-  }
-  mem_bytes &= ~((1ull << 20) - 1);
-  auto parts =
-      topo->split_cores(std::min<unsigned>(nodes, static_cast<unsigned>(topo->cores.size())));
-  if (!parts) return cli::error("cluster up", parts.error().message());
+  return std::nullopt;
+}
 
+// The virtual nodes: names, CPU sets (whole cores, round robin) and memory limit.
+struct NodePlan {
+  std::vector<std::string> names;
+  std::vector<std::string> cpus;  // per node
+  std::uint64_t mem_bytes = 0;
+  std::string hostfile;  // "n1 slots=S" lines
+  std::string list() const {
+    std::string s;
+    for (const auto& n : names)
+      s += (s.empty() ? "" : ",") + n;
+    return s;
+  }
+};
+
+// Plans the nodes from the machine's topology; the error is a one-line message and
+// whether it is a usage error.
+Result<NodePlan> plan_nodes(const UpOptions& o) {
+  auto topo = kernelside::read_topology();
+  if (!topo) return std::unexpected(topo.error());
+  NodePlan plan;
+  plan.mem_bytes = topo->memory_bytes / o.nodes;
+  if (!o.mem.empty()) {
+    auto b = parse_size_bytes(o.mem);
+    if (!b || *b < (64 << 20))
+      return fail(Errc::invalid_argument,
+                  "--mem-per-node: '" + o.mem + "' is not a size of 64M or more");
+    plan.mem_bytes = static_cast<std::uint64_t>(*b);
+  }
+  plan.mem_bytes &= ~((1ull << 20) - 1);
+  auto parts =
+      topo->split_cores(std::min<unsigned>(o.nodes, static_cast<unsigned>(topo->cores.size())));
+  if (!parts) return std::unexpected(parts.error());
+  for (unsigned i = 1; i <= o.nodes; ++i) {
+    plan.names.push_back("n" + std::to_string(i));
+    plan.cpus.push_back((*parts)[(i - 1) % parts->size()]);
+    plan.hostfile += plan.names.back() + " slots=" + std::to_string(o.slots) + "\n";
+  }
+  return plan;
+}
+
+// The programs and extensions a virtual cluster runs, all present.
+struct ClusterPrograms {
+  std::string gangd, dynamosd, paging, cyclesteal;
+};
+Result<ClusterPrograms> find_programs() {
+  auto lib = fs::path(gang::sibling_program("")).parent_path().parent_path() / "lib";
+  ClusterPrograms p{gang::sibling_program("gangd"), gang::sibling_program("dynamosd"),
+                    (lib / "libdynamos_ext_paging.so").string(),
+                    (lib / "libdynamos_ext_cyclesteal.so").string()};
+  for (const auto& f :
+       {p.gangd, p.dynamosd, gang::sibling_program("dynamos-launch"), p.paging, p.cyclesteal})
+    if (::access(f.c_str(), R_OK) != 0)
+      return fail(Errc::not_found, f + " is missing (build the project: scripts/build.sh)");
+  return p;
+}
+
+// A cluster being started: cluster.conf records each process as it starts, and unless
+// the start is committed, whatever was started is taken down again when this goes.
+class Startup {
+ public:
+  explicit Startup(std::string dir) : dir_(std::move(dir)) {}
+  Startup(const Startup&) = delete;
+  Startup& operator=(const Startup&) = delete;
+  ~Startup() {
+    if (committed_) return;
+    (void)write_cluster(dir_, conf_);
+    down(dir_, true);
+  }
+  void record(const std::string& key, const std::string& value) {
+    conf_.values[key] = value;
+    (void)write_cluster(dir_, conf_);
+  }
+  const ClusterFile& conf() const { return conf_; }
+  const std::string& dir() const { return dir_; }
+  std::string socket() const { return dir_ + "/gangd.sock"; }
+  void commit() { committed_ = true; }
+
+ private:
+  std::string dir_;
+  ClusterFile conf_;
+  bool committed_ = false;
+};
+
+// The state directory, ready for a new cluster: the remains of one whose processes died
+// are removed; a cluster still up is an error.
+Result<void> prepare_state_dir(const std::string& dir) {
   if (auto existing = read_cluster(dir)) {
-    pid_t g = std::atoi(existing->get("gangd_pid").c_str());
-    if (alive(g))
-      return cli::error("cluster up",
-                        "a cluster is already up (dynamos cluster status; "
-                        "dynamos cluster down first)");
-    down(dir, true);  // the remains of a cluster whose processes died
+    if (alive(std::atoi(existing->get("gangd_pid").c_str())))
+      return fail(Errc::busy,
+                  "a cluster is already up (dynamos cluster status; dynamos cluster down first)");
+    down(dir, true);
   }
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return cli::error("cluster up", "cannot create " + dir + ": " + ec.message());
-  auto lib = fs::path(gang::sibling_program("")).parent_path().parent_path() / "lib";
-  auto paging = (lib / "libdynamos_ext_paging.so").string();
-  auto cyclesteal = (lib / "libdynamos_ext_cyclesteal.so").string();
-  for (const auto& p : {gang::sibling_program("gangd"), gang::sibling_program("dynamosd"),
-                        gang::sibling_program("dynamos-launch"), paging, cyclesteal})
-    if (::access(p.c_str(), R_OK) != 0)
-      return cli::error("cluster up", p + " is missing (build the project: scripts/build.sh)");
+  if (ec) return fail(Errc::system, "cannot create " + dir + ": " + ec.message());
+  return {};
+}
 
-  ClusterFile c;
-  std::vector<std::string> names;
-  std::string hosts;
-  for (unsigned i = 1; i <= nodes; ++i) {
-    names.push_back("n" + std::to_string(i));
-    hosts += names.back() + " slots=" + std::to_string(slots) + "\n";
-  }
-  std::string node_list;
-  for (const auto& n : names)
-    node_list += (node_list.empty() ? "" : ",") + n;
-  c.values["nodes"] = node_list;
-  c.values["cgroup_parent"] = cgroup_parent;
-  c.values["quantum"] = quantum;
-  c.values["mem_per_node"] = std::to_string(mem_bytes);
-  auto fail_up = [&](const std::string& why) {
-    (void)write_cluster(dir, c);
-    down(dir, true);
-    return cli::error("cluster up", why);
-  };
+// gangd on a free loopback port, with the hostfile and a new secret; ready once its
+// control socket answers.
+Result<pid_t> start_gangd(const UpOptions& o, const NodePlan& plan, const ClusterPrograms& progs,
+                          Startup& up) {
+  const std::string& dir = o.dir;
   {
     std::ofstream h(dir + "/hosts", std::ios::trunc);
-    h << hosts;
+    h << plan.hostfile;
   }
+  std::error_code ec;
   fs::remove(dir + "/secret", ec);
   fs::remove(dir + "/gangd.journal", ec);
   auto port = free_port();
-  if (!port) return cli::error("cluster up", port.error().message());
-  c.values["port"] = std::to_string(*port);
-  auto socket = dir + "/gangd.sock";
-  auto gangd = spawn_daemon({gang::sibling_program("gangd"),
-                             "--hostfile",
-                             dir + "/hosts",
-                             "--secret",
-                             dir + "/secret",
-                             "--create-secret",
-                             "--listen",
-                             "127.0.0.1:" + std::to_string(*port),
-                             "--control-socket",
-                             socket,
-                             "--journal",
-                             dir + "/gangd.journal",
-                             "--quantum",
-                             quantum,
-                             "--launch",
-                             "virtual",
-                             "--run-dir",
-                             dir,
-                             "--node-timeout",
-                             node_timeout,
-                             "--round-log",
-                             dir + "/rounds.jsonl"},
+  if (!port) return std::unexpected(port.error());
+  up.record("port", std::to_string(*port));
+  auto gangd = spawn_daemon({progs.gangd,        "--hostfile",
+                             dir + "/hosts",     "--secret",
+                             dir + "/secret",    "--create-secret",
+                             "--listen",         "127.0.0.1:" + std::to_string(*port),
+                             "--control-socket", up.socket(),
+                             "--journal",        dir + "/gangd.journal",
+                             "--quantum",        o.quantum,
+                             "--launch",         "virtual",
+                             "--run-dir",        dir,
+                             "--node-timeout",   o.node_timeout,
+                             "--round-log",      dir + "/rounds.jsonl"},
                             dir + "/gangd.log");
-  if (!gangd) return fail_up(gangd.error().message());
-  c.values["gangd_pid"] = std::to_string(*gangd);
-  (void)write_cluster(dir, c);
-  // gangd is up once its control socket answers.
+  if (!gangd) return std::unexpected(gangd.error());
+  up.record("gangd_pid", std::to_string(*gangd));
   auto until = std::chrono::steady_clock::now() + 10s;
-  while (!cli::ask_for<proto::NodeList>(socket, proto::ListNodes{}, 1s)) {
+  while (!cli::ask_for<proto::NodeList>(up.socket(), proto::ListNodes{}, 1s)) {
     if (gone(*gangd) || std::chrono::steady_clock::now() > until)
-      return fail_up("gangd did not start:\n" + last_lines(dir + "/gangd.log", 5));
+      return fail(Errc::state, "gangd did not start:\n" + last_lines(dir + "/gangd.log", 5));
     std::this_thread::sleep_for(20ms);
   }
+  return *gangd;
+}
 
-  // Swap: anonymous pages of overcommitted gangs need somewhere to go. The script sets
-  // zram swap up when none is active, and when the active swap is zram it set up for
-  // someone else (a test, another cluster), adds gangd as a holder so that the swap
-  // stays until this cluster is down too; swap it did not set up is left alone.
-  {
-    std::string cmd =
-        gang::sibling_program("dynamos-zram-swap") + " up --holder " + std::to_string(*gangd);
-    if (std::system(cmd.c_str()) != 0) return fail_up("setting up zram swap failed");
-    if (fs::exists(fs::path("/run/dynamos/zram-swap/holders") / std::to_string(*gangd))) {
-      c.values["swap"] = "zram";
-      (void)write_cluster(dir, c);
-    }
-  }
+// Swap: anonymous pages of overcommitted gangs need somewhere to go. The script sets
+// zram swap up when none is active, and when the active swap is zram it set up for
+// someone else (a test, another cluster), adds gangd as a holder so that the swap
+// stays until this cluster is down too; swap it did not set up is left alone.
+Result<void> set_up_swap(pid_t gangd, Startup& up) {
+  std::string cmd =
+      gang::sibling_program("dynamos-zram-swap") + " up --holder " + std::to_string(gangd);
+  if (std::system(cmd.c_str()) != 0) return fail(Errc::system, "setting up zram swap failed");
+  if (fs::exists(fs::path("/run/dynamos/zram-swap/holders") / std::to_string(gangd)))
+    up.record("swap", "zram");
+  return {};
+}
 
+// One agent a node, each with its CPUs, memory limit and the extensions.
+Result<void> start_agents(const UpOptions& o, const NodePlan& plan, const ClusterPrograms& progs,
+                          Startup& up) {
   std::string agent_pids;
-  for (unsigned i = 0; i < nodes; ++i) {
-    const auto& cpus = (*parts)[i % parts->size()];
-    auto pid = spawn_daemon({gang::sibling_program("dynamosd"),
+  for (std::size_t i = 0; i < plan.names.size(); ++i) {
+    auto pid = spawn_daemon({progs.dynamosd,
                              "--node",
-                             names[i],
+                             plan.names[i],
                              "--secret",
-                             dir + "/secret",
+                             o.dir + "/secret",
                              "--coordinator",
-                             "127.0.0.1:" + std::to_string(*port),
+                             "127.0.0.1:" + up.conf().get("port"),
                              "--cgroup-parent",
-                             cgroup_parent,
+                             o.cgroup_parent,
                              "--cpus",
-                             cpus,
+                             plan.cpus[i],
                              "--memory",
-                             std::to_string(mem_bytes),
+                             std::to_string(plan.mem_bytes),
                              "--paging-extension",
-                             paging,
+                             progs.paging,
                              "--cyclesteal-extension",
-                             cyclesteal,
+                             progs.cyclesteal,
                              "--run-dir",
-                             dir,
+                             o.dir,
                              "--remove-on-exit"},
-                            dir + "/agent-" + names[i] + ".log");
-    if (!pid) return fail_up(pid.error().message());
+                            o.dir + "/agent-" + plan.names[i] + ".log");
+    if (!pid) return std::unexpected(pid.error());
     agent_pids += (agent_pids.empty() ? "" : ",") + std::to_string(*pid);
-    c.values["agent_pids"] = agent_pids;
-    (void)write_cluster(dir, c);
-    std::cout << "node " << names[i] << ": cpus " << cpus << ", memory " << size_text(mem_bytes)
-              << ", agent pid " << *pid << "\n";
+    up.record("agent_pids", agent_pids);
+    std::cout << "node " << plan.names[i] << ": cpus " << plan.cpus[i] << ", memory "
+              << size_text(plan.mem_bytes) << ", agent pid " << *pid << "\n";
   }
-  until = std::chrono::steady_clock::now() + 15s;
+  return {};
+}
+
+// Waits until every node's agent has connected to gangd.
+Result<void> wait_nodes_up(const UpOptions& o, const Startup& up) {
+  auto until = std::chrono::steady_clock::now() + 15s;
   for (;;) {
-    auto list = cli::ask_for<proto::NodeList>(socket, proto::ListNodes{}, 1s);
-    std::size_t up = 0;
+    auto list = cli::ask_for<proto::NodeList>(up.socket(), proto::ListNodes{}, 1s);
+    std::size_t n_up = 0;
     std::string missing;
-    if (list) {
+    if (list)
       for (const auto& n : list->nodes) {
         if (n.state == "up")
-          ++up;
+          ++n_up;
         else
           missing = n.name;
       }
-    }
-    if (up == nodes) break;
-    if (std::chrono::steady_clock::now() > until) {
-      return fail_up("node " + missing + "'s agent did not connect:\n" +
-                     last_lines(dir + "/agent-" + missing + ".log", 5));
-    }
+    if (n_up == o.nodes) return {};
+    if (std::chrono::steady_clock::now() > until)
+      return fail(Errc::timed_out, "node " + missing + "'s agent did not connect:\n" +
+                                       last_lines(o.dir + "/agent-" + missing + ".log", 5));
     std::this_thread::sleep_for(20ms);
   }
-  std::cout << "cluster up: " << nodes << " nodes, " << slots << " slots each, quantum " << quantum
-            << ", gangd pid " << *gangd << " (127.0.0.1:" << *port << ", " << socket << ")"
-            << (c.get("swap") == "zram" ? ", zram swap set up" : "") << "\n";
-  if (dir != "/run/dynamos") std::cout << "use it with: export DYNAMOS_SOCKET=" << socket << "\n";
+}
+
+void print_up(const UpOptions& o, const Startup& up) {
+  std::cout << "cluster up: " << o.nodes << " nodes, " << o.slots << " slots each, quantum "
+            << o.quantum << ", gangd pid " << up.conf().get("gangd_pid")
+            << " (127.0.0.1:" << up.conf().get("port") << ", " << up.socket() << ")"
+            << (up.conf().get("swap") == "zram" ? ", zram swap set up" : "") << "\n";
+  if (o.dir != "/run/dynamos")
+    std::cout << "use it with: export DYNAMOS_SOCKET=" << up.socket() << "\n";
+}
+
+int run_up(std::span<const std::string> args) {
+  UpOptions o;
+  if (auto status = parse_up_options(args, o)) return *status;
+  auto plan = plan_nodes(o);
+  if (!plan)
+    return cli::error("cluster up", plan.error().message(),
+                      plan.error().code == Errc::invalid_argument ? 2 : 1);
+  if (auto r = prepare_state_dir(o.dir); !r) return cli::error("cluster up", r.error().message());
+  auto progs = find_programs();
+  if (!progs) return cli::error("cluster up", progs.error().message());
+
+  Startup up(o.dir);  // takes down what started unless committed
+  up.record("nodes", plan->list());
+  up.record("cgroup_parent", o.cgroup_parent);
+  up.record("quantum", o.quantum);
+  up.record("mem_per_node", std::to_string(plan->mem_bytes));
+  auto gangd = start_gangd(o, *plan, *progs, up);
+  if (!gangd) return cli::error("cluster up", gangd.error().message());
+  if (auto r = set_up_swap(*gangd, up); !r) return cli::error("cluster up", r.error().message());
+  if (auto r = start_agents(o, *plan, *progs, up); !r)
+    return cli::error("cluster up", r.error().message());
+  if (auto r = wait_nodes_up(o, up); !r) return cli::error("cluster up", r.error().message());
+  up.commit();
+  print_up(o, up);
   return 0;
 }
 
@@ -465,12 +548,20 @@ int run_status(std::span<const std::string> args) {
     for (const auto& j : jobs->jobs)
       running += !j.ended_ns;
   if (json) {
-    std::cout << "{\"gangd_pid\":" << gangd << ",\"gangd\":\"" << (alive(gangd) ? "up" : "down")
-              << "\",\"port\":" << c->get("port") << ",\"socket\":\"" << json_escape(socket)
-              << "\",\"nodes\":" << (nodes ? nodes->nodes.size() : 0) << ",\"nodes_up\":" << up
-              << ",\"jobs\":" << running << ",\"quantum\":\"" << json_escape(c->get("quantum"))
-              << "\",\"mem_per_node\":" << c->get("mem_per_node") << ",\"swap\":\""
-              << json_escape(c->get("swap")) << "\"}\n";
+    auto number = [](const std::string& text) -> std::uint64_t {
+      return std::strtoull(text.c_str(), nullptr, 10);
+    };
+    nlohmann::ordered_json j = {{"gangd_pid", gangd},
+                                {"gangd", alive(gangd) ? "up" : "down"},
+                                {"port", number(c->get("port"))},
+                                {"socket", socket},
+                                {"nodes", nodes ? nodes->nodes.size() : 0},
+                                {"nodes_up", up},
+                                {"jobs", running},
+                                {"quantum", c->get("quantum")},
+                                {"mem_per_node", number(c->get("mem_per_node"))},
+                                {"swap", c->get("swap")}};
+    std::cout << j.dump() << "\n";
   } else {
     std::cout << "gangd: pid " << gangd << " " << (alive(gangd) ? "up" : "DOWN")
               << ", 127.0.0.1:" << c->get("port") << ", " << socket << "\n"

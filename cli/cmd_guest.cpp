@@ -5,9 +5,9 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
-#include <charconv>
 #include <cstdlib>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli/command.hpp"
 #include "gang/client/control.hpp"
@@ -57,14 +57,14 @@ int run_guest(std::span<const std::string> all) {
   if (r->results.size() != 1) return cli::error(kName, "gangd answered for no node");
   const auto& res = r->results[0];
   if (!res.ok) return cli::error(kName, res.node + ": " + res.output);
-  if (json) {
-    std::cout << "{\"node\":\"" << res.node << "\"," << res.output.substr(1) << "\n";
+  auto reply = nlohmann::ordered_json::parse(res.output, nullptr, false);
+  if (json && reply.is_object()) {
+    nlohmann::ordered_json out = {{"node", res.node}};
+    out.update(reply);
+    std::cout << out.dump() << "\n";
     return 0;
   }
-  auto at = res.output.find("\"pid\":");
-  long pid = 0;
-  if (at != std::string::npos)
-    std::from_chars(res.output.data() + at + 6, res.output.data() + res.output.size(), pid);
+  const long pid = reply.is_object() ? reply.value("pid", 0L) : 0L;
   if (pid <= 0) return cli::error(kName, "unexpected reply from " + res.node + ": " + res.output);
   std::cout << pid << "\n";
   return 0;

@@ -5,11 +5,12 @@
 #include <boost/program_options.hpp>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
-#include "base/json.hpp"
 #include "base/units.hpp"
 #include "cli/command.hpp"
 #include "gang/client/control.hpp"
@@ -53,42 +54,62 @@ std::optional<int> parse(const char* name, std::span<const std::string> args,
   return cli::parse_options(name, args, desc, positional, vm);
 }
 
-std::string job_json(const proto::JobInfo& j) {
-  std::string nodes;
-  for (const auto& n : j.nodes)
-    nodes += (nodes.empty() ? "\"" : ",\"") + json_escape(n) + "\"";
-  char cpu[32];
-  std::snprintf(cpu, sizeof cpu, "%.3f", static_cast<double>(j.cpu_ns) / 1e9);
-  return "{\"id\":" + std::to_string(j.job) + ",\"name\":\"" + json_escape(j.name) +
-         "\",\"uid\":" + std::to_string(j.uid) + ",\"state\":\"" + json_escape(j.state) +
-         "\",\"slot\":" + std::to_string(j.slot) + ",\"nodes\":[" + nodes + "],\"paging\":\"" +
-         json_escape(j.paging) + "\",\"switches\":" + std::to_string(j.switches) +
-         ",\"cpu_s\":" + cpu +
-         ",\"exit_code\":" + (j.ended_ns ? std::to_string(j.exit_code) : std::string("null")) +
-         ",\"reason\":\"" + json_escape(j.reason) +
-         "\",\"submitted_ns\":" + std::to_string(j.submitted_ns) +
-         ",\"ended_ns\":" + std::to_string(j.ended_ns) +
-         ",\"major_faults\":" + std::to_string(j.major_faults) + "}";
+nlohmann::ordered_json job_json(const proto::JobInfo& j) {
+  return {{"id", j.job},
+          {"name", j.name},
+          {"uid", j.uid},
+          {"state", j.state},
+          {"slot", j.slot},
+          {"nodes", j.nodes},
+          {"paging", j.paging},
+          {"switches", j.switches},
+          {"cpu_s", std::round(static_cast<double>(j.cpu_ns) / 1e6) / 1e3},
+          {"exit_code", j.ended_ns ? nlohmann::ordered_json(j.exit_code) : nullptr},
+          {"reason", j.reason},
+          {"submitted_ns", j.submitted_ns},
+          {"ended_ns", j.ended_ns},
+          {"major_faults", j.major_faults}};
+}
+
+// A JSON array, one element a line.
+template <class T, class F>
+std::string json_lines_array(const std::vector<T>& items, F element) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i)
+    out += (i ? ",\n " : "") + element(items[i]).dump();
+  return out + "]\n";
+}
+
+// A listing command's options (jobs, nodes): --json and --socket, no arguments.
+struct Listing {
+  bool json = false;
+  std::string socket;
+};
+std::optional<int> parse_listing(const char* name, const char* usage,
+                                 std::span<const std::string> args, Listing& out) {
+  po::options_description desc(usage);
+  desc.add_options()("json", po::bool_switch(&out.json), "a JSON array instead of a table");
+  std::vector<std::string> positional;
+  po::variables_map vm;
+  if (auto s = parse(name, args, desc, positional, vm)) return s;
+  if (!positional.empty()) return cli::error(name, "unexpected '" + positional[0] + "'", 2);
+  out.socket = cli::socket_path(vm);
+  return std::nullopt;
 }
 
 int run_jobs(std::span<const std::string> args) {
-  po::options_description desc(
-      "usage: dynamos jobs [--json]\n\n"
-      "The jobs gangd knows: yours (root sees every job), running, frozen (waiting for\n"
-      "their time slot) and ended (done or failed, with exit code and reason).\n\noptions");
-  bool json = false;
-  desc.add_options()("json", po::bool_switch(&json), "a JSON array instead of a table");
-  std::vector<std::string> positional;
-  po::variables_map vm;
-  if (auto s = parse("jobs", args, desc, positional, vm)) return *s;
-  if (!positional.empty()) return cli::error("jobs", "unexpected '" + positional[0] + "'", 2);
-  auto list = cli::ask_for<proto::JobList>(cli::socket_path(vm), proto::ListJobs{});
+  Listing l;
+  if (auto s = parse_listing(
+          "jobs",
+          "usage: dynamos jobs [--json]\n\n"
+          "The jobs gangd knows: yours (root sees every job), running, frozen (waiting for\n"
+          "their time slot) and ended (done or failed, with exit code and reason).\n\noptions",
+          args, l))
+    return *s;
+  auto list = cli::ask_for<proto::JobList>(l.socket, proto::ListJobs{});
   if (!list) return cli::error("jobs", list.error().message());
-  if (json) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < list->jobs.size(); ++i)
-      out += (i ? ",\n " : "") + job_json(list->jobs[i]);
-    std::cout << out << "]\n";
+  if (l.json) {
+    std::cout << json_lines_array(list->jobs, job_json);
     return 0;
   }
   std::printf("%-5s %-16s %-8s %-8s %-4s %-16s %-10s %8s %9s %5s %s\n", "ID", "NAME", "USER",
@@ -103,35 +124,26 @@ int run_jobs(std::span<const std::string> args) {
 }
 
 int run_nodes(std::span<const std::string> args) {
-  po::options_description desc(
-      "usage: dynamos nodes [--json]\n\n"
-      "The cluster's nodes: whether their agent is up, the jobs placed on them (yours, or\n"
-      "all for root), their memory and the cycle-stealing guest policy.\n\noptions");
-  bool json = false;
-  desc.add_options()("json", po::bool_switch(&json), "a JSON array instead of a table");
-  std::vector<std::string> positional;
-  po::variables_map vm;
-  if (auto s = parse("nodes", args, desc, positional, vm)) return *s;
-  if (!positional.empty()) return cli::error("nodes", "unexpected '" + positional[0] + "'", 2);
-  auto list = cli::ask_for<proto::NodeList>(cli::socket_path(vm), proto::ListNodes{});
+  Listing l;
+  if (auto s = parse_listing(
+          "nodes",
+          "usage: dynamos nodes [--json]\n\n"
+          "The cluster's nodes: whether their agent is up, the jobs placed on them (yours, or\n"
+          "all for root), their memory and the cycle-stealing guest policy.\n\noptions",
+          args, l))
+    return *s;
+  auto list = cli::ask_for<proto::NodeList>(l.socket, proto::ListNodes{});
   if (!list) return cli::error("nodes", list.error().message());
   auto guest = [](const proto::NodeInfo& n) {
     return n.guest_policy.empty() ? std::string("off") : n.guest_policy;
   };
-  if (json) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < list->nodes.size(); ++i) {
-      const auto& n = list->nodes[i];
-      std::string jobs;
-      for (auto j : n.jobs)
-        jobs += (jobs.empty() ? "" : ",") + std::to_string(j);
-      out += (i ? ",\n " : "") + std::string("{\"name\":\"") + json_escape(n.name) +
-             "\",\"state\":\"" + json_escape(n.state) + "\",\"slots\":" + std::to_string(n.slots) +
-             ",\"jobs\":[" + jobs + "],\"mem_total\":" + std::to_string(n.mem_total) +
-             ",\"mem_available\":" + std::to_string(n.mem_available) + ",\"guest_policy\":\"" +
-             json_escape(guest(n)) + "\"}";
-    }
-    std::cout << out << "]\n";
+  if (l.json) {
+    std::cout << json_lines_array(list->nodes, [&](const proto::NodeInfo& n) {
+      return nlohmann::ordered_json{{"name", n.name},           {"state", n.state},
+                                    {"slots", n.slots},         {"jobs", n.jobs},
+                                    {"mem_total", n.mem_total}, {"mem_available", n.mem_available},
+                                    {"guest_policy", guest(n)}};
+    });
     return 0;
   }
   std::printf("%-12s %-5s %5s %-16s %9s %9s %s\n", "NODE", "STATE", "SLOTS", "JOBS", "MEM",

@@ -9,9 +9,9 @@
 #include <set>
 #include <thread>
 
+#include "cli/command.hpp"
 #include "core/engine.hpp"
 #include "core/remote_update.hpp"
-#include "cli/command.hpp"
 #include "gang/client/control.hpp"
 #include "gang/job_patch.hpp"
 #include "gang/node_ops.hpp"

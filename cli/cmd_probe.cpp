@@ -1,14 +1,16 @@
 // dynamos probe: performance monitoring injected into a running process.
 #include <boost/program_options.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli/command.hpp"
 #include "core/engine.hpp"
 #include "core/probe.hpp"
 #include "core/remote.hpp"
-#include "cli/command.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -99,12 +101,12 @@ int run_probe(std::span<const std::string> args) {
     const double mean_ns = r.timed ? static_cast<double>(r.ticks) / r.timed / hz * 1e9 : 0.0;
     const double rate = r.calls / seconds;
     if (json) {
-      std::printf(
-          "{\"function\":\"%s\",\"calls\":%lu,\"calls_per_s\":%.1f,\"mean_ns\":%.1f,\"timed_"
-          "calls\":%lu,"
-          "\"seconds\":%.3f}\n",
-          r.function.c_str(), static_cast<unsigned long>(r.calls), rate, mean_ns,
-          static_cast<unsigned long>(r.timed), seconds);
+      auto one_decimal = [](double v) { return std::round(v * 10) / 10; };
+      nlohmann::ordered_json j = {
+          {"function", r.function},           {"calls", r.calls},
+          {"calls_per_s", one_decimal(rate)}, {"mean_ns", one_decimal(mean_ns)},
+          {"timed_calls", r.timed},           {"seconds", std::round(seconds * 1000) / 1000}};
+      std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("%-32s %14lu %12.0f %14.1f %10lu\n", r.function.c_str(),
                   static_cast<unsigned long>(r.calls), rate, mean_ns,

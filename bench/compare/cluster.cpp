@@ -5,10 +5,12 @@
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 
 #include "bench/compare/config.hpp"
 #include "bench/workload/size.hpp"
 #include "gang/client/control.hpp"
+#include "kernelside/cgroup.hpp"
 
 namespace dynamos::compare {
 
@@ -19,7 +21,7 @@ namespace {
 std::string effective_socket(std::string socket) {
   if (!socket.empty()) return socket;
   if (const char* env = std::getenv("DYNAMOS_SOCKET"); env && *env) return env;
-  return "/run/dynamos/gangd.sock";
+  return cli::kDefaultSocket;
 }
 
 // The last non-empty line of a command's error output: its one-line error.
@@ -38,16 +40,15 @@ Cluster::Cluster(std::string dynamos, std::string socket)
 
 Result<proto::Message> Cluster::ask(const proto::Message& m,
                                     std::chrono::nanoseconds timeout) const {
-  auto r = gang::control_request(socket_, m, timeout);
-  if (!r && r.error().code == Errc::system &&
-      (r.error().sys_errno == ENOENT || r.error().sys_errno == ECONNREFUSED))
+  auto r = cli::ask(socket_, m, timeout);
+  if (!r && r.error().code == Errc::not_found && r.error().sys_errno == 0)
     return fail(Errc::not_found, "gangd is not running at " + socket_);
   return r;
 }
 
 std::string Cluster::state_dir() const {
   // `cluster up` puts gangd's socket at <state-dir>/gangd.sock.
-  if (socket_ == "/run/dynamos/gangd.sock") return "";
+  if (socket_ == cli::kDefaultSocket) return "";
   std::filesystem::path p(socket_);
   return p.filename() == "gangd.sock" ? p.parent_path().string() : "";
 }
@@ -93,11 +94,30 @@ Result<void> Cluster::up(unsigned nodes, std::uint64_t mem_per_node,
   }
   // Groups of its own: another virtual cluster on this machine (a test's, an operator's)
   // must not share, or take down, this one's.
+  const std::string parent = "dynamos-compare-" + std::to_string(::getpid());
   args.push_back("--cgroup-parent");
-  args.push_back("dynamos-compare-" + std::to_string(::getpid()));
+  args.push_back(parent);
   auto r = cli(args, std::chrono::seconds(180));
   if (!r) return std::unexpected(r.error());
+  cgroup_parent_ = parent;
   return {};
+}
+
+Result<std::uint64_t> Cluster::oom_kills(const std::vector<std::string>& nodes) const {
+  if (cgroup_parent_.empty())
+    return fail(Errc::state, "the nodes' cgroups are unknown (a cluster started elsewhere)");
+  auto layout = kernelside::Layout::detect();
+  if (!layout) return std::unexpected(layout.error());
+  std::uint64_t kills = 0;
+  for (const auto& node : nodes) {
+    auto g = kernelside::Group::open(*layout, cgroup_parent_ + "/" + node,
+                                     {kernelside::Controller::memory});
+    if (!g) return std::unexpected(with_context(g.error(), "node " + node));
+    auto ev = g->memory_events();
+    if (!ev) return std::unexpected(with_context(ev.error(), "node " + node));
+    kills += ev->oom_kills;
+  }
+  return kills;
 }
 
 Result<void> Cluster::down() {
@@ -153,18 +173,23 @@ Result<void> Cluster::cancel(proto::JobId job) {
   return {};
 }
 
-Result<std::vector<Json>> Cluster::switches(const std::vector<std::string>& nodes) const {
+Result<std::vector<nlohmann::json>> Cluster::switches(const std::vector<std::string>& nodes) const {
   auto r =
       ask(proto::NodeCommand{nodes, "switches", {}, 20'000'000'000ull}, std::chrono::seconds(25));
   if (!r) return std::unexpected(r.error());
   auto* res = std::get_if<proto::NodeCommandResult>(&*r);
   if (!res) return fail(Errc::protocol, "gangd did not answer the switches op with node results");
-  std::vector<Json> out;
+  std::vector<nlohmann::json> out;
   for (const auto& n : res->results) {
     if (!n.ok) return fail(Errc::state, "switches on node " + n.node + ": " + n.output);
-    auto lines = parse_json_lines(n.output);
-    if (!lines) return std::unexpected(with_context(lines.error(), "switches of node " + n.node));
-    out.insert(out.end(), lines->begin(), lines->end());
+    std::istringstream lines(n.output);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      auto record = nlohmann::json::parse(line, nullptr, false);
+      if (record.is_discarded())
+        return fail(Errc::protocol, "switches of node " + n.node + ": not JSON: " + line);
+      out.push_back(std::move(record));
+    }
   }
   return out;
 }

@@ -7,12 +7,12 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "bench/compare/json.hpp"
-#include "bench/compare/process.hpp"
 #include "base/error.hpp"
+#include "bench/compare/process.hpp"
 #include "gang/protocol.hpp"
 
 namespace dynamos::compare {
@@ -53,7 +53,7 @@ class Cluster {
 
   // The agents' switch records on `nodes` (each a JSON object: node, round, outgoing,
   // incoming, freeze_ms, paging_ms, thaw_ms, total_ms, paging [...], error).
-  Result<std::vector<Json>> switches(const std::vector<std::string>& nodes) const;
+  Result<std::vector<nlohmann::json>> switches(const std::vector<std::string>& nodes) const;
   // The pids in a job's group on a node.
   Result<std::vector<pid_t>> job_pids(gang::proto::JobId job, const std::string& node) const;
 
@@ -66,6 +66,11 @@ class Cluster {
   Result<std::string> ext_upgrade(const std::string& ext, const std::string& path,
                                   const std::string& node = "");
 
+  // OOM kills the memory controller counted in the nodes' memory cgroups (v2
+  // memory.events oom_kill, v1 memory.oom_control oom_kill), summed. Only for a cluster
+  // started by up() here, whose cgroups are known.
+  Result<std::uint64_t> oom_kills(const std::vector<std::string>& nodes) const;
+
   // Runs `dynamos ARGS...` with this cluster's socket; fails with the command's own
   // error line when it exits non-zero.
   Result<Finished> cli(const std::vector<std::string>& args,
@@ -77,6 +82,7 @@ class Cluster {
       std::chrono::nanoseconds timeout = std::chrono::seconds(10)) const;
   std::string dynamos_;
   std::string socket_;
+  std::string cgroup_parent_;  // of a cluster up() started ("" otherwise)
 };
 
 }  // namespace dynamos::compare

@@ -43,8 +43,8 @@ Result<std::vector<std::string>> parse_policies(std::string_view list);
 // "on", "off" or "both" (off first).
 Result<std::vector<bool>> parse_cyclesteal(std::string_view mode);
 // "2s", "500ms", "1.5" (seconds), "1m".
-using dynamos::parse_duration;  // base/units.hpp
 using dynamos::format_duration;
+using dynamos::parse_duration;  // base/units.hpp
 
 struct CompareConfig {
   std::vector<WorkloadSpec> workloads;

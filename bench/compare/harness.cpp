@@ -14,9 +14,11 @@
 #include <sstream>
 #include <thread>
 
+#include "bench/compare/measure.hpp"
 #include "bench/workload/progress.hpp"
 #include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
+#include "kernelside/procfs.hpp"
 
 namespace dynamos::compare {
 
@@ -56,29 +58,13 @@ bool ended(const std::string& state) {
 
 // CPU seconds of a process (utime + stime), NaN when it is gone.
 double cpu_seconds(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto close = text.rfind(')');
-  if (close == std::string::npos) return NAN;
-  std::istringstream in(text.substr(close + 2));
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  auto st = kernelside::read_stat(pid);
+  return st ? std::chrono::duration<double>(st->utime + st->stime).count() : NAN;
 }
 
 std::string read_file(const std::string& path) {
   std::ifstream f(path);
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 }  // namespace
@@ -87,15 +73,9 @@ double median(std::vector<double> v) {
 struct Harness::Job {
   proto::JobId id = 0;
   std::string progress_path, output_path;
+  std::string run_id;  // names this run in the first line of the output file
   std::optional<ProgressReader> reader;
-  struct Sample {
-    double t = 0;
-    bool running = false;    // gangd: running (vs frozen)
-    bool computing = false;  // the workload had set up its data (progress state running)
-    std::uint64_t work = 0;
-    std::uint64_t iterations = 0;
-  };
-  std::vector<Sample> samples;
+  std::vector<JobSample> samples;
   proto::JobInfo info;
 
   std::optional<workload::ProgressSample> progress() {
@@ -107,6 +87,14 @@ struct Harness::Job {
     auto s = reader->sample();
     if (!s) return std::nullopt;
     return *s;
+  }
+
+  // The job's RESULT line, from this run's output only.
+  Result<workload::ResultFields> result() const {
+    auto out = this_runs_output(read_file(output_path), run_id);
+    if (!out)
+      return fail(Errc::state, output_path + " does not hold this run's output (" + run_id + ")");
+    return workload::find_result_line(*out);
   }
 };
 
@@ -175,22 +163,15 @@ Result<void> Harness::calibrate(const WorkloadSpec& w, const Hooks& hooks) {
   cal.footprint_per_rank = footprint_per_rank(config_, comparison_.node_memory);
   const std::string tag = "calibrate-" + w.name;
   Job job;
-  job.progress_path = (fs::path(work_dir_) / (tag + ".progress")).string();
-  job.output_path = (fs::path(work_dir_) / (tag + ".out")).string();
-  fs::remove(job.progress_path);
-  SubmitRequest s;
-  s.name = tag;
-  s.ranks = static_cast<unsigned>(job_nodes_.size()) * config_.ranks_per_node;
-  s.nodes = static_cast<unsigned>(job_nodes_.size());
-  s.paging = "demand";
-  s.output = job.output_path;
-  s.argv = workload_argv(w, job.progress_path, true);
+  auto s = new_job(job, tag, "demand");
+  if (!s) return std::unexpected(s.error());
+  s->argv = workload_argv(w, job.progress_path, true);
   if (hooks.progress)
-    status("calibrating " + w.name + " alone (" + std::to_string(s.ranks) + " ranks, " +
+    status("calibrating " + w.name + " alone (" + std::to_string(s->ranks) + " ranks, " +
                workload::format_size(cal.footprint_per_rank) + " a rank, " +
                fmt_s(config_.calibrate_s) + ")...",
            true);
-  auto id = cluster_.submit(s);
+  auto id = cluster_.submit(*s);
   if (!id) return std::unexpected(with_context(id.error(), "calibrating " + w.name));
   job.id = *id;
   const double t0 = now_s();
@@ -232,8 +213,7 @@ Result<void> Harness::calibrate(const WorkloadSpec& w, const Hooks& hooks) {
              false);
     std::this_thread::sleep_for(kPoll);
   }
-  auto out = read_file(job.output_path);
-  auto result = workload::find_result_line(out);
+  auto result = job.result();
   if (job.info.exit_code != 0 || !result)
     return fail(Errc::state, "calibrating " + w.name + ": job " + std::to_string(job.id) + " " +
                                  job.info.state + " with exit code " +
@@ -274,83 +254,118 @@ Result<void> Harness::calibrate(const WorkloadSpec& w, const Hooks& hooks) {
   return {};
 }
 
-RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bool cyclesteal,
-                            unsigned repeat, const Hooks& hooks) {
-  RunResult run;
-  run.workload = w.name;
-  run.policy = policy;
-  run.cyclesteal = cyclesteal;
-  run.repeat = repeat;
-  const std::string tag = w.name.substr(0, w.name.find(':')) + (w.builtin ? "" : "-cmd") + "-" +
-                          policy + (cyclesteal ? "-cs" : "") + "-r" + std::to_string(repeat);
-  const std::string label = w.name + " / " + policy + (cyclesteal ? " + guests" : "") +
-                            (config_.repeat > 1 ? " / repeat " + std::to_string(repeat) : "");
-  const Calibration* cal = nullptr;
-  for (const auto& c : comparison_.calibration)
-    if (c.workload == w.name) cal = &c;
+// A guest of a cycle-stealing run: a dynamos-sweep on one node.
+struct Harness::Guest {
+  std::string node;
+  pid_t pid = -1;
+  std::string progress_path;
+  std::optional<ProgressReader> reader;
+  double cpu0 = NAN;
+  std::uint64_t work0 = 0;
+};
 
-  std::vector<Job> jobs(2);
-  struct Guest {
-    std::string node;
-    pid_t pid = -1;
-    std::string progress_path;
-    std::optional<ProgressReader> reader;
-    double cpu0 = NAN;
-    std::uint64_t work0 = 0;
-  };
-  std::vector<Guest> guests;
-  std::vector<std::string> cyclesteal_nodes;
+// One run of two jobs under one policy: what it started, released when it goes out of
+// scope whatever happened, and what it saw.
+struct Harness::Pair {
+  explicit Pair(Cluster& c) : cluster(c) {}
+  Pair(const Pair&) = delete;
+  Pair& operator=(const Pair&) = delete;
+  ~Pair() { release(); }
 
-  // Whatever happens below, nothing of this run is left behind.
-  auto cleanup = [&] {
+  // Cancels the jobs still running, kills the guests, turns cycle stealing off again.
+  void release() {
     for (auto& j : jobs)
-      if (j.id && !ended(j.info.state)) (void)cluster_.cancel(j.id);
+      if (j.id && !ended(j.info.state)) (void)cluster.cancel(j.id);
     for (auto& g : guests)
       if (g.pid > 0) ::kill(g.pid, SIGKILL);
     for (const auto& n : cyclesteal_nodes)
-      (void)cluster_.cyclesteal(n, false, "");
+      (void)cluster.cyclesteal(n, false, "");
     cyclesteal_nodes.clear();
     guests.clear();
-  };
-  auto failed = [&](std::string why) {
-    run.error = std::move(why);
-    cleanup();
-    status("  " + label + ": FAILED: " + run.error, true);
-    return run;
-  };
-
-  // Switch rounds already on record, to tell this run's from older ones.
-  std::map<std::string, double> last_round;
-  if (auto before = cluster_.switches(job_nodes_); before) {
-    for (const auto& s : *before)
-      last_round[s["node"].string()] =
-          std::max(last_round[s["node"].string()], s["round"].number());
-  } else {
-    return failed(before.error().message());
   }
 
-  if (cyclesteal) {
-    for (const auto& node : nodes_) {
-      if (auto r = cluster_.cyclesteal(node, true, config_.guest_policy); !r)
-        return failed(r.error().message());
-      cyclesteal_nodes.push_back(node);
-      Guest g;
-      g.node = node;
-      g.progress_path = (fs::path(work_dir_) / (tag + "-guest-" + node + ".progress")).string();
-      fs::remove(g.progress_path);
-      auto pid = cluster_.guest_run(node,
-                                    {(fs::path(bin_dir_) / "dynamos-sweep").string(), "--mem",
-                                     std::to_string(config_.guest_mem >> 20) + "M", "--seconds",
-                                     "100000", "--progress-file", g.progress_path, "-q"},
-                                    work_dir_);
-      if (!pid) return failed(pid.error().message());
-      g.pid = *pid;
-      guests.push_back(std::move(g));
-    }
-  }
+  Cluster& cluster;
+  RunResult run;
+  std::string tag, label;
+  const Calibration* cal = nullptr;
+  std::vector<Job> jobs = std::vector<Job>(2);
+  std::vector<Guest> guests;
+  std::vector<std::string> cyclesteal_nodes;
+  std::vector<std::string> run_nodes;           // the jobs' nodes, once placed
+  std::map<std::string, double> earlier_round;  // node -> last switch round before this run
+  double t0 = 0;                                // when the jobs were submitted
+};
 
-  // The guests' starting point, once each has set up its data (a few seconds at most).
-  for (auto& g : guests) {
+RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bool cyclesteal,
+                            unsigned repeat, const Hooks& hooks) {
+  Pair p(cluster_);
+  p.run.workload = w.name;
+  p.run.policy = policy;
+  p.run.cyclesteal = cyclesteal;
+  p.run.repeat = repeat;
+  p.tag = w.name.substr(0, w.name.find(':')) + (w.builtin ? "" : "-cmd") + "-" + policy +
+          (cyclesteal ? "-cs" : "") + "-r" + std::to_string(repeat);
+  p.label = w.name + " / " + policy + (cyclesteal ? " + guests" : "") +
+            (config_.repeat > 1 ? " / repeat " + std::to_string(repeat) : "");
+  for (const auto& c : comparison_.calibration)
+    if (c.workload == w.name) p.cal = &c;
+
+  auto started = [&]() -> Result<void> {
+    if (auto r = record_earlier_rounds(p); !r) return r;
+    if (cyclesteal)
+      if (auto r = start_guests(p); !r) return r;
+    if (auto r = submit_jobs(p, w, policy); !r) return r;
+    return watch(p, hooks);
+  }();
+  if (!started) {
+    p.run.error = started.error().message();
+    p.release();
+    status("  " + p.label + ": FAILED: " + p.run.error, true);
+    if (hooks.after_run) hooks.after_run(cluster_, p.run);
+    return std::move(p.run);
+  }
+  measure_guests(p);
+  collect_outcomes(p, w);
+  if (p.cal && w.builtin) measure_quanta(p);
+  measure_switches(p);
+  p.release();
+  report(p);
+  if (hooks.after_run) hooks.after_run(cluster_, p.run);
+  return std::move(p.run);
+}
+
+// Switch rounds already on record, to tell this run's from older ones.
+Result<void> Harness::record_earlier_rounds(Pair& p) {
+  auto before = cluster_.switches(job_nodes_);
+  if (!before) return std::unexpected(before.error());
+  for (const auto& s : *before) {
+    double& last = p.earlier_round[s.value("node", "")];
+    last = std::max(last, s.value("round", 0.0));
+  }
+  return {};
+}
+
+// Cycle stealing on every node, a guest on each, and each guest's starting point once it
+// has set up its data (a few seconds at most).
+Result<void> Harness::start_guests(Pair& p) {
+  for (const auto& node : nodes_) {
+    if (auto r = cluster_.cyclesteal(node, true, config_.guest_policy); !r)
+      return std::unexpected(r.error());
+    p.cyclesteal_nodes.push_back(node);
+    Guest g;
+    g.node = node;
+    g.progress_path = (fs::path(work_dir_) / (p.tag + "-guest-" + node + ".progress")).string();
+    fs::remove(g.progress_path);
+    auto pid = cluster_.guest_run(node,
+                                  {(fs::path(bin_dir_) / "dynamos-sweep").string(), "--mem",
+                                   std::to_string(config_.guest_mem >> 20) + "M", "--seconds",
+                                   "100000", "--progress-file", g.progress_path, "-q"},
+                                  work_dir_);
+    if (!pid) return std::unexpected(pid.error());
+    g.pid = *pid;
+    p.guests.push_back(std::move(g));
+  }
+  for (auto& g : p.guests) {
     const double deadline = now_s() + 10;
     while (now_s() < deadline && !stopping()) {
       if (!g.reader)
@@ -363,114 +378,147 @@ RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bo
       std::this_thread::sleep_for(kPoll);
     }
     if (!g.reader)
-      return failed("the guest on " + g.node + " (pid " + std::to_string(g.pid) +
-                    ") did not start its work within 10 s");
+      return fail(Errc::timed_out, "the guest on " + g.node + " (pid " + std::to_string(g.pid) +
+                                       ") did not start its work within 10 s");
     g.cpu0 = cpu_seconds(g.pid);
   }
+  return {};
+}
 
-  const double t0 = now_s();
-  for (std::size_t i = 0; i < jobs.size(); ++i) {
-    auto& j = jobs[i];
-    const std::string name = tag + "-" + static_cast<char>('a' + i);
-    j.progress_path = (fs::path(work_dir_) / (name + ".progress")).string();
-    j.output_path = (fs::path(work_dir_) / (name + ".out")).string();
-    fs::remove(j.progress_path);
-    SubmitRequest s;
-    s.name = name;
-    s.ranks = static_cast<unsigned>(job_nodes_.size()) * config_.ranks_per_node;
-    s.nodes = static_cast<unsigned>(job_nodes_.size());
-    s.paging = policy;
-    s.output = j.output_path;
-    s.argv = workload_argv(w, j.progress_path, false);
-    auto id = cluster_.submit(s);
-    if (!id) return failed(id.error().message());
+// Submits both jobs.
+Result<void> Harness::submit_jobs(Pair& p, const WorkloadSpec& w, const std::string& policy) {
+  p.t0 = now_s();
+  for (std::size_t i = 0; i < p.jobs.size(); ++i) {
+    auto& j = p.jobs[i];
+    auto s = new_job(j, p.tag + "-" + static_cast<char>('a' + i), policy);
+    if (!s) return std::unexpected(s.error());
+    s->argv = workload_argv(w, j.progress_path, false);
+    auto id = cluster_.submit(*s);
+    if (!id) return std::unexpected(id.error());
     j.id = *id;
   }
+  return {};
+}
 
-  // Watch until both ended.
+// A job of this comparison named `name` on the job nodes: its files in the work folder,
+// the progress file removed and the output file started afresh for this run (the
+// launcher appends, and a file left by an earlier run must not give its result). The
+// request lacks only the program.
+Result<SubmitRequest> Harness::new_job(Job& j, const std::string& name, const std::string& paging) {
+  j.progress_path = (fs::path(work_dir_) / (name + ".progress")).string();
+  j.output_path = (fs::path(work_dir_) / (name + ".out")).string();
+  j.run_id = name + " " + session_id_;
+  std::error_code ec;
+  fs::remove(j.progress_path, ec);
+  if (!start_output(j.output_path, j.run_id))
+    return fail(Errc::system, "cannot write " + j.output_path);
+  SubmitRequest s;
+  s.name = name;
+  s.ranks = static_cast<unsigned>(job_nodes_.size()) * config_.ranks_per_node;
+  s.nodes = static_cast<unsigned>(job_nodes_.size());
+  s.paging = paging;
+  s.output = j.output_path;
+  return s;
+}
+
+// Samples both jobs every 50 ms until both ended; runs the hook once each has had a
+// quantum.
+Result<void> Harness::watch(Pair& p, const Hooks& hooks) {
   bool hook_done = !hooks.during_run;
-  bool placement_checked = false;
-  std::vector<std::string> run_nodes;
   for (;;) {
-    if (stopping()) return failed("interrupted");
-    auto list = cluster_.jobs();
-    if (!list) return failed(list.error().message());
+    if (stopping()) return fail(Errc::state, "interrupted");
     const double t = now_s();
-    for (auto& j : jobs) {
-      bool found = false;
-      for (const auto& info : *list)
-        if (info.job == j.id) {
-          j.info = info;
-          found = true;
-        }
-      if (!found) return failed("job " + std::to_string(j.id) + " vanished from gangd's list");
-      Job::Sample s;
-      s.t = t;
-      s.running = j.info.state == "running";
-      if (auto p = j.progress()) {
-        s.work = p->work;
-        s.iterations = p->iterations;
-        s.computing = p->state == ProgressState::running || p->state == ProgressState::done;
-      } else if (!j.samples.empty()) {
-        s.work = j.samples.back().work;
-      }
-      j.samples.push_back(s);
-    }
-    if (!placement_checked && !jobs[0].info.nodes.empty() && !jobs[1].info.nodes.empty()) {
-      placement_checked = true;
-      run_nodes = jobs[0].info.nodes;
-      if (jobs[0].info.nodes != jobs[1].info.nodes || jobs[0].info.slot == jobs[1].info.slot)
-        return failed("the two jobs do not alternate on the same nodes (job " +
-                      std::to_string(jobs[0].id) + " slot " + std::to_string(jobs[0].info.slot) +
-                      ", job " + std::to_string(jobs[1].id) + " slot " +
-                      std::to_string(jobs[1].info.slot) +
-                      "): the cluster's nodes take more than one job a slot; start it with "
-                      "--slots equal to the ranks per node");
-    }
-    if (ended(jobs[0].info.state) && ended(jobs[1].info.state)) break;
-    if (t - t0 > static_cast<double>(config_.run_timeout.count()))
-      return failed("the jobs did not end within " + fmt_s(config_.run_timeout.count()) +
-                    " (raise --timeout)");
-    if (!hook_done && jobs[0].info.switches >= 1 && jobs[1].info.switches >= 1) {
+    if (auto r = sample_jobs(p, t); !r) return r;
+    if (auto r = check_placement(p); !r) return r;
+    if (ended(p.jobs[0].info.state) && ended(p.jobs[1].info.state)) return {};
+    if (t - p.t0 > static_cast<double>(config_.run_timeout.count()))
+      return fail(Errc::timed_out, "the jobs did not end within " +
+                                       fmt_s(config_.run_timeout.count()) + " (raise --timeout)");
+    if (!hook_done && p.jobs[0].info.switches >= 1 && p.jobs[1].info.switches >= 1) {
       hook_done = true;
-      LiveRun live{run, {jobs[0].id, jobs[1].id}, run_nodes, t - t0};
+      LiveRun live{p.run, {p.jobs[0].id, p.jobs[1].id}, p.run_nodes, t - p.t0};
       hooks.during_run(cluster_, live);
     }
-    if (hooks.progress) {
-      std::string line = "[" + std::to_string(runs_done_ + 1) + "/" + std::to_string(runs_total_) +
-                         "] " + label + ": " + fmt_s(now_s() - t0);
-      for (const auto& j : jobs) {
-        line += " | job " + std::to_string(j.id) + " " + j.info.state;
-        if (cal && cal->iterations && !j.samples.empty()) {
-          line += " " +
-                  std::to_string(std::min<std::uint64_t>(
-                      100, j.samples.back().iterations * 100 / cal->iterations)) +
-                  "%";
-        }
-      }
-      line += " | total " + fmt_s(now_s() - started_) + ", ETA " + eta();
-      status(line, false);
-    }
+    if (hooks.progress) status(progress_line(p), false);
     std::this_thread::sleep_for(kPoll);
   }
+}
 
-  // Guests: what they got during the run.
-  if (!guests.empty()) {
-    double cpu = 0, work = 0;
-    for (auto& g : guests) {
-      double c = cpu_seconds(g.pid);
-      if (std::isfinite(c) && std::isfinite(g.cpu0)) cpu += c - g.cpu0;
-      if (g.reader)
-        if (auto s = g.reader->sample()) work += static_cast<double>(s->work - g.work0);
+// gangd's state of each job and rank 0's progress, as one sample a job.
+Result<void> Harness::sample_jobs(Pair& p, double t) {
+  auto list = cluster_.jobs();
+  if (!list) return std::unexpected(list.error());
+  for (auto& j : p.jobs) {
+    auto info = std::find_if(list->begin(), list->end(),
+                             [&](const proto::JobInfo& i) { return i.job == j.id; });
+    if (info == list->end())
+      return fail(Errc::state, "job " + std::to_string(j.id) + " vanished from gangd's list");
+    j.info = *info;
+    JobSample s;
+    s.t = t;
+    s.running = j.info.state == "running";
+    if (auto pr = j.progress()) {
+      s.work = pr->work;
+      s.iterations = pr->iterations;
+      s.computing = pr->state == ProgressState::running || pr->state == ProgressState::done;
+    } else if (!j.samples.empty()) {
+      s.work = j.samples.back().work;
     }
-    run.guest_cpu_s = cpu;
-    run.guest_work = work;
+    j.samples.push_back(s);
   }
+  return {};
+}
 
-  // Makespan, faults, results.
+// Once both are placed: the two jobs must alternate on the same nodes.
+Result<void> Harness::check_placement(Pair& p) {
+  const auto& a = p.jobs[0];
+  const auto& b = p.jobs[1];
+  if (!p.run_nodes.empty() || a.info.nodes.empty() || b.info.nodes.empty()) return {};
+  p.run_nodes = a.info.nodes;
+  if (a.info.nodes != b.info.nodes || a.info.slot == b.info.slot)
+    return fail(Errc::state, "the two jobs do not alternate on the same nodes (job " +
+                                 std::to_string(a.id) + " slot " + std::to_string(a.info.slot) +
+                                 ", job " + std::to_string(b.id) + " slot " +
+                                 std::to_string(b.info.slot) +
+                                 "): the cluster's nodes take more than one job a slot; start "
+                                 "it with --slots equal to the ranks per node");
+  return {};
+}
+
+std::string Harness::progress_line(const Pair& p) const {
+  std::string line = "[" + std::to_string(runs_done_ + 1) + "/" + std::to_string(runs_total_) +
+                     "] " + p.label + ": " + fmt_s(now_s() - p.t0);
+  for (const auto& j : p.jobs) {
+    line += " | job " + std::to_string(j.id) + " " + j.info.state;
+    if (p.cal && p.cal->iterations && !j.samples.empty())
+      line += " " +
+              std::to_string(std::min<std::uint64_t>(
+                  100, j.samples.back().iterations * 100 / p.cal->iterations)) +
+              "%";
+  }
+  return line + " | total " + fmt_s(now_s() - started_) + ", ETA " + eta();
+}
+
+// What the guests got during the run: CPU time and work.
+void Harness::measure_guests(Pair& p) {
+  if (p.guests.empty()) return;
+  double cpu = 0, work = 0;
+  for (auto& g : p.guests) {
+    double c = cpu_seconds(g.pid);
+    if (std::isfinite(c) && std::isfinite(g.cpu0)) cpu += c - g.cpu0;
+    if (g.reader)
+      if (auto s = g.reader->sample()) work += static_cast<double>(s->work - g.work0);
+  }
+  p.run.guest_cpu_s = cpu;
+  p.run.guest_work = work;
+}
+
+// Each job's outcome (state, exit code, its RESULT line), faults and the makespan.
+void Harness::collect_outcomes(Pair& p, const WorkloadSpec& w) {
+  auto& run = p.run;
   std::uint64_t first_submit = UINT64_MAX, last_end = 0;
   run.verified = true;
-  for (auto& j : jobs) {
+  for (auto& j : p.jobs) {
     JobOutcome o;
     o.id = j.id;
     o.state = j.info.state;
@@ -483,8 +531,7 @@ RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bo
     run.major_faults += j.info.major_faults;
     if (j.info.submitted_ns) first_submit = std::min(first_submit, j.info.submitted_ns);
     last_end = std::max(last_end, j.info.ended_ns);
-    auto result = workload::find_result_line(read_file(j.output_path));
-    if (result) {
+    if (auto result = j.result()) {
       o.verified = result->boolean("verified").value_or(false);
       o.seconds = result->number("seconds").value_or(0);
       o.iterations = static_cast<std::uint64_t>(result->number("iterations").value_or(0));
@@ -494,9 +541,8 @@ RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bo
               (o.verified || !w.builtin);
     if (!ok) {
       run.verified = false;
-      bool computed = false;
-      for (const auto& smp : j.samples)
-        computed = computed || smp.computing;
+      bool computed = std::any_of(j.samples.begin(), j.samples.end(),
+                                  [](const JobSample& s) { return s.computing; });
       if (w.builtin && !computed && !o.verified) run.startup_failure = true;
       if (run.error.empty())
         run.error = "job " + std::to_string(j.id) + " " + o.state + ", exit code " +
@@ -506,88 +552,69 @@ RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bo
     }
     run.jobs.push_back(std::move(o));
   }
-  run.makespan_s = (first_submit != UINT64_MAX && last_end > first_submit)
-                       ? (last_end - first_submit) / 1e9
-                       : now_s() - t0;
+  run.makespan_s = makespan_s(first_submit, last_end, now_s() - p.t0);
+}
 
-  // Quanta that began and ended frozen (their work is exact), and the best one-second
-  // rate the job showed inside a quantum. Lost time is computed from them at the end,
-  // with the workload's final r0 (see finish_lost_time).
-  if (cal && w.builtin) {
-    for (const auto& j : jobs) {
-      const auto& s = j.samples;
-      for (std::size_t i = 1; i + 1 < s.size(); ++i) {
-        if (!(s[i].running && !s[i - 1].running && s[i - 1].computing)) continue;
-        std::size_t k = i;
-        while (k + 1 < s.size() && s[k + 1].running)
-          ++k;
-        if (k + 1 >= s.size()) break;  // still running at the end: it ended in this quantum
-        const auto& before = s[i - 1];
-        const auto& after = s[k + 1];
-        double q = (s[k].t + after.t) / 2 - (before.t + s[i].t) / 2;
-        double work = static_cast<double>(after.work - before.work);
-        if (q > 0) run.quanta.emplace_back(q, work);
-        i = k;
-      }
-      // Windows of at least 0.9 s between samples of one running stretch.
-      for (std::size_t a = 0; a < s.size(); ++a) {
-        if (!s[a].running || !s[a].computing) continue;
-        for (std::size_t b = a + 1; b < s.size() && s[b].running; ++b)
-          if (s[b].t - s[a].t >= 0.9) {
-            run.best_rate = std::max(run.best_rate, (s[b].work - s[a].work) / (s[b].t - s[a].t));
-            break;
-          }
-      }
+// Quanta that began and ended frozen (their work is exact), and the best one-second rate
+// the job showed inside a quantum. Lost time is computed from them at the end, with the
+// workload's final r0 (see finish_lost_time).
+void Harness::measure_quanta(Pair& p) {
+  for (const auto& j : p.jobs) {
+    auto q = frozen_quanta(j.samples);
+    p.run.quanta.insert(p.run.quanta.end(), q.begin(), q.end());
+    p.run.best_rate = std::max(p.run.best_rate, best_rate(j.samples));
+  }
+}
+
+// The agents' records of this run's rounds: switch times (slowest node a round) and the
+// pages the paging extension moved.
+void Harness::measure_switches(Pair& p) {
+  auto& run = p.run;
+  auto after = cluster_.switches(p.run_nodes.empty() ? job_nodes_ : p.run_nodes);
+  if (!after) {
+    if (run.error.empty()) run.error = "reading the switch records: " + after.error().message();
+    return;
+  }
+  auto ours = [&](const nlohmann::json& s) {
+    for (const char* side : {"outgoing", "incoming"})
+      for (const auto& id : s.value(side, nlohmann::json::array()))
+        for (const auto& j : p.jobs)
+          if (id.is_number() && id.get<proto::JobId>() == j.id) return true;
+    return false;
+  };
+  std::map<double, double> round_ms;  // round -> slowest node
+  for (const auto& s : *after) {
+    const double round = s.value("round", 0.0);
+    if (round <= p.earlier_round[s.value("node", "")] || !ours(s)) continue;
+    double& ms = round_ms[round];
+    ms = std::max(ms, s.value("total_ms", 0.0));
+    for (const auto& rep : s.value("paging", nlohmann::json::array())) {
+      run.pages_out += static_cast<std::uint64_t>(std::max(0.0, rep.value("pages_out", 0.0)));
+      run.pages_in += static_cast<std::uint64_t>(std::max(0.0, rep.value("pages_in", 0.0)));
     }
   }
+  std::vector<double> ms;
+  for (const auto& [round, v] : round_ms)
+    ms.push_back(v);
+  run.switch_rounds = static_cast<unsigned>(ms.size());
+  run.switch_ms_median = median(ms);
+  if (!ms.empty()) run.switch_ms_max = *std::max_element(ms.begin(), ms.end());
+}
 
-  // The agents' records of this run's rounds.
-  if (auto after = cluster_.switches(run_nodes.empty() ? job_nodes_ : run_nodes); after) {
-    std::map<double, double> round_ms;  // round -> slowest node
-    for (const auto& s : *after) {
-      if (s["round"].number() <= last_round[s["node"].string()]) continue;
-      bool ours = false;
-      for (const auto* list : {&s["outgoing"], &s["incoming"]})
-        for (const auto& id : list->array())
-          for (const auto& j : jobs)
-            if (static_cast<proto::JobId>(id.number()) == j.id) ours = true;
-      if (!ours) continue;
-      double& ms = round_ms[s["round"].number()];
-      ms = std::max(ms, s["total_ms"].number());
-      for (const auto& rep : s["paging"].array()) {
-        run.pages_out += static_cast<std::uint64_t>(std::max(0.0, rep["pages_out"].number()));
-        run.pages_in += static_cast<std::uint64_t>(std::max(0.0, rep["pages_in"].number()));
-      }
-    }
-    std::vector<double> ms;
-    for (const auto& [round, v] : round_ms)
-      ms.push_back(v);
-    run.switch_rounds = static_cast<unsigned>(ms.size());
-    run.switch_ms_median = median(ms);
-    if (!ms.empty()) run.switch_ms_max = *std::max_element(ms.begin(), ms.end());
-  } else if (run.error.empty()) {
-    run.error = "reading the switch records: " + after.error().message();
-  }
-  cleanup();
-
-  // Lost time so far (the final figure uses the best r0 of all runs).
-  double lost = NAN;
-  if (cal && !run.quanta.empty()) {
-    const double r0 = std::max(cal->r0, run.best_rate);
-    lost = 0;
-    for (const auto& [q, work] : run.quanta)
-      lost += (q - work / r0) / static_cast<double>(run.quanta.size());
-  }
+// One line on the run, with its lost time so far (the final figure uses the best r0 of
+// all runs).
+void Harness::report(const Pair& p) {
+  const auto& run = p.run;
+  const double lost = p.cal ? lost_per_switch(run.quanta, std::max(p.cal->r0, run.best_rate)) : NAN;
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "  %s: makespan %.1f s, lost %.2f s/switch over %zu quanta, %u rounds (median "
                 "%.0f ms), %llu major faults%s%s",
-                label.c_str(), run.makespan_s, lost, run.quanta.size(), run.switch_rounds,
+                p.label.c_str(), run.makespan_s, lost, run.quanta.size(), run.switch_rounds,
                 run.switch_ms_median, static_cast<unsigned long long>(run.major_faults),
                 run.verified ? ", verified" : ", NOT verified",
                 run.error.empty() ? "" : (" - " + run.error).c_str());
   status(buf, true);
-  return run;
 }
 
 Result<Comparison> Harness::run(const Hooks& hooks) {
@@ -595,6 +622,7 @@ Result<Comparison> Harness::run(const Hooks& hooks) {
   comparison_ = Comparison{};
   comparison_.config = config_;
   comparison_.started = utc_now();
+  session_id_ = comparison_.started + " pid " + std::to_string(::getpid());
 
   // A node reports its memory with its first metrics: wait a moment for every node.
   auto nodes = cluster_.nodes();

@@ -39,6 +39,8 @@ struct Hooks {
   // Called once per run, after each job has had a quantum (demo: probes, upgrades).
   // Its time counts in the run's makespan; keep it short.
   std::function<void(Cluster&, const LiveRun&)> during_run;
+  // Called once per run when it has ended and been measured, before the next starts.
+  std::function<void(Cluster&, const RunResult&)> after_run;
   // Whether to print progress on standard error (default yes).
   bool progress = true;
 };
@@ -57,9 +59,25 @@ class Harness {
 
  private:
   struct Job;
+  struct Guest;
+  struct Pair;
   Result<void> calibrate(const WorkloadSpec& w, const Hooks& hooks);
+  Result<SubmitRequest> new_job(Job& j, const std::string& name, const std::string& paging);
+  // One run of two jobs, in phases: set up, watch, measure, report.
   RunResult run_pair(const WorkloadSpec& w, const std::string& policy, bool cyclesteal,
                      unsigned repeat, const Hooks& hooks);
+  Result<void> record_earlier_rounds(Pair& p);
+  Result<void> start_guests(Pair& p);
+  Result<void> submit_jobs(Pair& p, const WorkloadSpec& w, const std::string& policy);
+  Result<void> watch(Pair& p, const Hooks& hooks);
+  Result<void> sample_jobs(Pair& p, double t);
+  Result<void> check_placement(Pair& p);
+  std::string progress_line(const Pair& p) const;
+  void measure_guests(Pair& p);
+  void collect_outcomes(Pair& p, const WorkloadSpec& w);
+  void measure_quanta(Pair& p);
+  void measure_switches(Pair& p);
+  void report(const Pair& p);
   std::vector<std::string> workload_argv(const WorkloadSpec& w, const std::string& progress,
                                          bool calibration) const;
   bool stopping() const { return stop_ && stop_->load(); }
@@ -74,6 +92,7 @@ class Harness {
   std::vector<std::string> nodes_;      // the cluster's nodes that are up
   std::vector<std::string> job_nodes_;  // the first job_nodes of them (where jobs go)
   std::string work_dir_;
+  std::string session_id_;  // this comparison's start and pid: names its runs' output files
   // Progress and ETA.
   double started_ = 0;
   unsigned runs_total_ = 0, runs_done_ = 0;

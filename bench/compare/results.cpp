@@ -5,11 +5,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "bench/compare/measure.hpp"
 #include "bench/compare/process.hpp"
 #include "bench/workload/size.hpp"
-#include "base/json.hpp"
 
 namespace dynamos::compare {
 
@@ -45,13 +46,8 @@ void finish_lost_time(Comparison& c) {
       if (r.workload == cal.workload) cal.r0 = std::max(cal.r0, r.best_rate);
     for (auto& r : c.runs) {
       if (r.workload != cal.workload || r.quanta.empty() || !(cal.r0 > 0)) continue;
-      r.lost_s.clear();
-      double sum = 0;
-      for (const auto& [q, work] : r.quanta) {
-        r.lost_s.push_back(q - work / cal.r0);
-        sum += r.lost_s.back();
-      }
-      r.lost_s_per_switch = sum / r.lost_s.size();
+      r.lost_s = lost_per_quantum(r.quanta, cal.r0);
+      r.lost_s_per_switch = lost_per_switch(r.quanta, cal.r0);
     }
   }
 }
@@ -108,130 +104,145 @@ void summarise(Comparison& c) {
     for (const auto& base : c.summary)
       if (base.workload == row.workload && base.cyclesteal == row.cyclesteal &&
           base.policy == c.config.policies.front()) {
-        if (base.makespan_s.mean > 0)
-          row.makespan_vs_first = row.makespan_s.mean / base.makespan_s.mean;
-        if (base.lost_s_per_switch.mean > 0)
-          row.lost_vs_first = row.lost_s_per_switch.mean / base.lost_s_per_switch.mean;
+        row.makespan_vs_first = ratio(row.makespan_s.mean, base.makespan_s.mean);
+        row.lost_vs_first = ratio(row.lost_s_per_switch.mean, base.lost_s_per_switch.mean);
       }
 }
 
 namespace {
 
-std::string num(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
+using ojson = nlohmann::ordered_json;
+
+// A number, or null when it is not finite (not measured).
+ojson num(double v) {
+  return std::isfinite(v) ? ojson(v) : ojson(nullptr);
 }
-std::string num(std::uint64_t v) {
-  return std::to_string(v);
+ojson stat_json(const Stat& s) {
+  return {{"n", s.n},
+          {"mean", num(s.mean)},
+          {"sd", num(s.sd)},
+          {"min", num(s.min)},
+          {"max", num(s.max)}};
 }
-std::string str(const std::string& s) {
-  return "\"" + json_escape(s) + "\"";
+ojson list(const std::vector<double>& v) {
+  ojson a = ojson::array();
+  for (double x : v)
+    a.push_back(num(x));
+  return a;
 }
-std::string boolean(bool b) {
-  return b ? "true" : "false";
+
+ojson config_json(const Comparison& c) {
+  const auto& k = c.config;
+  ojson workloads = ojson::array();
+  for (const auto& w : k.workloads)
+    workloads.push_back(
+        {{"name", w.name}, {"builtin", w.builtin}, {"program", w.program}, {"args", w.args}});
+  return {{"workloads", workloads},
+          {"policies", k.policies},
+          {"cyclesteal", k.cyclesteal},
+          {"nodes", c.cluster_nodes},
+          {"job_nodes", k.job_nodes ? k.job_nodes : c.cluster_nodes},
+          {"ranks_per_node", k.ranks_per_node},
+          {"mem_per_node", c.node_memory},
+          {"overcommit", num(k.overcommit)},
+          {"quantum_s", num(k.quantum.count() / 1e9)},
+          {"repeat", k.repeat},
+          {"work_s", num(k.work_s)},
+          {"calibrate_s", num(k.calibrate_s)},
+          {"guest_policy", k.guest_policy},
+          {"guest_mem", k.guest_mem},
+          {"quick", k.quick},
+          {"command", shell_join(k.argv)}};
 }
-std::string stat_json(const Stat& s) {
-  return "{\"n\":" + std::to_string(s.n) + ",\"mean\":" + num(s.mean) + ",\"sd\":" + num(s.sd) +
-         ",\"min\":" + num(s.min) + ",\"max\":" + num(s.max) + "}";
+
+ojson calibration_json(const Calibration& cal) {
+  return {{"workload", cal.workload},
+          {"r0", num(cal.r0)},
+          {"r0_alone", num(cal.r0_alone)},
+          {"unit", cal.unit},
+          {"iterations_per_s", num(cal.iterations_per_s)},
+          {"iterations", cal.iterations},
+          {"footprint_per_rank", cal.footprint_per_rank},
+          {"seconds", num(cal.seconds)},
+          {"verified", cal.verified}};
 }
-std::string list(const std::vector<double>& v) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < v.size(); ++i)
-    s += (i ? "," : "") + num(v[i]);
-  return s + "]";
+
+ojson job_json(const JobOutcome& jb) {
+  return {{"id", jb.id},
+          {"state", jb.state},
+          {"exit_code", jb.exit_code},
+          {"reason", jb.reason},
+          {"verified", jb.verified ? ojson(*jb.verified) : ojson(nullptr)},
+          {"seconds", num(jb.seconds)},
+          {"iterations", jb.iterations},
+          {"checksum", num(jb.checksum)},
+          {"major_faults", jb.major_faults},
+          {"switches", jb.switches},
+          {"cpu_s", num(jb.cpu_s)},
+          {"output", jb.output_file}};
+}
+
+ojson run_json(const RunResult& r) {
+  ojson jobs = ojson::array();
+  for (const auto& jb : r.jobs)
+    jobs.push_back(job_json(jb));
+  return {{"workload", r.workload},
+          {"policy", r.policy},
+          {"cyclesteal", r.cyclesteal},
+          {"repeat", r.repeat},
+          {"makespan_s", num(r.makespan_s)},
+          {"lost_s_per_switch", num(r.lost_s_per_switch)},
+          {"lost_s", list(r.lost_s)},
+          {"switch_rounds", r.switch_rounds},
+          {"switch_ms_median", num(r.switch_ms_median)},
+          {"switch_ms_max", num(r.switch_ms_max)},
+          {"major_faults", r.major_faults},
+          {"pages_out", r.pages_out},
+          {"pages_in", r.pages_in},
+          {"guest_cpu_s", num(r.guest_cpu_s)},
+          {"guest_work", num(r.guest_work)},
+          {"host_slowdown", num(r.host_slowdown)},
+          {"verified", r.verified},
+          {"error", r.error},
+          {"retried_after", r.retried_after},
+          {"jobs", jobs}};
+}
+
+ojson summary_json(const SummaryRow& s) {
+  return {{"workload", s.workload},
+          {"policy", s.policy},
+          {"cyclesteal", s.cyclesteal},
+          {"runs", s.runs},
+          {"verified_runs", s.verified_runs},
+          {"makespan_s", stat_json(s.makespan_s)},
+          {"lost_s_per_switch", stat_json(s.lost_s_per_switch)},
+          {"major_faults", stat_json(s.major_faults)},
+          {"switch_ms", stat_json(s.switch_ms)},
+          {"host_slowdown", stat_json(s.host_slowdown)},
+          {"guest_cpu_s", stat_json(s.guest_cpu_s)},
+          {"guest_work", stat_json(s.guest_work)},
+          {"makespan_vs_first", num(s.makespan_vs_first)},
+          {"lost_vs_first", num(s.lost_vs_first)}};
 }
 
 }  // namespace
 
 std::string results_json(const Comparison& c) {
-  const auto& k = c.config;
-  std::ostringstream o;
-  o << "{\n  \"config\": {";
-  o << "\"workloads\":[";
-  for (std::size_t i = 0; i < k.workloads.size(); ++i) {
-    const auto& w = k.workloads[i];
-    o << (i ? "," : "") << "{\"name\":" << str(w.name) << ",\"builtin\":" << boolean(w.builtin)
-      << ",\"program\":" << str(w.program) << ",\"args\":[";
-    for (std::size_t j = 0; j < w.args.size(); ++j)
-      o << (j ? "," : "") << str(w.args[j]);
-    o << "]}";
-  }
-  o << "],\"policies\":[";
-  for (std::size_t i = 0; i < k.policies.size(); ++i)
-    o << (i ? "," : "") << str(k.policies[i]);
-  o << "],\"cyclesteal\":[";
-  for (std::size_t i = 0; i < k.cyclesteal.size(); ++i)
-    o << (i ? "," : "") << boolean(k.cyclesteal[i]);
-  o << "],\"nodes\":" << c.cluster_nodes
-    << ",\"job_nodes\":" << (k.job_nodes ? k.job_nodes : c.cluster_nodes)
-    << ",\"ranks_per_node\":" << k.ranks_per_node << ",\"mem_per_node\":" << num(c.node_memory)
-    << ",\"overcommit\":" << num(k.overcommit) << ",\"quantum_s\":" << num(k.quantum.count() / 1e9)
-    << ",\"repeat\":" << k.repeat << ",\"work_s\":" << num(k.work_s)
-    << ",\"calibrate_s\":" << num(k.calibrate_s) << ",\"guest_policy\":" << str(k.guest_policy)
-    << ",\"guest_mem\":" << num(k.guest_mem) << ",\"quick\":" << boolean(k.quick)
-    << ",\"command\":" << str(shell_join(k.argv)) << "},\n";
-  o << "  \"started\": " << str(c.started) << ",\n  \"ended\": " << str(c.ended)
-    << ",\n  \"wall_s\": " << num(c.wall_s) << ",\n";
-  o << "  \"calibration\": [";
-  for (std::size_t i = 0; i < c.calibration.size(); ++i) {
-    const auto& cal = c.calibration[i];
-    o << (i ? "," : "") << "\n    {\"workload\":" << str(cal.workload) << ",\"r0\":" << num(cal.r0)
-      << ",\"r0_alone\":" << num(cal.r0_alone) << ",\"unit\":" << str(cal.unit)
-      << ",\"iterations_per_s\":" << num(cal.iterations_per_s)
-      << ",\"iterations\":" << num(cal.iterations)
-      << ",\"footprint_per_rank\":" << num(cal.footprint_per_rank)
-      << ",\"seconds\":" << num(cal.seconds) << ",\"verified\":" << boolean(cal.verified) << "}";
-  }
-  o << "\n  ],\n  \"runs\": [";
-  for (std::size_t i = 0; i < c.runs.size(); ++i) {
-    const auto& r = c.runs[i];
-    o << (i ? "," : "") << "\n    {\"workload\":" << str(r.workload)
-      << ",\"policy\":" << str(r.policy) << ",\"cyclesteal\":" << boolean(r.cyclesteal)
-      << ",\"repeat\":" << r.repeat << ",\"makespan_s\":" << num(r.makespan_s)
-      << ",\"lost_s_per_switch\":" << num(r.lost_s_per_switch) << ",\"lost_s\":" << list(r.lost_s)
-      << ",\"switch_rounds\":" << r.switch_rounds
-      << ",\"switch_ms_median\":" << num(r.switch_ms_median)
-      << ",\"switch_ms_max\":" << num(r.switch_ms_max)
-      << ",\"major_faults\":" << num(r.major_faults) << ",\"pages_out\":" << num(r.pages_out)
-      << ",\"pages_in\":" << num(r.pages_in) << ",\"guest_cpu_s\":" << num(r.guest_cpu_s)
-      << ",\"guest_work\":" << num(r.guest_work) << ",\"host_slowdown\":" << num(r.host_slowdown)
-      << ",\"verified\":" << boolean(r.verified) << ",\"error\":" << str(r.error)
-      << ",\"retried_after\":" << str(r.retried_after) << ",\"jobs\":[";
-    for (std::size_t j = 0; j < r.jobs.size(); ++j) {
-      const auto& jb = r.jobs[j];
-      o << (j ? "," : "") << "{\"id\":" << jb.id << ",\"state\":" << str(jb.state)
-        << ",\"exit_code\":" << jb.exit_code << ",\"reason\":" << str(jb.reason)
-        << ",\"verified\":" << (jb.verified ? boolean(*jb.verified) : std::string("null"))
-        << ",\"seconds\":" << num(jb.seconds) << ",\"iterations\":" << num(jb.iterations)
-        << ",\"checksum\":" << num(jb.checksum) << ",\"major_faults\":" << num(jb.major_faults)
-        << ",\"switches\":" << num(jb.switches) << ",\"cpu_s\":" << num(jb.cpu_s)
-        << ",\"output\":" << str(jb.output_file) << "}";
-    }
-    o << "]}";
-  }
-  o << "\n  ],\n  \"summary\": [";
-  for (std::size_t i = 0; i < c.summary.size(); ++i) {
-    const auto& s = c.summary[i];
-    o << (i ? "," : "") << "\n    {\"workload\":" << str(s.workload)
-      << ",\"policy\":" << str(s.policy) << ",\"cyclesteal\":" << boolean(s.cyclesteal)
-      << ",\"runs\":" << s.runs << ",\"verified_runs\":" << s.verified_runs
-      << ",\"makespan_s\":" << stat_json(s.makespan_s)
-      << ",\"lost_s_per_switch\":" << stat_json(s.lost_s_per_switch)
-      << ",\"major_faults\":" << stat_json(s.major_faults)
-      << ",\"switch_ms\":" << stat_json(s.switch_ms)
-      << ",\"host_slowdown\":" << stat_json(s.host_slowdown)
-      << ",\"guest_cpu_s\":" << stat_json(s.guest_cpu_s)
-      << ",\"guest_work\":" << stat_json(s.guest_work)
-      << ",\"makespan_vs_first\":" << num(s.makespan_vs_first)
-      << ",\"lost_vs_first\":" << num(s.lost_vs_first) << "}";
-  }
-  o << "\n  ],\n  \"plots\": [";
-  for (std::size_t i = 0; i < c.plots.size(); ++i)
-    o << (i ? "," : "") << str(c.plots[i]);
-  o << "]\n}\n";
-  return o.str();
+  ojson doc = {{"config", config_json(c)},
+               {"started", c.started},
+               {"ended", c.ended},
+               {"wall_s", num(c.wall_s)},
+               {"calibration", ojson::array()},
+               {"runs", ojson::array()},
+               {"summary", ojson::array()},
+               {"plots", c.plots}};
+  for (const auto& cal : c.calibration)
+    doc["calibration"].push_back(calibration_json(cal));
+  for (const auto& r : c.runs)
+    doc["runs"].push_back(run_json(r));
+  for (const auto& s : c.summary)
+    doc["summary"].push_back(summary_json(s));
+  return doc.dump(2) + "\n";
 }
 
 std::string format_stat(const Stat& s, int precision) {

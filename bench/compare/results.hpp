@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "bench/compare/config.hpp"
 #include "base/error.hpp"
+#include "bench/compare/config.hpp"
 
 namespace dynamos::compare {
 

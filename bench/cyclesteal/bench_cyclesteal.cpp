@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -34,8 +35,10 @@
 #include <vector>
 
 #include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
 
 #include "bench/cyclesteal/processes.hpp"
+#include "bench/workload/options.hpp"
 #include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
@@ -96,13 +99,6 @@ struct Run {
   std::string report;  // the extension's, for extension policies
 };
 
-// A number in the extension's report (flat enough for a search).
-double field(const std::string& json, const std::string& key) {
-  auto pos = json.find("\"" + key + "\":");
-  if (pos == std::string::npos) return 0;
-  return std::strtod(json.c_str() + pos + key.size() + 3, nullptr);
-}
-
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -110,17 +106,10 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-// The JSON object `key` inside a report, as text ("{}" when missing).
-std::string object(const std::string& json, const std::string& key) {
-  auto pos = json.find("\"" + key + "\":{");
-  if (pos == std::string::npos) return "{}";
-  pos += key.size() + 3;
-  int depth = 0;
-  for (size_t i = pos; i < json.size(); ++i) {
-    if (json[i] == '{') ++depth;
-    if (json[i] == '}' && --depth == 0) return json.substr(pos, i - pos + 1);
-  }
-  return "{}";
+// One of the extension's reports, parsed (an empty object when it is not JSON).
+nlohmann::ordered_json report_of(const std::string& text) {
+  auto j = nlohmann::ordered_json::parse(text, nullptr, false);
+  return j.is_object() ? j : nlohmann::ordered_json::object();
 }
 
 class Bench {
@@ -149,6 +138,13 @@ class Bench {
     return p == "linger" || p == "pause" || p == "evict";
   }
   std::unique_ptr<Process> start_guest(const std::string& policy);
+  std::unique_ptr<Process> start_warm_guest(const std::string& policy);
+  std::jthread start_ticker(std::atomic<bool>& stop);
+  std::vector<std::string> host_argv() const;
+  std::unique_ptr<Process> start_host(bool ext);
+  void wait_host(Process& host, std::unique_ptr<Process>& guest, ThreadAccount& guest_acct,
+                 const std::string& policy, std::atomic<bool>& stop, Run& out);
+  void read_host_result(Process& host, Run& out) const;
 
   Options o_;
   std::unique_ptr<core::ExtensionHost> ext_;
@@ -187,91 +183,81 @@ std::unique_ptr<Process> Bench::start_guest(const std::string& policy) {
       policy == "nice" ? std::optional<int>(19) : std::nullopt, place);
 }
 
-Run Bench::run(const std::string& policy) {
-  Run out;
-  bool ext = extension_policy(policy);
-  if (ext) {
-    if (auto r = ext_->set("cyclesteal", "policy", policy); !r)
-      throw std::runtime_error("set policy: " + r.error().message());
-    (void)ext_->call("cyclesteal", "reset", "");
+// A guest that has filled its memory and reached full speed, before the host starts.
+std::unique_ptr<Process> Bench::start_warm_guest(const std::string& policy) {
+  auto guest = start_guest(policy);
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  uint64_t want = guest_bytes_ * 9 / 10;
+  while (Clock::now() < deadline && !guest->exited()) {
+    check_interrupted();
+    auto st = kernelside::read_stat(guest->pid());
+    if (!st || st->rss_pages * 4096 >= want) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  std::unique_ptr<Process> guest;
-  if (policy != "none") {
-    guest = start_guest(policy);
-    // Let the guest fill its memory and reach full speed before the host starts.
-    auto deadline = Clock::now() + std::chrono::seconds(20);
-    uint64_t want = guest_bytes_ * 9 / 10;
-    while (Clock::now() < deadline && !guest->exited()) {
-      check_interrupted();
-      auto st = kernelside::read_stat(guest->pid());
-      if (!st || st->rss_pages * 4096 >= want) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  return guest;
+}
+
+// Ticks the extension every tick_ms, as a node agent would, until `stop`.
+std::jthread Bench::start_ticker(std::atomic<bool>& stop) {
+  return std::jthread([this, &stop] {
+    core::Subject node{.kind = DYNAMOS_SUBJECT_NODE,
+                       .id = 0,
+                       .name = "",
+                       .cgroup = "",
+                       .pids = {},
+                       .policy = "",
+                       .attrs = {}};
+    while (!stop.load()) {
+      (void)ext_->tick("cyclesteal", node);
+      std::this_thread::sleep_for(std::chrono::milliseconds(o_.tick_ms));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  }
+  });
+}
 
-  std::atomic<bool> stop{false};
-  std::jthread ticker;
-  if (ext) {
-    ticker = std::jthread([&] {
-      core::Subject node{.kind = DYNAMOS_SUBJECT_NODE,
-                         .id = 0,
-                         .name = "",
-                         .cgroup = "",
-                         .pids = {},
-                         .policy = "",
-                         .attrs = {}};
-      while (!stop.load()) {
-        (void)ext_->tick("cyclesteal", node);
-        std::this_thread::sleep_for(std::chrono::milliseconds(o_.tick_ms));
-      }
-    });
-  }
+std::vector<std::string> Bench::host_argv() const {
+  std::vector<std::string> argv{o_.sweep,
+                                "--mode",
+                                "bursty",
+                                "--threads",
+                                std::to_string(o_.host_threads),
+                                "--busy-ms",
+                                std::to_string(o_.busy_ms),
+                                "--idle-ms",
+                                std::to_string(o_.idle_ms),
+                                "-n",
+                                std::to_string(o_.bursts),
+                                "--mem",
+                                o_.host_mem,
+                                "--burst-work",
+                                std::to_string(burst_work_),
+                                "--quiet"};
+  if (o_.scenario == "memory")
+    argv.insert(argv.end(), {"--grow-to", o_.host_grow_to, "--grow-steps",
+                             std::to_string(std::max(1, o_.bursts / 2))});
+  return argv;
+}
 
-  ThreadAccount guest_acct;
-  double guest_base = 0;
-  if (guest) {
-    guest_acct.sample(guest->pid());
-    guest_base = guest_acct.cpu_s();
-  }
-  auto t0 = Clock::now();
-  std::vector<std::string> host_argv{o_.sweep,
-                                     "--mode",
-                                     "bursty",
-                                     "--threads",
-                                     std::to_string(o_.host_threads),
-                                     "--busy-ms",
-                                     std::to_string(o_.busy_ms),
-                                     "--idle-ms",
-                                     std::to_string(o_.idle_ms),
-                                     "-n",
-                                     std::to_string(o_.bursts),
-                                     "--mem",
-                                     o_.host_mem,
-                                     "--burst-work",
-                                     std::to_string(burst_work_),
-                                     "--quiet"};
-  if (o_.scenario == "memory") {
-    host_argv.insert(host_argv.end(), {"--grow-to", o_.host_grow_to, "--grow-steps",
-                                       std::to_string(std::max(1, o_.bursts / 2))});
-  }
-  // The host runs in its group, known to the extension as a host job, from its first
-  // instruction (as a rank under dynamosd): started outside, it would compete with the
-  // node group holding the guests as an equal until moved.
-  Process host(host_argv, std::nullopt, [&](pid_t pid) {
+// The host runs in its group, known to the extension as a host job, from its first
+// instruction (as a rank under dynamosd): started outside, it would compete with the
+// node group holding the guests as an equal until moved.
+std::unique_ptr<Process> Bench::start_host(bool ext) {
+  return std::make_unique<Process>(host_argv(), std::nullopt, [this, ext](pid_t pid) {
     (void)host_group_.attach(pid);
     if (!ext) return;
     auto r =
         ext_->attach("cyclesteal", subject(DYNAMOS_SUBJECT_JOB, 1000000, pid, host_group_.path()));
     if (!r) std::cerr << "dynamos-bench-cyclesteal: attach host: " << r.error().message() << "\n";
   });
-  auto sys0 = kernelside::read_system_cpu();
-  out.guests_started = guest ? 1 : 0;
-  // Wait for the host. The host's own figures come from its result line, and a guest that
-  // lives through the run is sampled before and after it: polling threads' schedstat here
-  // would put this process on the host's CPUs while it measures. Only under evict, and in
-  // the memory scenario (where a guest may be killed by the kernel), does this wake every
-  // poll_ms: to count a guest's CPU time before it ends, and to play the agent's part.
+}
+
+// Waits for the host. The host's own figures come from its result line, and a guest that
+// lives through the run is sampled before and after it: polling threads' schedstat here
+// would put this process on the host's CPUs while it measures. Only under evict, and in
+// the memory scenario (where a guest may be killed by the kernel), does this wake every
+// poll_ms: to count a guest's CPU time before it ends, and to play the agent's part.
+void Bench::wait_host(Process& host, std::unique_ptr<Process>& guest, ThreadAccount& guest_acct,
+                      const std::string& policy, std::atomic<bool>& stop, Run& out) {
   bool polling = policy == "evict" || o_.scenario == "memory";
   while (!host.wait_exit(std::chrono::milliseconds(polling ? o_.poll_ms : 1000))) {
     if (interrupted) {
@@ -284,13 +270,57 @@ Run Bench::run(const std::string& policy) {
     } else if (policy == "evict") {
       // The node agent's part: start a new guest once the extension admits guests again.
       auto s = ext_->call("cyclesteal", "status", "");
-      if (s && s->find("\"admit\":true") != std::string::npos) {
+      if (s && report_of(*s).value("admit", false)) {
         (void)ext_->detach("cyclesteal", subject(DYNAMOS_SUBJECT_GUEST, next_id_ - 1, 0));
         guest = start_guest(policy);
         ++out.guests_started;
       }
     }
   }
+}
+
+// The host's RESULT line: its own threads' figures, busy time, verification.
+void Bench::read_host_result(Process& host, Run& out) const {
+  std::string result = host.output();
+  auto fields = workload::find_result_line(result);
+  auto number = [&](const char* key) { return fields ? fields->number(key).value_or(0.0) : 0.0; };
+  out.host_cpu_s = number("threads_cpu_s");
+  out.host_wait_s = number("threads_wait_s");
+  out.burst_cpu_s = number("bursts_cpu_s");
+  out.burst_wait_s = number("bursts_wait_s");
+  out.host_majflt = static_cast<uint64_t>(number("majflt"));
+  out.host_busy_s = number("busy_s");
+  out.verified = fields && fields->boolean("verified").value_or(false);
+  if (out.host_cpu_s <= 0)
+    std::cerr << "dynamos-bench-cyclesteal: the host reported no CPU time (no schedstat?): "
+              << result << "\n";
+}
+
+Run Bench::run(const std::string& policy) {
+  Run out;
+  bool ext = extension_policy(policy);
+  if (ext) {
+    if (auto r = ext_->set("cyclesteal", "policy", policy); !r)
+      throw std::runtime_error("set policy: " + r.error().message());
+    (void)ext_->call("cyclesteal", "reset", "");
+  }
+  std::unique_ptr<Process> guest;
+  if (policy != "none") guest = start_warm_guest(policy);
+  std::atomic<bool> stop{false};
+  std::jthread ticker;
+  if (ext) ticker = start_ticker(stop);
+
+  ThreadAccount guest_acct;
+  double guest_base = 0;
+  if (guest) {
+    guest_acct.sample(guest->pid());
+    guest_base = guest_acct.cpu_s();
+  }
+  auto t0 = Clock::now();
+  auto host = start_host(ext);
+  auto sys0 = kernelside::read_system_cpu();
+  out.guests_started = guest ? 1 : 0;
+  wait_host(*host, guest, guest_acct, policy, stop, out);
   out.host_s = std::chrono::duration<double>(Clock::now() - t0).count();
   if (guest && !guest->exited()) guest_acct.sample(guest->pid());  // over the host's run only
   if (guest && guest->exited() && policy != "evict") {
@@ -308,20 +338,7 @@ Run Bench::run(const std::string& policy) {
   stop = true;
   if (ticker.joinable()) ticker.join();
   out.guest_cpu_s = guest ? guest_acct.cpu_s() - guest_base : 0;
-  // The host's RESULT line: its own threads' figures, busy time, verification.
-  std::string result = host.output();
-  auto fields = workload::find_result_line(result);
-  auto number = [&](const char* key) { return fields ? fields->number(key).value_or(0.0) : 0.0; };
-  out.host_cpu_s = number("threads_cpu_s");
-  out.host_wait_s = number("threads_wait_s");
-  out.burst_cpu_s = number("bursts_cpu_s");
-  out.burst_wait_s = number("bursts_wait_s");
-  out.host_majflt = static_cast<uint64_t>(number("majflt"));
-  out.host_busy_s = number("busy_s");
-  out.verified = fields && fields->boolean("verified").value_or(false);
-  if (out.host_cpu_s <= 0)
-    std::cerr << "dynamos-bench-cyclesteal: the host reported no CPU time (no schedstat?): "
-              << result << "\n";
+  read_host_result(*host, out);
   if (ext) {
     if (auto r = ext_->call("cyclesteal", "report", "")) out.report = *r;
     (void)ext_->detach("cyclesteal", subject(DYNAMOS_SUBJECT_JOB, 1000000, 0));
@@ -341,15 +358,14 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
+constexpr const char* kProgram = "dynamos-bench-cyclesteal";
+
 int usage_error(const std::string& msg) {
-  std::cerr << "dynamos-bench-cyclesteal: " << msg << "\n";
-  return 2;
+  return workload::usage_error(kProgram, msg);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  Options o;
+// Parses the command line into `o`: an exit status when the program should stop there.
+std::optional<int> parse_options(int argc, char** argv, Options& o) {
   std::string policies = "none,nice,linger,pause,evict";
   po::options_description desc(
       "dynamos-bench-cyclesteal: host slowdown and guest throughput per cycle-stealing policy");
@@ -386,16 +402,7 @@ int main(int argc, char** argv) {
     ("extension", po::value(&o.extension)->default_value(o.extension), "the cycle-stealing extension");
   // clang-format on
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    return usage_error(e.what());
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto status = workload::parse_command_line(argc, argv, desc, vm, kProgram)) return status;
   o.policies = split(policies);
   for (auto& p : o.policies)
     if (p != "none" && p != "nice" && p != "linger" && p != "pause" && p != "evict")
@@ -406,6 +413,198 @@ int main(int argc, char** argv) {
   if (o.tick_ms < 1 || o.poll_ms < 1)
     return usage_error("--tick-ms and --poll-ms must be positive");
   if (::geteuid() != 0) return usage_error("needs root (cgroups)");
+  return std::nullopt;
+}
+
+// The work of one burst: what the host sweeps in busy_ms alone, measured once.
+Result<uint64_t> calibrate_burst(const Options& o) {
+  Process cal({o.sweep, "--mode", "bursty", "--threads", std::to_string(o.host_threads),
+               "--busy-ms", std::to_string(o.busy_ms), "--idle-ms", "0", "-n", "1", "--mem",
+               o.host_mem, "--quiet"});
+  while (!cal.wait_exit(std::chrono::seconds(1)))
+    continue;
+  uint64_t burst_work = 0;
+  if (auto f = workload::find_result_line(cal.output()))
+    burst_work = static_cast<uint64_t>(f->number("burst_work").value_or(0));
+  if (burst_work == 0)
+    return fail(Errc::state, "calibrating the host burst failed: " + cal.output());
+  return burst_work;
+}
+
+// zram swap for the memory scenario, held for this process: released on destruction.
+class SwapHold {
+ public:
+  Result<void> take() {
+    holder_ = std::to_string(::getpid());
+    std::string up = std::string(DYNAMOS_SOURCE_DIR) +
+                     "/scripts/zram-swap.sh up --size 4G --holder " + holder_ + " >&2";
+    if (std::system(up.c_str()) != 0) {
+      holder_.clear();
+      return fail(Errc::system, "the memory scenario needs swap: " + up + " failed");
+    }
+    return {};
+  }
+  ~SwapHold() {
+    if (holder_.empty()) return;
+    std::string down =
+        std::string(DYNAMOS_SOURCE_DIR) + "/scripts/zram-swap.sh down --holder " + holder_ + " >&2";
+    if (std::system(down.c_str()) != 0)
+      std::cerr << "dynamos-bench-cyclesteal: " << down << " failed\n";
+  }
+
+ private:
+  std::string holder_;
+};
+
+// The benchmark's node: a group holding the host's group and the guests (nice guest, or
+// the extension's guest class), so that host and guests compete inside it; with the
+// memory scenario, its memory limit and swap.
+Result<std::unique_ptr<Bench>> make_bench(const Options& o,
+                                          std::unique_ptr<core::ExtensionHost> ext,
+                                          uint64_t burst_work, SwapHold& swap) {
+  auto guest_bytes = workload::parse_size(o.guest_mem);
+  if (!guest_bytes) return std::unexpected(with_context(guest_bytes.error(), "--guest-mem"));
+  auto layout = kernelside::Layout::detect();
+  if (!layout) return std::unexpected(layout.error());
+  std::string node_path = "dynamos-bench-cyclesteal-" + std::to_string(::getpid());
+  kernelside::Controllers ctl{kernelside::Controller::cpu, kernelside::Controller::cpuacct,
+                              kernelside::Controller::memory, kernelside::Controller::freezer};
+  auto node = kernelside::Group::create(*layout, node_path, ctl);
+  if (!node) return std::unexpected(node.error());
+  auto built = [&]() -> Result<std::unique_ptr<Bench>> {
+    if (o.node_weight)
+      if (auto r = node->set_cpu_weight(o.node_weight); !r) return std::unexpected(r.error());
+    if (o.scenario == "memory") {
+      auto bytes = workload::parse_size(o.node_mem);
+      if (!bytes) return std::unexpected(with_context(bytes.error(), "--node-mem"));
+      if (auto r = node->set_memory_max(*bytes); !r) return std::unexpected(r.error());
+      // The extension shares the node's memory, not the machine's.
+      if (auto r = ext->set("cyclesteal.node_memory=" + o.node_mem); !r)
+        return std::unexpected(r.error());
+      if (auto r = swap.take(); !r) return std::unexpected(r.error());
+    }
+    auto host_group = node->create_child("host");
+    auto nice_group = node->create_child("nice");
+    if (!host_group || !nice_group)
+      return fail(Errc::system, "create the host's and nice guest's groups in " + node_path);
+    if (o.host_weight)
+      if (auto r = host_group->set_cpu_weight(o.host_weight); !r) return std::unexpected(r.error());
+    return std::make_unique<Bench>(o, std::move(ext), burst_work, *guest_bytes, std::move(*node),
+                                   std::move(*host_group), std::move(*nice_group));
+  }();
+  if (!built) (void)node->remove_tree(kernelside::Evict::kill);
+  return built;
+}
+
+// Every policy's runs, each paired with a run of none just before it.
+struct AllRuns {
+  std::map<std::string, std::vector<Run>> runs, paired_none;
+};
+Result<AllRuns> run_all(Bench& bench, const Options& o) {
+  AllRuns all;
+  try {
+    for (int rep = 0; rep < o.reps; ++rep)
+      for (auto& p : o.policies) {
+        if (p == "none") {
+          all.runs["none"].push_back(bench.run("none"));
+          continue;
+        }
+        all.paired_none[p].push_back(bench.run("none"));
+        all.runs[p].push_back(bench.run(p));
+        std::cerr << "rep " << rep << " " << p << ": host " << all.runs[p].back().host_s << " s vs "
+                  << all.paired_none[p].back().host_s << " s alone, host majflt "
+                  << all.runs[p].back().host_majflt << "\n";
+      }
+  } catch (const std::exception& e) {
+    return fail(Errc::state, e.what());
+  }
+  return all;
+}
+
+double round_to(double v, int decimals) {
+  const double f = std::pow(10.0, decimals);
+  return std::round(v * f) / f;
+}
+
+// One policy's line: medians over its runs, slowdown from the paired ratios.
+nlohmann::ordered_json summarise(const std::string& p, const std::vector<Run>& rs,
+                                 const std::vector<Run>& none, unsigned cpus) {
+  std::vector<double> host_s, ratio, wait, gcpu, gshare, gfree, wait_none, wait_all, wait_all_none;
+  auto share = [](double wait_s, double cpu_s) { return cpu_s > 0 ? wait_s / cpu_s : 0; };
+  bool verified = true;
+  uint64_t majflt = 0;
+  int guests_lost = 0;
+  for (size_t i = 0; i < rs.size(); ++i) {
+    const Run& r = rs[i];
+    host_s.push_back(r.host_s);
+    wait.push_back(share(r.burst_wait_s, r.burst_cpu_s));
+    wait_all.push_back(share(r.host_wait_s, r.host_cpu_s));
+    gcpu.push_back(r.guest_cpu_s);
+    double idle = cpus * r.host_s - r.host_cpu_s;
+    gshare.push_back(idle > 0 ? r.guest_cpu_s / idle : 0);
+    // Robust to other load on the machine: of the CPU time nobody else wanted (what
+    // stayed idle, plus what the guest took), the guest's part.
+    double free_s = r.system_idle_s + r.guest_cpu_s;
+    gfree.push_back(free_s > 0 ? r.guest_cpu_s / free_s : 0);
+    verified = verified && r.verified;
+    majflt = std::max(majflt, r.host_majflt);
+    guests_lost += r.guest_lost;
+    if (p != "none") {
+      const Run& n = none[i];
+      ratio.push_back(r.host_s / n.host_s);
+      wait_none.push_back(share(n.burst_wait_s, n.burst_cpu_s));
+      wait_all_none.push_back(share(n.host_wait_s, n.host_cpu_s));
+    }
+  }
+  auto [lo, hi] = ratio.empty() ? std::pair{1.0, 1.0}
+                                : std::pair{*std::min_element(ratio.begin(), ratio.end()),
+                                            *std::max_element(ratio.begin(), ratio.end())};
+  auto report = rs.empty() ? nlohmann::ordered_json::object() : report_of(rs.back().report);
+  return {{"policy", p},
+          {"reps", rs.size()},
+          {"host_s", round_to(median(host_s), 4)},
+          {"host_slowdown", round_to(ratio.empty() ? 0 : median(ratio) - 1, 4)},
+          {"host_slowdown_min", round_to(lo - 1, 4)},
+          {"host_slowdown_max", round_to(hi - 1, 4)},
+          {"host_wait_share", round_to(median(wait), 4)},
+          {"host_wait_share_alone", round_to(p == "none" ? median(wait) : median(wait_none), 4)},
+          {"host_wait_share_all", round_to(median(wait_all), 4)},
+          {"host_wait_share_all_alone",
+           round_to(p == "none" ? median(wait_all) : median(wait_all_none), 4)},
+          {"guest_cpu_s", round_to(median(gcpu), 3)},
+          {"guest_idle_share", round_to(median(gshare), 3)},
+          {"guest_free_share", round_to(median(gfree), 3)},
+          {"host_majflt", majflt},
+          {"host_verified", verified},
+          {"guest_pages_out", std::round(report.value("guest_pages_out", 0.0))},
+          {"guests_started", rs.empty() ? 0 : rs.back().guests_started},
+          {"guests_lost", guests_lost},
+          {"cpus", cpus},
+          {"reactions", rs.empty() || rs.back().report.empty()
+                            ? nlohmann::ordered_json(nullptr)
+                            : report.value("reactions", nlohmann::ordered_json::object())}};
+}
+
+void print_policy(const Options& o, const nlohmann::ordered_json& s) {
+  if (o.json) {
+    std::cout << s.dump() << std::endl;
+    return;
+  }
+  std::printf(
+      "%-7s host %.3f s  slowdown %+.1f%% [%+.1f%%, %+.1f%%]  wait share %.4f (all %.4f)  "
+      "guest %.2f CPU s (%.0f%% of idle)\n",
+      s["policy"].get<std::string>().c_str(), s["host_s"].get<double>(),
+      100 * s["host_slowdown"].get<double>(), 100 * s["host_slowdown_min"].get<double>(),
+      100 * s["host_slowdown_max"].get<double>(), s["host_wait_share"].get<double>(),
+      s["host_wait_share_all"].get<double>(), s["guest_cpu_s"].get<double>(),
+      100 * s["guest_idle_share"].get<double>());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (auto status = parse_options(argc, argv, o)) return *status;
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   ::sigaction(SIGINT, &sa, nullptr);
@@ -416,151 +615,18 @@ int main(int argc, char** argv) {
   if (auto r = (*host)->load(o.extension); !r) return usage_error(r.error().message());
   for (auto& s : o.sets)
     if (auto r = (*host)->set("cyclesteal." + s); !r) return usage_error(r.error().message());
-
-  // The work of one burst: what the host sweeps in busy_ms alone, measured once.
-  uint64_t burst_work = 0;
-  {
-    Process cal({o.sweep, "--mode", "bursty", "--threads", std::to_string(o.host_threads),
-                 "--busy-ms", std::to_string(o.busy_ms), "--idle-ms", "0", "-n", "1", "--mem",
-                 o.host_mem, "--quiet"});
-    while (!cal.wait_exit(std::chrono::seconds(1)))
-      continue;
-    if (auto f = workload::find_result_line(cal.output()))
-      burst_work = static_cast<uint64_t>(f->number("burst_work").value_or(0));
-    if (burst_work == 0) return usage_error("calibrating the host burst failed: " + cal.output());
+  auto burst_work = calibrate_burst(o);
+  if (!burst_work) return usage_error(burst_work.error().message());
+  const unsigned cpus = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_ONLN));
+  SwapHold swap;  // declared before the bench: released after the node is gone
+  auto bench = make_bench(o, std::move(*host), *burst_work, swap);
+  if (!bench) return usage_error(bench.error().message());
+  auto all = run_all(**bench, o);
+  if (!all) {
+    std::cerr << "dynamos-bench-cyclesteal: " << all.error().message() << "\n";
+    return 1;
   }
-  unsigned cpus = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_ONLN));
-  auto guest_bytes = workload::parse_size(o.guest_mem);
-  if (!guest_bytes) return usage_error("--guest-mem: " + guest_bytes.error().message());
-  // The benchmark's node: a group holding the host's group and the guests (nice guest,
-  // or the extension's guest class), so that host and guests compete inside it.
-  auto layout = kernelside::Layout::detect();
-  if (!layout) return usage_error(layout.error().message());
-  std::string node_path = "dynamos-bench-cyclesteal-" + std::to_string(::getpid());
-  kernelside::Controllers ctl{kernelside::Controller::cpu, kernelside::Controller::cpuacct,
-                              kernelside::Controller::memory, kernelside::Controller::freezer};
-  auto node = kernelside::Group::create(*layout, node_path, ctl);
-  if (!node) return usage_error(node.error().message());
-  if (o.node_weight)
-    if (auto r = node->set_cpu_weight(o.node_weight); !r) return usage_error(r.error().message());
-  std::optional<std::string> swap_holder;
-  if (o.scenario == "memory") {
-    auto bytes = workload::parse_size(o.node_mem);
-    if (!bytes) return usage_error("--node-mem: " + bytes.error().message());
-    if (auto r = node->set_memory_max(*bytes); !r) return usage_error(r.error().message());
-    // The extension shares the node's memory, not the machine's.
-    if (auto r = (*host)->set("cyclesteal.node_memory=" + o.node_mem); !r)
-      return usage_error(r.error().message());
-    swap_holder = std::to_string(::getpid());
-    std::string up = std::string(DYNAMOS_SOURCE_DIR) +
-                     "/scripts/zram-swap.sh up --size 4G --holder " + *swap_holder + " >&2";
-    if (std::system(up.c_str()) != 0) {
-      (void)node->remove_tree(kernelside::Evict::kill);
-      return usage_error("the memory scenario needs swap: " + up + " failed");
-    }
-  }
-  auto host_group = node->create_child("host");
-  auto nice_group = node->create_child("nice");
-  if (!host_group || !nice_group) {
-    (void)node->remove_tree(kernelside::Evict::kill);
-    return usage_error("create the host's and nice guest's groups in " + node_path);
-  }
-  if (o.host_weight)
-    if (auto r = host_group->set_cpu_weight(o.host_weight); !r) {
-      (void)node->remove_tree(kernelside::Evict::kill);
-      return usage_error(r.error().message());
-    }
-  Bench bench(o, std::move(*host), burst_work, *guest_bytes, std::move(*node),
-              std::move(*host_group), std::move(*nice_group));
-
-  std::map<std::string, std::vector<Run>> runs, paired_none;
-  bool failed = false;
-  try {
-    for (int rep = 0; rep < o.reps; ++rep) {
-      for (auto& p : o.policies) {
-        if (p == "none") {
-          runs["none"].push_back(bench.run("none"));
-          continue;
-        }
-        paired_none[p].push_back(bench.run("none"));
-        runs[p].push_back(bench.run(p));
-        std::cerr << "rep " << rep << " " << p << ": host " << runs[p].back().host_s << " s vs "
-                  << paired_none[p].back().host_s << " s alone, host majflt "
-                  << runs[p].back().host_majflt << "\n";
-      }
-    }
-  } catch (const std::exception& e) {
-    std::cerr << "dynamos-bench-cyclesteal: " << e.what() << "\n";
-    failed = true;
-  }
-
-  for (auto& p : o.policies) {
-    if (failed) break;
-    auto& rs = runs[p];
-    std::vector<double> host_s, ratio, wait, gcpu, gshare, gfree, wait_none, wait_all,
-        wait_all_none;
-    auto share = [](double wait_s, double cpu_s) { return cpu_s > 0 ? wait_s / cpu_s : 0; };
-    bool verified = true;
-    uint64_t majflt = 0;
-    int guests_lost = 0;
-    for (size_t i = 0; i < rs.size(); ++i) {
-      const Run& r = rs[i];
-      host_s.push_back(r.host_s);
-      wait.push_back(share(r.burst_wait_s, r.burst_cpu_s));
-      wait_all.push_back(share(r.host_wait_s, r.host_cpu_s));
-      gcpu.push_back(r.guest_cpu_s);
-      double idle = cpus * r.host_s - r.host_cpu_s;
-      gshare.push_back(idle > 0 ? r.guest_cpu_s / idle : 0);
-      // Robust to other load on the machine: of the CPU time nobody else wanted (what
-      // stayed idle, plus what the guest took), the guest's part.
-      double free_s = r.system_idle_s + r.guest_cpu_s;
-      gfree.push_back(free_s > 0 ? r.guest_cpu_s / free_s : 0);
-      verified = verified && r.verified;
-      majflt = std::max(majflt, r.host_majflt);
-      guests_lost += r.guest_lost;
-      if (p != "none") {
-        const Run& n = paired_none[p][i];
-        ratio.push_back(r.host_s / n.host_s);
-        wait_none.push_back(share(n.burst_wait_s, n.burst_cpu_s));
-        wait_all_none.push_back(share(n.host_wait_s, n.host_cpu_s));
-      }
-    }
-    double slow = ratio.empty() ? 0 : median(ratio) - 1;
-    double lo = ratio.empty() ? 0 : *std::min_element(ratio.begin(), ratio.end()) - 1;
-    double hi = ratio.empty() ? 0 : *std::max_element(ratio.begin(), ratio.end()) - 1;
-    std::string reactions =
-        rs.empty() || rs.back().report.empty() ? "null" : object(rs.back().report, "reactions");
-    double pages_out = rs.empty() ? 0 : field(rs.back().report, "guest_pages_out");
-    char line[2048];
-    std::snprintf(
-        line, sizeof line,
-        "{\"policy\":\"%s\",\"reps\":%zu,\"host_s\":%.4f,\"host_slowdown\":%.4f,"
-        "\"host_slowdown_min\":%.4f,\"host_slowdown_max\":%.4f,\"host_wait_share\":%.4f,"
-        "\"host_wait_share_alone\":%.4f,\"host_wait_share_all\":%.4f,"
-        "\"host_wait_share_all_alone\":%.4f,\"guest_cpu_s\":%.3f,\"guest_idle_share\":%.3f,"
-        "\"guest_free_share\":%.3f,"
-        "\"host_majflt\":%llu,\"host_verified\":%s,\"guest_pages_out\":%.0f,"
-        "\"guests_started\":%d,\"guests_lost\":%d,\"cpus\":%u,\"reactions\":%s}",
-        p.c_str(), rs.size(), median(host_s), slow, lo, hi, median(wait),
-        p == "none" ? median(wait) : median(wait_none), median(wait_all),
-        p == "none" ? median(wait_all) : median(wait_all_none), median(gcpu), median(gshare),
-        median(gfree), static_cast<unsigned long long>(majflt), verified ? "true" : "false",
-        pages_out, rs.empty() ? 0 : rs.back().guests_started, guests_lost, cpus, reactions.c_str());
-    if (o.json) {
-      std::cout << line << std::endl;
-    } else {
-      std::printf(
-          "%-7s host %.3f s  slowdown %+.1f%% [%+.1f%%, %+.1f%%]  wait share %.4f (all %.4f)  "
-          "guest %.2f CPU s (%.0f%% of idle)\n",
-          p.c_str(), median(host_s), 100 * slow, 100 * lo, 100 * hi, median(wait), median(wait_all),
-          median(gcpu), 100 * median(gshare));
-    }
-  }
-  if (swap_holder) {
-    std::string down = std::string(DYNAMOS_SOURCE_DIR) + "/scripts/zram-swap.sh down --holder " +
-                       *swap_holder + " >&2";
-    if (std::system(down.c_str()) != 0)
-      std::cerr << "dynamos-bench-cyclesteal: " << down << " failed\n";
-  }
-  return failed ? 1 : 0;
+  for (auto& p : o.policies)
+    print_policy(o, summarise(p, all->runs[p], all->paired_none[p], cpus));
+  return 0;
 }

@@ -94,6 +94,110 @@ double dot(const std::vector<double>& x, const std::vector<double>& y) {
   return total;
 }
 
+// The matrix of this rank's rows: K distinct offsets in [1, n/2) (the first couples
+// neighbours, the rest spread out), stored in CSR.
+Matrix make_matrix(const CommonOptions& o, int nonzeros, int rank, int ranks, double per_row) {
+  Matrix a;
+  a.seed = o.seed;
+  a.rows = std::max<std::uint64_t>(16, static_cast<std::uint64_t>(o.mem / per_row));
+  a.n = a.rows * ranks;
+  if (a.n >= (1ull << 31)) die(kProgram, "--mem too large: more than 2^31 rows");
+  a.row0 = a.rows * rank;
+  std::size_t k = (nonzeros - 1) / 2;
+  if (a.n < 4 * k + 4) die(kProgram, "--mem too small for --nonzeros");
+  std::set<std::uint64_t> chosen = {1};
+  std::uint64_t h = workload::mix64(o.seed ^ 0xc6a4a7935bd1e995ull);
+  while (chosen.size() < k) {
+    h = workload::mix64(h);
+    chosen.insert(2 + h % (a.n / 2 - 2));
+  }
+  a.offsets.assign(chosen.begin(), chosen.end());
+  build(a);
+  return a;
+}
+
+// Inverse power iteration on this rank's rows: the vectors and the solver.
+struct Solver {
+  Solver(Matrix& m, Run& r, std::uint64_t seed)
+      : a(m), run(r), nl(m.rows), x(nl), z(nl), res(nl), p(nl), q(nl), pfull(m.n) {
+    workload::fill_field_1d(x.data(), nl, a.row0, a.n, seed);
+    double norm = std::sqrt(dot(x, x));
+    for (double& v : x)
+      v /= norm;
+  }
+
+  // out = A local, with the search direction allgathered first.
+  void spmv(const std::vector<double>& local, std::vector<double>& out) {
+    constexpr std::uint64_t kChunk = 16384;
+    MPI_Allgather(local.data(), static_cast<int>(nl), MPI_DOUBLE, pfull.data(),
+                  static_cast<int>(nl), MPI_DOUBLE, MPI_COMM_WORLD);
+    for (std::uint64_t i0 = 0; i0 < nl; i0 += kChunk) {
+      std::uint64_t i1 = std::min<std::uint64_t>(nl, i0 + kChunk);
+      for (std::uint64_t i = i0; i < i1; ++i) {
+        double s = 0;
+        for (std::uint64_t k = a.rowptr[i]; k < a.rowptr[i + 1]; ++k)
+          s += a.val[k] * pfull[a.col[k]];
+        out[i] = s;
+      }
+      run.progress().add(a.rowptr[i1] - a.rowptr[i0]);
+      work += a.rowptr[i1] - a.rowptr[i0];
+    }
+  }
+
+  // Solves A z = x from z = 0 with `steps` CG steps; the CG residual's norm.
+  double solve(int steps) {
+    std::fill(z.begin(), z.end(), 0.0);
+    res = x;
+    p = x;
+    double rho = dot(res, res);
+    for (int s = 0; s < steps; ++s) {
+      spmv(p, q);
+      double alpha = rho / dot(p, q);
+      for (std::size_t i = 0; i < nl; ++i) {
+        z[i] += alpha * p[i];
+        res[i] -= alpha * q[i];
+      }
+      double rho_new = dot(res, res);
+      double beta = rho_new / rho;
+      rho = rho_new;
+      for (std::size_t i = 0; i < nl; ++i)
+        p[i] = res[i] + beta * p[i];
+    }
+    return std::sqrt(rho);
+  }
+
+  // The next right-hand side: x = z / |z|.
+  void normalise() {
+    double norm = std::sqrt(dot(z, z));
+    for (std::size_t i = 0; i < nl; ++i)
+      x[i] = z[i] / norm;
+  }
+
+  // True residual |x - A z| / |x| of the last solve, with the matrix regenerated from its
+  // rule.
+  double true_residual() {
+    std::vector<double> zfull(a.n);
+    MPI_Allgather(z.data(), static_cast<int>(nl), MPI_DOUBLE, zfull.data(), static_cast<int>(nl),
+                  MPI_DOUBLE, MPI_COMM_WORLD);
+    double res2 = 0;
+    for (std::uint64_t i = 0; i < nl; ++i) {
+      double s = 0;
+      for_row(a, a.row0 + i, [&](std::uint64_t c, double v) { s += v * zfull[c]; });
+      double d = x[i] - s;
+      res2 += d * d;
+    }
+    double res2_total = 0;
+    MPI_Allreduce(&res2, &res2_total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    return std::sqrt(res2_total / dot(x, x));
+  }
+
+  Matrix& a;
+  Run& run;
+  const std::size_t nl;
+  std::vector<double> x, z, res, p, q, pfull;
+  std::uint64_t work = 0;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -119,120 +223,41 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   Run run(o, "cg", "nonzeros");
   const int rank = run.rank(), ranks = run.ranks();
-
   // Bytes per local row: CSR (12 per nonzero + 8), 5 local vectors, the gathered vector.
-  Matrix a;
-  a.seed = o.seed;
-  double per_row = 12.0 * nonzeros + 8 + 5 * 8 + 8.0 * ranks;
-  a.rows = std::max<std::uint64_t>(16, static_cast<std::uint64_t>(o.mem / per_row));
-  a.n = a.rows * ranks;
-  if (a.n >= (1ull << 31)) die(kProgram, "--mem too large: more than 2^31 rows");
-  a.row0 = a.rows * rank;
-  {
-    // K distinct offsets in [1, n/2): the first couples neighbours, the rest spread out.
-    std::size_t k = (nonzeros - 1) / 2;
-    if (a.n < 4 * k + 4) die(kProgram, "--mem too small for --nonzeros");
-    std::set<std::uint64_t> chosen = {1};
-    std::uint64_t h = workload::mix64(o.seed ^ 0xc6a4a7935bd1e995ull);
-    while (chosen.size() < k) {
-      h = workload::mix64(h);
-      chosen.insert(2 + h % (a.n / 2 - 2));
-    }
-    a.offsets.assign(chosen.begin(), chosen.end());
-  }
-  build(a);
-
-  const std::size_t nl = a.rows;
-  std::vector<double> x(nl), z(nl), r(nl), p(nl), q(nl), pfull(a.n);
-  workload::fill_field_1d(x.data(), nl, a.row0, a.n, o.seed);
-  {
-    double norm = std::sqrt(dot(x, x));
-    for (double& v : x)
-      v /= norm;
-  }
+  const double per_row = 12.0 * nonzeros + 8 + 5 * 8 + 8.0 * ranks;
+  Matrix a = make_matrix(o, nonzeros, rank, ranks, per_row);
+  Solver solver(a, run, o.seed);
   if (rank == 0 && !o.quiet)
     std::fprintf(stderr, "cg: %llu rows, %d nonzeros per row, on %d rank(s), %s per rank\n",
                  static_cast<unsigned long long>(a.n), nonzeros, ranks,
-                 workload::format_size(static_cast<std::uint64_t>(per_row * nl)).c_str());
-
-  const std::uint64_t chunk = 16384;
-  std::uint64_t work = 0;
-  auto spmv = [&](const std::vector<double>& local, std::vector<double>& out) {
-    MPI_Allgather(local.data(), static_cast<int>(nl), MPI_DOUBLE, pfull.data(),
-                  static_cast<int>(nl), MPI_DOUBLE, MPI_COMM_WORLD);
-    for (std::uint64_t i0 = 0; i0 < nl; i0 += chunk) {
-      std::uint64_t i1 = std::min<std::uint64_t>(nl, i0 + chunk);
-      for (std::uint64_t i = i0; i < i1; ++i) {
-        double s = 0;
-        for (std::uint64_t k = a.rowptr[i]; k < a.rowptr[i + 1]; ++k)
-          s += a.val[k] * pfull[a.col[k]];
-        out[i] = s;
-      }
-      run.progress().add(a.rowptr[i1] - a.rowptr[i0]);
-      work += a.rowptr[i1] - a.rowptr[i0];
-    }
-  };
+                 workload::format_size(static_cast<std::uint64_t>(per_row * a.rows)).c_str());
 
   run.start();
   std::uint64_t it = 0;
   double zeta = 0, rnorm = 0;
   bool more = run.keep_going(it);
   while (more) {
-    // Solve A z = x from z = 0 with cg_steps steps.
-    std::fill(z.begin(), z.end(), 0.0);
-    r = x;
-    p = x;
-    double rho = dot(r, r);
-    for (int s = 0; s < cg_steps; ++s) {
-      spmv(p, q);
-      double alpha = rho / dot(p, q);
-      for (std::size_t i = 0; i < nl; ++i) {
-        z[i] += alpha * p[i];
-        r[i] -= alpha * q[i];
-      }
-      double rho_new = dot(r, r);
-      double beta = rho_new / rho;
-      rho = rho_new;
-      for (std::size_t i = 0; i < nl; ++i)
-        p[i] = r[i] + beta * p[i];
-    }
-    rnorm = std::sqrt(rho);
-    zeta = kShift + 1.0 / dot(x, z);
+    rnorm = solver.solve(cg_steps);
+    zeta = kShift + 1.0 / dot(solver.x, solver.z);
     ++it;
-    if (run.inject_now(it)) a.val[a.rowptr[nl / 2]] *= -1;  // a corrupted matrix entry
+    if (run.inject_now(it)) a.val[a.rowptr[a.rows / 2]] *= -1;  // a corrupted matrix entry
     run.progress().iteration_done();
     more = run.keep_going(it);
     // The last solve's right-hand side stays in x for verification.
     if (more) {
-      double norm = std::sqrt(dot(z, z));
-      for (std::size_t i = 0; i < nl; ++i)
-        x[i] = z[i] / norm;
+      solver.normalise();
       char detail[96];
       std::snprintf(detail, sizeof detail, "zeta %.12g, CG residual %.3g", zeta, rnorm);
-      run.report(it, work, detail);
+      run.report(it, solver.work, detail);
     }
   }
-
-  // True residual of the last solve with the matrix regenerated from its rule.
-  std::vector<double> zfull(a.n);
-  MPI_Allgather(z.data(), static_cast<int>(nl), MPI_DOUBLE, zfull.data(), static_cast<int>(nl),
-                MPI_DOUBLE, MPI_COMM_WORLD);
-  double res2 = 0;
-  for (std::uint64_t i = 0; i < nl; ++i) {
-    double s = 0;
-    for_row(a, a.row0 + i, [&](std::uint64_t c, double v) { s += v * zfull[c]; });
-    double d = x[i] - s;
-    res2 += d * d;
-  }
-  double res2_total = 0;
-  MPI_Allreduce(&res2, &res2_total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-  double residual = std::sqrt(res2_total / dot(x, x));
+  const double residual = solver.true_residual();
   bool verified = std::isfinite(residual) && residual <= kTolerance;
 
   workload::ResultLine extra;
   extra.add("rows", a.n).add("nonzeros_per_row", nonzeros).add("cg_steps", cg_steps);
   extra.add("zeta", zeta).add("cg_residual", rnorm);
-  int code = run.finish(extra, it, work, verified, zeta, residual);
+  int code = run.finish(extra, it, solver.work, verified, zeta, residual);
   MPI_Finalize();
   return code;
 }

@@ -1,4 +1,5 @@
 #include "bench/mpi/common.hpp"
+#include "bench/workload/options.hpp"
 
 #include <cstdio>
 #include <iostream>
@@ -37,24 +38,19 @@ std::optional<int> parse_options(int argc, char** argv, const std::string& progr
   all.add(common).add(own);
   po::variables_map vm;
   auto usage = [&](const std::string& msg) {
-    std::cerr << program << ": " << msg << " (try --help)\n";
-    return std::optional<int>(2);
+    return std::optional<int>(workload::usage_error(program, msg, " (try --help)"));
   };
-  try {
-    po::store(po::parse_command_line(argc, argv, all), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    return usage(e.what());
-  }
-  if (vm.count("help")) {
+  auto help = [&] {
     std::cout << program << ": " << summary << "\n\n"
               << "Run it under mpirun (as root: mpirun --allow-run-as-root --oversubscribe -np N "
               << program << " ...).\nProgress goes to stderr (rank 0, once a second); the last "
               << "line on stdout is 'RESULT {json}'.\nExit status: 0 verified, 1 verification "
               << "failed or error, 2 bad usage.\n\n"
               << all << "\n";
-    return 0;
-  }
+  };
+  if (auto status = workload::parse_command_line(argc, argv, all, vm, program, " (try --help)",
+                                                 nullptr, help))
+    return status;
   auto m = workload::parse_size(mem);
   if (!m) return usage(m.error().message());
   if (*m < (64u << 10)) return usage("--mem must be at least 64K");

@@ -248,6 +248,113 @@ std::uint64_t bits_hash(const Complex* b, std::size_t n) {
   return total;
 }
 
+// The grid: total points from --mem (four complex arrays a point: 64 bytes), split into
+// powers of two with z at least the ranks.
+Layout make_layout(const CommonOptions& o, int rank, int ranks) {
+  if (!std::has_single_bit(static_cast<unsigned>(ranks)))
+    die(kProgram, "the number of ranks must be a power of two, not " + std::to_string(ranks));
+  std::uint64_t total_points = o.mem / 64 * static_cast<std::uint64_t>(ranks);
+  int L = std::bit_width(total_points) - 1;
+  int lz = L / 3, ly = (L - lz) / 2, lx = L - lz - ly;
+  int lr = std::countr_zero(static_cast<unsigned>(ranks));
+  if (lz < lr) die(kProgram, "--mem too small: the z and y sizes must be at least the ranks");
+  return Layout{1 << lx, 1 << ly, 1 << lz, ranks, rank};
+}
+
+// u0: two smooth fields plus noise as real and imaginary parts.
+void initial_field(const Layout& l, std::vector<Complex>& w, std::uint64_t seed) {
+  std::vector<double> re(l.nx), im(l.nx);
+  for (int zl = 0; zl < l.nzl(); ++zl)
+    for (int y = 0; y < l.ny; ++y) {
+      int z = l.rank * l.nzl() + zl;
+      std::uint64_t g = (static_cast<std::uint64_t>(z) * l.ny + y) * l.nx;
+      double yy = static_cast<double>(y) / l.ny, zz = static_cast<double>(z) / l.nz;
+      workload::fill_field_line(re.data(), l.nx, 0, yy, zz, 1.0 / l.nx, 0, 0, g, seed);
+      workload::fill_field_line(im.data(), l.nx, 0, yy, zz, 1.0 / l.nx, 0, 0, g, seed + 1);
+      Complex* row = w.data() + (static_cast<std::size_t>(zl) * l.ny + y) * l.nx;
+      for (int x = 0; x < l.nx; ++x)
+        row[x] = {re[x], im[x] - 2.0};
+    }
+}
+
+// The modes checked: five fixed, three drawn from the seed.
+std::vector<Mode> check_modes(const Layout& l, std::uint64_t seed) {
+  std::vector<Mode> modes = {{0, 0, 0}, {1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {1, 2, 3}};
+  std::uint64_t h = workload::mix64(seed + 77);
+  for (int i = 0; i < 3; ++i) {
+    h = workload::mix64(h);
+    modes.push_back({static_cast<int>(h % l.nx), static_cast<int>((h >> 20) % l.ny),
+                     static_cast<int>((h >> 40) % l.nz)});
+  }
+  return modes;
+}
+
+// The sum of |u0| over the grid (at least 1): errors are relative to it.
+double field_scale(const std::vector<Complex>& w) {
+  double scale = 0;
+  for (const Complex& c : w)
+    scale += std::abs(c);
+  MPI_Allreduce(MPI_IN_PLACE, &scale, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return std::max(scale, 1.0);
+}
+
+// Forward check: the spectrum at each mode against the direct projection; the worst
+// relative error.
+double forward_error(const Layout& l, const std::vector<Complex>& b0,
+                     const std::vector<Mode>& modes, const std::vector<Complex>& p0, double scale) {
+  std::vector<Complex> spec(modes.size());
+  for (std::size_t m = 0; m < modes.size(); ++m) {
+    const Mode& k = modes[m];
+    if (k.ky / l.nyl() == l.rank)
+      spec[m] = b0[(static_cast<std::size_t>(k.ky % l.nyl()) * l.nx + k.kx) * l.nz + k.kz];
+  }
+  MPI_Allreduce(MPI_IN_PLACE, spec.data(), static_cast<int>(2 * modes.size()), MPI_DOUBLE, MPI_SUM,
+                MPI_COMM_WORLD);
+  double worst = 0;
+  for (std::size_t m = 0; m < modes.size(); ++m)
+    worst = std::max(worst, std::abs(spec[m] - p0[m]) / scale);
+  return worst;
+}
+
+// w = the spectrum decayed to time t (in the transposed layout), then transformed back.
+void evolve(const Layout& l, const std::vector<Complex>& b0, std::vector<Complex>& w, double t,
+            Transform& tf, workload::ProgressWriter& progress) {
+  std::vector<double> dx = decay(l.nx, t), dy = decay(l.ny, t), dz = decay(l.nz, t);
+  for (int yl = 0; yl < l.nyl(); ++yl)
+    for (int x = 0; x < l.nx; ++x) {
+      double f = dy[l.rank * l.nyl() + yl] * dx[x];
+      std::size_t base = (static_cast<std::size_t>(yl) * l.nx + x) * l.nz;
+      for (int z = 0; z < l.nz; ++z)
+        w[base + z] = b0[base + z] * (f * dz[z]);
+    }
+  tf.inverse(w.data(), w.data(), progress);
+}
+
+// NAS FT's checksum: 1024 points spread over the grid.
+Complex checksum_of(const Layout& l, const std::vector<Complex>& w) {
+  Complex local = 0, checksum = 0;
+  for (int j = 1; j <= 1024; ++j) {
+    int x = j % l.nx, y = (3 * j) % l.ny, z = (5 * j) % l.nz;
+    if (z / l.nzl() == l.rank)
+      local += w[(static_cast<std::size_t>(z % l.nzl()) * l.ny + y) * l.nx + x];
+  }
+  MPI_Allreduce(&local, &checksum, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return checksum;
+}
+
+// Result check: direct projections of the field at time t against the decayed start.
+double result_error(const Layout& l, const std::vector<Complex>& w, const std::vector<Mode>& modes,
+                    const std::vector<Complex>& p0, double scale, double t) {
+  std::vector<Complex> p1 = project(l, w.data(), modes);
+  double worst = 0;
+  for (std::size_t m = 0; m < modes.size(); ++m) {
+    const Mode& k = modes[m];
+    double d = decay(l.nx, t)[k.kx] * decay(l.ny, t)[k.ky] * decay(l.nz, t)[k.kz];
+    worst = std::max(worst, std::abs(p1[m] - p0[m] * d) / scale);
+  }
+  return worst;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -261,97 +368,28 @@ int main(int argc, char** argv) {
   if (rc) return *rc;
   MPI_Init(&argc, &argv);
   Run run(o, "ft", "points");
-  const int rank = run.rank(), ranks = run.ranks();
-  if (!std::has_single_bit(static_cast<unsigned>(ranks)))
-    die(kProgram, "the number of ranks must be a power of two, not " + std::to_string(ranks));
-
-  // Four complex arrays per point (spectrum, work, two transpose buffers): 64 bytes.
-  std::uint64_t total_points = o.mem / 64 * static_cast<std::uint64_t>(ranks);
-  int L = std::bit_width(total_points) - 1;
-  int lz = L / 3, ly = (L - lz) / 2, lx = L - lz - ly;
-  int lr = std::countr_zero(static_cast<unsigned>(ranks));
-  if (lz < lr) die(kProgram, "--mem too small: the z and y sizes must be at least the ranks");
-  Layout l{1 << lx, 1 << ly, 1 << lz, ranks, rank};
+  const Layout l = make_layout(o, run.rank(), run.ranks());
   const std::size_t n = l.local();
   std::vector<Complex> b0(n), w(n);
   Transform tf(l);
-
-  // u0: two smooth fields plus noise as real and imaginary parts.
-  {
-    std::vector<double> re(l.nx), im(l.nx);
-    for (int zl = 0; zl < l.nzl(); ++zl)
-      for (int y = 0; y < l.ny; ++y) {
-        int z = rank * l.nzl() + zl;
-        std::uint64_t g = (static_cast<std::uint64_t>(z) * l.ny + y) * l.nx;
-        double yy = static_cast<double>(y) / l.ny, zz = static_cast<double>(z) / l.nz;
-        workload::fill_field_line(re.data(), l.nx, 0, yy, zz, 1.0 / l.nx, 0, 0, g, o.seed);
-        workload::fill_field_line(im.data(), l.nx, 0, yy, zz, 1.0 / l.nx, 0, 0, g, o.seed + 1);
-        Complex* row = w.data() + (static_cast<std::size_t>(zl) * l.ny + y) * l.nx;
-        for (int x = 0; x < l.nx; ++x)
-          row[x] = {re[x], im[x] - 2.0};
-      }
-  }
-  std::vector<Mode> modes = {{0, 0, 0}, {1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {1, 2, 3}};
-  {
-    std::uint64_t h = workload::mix64(o.seed + 77);
-    for (int i = 0; i < 3; ++i) {
-      h = workload::mix64(h);
-      modes.push_back({static_cast<int>(h % l.nx), static_cast<int>((h >> 20) % l.ny),
-                       static_cast<int>((h >> 40) % l.nz)});
-    }
-  }
-  std::vector<Complex> p0 = project(l, w.data(), modes);
-  double scale = 0;
-  for (const Complex& c : w)
-    scale += std::abs(c);
-  MPI_Allreduce(MPI_IN_PLACE, &scale, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-  scale = std::max(scale, 1.0);
-
-  if (rank == 0 && !o.quiet)
-    std::fprintf(stderr, "ft: grid %dx%dx%d on %d rank(s), %s per rank\n", l.nx, l.ny, l.nz, ranks,
-                 workload::format_size(4 * n * sizeof(Complex)).c_str());
+  initial_field(l, w, o.seed);
+  const std::vector<Mode> modes = check_modes(l, o.seed);
+  const std::vector<Complex> p0 = project(l, w.data(), modes);
+  const double scale = field_scale(w);
+  if (l.rank == 0 && !o.quiet)
+    std::fprintf(stderr, "ft: grid %dx%dx%d on %d rank(s), %s per rank\n", l.nx, l.ny, l.nz,
+                 l.ranks, workload::format_size(4 * n * sizeof(Complex)).c_str());
 
   run.start();
   tf.forward(w.data(), b0.data(), run.progress());
-  // Forward check: the spectrum at each mode against the direct projection.
-  double worst = 0;
-  {
-    std::vector<Complex> spec(modes.size());
-    for (std::size_t m = 0; m < modes.size(); ++m) {
-      const Mode& k = modes[m];
-      if (k.ky / l.nyl() == rank)
-        spec[m] = b0[(static_cast<std::size_t>(k.ky % l.nyl()) * l.nx + k.kx) * l.nz + k.kz];
-    }
-    MPI_Allreduce(MPI_IN_PLACE, spec.data(), static_cast<int>(2 * modes.size()), MPI_DOUBLE,
-                  MPI_SUM, MPI_COMM_WORLD);
-    for (std::size_t m = 0; m < modes.size(); ++m)
-      worst = std::max(worst, std::abs(spec[m] - p0[m]) / scale);
-  }
+  double worst = forward_error(l, b0, modes, p0, scale);
   const std::uint64_t hash0 = bits_hash(b0.data(), n);
-
   std::uint64_t it = 0, work = 2 * n;  // the forward transform's passes
   Complex checksum = 0;
   while (run.keep_going(it)) {
     ++it;
-    std::vector<double> dx = decay(l.nx, static_cast<double>(it)),
-                        dy = decay(l.ny, static_cast<double>(it)),
-                        dz = decay(l.nz, static_cast<double>(it));
-    for (int yl = 0; yl < l.nyl(); ++yl)
-      for (int x = 0; x < l.nx; ++x) {
-        double f = dy[rank * l.nyl() + yl] * dx[x];
-        std::size_t base = (static_cast<std::size_t>(yl) * l.nx + x) * l.nz;
-        for (int z = 0; z < l.nz; ++z)
-          w[base + z] = b0[base + z] * (f * dz[z]);
-      }
-    tf.inverse(w.data(), w.data(), run.progress());
-    // NAS FT's checksum: 1024 points spread over the grid.
-    Complex local = 0;
-    for (int j = 1; j <= 1024; ++j) {
-      int x = j % l.nx, y = (3 * j) % l.ny, z = (5 * j) % l.nz;
-      if (z / l.nzl() == rank)
-        local += w[(static_cast<std::size_t>(z % l.nzl()) * l.ny + y) * l.nx + x];
-    }
-    MPI_Allreduce(&local, &checksum, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    evolve(l, b0, w, static_cast<double>(it), tf, run.progress());
+    checksum = checksum_of(l, w);
     work += 2 * n;
     if (run.inject_now(it)) b0[n / 3] *= 2.0;  // a corrupted spectral value (an exponent bit)
     run.progress().iteration_done();
@@ -360,20 +398,11 @@ int main(int argc, char** argv) {
                   checksum.imag());
     run.report(it, work, detail);
   }
-
-  // Result check: direct projections of the last field against the decayed start.
-  if (it > 0) {
-    std::vector<Complex> p1 = project(l, w.data(), modes);
-    for (std::size_t m = 0; m < modes.size(); ++m) {
-      const Mode& k = modes[m];
-      double t = static_cast<double>(it);
-      double d = decay(l.nx, t)[k.kx] * decay(l.ny, t)[k.ky] * decay(l.nz, t)[k.kz];
-      worst = std::max(worst, std::abs(p1[m] - p0[m] * d) / scale);
-    }
-  }
+  if (it > 0)
+    worst = std::max(worst, result_error(l, w, modes, p0, scale, static_cast<double>(it)));
   bool intact = bits_hash(b0.data(), n) == hash0;
   bool verified = it > 0 && intact && worst <= 1e-10;
-  if (rank == 0 && !intact)
+  if (l.rank == 0 && !intact)
     std::fprintf(stderr, "%s: the stored spectrum changed during the run\n", kProgram);
 
   workload::ResultLine extra;

@@ -20,12 +20,16 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include <boost/program_options.hpp>
 
 #include "bench/paging/node.hpp"
+#include "bench/workload/options.hpp"
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
 #include "kernelside/memory.hpp"
@@ -52,7 +56,7 @@ struct Options {
   std::string sweep, extension, swap_size = "4G";
   std::vector<std::string> sets;  // ext tunables: key=value
   bool verbose = false;
-  bool verify = false;
+  bool verify = true;  // let the jobs finish and check their results
 };
 
 struct PolicyResult {
@@ -62,6 +66,7 @@ struct PolicyResult {
   std::vector<double> lost, lost_raw, switch_s, majflt, quantum, cpu_wait;
   uint64_t pages_out = 0, pages_in = 0, background_pages_out = 0, background_pages_in = 0;
   double makespan = 0;
+  double makespan_wall = 0;  // wall clock from job A's start until both jobs ended
   bool verified = false;
   bool checked = false;  // results verified (--verify) rather than the jobs killed
   std::string warning;
@@ -78,17 +83,18 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// A number field of the extension's JSON report (flat objects only).
-double json_number(const std::string& json, const std::string& key) {
-  auto at = json.find("\"" + key + "\":");
-  if (at == std::string::npos) return 0;
-  return std::strtod(json.c_str() + at + key.size() + 3, nullptr);
+// A field of one of the extension's JSON reports (0 or "" when missing or not JSON).
+nlohmann::json report_of(const std::string& text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  return j.is_object() ? j : nlohmann::json::object();
 }
-std::string json_text(const std::string& json, const std::string& key) {
-  auto at = json.find("\"" + key + "\":\"");
-  if (at == std::string::npos) return "";
-  at += key.size() + 4;
-  return json.substr(at, json.find('"', at) - at);
+double json_number(const nlohmann::json& report, const char* key) {
+  auto it = report.find(key);
+  return it != report.end() && it->is_number() ? it->get<double>() : 0;
+}
+std::string json_text(const nlohmann::json& report, const char* key) {
+  auto it = report.find(key);
+  return it != report.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
 core::Subject subject_of(Job& job, uint64_t id, const std::string& policy,
@@ -159,197 +165,243 @@ Result<Calibration> calibrate(const Options& o, const kernelside::Layout& layout
   return best;
 }
 
-Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
-                                core::ExtensionHost& host, const kernelside::Layout& layout,
-                                const std::string& root, const std::string& dir) {
+// One policy's run: the node's cgroup with its memory limit, the two jobs, and what the
+// switches and quanta measured.
+struct PolicyRun {
+  const Options& o;
+  const std::string& policy;
+  core::ExtensionHost& host;
+  OwnedGroup node;
+  std::vector<std::unique_ptr<Job>> jobs;  // A, B
+  double total = 0;                        // each sweep's own run time
+  double first_switch = 0;                 // the extension's number of this policy's first switch
+  Clock::time_point started;               // just before job A started
   PolicyResult res;
-  res.policy = policy;
-  auto r0 = calibrate(o, layout, root, dir);
-  if (!r0) return std::unexpected(with_context(r0.error(), "calibrating"));
-  res.r0 = r0->per_cpu_s;
-  res.r0_wall = r0->per_wall_s;
-  if (o.verbose)
-    std::fprintf(stderr, "[%s] r0 = %.0f MiB/s per CPU second (%.0f MiB/s wall)\n", policy.c_str(),
-                 res.r0 / (1 << 20), res.r0_wall / (1 << 20));
 
-  const kernelside::Controllers ctl = {kernelside::Controller::memory,
-                                       kernelside::Controller::freezer};
-  auto n = kernelside::Group::create(layout, root + "/" + policy, ctl);
-  if (!n) return std::unexpected(n.error());
-  OwnedGroup node(*n);
-  if (auto r = node->set_memory_max(o.node_memory); !r) return std::unexpected(r.error());
-  auto ga = node->create_child("jobA");
-  auto gb = node->create_child("jobB");
+  core::Subject subject(int index, double work = 0) {
+    return subject_of(*jobs[index], index + 1, policy, node->path(), res.r0, work);
+  }
+};
+
+// The node's cgroup (memory and freezer); its memory limit is set once it is owned.
+Result<kernelside::Group> make_node(const kernelside::Layout& layout, const std::string& root,
+                                    const std::string& policy) {
+  return kernelside::Group::create(
+      layout, root + "/" + policy,
+      {kernelside::Controller::memory, kernelside::Controller::freezer});
+}
+
+// Job A starts and is switched out (frozen), then job B starts and is switched in.
+Result<void> start_jobs(PolicyRun& p, const std::string& dir) {
+  auto ga = p.node->create_child("jobA");
+  auto gb = p.node->create_child("jobB");
   if (!ga || !gb) return std::unexpected(ga ? gb.error() : ga.error());
-
-  // With --verify the sweeps run until all quanta are done, with slack, then finish and
+  // Verifying, the sweeps run until all quanta are done, with slack, then finish and
   // verify their data (the sweep has no early stop); else they are killed at the end.
-  double total = o.verify ? (o.switches + 2) * (o.quantum + 4) + 30 : 1e6;
-  JobSpec spec{o.sweep, o.job_memory, total, 1};
-  auto a = Job::start(spec, *ga, dir, policy + "-A");
+  p.total = p.o.verify ? (p.o.switches + 2) * (p.o.quantum + 4) + 30 : 1e6;
+  JobSpec spec{p.o.sweep, p.o.job_memory, p.total, 1};
+  p.started = Clock::now();
+  auto a = Job::start(spec, *ga, dir, p.policy + "-A");
   if (!a) return std::unexpected(a.error());
-  Job& A = **a;
-  if (auto r = A.wait_running(std::chrono::seconds(120)); !r) return std::unexpected(r.error());
-  std::vector<Job*> jobs = {&A};
-  std::array<double, 2> work_done{};  // work at the start of each job's quantum
-
-  if (auto r = A.group().freeze(); !r) return std::unexpected(r.error());
-  auto so = host.switch_out("paging", subject_of(A, 1, policy, node->path(), res.r0, 0));
-  if (!so) return std::unexpected(so.error());
+  p.jobs.push_back(std::move(*a));
+  if (auto r = p.jobs[0]->wait_running(std::chrono::seconds(120)); !r) return r;
+  if (auto r = p.jobs[0]->group().freeze(); !r) return r;
+  if (auto so = p.host.switch_out("paging", p.subject(0)); !so) return std::unexpected(so.error());
   spec.seed = 2;
-  auto b = Job::start(spec, *gb, dir, policy + "-B");
+  auto b = Job::start(spec, *gb, dir, p.policy + "-B");
   if (!b) return std::unexpected(b.error());
-  Job& B = **b;
-  jobs.push_back(&B);
-  auto si = host.switch_in("paging", subject_of(B, 2, policy, node->path(), res.r0, 0));
+  p.jobs.push_back(std::move(*b));
+  auto si = p.host.switch_in("paging", p.subject(1));
   if (!si) return std::unexpected(si.error());
-  if (auto r = B.wait_running(std::chrono::seconds(300)); !r) return std::unexpected(r.error());
+  p.first_switch = json_number(report_of(*si), "switch");
+  return p.jobs[1]->wait_running(std::chrono::seconds(300));
+}
 
-  auto run_quantum = [&](int index, bool counted) -> Result<void> {
-    Job& job = *jobs[index];
-    auto start = Clock::now();
-    auto s0 = job.sample();
-    if (!s0) return std::unexpected(s0.error());
-    uint64_t majflt0 = major_faults(job.pid());
-    auto c0 = process_schedstat(job.pid());
-    bool majflt_taken = false;
-    while (seconds_since(start) < o.quantum && !interrupted) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(o.tick_ms));
-      auto s = job.sample();
-      double work = s ? static_cast<double>(s->work - s0->work) : 0;
-      if (!majflt_taken && seconds_since(start) >= 1.0) {
-        majflt_taken = true;
-        if (counted) res.majflt.push_back(static_cast<double>(major_faults(job.pid()) - majflt0));
-      }
-      auto t = host.tick("paging", subject_of(job, index + 1, policy, node->path(), res.r0, work));
-      if (!t) return std::unexpected(t.error());
+// One quantum of job `index`, ticking the extension; counted ones record the lost time.
+Result<void> run_quantum(PolicyRun& p, int index, bool counted) {
+  Job& job = *p.jobs[index];
+  auto& res = p.res;
+  auto start = Clock::now();
+  auto s0 = job.sample();
+  if (!s0) return std::unexpected(s0.error());
+  uint64_t majflt0 = major_faults(job.pid());
+  auto c0 = process_schedstat(job.pid());
+  bool majflt_taken = false;
+  while (seconds_since(start) < p.o.quantum && !interrupted) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(p.o.tick_ms));
+    auto s = job.sample();
+    double work = s ? static_cast<double>(s->work - s0->work) : 0;
+    if (!majflt_taken && seconds_since(start) >= 1.0) {
+      majflt_taken = true;
+      if (counted) res.majflt.push_back(static_cast<double>(major_faults(job.pid()) - majflt0));
     }
-    auto s1 = job.sample();
-    if (!s1) return std::unexpected(s1.error());
-    double q =
-        workload::progress_rate(*s0, *s1) > 0 ? (s1->read_ns - s0->read_ns) / 1e9 : o.quantum;
-    double w = static_cast<double>(s1->work - s0->work);
-    auto c1 = process_schedstat(job.pid());
-    // Time the job was runnable but other processes had the CPUs: the machine's load,
-    // not paging.
-    double wait = c0 && c1 ? std::chrono::duration<double>(c1->waiting - c0->waiting).count() : 0;
-    if (counted) {
-      res.quantum.push_back(q);
-      res.cpu_wait.push_back(wait);
-      res.lost_raw.push_back(q - w / res.r0);
-      res.lost.push_back(q - w / res.r0 - wait);
-      if (o.verbose)
-        std::fprintf(stderr, "[%s] quantum of %s: %.2f s, lost %.2f s\n", policy.c_str(),
-                     job.name().c_str(), q, q - w / res.r0 - wait);
-    }
-    return {};
-  };
-  (void)work_done;
+    if (auto t = p.host.tick("paging", p.subject(index, work)); !t)
+      return std::unexpected(t.error());
+  }
+  auto s1 = job.sample();
+  if (!s1) return std::unexpected(s1.error());
+  double q =
+      workload::progress_rate(*s0, *s1) > 0 ? (s1->read_ns - s0->read_ns) / 1e9 : p.o.quantum;
+  double w = static_cast<double>(s1->work - s0->work);
+  auto c1 = process_schedstat(job.pid());
+  // Time the job was runnable but other processes had the CPUs: the machine's load, not
+  // paging.
+  double wait = c0 && c1 ? std::chrono::duration<double>(c1->waiting - c0->waiting).count() : 0;
+  if (!counted) return {};
+  res.quantum.push_back(q);
+  res.cpu_wait.push_back(wait);
+  res.lost_raw.push_back(q - w / res.r0);
+  res.lost.push_back(q - w / res.r0 - wait);
+  if (p.o.verbose)
+    std::fprintf(stderr, "[%s] quantum of %s: %.2f s, lost %.2f s\n", p.policy.c_str(),
+                 job.name().c_str(), q, q - w / res.r0 - wait);
+  return {};
+}
 
-  // Warm-up quantum of B (its data was just set up), not counted.
-  if (auto r = run_quantum(1, false); !r) return std::unexpected(r.error());
-  int running = 1;
-  for (int i = 0; i < o.switches && !interrupted; ++i) {
-    int next = 1 - running;
-    auto t0 = Clock::now();
-    if (auto r = jobs[running]->group().freeze(); !r) return std::unexpected(r.error());
-    auto out = host.switch_out(
-        "paging", subject_of(*jobs[running], running + 1, policy, node->path(), res.r0, 0));
-    if (!out) return std::unexpected(out.error());
-    auto in = host.switch_in("paging",
-                             subject_of(*jobs[next], next + 1, policy, node->path(), res.r0, 0));
-    if (!in) return std::unexpected(in.error());
-    if (auto r = jobs[next]->group().thaw(); !r) return std::unexpected(r.error());
-    res.switch_s.push_back(seconds_since(t0));
-    res.pages_out += static_cast<uint64_t>(json_number(*in, "pages_out"));
-    res.pages_in += static_cast<uint64_t>(json_number(*in, "pages_in"));
-    if (auto w = json_text(*in, "warning"); !w.empty()) res.warning = w;
-    if (o.verbose)
-      std::fprintf(stderr, "[%s] switch %d to %s: %.2f s %s\n", policy.c_str(), i + 1,
-                   jobs[next]->name().c_str(), res.switch_s.back(), in->c_str());
-    running = next;
-    if (auto r = run_quantum(running, true); !r) return std::unexpected(r.error());
+// A gang switch from job `from` to job `to`: freeze, switch_out, switch_in, thaw.
+Result<void> switch_jobs(PolicyRun& p, int from, int to, int number) {
+  auto t0 = Clock::now();
+  if (auto r = p.jobs[from]->group().freeze(); !r) return r;
+  auto out = p.host.switch_out("paging", p.subject(from));
+  if (!out) return std::unexpected(out.error());
+  auto in = p.host.switch_in("paging", p.subject(to));
+  if (!in) return std::unexpected(in.error());
+  if (auto r = p.jobs[to]->group().thaw(); !r) return r;
+  p.res.switch_s.push_back(seconds_since(t0));
+  auto report = report_of(*in);
+  p.res.pages_out += static_cast<uint64_t>(json_number(report, "pages_out"));
+  p.res.pages_in += static_cast<uint64_t>(json_number(report, "pages_in"));
+  if (auto w = json_text(report, "warning"); !w.empty()) p.res.warning = w;
+  if (p.o.verbose)
+    std::fprintf(stderr, "[%s] switch %d to %s: %.2f s %s\n", p.policy.c_str(), number,
+                 p.jobs[to]->name().c_str(), p.res.switch_s.back(), in->c_str());
+  return {};
+}
+
+// The background write-out and prefetch of this policy's switches (the extension stays
+// loaded across policies).
+void count_background_pages(PolicyRun& p) {
+  auto all = p.host.call("paging", "switches");
+  if (!all) return;
+  std::istringstream lines(*all);
+  for (std::string line; std::getline(lines, line);) {
+    auto report = report_of(line);
+    if (json_number(report, "switch") < p.first_switch) continue;
+    p.res.background_pages_out +=
+        static_cast<uint64_t>(json_number(report, "background_pages_out"));
+    p.res.background_pages_in += static_cast<uint64_t>(json_number(report, "background_pages_in"));
   }
-  if (auto all = host.call("paging", "switches"); all) {
-    std::istringstream lines(*all);
-    std::string line;
-    // The extension stays loaded across policies: only this policy's switches.
-    const double first = json_number(*si, "switch");
-    while (std::getline(lines, line)) {
-      if (json_number(line, "switch") < first) continue;
-      res.background_pages_out += static_cast<uint64_t>(json_number(line, "background_pages_out"));
-      res.background_pages_in += static_cast<uint64_t>(json_number(line, "background_pages_in"));
-    }
-  }
-  for (size_t i = 0; i < res.quantum.size(); ++i)
-    res.makespan += res.switch_s[i] + res.quantum[i] + res.lost[i];
-  if (!o.verify) return res;
-  // Let both finish without the node's limit, and check their results.
+}
+
+// Lets both jobs finish without the node's limit and checks their results.
+void finish_and_verify(PolicyRun& p) {
+  auto& res = p.res;
   res.checked = true;
-  (void)node->set_memory_max(std::nullopt);
-  (void)A.group().thaw();
-  (void)B.group().thaw();
+  (void)p.node->set_memory_max(std::nullopt);
+  for (auto& j : p.jobs)
+    (void)j->group().thaw();
   res.verified = true;
-  for (Job* j : jobs) {
-    auto r = j->finish(std::chrono::seconds(static_cast<long>(total) + 120));
+  for (auto& j : p.jobs) {
+    auto r = j->finish(std::chrono::seconds(static_cast<long>(p.total) + 120));
     bool ok = r && r->boolean("verified").value_or(false);
-    if (!ok && o.verbose)
-      std::fprintf(stderr, "[%s] job %s: %s\n", policy.c_str(), j->name().c_str(),
+    if (!ok && p.o.verbose)
+      std::fprintf(stderr, "[%s] job %s: %s\n", p.policy.c_str(), j->name().c_str(),
                    r ? "verification failed" : r.error().message().c_str());
     res.verified = res.verified && ok;
   }
-  return res;
+}
+
+Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
+                                core::ExtensionHost& host, const kernelside::Layout& layout,
+                                const std::string& root, const std::string& dir) {
+  auto r0 = calibrate(o, layout, root, dir);
+  if (!r0) return std::unexpected(with_context(r0.error(), "calibrating"));
+  auto n = make_node(layout, root, policy);
+  if (!n) return std::unexpected(n.error());
+  PolicyRun p{o, policy, host, OwnedGroup(std::move(*n)), {}, 0, 0, {}, {}};
+  if (auto r = p.node->set_memory_max(o.node_memory); !r) return std::unexpected(r.error());
+  p.res.policy = policy;
+  p.res.r0 = r0->per_cpu_s;
+  p.res.r0_wall = r0->per_wall_s;
+  if (o.verbose)
+    std::fprintf(stderr, "[%s] r0 = %.0f MiB/s per CPU second (%.0f MiB/s wall)\n", policy.c_str(),
+                 p.res.r0 / (1 << 20), p.res.r0_wall / (1 << 20));
+  if (auto r = start_jobs(p, dir); !r) return std::unexpected(r.error());
+  // Warm-up quantum of B (its data was just set up), not counted.
+  if (auto r = run_quantum(p, 1, false); !r) return std::unexpected(r.error());
+  int running = 1;
+  for (int i = 0; i < o.switches && !interrupted; ++i) {
+    if (auto r = switch_jobs(p, running, 1 - running, i + 1); !r) return std::unexpected(r.error());
+    running = 1 - running;
+    if (auto r = run_quantum(p, running, true); !r) return std::unexpected(r.error());
+  }
+  count_background_pages(p);
+  for (size_t i = 0; i < p.res.quantum.size(); ++i)
+    p.res.makespan += p.res.switch_s[i] + p.res.quantum[i] + p.res.lost[i];
+  if (o.verify) finish_and_verify(p);
+  p.res.makespan_wall = seconds_since(p.started);
+  return std::move(p.res);
+}
+
+double mean(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v)
+    sum += x;
+  return v.empty() ? 0 : sum / static_cast<double>(v.size());
+}
+
+// Rounded for the JSON line (as the line always printed them).
+double rounded(double v, int decimals) {
+  const double f = std::pow(10.0, decimals);
+  return std::round(v * f) / f;
 }
 
 std::string to_json(const Options& o, const PolicyResult& r) {
   auto list = [](const std::vector<double>& v) {
-    std::string s = "[";
-    for (size_t i = 0; i < v.size(); ++i) {
-      char b[32];
-      std::snprintf(b, sizeof b, "%s%.3f", i ? "," : "", v[i]);
-      s += b;
-    }
-    return s + "]";
+    nlohmann::json a = nlohmann::json::array();
+    for (double x : v)
+      a.push_back(rounded(x, 3));
+    return a;
   };
-  double lost_sum = 0, raw_sum = 0;
-  for (double l : r.lost)
-    lost_sum += l;
-  for (double l : r.lost_raw)
-    raw_sum += l;
-  double n = r.lost.empty() ? 1.0 : static_cast<double>(r.lost.size());
-  char buf[1024];
-  std::snprintf(buf, sizeof buf,
-                "{\"policy\":\"%s\",\"switches\":%zu,\"quantum_s\":%.3f,\"node_memory\":%llu,"
-                "\"job_memory\":%llu,\"r0_bytes_per_s\":%.0f,\"r0_wall_bytes_per_s\":%.0f,"
-                "\"makespan_s\":%.3f,\"lost_s_per_switch_with_cpu_wait\":%.3f,"
-                "\"ideal_s\":%.3f,\"lost_s_per_switch\":%.3f,\"switch_s\":%.3f,"
-                "\"majflt_after_switch\":%.0f,\"pages_out\":%llu,\"pages_in\":%llu,"
-                "\"background_pages_out\":%llu,\"background_pages_in\":%llu,\"verified\":%s,",
-                r.policy.c_str(), r.switch_s.size(), o.quantum, (unsigned long long)o.node_memory,
-                (unsigned long long)o.job_memory, r.r0, r.r0_wall, r.makespan, raw_sum / n,
-                o.quantum * static_cast<double>(r.quantum.size()), lost_sum / n, median(r.switch_s),
-                median(r.majflt), (unsigned long long)r.pages_out, (unsigned long long)r.pages_in,
-                (unsigned long long)r.background_pages_out,
-                (unsigned long long)r.background_pages_in,
-                !r.checked   ? "null"
-                : r.verified ? "true"
-                             : "false");
-  return std::string(buf) + "\"lost_s\":" + list(r.lost) +
-         ",\"lost_s_with_cpu_wait\":" + list(r.lost_raw) + ",\"cpu_wait_s\":" + list(r.cpu_wait) +
-         ",\"switch_s_all\":" + list(r.switch_s) + ",\"majflt_all\":" + list(r.majflt) +
-         ",\"warning\":\"" + r.warning + "\"}";
+  nlohmann::ordered_json j = {
+      {"policy", r.policy},
+      {"switches", r.switch_s.size()},
+      {"quantum_s", rounded(o.quantum, 3)},
+      {"node_memory", o.node_memory},
+      {"job_memory", o.job_memory},
+      {"r0_bytes_per_s", std::round(r.r0)},
+      {"r0_wall_bytes_per_s", std::round(r.r0_wall)},
+      {"makespan_s", rounded(r.makespan, 3)},
+      {"makespan_wall_s", rounded(r.makespan_wall, 3)},
+      {"lost_s_per_switch_with_cpu_wait", rounded(mean(r.lost_raw), 3)},
+      {"ideal_s", rounded(o.quantum * static_cast<double>(r.quantum.size()), 3)},
+      {"lost_s_per_switch", rounded(mean(r.lost), 3)},
+      {"switch_s", rounded(median(r.switch_s), 3)},
+      {"majflt_after_switch", std::round(median(r.majflt))},
+      {"pages_out", r.pages_out},
+      {"pages_in", r.pages_in},
+      {"background_pages_out", r.background_pages_out},
+      {"background_pages_in", r.background_pages_in},
+      {"verified", r.checked ? nlohmann::ordered_json(r.verified) : nullptr},
+      {"lost_s", list(r.lost)},
+      {"lost_s_with_cpu_wait", list(r.lost_raw)},
+      {"cpu_wait_s", list(r.cpu_wait)},
+      {"switch_s_all", list(r.switch_s)},
+      {"majflt_all", list(r.majflt)},
+      {"warning", r.warning}};
+  return j.dump();
 }
+
+constexpr const char* kProgram = "dynamos-bench-switch";
 
 int usage_error(const std::string& message) {
-  std::cerr << "dynamos-bench-switch: " << message << "\n";
-  return 2;
+  return workload::usage_error(kProgram, message);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  Options o;
+// Parses the command line into `o`: an exit status when the program should stop there.
+std::optional<int> parse_options(int argc, char** argv, Options& o) {
   std::string node_mem = "1G", job_mem = "700M", policies = "demand,selective,aggressive,adaptive";
+  bool no_verify = false, verify = false;
   po::options_description desc(
       "dynamos-bench-switch: gang switches of two memory-bound jobs on a memory-limited node,\n"
       "under each paging policy. Needs root (cgroups, swap on zram).\n\nOptions");
@@ -369,20 +421,15 @@ int main(int argc, char** argv) {
       "path of the paging extension (default: ../lib/libdynamos_ext_paging.so)")(
       "swap-size", po::value(&o.swap_size)->default_value(o.swap_size),
       "zram swap size when none is active")(
-      "verify", po::bool_switch(&o.verify),
-      "let the jobs finish after the last quantum and check their results")(
+      "verify", po::bool_switch(&verify),
+      "let the jobs finish after the last quantum and check their results (the default)")(
+      "no-verify", po::bool_switch(&no_verify),
+      "kill the jobs after the last quantum instead (verified is null)")(
       "verbose,v", po::bool_switch(&o.verbose), "per-switch lines on stderr");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    return usage_error(e.what());
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto status = workload::parse_command_line(argc, argv, desc, vm, kProgram)) return status;
+  if (verify && no_verify) return usage_error("--verify and --no-verify exclude each other");
+  o.verify = !no_verify;
   auto nm = workload::parse_size(node_mem);
   auto jm = workload::parse_size(job_mem);
   if (!nm || !jm) return usage_error("bad size: " + (nm ? jm.error() : nm.error()).message());
@@ -400,51 +447,66 @@ int main(int argc, char** argv) {
   std::string dir = program_dir();
   if (o.sweep.empty()) o.sweep = dir + "/dynamos-sweep";
   if (o.extension.empty()) o.extension = dir + "/../lib/libdynamos_ext_paging.so";
-  if (::geteuid() != 0) {
-    std::cerr << "dynamos-bench-switch: needs root (cgroups, swap)\n";
-    return 1;
+  return std::nullopt;
+}
+
+int fatal(const std::string& message) {
+  std::cerr << "dynamos-bench-switch: " << message << "\n";
+  return 1;
+}
+
+// The paging extension loaded into an extension host, with the --set tunables.
+Result<std::unique_ptr<core::ExtensionHost>> load_extension(const Options& o) {
+  auto host = core::ExtensionHost::create();
+  if (!host) return std::unexpected(host.error());
+  if (auto l = (*host)->load(o.extension); !l) return std::unexpected(l.error());
+  for (const auto& s : o.sets)
+    if (auto r = (*host)->set("paging." + s); !r) return std::unexpected(r.error());
+  return host;
+}
+
+void print_row(const Options& o, const PolicyResult& r) {
+  if (o.json) {
+    std::cout << to_json(o, r) << std::endl;
+    return;
   }
+  std::printf(
+      "%-10s lost/switch %6.2f s  switch %5.2f s  makespan %6.1f s (ideal %.1f, wall "
+      "%.1f)  majflt(1st s) %7.0f  pages out %8llu in %8llu  %s\n",
+      r.policy.c_str(), mean(r.lost), median(r.switch_s), r.makespan, o.quantum * r.quantum.size(),
+      r.makespan_wall, median(r.majflt), (unsigned long long)r.pages_out,
+      (unsigned long long)r.pages_in,
+      !r.checked   ? ""
+      : r.verified ? "verified"
+                   : "NOT VERIFIED");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (auto status = parse_options(argc, argv, o)) return *status;
+  if (::geteuid() != 0) return fatal("needs root (cgroups, swap)");
   struct sigaction sa {};
   sa.sa_handler = [](int) { interrupted = true; };
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
 
   auto layout = kernelside::Layout::detect();
-  if (!layout) {
-    std::cerr << "dynamos-bench-switch: " << layout.error().message() << "\n";
-    return 1;
-  }
+  if (!layout) return fatal(layout.error().message());
   SwapSetup swap(DYNAMOS_SOURCE_DIR, o.swap_size);
-  if (!swap.active()) {
+  if (!swap.active())
     std::cerr << "dynamos-bench-switch: warning: no swap (" << swap.message()
               << "): only demand can be measured, the other policies act as demand\n";
-  }
-  auto host = core::ExtensionHost::create();
-  if (!host) {
-    std::cerr << "dynamos-bench-switch: " << host.error().message() << "\n";
-    return 1;
-  }
-  if (auto l = (*host)->load(o.extension); !l) {
-    std::cerr << "dynamos-bench-switch: " << l.error().message() << "\n";
-    return 1;
-  }
-  for (const auto& s : o.sets)
-    if (auto r = (*host)->set("paging." + s); !r) {
-      std::cerr << "dynamos-bench-switch: " << r.error().message() << "\n";
-      return 1;
-    }
+  auto host = load_extension(o);
+  if (!host) return fatal(host.error().message());
   auto tmp = TempDir::create("dynamos-bench-switch");
-  if (!tmp) {
-    std::cerr << "dynamos-bench-switch: " << tmp.error().message() << "\n";
-    return 1;
-  }
+  if (!tmp) return fatal(tmp.error().message());
   std::string root = "dynamos-bench-switch-" + std::to_string(::getpid());
   auto rg = kernelside::Group::create(
       *layout, root, {kernelside::Controller::memory, kernelside::Controller::freezer});
-  if (!rg) {
-    std::cerr << "dynamos-bench-switch: " << rg.error().message() << "\n";
-    return 1;
-  }
+  if (!rg) return fatal(rg.error().message());
   OwnedGroup root_group(*rg);
   int status = 0;
   for (const auto& p : o.policies) {
@@ -455,18 +517,7 @@ int main(int argc, char** argv) {
       status = 1;
       continue;
     }
-    if (o.json) {
-      std::cout << to_json(o, *r) << std::endl;
-    } else {
-      std::printf("%-10s lost/switch %6.2f s  switch %5.2f s  makespan %6.1f s (ideal %.1f)  "
-                  "majflt(1st s) %7.0f  pages out %8llu in %8llu  %s\n",
-                  p.c_str(),
-                  r->lost.empty() ? 0.0 : [&] { double s = 0; for (double l : r->lost) s += l; return s / r->lost.size(); }(),
-                  median(r->switch_s), r->makespan, o.quantum * r->quantum.size(),
-                  median(r->majflt), (unsigned long long)r->pages_out,
-                  (unsigned long long)r->pages_in, !r->checked ? "" : r->verified ? "verified" : "NOT VERIFIED");
-      std::fflush(stdout);
-    }
+    print_row(o, *r);
     if (r->checked && !r->verified) status = 1;
   }
   if (interrupted) status = 130;

@@ -31,6 +31,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "base/error.hpp"
@@ -91,34 +92,60 @@ inline std::uint64_t monotonic_ns() {
          static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-// The workload's side. A default-constructed writer has no file and ignores every call,
-// so workloads call it unconditionally.
-class ProgressWriter {
+// Opens a progress file (O_CLOEXEC added) and reads its status; the caller closes the
+// descriptor.
+inline Result<std::pair<int, struct stat>> open_progress_file(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+  if (fd < 0) return fail_errno("open progress file " + path);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    auto e = fail_errno("stat progress file " + path);
+    ::close(fd);
+    return e;
+  }
+  return std::pair<int, struct stat>{fd, st};
+}
+
+// A progress file's mapping, unmapped on destruction; movable, not copyable. `Layout` is
+// ProgressLayout for the writer, const ProgressLayout for a reader.
+template <class Layout>
+class ProgressMapping {
  public:
-  ProgressWriter() = default;
-  ProgressWriter(const ProgressWriter&) = delete;
-  ProgressWriter& operator=(const ProgressWriter&) = delete;
-  ProgressWriter(ProgressWriter&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-  ProgressWriter& operator=(ProgressWriter&& o) noexcept {
+  ProgressMapping() = default;
+  explicit ProgressMapping(void* m) : p_(static_cast<Layout*>(m)) {}
+  ProgressMapping(const ProgressMapping&) = delete;
+  ProgressMapping& operator=(const ProgressMapping&) = delete;
+  ProgressMapping(ProgressMapping&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  ProgressMapping& operator=(ProgressMapping&& o) noexcept {
     if (this != &o) {
-      unmap();
+      reset();
       p_ = std::exchange(o.p_, nullptr);
     }
     return *this;
   }
-  ~ProgressWriter() { unmap(); }
+  ~ProgressMapping() { reset(); }
+  Layout* operator->() const { return p_; }
+  Layout& operator*() const { return *p_; }
+  explicit operator bool() const { return p_ != nullptr; }
 
+ private:
+  void reset() {
+    if (p_) ::munmap(const_cast<std::remove_const_t<Layout>*>(p_), kProgressFileSize);
+    p_ = nullptr;
+  }
+  Layout* p_ = nullptr;
+};
+
+// The workload's side. A default-constructed writer has no file and ignores every call,
+// so workloads call it unconditionally.
+class ProgressWriter {
+ public:
   // Creates or reuses PATH and resets it to a fresh run of `workload`.
   static Result<ProgressWriter> create(const std::string& path, std::string_view workload,
                                        std::string_view unit, int rank = 0) {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return fail_errno("open progress file " + path);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      auto e = fail_errno("stat progress file " + path);
-      ::close(fd);
-      return e;
-    }
+    auto opened = open_progress_file(path, O_RDWR | O_CREAT);
+    if (!opened) return std::unexpected(opened.error());
+    auto [fd, st] = *opened;
     // Grow only: shrinking would fault a reader that has the old file mapped.
     if (st.st_size < static_cast<off_t>(kProgressFileSize) &&
         ::ftruncate(fd, kProgressFileSize) != 0) {
@@ -130,7 +157,7 @@ class ProgressWriter {
     ::close(fd);
     if (m == MAP_FAILED) return fail_errno("map progress file " + path);
     ProgressWriter w;
-    w.p_ = static_cast<ProgressLayout*>(m);
+    w.p_ = ProgressMapping<ProgressLayout>(m);
     ProgressLayout& l = *w.p_;
     l.magic.store(0, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
@@ -150,7 +177,7 @@ class ProgressWriter {
     return w;
   }
 
-  bool active() const { return p_ != nullptr; }
+  bool active() const { return static_cast<bool>(p_); }
 
   // Counts `units` more work done. Cheap (one atomic add and a vDSO clock read): call it
   // every block or plane, not per element.
@@ -171,11 +198,7 @@ class ProgressWriter {
     std::memset(dst, 0, sizeof dst);
     std::memcpy(dst, src.data(), std::min(src.size(), sizeof dst - 1));
   }
-  void unmap() {
-    if (p_) ::munmap(p_, kProgressFileSize);
-    p_ = nullptr;
-  }
-  ProgressLayout* p_ = nullptr;
+  ProgressMapping<ProgressLayout> p_;
 };
 
 // One reading of a progress file.
@@ -201,30 +224,12 @@ inline double progress_rate(const ProgressSample& earlier, const ProgressSample&
 // the writer.
 class ProgressReader {
  public:
-  ProgressReader() = default;
-  ProgressReader(const ProgressReader&) = delete;
-  ProgressReader& operator=(const ProgressReader&) = delete;
-  ProgressReader(ProgressReader&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-  ProgressReader& operator=(ProgressReader&& o) noexcept {
-    if (this != &o) {
-      unmap();
-      p_ = std::exchange(o.p_, nullptr);
-    }
-    return *this;
-  }
-  ~ProgressReader() { unmap(); }
-
   // Fails with Errc::not_found while the workload has not created the file yet and with
   // Errc::state while it is still too short; harnesses retry until it appears.
   static Result<ProgressReader> open(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail_errno("open progress file " + path);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      auto e = fail_errno("stat progress file " + path);
-      ::close(fd);
-      return e;
-    }
+    auto opened = open_progress_file(path, O_RDONLY);
+    if (!opened) return std::unexpected(opened.error());
+    auto [fd, st] = *opened;
     if (st.st_size < static_cast<off_t>(kProgressFileSize)) {
       ::close(fd);
       return fail(Errc::state, "progress file " + path + " is not initialised yet (" +
@@ -234,7 +239,7 @@ class ProgressReader {
     ::close(fd);
     if (m == MAP_FAILED) return fail_errno("map progress file " + path);
     ProgressReader r;
-    r.p_ = static_cast<const ProgressLayout*>(m);
+    r.p_ = ProgressMapping<const ProgressLayout>(m);
     return r;
   }
 
@@ -265,11 +270,7 @@ class ProgressReader {
 
  private:
   static std::string field(const char (&f)[32]) { return std::string(f, ::strnlen(f, sizeof f)); }
-  void unmap() {
-    if (p_) ::munmap(const_cast<ProgressLayout*>(p_), kProgressFileSize);
-    p_ = nullptr;
-  }
-  const ProgressLayout* p_ = nullptr;
+  ProgressMapping<const ProgressLayout> p_;
 };
 
 }  // namespace dynamos::workload

@@ -7,6 +7,7 @@
 
 #include <boost/program_options.hpp>
 
+#include "bench/workload/options.hpp"
 #include "bench/workload/progress.hpp"
 #include "bench/workload/result_line.hpp"
 
@@ -35,17 +36,9 @@ int main(int argc, char** argv) {
   po::positional_options_description pos;
   pos.add("path", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << "dynamos-progress: " << e.what() << " (try --help)\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto status = parse_command_line(argc, argv, all, vm, "dynamos-progress", " (try --help)",
+                                       &pos, [&] { std::cout << desc << "\n"; }))
+    return *status;
   if (path.empty()) {
     std::cerr << "dynamos-progress: no progress file given (try --help)\n";
     return 2;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -37,8 +38,7 @@ class ResultLine {
   std::string str() const;
 
  private:
-  void key(std::string_view k);
-  std::string body_;
+  nlohmann::ordered_json obj_ = nlohmann::ordered_json::object();
 };
 
 // A parsed result: every value as its JSON text decoded (strings unescaped, numbers and

@@ -33,6 +33,7 @@
 #include <iostream>
 #include <mutex>
 #include <numbers>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +41,7 @@
 #include <boost/program_options.hpp>
 
 #include "bench/workload/field.hpp"
+#include "bench/workload/options.hpp"
 #include "bench/workload/progress.hpp"
 #include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
@@ -60,6 +62,7 @@ struct Options {
   std::uint64_t mem = 256ull << 20;
   std::uint64_t block = 64ull << 10;
   Pattern pattern = Pattern::sequential;
+  std::string pattern_name = "sequential";
   double hot_fraction = 0.1;
   double hot_share = 0.9;
   int threads = 1;
@@ -375,16 +378,13 @@ double now_s() {
 }
 
 int usage_error(const std::string& msg) {
-  std::cerr << "dynamos-sweep: " << msg << " (try --help)\n";
-  return 2;
+  return workload::usage_error("dynamos-sweep", msg, " (try --help)");
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  Options o;
-  std::string mem = "256M", block = "64K", pattern = "sequential", mode = "sweep", burst_work,
-              grow_to;
+// Parses and checks the command line into `o`: an exit status when the program should
+// stop there.
+std::optional<int> parse_options(int argc, char** argv, Options& o) {
+  std::string mem = "256M", block = "64K", mode = "sweep", burst_work, grow_to;
   po::options_description desc(
       "dynamos-sweep: a memory-bound workload sweeping its own working set with a stencil.\n"
       "Prints progress on stderr once a second and a final line 'RESULT {json}' on stdout;\n"
@@ -394,7 +394,7 @@ int main(int argc, char** argv) {
     ("help,h", "show this help")
     ("mem,m", po::value(&mem)->default_value(mem), "working set size (K, M, G suffixes)")
     ("block", po::value(&block)->default_value(block), "bytes touched at once (one stencil pass)")
-    ("pattern", po::value(&pattern)->default_value(pattern),
+    ("pattern", po::value(&o.pattern_name)->default_value(o.pattern_name),
      "touch pattern: sequential, random or hotspot")
     ("hot-fraction", po::value(&o.hot_fraction)->default_value(o.hot_fraction),
      "hotspot: share of the working set that is hot")
@@ -424,16 +424,8 @@ int main(int argc, char** argv) {
     ("quiet,q", po::bool_switch(&o.quiet), "no progress lines");
   // clang-format on
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    return usage_error(e.what());
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto status = parse_command_line(argc, argv, desc, vm, "dynamos-sweep", " (try --help)"))
+    return status;
   auto m = parse_size(mem);
   if (!m) return usage_error(m.error().message());
   auto bl = parse_size(block);
@@ -443,14 +435,14 @@ int main(int argc, char** argv) {
   if (o.block < 4096 || o.block % sizeof(double) != 0)
     return usage_error("--block must be at least 4K and a multiple of 8 bytes");
   if (o.threads < 1 || o.threads > 256) return usage_error("--threads must be 1..256");
-  if (pattern == "sequential")
+  if (o.pattern_name == "sequential")
     o.pattern = Pattern::sequential;
-  else if (pattern == "random")
+  else if (o.pattern_name == "random")
     o.pattern = Pattern::random;
-  else if (pattern == "hotspot")
+  else if (o.pattern_name == "hotspot")
     o.pattern = Pattern::hotspot;
   else
-    return usage_error("unknown --pattern '" + pattern + "'");
+    return usage_error("unknown --pattern '" + o.pattern_name + "'");
   if (!(o.hot_fraction > 0 && o.hot_fraction <= 1) || !(o.hot_share >= 0 && o.hot_share <= 1))
     return usage_error("--hot-fraction must be in (0, 1] and --hot-share in [0, 1]");
   if (mode == "bursty")
@@ -473,181 +465,192 @@ int main(int argc, char** argv) {
   if (o.bursty && (!(o.busy_ms > 0) || !(o.idle_ms >= 0)))
     return usage_error("--busy-ms must be positive and --idle-ms not negative");
   if (o.iterations == 0 && !(o.seconds > 0)) o.seconds = 10;
-  std::uint64_t total_blocks = std::max(o.mem, o.grow_to) / o.block;
-  if (total_blocks < static_cast<std::uint64_t>(o.threads))
+  if (std::max(o.mem, o.grow_to) / o.block < static_cast<std::uint64_t>(o.threads))
     return usage_error("--mem must hold at least one --block per thread");
+  return std::nullopt;
+}
 
-  ProgressWriter progress;
-  if (!o.progress_file.empty()) {
-    auto w = ProgressWriter::create(o.progress_file, o.bursty ? "sweep-bursty" : "sweep", "bytes");
-    if (!w) {
-      std::cerr << "dynamos-sweep: " << w.error().message() << "\n";
-      return 1;
-    }
-    progress = std::move(*w);
+// The working set's mapping, unmapped on destruction.
+struct Mapping {
+  void* addr = MAP_FAILED;
+  std::uint64_t size = 0;
+  explicit Mapping(std::uint64_t bytes) : size(bytes) {
+    addr = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  }
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping() {
+    if (addr != MAP_FAILED) munmap(addr, size);
+  }
+};
+
+// The workload's threads at work: counts the bytes swept, the progress file, the
+// progress lines.
+class Workers {
+ public:
+  Workers(const Options& o, Sweeper& sw, ProgressWriter& progress, ThreadTimes& times,
+          std::uint64_t bytes)
+      : o_(o),
+        sw_(sw),
+        progress_(progress),
+        times_(times),
+        bytes_(bytes),
+        progress_batch_(std::max<std::uint64_t>(1, (1ull << 20) / o.block)),
+        last_print_(now_s()) {}
+
+  // Sweep mode: every thread sweeps its part until the iterations or the time are done;
+  // the sweeps of the whole working set.
+  std::uint64_t run_sweeps(double start) {
+    double deadline = o_.iterations ? 0.0 : start + o_.seconds;
+    std::atomic<int> running{o_.threads};
+    std::jthread watcher([&] {
+      while (running.load() > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        print_progress(start, done_bytes_.load() / bytes_, "sweeps");
+      }
+      times_.add_self();
+    });
+    run_threads([&](int t) {
+      std::uint64_t goal = o_.iterations ? o_.iterations * sw_.active_blocks(t) * o_.block : 0;
+      work(t, goal, deadline, true);
+      running.fetch_sub(1);
+    });
+    watcher.join();
+    return done_bytes_.load() / bytes_;
   }
 
-  std::uint64_t mapped = total_blocks * o.block;
-  void* region = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (region == MAP_FAILED) {
-    std::cerr << "dynamos-sweep: mmap of " << format_size(mapped) << ": " << std::strerror(errno)
-              << "\n";
-    return 1;
-  }
-  Sweeper sw(o, static_cast<double*>(region), total_blocks);
-  ThreadTimes thread_times;
-  double t_init = now_s();
-  {
-    std::vector<std::jthread> init;
-    for (int t = 0; t < o.threads; ++t)
-      init.emplace_back([&sw, &o, &thread_times, t] {
-        sw.grow(t, o.grow_to ? static_cast<double>(o.mem) / static_cast<double>(o.grow_to) : 1.0);
-        thread_times.add_self();
-      });
-  }
-  t_init = now_s() - t_init;
-  const std::uint64_t bytes = sw.active_bytes();  // the working set (at the start)
-  if (!o.quiet)
-    std::cerr << "sweep: " << format_size(bytes)
-              << (o.grow_to ? " growing to " + format_size(mapped) : std::string())
-              << " in blocks of " << format_size(o.block) << ", " << o.threads
-              << " thread(s), pattern " << pattern << (o.bursty ? ", bursty" : "")
-              << "; data ready in " << t_init << " s\n";
+  // Bursty mode: busy bursts of fixed work and idle pauses (calibrating the work first
+  // when not given, which restarts the clock); the bursts, and their figures in `result`.
+  std::uint64_t run_bursts(double& start, std::uint64_t mapped, ResultLine& result);
 
-  std::atomic<bool> stop{false};
-  std::atomic<std::uint64_t> done_bytes{0};
-  const std::uint64_t progress_batch = std::max<std::uint64_t>(1, (1ull << 20) / o.block);
+  std::uint64_t done_bytes() const { return done_bytes_.load(); }
 
+ private:
   // Counts finished work; a sweep (iteration) is done each time the bytes swept by all
   // threads together pass another multiple of the working set.
-  auto flush = [&](std::uint64_t n, bool count_iterations) {
+  void flush(std::uint64_t n, bool count_iterations) {
     if (n == 0) return;
-    progress.add(n);
-    std::uint64_t before = done_bytes.fetch_add(n, std::memory_order_relaxed);
+    progress_.add(n);
+    std::uint64_t before = done_bytes_.fetch_add(n, std::memory_order_relaxed);
     if (count_iterations)
-      for (std::uint64_t k = before / bytes; k < (before + n) / bytes; ++k)
-        progress.iteration_done();
-  };
-  // Touches blocks of partition t until `bytes_goal` bytes are done (0: no goal) or stop.
-  auto work = [&](int t, std::uint64_t bytes_goal, double deadline, bool count_iterations) {
+      for (std::uint64_t k = before / bytes_; k < (before + n) / bytes_; ++k)
+        progress_.iteration_done();
+  }
+
+  // Touches blocks of partition t until `bytes_goal` bytes are done (0: no goal), the
+  // deadline passed (0: none) or stop.
+  std::uint64_t work(int t, std::uint64_t bytes_goal, double deadline, bool count_iterations) {
     std::uint64_t done = 0, since = 0;
-    while (!stop.load(std::memory_order_relaxed)) {
-      sw.touch(t, sw.pick(t));
-      done += o.block;
-      if (++since == progress_batch) {
-        flush(since * o.block, count_iterations);
+    while (!stop_.load(std::memory_order_relaxed)) {
+      sw_.touch(t, sw_.pick(t));
+      done += o_.block;
+      if (++since == progress_batch_) {
+        flush(since * o_.block, count_iterations);
         since = 0;
         if (deadline > 0 && now_s() >= deadline) break;
       }
       if (bytes_goal && done >= bytes_goal) break;
     }
-    flush(since * o.block, count_iterations);
+    flush(since * o_.block, count_iterations);
     return done;
-  };
+  }
 
-  auto run_threads = [&](auto&& per_thread) {
+  template <class F>
+  void run_threads(F&& per_thread) {
     std::vector<std::jthread> th;
-    for (int t = 0; t < o.threads; ++t)
-      th.emplace_back([&per_thread, &thread_times, t] {
+    for (int t = 0; t < o_.threads; ++t)
+      th.emplace_back([&per_thread, this, t] {
         per_thread(t);
-        thread_times.add_self();
+        times_.add_self();
       });
-  };
+  }
 
-  double last_print = now_s();
-  auto print_progress = [&](double start, std::uint64_t iter, const char* what) {
+  void print_progress(double start, std::uint64_t iter, const char* what) {
     double t = now_s();
-    if (o.quiet || t - last_print < 1.0) return;
-    last_print = t;
+    if (o_.quiet || t - last_print_ < 1.0) return;
+    last_print_ = t;
     std::fprintf(stderr, "sweep: %.1f s, %llu %s, %.0f MiB/s\n", t - start,
                  static_cast<unsigned long long>(iter), what,
-                 static_cast<double>(done_bytes.load()) / (t - start) / (1 << 20));
-  };
+                 static_cast<double>(done_bytes_.load()) / (t - start) / (1 << 20));
+  }
 
-  progress.set_state(ProgressState::running);
-  double start = now_s();
-  std::uint64_t iterations = 0;
-  ResultLine result;
-  result.add("workload", o.bursty ? "sweep-bursty" : "sweep").add("ranks", 1);
-  result.add("footprint_start", bytes).add("threads", o.threads).add("pattern", pattern);
+  const Options& o_;
+  Sweeper& sw_;
+  ProgressWriter& progress_;
+  ThreadTimes& times_;
+  const std::uint64_t bytes_;  // the working set at the start
+  const std::uint64_t progress_batch_;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::uint64_t> done_bytes_{0};
+  double last_print_;
+};
 
-  if (!o.bursty) {
-    double deadline = o.iterations ? 0.0 : start + o.seconds;
-    std::atomic<int> running{o.threads};
-    std::jthread watcher([&] {
-      while (running.load() > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        print_progress(start, done_bytes.load() / bytes, "sweeps");
-      }
+std::uint64_t Workers::run_bursts(double& start, std::uint64_t mapped, ResultLine& result) {
+  BurstPool pool(o_.threads, times_);
+  // Calibrate: the bytes a thread sweeps in busy_ms alone, best of three.
+  std::uint64_t per_burst = o_.burst_work;
+  if (per_burst == 0) {
+    for (int round = 0; round < 3; ++round) {
+      std::vector<std::uint64_t> got(o_.threads);
+      double dl = now_s() + o_.busy_ms / 1000;
+      pool.run([&](int t) { got[t] = work(t, 0, dl, false); });
+      per_burst = std::max(per_burst, *std::min_element(got.begin(), got.end()));
+    }
+    done_bytes_ = 0;
+    start = now_s();
+  }
+  std::vector<double> busy;
+  std::uint64_t bursts = 0;
+  double end = o_.iterations ? 0.0 : start + o_.seconds;
+  times_.mark_bursts_start(pool.tids());
+  for (std::uint64_t b = 0; o_.iterations ? b < o_.iterations : now_s() < end; ++b) {
+    double t0 = now_s();
+    double fraction = 1.0;
+    if (o_.grow_to && b < static_cast<std::uint64_t>(o_.grow_steps)) {
+      double size = static_cast<double>(o_.mem) + static_cast<double>(o_.grow_to - o_.mem) *
+                                                      static_cast<double>(b + 1) / o_.grow_steps;
+      fraction = size / static_cast<double>(mapped);
+    }
+    pool.run([&](int t) {
+      if (o_.grow_to) sw_.grow(t, fraction);  // new memory is part of the burst's work
+      work(t, per_burst, 0, false);
+    });
+    busy.push_back(now_s() - t0);
+    progress_.iteration_done();
+    ++bursts;
+    print_progress(start, bursts, "bursts");
+    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(o_.idle_ms));
+  }
+  std::vector<double> sorted = busy;
+  std::sort(sorted.begin(), sorted.end());
+  double total_busy = 0;
+  for (double x : busy)
+    total_busy += x;
+  result.add("busy_ms", o_.busy_ms).add("idle_ms", o_.idle_ms).add("burst_work", per_burst);
+  result.add("busy_s", total_busy);
+  result.add("burst_s_median", sorted.empty() ? 0.0 : sorted[sorted.size() / 2]);
+  result.add("burst_s_max", sorted.empty() ? 0.0 : sorted.back());
+  return bursts;
+}
+
+// Sets the working set up on every thread (each its own part); the seconds it took.
+double set_up_data(const Options& o, Sweeper& sw, ThreadTimes& thread_times) {
+  double t_init = now_s();
+  std::vector<std::jthread> init;
+  for (int t = 0; t < o.threads; ++t)
+    init.emplace_back([&sw, &o, &thread_times, t] {
+      sw.grow(t, o.grow_to ? static_cast<double>(o.mem) / static_cast<double>(o.grow_to) : 1.0);
       thread_times.add_self();
     });
-    run_threads([&](int t) {
-      std::uint64_t goal = o.iterations ? o.iterations * sw.active_blocks(t) * o.block : 0;
-      work(t, goal, deadline, true);
-      running.fetch_sub(1);
-    });
-    watcher.join();
-    iterations = done_bytes.load() / bytes;
-  } else {
-    BurstPool pool(o.threads, thread_times);
-    // Calibrate: the bytes a thread sweeps in busy_ms alone, best of three.
-    std::uint64_t per_burst = o.burst_work;
-    if (per_burst == 0) {
-      for (int round = 0; round < 3; ++round) {
-        std::vector<std::uint64_t> got(o.threads);
-        double dl = now_s() + o.busy_ms / 1000;
-        pool.run([&](int t) { got[t] = work(t, 0, dl, false); });
-        per_burst = std::max(per_burst, *std::min_element(got.begin(), got.end()));
-      }
-      done_bytes = 0;
-      start = now_s();
-    }
-    std::vector<double> busy;
-    double end = o.iterations ? 0.0 : start + o.seconds;
-    thread_times.mark_bursts_start(pool.tids());
-    for (std::uint64_t b = 0; o.iterations ? b < o.iterations : now_s() < end; ++b) {
-      double t0 = now_s();
-      double fraction = 1.0;
-      if (o.grow_to && b < static_cast<std::uint64_t>(o.grow_steps)) {
-        double size = static_cast<double>(o.mem) + static_cast<double>(o.grow_to - o.mem) *
-                                                       static_cast<double>(b + 1) / o.grow_steps;
-        fraction = size / static_cast<double>(mapped);
-      }
-      pool.run([&](int t) {
-        if (o.grow_to) sw.grow(t, fraction);  // new memory is part of the burst's work
-        work(t, per_burst, 0, false);
-      });
-      busy.push_back(now_s() - t0);
-      progress.iteration_done();
-      ++iterations;
-      print_progress(start, iterations, "bursts");
-      std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(o.idle_ms));
-    }
-    std::vector<double> sorted = busy;
-    std::sort(sorted.begin(), sorted.end());
-    double total_busy = 0;
-    for (double x : busy)
-      total_busy += x;
-    result.add("busy_ms", o.busy_ms).add("idle_ms", o.idle_ms).add("burst_work", per_burst);
-    result.add("busy_s", total_busy);
-    result.add("burst_s_median", sorted.empty() ? 0.0 : sorted[sorted.size() / 2]);
-    result.add("burst_s_max", sorted.empty() ? 0.0 : sorted.back());
-  }
-  double elapsed = now_s() - start;
+  init.clear();  // joins
+  return now_s() - t_init;
+}
 
-  if (o.inject_error) sw.corrupt();
-  double checksum = 0;
-  auto [bad, worst] = sw.verify(checksum);
-  bool verified = bad == 0;
-  progress.set_state(verified ? ProgressState::done : ProgressState::failed);
-
-  if (!o.dump.empty()) {
-    std::ofstream f(o.dump, std::ios::binary);
-    f.write(static_cast<const char*>(region), static_cast<std::streamsize>(bytes));  // start set
-    if (!f) std::cerr << "dynamos-sweep: writing " << o.dump << " failed\n";
-  }
-
-  double moved = static_cast<double>(done_bytes.load());
+// The result line's figures of the run, the threads' CPU and wait times and the faults.
+void add_run_figures(ResultLine& result, const Options& o, const Sweeper& sw,
+                     ThreadTimes& thread_times, std::uint64_t iterations, double elapsed,
+                     double moved, bool verified, double checksum, double worst,
+                     std::uint64_t bad) {
   result.add("footprint", sw.active_bytes());
   result.add("iterations", iterations).add("seconds", elapsed);
   result.add("work", static_cast<std::uint64_t>(moved)).add("unit", "bytes");
@@ -664,11 +667,66 @@ int main(int argc, char** argv) {
   struct rusage ru {};
   ::getrusage(RUSAGE_SELF, &ru);
   result.add("majflt", static_cast<std::int64_t>(ru.ru_majflt));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (auto status = parse_options(argc, argv, o)) return *status;
+  ProgressWriter progress;
+  if (!o.progress_file.empty()) {
+    auto w = ProgressWriter::create(o.progress_file, o.bursty ? "sweep-bursty" : "sweep", "bytes");
+    if (!w) {
+      std::cerr << "dynamos-sweep: " << w.error().message() << "\n";
+      return 1;
+    }
+    progress = std::move(*w);
+  }
+  const std::uint64_t total_blocks = std::max(o.mem, o.grow_to) / o.block;
+  Mapping region(total_blocks * o.block);
+  if (region.addr == MAP_FAILED) {
+    std::cerr << "dynamos-sweep: mmap of " << format_size(region.size) << ": "
+              << std::strerror(errno) << "\n";
+    return 1;
+  }
+  Sweeper sw(o, static_cast<double*>(region.addr), total_blocks);
+  ThreadTimes thread_times;
+  const double t_init = set_up_data(o, sw, thread_times);
+  const std::uint64_t bytes = sw.active_bytes();  // the working set (at the start)
+  if (!o.quiet)
+    std::cerr << "sweep: " << format_size(bytes)
+              << (o.grow_to ? " growing to " + format_size(region.size) : std::string())
+              << " in blocks of " << format_size(o.block) << ", " << o.threads
+              << " thread(s), pattern " << o.pattern_name << (o.bursty ? ", bursty" : "")
+              << "; data ready in " << t_init << " s\n";
+
+  Workers workers(o, sw, progress, thread_times, bytes);
+  progress.set_state(ProgressState::running);
+  double start = now_s();
+  ResultLine result;
+  result.add("workload", o.bursty ? "sweep-bursty" : "sweep").add("ranks", 1);
+  result.add("footprint_start", bytes).add("threads", o.threads).add("pattern", o.pattern_name);
+  const std::uint64_t iterations =
+      o.bursty ? workers.run_bursts(start, region.size, result) : workers.run_sweeps(start);
+  const double elapsed = now_s() - start;
+
+  if (o.inject_error) sw.corrupt();
+  double checksum = 0;
+  auto [bad, worst] = sw.verify(checksum);
+  bool verified = bad == 0;
+  progress.set_state(verified ? ProgressState::done : ProgressState::failed);
+  if (!o.dump.empty()) {
+    std::ofstream f(o.dump, std::ios::binary);
+    f.write(static_cast<const char*>(region.addr), static_cast<std::streamsize>(bytes));
+    if (!f) std::cerr << "dynamos-sweep: writing " << o.dump << " failed\n";
+  }
+  add_run_figures(result, o, sw, thread_times, iterations, elapsed,
+                  static_cast<double>(workers.done_bytes()), verified, checksum, worst, bad);
   std::cout << result.str() << std::endl;
   if (!verified)
     std::cerr << "dynamos-sweep: verification FAILED: " << bad
               << " block(s) broke the stencil's invariants (worst relative deviation " << worst
               << ")\n";
-  munmap(region, mapped);
   return verified ? 0 : 1;
 }

@@ -6,12 +6,12 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
-#include "bench/compare/json.hpp"
 #include "bench/compare/process.hpp"
 #include "tests/gang/test_util.hpp"
 
@@ -51,84 +51,85 @@ TEST(BenchCompare, TinyComparisonEndToEnd) {
   EXPECT_FALSE(fs::exists(state + "/cluster.conf"));
   EXPECT_FALSE(fs::exists(state + "/gangd.sock"));
 
-  auto j = parse_json(slurp(out + "/results.json"));
-  ASSERT_TRUE(j) << j.error().message();
-  const auto& config = (*j)["config"];
-  EXPECT_EQ(config["nodes"].number(), 2);
-  EXPECT_EQ(config["mem_per_node"].number(), 192 << 20);
-  EXPECT_EQ(config["policies"].array().size(), 2u);
-  EXPECT_DOUBLE_EQ(config["overcommit"].number(), 1.3);
-  const double quantum = config["quantum_s"].number();
+  auto j = nlohmann::json::parse(slurp(out + "/results.json"), nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  const auto& config = j["config"];
+  EXPECT_EQ(config["nodes"].get<double>(), 2);
+  EXPECT_EQ(config["mem_per_node"].get<double>(), 192 << 20);
+  EXPECT_EQ(config["policies"].size(), 2u);
+  EXPECT_DOUBLE_EQ(config["overcommit"].get<double>(), 1.3);
+  const double quantum = config["quantum_s"].get<double>();
   EXPECT_GT(quantum, 0);
 
-  ASSERT_EQ((*j)["calibration"].array().size(), 1u);
-  const auto& cal = (*j)["calibration"].array()[0];
-  EXPECT_EQ(cal["workload"].string(), "stencil");
-  EXPECT_GT(cal["r0"].number(), 0);
-  EXPECT_GE(cal["iterations"].number(), 1);
-  EXPECT_GT(cal["iterations_per_s"].number(), 0);
-  EXPECT_TRUE(cal["verified"].boolean());
-  EXPECT_GE(cal["r0"].number(), cal["r0_alone"].number());
+  ASSERT_EQ(j["calibration"].size(), 1u);
+  const auto& cal = j["calibration"][0];
+  EXPECT_EQ(cal["workload"].get<std::string>(), "stencil");
+  EXPECT_GT(cal["r0"].get<double>(), 0);
+  EXPECT_GE(cal["iterations"].get<double>(), 1);
+  EXPECT_GT(cal["iterations_per_s"].get<double>(), 0);
+  EXPECT_TRUE(cal["verified"].get<bool>());
+  EXPECT_GE(cal["r0"].get<double>(), cal["r0_alone"].get<double>());
 
-  const auto& runs = (*j)["runs"].array();
+  const auto& runs = j["runs"];
   ASSERT_EQ(runs.size(), 2u);
   for (const auto& run : runs) {
-    SCOPED_TRACE(run["policy"].string());
+    SCOPED_TRACE(run["policy"].get<std::string>());
     for (const char* k :
          {"workload",          "policy",    "cyclesteal",    "repeat",           "makespan_s",
           "lost_s_per_switch", "lost_s",    "switch_rounds", "switch_ms_median", "switch_ms_max",
           "major_faults",      "pages_out", "pages_in",      "guest_cpu_s",      "guest_work",
           "host_slowdown",     "verified",  "error",         "retried_after",    "jobs"})
-      EXPECT_TRUE(run.has(k)) << k;
-    EXPECT_EQ(run["error"].string(), "");
-    EXPECT_TRUE(run["verified"].boolean());
-    EXPECT_FALSE(run["cyclesteal"].boolean());
-    const double makespan = run["makespan_s"].number();
+      EXPECT_TRUE(run.contains(k)) << k;
+    EXPECT_EQ(run["error"].get<std::string>(), "");
+    EXPECT_TRUE(run["verified"].get<bool>());
+    EXPECT_FALSE(run["cyclesteal"].get<bool>());
+    const double makespan = run["makespan_s"].get<double>();
     EXPECT_GT(makespan, 0);
     EXPECT_LT(makespan, 200);
     // The gang switched them, and the agents recorded the switches.
-    EXPECT_GE(run["switch_rounds"].number(), 2);
-    EXPECT_GT(run["switch_ms_median"].number(), 0);
-    EXPECT_GE(run["switch_ms_max"].number(), run["switch_ms_median"].number());
+    EXPECT_GE(run["switch_rounds"].get<double>(), 2);
+    EXPECT_GT(run["switch_ms_median"].get<double>(), 0);
+    EXPECT_GE(run["switch_ms_max"].get<double>(), run["switch_ms_median"].get<double>());
     // Lost time: measured per quantum, never more than a quantum plus its switch, and
     // (r0 being the best rate seen) not much below zero.
-    ASSERT_FALSE(run["lost_s"].array().empty());
-    for (const auto& l : run["lost_s"].array()) {
-      EXPECT_LT(l.number(), quantum + 2);
-      EXPECT_GT(l.number(), -0.25 * quantum);
+    ASSERT_FALSE(run["lost_s"].empty());
+    for (const auto& l : run["lost_s"]) {
+      EXPECT_LT(l.get<double>(), quantum + 2);
+      EXPECT_GT(l.get<double>(), -0.25 * quantum);
     }
     EXPECT_TRUE(run["lost_s_per_switch"].is_number());
     EXPECT_TRUE(run["host_slowdown"].is_null());  // no cycle stealing in this run
-    ASSERT_EQ(run["jobs"].array().size(), 2u);
+    ASSERT_EQ(run["jobs"].size(), 2u);
     double job_faults = 0;
-    for (const auto& job : run["jobs"].array()) {
-      EXPECT_EQ(job["state"].string(), "done");
-      EXPECT_EQ(job["exit_code"].number(), 0);
-      EXPECT_TRUE(job["verified"].boolean());
-      EXPECT_EQ(job["iterations"].number(), cal["iterations"].number());
-      EXPECT_GE(job["switches"].number(), 1);
-      EXPECT_LE(job["seconds"].number(), makespan);
-      job_faults += job["major_faults"].number();
+    for (const auto& job : run["jobs"]) {
+      EXPECT_EQ(job["state"].get<std::string>(), "done");
+      EXPECT_EQ(job["exit_code"].get<double>(), 0);
+      EXPECT_TRUE(job["verified"].get<bool>());
+      EXPECT_EQ(job["iterations"].get<double>(), cal["iterations"].get<double>());
+      EXPECT_GE(job["switches"].get<double>(), 1);
+      EXPECT_LE(job["seconds"].get<double>(), makespan);
+      job_faults += job["major_faults"].get<double>();
     }
-    EXPECT_EQ(run["major_faults"].number(), job_faults);
+    EXPECT_EQ(run["major_faults"].get<double>(), job_faults);
   }
   // Overcommitted memory under demand paging faults; adaptive paging pages at switches.
-  EXPECT_GT(runs[0]["major_faults"].number(), 0);
-  EXPECT_GT(runs[1]["pages_out"].number() + runs[1]["pages_in"].number(), 0);
+  EXPECT_GT(runs[0]["major_faults"].get<double>(), 0);
+  EXPECT_GT(runs[1]["pages_out"].get<double>() + runs[1]["pages_in"].get<double>(), 0);
 
-  const auto& summary = (*j)["summary"].array();
+  const auto& summary = j["summary"];
   ASSERT_EQ(summary.size(), 2u);
-  EXPECT_EQ(summary[0]["makespan_s"]["n"].number(), 1);
-  EXPECT_DOUBLE_EQ(summary[0]["makespan_s"]["mean"].number(), runs[0]["makespan_s"].number());
-  EXPECT_DOUBLE_EQ(summary[0]["makespan_vs_first"].number(), 1);
-  EXPECT_NEAR(summary[1]["makespan_vs_first"].number(),
-              runs[1]["makespan_s"].number() / runs[0]["makespan_s"].number(), 1e-4);
+  EXPECT_EQ(summary[0]["makespan_s"]["n"].get<double>(), 1);
+  EXPECT_DOUBLE_EQ(summary[0]["makespan_s"]["mean"].get<double>(),
+                   runs[0]["makespan_s"].get<double>());
+  EXPECT_DOUBLE_EQ(summary[0]["makespan_vs_first"].get<double>(), 1);
+  EXPECT_NEAR(summary[1]["makespan_vs_first"].get<double>(),
+              runs[1]["makespan_s"].get<double>() / runs[0]["makespan_s"].get<double>(), 1e-4);
 
-  ASSERT_EQ((*j)["plots"].array().size(), 2u);
-  for (const auto& p : (*j)["plots"].array()) {
-    auto png = slurp(fs::path(out) / p.string());
-    ASSERT_GE(png.size(), 8u) << p.string();
-    EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << p.string();
+  ASSERT_EQ(j["plots"].size(), 2u);
+  for (const auto& p : j["plots"]) {
+    auto png = slurp(fs::path(out) / p.get<std::string>());
+    ASSERT_GE(png.size(), 8u) << p.get<std::string>();
+    EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << p.get<std::string>();
   }
   auto md = slurp(out + "/results.md");
   EXPECT_NE(md.find("| stencil | adaptive |"), std::string::npos) << md;

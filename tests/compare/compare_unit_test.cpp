@@ -2,15 +2,17 @@
 // statistics and summaries, results.json / results.md and the gnuplot plots.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "bench/compare/config.hpp"
-#include "bench/compare/json.hpp"
+#include "bench/compare/measure.hpp"
 #include "bench/compare/process.hpp"
 #include "bench/compare/results.hpp"
+#include "bench/workload/result_line.hpp"
 #include "tests/gang/test_util.hpp"
 
 using namespace dynamos;
@@ -152,29 +154,90 @@ TEST(CompareConfig, ValidationAndFootprint) {
   EXPECT_EQ(footprint_per_rank(c, 256ull << 20), 192ull << 20);
 }
 
-TEST(CompareJson, ParsesNestedRecords) {
-  auto j = parse_json(
-      R"({"node":"n1","round":12,"outgoing":[3],"incoming":[4],"total_ms":1.5e1,)"
-      R"("paging":[{"pages_out":100,"pages_in":-1,"warning":"a \"b\"\n"}],"error":"","ok":true,"x":null})");
-  ASSERT_TRUE(j) << j.error().message();
-  EXPECT_EQ((*j)["node"].string(), "n1");
-  EXPECT_EQ((*j)["round"].number(), 12);
-  EXPECT_EQ((*j)["total_ms"].number(), 15);
-  EXPECT_EQ((*j)["incoming"].array().at(0).number(), 4);
-  EXPECT_EQ((*j)["paging"].array().at(0)["pages_in"].number(), -1);
-  EXPECT_EQ((*j)["paging"].array().at(0)["warning"].string(), "a \"b\"\n");
-  EXPECT_TRUE((*j)["ok"].boolean());
-  EXPECT_TRUE((*j)["x"].is_null());
-  EXPECT_TRUE((*j)["missing"].is_null());
-  for (const char* bad : {"{", "[1,]", "{\"a\" 1}", "tru", "{\"a\":1} x", "\"\\q\"", ""})
-    EXPECT_FALSE(parse_json(bad)) << bad;
-  auto lines = parse_json_lines("{\"a\":1}\n\n{\"a\":2}\n");
-  ASSERT_TRUE(lines);
-  ASSERT_EQ(lines->size(), 2u);
-  EXPECT_EQ((*lines)[1]["a"].number(), 2);
-  auto bad = parse_json_lines("{\"a\":1}\n{oops}\n");
-  ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message().find("line 2"), std::string::npos);
+// Samples of a job every 0.5 s: frozen, running (work +100 a sample), frozen again.
+std::vector<JobSample> quantum_samples() {
+  std::vector<JobSample> s;
+  std::uint64_t work = 1000;
+  auto add = [&](double t, bool running) {
+    if (running) work += 100;
+    s.push_back({t, running, true, work, 0});
+  };
+  add(0.0, false);
+  add(0.5, false);
+  for (double t = 1.0; t <= 3.0; t += 0.5)
+    add(t, true);  // 5 samples running
+  add(3.5, false);
+  add(4.0, false);
+  return s;
+}
+
+TEST(CompareMeasure, FrozenQuantaCountExactWork) {
+  auto q = frozen_quanta(quantum_samples());
+  ASSERT_EQ(q.size(), 1u);
+  // From the midpoint of 0.5/1.0 to the midpoint of 3.0/3.5.
+  EXPECT_DOUBLE_EQ(q[0].first, 3.25 - 0.75);
+  EXPECT_DOUBLE_EQ(q[0].second, 500);
+  // A quantum still running at the last sample ended the job: not counted.
+  auto open = quantum_samples();
+  open.resize(6);
+  EXPECT_TRUE(frozen_quanta(open).empty());
+  // Before the workload computes (set-up), a quantum is not counted either.
+  auto setup = quantum_samples();
+  for (auto& smp : setup)
+    smp.computing = false;
+  EXPECT_TRUE(frozen_quanta(setup).empty());
+}
+
+TEST(CompareMeasure, BestRateLostTimeMakespanRatios) {
+  // 100 work every 0.5 s while running: 200 a second over any window of >= 0.9 s.
+  EXPECT_DOUBLE_EQ(best_rate(quantum_samples()), 200);
+  EXPECT_EQ(best_rate({}), 0);
+  EXPECT_DOUBLE_EQ(lost_per_switch({{2.0, 200}, {2.0, 300}}, 200), (1.0 + 0.5) / 2);
+  EXPECT_EQ(lost_per_quantum({{2.0, 200}, {2.0, 300}}, 200), (std::vector<double>{1.0, 0.5}));
+  EXPECT_TRUE(std::isnan(lost_per_switch({}, 200)));
+  EXPECT_TRUE(std::isnan(lost_per_switch({{1.0, 1}}, 0)));
+  EXPECT_DOUBLE_EQ(makespan_s(1'000'000'000, 43'500'000'000, 7), 42.5);
+  EXPECT_EQ(makespan_s(0, 43'500'000'000, 7), 7);
+  EXPECT_EQ(makespan_s(UINT64_MAX, 0, 7), 7);
+  EXPECT_DOUBLE_EQ(ratio(31.5, 42), 0.75);
+  EXPECT_TRUE(std::isnan(ratio(1, 0)));
+  EXPECT_DOUBLE_EQ(median({3, 1, 2}), 2);
+  EXPECT_DOUBLE_EQ(median({4, 1, 2, 3}), 2.5);
+  EXPECT_TRUE(std::isnan(median({})));
+}
+
+// A job's output file left by an earlier run into the same folder (the launcher appends)
+// must not give its RESULT line to this run.
+TEST(CompareMeasure, StaleOutputIsNotThisRunsResult) {
+  TempDir dir;
+  const std::string path = (dir.path() / "stencil-demand-r1-a.out").string();
+  const std::string stale = "RESULT {\"verified\":true,\"seconds\":1}\n";
+  {
+    std::ofstream f(path);
+    f << output_marker("stencil-demand-r1-a earlier") << stale;
+  }
+  auto read = [&] {
+    std::ifstream f(path);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  // The earlier run's file, read as this run's: not this run's output.
+  EXPECT_FALSE(this_runs_output(read(), "stencil-demand-r1-a now"));
+  // Started afresh: the stale line is gone; the job (failed here) appended nothing.
+  ASSERT_TRUE(start_output(path, "stencil-demand-r1-a now"));
+  auto out = this_runs_output(read(), "stencil-demand-r1-a now");
+  ASSERT_TRUE(out);
+  EXPECT_EQ(*out, "");
+  EXPECT_FALSE(workload::find_result_line(*out));
+  // What the job appends is this run's.
+  {
+    std::ofstream f(path, std::ios::app);
+    f << "RESULT {\"verified\":false}\n";
+  }
+  out = this_runs_output(read(), "stencil-demand-r1-a now");
+  ASSERT_TRUE(out);
+  auto result = workload::find_result_line(*out);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->boolean("verified").value_or(true), false);
 }
 
 TEST(CompareResults, StatsOverRepeats) {
@@ -248,28 +311,28 @@ TEST(CompareResults, JsonHasEveryFieldAndParses) {
   auto c = sample();
   summarise(c);
   auto text = results_json(c);
-  auto j = parse_json(text);
-  ASSERT_TRUE(j) << j.error().message() << "\n" << text;
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << "\n" << text;
   for (const char* k :
        {"config", "started", "ended", "wall_s", "calibration", "runs", "summary", "plots"})
-    EXPECT_TRUE(j->has(k)) << k;
-  EXPECT_EQ((*j)["config"]["policies"].array().size(), 2u);
-  EXPECT_EQ((*j)["config"]["mem_per_node"].number(), 256 << 20);
-  ASSERT_EQ((*j)["runs"].array().size(), 16u);
-  const auto& r = (*j)["runs"].array()[2];
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_EQ(j["config"]["policies"].size(), 2u);
+  EXPECT_EQ(j["config"]["mem_per_node"].get<double>(), 256 << 20);
+  ASSERT_EQ(j["runs"].size(), 16u);
+  const auto& r = j["runs"][2];
   for (const char* k :
        {"workload",          "policy",    "cyclesteal",    "repeat",           "makespan_s",
         "lost_s_per_switch", "lost_s",    "switch_rounds", "switch_ms_median", "switch_ms_max",
         "major_faults",      "pages_out", "pages_in",      "guest_cpu_s",      "guest_work",
         "host_slowdown",     "verified",  "error",         "retried_after",    "jobs"})
-    EXPECT_TRUE(r.has(k)) << k;
-  EXPECT_TRUE(r["cyclesteal"].boolean());
-  EXPECT_GT(r["host_slowdown"].number(), 1);
-  EXPECT_TRUE((*j)["runs"].array()[0]["host_slowdown"].is_null());
-  const auto& s = (*j)["summary"].array()[1];
-  EXPECT_EQ(s["makespan_s"]["n"].number(), 2);
-  EXPECT_DOUBLE_EQ(s["makespan_s"]["mean"].number(), 31.5);
-  EXPECT_TRUE(s["makespan_s"].has("sd"));
+    EXPECT_TRUE(r.contains(k)) << k;
+  EXPECT_TRUE(r["cyclesteal"].get<bool>());
+  EXPECT_GT(r["host_slowdown"].get<double>(), 1);
+  EXPECT_TRUE(j["runs"][0]["host_slowdown"].is_null());
+  const auto& s = j["summary"][1];
+  EXPECT_EQ(s["makespan_s"]["n"].get<double>(), 2);
+  EXPECT_DOUBLE_EQ(s["makespan_s"]["mean"].get<double>(), 31.5);
+  EXPECT_TRUE(s["makespan_s"].contains("sd"));
 }
 
 TEST(CompareResults, MarkdownTable) {
