@@ -241,6 +241,30 @@ void Tour::start_guest(compare::Cluster& cluster, const compare::LiveRun& live) 
   std::fprintf(stderr, "   guest pid %d on %s\n\n", guest_.pid, guest_.node.c_str());
 }
 
+// A rank of `job` on `node`: a process of the job's group that runs a dynamos-mpi-*
+// program. Right after a job starts, its group holds only the launch path (orted, the
+// dynamos-rank wrapper before its exec), so this looks again until `deadline`; if no
+// rank appears, the error names what the group held.
+Result<pid_t> find_rank(compare::Cluster& cluster, gang::proto::JobId job, const std::string& node,
+                        double deadline) {
+  std::string seen;
+  for (;;) {
+    auto pids = cluster.job_pids(job, node);
+    if (!pids) return fail(Errc::not_found, "job-pids: " + pids.error().message());
+    seen.clear();
+    for (pid_t p : *pids) {
+      auto exe = exe_of(p);
+      if (exe.starts_with("dynamos-mpi-")) return p;
+      seen += (seen.empty() ? "" : ", ") + std::to_string(p) + " (" + (exe.empty() ? "gone" : exe) +
+              ")";
+    }
+    if (now_s() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return fail(Errc::not_found, "no rank of job " + std::to_string(job) + " found on " + node +
+                                   ": its group held " + (seen.empty() ? "no process" : seen));
+}
+
 // A probe in a running rank: waits until one job runs, probes its rank for 2.5 quanta (so
 // that the reading falls in its next quantum: a frozen rank cannot be read). False when
 // another attempt is pointless.
@@ -259,27 +283,20 @@ bool Tour::probe_rank(compare::Cluster& cluster, const compare::LiveRun& live, i
     if (!running) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (!running) return false;
-  auto pids = cluster.job_pids(running, node);
-  if (!pids) {
-    std::fprintf(stderr, "   job-pids: %s\n", pids.error().message().c_str());
-    return false;
-  }
-  pid_t rank = 0;
-  for (pid_t p : *pids)
-    if (exe_of(p).starts_with("dynamos-mpi-")) rank = p;
+  auto rank = find_rank(cluster, running, node, now_s() + 2 * quantum_s_);
   if (!rank) {
-    std::fprintf(stderr, "   no rank of job %lu found on %s\n", static_cast<unsigned long>(running),
-                 node.c_str());
-    return false;
+    std::fprintf(stderr, "   %s%s\n", rank.error().message().c_str(),
+                 attempt == 0 ? " (trying once more)" : "");
+    return true;
   }
   char secs[32];
   std::snprintf(secs, sizeof secs, "%.2f", 2.5 * quantum_s_);
   std::fprintf(stderr,
                "   $ dynamos probe %d MPI_Sendrecv MPI_Allreduce --seconds %s   "
                "(rank 0 of job %lu on %s)\n",
-               rank, secs, static_cast<unsigned long>(running), node.c_str());
+               *rank, secs, static_cast<unsigned long>(running), node.c_str());
   auto r = cluster.cli(
-      {"probe", std::to_string(rank), "MPI_Sendrecv", "MPI_Allreduce", "--seconds", secs},
+      {"probe", std::to_string(*rank), "MPI_Sendrecv", "MPI_Allreduce", "--seconds", secs},
       std::chrono::seconds(30));
   if (!r) {
     std::fprintf(stderr, "   probe: %s%s\n", r.error().message().c_str(),
