@@ -26,6 +26,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "base/units.hpp"
@@ -394,6 +395,10 @@ Result<pid_t> start_gangd(const UpOptions& o, const NodePlan& plan, const Cluste
   auto port = free_port();
   if (!port) return std::unexpected(port.error());
   up.record("port", std::to_string(*port));
+  auto metrics_port = free_port();
+  if (!metrics_port) return std::unexpected(metrics_port.error());
+  const std::string metrics = "127.0.0.1:" + std::to_string(*metrics_port);
+  up.record("gangd_metrics", metrics);
   auto gangd = spawn_daemon({progs.gangd,        "--hostfile",
                              dir + "/hosts",     "--secret",
                              dir + "/secret",    "--create-secret",
@@ -404,7 +409,8 @@ Result<pid_t> start_gangd(const UpOptions& o, const NodePlan& plan, const Cluste
                              "--launch",         "virtual",
                              "--run-dir",        dir,
                              "--node-timeout",   o.node_timeout,
-                             "--round-log",      dir + "/rounds.jsonl"},
+                             "--round-log",      dir + "/rounds.jsonl",
+                             "--metrics-listen", metrics},
                             dir + "/gangd.log");
   if (!gangd) return std::unexpected(gangd.error());
   up.record("gangd_pid", std::to_string(*gangd));
@@ -523,6 +529,18 @@ int run_up(std::span<const std::string> args) {
   return 0;
 }
 
+// Each daemon's Prometheus endpoint: {"gangd": URL, "n1": URL, ...}.
+nlohmann::ordered_json metrics_urls(const ClusterFile& c) {
+  nlohmann::ordered_json urls = nlohmann::ordered_json::object();
+  auto url = [](const std::string& address) { return "http://" + address + "/metrics"; };
+  if (!c.get("gangd_metrics").empty()) urls["gangd"] = url(c.get("gangd_metrics"));
+  std::stringstream names(c.get("nodes")), addresses(c.get("agent_metrics"));
+  std::string name, address;
+  while (std::getline(names, name, ',') && std::getline(addresses, address, ','))
+    urls[name] = url(address);
+  return urls;
+}
+
 int run_status(std::span<const std::string> args) {
   po::options_description desc(
       "usage: dynamos cluster status [--json]\n\n"
@@ -560,7 +578,8 @@ int run_status(std::span<const std::string> args) {
                                 {"jobs", running},
                                 {"quantum", c->get("quantum")},
                                 {"mem_per_node", number(c->get("mem_per_node"))},
-                                {"swap", c->get("swap")}};
+                                {"swap", c->get("swap")},
+                                {"metrics", metrics_urls(*c)}};
     std::cout << j.dump() << "\n";
   } else {
     std::cout << "gangd: pid " << gangd << " " << (alive(gangd) ? "up" : "DOWN")
