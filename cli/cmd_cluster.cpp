@@ -27,8 +27,8 @@
 #include <thread>
 
 #include "base/json.hpp"
-#include "core/tunables.hpp"
 #include "cli/command.hpp"
+#include "core/tunables.hpp"
 #include "gang/client/control.hpp"
 #include "gang/gangd/coordinator.hpp"
 #include "gang/gangd/launch.hpp"
@@ -247,12 +247,12 @@ int run_up(std::span<const std::string> args) {
       "swap when no swap is active (memory-overcommitted gangs page). Needs root.\n"
       "Then: dynamos submit, jobs, nodes; dynamos cluster down removes everything.\n\n"
       "options");
-  unsigned nodes = 0, slots = 2;
+  unsigned nodes = 0, slots = 0;
   std::string mem, quantum = "2s", dir, node_timeout, cgroup_parent;
   desc.add_options()("help,h", "show this help")("nodes", po::value(&nodes), "virtual nodes")(
       "mem-per-node", po::value(&mem), "memory limit of each node, e.g. 2G (default: RAM / N)")(
       "quantum", po::value(&quantum)->default_value("2s"), "gang time slice")(
-      "slots", po::value(&slots)->default_value(2), "ranks a node takes per time slot")(
+      "slots", po::value(&slots), "ranks a node takes per time slot (default: its CPUs)")(
       "state-dir", po::value(&dir)->default_value("/run/dynamos"),
       "where the cluster's sockets, logs and state go")(
       "node-timeout", po::value(&node_timeout)->default_value("60s"),
@@ -265,7 +265,7 @@ int run_up(std::span<const std::string> args) {
   if (!positional.empty()) return cli::error("cluster up", "unexpected '" + positional[0] + "'", 2);
   if (nodes == 0 || nodes > 64)
     return cli::error("cluster up", "--nodes must be between 1 and 64 (try --help)", 2);
-  if (slots == 0 || slots > 1024)
+  if (vm.count("slots") && (slots == 0 || slots > 1024))
     return cli::error("cluster up", "--slots must be between 1 and 1024", 2);
   auto q = gang::parse_duration(quantum);
   if (!q) return cli::error("cluster up", "--quantum: " + q.error().message(), 2);
@@ -310,7 +310,10 @@ int run_up(std::span<const std::string> args) {
   std::string hosts;
   for (unsigned i = 1; i <= nodes; ++i) {
     names.push_back("n" + std::to_string(i));
-    hosts += names.back() + " slots=" + std::to_string(slots) + "\n";
+    std::size_t node_slots = slots;  // default: the node's CPUs
+    if (auto cpus = kernelside::parse_cpu_list((*parts)[(i - 1) % parts->size()]); !slots && cpus)
+      node_slots = std::max<std::size_t>(cpus->size(), 1);
+    hosts += names.back() + " slots=" + std::to_string(std::max<std::size_t>(node_slots, 1)) + "\n";
   }
   std::string node_list;
   for (const auto& n : names)
@@ -433,8 +436,10 @@ int run_up(std::span<const std::string> args) {
     }
     std::this_thread::sleep_for(20ms);
   }
-  std::cout << "cluster up: " << nodes << " nodes, " << slots << " slots each, quantum " << quantum
-            << ", gangd pid " << *gangd << " (127.0.0.1:" << *port << ", " << socket << ")"
+  std::cout << "cluster up: " << nodes << " nodes, "
+            << (slots ? std::to_string(slots) : std::string("their CPUs as"))
+            << " slots each, quantum " << quantum << ", gangd pid " << *gangd
+            << " (127.0.0.1:" << *port << ", " << socket << ")"
             << (c.get("swap") == "zram" ? ", zram swap set up" : "") << "\n";
   if (dir != "/run/dynamos") std::cout << "use it with: export DYNAMOS_SOCKET=" << socket << "\n";
   return 0;

@@ -227,6 +227,8 @@ void fields(V& v, JobSubmit& m) {
   v(m.argv, "argv");
   v(m.cwd, "cwd");
   v(m.output, "output");
+  v(m.mpi_args, "mpi_args");
+  v(m.env, "env");
 }
 template <class V>
 void fields(V& v, JobSubmitted& m) {

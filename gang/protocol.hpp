@@ -217,6 +217,9 @@ struct JobSubmit {
   std::vector<std::string> argv;
   std::string cwd;
   std::string output;  // the job's output file; "" = <cwd>/dynamos-job<ID>.out
+  // (initialised so that older brace lists of the fields above need not name them)
+  std::string mpi_args{};          // extra mpirun options for this job, shell-quoted words
+  std::vector<std::string> env{};  // the submitter's environment, NAME=VALUE (gangd/launch.hpp)
 };
 
 struct JobSubmitted {

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <iostream>
 
-#include "gang/gangd/coordinator.hpp"
 #include "gang/daemon_options.hpp"
+#include "gang/gangd/coordinator.hpp"
 #include "gang/gangd/launch.hpp"
 #include "gang/protocol_io.hpp"
 
@@ -70,10 +70,13 @@ int main(int argc, char** argv) {
       ("time-slots", po::value<int>()->default_value(8), "rows of the Ousterhout matrix")
       ("launch", po::value<std::string>()->default_value("ssh"),
        "how jobs start: ssh (mpirun over the hostfile's real hosts), virtual (every node is "
-       "this host: dynamos cluster up), none (placed only; ranks are attached by hand)")
+       "this host: dynamos cluster up), slurm (Open MPI's Slurm launcher inside an allocation: "
+       "dynamos cluster up --slurm), none (placed only; ranks are attached by hand)")
       ("run-dir", po::value<std::string>()->default_value("/run/dynamos"),
        "the agents' sockets and the launchers' files (as dynamosd's --run-dir)")
       ("mpirun", po::value<std::string>()->default_value("mpirun"), "the mpirun jobs start with")
+      ("mpirun-args", po::value<std::string>()->default_value(kDefaultMpirunArgs),
+       "mpirun options for every job, before each job's own (dynamos submit --mpi-args)")
       ("round-log", po::value<std::string>()->default_value(""),
        "append one JSON line per switch round to this file: nodes, running_ms (decision "
        "to every incoming rank thawed), total_ms (decision to the last node's ack), skew_ms, "
@@ -121,8 +124,9 @@ int main(int argc, char** argv) {
   cfg.max_rows = vm["time-slots"].as<int>();
   if (cfg.max_rows < 1 || cfg.max_rows > 1024) return die("--time-slots must be within 1..1024");
   auto launch_mode = vm["launch"].as<std::string>();
-  if (launch_mode != "ssh" && launch_mode != "virtual" && launch_mode != "none")
-    return die("--launch must be ssh, virtual or none, got '" + launch_mode + "'");
+  if (launch_mode != "ssh" && launch_mode != "virtual" && launch_mode != "slurm" &&
+      launch_mode != "none")
+    return die("--launch must be ssh, virtual, slurm or none, got '" + launch_mode + "'");
   if (launch_mode != "none") {
     if (cfg.control_socket.empty())
       return die("--launch " + launch_mode +
@@ -133,11 +137,12 @@ int main(int argc, char** argv) {
     lc.run_dir = vm["run-dir"].as<std::string>();
     lc.control_socket = std::filesystem::absolute(cfg.control_socket).string();
     lc.mpirun = vm["mpirun"].as<std::string>();
+    lc.mpirun_args = vm["mpirun-args"].as<std::string>();
     if (::access(lc.launcher.c_str(), X_OK) != 0)
       return die("--launch " + launch_mode + ": " + lc.launcher +
                  " is missing (build dynamos-launch)");
     cfg.launch = [lc](const JournalJob& job, const proto::JobSubmit& req) {
-      return launch_job(lc, job, req.output);
+      return launch_job(lc, job, req);
     };
   }
   if (auto path = vm["round-log"].as<std::string>(); !path.empty()) {
