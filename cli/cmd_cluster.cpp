@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "base/json.hpp"
+#include "cli/cmd_cluster_slurm.hpp"
 #include "cli/command.hpp"
 #include "core/tunables.hpp"
 #include "gang/client/control.hpp"
@@ -516,6 +517,7 @@ int run_cluster(std::span<const std::string> args) {
                  "Run 'dynamos cluster SUBCOMMAND --help' for options.\n");
     return args.empty() ? 2 : 0;
   }
+  if (auto slurm = cli::run_cluster_slurm(args)) return *slurm;  // up --slurm
   auto rest = args.subspan(1);
   if (args[0] == "up") return run_up(rest);
   if (args[0] == "status") return run_status(rest);
