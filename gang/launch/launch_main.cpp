@@ -169,6 +169,66 @@ void report(const std::string& socket, const proto::JobExited& m) {
   }
 }
 
+// One job's mpirun, ready to run.
+struct Supervised {
+  std::uint64_t job = 0;
+  std::vector<std::string> cmd, env;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string cwd, output;
+  std::string base;  // <run-dir>/launch/job<ID>: .pid and .hosts
+  std::string control_socket;
+  bool foreground = false;
+};
+
+// Detaches (unless in the foreground), runs mpirun, reports its exit to gangd, and
+// removes the job's launch files.
+int supervise(const Supervised& s) {
+  if (!s.foreground) {
+    // Detach: gangd waits for this first process only; the supervisor lives on in a
+    // session of its own.
+    pid_t child = ::fork();
+    if (child < 0) return die(1, std::string("fork: ") + std::strerror(errno));
+    if (child > 0) return 0;
+    ::setsid();
+  }
+  {
+    std::ofstream pidf(s.base + ".pid", std::ios::trunc);
+    pidf << ::getpid() << "\n";
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_terminate;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::signal(SIGHUP, SIG_IGN);
+
+  std::string line;
+  for (const auto& a : s.cmd)
+    line += (line.empty() ? "" : " ") + a;
+  log("job " + std::to_string(s.job) + ": " + line);
+  pid_t pid = ::fork();
+  if (pid < 0) return die(1, std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) exec_mpirun(s.cmd, s.env, s.uid, s.gid, s.cwd, s.output);
+  g_mpirun = pid;
+  if (g_terminate) ::kill(-pid, SIGTERM);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  proto::JobExited m{s.job, 0, ""};
+  if (WIFEXITED(status)) {
+    m.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    m.exit_code = 128 + WTERMSIG(status);
+    m.reason = std::string("mpirun killed by signal ") + strsignal(WTERMSIG(status));
+  }
+  if (g_terminate && m.reason.empty()) m.reason = "terminated";
+  log("job " + std::to_string(s.job) + " ended with status " + std::to_string(m.exit_code));
+  report(s.control_socket, m);
+  ::unlink((s.base + ".hosts").c_str());
+  ::unlink((s.base + ".pid").c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -265,47 +325,6 @@ int main(int argc, char** argv) {
   auto env =
       rank_environment(*submitted, own, mode, {uid, pw ? pw->pw_name : "", pw ? pw->pw_dir : "/"});
 
-  if (!vm["foreground"].as<bool>()) {
-    // Detach: gangd waits for this first process only; the supervisor lives on in a
-    // session of its own.
-    pid_t child = ::fork();
-    if (child < 0) return die(1, std::string("fork: ") + std::strerror(errno));
-    if (child > 0) return 0;
-    ::setsid();
-  }
-  {
-    std::ofstream pidf(base + ".pid", std::ios::trunc);
-    pidf << ::getpid() << "\n";
-  }
-  struct sigaction sa {};
-  sa.sa_handler = on_terminate;
-  ::sigaction(SIGTERM, &sa, nullptr);
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::signal(SIGHUP, SIG_IGN);
-
-  std::string line;
-  for (const auto& a : cmd)
-    line += (line.empty() ? "" : " ") + a;
-  log("job " + std::to_string(job) + ": " + line);
-  pid_t pid = ::fork();
-  if (pid < 0) return die(1, std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) exec_mpirun(cmd, env, uid, gid, cwd, output);
-  g_mpirun = pid;
-  if (g_terminate) ::kill(-pid, SIGTERM);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  proto::JobExited m{job, 0, ""};
-  if (WIFEXITED(status)) {
-    m.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    m.exit_code = 128 + WTERMSIG(status);
-    m.reason = std::string("mpirun killed by signal ") + strsignal(WTERMSIG(status));
-  }
-  if (g_terminate && m.reason.empty()) m.reason = "terminated";
-  log("job " + std::to_string(job) + " ended with status " + std::to_string(m.exit_code));
-  report(vm["control-socket"].as<std::string>(), m);
-  ::unlink(hostfile.c_str());
-  ::unlink((base + ".pid").c_str());
-  return 0;
+  return supervise({job, std::move(cmd), std::move(env), uid, gid, cwd, output, base,
+                    vm["control-socket"].as<std::string>(), vm["foreground"].as<bool>()});
 }
