@@ -445,12 +445,68 @@ int run_node(std::span<const std::string> args) {
   return status;
 }
 
+// restart-node NODE: a node's agent again (it died or was killed; its step's task ended),
+// in a step of its own inside the same allocation; it adopts the node's jobs.
+int run_restart_node(std::span<const std::string> args) {
+  constexpr const char* kName = "cluster restart-node";
+  po::options_description desc(
+      "usage: dynamos cluster restart-node NODE [--state-dir DIR]\n\n"
+      "Starts NODE's agent again inside the Slurm allocation of a cluster up --slurm\n"
+      "(srun --overlap -w NODE); it takes over the node's jobs. Needs root.\n\noptions");
+  std::string dir;
+  desc.add_options()("help,h", "show this help")(
+      "state-dir", po::value(&dir)->default_value("/run/dynamos"), "the cluster's state directory");
+  std::vector<std::string> positional;
+  po::variables_map vm;
+  if (auto s = parse_options(kName, args, desc, positional, vm)) return *s;
+  if (positional.size() != 1) return error(kName, "name one node (try --help)", 2);
+  auto conf = read_conf(dir);
+  if (conf["slurm_job"].empty())
+    return error(kName, "no cluster up --slurm in " + dir + " (no slurm_job in cluster.conf)");
+  auto secret = read_text(dir + "/secret");
+  while (!secret.empty() && secret.back() == '\n')
+    secret.pop_back();
+  std::vector<std::string> argv = {"srun",
+                                   "--overlap",
+                                   "--jobid=" + conf["slurm_job"],
+                                   "-N1",
+                                   "-n1",
+                                   "--nodelist=" + positional[0],
+                                   "--job-name=dynamosd",
+                                   gang::sibling_program("dynamos"),
+                                   "cluster",
+                                   "slurm-node",
+                                   "--state-dir",
+                                   dir,
+                                   "--port",
+                                   conf["port"]};
+  ::setenv(kSecretVar, secret.c_str(), 1);
+  auto pid = gang::spawn_program(argv, dir + "/agents.log", false, true);
+  ::unsetenv(kSecretVar);
+  if (!pid) return error(kName, pid.error().message());
+  // cluster down stops it with the others (SIGTERM: srun ends the step, dynamosd cleans up)
+  conf["agent_pids"] += (conf["agent_pids"].empty() ? "" : ",") + std::to_string(*pid);
+  write_conf(dir, conf);
+  auto socket = dir + "/gangd.sock";
+  if (!wait_until(30s, *pid, [&] {
+        auto list = ask_for<proto::NodeList>(socket, proto::ListNodes{}, 1s);
+        if (list)
+          for (const auto& n : list->nodes)
+            if (n.name == positional[0]) return n.state == "up";
+        return false;
+      }))
+    return error(kName, positional[0] + "'s agent did not connect (" + dir + "/agents.log)");
+  std::cout << "node " << positional[0] << ": agent up again (srun pid " << *pid << ")\n";
+  return 0;
+}
+
 }  // namespace
 
 std::optional<int> run_cluster_slurm(std::span<const std::string> args) {
   if (args.empty()) return std::nullopt;
   if (args[0] == "slurm-watch") return run_watch(args.subspan(1));
   if (args[0] == "slurm-node") return run_node(args.subspan(1));
+  if (args[0] == "restart-node") return run_restart_node(args.subspan(1));
   if (args[0] == "up")
     for (const auto& a : args)
       if (a == "--slurm") return run_up_slurm(args.subspan(1));
