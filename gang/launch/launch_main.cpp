@@ -39,6 +39,7 @@
 #include "gang/gangd/launch.hpp"
 #include "gang/hostfile.hpp"
 #include "gang/launch/mpirun_command.hpp"
+#include "gang/launch/options.hpp"
 
 extern char** environ;
 
@@ -260,16 +261,7 @@ int main(int argc, char** argv) {
       ("foreground", po::bool_switch(), "do not detach (tests)");
   // clang-format on
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(split, argv).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return die(2, std::string(e.what()) + " (try --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto status = parse_launch_options("dynamos-launch", split, argv, opts, vm)) return *status;
   for (auto required : {"job", "hosts", "control-socket"})
     if (!vm.count(required)) return die(2, std::string("--") + required + " is required");
   if (split >= argc - 1) return die(2, "no program given after --");

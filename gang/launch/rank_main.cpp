@@ -22,6 +22,7 @@
 
 #include "gang/gangd/coordinator.hpp"
 #include "gang/gangd/launch.hpp"
+#include "gang/launch/options.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -60,16 +61,7 @@ int main(int argc, char** argv) {
        "how long to wait for the agent to know the job");
   // clang-format on
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(split, argv).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return die(2, std::string(e.what()) + " (try --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto status = parse_launch_options("dynamos-rank", split, argv, opts, vm)) return *status;
   if (!vm.count("job")) return die(2, "--job is required (try --help)");
   if (split >= argc - 1) return die(2, "no program given after --");
   std::string node;

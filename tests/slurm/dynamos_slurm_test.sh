@@ -6,7 +6,9 @@
 # freezer states on the three nodes, sampled; gangd's round log), both finish with exit
 # 0, squeue shows the allocation, the submitter's environment and --mpi-args reach the
 # ranks, a job whose verification fails ends with its exit code, a job whose rank is
-# killed on one node ends; cluster down leaves no process, cgroup, socket or state dir.
+# killed on one node ends, a node's dynamosd killed and started again (cluster
+# restart-node) takes its jobs back and they finish; cluster down leaves no process,
+# cgroup, socket or state dir.
 # Then the allocation cancelled with scancel while two jobs run: everything stops, nothing
 # frozen or left. Not root: skip (77), or fail under CI=true.
 set -uo pipefail
@@ -14,25 +16,9 @@ set -uo pipefail
 testbed="${1:?usage: dynamos_slurm_test.sh SLURM_TESTBED_SH BINDIR}"
 bin="${2:?usage: dynamos_slurm_test.sh SLURM_TESTBED_SH BINDIR}"
 tb_state="${DYNAMOS_SLURM_TESTBED_DIR:-/run/dynamos-slurm-testbed}"
-passed=0
-failed=0
 
-check() { # description, then the command that must succeed
-  local what="$1"
-  shift
-  if "$@"; then
-    echo "ok: $what"
-    passed=$((passed + 1))
-  else
-    echo "FAILED: $what" >&2
-    failed=$((failed + 1))
-  fi
-}
-finish() {
-  echo "$1: $passed passed, $failed failed"
-  ((failed == 0)) || exit 1
-  exit 0
-}
+# shellcheck source=tests/slurm/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 
 # The freezer state of job $1's group on node $2 under parent $3: F(rozen), T(hawed), -.
 group_state() {
@@ -142,6 +128,22 @@ inside() {
   check "its groups are gone on every node" \
     test -z "$(find /sys/fs/cgroup/freezer/"$parent" -name "job$long" 2>/dev/null)"
 
+  # a node's dynamosd killed (its task of the agents' step ends) and started again
+  local r1 r2 agent
+  r1="$("$bin/dynamos" submit --ranks 3 --nodes 3 -- $stencil | awk '{print $2}')"
+  r2="$("$bin/dynamos" submit --ranks 3 --nodes 3 -- $stencil | awk '{print $2}')"
+  sleep 2
+  agent="$(pgrep -f "^$bin/dynamosd --node n2 ")"
+  kill -KILL $agent
+  sleep 1
+  "$bin/dynamos" cluster restart-node n2 --state-dir "$dir"
+  check "restart-node n2 exits 0 (dynamosd $agent was killed)" test $? -eq 0
+  check "n2 is up again" test "$("$bin/dynamos" nodes | awk '$1 == "n2" {print $2}')" == up
+  "$bin/dynamos" wait "$r1" >/dev/null
+  check "job $r1 on the restarted node still ends with exit 0" test $? -eq 0
+  "$bin/dynamos" wait "$r2" >/dev/null
+  check "job $r2 on the restarted node still ends with exit 0" test $? -eq 0
+
   out="$("$bin/dynamos" cluster down --state-dir "$dir" 2>&1)"
   rc=$?
   echo "$out"
@@ -171,12 +173,8 @@ case "${3:-}" in
 esac
 
 # --- outside: the test bed ------------------------------------------------------------------
-if ((EUID != 0)); then
-  [[ "${CI:-}" == "true" ]] && { echo "cannot run under CI without root" >&2; exit 1; }
-  echo "skipped: needs root" >&2
-  exit 77
-fi
-command -v mpirun >/dev/null || { echo "mpirun missing (openmpi-bin)" >&2; exit 1; }
+((EUID == 0)) || unavailable "needs root (the test bed, cgroups, the agents)"
+command -v mpirun >/dev/null || unavailable "mpirun missing (openmpi-bin, scripts/setup.sh)"
 for p in dynamos gangd dynamosd dynamos-launch dynamos-rank dynamos-mpi-stencil; do
   [[ -x "$bin/$p" ]] || { echo "$bin/$p missing: build it" >&2; exit 1; }
 done
