@@ -351,7 +351,12 @@ int run_watch(std::span<const std::string> args) {
   int down = 0;
   if (!g_stop && fs::exists(dir + "/cluster.conf")) {
     auto conf = read_conf(dir);
-    conf.erase("agent_pids");  // this watcher, which is ending
+    // not this watcher, which is ending (a restart-node's srun stays for down to stop)
+    std::string others, self = std::to_string(::getpid());
+    std::istringstream pids(conf["agent_pids"]);
+    for (std::string pid; std::getline(pids, pid, ',');)
+      if (pid != self) others += (others.empty() ? "" : ",") + pid;
+    conf["agent_pids"] = others;
     write_conf(dir, conf);
     down = cluster_down(dir);
   }
