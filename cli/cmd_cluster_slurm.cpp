@@ -471,7 +471,9 @@ int run_restart_node(std::span<const std::string> args) {
   auto secret = read_text(dir + "/secret");
   while (!secret.empty() && secret.back() == '\n')
     secret.pop_back();
-  std::vector<std::string> argv = {"srun",
+  auto srun = resolve_program("srun", fs::current_path().string());
+  if (!srun) return error(kName, srun.error().message());
+  std::vector<std::string> argv = {*srun,
                                    "--overlap",
                                    "--jobid=" + conf["slurm_job"],
                                    "-N1",
