@@ -434,6 +434,9 @@ int run_node(std::span<const std::string> args) {
   // dynamosd's output to its log; Slurm's signals reach it directly (proctrack), ours too.
   auto log = dir + "/agent-" + node + ".log";
   std::error_code ec;
+  // A killed agent leaves its rank socket; its successor makes a new one (and the wait
+  // for it below must not see the old one).
+  fs::remove(gang::rank_socket_path(dir, node), ec);
   auto pid = gang::spawn_program(argv, log, true, false);
   if (!pid) {
     std::fprintf(stderr, "%s: %s\n", kName, pid.error().message().c_str());
@@ -445,6 +448,9 @@ int run_node(std::span<const std::string> args) {
   wait_until(10s, *pid, [&] { return fs::exists(gang::rank_socket_path(dir, node)); });
   fs::remove(secret_file, ec);
   int status = wait_child(*pid);
+  if (status != 0)
+    std::fprintf(stderr, "%s: dynamosd on %s: status %d:\n%s", kName, node.c_str(), status,
+                 read_text(log).c_str());
   fs::remove(log, ec);
   fs::remove(dir, ec);  // when empty: a node's own state dir
   return status;
