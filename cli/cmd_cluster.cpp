@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "base/units.hpp"
+#include "cli/cmd_cluster_slurm.hpp"
 #include "cli/command.hpp"
 #include "core/tunables.hpp"
 #include "gang/client/control.hpp"
@@ -241,7 +242,7 @@ int down(const std::string& dir, bool quiet) {
 
 // `cluster up`'s options, checked.
 struct UpOptions {
-  unsigned nodes = 0, slots = 2;
+  unsigned nodes = 0, slots = 0;  // slots 0: each node's CPUs
   std::string mem, quantum = "2s", dir, node_timeout, cgroup_parent;
 };
 
@@ -260,7 +261,7 @@ std::optional<int> parse_up_options(std::span<const std::string> args, UpOptions
   desc.add_options()("help,h", "show this help")("nodes", po::value(&o.nodes), "virtual nodes")(
       "mem-per-node", po::value(&o.mem), "memory limit of each node, e.g. 2G (default: RAM / N)")(
       "quantum", po::value(&o.quantum)->default_value("2s"), "gang time slice")(
-      "slots", po::value(&o.slots)->default_value(2), "ranks a node takes per time slot")(
+      "slots", po::value(&o.slots), "ranks a node takes per time slot (default: its CPUs)")(
       "state-dir", po::value(&o.dir)->default_value("/run/dynamos"),
       "where the cluster's sockets, logs and state go")(
       "node-timeout", po::value(&o.node_timeout)->default_value("60s"),
@@ -273,7 +274,7 @@ std::optional<int> parse_up_options(std::span<const std::string> args, UpOptions
   if (!positional.empty()) return cli::error("cluster up", "unexpected '" + positional[0] + "'", 2);
   if (o.nodes == 0 || o.nodes > 64)
     return cli::error("cluster up", "--nodes must be between 1 and 64 (try --help)", 2);
-  if (o.slots == 0 || o.slots > 1024)
+  if (vm.count("slots") && (o.slots == 0 || o.slots > 1024))
     return cli::error("cluster up", "--slots must be between 1 and 1024", 2);
   if (auto q = parse_duration(o.quantum); !q)
     return cli::error("cluster up", "--quantum: " + q.error().message(), 2);
@@ -317,7 +318,11 @@ Result<NodePlan> plan_nodes(const UpOptions& o) {
   for (unsigned i = 1; i <= o.nodes; ++i) {
     plan.names.push_back("n" + std::to_string(i));
     plan.cpus.push_back((*parts)[(i - 1) % parts->size()]);
-    plan.hostfile += plan.names.back() + " slots=" + std::to_string(o.slots) + "\n";
+    std::size_t slots = o.slots;  // default: the node's CPUs
+    if (auto cpus = kernelside::parse_cpu_list(plan.cpus.back()); !slots && cpus)
+      slots = cpus->size();
+    plan.hostfile +=
+        plan.names.back() + " slots=" + std::to_string(std::max<std::size_t>(slots, 1)) + "\n";
   }
   return plan;
 }
@@ -494,8 +499,9 @@ Result<void> wait_nodes_up(const UpOptions& o, const Startup& up) {
 }
 
 void print_up(const UpOptions& o, const Startup& up) {
-  std::cout << "cluster up: " << o.nodes << " nodes, " << o.slots << " slots each, quantum "
-            << o.quantum << ", gangd pid " << up.conf().get("gangd_pid")
+  std::cout << "cluster up: " << o.nodes << " nodes, "
+            << (o.slots ? std::to_string(o.slots) : std::string("their CPUs as"))
+            << " slots each, quantum " << o.quantum << ", gangd pid " << up.conf().get("gangd_pid")
             << " (127.0.0.1:" << up.conf().get("port") << ", " << up.socket() << ")"
             << (up.conf().get("swap") == "zram" ? ", zram swap set up" : "") << "\n";
   if (o.dir != "/run/dynamos")
@@ -621,6 +627,7 @@ int run_cluster(std::span<const std::string> args) {
                  "Run 'dynamos cluster SUBCOMMAND --help' for options.\n");
     return args.empty() ? 2 : 0;
   }
+  if (auto slurm = cli::run_cluster_slurm(args)) return *slurm;  // up --slurm
   auto rest = args.subspan(1);
   if (args[0] == "up") return run_up(rest);
   if (args[0] == "status") return run_status(rest);

@@ -10,6 +10,8 @@
 #include "cli/command.hpp"
 #include "gang/client/control.hpp"
 
+extern char** environ;
+
 namespace po = boost::program_options;
 using namespace dynamos;
 namespace proto = dynamos::gang::proto;
@@ -19,22 +21,23 @@ namespace {
 int run_submit(std::span<const std::string> args) {
   po::options_description desc(
       "usage: dynamos submit [--ranks R] [--nodes N] [--paging POLICY] [--name NAME]\n"
-      "                      [--output FILE] -- PROGRAM [ARGS...]\n\n"
+      "                      [--output FILE] [--mpi-args ARGS] -- PROGRAM [ARGS...]\n\n"
       "Submits an MPI job to the gang scheduler: gangd places its R ranks on N nodes (as\n"
       "few as they fit on when N is not given) in a time slot, and starts it with mpirun\n"
       "over a hostfile of those nodes, as you, in the current directory. Jobs sharing\n"
       "nodes alternate every quantum, all ranks of a job together. Prints 'job ID' on its\n"
       "last line; 'dynamos wait ID' waits for it. The ranks' output goes to FILE (default\n"
-      "./dynamos-job<ID>.out).\n\noptions");
+      "./dynamos-job<ID>.out). The ranks run in your environment (PATH, modules, ...).\n\noptions");
   unsigned ranks = 1, nodes = 0;
-  std::string paging = "demand", name, output;
+  std::string paging = "demand", name, output, mpi_args;
   desc.add_options()("help,h", "show this help")("ranks", po::value(&ranks)->default_value(1),
                                                  "MPI ranks")(
       "nodes", po::value(&nodes), "spread the ranks evenly over exactly N nodes")(
       "paging", po::value(&paging)->default_value("demand"),
       "paging policy at switches: demand, selective, aggressive, adaptive")(
       "name", po::value(&name), "job name (default: the program's name)")(
-      "output", po::value(&output), "the ranks' output file");
+      "output", po::value(&output), "the ranks' output file")(
+      "mpi-args", po::value(&mpi_args), "extra mpirun options for this job, e.g. '--map-by core'");
   cli::add_socket_option(desc);
   // Everything after "--" belongs to the program, options included.
   std::vector<std::string> own, program;
@@ -63,7 +66,10 @@ int run_submit(std::span<const std::string> args) {
   if (!resolved) return cli::error("submit", resolved.error().message());
   if (name.empty()) name = program[0].substr(program[0].rfind('/') + 1);
   program[0] = *resolved;
-  proto::JobSubmit req{name, ranks, nodes, paging, program, cwd, output};
+  proto::JobSubmit req{name, ranks, nodes, paging, program, cwd, output, mpi_args, {}};
+  // The ranks get this environment, as Slurm's --export=ALL (gang/launch/mpirun_command.hpp).
+  for (char** e = environ; *e; ++e)
+    req.env.emplace_back(*e);
   auto r = cli::ask_for<proto::JobSubmitted>(cli::socket_path(vm), req, std::chrono::seconds(30));
   if (!r) return cli::error("submit", r.error().message());
   std::cout << "job " << r->job << "\n";

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "gang/hostlist.hpp"
+
 namespace dynamos::gang {
 namespace {
 
@@ -31,6 +33,18 @@ bool valid_host(std::string_view h) {
   return true;
 }
 
+// A host listed twice adds its slots, as mpirun does.
+void add_host(std::vector<HostEntry>& hosts, const HostEntry& e) {
+  for (auto& h : hosts) {
+    if (h.name == e.name) {
+      h.slots += e.slots;
+      if (e.max_slots) h.max_slots += e.max_slots;
+      return;
+    }
+  }
+  hosts.push_back(e);
+}
+
 }  // namespace
 
 Result<std::vector<HostEntry>> parse_hostfile(std::string_view text, const std::string& origin) {
@@ -45,10 +59,17 @@ Result<std::vector<HostEntry>> parse_hostfile(std::string_view text, const std::
     auto w = words(line);
     if (w.empty()) continue;
     auto where = origin + " line " + std::to_string(lineno);
-    if (!valid_host(w[0]))
+    // A Slurm hostlist (n[1-4]) stands for several hosts with the same options.
+    std::vector<std::string> names{std::string(w[0])};
+    if (is_hostlist(w[0])) {
+      auto expanded = expand_hostlist(w[0]);
+      if (!expanded) return fail(Errc::invalid_argument, where + ": " + expanded.error().message());
+      names = std::move(*expanded);
+    } else if (!valid_host(w[0])) {
       return fail(Errc::invalid_argument,
                   where + ": '" + std::string(w[0]) + "' is not a host name");
-    HostEntry e{std::string(w[0]), 1, 0};
+    }
+    HostEntry e{"", 1, 0};
     for (std::size_t i = 1; i < w.size(); ++i) {
       auto eq = w[i].find('=');
       if (eq == std::string_view::npos)
@@ -72,15 +93,10 @@ Result<std::vector<HostEntry>> parse_hostfile(std::string_view text, const std::
     if (e.max_slots != 0 && e.max_slots < e.slots)
       return fail(Errc::invalid_argument, where + ": max_slots=" + std::to_string(e.max_slots) +
                                               " is below slots=" + std::to_string(e.slots));
-    bool merged = false;
-    for (auto& h : hosts) {
-      if (h.name == e.name) {
-        h.slots += e.slots;
-        if (e.max_slots) h.max_slots += e.max_slots;
-        merged = true;
-      }
+    for (auto& name : names) {
+      e.name = std::move(name);
+      add_host(hosts, e);
     }
-    if (!merged) hosts.push_back(std::move(e));
   }
   if (hosts.empty()) return fail(Errc::invalid_argument, origin + ": no hosts");
   return hosts;

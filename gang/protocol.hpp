@@ -34,7 +34,7 @@
 namespace dynamos::gang::proto {
 
 inline constexpr std::uint32_t kMagic = 0x44594750;  // "DYGP"
-inline constexpr std::uint16_t kProtocolVersion = 2;
+inline constexpr std::uint16_t kProtocolVersion = 3;
 inline constexpr std::size_t kHeaderSize = 12;
 // A metrics report of a large node is the biggest message; 1 MiB leaves ample room and
 // bounds what a hostile peer can make us buffer.
@@ -265,7 +265,10 @@ struct JobSubmit {
   std::vector<std::string> argv;
   std::string cwd;
   std::string output;  // the job's output file; "" = <cwd>/dynamos-job<ID>.out
-  DYNAMOS_WIRE_FIELDS(name, ranks, nodes, paging, argv, cwd, output)
+  // (initialised so that older brace lists of the fields above need not name them)
+  std::string mpi_args{};          // extra mpirun options for this job, shell-quoted words
+  std::vector<std::string> env{};  // the submitter's environment, NAME=VALUE (gangd/launch.hpp)
+  DYNAMOS_WIRE_FIELDS(name, ranks, nodes, paging, argv, cwd, output, mpi_args, env)
 };
 
 struct JobSubmitted {

@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "base/units.hpp"
+#include "gang/hostlist.hpp"
 
 namespace dynamos::gang {
 
@@ -145,7 +146,14 @@ Result<gang::proto::NodeCommandResult> node_command(const std::string& socket,
                                                     std::vector<std::string> nodes, std::string op,
                                                     std::vector<std::string> args,
                                                     std::chrono::nanoseconds timeout) {
-  gang::proto::NodeCommand cmd{std::move(nodes), std::move(op), std::move(args),
+  // --node options take Slurm hostlists (n[1-3]) as well as names.
+  std::vector<std::string> names;
+  for (const auto& n : nodes) {
+    auto expanded = gang::expand_hostlist(n);
+    if (!expanded) return std::unexpected(expanded.error());
+    names.insert(names.end(), expanded->begin(), expanded->end());
+  }
+  gang::proto::NodeCommand cmd{std::move(names), std::move(op), std::move(args),
                                static_cast<std::uint64_t>(timeout.count())};
   // gangd waits for the slowest node up to `timeout`; give the answer a moment more.
   return ask_for<gang::proto::NodeCommandResult>(socket, cmd, timeout + std::chrono::seconds(5));

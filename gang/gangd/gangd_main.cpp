@@ -61,10 +61,13 @@ po::options_description options() {
       ("time-slots", po::value<int>()->default_value(8), "rows of the Ousterhout matrix")
       ("launch", po::value<std::string>()->default_value("ssh"),
        "how jobs start: ssh (mpirun over the hostfile's real hosts), virtual (every node is "
-       "this host: dynamos cluster up), none (placed only; ranks are attached by hand)")
+       "this host: dynamos cluster up), slurm (Open MPI's Slurm launcher inside an allocation: "
+       "dynamos cluster up --slurm), none (placed only; ranks are attached by hand)")
       ("run-dir", po::value<std::string>()->default_value("/run/dynamos"),
        "the agents' sockets and the launchers' files (as dynamosd's --run-dir)")
       ("mpirun", po::value<std::string>()->default_value("mpirun"), "the mpirun jobs start with")
+      ("mpirun-args", po::value<std::string>()->default_value(kDefaultMpirunArgs),
+       "mpirun options for every job, before each job's own (dynamos submit --mpi-args)")
       ("round-log", po::value<std::string>()->default_value(""),
        "append one JSON line per switch round to this file: nodes, running_ms (decision "
        "to every incoming rank thawed), total_ms (decision to the last node's ack), skew_ms, "
@@ -92,9 +95,9 @@ Result<Secret> load_secret(const po::variables_map& vm) {
 // --launch: how a placed job's ranks start (none: they are attached by hand).
 Result<void> configure_launch(const po::variables_map& vm, CoordinatorConfig& cfg) {
   auto mode = vm["launch"].as<std::string>();
-  if (mode != "ssh" && mode != "virtual" && mode != "none")
+  if (mode != "ssh" && mode != "virtual" && mode != "slurm" && mode != "none")
     return fail(Errc::invalid_argument,
-                "--launch must be ssh, virtual or none, got '" + mode + "'");
+                "--launch must be ssh, virtual, slurm or none, got '" + mode + "'");
   if (mode == "none") return {};
   if (cfg.control_socket.empty())
     return fail(Errc::invalid_argument,
@@ -105,11 +108,12 @@ Result<void> configure_launch(const po::variables_map& vm, CoordinatorConfig& cf
   lc.run_dir = vm["run-dir"].as<std::string>();
   lc.control_socket = std::filesystem::absolute(cfg.control_socket).string();
   lc.mpirun = vm["mpirun"].as<std::string>();
+  lc.mpirun_args = vm["mpirun-args"].as<std::string>();
   if (::access(lc.launcher.c_str(), X_OK) != 0)
     return fail(Errc::not_found,
                 "--launch " + mode + ": " + lc.launcher + " is missing (build dynamos-launch)");
   cfg.launch = [lc](const JournalJob& job, const proto::JobSubmit& req) {
-    return launch_job(lc, job, req.output);
+    return launch_job(lc, job, req);
   };
   return {};
 }

@@ -4,7 +4,13 @@
 //   gangd --launch virtual   every node is this host: mpirun reaches the "nodes" through
 //                            dynamos-vrsh and MPI runs over loopback TCP (dynamos cluster up)
 //   gangd --launch ssh       real hosts: mpirun's own ssh launch, one agent per host
+//   gangd --launch slurm     inside a Slurm allocation: Open MPI's Slurm launcher (srun),
+//                            never ssh (dynamos cluster up --slurm)
 //   gangd --launch none      jobs are placed only (tests attach processes themselves)
+//
+// The job's environment (the submitter's) goes to dynamos-launch in a file of the launch
+// directory, <run-dir>/launch/job<ID>.env (mode 0600, NAME=VALUE entries each ended by a
+// NUL byte), which dynamos-launch reads and removes.
 #pragma once
 
 #include <sys/types.h>
@@ -14,22 +20,26 @@
 
 #include "base/error.hpp"
 #include "gang/gangd/journal.hpp"
+#include "gang/launch/mpirun_command.hpp"
+#include "gang/protocol.hpp"
 
 namespace dynamos::gang {
 
 struct LaunchConfig {
-  std::string mode = "virtual";  // virtual | ssh
+  std::string mode = "virtual";  // virtual | ssh | slurm
   std::string launcher;          // path of dynamos-launch
   std::string run_dir = "/run/dynamos";
   std::string control_socket;  // gangd's, for the exit report
   std::string mpirun = "mpirun";
+  std::string mpirun_args = kDefaultMpirunArgs;  // the cluster's, before each job's own
 };
 
-// Checks the job can be started (its owner exists, its directory is there) and starts
-// its supervisor in the background; `output` is the job's output file ("" = default
-// <cwd>/dynamos-job<ID>.out). Returns once the supervisor has detached.
+// Checks the job can be started (its owner exists, its directory is there, its
+// --mpi-args split into words) and starts its supervisor in the background with the
+// request's output file ("" = default <cwd>/dynamos-job<ID>.out), extra mpirun options
+// and environment. Returns once the supervisor has detached.
 Result<void> launch_job(const LaunchConfig& config, const JournalJob& job,
-                        const std::string& output);
+                        const proto::JobSubmit& request);
 
 // The socket of a node's agent for its ranks (gang/dynamosd/rank_socket.hpp) under `run_dir`.
 inline std::string rank_socket_path(const std::string& run_dir, const std::string& node) {

@@ -5,7 +5,11 @@
 // and reports the exit status to gangd (JobExited), retrying while gangd is away.
 //
 //   dynamos-launch --job ID --hosts n1:2,n2:2 --uid U --gid G --cwd DIR --output FILE
-//                  --control-socket PATH [--mode virtual|ssh] [--run-dir DIR] -- PROGRAM [ARGS...]
+//                  --control-socket PATH [--mode virtual|ssh|slurm] [--run-dir DIR]
+//                  [--mpirun-args ARGS] [--mpi-args ARGS] [--env-file FILE] -- PROGRAM [ARGS...]
+//
+// mpirun's command line and environment come from gang/launch/mpirun_command.hpp: the
+// submitter's environment (--env-file, removed once read) less what must not pass.
 //
 // Exit status of this process: 0 once the supervisor is running in the background, 2
 // for bad arguments; the job's own status goes to gangd. Files: <run-dir>/launch/job<ID>.pid
@@ -34,6 +38,10 @@
 #include "gang/client/control.hpp"
 #include "gang/gangd/launch.hpp"
 #include "gang/hostfile.hpp"
+#include "gang/launch/mpirun_command.hpp"
+#include "gang/launch/options.hpp"
+
+extern char** environ;
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -83,8 +91,29 @@ Result<std::vector<HostEntry>> parse_hosts(const std::string& text) {
   return hosts;
 }
 
+std::size_t env_count() {
+  std::size_t n = 0;
+  while (environ[n])
+    ++n;
+  return n;
+}
+
+// The submitter's environment gangd wrote (gang/gangd/launch.hpp); the file goes once read.
+Result<std::vector<std::string>> read_env_file(const std::string& path) {
+  std::vector<std::string> env;
+  if (path.empty()) return env;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail_errno("open --env-file " + path);
+  std::string entry;
+  while (std::getline(in, entry, '\0'))
+    if (!entry.empty()) env.push_back(entry);
+  ::unlink(path.c_str());
+  return env;
+}
+
 // The child: becomes the job's owner, writes to the job's output file, runs mpirun.
-[[noreturn]] void exec_mpirun(const std::vector<std::string>& argv, uid_t uid, gid_t gid,
+[[noreturn]] void exec_mpirun(const std::vector<std::string>& argv,
+                              const std::vector<std::string>& env, uid_t uid, gid_t gid,
                               const std::string& cwd, const std::string& output) {
   ::setpgid(0, 0);
   if (uid != 0) {
@@ -110,19 +139,14 @@ Result<std::vector<HostEntry>> parse_hosts(const std::string& text) {
   ::dup2(in, 0);
   ::dup2(out, 1);
   ::dup2(out, 2);
-  const passwd* pw = ::getpwuid(uid);
-  ::clearenv();
-  ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
-  ::setenv("HOME", pw ? pw->pw_dir : "/", 1);
-  if (pw) ::setenv("USER", pw->pw_name, 1);
-  if (uid == 0) {
-    ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  }
-  std::vector<char*> args;
+  std::vector<char*> args, envp;
   for (const auto& a : argv)
     args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  for (const auto& e : env)
+    envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  environ = envp.data();  // execvp looks mpirun up in the job's PATH (module load openmpi)
   ::execvp(args[0], args.data());
   std::fprintf(stderr, "dynamos-launch: cannot run %s: %s\n", args[0], std::strerror(errno));
   ::_exit(127);
@@ -144,6 +168,66 @@ void report(const std::string& socket, const proto::JobExited& m) {
     }
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
+}
+
+// One job's mpirun, ready to run.
+struct Supervised {
+  std::uint64_t job = 0;
+  std::vector<std::string> cmd, env;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string cwd, output;
+  std::string base;  // <run-dir>/launch/job<ID>: .pid and .hosts
+  std::string control_socket;
+  bool foreground = false;
+};
+
+// Detaches (unless in the foreground), runs mpirun, reports its exit to gangd, and
+// removes the job's launch files.
+int supervise(const Supervised& s) {
+  if (!s.foreground) {
+    // Detach: gangd waits for this first process only; the supervisor lives on in a
+    // session of its own.
+    pid_t child = ::fork();
+    if (child < 0) return die(1, std::string("fork: ") + std::strerror(errno));
+    if (child > 0) return 0;
+    ::setsid();
+  }
+  {
+    std::ofstream pidf(s.base + ".pid", std::ios::trunc);
+    pidf << ::getpid() << "\n";
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_terminate;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::signal(SIGHUP, SIG_IGN);
+
+  std::string line;
+  for (const auto& a : s.cmd)
+    line += (line.empty() ? "" : " ") + a;
+  log("job " + std::to_string(s.job) + ": " + line);
+  pid_t pid = ::fork();
+  if (pid < 0) return die(1, std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) exec_mpirun(s.cmd, s.env, s.uid, s.gid, s.cwd, s.output);
+  g_mpirun = pid;
+  if (g_terminate) ::kill(-pid, SIGTERM);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  proto::JobExited m{s.job, 0, ""};
+  if (WIFEXITED(status)) {
+    m.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    m.exit_code = 128 + WTERMSIG(status);
+    m.reason = std::string("mpirun killed by signal ") + strsignal(WTERMSIG(status));
+  }
+  if (g_terminate && m.reason.empty()) m.reason = "terminated";
+  log("job " + std::to_string(s.job) + " ended with status " + std::to_string(m.exit_code));
+  report(s.control_socket, m);
+  ::unlink((s.base + ".hosts").c_str());
+  ::unlink((s.base + ".pid").c_str());
+  return 0;
 }
 
 }  // namespace
@@ -170,19 +254,14 @@ int main(int argc, char** argv) {
        "virtual: every node is this host (dynamos-vrsh, MPI over loopback TCP); ssh: real hosts")
       ("run-dir", po::value<std::string>()->default_value("/run/dynamos"), "the agents' sockets and launch files")
       ("mpirun", po::value<std::string>()->default_value("mpirun"), "the mpirun to use")
+      ("mpirun-args", po::value<std::string>()->default_value(kDefaultMpirunArgs),
+       "the cluster's mpirun options")
+      ("mpi-args", po::value<std::string>()->default_value(""), "the job's own mpirun options")
+      ("env-file", po::value<std::string>(), "the job's environment (NUL-separated; removed)")
       ("foreground", po::bool_switch(), "do not detach (tests)");
   // clang-format on
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(split, argv).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return die(2, std::string(e.what()) + " (try --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto status = parse_launch_options("dynamos-launch", split, argv, opts, vm)) return *status;
   for (auto required : {"job", "hosts", "control-socket"})
     if (!vm.count(required)) return die(2, std::string("--") + required + " is required");
   if (split >= argc - 1) return die(2, "no program given after --");
@@ -190,7 +269,8 @@ int main(int argc, char** argv) {
   auto hosts = parse_hosts(vm["hosts"].as<std::string>());
   if (!hosts) return die(2, hosts.error().message());
   auto mode = vm["mode"].as<std::string>();
-  if (mode != "virtual" && mode != "ssh") return die(2, "--mode must be virtual or ssh");
+  if (mode != "virtual" && mode != "ssh" && mode != "slurm")
+    return die(2, "--mode must be virtual, ssh or slurm");
   auto run_dir = vm["run-dir"].as<std::string>();
   auto cwd = vm["cwd"].as<std::string>();
   auto output = vm.count("output") ? vm["output"].as<std::string>()
@@ -220,61 +300,23 @@ int main(int argc, char** argv) {
   for (const auto& h : *hosts)
     ranks += h.slots;
 
-  std::vector<std::string> cmd = {
-      vm["mpirun"].as<std::string>(), "--hostfile",      hostfile,    "-np",
-      std::to_string(ranks),          "--oversubscribe", "--bind-to", "none"};
-  if (uid == 0) cmd.push_back("--allow-run-as-root");
-  if (mode == "virtual")
-    for (const char* a : {"--mca", "plm_rsh_agent", "", "--mca", "btl", "self,tcp", "--mca",
-                          "btl_tcp_if_include", "lo", "--mca", "oob_tcp_if_include", "lo"})
-      cmd.push_back(*a ? a : bindir + "/dynamos-vrsh");
-  for (const auto& a : {bindir + "/dynamos-rank", std::string("--job"), std::to_string(job),
-                        std::string("--run-dir"), run_dir, std::string("--")})
-    cmd.push_back(a);
-  for (int i = split + 1; i < argc; ++i)
-    cmd.push_back(argv[i]);
+  MpirunPlan plan{
+      vm["mpirun"].as<std::string>(), mode, bindir, run_dir, hostfile, job, ranks, uid == 0, {}, {},
+      {argv + split + 1, argv + argc}};
+  auto cluster_args = split_words(vm["mpirun-args"].as<std::string>());
+  if (!cluster_args) return die(2, "--mpirun-args: " + cluster_args.error().message());
+  auto job_args = split_words(vm["mpi-args"].as<std::string>());
+  if (!job_args) return die(2, "--mpi-args: " + job_args.error().message());
+  plan.cluster_args = std::move(*cluster_args);
+  plan.job_args = std::move(*job_args);
+  auto cmd = mpirun_command(plan);
+  auto submitted = read_env_file(vm.count("env-file") ? vm["env-file"].as<std::string>() : "");
+  if (!submitted) return die(1, submitted.error().message());
+  std::vector<std::string> own(environ, environ + env_count());
+  const passwd* pw = ::getpwuid(uid);
+  auto env =
+      rank_environment(*submitted, own, mode, {uid, pw ? pw->pw_name : "", pw ? pw->pw_dir : "/"});
 
-  if (!vm["foreground"].as<bool>()) {
-    // Detach: gangd waits for this first process only; the supervisor lives on in a
-    // session of its own.
-    pid_t child = ::fork();
-    if (child < 0) return die(1, std::string("fork: ") + std::strerror(errno));
-    if (child > 0) return 0;
-    ::setsid();
-  }
-  {
-    std::ofstream pidf(base + ".pid", std::ios::trunc);
-    pidf << ::getpid() << "\n";
-  }
-  struct sigaction sa {};
-  sa.sa_handler = on_terminate;
-  ::sigaction(SIGTERM, &sa, nullptr);
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::signal(SIGHUP, SIG_IGN);
-
-  std::string line;
-  for (const auto& a : cmd)
-    line += (line.empty() ? "" : " ") + a;
-  log("job " + std::to_string(job) + ": " + line);
-  pid_t pid = ::fork();
-  if (pid < 0) return die(1, std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) exec_mpirun(cmd, uid, gid, cwd, output);
-  g_mpirun = pid;
-  if (g_terminate) ::kill(-pid, SIGTERM);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  proto::JobExited m{job, 0, ""};
-  if (WIFEXITED(status)) {
-    m.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    m.exit_code = 128 + WTERMSIG(status);
-    m.reason = std::string("mpirun killed by signal ") + strsignal(WTERMSIG(status));
-  }
-  if (g_terminate && m.reason.empty()) m.reason = "terminated";
-  log("job " + std::to_string(job) + " ended with status " + std::to_string(m.exit_code));
-  report(vm["control-socket"].as<std::string>(), m);
-  ::unlink(hostfile.c_str());
-  ::unlink((base + ".pid").c_str());
-  return 0;
+  return supervise({job, std::move(cmd), std::move(env), uid, gid, cwd, output, base,
+                    vm["control-socket"].as<std::string>(), vm["foreground"].as<bool>()});
 }

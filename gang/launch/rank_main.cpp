@@ -6,7 +6,8 @@
 // it into the job's group, and only then execs PROGRAM: a rank is frozen there at once
 // when its job is not in the current time slot, so it never runs out of turn, and every
 // process it creates is in the job's group too. The node is --node, else $DYNAMOS_NODE
-// (set by dynamos-vrsh on a virtual cluster), else this host's short name.
+// (set by dynamos-vrsh on a virtual cluster), else $SLURMD_NODENAME (in a Slurm step), else
+// this host's short name.
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
@@ -22,6 +23,7 @@
 #include "base/units.hpp"
 #include "gang/client/control.hpp"
 #include "gang/gangd/launch.hpp"
+#include "gang/launch/options.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -54,22 +56,13 @@ int main(int argc, char** argv) {
   opts.add_options()
       ("help,h", "print this help and exit")
       ("job", po::value<std::uint64_t>(), "the job's id")
-      ("node", po::value<std::string>(), "this rank's node (default $DYNAMOS_NODE, else the host name)")
+      ("node", po::value<std::string>(), "this rank's node (default $DYNAMOS_NODE, $SLURMD_NODENAME, else the host name)")
       ("run-dir", po::value<std::string>()->default_value("/run/dynamos"), "where the agents' sockets are")
       ("timeout", po::value<std::string>()->default_value("30s"),
        "how long to wait for the agent to know the job");
   // clang-format on
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(split, argv).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return die(2, std::string(e.what()) + " (try --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto status = parse_launch_options("dynamos-rank", split, argv, opts, vm)) return *status;
   if (!vm.count("job")) return die(2, "--job is required (try --help)");
   if (split >= argc - 1) return die(2, "no program given after --");
   std::string node;
@@ -77,6 +70,8 @@ int main(int argc, char** argv) {
     node = vm["node"].as<std::string>();
   else if (const char* env = std::getenv("DYNAMOS_NODE"); env && *env)
     node = env;
+  else if (const char* slurm = std::getenv("SLURMD_NODENAME"); slurm && *slurm)
+    node = slurm;  // a Slurm step's node, as the allocation names it
   else
     node = short_hostname();
   auto timeout = parse_duration(vm["timeout"].as<std::string>());

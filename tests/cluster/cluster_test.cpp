@@ -94,8 +94,9 @@ class Cluster {
   Cluster(int nodes, const std::string& extra) {
     parent_ = "dynamos-test-cluster-" + std::to_string(::getpid()) + "-" + std::to_string(++seq_);
     swap_before_ = swap_active();
+    // 2 slots a node whatever its CPUs (the default): the tests place 2 ranks a node.
     auto o = sh(kBin + "/dynamos cluster up --nodes " + std::to_string(nodes) + " --state-dir " +
-                dir_.path().string() + " --cgroup-parent " + parent_ + " " + extra);
+                dir_.path().string() + " --cgroup-parent " + parent_ + " --slots 2 " + extra);
     up_ = o.code == 0;
     up_text_ = o.text;
   }

@@ -101,8 +101,8 @@ TEST(Protocol, WireBytesAreStable) {
   for (const auto& m : samples(rng))
     for (std::uint8_t b : frame_of(m))
       hash = (hash ^ b) * 1099511628211ull;
-  EXPECT_EQ(hash, 7234772516318749724ull);
-  EXPECT_EQ(kProtocolVersion, 2) << "the bytes above are version 2's";
+  EXPECT_EQ(hash, 15911067686954899486ull);
+  EXPECT_EQ(kProtocolVersion, 3) << "the bytes above are version 3's (JobSubmit gained mpi_args and env)";
 }
 
 TEST(Protocol, FieldsSurviveRoundTrip) {

@@ -11,33 +11,9 @@ testbed="${1:?usage: testbed_test.sh SLURM_TESTBED_SH MPI_HELLO}"
 hello="${2:?usage: testbed_test.sh SLURM_TESTBED_SH MPI_HELLO}"
 state="${DYNAMOS_SLURM_TESTBED_DIR:-/run/dynamos-slurm-testbed}"
 subnet="${DYNAMOS_SLURM_TESTBED_SUBNET:-10.199.77}"
-passed=0
-failed=0
 
-unavailable() {
-  if [[ "${CI:-}" == "true" ]]; then
-    echo "SlurmTestbed cannot run under CI: $*" >&2
-    exit 1
-  fi
-  echo "SlurmTestbed skipped: $*" >&2
-  exit 77
-}
-check() { # description, then the command that must succeed
-  local what="$1"
-  shift
-  if "$@"; then
-    echo "ok: $what"
-    passed=$((passed + 1))
-  else
-    echo "FAILED: $what" >&2
-    failed=$((failed + 1))
-  fi
-}
-finish() {
-  echo "SlurmTestbed: $passed passed, $failed failed"
-  ((failed == 0)) || exit 1
-  exit 0
-}
+# shellcheck source=tests/slurm/check.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check.sh"
 
 ((EUID == 0)) || unavailable "needs root (network namespaces, a bridge, slurmd/slurmctld/munged)"
 [[ -x "$hello" ]] || { echo "SlurmTestbed: $hello missing: cmake --build build --target slurm_mpi_hello" >&2; exit 1; }
