@@ -14,6 +14,7 @@
 
 #include "base/error.hpp"
 #include "gang/gangd/journal.hpp"
+#include "kernelside/spawn.hpp"
 
 namespace dynamos::gang {
 
@@ -36,12 +37,7 @@ inline std::string rank_socket_path(const std::string& run_dir, const std::strin
   return run_dir + "/agent-" + node + ".sock";
 }
 
-// Starts `args` (args[0] a path) in the background: standard input from /dev/null,
-// standard output and error to `log` (truncated, or appended to), no other inherited
-// descriptor (a daemon must not hold gangd's port), in a session of its own when
-// `new_session`. The caller reaps it.
-Result<pid_t> spawn_program(const std::vector<std::string>& args, const std::string& log,
-                            bool truncate_log, bool new_session);
+using kernelside::spawn_program;  // kernelside/spawn.hpp: the one spawner
 
 // The index of the first "--" in argv (what follows is a program and its arguments),
 // or argc when there is none.
