@@ -11,6 +11,7 @@
 
 #include "base/error.hpp"
 #include "base/units.hpp"
+#include "extensions/paging/policy.hpp"
 
 namespace dynamos::compare {
 
@@ -31,7 +32,7 @@ inline const std::vector<std::string>& builtin_workloads() {
   return w;
 }
 inline const std::vector<std::string>& paging_policies() {
-  static const std::vector<std::string> p{"demand", "selective", "aggressive", "adaptive"};
+  static const std::vector<std::string>& p = paging::policy_names();
   return p;
 }
 

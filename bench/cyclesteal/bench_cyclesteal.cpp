@@ -39,6 +39,7 @@
 #include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
+#include "extensions/cyclesteal/policy.hpp"
 #include "kernelside/cgroup.hpp"
 #include "kernelside/procfs.hpp"
 
@@ -146,7 +147,7 @@ class Bench {
 
  private:
   bool extension_policy(const std::string& p) const {
-    return p == "linger" || p == "pause" || p == "evict";
+    return cyclesteal::is_guest_policy(p);
   }
   std::unique_ptr<Process> start_guest(const std::string& policy);
 

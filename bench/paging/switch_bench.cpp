@@ -28,6 +28,7 @@
 #include "bench/paging/node.hpp"
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
+#include "extensions/paging/policy.hpp"
 #include "kernelside/memory.hpp"
 #include "kernelside/procfs.hpp"
 
@@ -45,7 +46,7 @@ struct Options {
   uint64_t job_memory = 700ull << 20;
   double quantum = 8;
   int switches = 6;
-  std::vector<std::string> policies = {"demand", "selective", "aggressive", "adaptive"};
+  std::vector<std::string> policies = paging::policy_names();
   bool json = false;
   int tick_ms = 100;
   double calibrate_s = 3;
@@ -393,7 +394,7 @@ int main(int argc, char** argv) {
   o.policies.clear();
   std::stringstream ps(policies);
   for (std::string p; std::getline(ps, p, ',');) {
-    if (p != "demand" && p != "selective" && p != "aggressive" && p != "adaptive")
+    if (!paging::parse_policy(p))
       return usage_error("unknown policy '" + p + "' (demand, selective, aggressive, adaptive)");
     o.policies.push_back(p);
   }

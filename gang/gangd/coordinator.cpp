@@ -22,7 +22,7 @@ using steady = std::chrono::steady_clock;
 // --- durations and policies ----------------------------------------------------------
 
 const std::vector<std::string>& paging_policies() {
-  static const std::vector<std::string> p = {"demand", "selective", "aggressive", "adaptive"};
+  static const std::vector<std::string>& p = paging::policy_names();
   return p;
 }
 
@@ -1076,7 +1076,7 @@ void Coordinator::on_node_reply(std::size_t node, const proto::NodeReply& m) {
 
 Result<void> Coordinator::set_cyclesteal(std::uint32_t uid, const proto::SetCycleSteal& m) {
   if (uid != 0) return fail(Errc::not_permitted, "only root may turn cycle stealing on or off");
-  if (m.enable && m.policy != "linger" && m.policy != "pause" && m.policy != "evict")
+  if (m.enable && !cyclesteal::is_guest_policy(m.policy))
     return fail(Errc::invalid_argument,
                 "unknown cycle-stealing policy '" + m.policy + "' (linger, pause or evict)");
   cyclesteal_idle_ = m.enable;
