@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -27,7 +28,17 @@ namespace {
 constexpr int kExecTimeoutMs = 10'000;
 
 // The child's steps, in order; a failure names its step (and, for cgroups, which one).
-enum class Stage : int { parent_died, cgroup, identity, cwd, open_in, open_out, open_err, exec };
+enum class Stage : int {
+  parent_died,
+  cgroup,
+  identity,
+  cwd,
+  open_in,
+  open_out,
+  open_err,
+  exec,
+  at_gate,  // not a failure: everything but the exec done, waiting for the parent's hook
+};
 
 struct ChildFailure {
   Stage stage;
@@ -181,8 +192,9 @@ void child_place(int fd, int target) {
     ::dup2(fd, target);
 }
 
-// Closes every descriptor from 3 up but the error pipe (close-on-exec: it goes at exec).
-void child_close_others(int keep) {
+// Closes every descriptor from 3 up but the error pipe and the gate (both close-on-exec:
+// they go at exec).
+void child_close_others(int keep_a, int keep_b) {
   auto close_range = [](unsigned lo, unsigned hi) {
     if (lo > hi) return;
     if (::syscall(SYS_close_range, lo, hi, 0) == 0) return;
@@ -193,8 +205,13 @@ void child_close_others(int keep) {
     for (unsigned fd = lo; fd <= hi && fd < top; ++fd)
       ::close(static_cast<int>(fd));
   };
-  close_range(3, static_cast<unsigned>(keep) - 1);
-  close_range(static_cast<unsigned>(keep) + 1, ~0U);
+  unsigned from = 3;
+  for (int keep : {std::min(keep_a, keep_b), std::max(keep_a, keep_b)}) {
+    if (keep < static_cast<int>(from)) continue;  // none (-1)
+    close_range(from, static_cast<unsigned>(keep) - 1);
+    from = static_cast<unsigned>(keep) + 1;
+  }
+  close_range(from, ~0U);
 }
 
 [[noreturn]] void run_child(ChildPlan& p) {
@@ -216,10 +233,8 @@ void child_close_others(int keep) {
   }
   if (o.nice) ::setpriority(PRIO_PROCESS, 0, *o.nice);
   child_join_cgroups(p);
-  if (p.gate_fd >= 0) {
-    char go = 0;
-    if (::read(p.gate_fd, &go, 1) != 1) ::_exit(126);  // the parent gave up on us
-  }
+  // Everything but the exec before the gate: once the parent's hook has put the child in
+  // an idle-priority class, it may get little CPU, and exec alone is enough to do there.
   if (o.user) {
     const User& u = *o.user;
     if (::setgroups(u.groups.size(), u.groups.data()) != 0 ||
@@ -234,7 +249,13 @@ void child_close_others(int keep) {
   child_place(in, 0);
   child_place(out, 1);
   child_place(err, 2);
-  child_close_others(p.err_fd);
+  child_close_others(p.err_fd, p.gate_fd);
+  if (p.gate_fd >= 0) {
+    ChildFailure at_gate{Stage::at_gate, 0, 0};
+    (void)!::write(p.err_fd, &at_gate, sizeof at_gate);
+    char go = 0;
+    if (::read(p.gate_fd, &go, 1) != 1) ::_exit(126);  // the parent gave up on us
+  }
   ::execve(p.program.c_str(), p.argv.data(), p.envp.data());
   child_fail(p, Stage::exec);
 }
@@ -256,6 +277,7 @@ std::string describe(const SpawnOptions& o, const ChildFailure& f) {
     case Stage::open_err:
       return "opening " + o.err.path;
     case Stage::exec:
+    case Stage::at_gate:
       break;
   }
   return "exec " + o.argv[0];
@@ -309,10 +331,34 @@ bool open_gate(int fd) {
   return ok;
 }
 
-// After fork: the hook, the gate, then the child's verdict on the error pipe.
+// The child's next record on the error pipe within the timeout: a failure, at_gate, or
+// nothing (0: EOF, the program runs; -1: nothing within the timeout).
+ssize_t next_record(int fd, ChildFailure& f) {
+  pollfd pf{fd, POLLIN, 0};
+  int ready;
+  while ((ready = ::poll(&pf, 1, kExecTimeoutMs)) < 0 && errno == EINTR) {
+  }
+  ssize_t n = -1;
+  if (ready > 0)
+    while ((n = ::read(fd, &f, sizeof f)) < 0 && errno == EINTR) {
+    }
+  return n == 0 || n == static_cast<ssize_t>(sizeof f) ? n : -1;
+}
+
+// After fork: the child's steps up to the gate, the hook, the gate, then the child's
+// verdict on the error pipe.
 Result<pid_t> supervise_start(const SpawnOptions& o, pid_t pid, Pipe& err, Pipe& gate) {
   err.close_write();
   gate.close_read();
+  ChildFailure f{};
+  ssize_t n = 0;
+  auto failed = [&]() -> std::unexpected<Error> {
+    kill_and_reap(pid);
+    if (n != static_cast<ssize_t>(sizeof f))
+      return fail(Errc::timed_out, o.argv[0] + " did not start within " +
+                                       std::to_string(kExecTimeoutMs / 1000) + " s");
+    return fail_errno(f.err, describe(o, f));
+  };
   if (o.before_exec) {
     if (o.reset_scheduler) {
       // It may not have run yet, and a real-time task cannot join a cpu group without
@@ -320,6 +366,8 @@ Result<pid_t> supervise_start(const SpawnOptions& o, pid_t pid, Pipe& err, Pipe&
       sched_param normal{};
       (void)::sched_setscheduler(pid, SCHED_OTHER, &normal);
     }
+    n = next_record(err.r, f);
+    if (n != static_cast<ssize_t>(sizeof f) || f.stage != Stage::at_gate) return failed();
     if (auto hook = o.before_exec(pid); !hook) {
       kill_and_reap(pid);
       return std::unexpected(hook.error());
@@ -330,23 +378,16 @@ Result<pid_t> supervise_start(const SpawnOptions& o, pid_t pid, Pipe& err, Pipe&
       return e;
     }
     gate.close_write();
+    // Only the exec is left; in a class of idle priority beside a busy host it may wait
+    // long for a CPU. A child still waiting then has started: the exec follows.
+    n = next_record(err.r, f);
+    if (n < 0) return pid;
+  } else {
+    n = next_record(err.r, f);
   }
   // The error pipe closes at exec (close-on-exec): EOF means the program runs.
-  pollfd pf{err.r, POLLIN, 0};
-  int ready;
-  while ((ready = ::poll(&pf, 1, kExecTimeoutMs)) < 0 && errno == EINTR) {
-  }
-  ChildFailure f{};
-  ssize_t n = -1;
-  if (ready > 0)
-    while ((n = ::read(err.r, &f, sizeof f)) < 0 && errno == EINTR) {
-    }
   if (n == 0) return pid;
-  kill_and_reap(pid);
-  if (n != static_cast<ssize_t>(sizeof f))
-    return fail(Errc::timed_out, o.argv[0] + " did not start within " +
-                                     std::to_string(kExecTimeoutMs / 1000) + " s");
-  return fail_errno(f.err, describe(o, f));
+  return failed();
 }
 
 }  // namespace
@@ -387,12 +428,13 @@ Result<pid_t> spawn(const SpawnOptions& o) {
   if (auto ok = err.open(); !ok) return std::unexpected(ok.error());
   if (o.before_exec)
     if (auto ok = gate.open(); !ok) return std::unexpected(ok.error());
-  // The error pipe above 2, so that placing 0-2 never lands on it.
-  if (err.w <= 2) {
-    int moved = ::fcntl(err.w, F_DUPFD_CLOEXEC, 3);
+  // The error pipe and the gate above 2, so that placing 0-2 never lands on them.
+  for (int* fd : {&err.w, &gate.r}) {
+    if (*fd < 0 || *fd > 2) continue;
+    int moved = ::fcntl(*fd, F_DUPFD_CLOEXEC, 3);
     if (moved < 0) return fail_errno("spawn: pipe");
-    err.close_write();
-    err.w = moved;
+    ::close(*fd);
+    *fd = moved;
   }
   plan.err_fd = err.w;
   plan.gate_fd = gate.r;

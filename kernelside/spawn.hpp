@@ -76,13 +76,16 @@ struct SpawnOptions {
   bool reset_scheduler = false;  // SCHED_OTHER in the child (the parent may be real-time)
   bool die_with_parent = false;  // PR_SET_PDEATHSIG SIGKILL
   std::optional<int> nice;
-  // Runs in the parent while the child waits at a gate just before it drops its identity:
-  // a hook that moves the child into groups or classes the parent manages. Its failure
-  // kills the child and is spawn()'s failure.
+  // Runs in the parent while the child waits at a gate just before exec (identity
+  // dropped, directory and descriptors in place, so that little is left to do in a class
+  // of idle priority): a hook that moves the child into groups or classes the parent
+  // manages. Its failure kills the child and is spawn()'s failure.
   std::function<Result<void>(pid_t)> before_exec;
 };
 
-// Starts the program; returns its pid once it has exec'd. The caller reaps it.
+// Starts the program; returns its pid once it has exec'd (with a before_exec hook: or
+// once it is past the gate and has not exec'd within 10 s, which a child put in a class of
+// idle priority beside a busy host may take). The caller reaps it.
 Result<pid_t> spawn(const SpawnOptions& options);
 
 // The daemons' shorthand: args[0] a path, standard input from /dev/null, standard output
