@@ -8,6 +8,7 @@
 #include "bench/compare/session.hpp"
 #include "bench/workload/size.hpp"
 #include "cli/command.hpp"
+#include "extensions/cyclesteal/policy.hpp"
 #include "gang/client/control.hpp"
 
 namespace po = boost::program_options;
@@ -86,7 +87,7 @@ int bench_compare(std::span<const std::string> args) {
   auto cs = compare::parse_cyclesteal(cyclesteal);
   if (!cs) return cli::error("bench compare", cs.error().message(), 2);
   c.cyclesteal = std::move(*cs);
-  if (c.guest_policy != "linger" && c.guest_policy != "pause" && c.guest_policy != "evict")
+  if (!cyclesteal::is_guest_policy(c.guest_policy))
     return cli::error("bench compare",
                       "--guest-policy takes linger, pause or evict, not '" + c.guest_policy + "'",
                       2);

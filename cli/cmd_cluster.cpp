@@ -34,8 +34,9 @@
 #include "cli/command.hpp"
 #include "core/tunables.hpp"
 #include "gang/client/control.hpp"
-#include "gang/gangd/launch.hpp"
+#include "gang/launch_path.hpp"
 #include "kernelside/cgroup.hpp"
+#include "kernelside/spawn.hpp"
 #include "kernelside/topology.hpp"
 
 namespace po = boost::program_options;
@@ -87,7 +88,7 @@ bool alive(pid_t pid) {
 
 // A daemon of the cluster: a session of its own, output to `log`.
 Result<pid_t> spawn_daemon(const std::vector<std::string>& args, const std::string& log) {
-  return gang::spawn_program(args, log, true, true);
+  return kernelside::spawn_program(args, log, true, true);
 }
 
 // Reaps `pid` if it is our child; tells whether it is gone.

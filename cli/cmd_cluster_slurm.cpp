@@ -19,8 +19,8 @@
 // the watcher as the agents' process (SIGTERM: it ends the step, every dynamosd thaws
 // and removes its groups) and the job groups' parent where Slurm has no cgroup for the
 // job ("dynamos-slurm-<job id>").
-#include "base/units.hpp"
 #include "cli/cmd_cluster_slurm.hpp"
+#include "base/units.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -45,9 +45,10 @@
 
 #include "cli/command.hpp"
 #include "gang/client/control.hpp"
-#include "gang/gangd/coordinator.hpp"
-#include "gang/gangd/launch.hpp"
+#include "gang/launch_path.hpp"
+#include "gang/mpirun_command.hpp"
 #include "gang/slurm/allocation.hpp"
+#include "kernelside/spawn.hpp"
 #include "kernelside/topology.hpp"
 
 namespace po = boost::program_options;
@@ -151,31 +152,31 @@ Result<pid_t> start_gangd(const UpOptions& o, const gang::slurm::Allocation& a,
   std::error_code ec;
   fs::remove(o.dir + "/secret", ec);
   fs::remove(o.dir + "/gangd.journal", ec);
-  return gang::spawn_program({gang::sibling_program("gangd"),
-                              "--hostfile",
-                              o.dir + "/hosts",
-                              "--secret",
-                              o.dir + "/secret",
-                              "--create-secret",
-                              "--listen",
-                              "0.0.0.0:" + std::to_string(port),
-                              "--control-socket",
-                              o.dir + "/gangd.sock",
-                              "--journal",
-                              o.dir + "/gangd.journal",
-                              "--quantum",
-                              o.quantum,
-                              "--launch",
-                              "slurm",
-                              "--run-dir",
-                              o.dir,
-                              "--node-timeout",
-                              o.node_timeout,
-                              "--round-log",
-                              o.dir + "/rounds.jsonl",
-                              "--mpirun-args",
-                              o.mpirun_args},
-                             o.dir + "/gangd.log", true, true);
+  return kernelside::spawn_program({gang::sibling_program("gangd"),
+                                    "--hostfile",
+                                    o.dir + "/hosts",
+                                    "--secret",
+                                    o.dir + "/secret",
+                                    "--create-secret",
+                                    "--listen",
+                                    "0.0.0.0:" + std::to_string(port),
+                                    "--control-socket",
+                                    o.dir + "/gangd.sock",
+                                    "--journal",
+                                    o.dir + "/gangd.journal",
+                                    "--quantum",
+                                    o.quantum,
+                                    "--launch",
+                                    "slurm",
+                                    "--run-dir",
+                                    o.dir,
+                                    "--node-timeout",
+                                    o.node_timeout,
+                                    "--round-log",
+                                    o.dir + "/rounds.jsonl",
+                                    "--mpirun-args",
+                                    o.mpirun_args},
+                                   o.dir + "/gangd.log", true, true);
 }
 
 // The agents' step, held by a watcher; the secret reaches the nodes in srun's environment.
@@ -213,7 +214,7 @@ Result<pid_t> start_agents(const UpOptions& o, const gang::slurm::Allocation& a,
     secret.pop_back();
   if (secret.empty()) return fail(Errc::system, "gangd made no secret in " + o.dir);
   ::setenv(kSecretVar, secret.c_str(), 1);
-  auto pid = gang::spawn_program(args, o.dir + "/agents.log", true, true);
+  auto pid = kernelside::spawn_program(args, o.dir + "/agents.log", true, true);
   ::unsetenv(kSecretVar);
   return pid;
 }
@@ -438,7 +439,7 @@ int run_node(std::span<const std::string> args) {
   // A killed agent leaves its rank socket; its successor makes a new one (and the wait
   // for it below must not see the old one).
   fs::remove(gang::rank_socket_path(dir, node), ec);
-  auto pid = gang::spawn_program(argv, log, true, false);
+  auto pid = kernelside::spawn_program(argv, log, true, false);
   if (!pid) {
     std::fprintf(stderr, "%s: %s\n", kName, pid.error().message().c_str());
     fs::remove(secret_file, ec);
@@ -495,7 +496,7 @@ int run_restart_node(std::span<const std::string> args) {
                                    "--port",
                                    conf["port"]};
   ::setenv(kSecretVar, secret.c_str(), 1);
-  auto pid = gang::spawn_program(argv, dir + "/agents.log", false, true);
+  auto pid = kernelside::spawn_program(argv, dir + "/agents.log", false, true);
   ::unsetenv(kSecretVar);
   if (!pid) return error(kName, pid.error().message());
   // cluster down stops it with the others (SIGTERM: srun ends the step, dynamosd cleans up)

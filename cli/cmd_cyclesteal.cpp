@@ -43,7 +43,7 @@ int run_cyclesteal(std::span<const std::string> args) {
   if (idle == !nodes.empty())
     return cli::error(kName, "give either --node NAME or --idle (try --help)", 2);
   if (!on && vm.count("policy")) return cli::error(kName, "--policy goes with 'on' only", 2);
-  if (policy != "linger" && policy != "pause" && policy != "evict")
+  if (!cyclesteal::is_guest_policy(policy))
     return cli::error(kName, "unknown policy '" + policy + "' (linger, pause or evict)", 2);
   std::string socket = cli::socket_path(vm);
 

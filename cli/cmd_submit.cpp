@@ -67,7 +67,7 @@ int run_submit(std::span<const std::string> args) {
   if (name.empty()) name = program[0].substr(program[0].rfind('/') + 1);
   program[0] = *resolved;
   proto::JobSubmit req{name, ranks, nodes, paging, program, cwd, output, mpi_args, {}};
-  // The ranks get this environment, as Slurm's --export=ALL (gang/launch/mpirun_command.hpp).
+  // The ranks get this environment, as Slurm's --export=ALL (gang/mpirun_command.hpp).
   for (char** e = environ; *e; ++e)
     req.env.emplace_back(*e);
   auto r = cli::ask_for<proto::JobSubmitted>(cli::socket_path(vm), req, std::chrono::seconds(30));

@@ -1,9 +1,9 @@
 #include "gang/job_patch.hpp"
 
 #include <charconv>
-#include <cstdio>
+#include <cmath>
 
-#include "base/json.hpp"
+#include <nlohmann/json.hpp>
 
 namespace dynamos::gang::jobpatch {
 
@@ -24,37 +24,9 @@ Result<JobId> parse_job(std::string_view op, std::span<const std::string> args) 
   return job;
 }
 
-std::string fixed3(double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.3f", v);
-  return buf;
-}
-
-// The value after "key": in `obj` (numbers and strings of this file's own JSON).
-std::string_view field(std::string_view obj, std::string_view key) {
-  const std::string pat = "\"" + std::string(key) + "\":";
-  auto at = obj.find(pat);
-  if (at == std::string_view::npos) return {};
-  auto v = obj.substr(at + pat.size());
-  std::size_t end = 0;
-  if (!v.empty() && v[0] == '"') {
-    for (end = 1; end < v.size() && v[end] != '"'; ++end)
-      if (v[end] == '\\') ++end;
-    return v.substr(0, std::min(end + 1, v.size()));
-  }
-  while (end < v.size() && v[end] != ',' && v[end] != '}' && v[end] != ']')
-    ++end;
-  return v.substr(0, end);
-}
-
-std::string unquote(std::string_view s) {
-  if (s.size() < 2 || s.front() != '"' || s.back() != '"') return std::string(s);
-  std::string out;
-  for (std::size_t i = 1; i + 1 < s.size(); ++i) {
-    if (s[i] == '\\' && i + 2 < s.size()) ++i;
-    out += s[i];
-  }
-  return out;
+// Milliseconds to the microsecond: what the report is precise to.
+double ms3(double v) {
+  return std::round(v * 1000) / 1000;
 }
 
 }  // namespace
@@ -151,15 +123,15 @@ Result<RevertArgs> parse_revert_args(std::span<const std::string> args) {
 }
 
 std::string to_json(const NodeUpdates& u) {
-  std::string s = "{\"node\":\"" + json_escape(u.node) + "\",\"job\":" + std::to_string(u.job) +
-                  ",\"took_ms\":" + fixed3(u.took_ms) + ",\"ranks\":[";
-  for (std::size_t i = 0; i < u.ranks.size(); ++i) {
-    const auto& r = u.ranks[i];
-    s += std::string(i ? "," : "") + "{\"pid\":" + std::to_string(r.pid) +
-         ",\"update\":" + std::to_string(r.update) + ",\"stopped_ms\":" + fixed3(r.stopped_ms) +
-         ",\"took_ms\":" + fixed3(r.took_ms) + "}";
-  }
-  return s + "]}";
+  auto ranks = nlohmann::ordered_json::array();
+  for (const auto& r : u.ranks)
+    ranks.push_back({{"pid", r.pid},
+                     {"update", r.update},
+                     {"stopped_ms", ms3(r.stopped_ms)},
+                     {"took_ms", ms3(r.took_ms)}});
+  nlohmann::ordered_json j = {
+      {"node", u.node}, {"job", u.job}, {"took_ms", ms3(u.took_ms)}, {"ranks", std::move(ranks)}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Result<NodeUpdates> parse_node_updates(std::string_view json) {
@@ -167,29 +139,20 @@ Result<NodeUpdates> parse_node_updates(std::string_view json) {
     return fail(Errc::protocol,
                 "not a node's update report: '" + std::string(json.substr(0, 200)) + "'");
   };
-  auto ranks_at = json.find("\"ranks\":[");
-  if (json.empty() || json.front() != '{' || ranks_at == std::string_view::npos) return bad();
-  NodeUpdates u;
-  const auto head = json.substr(0, ranks_at);
-  u.node = unquote(field(head, "node"));
-  if (!parse_number(field(head, "job"), u.job) || !parse_number(field(head, "took_ms"), u.took_ms))
+  try {
+    auto j = nlohmann::json::parse(json);
+    if (!j.is_object()) return bad();
+    NodeUpdates u;
+    u.node = j.value("node", std::string());
+    j.at("job").get_to(u.job);
+    j.at("took_ms").get_to(u.took_ms);
+    for (const auto& r : j.at("ranks"))
+      u.ranks.push_back({r.at("pid").get<pid_t>(), r.at("update").get<core::UpdateId>(),
+                         r.at("stopped_ms").get<double>(), r.at("took_ms").get<double>()});
+    return u;
+  } catch (const nlohmann::json::exception&) {
     return bad();
-  auto rest = json.substr(ranks_at + 9);
-  while (!rest.empty() && rest.front() == '{') {
-    auto close = rest.find('}');
-    if (close == std::string_view::npos) return bad();
-    auto obj = rest.substr(0, close + 1);
-    RankUpdate r;
-    if (!parse_number(field(obj, "pid"), r.pid) || !parse_number(field(obj, "update"), r.update) ||
-        !parse_number(field(obj, "stopped_ms"), r.stopped_ms) ||
-        !parse_number(field(obj, "took_ms"), r.took_ms))
-      return bad();
-    u.ranks.push_back(r);
-    rest = rest.substr(close + 1);
-    if (!rest.empty() && rest.front() == ',') rest = rest.substr(1);
   }
-  if (rest.empty() || rest.front() != ']') return bad();
-  return u;
 }
 
 std::string frozen_refusal(JobId job, const std::string& node) {

@@ -18,6 +18,12 @@
 #include <optional>
 #include <string_view>
 
+// The policy names the ops take (cyclesteal on POLICY, a job's paging policy): the
+// extensions' tunable choices are the one list (cyclesteal::kPolicyNames,
+// paging::kPolicyNames).
+#include "extensions/cyclesteal/policy.hpp"
+#include "extensions/paging/policy.hpp"
+
 namespace dynamos::gang::ops {
 
 inline constexpr std::string_view cyclesteal = "cyclesteal";

@@ -171,6 +171,9 @@ class Group {
 
   // Moves a process (all its threads) into the group in every hierarchy.
   Result<void> attach(pid_t pid);
+  // The distinct directories of this group, one per hierarchy, v2 first (what a child
+  // joins before exec: SpawnOptions::cgroups).
+  std::vector<std::string> dirs() const;
   // The processes in the group (cgroup.procs of the first hierarchy), sorted.
   Result<std::vector<pid_t>> pids() const;
   // All processes in the group and its descendants.
@@ -232,8 +235,6 @@ class Group {
  private:
   Group(Layout layout, std::string path, Controllers controllers)
       : layout_(std::move(layout)), path_(std::move(path)), controllers_(controllers) {}
-  // The distinct directories of this group, one per hierarchy, v2 first.
-  std::vector<std::string> dirs() const;
   Result<std::string> file(Controller c, const char* v1_name, const char* v2_name) const;
   Result<void> evict_processes(Evict evict, std::chrono::milliseconds timeout);
 

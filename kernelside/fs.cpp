@@ -13,13 +13,6 @@ namespace dynamos::kernelside {
 
 namespace {
 
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
 bool is_blank(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
@@ -35,12 +28,12 @@ std::string_view trim(std::string_view s) {
 }  // namespace
 
 Result<std::string> read_text(const std::string& path) {
-  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (f.fd < 0) return fail_errno("open " + path);
+  UniqueFd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.get() < 0) return fail_errno("open " + path);
   std::string out;
   char buf[16384];
   for (;;) {
-    ssize_t n = ::read(f.fd, buf, sizeof buf);
+    ssize_t n = ::read(f.get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
       return fail_errno("read " + path);
@@ -52,11 +45,11 @@ Result<std::string> read_text(const std::string& path) {
 }
 
 Result<void> write_text(const std::string& path, std::string_view value) {
-  Fd f{::open(path.c_str(), O_WRONLY | O_CLOEXEC)};
-  if (f.fd < 0) return fail_errno("open " + path + " for writing");
+  UniqueFd f{::open(path.c_str(), O_WRONLY | O_CLOEXEC)};
+  if (f.get() < 0) return fail_errno("open " + path + " for writing");
   ssize_t n;
   do {
-    n = ::write(f.fd, value.data(), value.size());
+    n = ::write(f.get(), value.data(), value.size());
   } while (n < 0 && errno == EINTR);
   if (n < 0) return fail_errno("write '" + std::string(trim(value)) + "' to " + path);
   if (static_cast<size_t>(n) != value.size())

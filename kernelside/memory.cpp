@@ -99,20 +99,6 @@ Result<ProcessMemory> ProcessMemory::open(pid_t pid) {
   return ProcessMemory(pid, fd);
 }
 
-ProcessMemory& ProcessMemory::operator=(ProcessMemory&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    pid_ = o.pid_;
-    fd_ = o.fd_;
-    o.fd_ = -1;
-  }
-  return *this;
-}
-
-ProcessMemory::~ProcessMemory() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 Result<AdviseReport> ProcessMemory::advise(std::span<const Range> ranges, Advice advice,
                                            uint64_t max_bytes) const {
   AdviseReport report;
@@ -141,7 +127,7 @@ Result<AdviseReport> ProcessMemory::advise(std::span<const Range> ranges, Advice
       iov.push_back({reinterpret_cast<void*>(todo[i].start), todo[i].length});
     }
     size_t n = iov.size();
-    long done = sys_process_madvise(fd_, iov.data(), n, madv_of(advice));
+    long done = sys_process_madvise(fd_.get(), iov.data(), n, madv_of(advice));
     ++report.calls;
     int err = errno;
     if (done < 0) {
@@ -162,7 +148,7 @@ Result<AdviseReport> ProcessMemory::advise(std::span<const Range> ranges, Advice
       next += n;
       continue;
     }
-    long single = sys_process_madvise(fd_, &iov[i], 1, madv_of(advice));
+    long single = sys_process_madvise(fd_.get(), &iov[i], 1, madv_of(advice));
     ++report.calls;
     if (single < 0) {
       int e = errno;
@@ -235,25 +221,11 @@ Result<Pagemap> Pagemap::open(pid_t pid) {
   return Pagemap(pid, fd);
 }
 
-Pagemap& Pagemap::operator=(Pagemap&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    pid_ = o.pid_;
-    fd_ = o.fd_;
-    o.fd_ = -1;
-  }
-  return *this;
-}
-
-Pagemap::~Pagemap() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 Result<size_t> Pagemap::read_into(uintptr_t first_page, std::span<PageEntry> out) const {
   size_t got = 0;
   while (got < out.size()) {
     off_t offset = static_cast<off_t>((first_page + got) * sizeof(uint64_t));
-    ssize_t n = ::pread(fd_, out.data() + got, (out.size() - got) * sizeof(uint64_t), offset);
+    ssize_t n = ::pread(fd_.get(), out.data() + got, (out.size() - got) * sizeof(uint64_t), offset);
     if (n < 0) {
       if (errno == EINTR) continue;
       return fail_errno("read /proc/" + std::to_string(pid_) + "/pagemap at page " +

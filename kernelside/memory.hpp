@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "kernelside/fs.hpp"
 #include "kernelside/procfs.hpp"
 
 namespace dynamos::kernelside {
@@ -53,14 +54,8 @@ class ProcessMemory {
  public:
   // pidfd_open(pid). Errc::not_found when the process is gone; Errc::unsupported before Linux 5.10.
   static Result<ProcessMemory> open(pid_t pid);
-  ProcessMemory(ProcessMemory&& o) noexcept : pid_(o.pid_), fd_(o.fd_) { o.fd_ = -1; }
-  ProcessMemory& operator=(ProcessMemory&& o) noexcept;
-  ProcessMemory(const ProcessMemory&) = delete;
-  ProcessMemory& operator=(const ProcessMemory&) = delete;
-  ~ProcessMemory();
-
   pid_t pid() const { return pid_; }
-  int pidfd() const { return fd_; }
+  int pidfd() const { return fd_.get(); }
 
   // process_madvise over the ranges, in their order, in batches of up to 1024 iovecs
   // (UIO_MAXIOV), stopping after max_bytes. Ranges unmapped meanwhile are skipped
@@ -73,7 +68,7 @@ class ProcessMemory {
  private:
   ProcessMemory(pid_t pid, int fd) : pid_(pid), fd_(fd) {}
   pid_t pid_;
-  int fd_;
+  UniqueFd fd_;  // moves with the object, closes with it
 };
 
 // advise_anonymous over several processes (a job's ranks on this node, or a cgroup's
@@ -116,12 +111,6 @@ struct PageCounts {
 class Pagemap {
  public:
   static Result<Pagemap> open(pid_t pid);
-  Pagemap(Pagemap&& o) noexcept : pid_(o.pid_), fd_(o.fd_) { o.fd_ = -1; }
-  Pagemap& operator=(Pagemap&& o) noexcept;
-  Pagemap(const Pagemap&) = delete;
-  Pagemap& operator=(const Pagemap&) = delete;
-  ~Pagemap();
-
   // One entry per page of the range (start rounded down, end up to pages).
   Result<std::vector<PageEntry>> read(Range r) const;
   Result<PageCounts> count(std::span<const Range> ranges) const;
@@ -141,7 +130,7 @@ class Pagemap {
   Result<void> for_each_chunk(Range r, Fn fn) const;
   Result<size_t> read_into(uintptr_t first_page, std::span<PageEntry> out) const;
   pid_t pid_;
-  int fd_;
+  UniqueFd fd_;
 };
 
 // Coalesces the runs of consecutive pages of `entries` (which start at `start`) for

@@ -179,22 +179,8 @@ Result<PressureTrigger> PressureTrigger::open_file(const std::string& path, Kind
   return PressureTrigger(fd, path);
 }
 
-PressureTrigger& PressureTrigger::operator=(PressureTrigger&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = o.fd_;
-    path_ = std::move(o.path_);
-    o.fd_ = -1;
-  }
-  return *this;
-}
-
-PressureTrigger::~PressureTrigger() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 Result<bool> PressureTrigger::wait(std::chrono::milliseconds timeout) {
-  pollfd p{fd_, POLLPRI, 0};
+  pollfd p{fd_.get(), POLLPRI, 0};
   int n;
   do {
     n = ::poll(&p, 1, static_cast<int>(timeout.count()));

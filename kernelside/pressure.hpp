@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "base/error.hpp"
+#include "kernelside/fs.hpp"
 
 namespace dynamos::kernelside {
 
@@ -74,21 +75,13 @@ class PressureTrigger {
   static Result<PressureTrigger> open_file(const std::string& path, Kind kind,
                                            std::chrono::microseconds stall,
                                            std::chrono::microseconds window);
-  PressureTrigger(PressureTrigger&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) {
-    o.fd_ = -1;
-  }
-  PressureTrigger& operator=(PressureTrigger&& o) noexcept;
-  PressureTrigger(const PressureTrigger&) = delete;
-  PressureTrigger& operator=(const PressureTrigger&) = delete;
-  ~PressureTrigger();
-
-  int fd() const { return fd_; }
+  int fd() const { return fd_.get(); }
   // Whether the trigger fired (since the last wait) within timeout; 0 = just check.
   Result<bool> wait(std::chrono::milliseconds timeout);
 
  private:
   PressureTrigger(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
-  int fd_;
+  UniqueFd fd_;
   std::string path_;
 };
 

@@ -112,7 +112,7 @@ Result<std::vector<WorkloadSpec>> parse_workloads(const std::vector<std::string>
 Result<std::vector<std::string>> parse_policies(std::string_view list) {
   std::vector<std::string> out;
   for (const auto& p : split(list, ',')) {
-    const auto& known = paging_policies();
+    const auto& known = paging::policy_names();
     if (std::find(known.begin(), known.end(), p) == known.end())
       return fail(Errc::invalid_argument,
                   "unknown paging policy '" + p + "' (demand, selective, aggressive, adaptive)");

@@ -11,6 +11,7 @@
 
 #include "base/error.hpp"
 #include "base/units.hpp"
+#include "extensions/paging/policy.hpp"
 
 namespace dynamos::compare {
 
@@ -29,10 +30,6 @@ struct WorkloadSpec {
 inline const std::vector<std::string>& builtin_workloads() {
   static const std::vector<std::string> w{"stencil", "cg", "ft", "is"};
   return w;
-}
-inline const std::vector<std::string>& paging_policies() {
-  static const std::vector<std::string> p{"demand", "selective", "aggressive", "adaptive"};
-  return p;
 }
 
 Result<WorkloadSpec> parse_workload(std::string_view spec);

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,7 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
-extern char** environ;
+#include "kernelside/spawn.hpp"
 
 namespace dynamos::compare {
 
@@ -48,40 +47,21 @@ Result<Finished> run_command(const std::vector<std::string>& argv,
     ::close(out[1]);
     return fail_errno("pipe");
   }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e)
-    env.emplace_back(*e);
-  env.insert(env.end(), extra_env.begin(), extra_env.end());
-  std::vector<char*> cargv, cenv;
-  for (const auto& a : argv)
-    cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  for (const auto& e : env)
-    cenv.push_back(const_cast<char*>(e.c_str()));
-  cenv.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, cargv[0], &fa, &attr, cargv.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  kernelside::SpawnOptions o;
+  o.argv = argv;
+  o.extra_env = extra_env;
+  o.out = kernelside::Redirect::from_fd(out[1]);
+  o.err = kernelside::Redirect::from_fd(err[1]);
+  o.new_process_group = true;
+  auto spawned = kernelside::spawn(o);
   ::close(out[1]);
   ::close(err[1]);
-  if (rc != 0) {
+  if (!spawned) {
     ::close(out[0]);
     ::close(err[0]);
-    return fail_errno(rc, "starting " + argv[0]);
+    return std::unexpected(spawned.error());
   }
+  pid_t pid = *spawned;
 
   Finished f;
   const auto deadline = Clock::now() + timeout;

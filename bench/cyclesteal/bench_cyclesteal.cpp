@@ -42,6 +42,7 @@
 #include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
+#include "extensions/cyclesteal/policy.hpp"
 #include "kernelside/cgroup.hpp"
 #include "kernelside/procfs.hpp"
 
@@ -135,7 +136,7 @@ class Bench {
 
  private:
   bool extension_policy(const std::string& p) const {
-    return p == "linger" || p == "pause" || p == "evict";
+    return cyclesteal::is_guest_policy(p);
   }
   std::unique_ptr<Process> start_guest(const std::string& policy);
   std::unique_ptr<Process> start_warm_guest(const std::string& policy);

@@ -3,52 +3,42 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "kernelside/procfs.hpp"
+#include "kernelside/spawn.hpp"
 
 namespace dynamos::bench {
 
 Process::Process(const std::vector<std::string>& argv, std::optional<int> nice_value,
                  const std::function<void(pid_t)>& before_exec) {
-  int out[2], gate[2];
+  int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return;
-  if (::pipe2(gate, O_CLOEXEC) != 0) {
-    ::close(out[0]);
-    ::close(out[1]);
-    return;
-  }
-  pid_t parent = ::getpid();
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    ::dup2(out[1], 1);
-    if (nice_value) ::setpriority(PRIO_PROCESS, 0, *nice_value);
-    char go = 0;
-    if (::read(gate[0], &go, 1) != 1) ::_exit(127);  // the parent gave up on us
-    std::vector<char*> args;
-    for (auto& a : argv)
-      args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
+  kernelside::SpawnOptions o;
+  o.argv = argv;
+  o.in = kernelside::Redirect::inherit();
+  o.out = kernelside::Redirect::from_fd(out[1]);
+  o.nice = nice_value;
+  o.die_with_parent = true;
+  if (before_exec)
+    o.before_exec = [&](pid_t pid) -> Result<void> {
+      before_exec(pid);
+      return {};
+    };
+  auto pid = kernelside::spawn(o);
   ::close(out[1]);
-  ::close(gate[0]);
   out_fd_ = out[0];
   ::fcntl(out_fd_, F_SETFL, O_NONBLOCK);
-  if (pid_ > 0) {
-    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-    if (before_exec) before_exec(pid_);
-    char go = 1;
-    if (::write(gate[1], &go, 1) != 1) kill();
+  if (!pid) {
+    // As a program that could not exec: it ended at once with 127.
+    reaped_ = true;
+    status_ = 127;
+    return;
   }
-  ::close(gate[1]);
+  pid_ = *pid;
+  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
 }
 
 Process::~Process() {

@@ -32,6 +32,7 @@
 #include "bench/workload/options.hpp"
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
+#include "extensions/paging/policy.hpp"
 #include "kernelside/memory.hpp"
 #include "kernelside/procfs.hpp"
 
@@ -49,7 +50,7 @@ struct Options {
   uint64_t job_memory = 700ull << 20;
   double quantum = 8;
   int switches = 6;
-  std::vector<std::string> policies = {"demand", "selective", "aggressive", "adaptive"};
+  std::vector<std::string> policies = paging::policy_names();
   bool json = false;
   int tick_ms = 100;
   double calibrate_s = 3;
@@ -440,7 +441,7 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
   o.policies.clear();
   std::stringstream ps(policies);
   for (std::string p; std::getline(ps, p, ',');) {
-    if (p != "demand" && p != "selective" && p != "aggressive" && p != "adaptive")
+    if (!paging::parse_policy(p))
       return usage_error("unknown policy '" + p + "' (demand, selective, aggressive, adaptive)");
     o.policies.push_back(p);
   }

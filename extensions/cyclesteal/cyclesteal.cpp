@@ -1,7 +1,8 @@
 // The cycle-stealing extension: the ABI boundary (descriptor, tunables, hooks) and the
 // per-sample control loop. Guests are attached with kind GUEST, host jobs with kind JOB;
 // tick(node) samples host activity at most once per `interval` and reacts according to
-// the policy; call("report") returns the figures. See docs/cyclesteal.md.
+// the policy; call("report") returns the figures (report.cpp). The state handed over at
+// an upgrade in place is handover.cpp's. See docs/cyclesteal.md.
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,28 +21,18 @@
 #include <vector>
 
 #include "core/extension_abi.h"
+#include "extensions/cyclesteal/ext_state.hpp"
 #include "extensions/cyclesteal/guest_class.hpp"
 #include "extensions/cyclesteal/host_monitor.hpp"
-#include "extensions/cyclesteal/json.hpp"
 #include "extensions/cyclesteal/policy.hpp"
 #include "kernelside/memory.hpp"
 #include "kernelside/procfs.hpp"
 
-namespace dynamos::cyclesteal {
-namespace {
+namespace dynamos::cyclesteal::ext {
 
-enum Tunable : uint32_t {
-  POLICY,
-  INTERVAL,
-  BUSY_THRESHOLD,
-  IDLE_PERIOD,
-  HEADROOM,
-  GUEST_FLOOR,
-  NODE_MEMORY,
-  PSI_THRESHOLD,
-  HOST_WEIGHT,
-  TUNABLE_COUNT
-};
+State* state = nullptr;
+
+namespace {
 
 const dynamos_tunable kTunables[TUNABLE_COUNT] = {
     {"policy", DYNAMOS_TUNABLE_ENUM, DYNAMOS_TUNABLE_RUNTIME, "linger", nullptr, nullptr,
@@ -71,56 +62,6 @@ const dynamos_tunable kTunables[TUNABLE_COUNT] = {
      "a runnable host thread; 0 = leave host jobs' weight alone"},
 };
 
-struct GuestInfo {
-  std::string name;
-  std::optional<Policy> policy;  // the guest's own, from attach; else the node's
-  std::vector<pid_t> pids;       // as attached (re-adopted when the policy leaves off)
-};
-
-struct Reaction {
-  const char* kind;  // pause, thaw, evict, shrink
-  uint64_t guest = 0;
-  uint64_t at_ns = 0;     // CLOCK_MONOTONIC
-  double latency_ms = 0;  // from the sample before the change was seen until done
-  double act_ms = 0;      // the action itself
-  uint64_t pages = 0;     // shrink: pages paged out
-};
-
-struct KindStats {
-  uint64_t count = 0;
-  std::vector<double> latencies;  // last 256
-};
-
-struct State {
-  std::mutex mu;
-  const dynamos_ext_host* host = nullptr;
-  std::optional<kernelside::Layout> layout;
-  std::optional<HostMonitor> monitor;
-  std::optional<GuestClass> cls;
-  std::string class_path;
-  bool force_sched_idle = false;  // attach attribute cpu_priority=SCHED_IDLE
-  std::map<uint64_t, GuestInfo> guests;
-  Policy policy = Policy::linger;
-  Activity activity;
-  std::optional<Clock::time_point> last_sample;
-  HostReading last;
-  bool admit = true;
-  // Totals since init or reset.
-  uint64_t samples = 0;
-  double host_cpu_s = 0, guest_cpu_s = 0, idle_cpu_s = 0, wall_s = 0;
-  uint64_t last_guest_cpu_ns = 0;  // the class's cumulative usage at the last sample
-  uint64_t pages_out = 0, short_of_bound = 0, killed = 0;
-  std::deque<Reaction> recent;
-  std::map<std::string, KindStats> kinds;
-  std::deque<std::string> errors;
-  // Host job groups whose CPU weight the extension raised: relative path -> the weight
-  // they had before; and the weight they were given.
-  std::map<std::string, unsigned> boosted;
-  unsigned boosted_to = 0;
-};
-
-State* state = nullptr;
-
 uint64_t mono_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -131,33 +72,6 @@ double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-int64_t tunable(Tunable t) {
-  return state->host->get_integer(state->host, t);
-}
-double tunable_f(Tunable t) {
-  return state->host->get_float(state->host, t);
-}
-
-void log(int level, const std::string& msg) {
-  state->host->log(state->host, level, msg.c_str());
-}
-
-void note_error(const std::string& msg) {
-  log(DYNAMOS_LOG_WARNING, msg);
-  state->errors.push_back(msg);
-  if (state->errors.size() > 8) state->errors.pop_front();
-}
-
-int refuse(const std::string& msg) {
-  state->host->set_error(state->host, msg.c_str());
-  return 1;
-}
-
-int append(dynamos_ext_buffer* out, const std::string& text) {
-  if (!out) return 0;
-  return state->host->append(out, text.data(), text.size());
-}
-
 void record(Reaction r) {
   KindStats& k = state->kinds[r.kind];
   ++k.count;
@@ -165,10 +79,6 @@ void record(Reaction r) {
   if (k.latencies.size() > 256) k.latencies.erase(k.latencies.begin());
   state->recent.push_back(r);
   if (state->recent.size() > 32) state->recent.pop_front();
-}
-
-Policy effective(const GuestInfo& g) {
-  return g.policy.value_or(state->policy);
 }
 
 // The guest class exists while some guest is managed under a policy other than off.
@@ -286,7 +196,7 @@ void sync_host_weights(unsigned target) {
 }
 
 // One sample and the reactions to it. Called with the lock held.
-std::string sample_and_react() {
+Json sample_and_react() {
   auto start = Clock::now();
   auto prev = state->last_sample;
   uint64_t guest_cpu = 0, guest_mem = 0;
@@ -297,7 +207,7 @@ std::string sample_and_react() {
   auto reading = state->monitor->read(guest_cpu, guest_mem);
   if (!reading) {
     note_error("sample host activity: " + reading.error().message());
-    return JsonObject().add("error", reading.error().message()).str();
+    return Json{{"error", reading.error().message()}};
   }
   state->last_sample = start;
   state->last = *reading;
@@ -326,9 +236,8 @@ std::string sample_and_react() {
                       std::chrono::duration<double, std::milli>(start - *prev).count())
            : 0;
 
-  JsonObject out;
-  out.add("host_busy", reading->cpu_busy).add("busy", verdict.busy);
-  std::string acts;
+  Json out = {{"host_busy", reading->cpu_busy}, {"busy", verdict.busy}};
+  Json acts = Json::array();
   if (state->cls) {
     for (uint64_t id : state->cls->ids()) {
       auto it = state->guests.find(id);
@@ -362,12 +271,7 @@ std::string sample_and_react() {
         // A thaw is due after the idle period by design; its latency is the act alone.
         r.latency_ms = r.act_ms + (a == Action::thaw ? 0 : detect_ms);
         record(r);
-        if (!acts.empty()) acts += ',';
-        acts += JsonObject()
-                    .add("kind", r.kind)
-                    .add("guest", r.guest)
-                    .add("latency_ms", r.latency_ms)
-                    .str();
+        acts.push_back({{"kind", r.kind}, {"guest", r.guest}, {"latency_ms", r.latency_ms}});
       }
     }
 
@@ -398,259 +302,17 @@ std::string sample_and_react() {
     }
     if (auto n = state->cls->enforce_sched_idle(); !n) note_error(n.error().message());
     state->cls->finish_freezing();
-    if (state->cls->bound()) out.add("guest_bound", *state->cls->bound());
+    if (state->cls->bound()) out["guest_bound"] = *state->cls->bound();
   }
   sync_host_weights(static_cast<unsigned>(tunable(HOST_WEIGHT)));
-  out.add_raw("reactions", "[" + acts + "]");
-  return out.str();
-}
-
-std::string stats_json(const KindStats& k) {
-  std::vector<double> l = k.latencies;
-  std::sort(l.begin(), l.end());
-  JsonObject o;
-  o.add("count", k.count);
-  if (l.empty()) return o.add_null("latency_ms_median").add_null("latency_ms_max").str();
-  return o.add("latency_ms_median", l[l.size() / 2]).add("latency_ms_max", l.back()).str();
-}
-
-std::string report_json() {
-  JsonObject o;
-  o.add("policy", policy_name(state->policy));
-  o.add("interval_ms", static_cast<double>(tunable(INTERVAL)) * 1e-6);
-  o.add("cpu_priority", state->cls ? cpu_priority_name(state->cls->priority()) : "none");
-  o.add("guest_class", state->cls ? state->cls->path() : std::string());
-  o.add("samples", state->samples).add("wall_s", state->wall_s);
-  o.add("host_cpu_s", state->host_cpu_s).add("guest_cpu_s", state->guest_cpu_s);
-  o.add("idle_cpu_s", state->idle_cpu_s);
-  o.add("guest_idle_share", state->idle_cpu_s > 0 ? state->guest_cpu_s / state->idle_cpu_s : 0.0);
-  o.add("host_source", state->monitor->jobs() ? "jobs" : "system");
-  o.add("host_jobs_weighted", static_cast<uint64_t>(state->boosted.size()));
-  o.add("host_busy", state->last.cpu_busy).add("host_is_busy", state->activity.busy());
-  o.add("host_memory_bytes", state->last.host_memory).add("memory_psi", state->last.memory_psi);
-  o.add("admit", state->admit);
-  std::string guests;
-  for (auto& [id, g] : state->guests) {
-    JsonObject j;
-    j.add("id", id).add("name", g.name).add("policy", policy_name(effective(g)));
-    bool managed = state->cls && state->cls->has(id);
-    j.add("managed", managed).add("frozen", managed && state->cls->frozen(id));
-    size_t n = 0;
-    if (managed)
-      if (auto p = state->cls->pids(id)) n = p->size();
-    j.add("processes", static_cast<uint64_t>(n));
-    if (!guests.empty()) guests += ',';
-    guests += j.str();
-  }
-  o.add_raw("guests", "[" + guests + "]");
-  uint64_t mem = 0;
-  if (state->cls)
-    if (auto m = state->cls->memory_bytes()) mem = *m;
-  o.add("guest_memory_bytes", mem);
-  if (state->cls && state->cls->bound())
-    o.add("guest_memory_bound", *state->cls->bound());
-  else
-    o.add_null("guest_memory_bound");
-  o.add("guest_pages_out", state->pages_out).add("bound_shortfalls", state->short_of_bound);
-  o.add("processes_evicted", state->killed);
-  JsonObject kinds;
-  for (const char* k : {"pause", "thaw", "evict", "shrink"})
-    kinds.add_raw(k, stats_json(state->kinds[k]));
-  o.add_raw("reactions", kinds.str());
-  std::string recent;
-  for (const Reaction& r : state->recent) {
-    if (!recent.empty()) recent += ',';
-    recent += JsonObject()
-                  .add("kind", r.kind)
-                  .add("guest", r.guest)
-                  .add("at_ns", r.at_ns)
-                  .add("latency_ms", r.latency_ms)
-                  .add("act_ms", r.act_ms)
-                  .add("pages", r.pages)
-                  .str();
-  }
-  o.add_raw("recent_reactions", "[" + recent + "]");
-  std::string errs;
-  for (const std::string& e : state->errors) {
-    if (!errs.empty()) errs += ',';
-    errs += "\"";
-    for (char c : e)
-      errs += (c == '"' || c == '\\') ? ' ' : c;
-    errs += "\"";
-  }
-  o.add_raw("errors", "[" + errs + "]");
-  return o.str();
+  out["reactions"] = std::move(acts);
+  return out;
 }
 
 std::string attr(const dynamos_ext_subject* s, std::string_view key) {
   for (size_t i = 0; i < s->attr_count; ++i)
     if (key == s->attrs[i].key) return s->attrs[i].value;
   return {};
-}
-
-// ---- state handover (upgrade in place) ----
-// Text, one record a line, tagged CYCLESTEAL1. The new build takes over the cgroups,
-// frozen guests and bound the old one left; the old build's fini(UPGRADED) leaves them.
-
-constexpr const char* kStateTag = "CYCLESTEAL1";
-
-std::string join_pids(const std::vector<pid_t>& pids) {
-  std::string out;
-  for (pid_t p : pids)
-    out += (out.empty() ? "" : ",") + std::to_string(p);
-  return out.empty() ? "-" : out;
-}
-
-std::vector<pid_t> split_pids(const std::string& text) {
-  std::vector<pid_t> out;
-  if (text == "-") return out;
-  std::istringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ','))
-    out.push_back(static_cast<pid_t>(std::stol(item)));
-  return out;
-}
-
-std::string export_text() {
-  std::ostringstream out;
-  out << kStateTag << "\n";
-  if (state->cls) {
-    auto b = state->cls->bound();
-    out << "class " << state->cls->created() << " "
-        << (state->cls->priority() == CpuPriority::sched_idle) << " "
-        << (b ? std::to_string(*b) : "-") << " " << state->cls->path() << "\n";
-    for (const GuestRecord& r : state->cls->records()) {
-      std::string origin;
-      for (auto& [root, rel] : r.origin)
-        origin += (origin.empty() ? "" : ";") + root + "=" + rel;
-      out << "record " << r.id << " " << r.created << " " << r.frozen << " "
-          << (origin.empty() ? "-" : origin) << " " << r.path << "\n";
-    }
-  }
-  out << "path " << state->force_sched_idle << " " << state->class_path << "\n";
-  for (auto& [id, g] : state->guests) {
-    std::string name = g.name;
-    std::replace(name.begin(), name.end(), '\n', ' ');
-    out << "guest " << id << " " << (g.policy ? static_cast<int>(*g.policy) : -1) << " "
-        << join_pids(g.pids) << " " << name << "\n";
-  }
-  for (auto& j : state->monitor->records())
-    out << "job " << j.id << " " << join_pids(j.pids) << " " << (j.cgroup.empty() ? "-" : j.cgroup)
-        << "\n";
-  for (auto& [path, weight] : state->boosted)
-    out << "boost " << weight << " " << path << "\n";
-  out << "totals " << state->samples << " " << state->wall_s << " " << state->host_cpu_s << " "
-      << state->guest_cpu_s << " " << state->idle_cpu_s << " " << state->pages_out << " "
-      << state->killed << " " << state->short_of_bound << "\n";
-  return out.str();
-}
-
-Result<void> import_text(const std::string& text) {
-  std::istringstream in(text);
-  std::string line;
-  if (!std::getline(in, line) || line != kStateTag)
-    return fail(Errc::version_mismatch, "state is not " + std::string(kStateTag) + " (starts '" +
-                                            line.substr(0, 16) + "')");
-  std::vector<GuestRecord> records;
-  std::optional<std::tuple<bool, bool, std::optional<uint64_t>, std::string>> cls;
-  while (std::getline(in, line)) {
-    std::istringstream l(line);
-    std::string kind;
-    l >> kind;
-    if (kind == "class") {
-      int created, sched;
-      std::string bound, path;
-      l >> created >> sched >> bound >> path;
-      cls.emplace(created, sched, bound == "-" ? std::nullopt : std::optional(std::stoull(bound)),
-                  path);
-    } else if (kind == "record") {
-      GuestRecord r;
-      int created, frozen;
-      std::string origin;
-      l >> r.id >> created >> frozen >> origin >> r.path;
-      r.created = created;
-      r.frozen = frozen;
-      if (origin != "-") {
-        std::istringstream o(origin);
-        std::string kv;
-        while (std::getline(o, kv, ';'))
-          if (auto eq = kv.find('='); eq != std::string::npos)
-            r.origin[kv.substr(0, eq)] = kv.substr(eq + 1);
-      }
-      records.push_back(std::move(r));
-    } else if (kind == "path") {
-      int force;
-      l >> force >> state->class_path;
-      state->force_sched_idle = force;
-    } else if (kind == "guest") {
-      uint64_t id;
-      int policy;
-      std::string pids, name;
-      l >> id >> policy >> pids;
-      std::getline(l >> std::ws, name);
-      GuestInfo g{name, std::nullopt, split_pids(pids)};
-      if (policy >= 0) g.policy = static_cast<Policy>(policy);
-      state->guests[id] = std::move(g);
-    } else if (kind == "job") {
-      uint64_t id;
-      std::string pids, cgroup;
-      l >> id >> pids >> cgroup;
-      auto p = split_pids(pids);
-      if (auto r = state->monitor->add(id, cgroup == "-" ? "" : cgroup, p); !r) return r;
-    } else if (kind == "boost") {
-      unsigned weight;
-      std::string path;
-      l >> weight >> path;
-      state->boosted[path] = weight;
-    } else if (kind == "totals") {
-      l >> state->samples >> state->wall_s >> state->host_cpu_s >> state->guest_cpu_s >>
-          state->idle_cpu_s >> state->pages_out >> state->killed >> state->short_of_bound;
-    } else if (!kind.empty()) {
-      return fail(Errc::protocol, "unknown state record '" + kind + "'");
-    }
-  }
-  if (cls) {
-    auto& [created, sched, bound, path] = *cls;
-    auto c = GuestClass::adopt(*state->layout, path, created,
-                               sched ? CpuPriority::sched_idle : CpuPriority::cgroup_idle, bound);
-    if (!c) return std::unexpected(c.error());
-    for (const GuestRecord& r : records)
-      if (auto ok = c->restore(r); !ok) return ok;
-    state->cls.emplace(std::move(*c));
-    if (auto u = state->cls->cpu_usage_ns()) state->last_guest_cpu_ns = *u;
-  }
-  return {};
-}
-
-int export_state(dynamos_ext_buffer* out) {
-  try {
-    std::lock_guard lock(state->mu);
-    return append(out, export_text());
-  } catch (const std::exception& e) {
-    return refuse(std::string("export the state: ") + e.what());
-  }
-}
-
-int import_state(const void* data, size_t size) {
-  try {
-    std::lock_guard lock(state->mu);
-    auto r = import_text(std::string(static_cast<const char*>(data), size));
-    if (!r) {
-      // Refused: the old build keeps serving; forget what was half taken over.
-      state->cls.reset();
-      state->guests.clear();
-      state->boosted.clear();
-      for (auto& j : state->monitor->records())
-        state->monitor->remove(j.id);
-      return refuse("import the state: " + r.error().message());
-    }
-    return 0;
-  } catch (const std::exception& e) {
-    state->cls.reset();
-    state->guests.clear();
-    state->boosted.clear();
-    return refuse(std::string("import the state: ") + e.what());
-  }
 }
 
 // ---- hooks ----
@@ -725,7 +387,7 @@ int attach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
       auto r = state->monitor->add(s->id, s->cgroup, pids);
       if (!r) return refuse(what + ": " + r.error().message());
       sync_host_weights(static_cast<unsigned>(tunable(HOST_WEIGHT)));
-      return append(report, JsonObject().add("host_job", s->id).str());
+      return append(report, Json{{"host_job", s->id}});
     }
     if (s->kind != DYNAMOS_SUBJECT_GUEST)
       return refuse(what + ": only guests and host jobs attach");
@@ -757,11 +419,11 @@ int attach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
     }
     auto [it, ok] = state->guests.emplace(s->id, std::move(g));
     sync_host_weights(static_cast<unsigned>(tunable(HOST_WEIGHT)));
-    JsonObject o;
-    o.add("guest", s->id).add("policy", policy_name(effective(it->second)));
-    o.add("managed", state->cls && state->cls->has(s->id));
-    o.add("cpu_priority", state->cls ? cpu_priority_name(state->cls->priority()) : "none");
-    return append(report, o.str());
+    return append(report, Json{{"guest", s->id},
+                               {"policy", policy_name(effective(it->second))},
+                               {"managed", state->cls && state->cls->has(s->id)},
+                               {"cpu_priority",
+                                state->cls ? cpu_priority_name(state->cls->priority()) : "none"}});
   } catch (const std::exception& e) {
     return refuse(e.what());
   }
@@ -773,7 +435,7 @@ int detach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
     if (s->kind == DYNAMOS_SUBJECT_JOB) {
       state->monitor->remove(s->id);
       sync_host_weights(static_cast<unsigned>(tunable(HOST_WEIGHT)));
-      return append(report, JsonObject().add("host_job", s->id).str());
+      return append(report, Json{{"host_job", s->id}});
     }
     auto it = state->guests.find(s->id);
     if (it == state->guests.end())
@@ -787,7 +449,7 @@ int detach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
       if (auto r = release_class(); !r)
         return refuse("remove the guest class: " + r.error().message());
     }
-    return append(report, JsonObject().add("guest", s->id).add("released", true).str());
+    return append(report, Json{{"guest", s->id}, {"released", true}});
   } catch (const std::exception& e) {
     return refuse(e.what());
   }
@@ -796,12 +458,12 @@ int detach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) {
 int tick(const dynamos_ext_subject*, dynamos_ext_buffer* report) {
   try {
     std::lock_guard lock(state->mu);
-    if (state->policy == Policy::off && !state->cls) return append(report, "{\"policy\":\"off\"}");
+    if (state->policy == Policy::off && !state->cls) return append(report, Json{{"policy", "off"}});
     auto interval = std::chrono::nanoseconds(tunable(INTERVAL));
     // Ticks may come faster than the interval; sample at most once per interval (with
     // a little slack for timer jitter).
     if (state->last_sample && Clock::now() - *state->last_sample < interval * 9 / 10)
-      return append(report, "{\"sampled\":false}");
+      return append(report, Json{{"sampled", false}});
     return append(report, sample_and_react());
   } catch (const std::exception& e) {
     return refuse(e.what());
@@ -816,15 +478,13 @@ int call(const char* op, const char* args, dynamos_ext_buffer* reply) {
     if (o == "sample") return append(reply, sample_and_react());
     if (o == "reset") {
       reset_totals();
-      return append(reply, "{\"reset\":true}");
+      return append(reply, Json{{"reset", true}});
     }
     if (o == "status")
-      return append(reply, JsonObject()
-                               .add("policy", policy_name(state->policy))
-                               .add("host_is_busy", state->activity.busy())
-                               .add("admit", state->admit)
-                               .add("guests", static_cast<uint64_t>(state->guests.size()))
-                               .str());
+      return append(reply, Json{{"policy", policy_name(state->policy)},
+                                {"host_is_busy", state->activity.busy()},
+                                {"admit", state->admit},
+                                {"guests", state->guests.size()}});
     (void)args;
     return refuse("call " + o + ": unknown operation (report, status, sample, reset)");
   } catch (const std::exception& e) {
@@ -856,6 +516,6 @@ const dynamos_extension kDescriptor = {
 };
 
 }  // namespace
-}  // namespace dynamos::cyclesteal
+}  // namespace dynamos::cyclesteal::ext
 
-DYNAMOS_EXTENSION_DEFINE(dynamos::cyclesteal::kDescriptor)
+DYNAMOS_EXTENSION_DEFINE(dynamos::cyclesteal::ext::kDescriptor)

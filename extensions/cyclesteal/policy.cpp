@@ -4,16 +4,6 @@
 
 namespace dynamos::cyclesteal {
 
-const char* policy_name(Policy p) {
-  return kPolicyNames[static_cast<int>(p)];
-}
-
-std::optional<Policy> parse_policy(std::string_view name) {
-  for (int i = 0; kPolicyNames[i]; ++i)
-    if (name == kPolicyNames[i]) return static_cast<Policy>(i);
-  return std::nullopt;
-}
-
 Activity::Verdict Activity::update(const HostSample& s, Clock::time_point now,
                                    const ActivityRules& rules) {
   Verdict v;

@@ -19,9 +19,24 @@ enum class Policy {
   evict,   // guests are killed when the host turns busy (immediate eviction, as Condor)
   off,     // guests are released: no idle class, no bound, nothing left behind
 };
-inline constexpr const char* kPolicyNames[] = {"linger", "pause", "evict", "off", nullptr};
-const char* policy_name(Policy p);
-std::optional<Policy> parse_policy(std::string_view name);
+// THE list of the names (the `policy` tunable's choices, the CLI's, gangd's and
+// dynamosd's checks), in enum order, null-terminated as the tunable's choices are.
+inline constexpr int kPolicyCount = 4;
+inline constexpr const char* kPolicyNames[kPolicyCount + 1] = {"linger", "pause", "evict", "off",
+                                                               nullptr};
+inline const char* policy_name(Policy p) {
+  return kPolicyNames[static_cast<int>(p)];
+}
+inline std::optional<Policy> parse_policy(std::string_view name) {
+  for (int i = 0; i < kPolicyCount; ++i)
+    if (name == kPolicyNames[i]) return static_cast<Policy>(i);
+  return std::nullopt;
+}
+// Whether `name` is a policy that runs guests ("cyclesteal on POLICY"): all but off.
+inline bool is_guest_policy(std::string_view name) {
+  auto p = parse_policy(name);
+  return p && *p != Policy::off;
+}
 
 // What the host did over one sampling interval.
 struct HostSample {

@@ -8,6 +8,8 @@
 // jobs are known; switch_out only records the outgoing job's working set.
 #include <time.h>
 
+#include <nlohmann/json.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +24,7 @@
 
 #include "core/extension_abi.h"
 #include "extensions/paging/policy.hpp"
+#include "extensions/paging/state.hpp"
 #include "extensions/paging/switch_record.hpp"
 #include "extensions/paging/working_set.hpp"
 #include "kernelside/cgroup.hpp"
@@ -43,10 +46,9 @@ enum Tunable : uint32_t {
   kReserve,
   kTunableCount
 };
-const char* const kPolicyChoices[] = {"demand", "selective", "aggressive", "adaptive", nullptr};
 const dynamos_tunable kTunables[kTunableCount] = {
     {"policy", DYNAMOS_TUNABLE_ENUM, DYNAMOS_TUNABLE_RUNTIME, "adaptive", nullptr, nullptr,
-     kPolicyChoices, "policy of a switch whose incoming job names none"},
+     kPolicyNames, "policy of a switch whose incoming job names none"},
     {"prefetch_budget", DYNAMOS_TUNABLE_SIZE, DYNAMOS_TUNABLE_RUNTIME, "1GiB", "0", "1TiB", nullptr,
      "adaptive: bytes of the incoming working set prefetched during the switch; the rest follows "
      "during the quantum"},
@@ -61,38 +63,12 @@ const dynamos_tunable kTunables[kTunableCount] = {
      "node memory kept free beyond the incoming working set by selective and adaptive"},
 };
 
-struct Job {
-  uint64_t id = 0;
-  std::string name, cgroup;
-  std::vector<pid_t> pids;
-  WorkingSet ws;  // recorded at its last switch-out, most recent first
-  bool ws_recorded = false;
-  WorkingSet sample;  // taken during its quantum
-  uint64_t sample_ns = 0;
-  bool running = false;
-  uint64_t resumed_ns = 0;
-  uint64_t majflt_at_resume = 0;
-  std::optional<double> work_at_resume;
-  uint64_t record = 0;  // number of the switch that brought it in
-  // adaptive: the rest of its working set, prefetched on ticks as room appears
-  std::deque<WorkingSet> prefetch_rest;
-};
-
-struct State {
+// The extension's state, one per loaded build (an upgrade hands it over: export_state).
+struct State : PagingState {
   std::mutex mutex;
   const dynamos_ext_host* host = nullptr;
   std::optional<kernelside::Layout> layout;
-  std::map<uint64_t, Job> jobs;
-  std::deque<SwitchRecord> history;  // the last kHistory switches
-  uint64_t switches = 0;
-  uint64_t pending_out = 0;  // switch_out seen, switch_in not yet
-  bool has_pending_out = false;
-  uint64_t pending_start_ns = 0;
-  uint64_t background_job = 0;  // written out during the quantum (0: none)
-  uint64_t background_last_ns = 0;
-  double background_credit = 0;  // bytes allowed but not yet written
 };
-constexpr size_t kHistory = 256;
 State state;
 
 uint64_t monotonic_ns() {
@@ -117,6 +93,11 @@ void log(int level, const std::string& message) {
 int append(dynamos_ext_buffer* out, const std::string& text) {
   if (!out) return 0;
   return state.host->append(out, text.data(), text.size()) == 0 ? 0 : failure("out of memory");
+}
+
+// A report or reply object, as one line of JSON.
+int append(dynamos_ext_buffer* out, const nlohmann::ordered_json& j) {
+  return append(out, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 const char* attr(const dynamos_ext_subject* s, const char* key) {
@@ -215,17 +196,32 @@ int init(const dynamos_ext_host* host) {
 
 void fini(uint32_t) {
   std::lock_guard lock(state.mutex);
-  state.jobs.clear();
-  state.history.clear();
-  state.has_pending_out = false;
-  state.background_job = 0;
+  static_cast<PagingState&>(state) = PagingState{};
+}
+
+// Upgrade in place: the recorded working sets (and everything else) go to the new build,
+// so that its first switch_in prefetches what this build recorded.
+int export_state(dynamos_ext_buffer* out) try {
+  std::lock_guard lock(state.mutex);
+  return append(out, paging::export_state(state));
+} catch (const std::exception& e) {
+  return failure(std::string("export_state: ") + e.what());
+}
+
+int import_state(const void* data, size_t size) try {
+  std::lock_guard lock(state.mutex);
+  auto imported = paging::import_state(std::string_view(static_cast<const char*>(data), size));
+  if (!imported) return failure(imported.error().message());
+  static_cast<PagingState&>(state) = std::move(*imported);
+  return 0;
+} catch (const std::exception& e) {
+  return failure(std::string("import_state: ") + e.what());
 }
 
 int attach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   std::lock_guard lock(state.mutex);
   Job& job = job_of(s);
-  return append(report, "{\"job\":" + std::to_string(job.id) + ",\"attached\":true,\"processes\":" +
-                            std::to_string(job.pids.size()) + "}");
+  return append(report, {{"job", job.id}, {"attached", true}, {"processes", job.pids.size()}});
 } catch (const std::exception& e) {
   return failure(std::string("attach: ") + e.what());
 }
@@ -235,8 +231,7 @@ int detach(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   bool known = state.jobs.erase(s->id) > 0;
   if (state.background_job == s->id) state.background_job = 0;
   if (state.has_pending_out && state.pending_out == s->id) state.pending_out = 0;
-  return append(report, "{\"job\":" + std::to_string(s->id) +
-                            ",\"detached\":" + (known ? "true" : "false") + "}");
+  return append(report, {{"job", s->id}, {"detached", known}});
 } catch (const std::exception& e) {
   return failure(std::string("detach: ") + e.what());
 }
@@ -257,33 +252,30 @@ int switch_out(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   state.pending_out = job.id;
   state.has_pending_out = true;
   state.pending_start_ns = event_ns(s);
-  return append(report, "{\"job\":" + std::to_string(job.id) +
-                            ",\"ws_pages\":" + std::to_string(job.ws.pages()) +
-                            ",\"recency\":" + (fresh_sample ? "true" : "false") +
-                            ",\"processes_gone\":" + std::to_string(gone) + "}");
+  return append(report, {{"job", job.id},
+                         {"ws_pages", job.ws.pages()},
+                         {"recency", fresh_sample},
+                         {"processes_gone", gone}});
 } catch (const std::exception& e) {
   return failure(std::string("switch_out: ") + e.what());
 }
 
-int switch_in(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
-  std::lock_guard lock(state.mutex);
-  Policy policy = static_cast<Policy>(tunable(kPolicy));
-  if (s->policy && *s->policy) {
-    auto p = parse_policy(s->policy);
-    if (!p)
-      return failure(std::string("switch_in job ") + std::to_string(s->id) + ": unknown policy '" +
-                     s->policy + "' (demand, selective, aggressive, adaptive)");
-    policy = *p;
-  }
-  Job& in = job_of(s);
-  Job* out = nullptr;
-  if (state.has_pending_out && state.pending_out != in.id) {
-    auto it = state.jobs.find(state.pending_out);
-    if (it != state.jobs.end()) out = &it->second;
-  }
-  const uint64_t page = kernelside::page_size();
-  const uint64_t batch = static_cast<uint64_t>(tunable(kPageoutBatch));
+// ---- switch_in, in phases: policy, record, measure, plan, move, resume ----
 
+// The policy of the switch: the incoming job's, else the `policy` tunable.
+Result<Policy> switch_policy(const dynamos_ext_subject* s) {
+  if (!s->policy || !*s->policy) return static_cast<Policy>(tunable(kPolicy));
+  auto p = parse_policy(s->policy);
+  if (!p)
+    return fail(Errc::invalid_argument, "switch_in job " + std::to_string(s->id) +
+                                            ": unknown policy '" + s->policy +
+                                            "' (demand, selective, aggressive, adaptive)");
+  return *p;
+}
+
+// The switch's record, opened: which jobs, which policy, since when.
+SwitchRecord open_record(Policy policy, const Job& in, const Job* out,
+                         const dynamos_ext_subject* s) {
   SwitchRecord r;
   r.number = ++state.switches;
   r.out_job = out ? out->id : 0;
@@ -293,58 +285,57 @@ int switch_in(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   r.ws_recorded = in.ws_recorded;
   r.ws_pages = in.ws.pages();
   state.has_pending_out = false;
+  return r;
+}
 
-  auto node = node_group(s);
-  bool have_swap = node_swap(node);
-  if (!have_swap && policy != Policy::demand) {
-    r.warning = std::string("no swap for this node: policy ") + policy_name(policy) +
-                " acts as demand (nothing can be paged out)";
-    log(DYNAMOS_LOG_WARNING, r.warning);
-  } else if (!in.ws_recorded && policy == Policy::adaptive) {
-    r.warning =
-        "no working set recorded yet for job " + std::to_string(in.id) + ": nothing to prefetch";
-  }
-
+// What the plan works from: the incoming working set's swapped part, and the outgoing
+// job's resident pages least recently used first.
+struct SwitchSets {
+  WorkingSet incoming_swapped, outgoing_lru;
   size_t gone = 0;
-  WorkingSet incoming_swapped;
+};
+
+Result<SwitchSets> measure(const Job& in, const Job* out, bool have_swap, Policy policy) {
+  SwitchSets sets;
   if (in.ws_recorded && have_swap) {
-    auto sw = swapped_part(in.ws, &gone);
-    if (!sw) return failure("switch_in job " + std::to_string(in.id) + ": " + sw.error().message());
-    incoming_swapped = std::move(*sw);
+    auto sw = swapped_part(in.ws, &sets.gone);
+    if (!sw)
+      return fail(sw.error().code,
+                  "switch_in job " + std::to_string(in.id) + ": " + sw.error().message());
+    sets.incoming_swapped = std::move(*sw);
   }
-  WorkingSet outgoing_lru;
   if (out && have_swap && policy != Policy::demand) {
-    auto res = resident_part(reversed(out->ws), &gone);
+    auto res = resident_part(reversed(out->ws), &sets.gone);
     if (!res)
-      return failure("switch_in: outgoing job " + std::to_string(out->id) + ": " +
-                     res.error().message());
-    outgoing_lru = std::move(*res);
+      return fail(res.error().code, "switch_in: outgoing job " + std::to_string(out->id) + ": " +
+                                        res.error().message());
+    sets.outgoing_lru = std::move(*res);
   }
+  return sets;
+}
 
-  PlanInput input;
-  input.free_bytes = node_free(node);
-  input.incoming_ws_bytes = in.ws.bytes();
-  input.incoming_swapped_bytes = incoming_swapped.bytes();
-  input.outgoing_resident_bytes = outgoing_lru.bytes();
-  input.prefetch_budget = static_cast<uint64_t>(tunable(kPrefetchBudget));
-  input.reserve_bytes = static_cast<uint64_t>(tunable(kReserve));
-  input.swap = have_swap;
-  SwitchPlan plan = plan_switch(policy, input);
-  r.effective = policy_name(plan.effective);
-  r.free_bytes = input.free_bytes;
+struct Moved {
+  MoveReport out, in;
+  uint64_t start_ns = 0, pageout_end_ns = 0, prefetch_end_ns = 0, end_ns = 0;
+};
 
-  // Page-out and prefetch overlap (zram compresses and decompresses on the CPU: two
-  // cores do both at once). The prefetch takes batch after batch as the page-out makes
-  // room, never pushing the node into its limit, where reclaim would evict what was
-  // just prefetched.
-  uint64_t t0 = monotonic_ns();
+// Page-out and prefetch overlap (zram compresses and decompresses on the CPU: two cores
+// do both at once). The prefetch takes batch after batch as the page-out makes room,
+// never pushing the node into its limit, where reclaim would evict what was just
+// prefetched.
+Result<Moved> move_pages(const SwitchPlan& plan, const SwitchSets& sets,
+                         const std::optional<kernelside::Group>& node, const SwitchRecord& r) {
+  const uint64_t batch = static_cast<uint64_t>(tunable(kPageoutBatch));
+  const uint64_t reserve = static_cast<uint64_t>(tunable(kReserve));
+  Moved m;
+  m.start_ns = monotonic_ns();
   std::atomic<bool> pageout_done{!(plan.pageout_all || plan.pageout_bytes > 0)};
-  std::atomic<uint64_t> pageout_end{t0};
+  std::atomic<uint64_t> pageout_end{m.start_ns};
   Result<MoveReport> out_moved = MoveReport{};
   std::thread pager;
   if (!pageout_done) {
     pager = std::thread([&] {
-      out_moved = advise(outgoing_lru, Advice::pageout,
+      out_moved = advise(sets.outgoing_lru, Advice::pageout,
                          plan.pageout_all ? UINT64_MAX : plan.pageout_bytes, batch);
       pageout_end = monotonic_ns();
       pageout_done = true;
@@ -352,61 +343,105 @@ int switch_in(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   }
   Result<MoveReport> in_moved = MoveReport{};
   if (plan.prefetch_bytes > 0) {
-    const uint64_t reserve = static_cast<uint64_t>(tunable(kReserve));
-    for (const WorkingSet& chunk : split(incoming_swapped, batch, plan.prefetch_bytes)) {
-      // (split() below hands the rest to the background prefetch)
-      while (!pageout_done && node_free(node) < chunk.bytes() + reserve)
+    for (const WorkingSet& chunk : split(sets.incoming_swapped, batch, plan.prefetch_bytes)) {
+      while (!pageout_done && !room_for(node_free(node), chunk.bytes(), reserve))
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      auto m = advise(chunk, Advice::willneed, UINT64_MAX, batch);
-      if (!m) {
-        in_moved = std::unexpected(m.error());
+      auto moved = advise(chunk, Advice::willneed, UINT64_MAX, batch);
+      if (!moved) {
+        in_moved = std::unexpected(moved.error());
         break;
       }
-      in_moved->bytes += m->bytes;
-      in_moved->calls += m->calls;
-      in_moved->processes_gone += m->processes_gone;
+      in_moved->bytes += moved->bytes;
+      in_moved->calls += moved->calls;
+      in_moved->processes_gone += moved->processes_gone;
     }
   }
-  uint64_t t_prefetch = monotonic_ns();
+  m.prefetch_end_ns = monotonic_ns();
   if (pager.joinable()) pager.join();
-  uint64_t t2 = monotonic_ns();
+  m.end_ns = monotonic_ns();
+  m.pageout_end_ns = pageout_end;
   if (!out_moved)
-    return failure("switch_in: page-out of job " + std::to_string(r.out_job) + ": " +
-                   out_moved.error().message());
+    return fail(out_moved.error().code, "switch_in: page-out of job " + std::to_string(r.out_job) +
+                                            ": " + out_moved.error().message());
   if (!in_moved)
-    return failure("switch_in: prefetch of job " + std::to_string(in.id) + ": " +
-                   in_moved.error().message());
-  r.pages_out = out_moved->bytes / page;
-  r.pages_in = in_moved->bytes / page;
-  gone += out_moved->processes_gone + in_moved->processes_gone;
-  r.pageout_s = (pageout_end - t0) / 1e9;
-  r.prefetch_s = (t_prefetch - t0) / 1e9;
-  r.processes_gone = gone;
+    return fail(in_moved.error().code, "switch_in: prefetch of job " + std::to_string(r.in_job) +
+                                           ": " + in_moved.error().message());
+  m.out = *out_moved;
+  m.in = *in_moved;
+  return m;
+}
 
-  state.background_job = plan.background_write && out ? out->id : 0;
-  state.background_last_ns = t2;
-  state.background_credit = 0;
-
+// The incoming job resumes: its fault and progress baselines, and (adaptive) what the
+// budget left out of the prefetch, for the ticks of its quantum.
+void resume(Job& in, const dynamos_ext_subject* s, const SwitchPlan& plan, const SwitchSets& sets,
+            const Moved& m, uint64_t record) {
   in.running = true;
-  in.resumed_ns = t2;
+  in.resumed_ns = m.end_ns;
   in.majflt_at_resume = major_faults(in.pids);
   in.work_at_resume = attr_number(s, "work");
-  in.record = r.number;
+  in.record = record;
   in.sample = {};
   in.prefetch_rest.clear();
-  if (plan.background_write && in_moved->bytes < incoming_swapped.bytes()) {
-    // Adaptive page-in goes on during the quantum: what the budget left out follows,
-    // batch by batch, as background page-out of the outgoing job makes room.
-    auto chunks = split(incoming_swapped, batch, UINT64_MAX);
-    uint64_t skip = in_moved->bytes, skipped = 0;
-    for (auto& c : chunks) {
-      if (skipped >= skip)
-        in.prefetch_rest.push_back(std::move(c));
-      else
-        skipped += c.bytes();
-    }
+  if (!plan.background_write || m.in.bytes >= sets.incoming_swapped.bytes()) return;
+  // Adaptive page-in goes on during the quantum: what the budget left out follows,
+  // batch by batch, as background page-out of the outgoing job makes room.
+  auto chunks =
+      split(sets.incoming_swapped, static_cast<uint64_t>(tunable(kPageoutBatch)), UINT64_MAX);
+  std::vector<uint64_t> sizes;
+  for (const auto& c : chunks)
+    sizes.push_back(c.bytes());
+  for (size_t i = chunks_prefetched(sizes, m.in.bytes); i < chunks.size(); ++i)
+    in.prefetch_rest.push_back(std::move(chunks[i]));
+}
+
+int switch_in(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
+  std::lock_guard lock(state.mutex);
+  auto policy = switch_policy(s);
+  if (!policy) return failure(policy.error().message());
+  Job& in = job_of(s);
+  Job* out = nullptr;
+  if (state.has_pending_out && state.pending_out != in.id)
+    if (auto it = state.jobs.find(state.pending_out); it != state.jobs.end()) out = &it->second;
+  SwitchRecord r = open_record(*policy, in, out, s);
+
+  auto node = node_group(s);
+  bool have_swap = node_swap(node);
+  if (!have_swap && *policy != Policy::demand) {
+    r.warning = std::string("no swap for this node: policy ") + policy_name(*policy) +
+                " acts as demand (nothing can be paged out)";
+    log(DYNAMOS_LOG_WARNING, r.warning);
+  } else if (!in.ws_recorded && *policy == Policy::adaptive) {
+    r.warning =
+        "no working set recorded yet for job " + std::to_string(in.id) + ": nothing to prefetch";
   }
-  r.switch_s = t2 > r.start_ns ? (t2 - r.start_ns) / 1e9 : 0;
+  auto sets = measure(in, out, have_swap, *policy);
+  if (!sets) return failure(sets.error().message());
+
+  PlanInput input;
+  input.free_bytes = node_free(node);
+  input.incoming_ws_bytes = in.ws.bytes();
+  input.incoming_swapped_bytes = sets->incoming_swapped.bytes();
+  input.outgoing_resident_bytes = sets->outgoing_lru.bytes();
+  input.prefetch_budget = static_cast<uint64_t>(tunable(kPrefetchBudget));
+  input.reserve_bytes = static_cast<uint64_t>(tunable(kReserve));
+  input.swap = have_swap;
+  SwitchPlan plan = plan_switch(*policy, input);
+  r.effective = policy_name(plan.effective);
+  r.free_bytes = input.free_bytes;
+
+  auto moved = move_pages(plan, *sets, node, r);
+  if (!moved) return failure(moved.error().message());
+  const uint64_t page = kernelside::page_size();
+  r.pages_out = moved->out.bytes / page;
+  r.pages_in = moved->in.bytes / page;
+  r.pageout_s = seconds_between(moved->start_ns, moved->pageout_end_ns);
+  r.prefetch_s = seconds_between(moved->start_ns, moved->prefetch_end_ns);
+  r.processes_gone = sets->gone + moved->out.processes_gone + moved->in.processes_gone;
+  state.background_job = plan.background_write && out ? out->id : 0;
+  state.background_last_ns = moved->end_ns;
+  state.background_credit = 0;
+  resume(in, s, plan, *sets, *moved, r.number);
+  r.switch_s = seconds_between(r.start_ns, moved->end_ns);
   if (state.history.size() >= kHistory) state.history.pop_front();
   state.history.push_back(r);
   return append(report, to_json(r));
@@ -416,7 +451,7 @@ int switch_in(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
 
 int tick(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   std::lock_guard lock(state.mutex);
-  if (s->kind == DYNAMOS_SUBJECT_NODE) return append(report, "{}");
+  if (s->kind == DYNAMOS_SUBJECT_NODE) return append(report, std::string("{}"));
   Job& job = job_of(s);
   uint64_t now = monotonic_ns();
   SwitchRecord* r = job.running ? record(job.record) : nullptr;
@@ -445,10 +480,11 @@ int tick(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
   uint64_t written = 0;
   int64_t rate = tunable(kBackgroundWriteRate);
   if (state.background_job && state.background_job != job.id && rate > 0) {
-    state.background_credit += rate * ((now - state.background_last_ns) / 1e9);
+    state.background_credit = accrue_credit(state.background_credit, static_cast<uint64_t>(rate),
+                                            now - state.background_last_ns);
     state.background_last_ns = now;
     uint64_t batch = static_cast<uint64_t>(tunable(kPageoutBatch));
-    uint64_t chunk = std::min<uint64_t>(batch, 4ull << 20);
+    uint64_t chunk = background_chunk(batch);
     auto it = state.jobs.find(state.background_job);
     if (it == state.jobs.end()) {
       state.background_job = 0;
@@ -465,7 +501,7 @@ int tick(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
         }
       }
       // Credit does not pile up while there is nothing to write.
-      state.background_credit = std::min(state.background_credit, static_cast<double>(batch));
+      state.background_credit = cap_credit(state.background_credit, batch);
     }
     if (r) r->background_pages_out += written / kernelside::page_size();
   }
@@ -484,7 +520,7 @@ int tick(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
         job.prefetch_rest.clear();
         break;
       }
-      if (free < still->bytes() + reserve) break;
+      if (!room_for(free, still->bytes(), reserve)) break;
       if (auto m = advise(*still, Advice::willneed, UINT64_MAX, still->bytes() + 1)) {
         prefetched += m->bytes;
         free -= std::min(free, m->bytes);
@@ -493,11 +529,10 @@ int tick(const dynamos_ext_subject* s, dynamos_ext_buffer* report) try {
     }
     if (r) r->background_pages_in += prefetched / kernelside::page_size();
   }
-  return append(
-      report,
-      "{\"job\":" + std::to_string(job.id) + ",\"sampled\":" + (sampled ? "true" : "false") +
-          ",\"background_pages_out\":" + std::to_string(written / kernelside::page_size()) +
-          ",\"background_pages_in\":" + std::to_string(prefetched / kernelside::page_size()) + "}");
+  return append(report, {{"job", job.id},
+                         {"sampled", sampled},
+                         {"background_pages_out", written / kernelside::page_size()},
+                         {"background_pages_in", prefetched / kernelside::page_size()}});
 } catch (const std::exception& e) {
   return failure(std::string("tick: ") + e.what());
 }
@@ -534,18 +569,17 @@ int call(const char* op, const char* args, dynamos_ext_buffer* reply) try {
   }
   if (o == "status") {
     auto swap = kernelside::swap_info();
-    std::string out = "{\"swap\":" + std::string(swap && swap->present ? "true" : "false") +
-                      ",\"switches\":" + std::to_string(state.switches) + ",\"jobs\":[";
-    bool first = true;
-    for (const auto& [id, job] : state.jobs) {
-      out += (first ? "" : ",") + std::string("{\"id\":") + std::to_string(id) + ",\"name\":\"" +
-             json_escape(job.name) + "\",\"processes\":" + std::to_string(job.pids.size()) +
-             ",\"running\":" + (job.running ? "true" : "false") +
-             ",\"ws_recorded\":" + (job.ws_recorded ? "true" : "false") +
-             ",\"ws_pages\":" + std::to_string(job.ws.pages()) + "}";
-      first = false;
-    }
-    return append(reply, out + "]}");
+    auto jobs = nlohmann::ordered_json::array();
+    for (const auto& [id, job] : state.jobs)
+      jobs.push_back({{"id", id},
+                      {"name", job.name},
+                      {"processes", job.pids.size()},
+                      {"running", job.running},
+                      {"ws_recorded", job.ws_recorded},
+                      {"ws_pages", job.ws.pages()}});
+    return append(
+        reply,
+        {{"swap", swap && swap->present}, {"switches", state.switches}, {"jobs", std::move(jobs)}});
   }
   return failure("unknown operation '" + o + "' (switches, last, status)");
 } catch (const std::exception& e) {
@@ -567,8 +601,8 @@ const dynamos_extension kDescriptor = {
     .reserved = 0,
     .init = init,
     .fini = fini,
-    .export_state = nullptr,
-    .import_state = nullptr,
+    .export_state = export_state,
+    .import_state = import_state,
     .on_tunable = on_tunable,
     .attach = attach,
     .detach = detach,

@@ -1,24 +1,8 @@
 #include "extensions/paging/policy.hpp"
 
 #include <algorithm>
-#include <array>
 
 namespace dynamos::paging {
-
-namespace {
-constexpr std::array<const char*, kPolicyCount> kNames = {"demand", "selective", "aggressive",
-                                                          "adaptive"};
-}
-
-const char* policy_name(Policy p) {
-  return kNames[static_cast<int>(p)];
-}
-
-std::optional<Policy> parse_policy(std::string_view name) {
-  for (int i = 0; i < kPolicyCount; ++i)
-    if (name == kNames[i]) return static_cast<Policy>(i);
-  return std::nullopt;
-}
 
 SwitchPlan plan_switch(Policy policy, const PlanInput& in) {
   SwitchPlan plan;
@@ -52,6 +36,33 @@ SwitchPlan plan_switch(Policy policy, const PlanInput& in) {
     }
   }
   return plan;
+}
+
+bool room_for(uint64_t free_bytes, uint64_t bytes, uint64_t reserve) {
+  return free_bytes >= bytes + reserve;
+}
+
+std::size_t chunks_prefetched(std::span<const uint64_t> chunk_bytes, uint64_t prefetched) {
+  std::size_t n = 0;
+  for (uint64_t covered = 0; n < chunk_bytes.size() && covered < prefetched; ++n)
+    covered += chunk_bytes[n];
+  return n;
+}
+
+double accrue_credit(double credit, uint64_t rate_bytes_per_s, uint64_t elapsed_ns) {
+  return credit + static_cast<double>(rate_bytes_per_s) * (static_cast<double>(elapsed_ns) / 1e9);
+}
+
+uint64_t background_chunk(uint64_t batch_bytes) {
+  return std::min<uint64_t>(batch_bytes, 4ull << 20);
+}
+
+double cap_credit(double credit, uint64_t batch_bytes) {
+  return std::min(credit, static_cast<double>(batch_bytes));
+}
+
+double seconds_between(uint64_t start_ns, uint64_t end_ns) {
+  return end_ns > start_ns ? static_cast<double>(end_ns - start_ns) / 1e9 : 0;
 }
 
 }  // namespace dynamos::paging

@@ -6,9 +6,13 @@
 // Pure functions: the extension measures, this decides, working_set.hpp acts.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace dynamos::paging {
 
@@ -21,8 +25,23 @@ enum class Policy {
                // recently used first), background write-out during the quantum
 };
 inline constexpr int kPolicyCount = 4;
-const char* policy_name(Policy p);
-std::optional<Policy> parse_policy(std::string_view name);
+// THE list of the names (the `policy` tunable's choices, the CLI's and gangd's checks),
+// in enum order, null-terminated as the tunable's choices are.
+inline constexpr const char* kPolicyNames[kPolicyCount + 1] = {"demand", "selective", "aggressive",
+                                                               "adaptive", nullptr};
+inline const char* policy_name(Policy p) {
+  return kPolicyNames[static_cast<int>(p)];
+}
+inline std::optional<Policy> parse_policy(std::string_view name) {
+  for (int i = 0; i < kPolicyCount; ++i)
+    if (name == kPolicyNames[i]) return static_cast<Policy>(i);
+  return std::nullopt;
+}
+// The names as strings, for option checks and help texts.
+inline const std::vector<std::string>& policy_names() {
+  static const std::vector<std::string> names(kPolicyNames, kPolicyNames + kPolicyCount);
+  return names;
+}
 
 struct PlanInput {
   uint64_t free_bytes = 0;              // node memory not in use now (limit - usage)
@@ -44,5 +63,24 @@ struct SwitchPlan {
 };
 
 SwitchPlan plan_switch(Policy policy, const PlanInput& in);
+
+// ---- the arithmetic of carrying a plan out ----
+
+// Whether the node has room for `bytes` more while keeping `reserve` free.
+bool room_for(uint64_t free_bytes, uint64_t bytes, uint64_t reserve);
+
+// The prefetch at the switch took `prefetched` bytes of chunks of the given sizes, in
+// order: how many leading chunks it covered (the rest follow on ticks).
+std::size_t chunks_prefetched(std::span<const uint64_t> chunk_bytes, uint64_t prefetched);
+
+// Background write-out is rate-limited: credit (bytes allowed) accrues at `rate` bytes a
+// second; a write happens once a chunk's worth has accrued, the chunk at most 4 MiB
+// (short calls keep ticks short); credit never piles up beyond one batch.
+double accrue_credit(double credit, uint64_t rate_bytes_per_s, uint64_t elapsed_ns);
+uint64_t background_chunk(uint64_t batch_bytes);
+double cap_credit(double credit, uint64_t batch_bytes);
+
+// Seconds from start_ns to end_ns (0 when end is not after start).
+double seconds_between(uint64_t start_ns, uint64_t end_ns);
 
 }  // namespace dynamos::paging

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "base/json.hpp"
+#include <nlohmann/json.hpp>
 
 namespace dynamos::paging {
 
@@ -33,7 +33,10 @@ struct SwitchRecord {
   std::string warning;          // "" or one sentence
 };
 
+// The record as one JSON object (the fields in the order written here), and back (the
+// hand-over of an upgrade in place).
+nlohmann::ordered_json to_json_value(const SwitchRecord& r);
 std::string to_json(const SwitchRecord& r);
-using dynamos::json_escape;  // base/json.hpp
+SwitchRecord switch_record_from(const nlohmann::ordered_json& j);
 
 }  // namespace dynamos::paging

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "gang/dynamosd/node_agent.hpp"
@@ -12,6 +13,11 @@ class ExtensionHost;
 }
 
 namespace dynamos::gang {
+
+// An op's reply object as one line of JSON (bytes that are not UTF-8 replaced).
+inline std::string dump(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 struct AgentOpsContext {
   NodeAgent& agent;

@@ -11,11 +11,6 @@
 //
 // guest-run refuses when cycle stealing is off on the node (a guest would then run at
 // the host's priority, unbounded) or when the evict policy does not admit guests now.
-#include <fcntl.h>
-#include <grp.h>
-#include <poll.h>
-#include <pwd.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -31,10 +26,13 @@
 #include <stop_token>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "core/extension_host.hpp"
-#include "base/json.hpp"
+#include "extensions/cyclesteal/policy.hpp"
 #include "gang/dynamosd/agent_ops.hpp"
 #include "gang/node_ops.hpp"
+#include "kernelside/spawn.hpp"
 
 namespace dynamos::gang {
 
@@ -42,15 +40,17 @@ namespace {
 
 constexpr auto kTick = std::chrono::milliseconds(100);
 
-bool known_policy(const std::string& p) {
-  return p == "linger" || p == "pause" || p == "evict";
+// Where a guest's output goes, but for "<pid>.out": <CWD>/dynamos-guest-<node>-.
+std::string guest_output_prefix(const std::string& cwd, const std::string& node_path) {
+  std::string node = node_path.substr(node_path.rfind('/') + 1);
+  return cwd + (cwd.ends_with('/') ? "" : "/") + "dynamos-guest-" + node + "-";
 }
 
-// What the child reports through its close-on-exec pipe when it fails before exec.
-struct ChildFailure {
-  int stage;  // 0 setgroups/setgid/setuid, 1 chdir, 2 exec
-  int err;
-};
+// Whether the extension's status reply says it admits guests now.
+bool admits(const std::string& status) {
+  auto j = nlohmann::json::parse(status, nullptr, false);
+  return !j.is_object() || j.value("admit", true);
+}
 
 class CycleSteal {
  public:
@@ -195,7 +195,7 @@ Result<std::string> CycleSteal::cyclesteal(const proto::NodeRequest& r) {
   bool on = !a.empty() && a[0] == "on";
   if (!(on && a.size() == 2) && !(a.size() == 1 && a[0] == "off"))
     return fail(Errc::invalid_argument, "cyclesteal takes 'on POLICY' or 'off'");
-  if (on && !known_policy(a[1]))
+  if (on && !cyclesteal::is_guest_policy(a[1]))
     return fail(Errc::invalid_argument,
                 "cyclesteal: unknown policy '" + a[1] + "' (linger, pause or evict)");
   if (auto ok = require_loaded(); !ok) return std::unexpected(ok.error());
@@ -205,155 +205,64 @@ Result<std::string> CycleSteal::cyclesteal(const proto::NodeRequest& r) {
   auto set = ext_->set(name_, "policy", on ? a[1] : "off");
   if (!set) return std::unexpected(with_context(set.error(), "cyclesteal"));
   if (!on) reset_class_locked();
-  return "{\"policy\":\"" + set->text + "\",\"was\":\"" + json_escape(before) +
-         "\",\"guests\":" + std::to_string(guests_.size()) + "}";
+  return dump({{"policy", set->text}, {"was", before}, {"guests", guests_.size()}});
 }
 
+// Starts the guest: in the node's guests group (its cpuset and memory limit in every
+// hierarchy), then in the extension's guest class, both before exec, so that the guest
+// never runs its program outside them; as the caller, in its directory.
 Result<pid_t> CycleSteal::spawn_locked(const proto::NodeRequest& r, const std::string& program) {
   const std::string& cwd = r.args[0];
-  // Everything the child needs, prepared before fork (the child may not allocate).
-  uid_t uid = r.uid;
-  gid_t gid = 0;
-  std::vector<gid_t> groups;
-  std::string home = "/", user = "root";
-  if (uid != 0) {
-    passwd pw{}, *found = nullptr;
-    std::vector<char> buf(16384);
-    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || !found)
-      return fail(Errc::not_found, "guest-run: uid " + std::to_string(uid) +
+  kernelside::User user;  // root stays root: the caller is root
+  if (r.uid != 0) {
+    auto u = kernelside::user_of(r.uid);
+    if (!u)
+      return fail(Errc::not_found, "guest-run: uid " + std::to_string(r.uid) +
                                        " has no passwd entry on node " + agent_.node_path());
-    gid = pw.pw_gid;
-    home = pw.pw_dir;
-    user = pw.pw_name;
-    int n = 64;
-    groups.resize(static_cast<std::size_t>(n));
-    if (::getgrouplist(pw.pw_name, gid, groups.data(), &n) < 0) {
-      groups.resize(static_cast<std::size_t>(n));
-      if (::getgrouplist(pw.pw_name, gid, groups.data(), &n) < 0) n = 0;
-    }
-    groups.resize(static_cast<std::size_t>(n));
+    user = *u;
+  } else {
+    user.name = "root";
+    user.home = "/";
   }
-  std::vector<std::string> env = {
-      "PATH=/usr/local/bin:/usr/bin:/bin",  "HOME=" + home,   "USER=" + user, "LOGNAME=" + user,
-      "DYNAMOS_NODE=" + agent_.node_path(), "DYNAMOS_GUEST=1"};
-  std::vector<char*> envp, argv;
-  for (auto& e : env)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> args(r.args.begin() + 1, r.args.end());
-  args[0] = program;
-  for (auto& s : args)
-    argv.push_back(s.data());
-  argv.push_back(nullptr);
-  std::string node = agent_.node_path().substr(agent_.node_path().rfind('/') + 1);
-  std::string out_prefix = cwd + (cwd.ends_with('/') ? "" : "/") + "dynamos-guest-" + node + "-";
-  std::string out_path(out_prefix.size() + 32, '\0');
-
-  int go[2], err[2];
-  if (::pipe2(go, O_CLOEXEC) != 0) return fail_errno("guest-run: pipe");
-  if (::pipe2(err, O_CLOEXEC) != 0) {
-    ::close(go[0]);
-    ::close(go[1]);
-    return fail_errno("guest-run: pipe");
-  }
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    for (int fd : {go[0], go[1], err[0], err[1]})
-      ::close(fd);
-    return fail_errno("guest-run: fork");
-  }
-  if (pid == 0) {
-    // The child: async-signal-safe calls only (dynamosd has other threads).
-    auto die = [&](int stage) {
-      ChildFailure f{stage, errno};
-      (void)!::write(err[1], &f, sizeof f);
-      ::_exit(127);
-    };
-    ::setsid();  // not in dynamosd's session: its signals are not the guest's
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    sched_param sp{};
-    ::sched_setscheduler(0, SCHED_OTHER, &sp);  // dynamosd may run SCHED_FIFO
-    char c;
-    if (::read(go[0], &c, 1) != 1) ::_exit(126);  // the agent gave up on us
-    if (uid != 0) {
-      if (::setgroups(groups.size(), groups.data()) != 0 || ::setresgid(gid, gid, gid) != 0 ||
-          ::setresuid(uid, uid, uid) != 0)
-        die(0);
-    }
-    if (::chdir(cwd.c_str()) != 0) die(1);
-    // Output: <CWD>/dynamos-guest-<node>-<pid>.out, or /dev/null when CWD is not
-    // writable for the user.
-    char digits[24];
-    int nd = 0;
-    for (unsigned long v = static_cast<unsigned long>(::getpid()); v; v /= 10)
-      digits[nd++] = static_cast<char>('0' + v % 10);
-    std::memcpy(out_path.data(), out_prefix.data(), out_prefix.size());
-    std::size_t at = out_prefix.size();
-    while (nd)
-      out_path[at++] = digits[--nd];
-    std::memcpy(out_path.data() + at, ".out", 5);
-    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644);
-    if (out < 0) out = ::open("/dev/null", O_WRONLY);
-    int in = ::open("/dev/null", O_RDONLY);
-    if (in >= 0) ::dup2(in, 0);
-    if (out >= 0) {
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-    }
-    ::execve(program.c_str(), argv.data(), envp.data());
-    die(2);
-  }
-  ::close(go[0]);
-  ::close(err[1]);
-  // The child inherited dynamosd's real-time policy; it drops it itself, but it may not
-  // have run yet, and a real-time task cannot join a cpu group without RT runtime.
-  sched_param normal{};
-  (void)::sched_setscheduler(pid, SCHED_OTHER, &normal);
-  auto abandon = [&](Error e) -> std::unexpected<Error> {
-    ::close(go[1]);
-    ::close(err[0]);
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return std::unexpected(std::move(e));
-  };
-  // Into the node's guests group (its cpuset and memory limit in every hierarchy), then
-  // into the guest class: the guest never runs its program outside it.
-  kernelside::Group guests = agent_.guests_group();
-  if (auto a = guests.attach(pid); !a)
-    return abandon(with_context(a.error(), "guest-run: into the guests group"));
+  kernelside::SpawnOptions o;
+  o.argv.assign(r.args.begin() + 1, r.args.end());
+  o.argv[0] = program;
+  o.env = std::vector<std::string>{"PATH=/usr/local/bin:/usr/bin:/bin",
+                                   "HOME=" + user.home,
+                                   "USER=" + user.name,
+                                   "LOGNAME=" + user.name,
+                                   "DYNAMOS_NODE=" + agent_.node_path(),
+                                   "DYNAMOS_GUEST=1"};
+  if (r.uid != 0) o.user = user;
+  o.cwd = cwd;
+  // Output: <CWD>/dynamos-guest-<node>-<pid>.out, or /dev/null when CWD is not writable
+  // for the user.
+  o.out = kernelside::Redirect::file(guest_output_prefix(cwd, agent_.node_path()) + "{pid}.out",
+                                     false, true);
+  o.err_to_out = true;
+  o.new_session = true;      // not in dynamosd's session: its signals are not the guest's
+  o.reset_scheduler = true;  // dynamosd may run SCHED_FIFO
   core::Subject s;
   s.kind = DYNAMOS_SUBJECT_GUEST;
-  s.id = static_cast<std::uint64_t>(pid);
   s.name = program.substr(program.rfind('/') + 1);
-  s.pids = {pid};
   s.attrs.emplace_back("class", agent_.guests_group().path());
-  if (auto a = ext_->attach(name_, s); !a)
-    return abandon(with_context(a.error(), "guest-run: into the guest class"));
-  auto detach = [&] { (void)ext_->detach(name_, s); };
-  char c = 1;
-  if (::write(go[1], &c, 1) != 1) {
-    detach();
-    return abandon(Error{Errc::system, errno, "guest-run: starting the guest"});
-  }
-  ::close(go[1]);
-  // The error pipe closes at exec (close-on-exec): EOF means the program runs.
-  pollfd p{err[0], POLLIN, 0};
-  int ready = ::poll(&p, 1, 5000);
-  ChildFailure f{};
-  ssize_t n = ready > 0 ? ::read(err[0], &f, sizeof f) : -1;
-  ::close(err[0]);
-  if (n == 0) return pid;
-  detach();
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  if (n != static_cast<ssize_t>(sizeof f))
-    return fail(Errc::timed_out, "guest-run: " + program + " did not start within 5 s");
-  std::string what = f.stage == 0   ? "switching to uid " + std::to_string(uid)
-                     : f.stage == 1 ? "chdir " + cwd
-                                    : "exec " + program;
-  return fail_errno(f.err, "guest-run: " + what);
+  bool attached = false;
+  o.before_exec = [&](pid_t pid) -> Result<void> {
+    kernelside::Group guests = agent_.guests_group();
+    if (auto a = guests.attach(pid); !a)
+      return std::unexpected(with_context(a.error(), "guest-run: into the guests group"));
+    s.id = static_cast<std::uint64_t>(pid);
+    s.pids = {pid};
+    if (auto a = ext_->attach(name_, s); !a)
+      return std::unexpected(with_context(a.error(), "guest-run: into the guest class"));
+    attached = true;
+    return {};
+  };
+  auto pid = kernelside::spawn(o);
+  if (pid) return pid;
+  if (attached) (void)ext_->detach(name_, s);
+  if (pid.error().what.starts_with("guest-run")) return pid;
+  return std::unexpected(with_context(pid.error(), "guest-run"));
 }
 
 Result<std::string> CycleSteal::guest_run(const proto::NodeRequest& r) {
@@ -378,7 +287,7 @@ Result<std::string> CycleSteal::guest_run(const proto::NodeRequest& r) {
     return fail(Errc::state, "guest-run: cycle stealing is off on node " + agent_.node_path() +
                                  " (root: dynamos cyclesteal on --node NAME)");
   if (auto status = p == "evict" ? ext_->call(name_, "status") : Result<std::string>();
-      status && status->find("\"admit\":false") != std::string::npos)
+      status && !admits(*status))
     return fail(Errc::busy, "guest-run: the host is busy on node " + agent_.node_path() +
                                 " and policy " + p + " admits no guest now; try again later");
   std::lock_guard l(mu_);
@@ -386,15 +295,15 @@ Result<std::string> CycleSteal::guest_run(const proto::NodeRequest& r) {
   if (!pid) return std::unexpected(pid.error());
   guests_[*pid] = r.uid;
   // The child wrote its output file before exec, or fell back to /dev/null.
-  std::string node = agent_.node_path().substr(agent_.node_path().rfind('/') + 1);
-  std::string out = r.args[0] + (r.args[0].ends_with('/') ? "" : "/") + "dynamos-guest-" + node +
-                    "-" + std::to_string(*pid) + ".out";
+  std::string out =
+      guest_output_prefix(r.args[0], agent_.node_path()) + std::to_string(*pid) + ".out";
   struct stat os {};
   if (::lstat(out.c_str(), &os) != 0 || os.st_uid != r.uid) out = "/dev/null";
   note("guest " + std::to_string(*pid) + " (uid " + std::to_string(r.uid) + "): " + program);
-  return "{\"pid\":" + std::to_string(*pid) + ",\"policy\":\"" + p + "\",\"cgroup\":\"" +
-         json_escape(agent_.guests_group().path() + "/g" + std::to_string(*pid)) +
-         "\",\"output\":\"" + json_escape(out) + "\"}";
+  return dump({{"pid", *pid},
+               {"policy", p},
+               {"cgroup", agent_.guests_group().path() + "/g" + std::to_string(*pid)},
+               {"output", out}});
 }
 
 }  // namespace

@@ -8,8 +8,9 @@
 #include <cstdio>
 #include <memory>
 
+#include <nlohmann/json.hpp>
 #include "core/extension_host.hpp"
-#include "base/json.hpp"
+
 #include "gang/dynamosd/agent_ops.hpp"
 #include "gang/node_ops.hpp"
 
@@ -53,8 +54,13 @@ Result<std::string> ext_list(const AgentOpsContext& ctx, const proto::NodeReques
   std::string node = node_name(ctx.agent);
   if (format == "text") return list_text(node, list);
   std::string out;
-  for (const auto& e : list)  // {"node":"n0", then the extension's own fields
-    out += "{\"node\":\"" + json_escape(node) + "\"," + core::to_json(e).substr(1) + "\n";
+  for (const auto& e : list) {  // {"node":"n0", then the extension's own fields
+    nlohmann::ordered_json j = {{"node", node}};
+    const auto fields = nlohmann::ordered_json::parse(core::to_json(e));
+    for (auto it = fields.begin(); it != fields.end(); ++it)
+      j[it.key()] = *it;
+    out += dump(j) + "\n";
+  }
   return out;
 }
 
@@ -83,13 +89,14 @@ Result<std::string> ext_upgrade(const AgentOpsContext& ctx, const proto::NodeReq
   if (ctx.log)
     ctx.log("ext-upgrade " + name + " " + up->old_version + " -> " + up->new_version + " from " +
             path + " (state " + std::to_string(up->state_bytes) + " bytes)");
-  return "{\"name\":\"" + json_escape(up->name) + "\",\"old_version\":\"" +
-         json_escape(up->old_version) + "\",\"new_version\":\"" + json_escape(up->new_version) +
-         "\",\"path\":\"" + json_escape(path) +
-         "\",\"state_carried\":" + (up->state_carried ? "true" : "false") +
-         ",\"state_bytes\":" + std::to_string(up->state_bytes) +
-         ",\"held_us\":" + std::to_string(up->held.count()) +
-         ",\"total_us\":" + std::to_string(up->total.count()) + "}";
+  return dump({{"name", up->name},
+               {"old_version", up->old_version},
+               {"new_version", up->new_version},
+               {"path", path},
+               {"state_carried", up->state_carried},
+               {"state_bytes", up->state_bytes},
+               {"held_us", up->held.count()},
+               {"total_us", up->total.count()}});
 }
 
 }  // namespace

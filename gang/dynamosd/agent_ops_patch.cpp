@@ -20,13 +20,13 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 
 #include "gang/dynamosd/agent_ops.hpp"
 #include "gang/job_patch.hpp"
 #include "gang/node_ops.hpp"
+#include "kernelside/fs.hpp"
 
 namespace dynamos::gang {
 
@@ -41,7 +41,8 @@ double ms_of(std::chrono::nanoseconds d) {
 }
 
 std::string first_word(const std::string& path) {
-  std::ifstream in(path);
+  auto text = ks::read_text(path);
+  std::istringstream in(text ? *text : std::string());
   std::string w;
   in >> w;
   return w;
@@ -62,8 +63,10 @@ struct ProcIds {
 };
 
 Result<ProcIds> proc_ids(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  if (!in) return fail(Errc::not_found, "no process " + std::to_string(pid));
+  // read_text, not an ifstream: a process that exits mid-read fails it with ESRCH.
+  auto text = ks::read_text("/proc/" + std::to_string(pid) + "/status");
+  if (!text) return fail(Errc::not_found, "no process " + std::to_string(pid));
+  std::istringstream in(*text);
   ProcIds ids;
   bool uid = false, gid = false;
   for (std::string line; std::getline(in, line);) {

@@ -33,9 +33,11 @@ int die(const std::string& message) {
   return 1;
 }
 
-}  // namespace
+void say(const std::string& line) {
+  std::fprintf(stderr, "dynamosd: %s\n", line.c_str());
+}
 
-int main(int argc, char** argv) {
+po::options_description options() {
   po::options_description opts(
       "usage: dynamosd --node NAME --secret FILE [options]\n\n"
       "The DynAMOS node agent: owns the node's cgroups (<cgroup-parent>/<node>/job<ID>),\n"
@@ -72,6 +74,134 @@ int main(int argc, char** argv) {
        "by default they stay for the next dynamosd to adopt");
   // clang-format on
 
+  return opts;
+}
+
+// The connection to gangd: node name, coordinator address, shared secret.
+Result<AgentConfig> session_config(const po::variables_map& vm) {
+  AgentConfig session;
+  session.node = vm["node"].as<std::string>();
+  auto endpoint = parse_endpoint(vm["coordinator"].as<std::string>(), "--coordinator", false);
+  if (!endpoint) return std::unexpected(endpoint.error());
+  session.coordinator_host = endpoint->host;
+  session.coordinator_port = endpoint->port;
+  auto secret = Secret::load(vm["secret"].as<std::string>());
+  if (!secret) return std::unexpected(secret.error());
+  session.secret = std::move(*secret);
+  return session;
+}
+
+// The node's group: where it goes, its CPUs and memory limit.
+Result<NodeAgentConfig> node_config(const po::variables_map& vm) {
+  NodeAgentConfig node;
+  node.node = vm["node"].as<std::string>();
+  node.cgroup_parent = vm["cgroup-parent"].as<std::string>();
+  node.cpus = vm["cpus"].as<std::string>();
+  if (auto mem = vm["memory"].as<std::string>(); !mem.empty()) {
+    auto bytes = parse_size_bytes(mem);
+    if (!bytes) return fail(Errc::invalid_argument, "--memory: " + bytes.error().message());
+    if (*bytes <= 0)
+      return fail(Errc::invalid_argument, "--memory: must be positive, got '" + mem + "'");
+    node.memory_max = static_cast<std::uint64_t>(*bytes);
+  }
+  return node;
+}
+
+// The extension host and the extensions named on the command line, by their names.
+struct Extensions {
+  std::unique_ptr<core::ExtensionHost> host;
+  std::string paging, cyclesteal;  // "" when not loaded
+};
+
+Result<Extensions> load_extensions(const po::variables_map& vm) {
+  core::HostOptions host_options;
+  host_options.config_path = vm["extension-config"].as<std::string>();
+  auto host = core::ExtensionHost::create(std::move(host_options));
+  if (!host) return std::unexpected(host.error());
+  Extensions ext{std::move(*host), {}, {}};
+  for (auto which : {"paging-extension", "cyclesteal-extension"}) {
+    auto path = vm[which].as<std::string>();
+    if (path.empty()) continue;
+    auto info = ext.host->load(path);
+    if (!info) return std::unexpected(with_context(info.error(), std::string("--") + which));
+    say("loaded extension " + info->name + " " + info->version + " from " + path);
+    (std::string(which) == "paging-extension" ? ext.paging : ext.cyclesteal) = info->name;
+  }
+  return ext;
+}
+
+// The agent sleeps between rounds; at a deadline it must run at once, even on a node
+// whose ranks keep every CPU busy. Without the privilege it runs, slower, and says so.
+Result<void> raise_priority(int rt) {
+  if (rt < 0 || rt > 99) return fail(Errc::invalid_argument, "--rt-priority must be within 0..99");
+  if (rt == 0) return {};
+  sched_param sp{};
+  sp.sched_priority = rt;
+  if (int e = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp); e != 0)
+    say("warning: SCHED_FIFO priority " + std::to_string(rt) + ": " + std::strerror(e) +
+        " (switches may be late)");
+  return {};
+}
+
+// Paging ticks on a thread of their own (normal priority): background write-out may
+// take a while and must not hold up the io thread or a switch.
+std::jthread start_paging_ticker(NodeAgent& agent, std::chrono::nanoseconds period) {
+  return std::jthread([&agent, period](std::stop_token stop) {
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::string last_error;
+    while (!stop.stop_requested()) {
+      std::unique_lock l(m);
+      cv.wait_for(l, stop, period, [] { return false; });  // wakes early on stop
+      if (stop.stop_requested()) break;
+      if (auto r = agent.tick(); !r && r.error().message() != last_error) {
+        last_error = r.error().message();  // once per distinct error, not every tick
+        say(last_error);
+      }
+    }
+  });
+}
+
+// Serves gangd and the ranks until SIGTERM/SIGINT; then never leaves a job frozen.
+int serve(const po::variables_map& vm, AgentConfig session, NodeAgent& agent,
+          std::chrono::nanoseconds tick, bool has_paging) {
+  boost::asio::io_context io{1};
+  auto run_dir = vm["run-dir"].as<std::string>();
+  if (::mkdir(run_dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return die("--run-dir: cannot create " + run_dir + ": " + std::strerror(errno));
+  auto ranks =
+      RankSocket::create(io.get_executor(), rank_socket_path(run_dir, session.node), agent);
+  if (!ranks) return die(ranks.error().message());
+  (*ranks)->start();
+  auto s = AgentSession::create(io.get_executor(), std::move(session), agent);
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    say("signal " + std::to_string(sig) + ", shutting down");
+    (*ranks)->stop();
+    s->stop();
+  });
+  s->start();
+  say("node " + vm["node"].as<std::string>() + " (" + agent.node_path() + "), " +
+      std::to_string(agent.jobs().size()) + " jobs adopted, coordinator " +
+      vm["coordinator"].as<std::string>());
+  std::jthread ticker;
+  if (tick.count() > 0 && has_paging) ticker = start_paging_ticker(agent, tick);
+  io.run();
+  if (ticker.joinable()) {
+    ticker.request_stop();
+    ticker.join();
+  }
+  if (auto r = agent.thaw_all(); !r) say(r.error().message());
+  if (vm["remove-on-exit"].as<bool>())
+    if (auto r = agent.remove_all(); !r) return die(r.error().message());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto opts = options();
   po::variables_map vm;
   if (auto parsed = parse_daemon_options(argc, argv, opts, vm); !parsed)
     return die(parsed.error().message());
@@ -81,121 +211,24 @@ int main(int argc, char** argv) {
   }
   if (!vm.count("node")) return die("--node is required (try --help)");
   if (!vm.count("secret")) return die("--secret is required (try --help)");
-
-  AgentConfig session;
-  session.node = vm["node"].as<std::string>();
-  auto coordinator = vm["coordinator"].as<std::string>();
-  auto endpoint = parse_endpoint(coordinator, "--coordinator", false);
-  if (!endpoint) return die(endpoint.error().message());
-  session.coordinator_host = endpoint->host;
-  session.coordinator_port = endpoint->port;
-  auto secret = Secret::load(vm["secret"].as<std::string>());
-  if (!secret) return die(secret.error().message());
-  session.secret = std::move(*secret);
-
-  NodeAgentConfig node;
-  node.node = session.node;
-  node.cgroup_parent = vm["cgroup-parent"].as<std::string>();
-  node.cpus = vm["cpus"].as<std::string>();
-  if (auto mem = vm["memory"].as<std::string>(); !mem.empty()) {
-    auto bytes = parse_size_bytes(mem);
-    if (!bytes) return die("--memory: " + bytes.error().message());
-    if (*bytes <= 0) return die("--memory: must be positive, got '" + mem + "'");
-    node.memory_max = static_cast<std::uint64_t>(*bytes);
-  }
-
-  core::HostOptions host_options;
-  host_options.config_path = vm["extension-config"].as<std::string>();
-  auto host = core::ExtensionHost::create(std::move(host_options));
-  if (!host) return die(host.error().message());
-  node.extensions = host->get();
-  node.paging_extension.clear();
-  std::string cyclesteal_name;
-  for (auto which : {"paging-extension", "cyclesteal-extension"}) {
-    auto path = vm[which].as<std::string>();
-    if (path.empty()) continue;
-    auto info = (*host)->load(path);
-    if (!info) return die(std::string("--") + which + ": " + info.error().message());
-    std::fprintf(stderr, "dynamosd: loaded extension %s %s from %s\n", info->name.c_str(),
-                 info->version.c_str(), path.c_str());
-    if (std::string(which) == "paging-extension") node.paging_extension = info->name;
-    if (std::string(which) == "cyclesteal-extension") cyclesteal_name = info->name;
-  }
-
+  auto session = session_config(vm);
+  if (!session) return die(session.error().message());
+  auto node = node_config(vm);
+  if (!node) return die(node.error().message());
+  auto ext = load_extensions(vm);
+  if (!ext) return die(ext.error().message());
+  node->extensions = ext->host.get();
+  node->paging_extension = ext->paging;
   auto tick = parse_duration(vm["tick"].as<std::string>());
   if (!tick) return die("--tick: " + tick.error().message());
-  int rt = vm["rt-priority"].as<int>();
-  if (rt < 0 || rt > 99) return die("--rt-priority must be within 0..99");
-  if (rt > 0) {
-    // The agent sleeps between rounds; at a deadline it must run at once, even on a node
-    // whose ranks keep every CPU busy. Without the privilege it runs, slower, and says so.
-    sched_param sp{};
-    sp.sched_priority = rt;
-    if (int e = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp); e != 0)
-      std::fprintf(stderr, "dynamosd: warning: SCHED_FIFO priority %d: %s (switches may be late)\n",
-                   rt, std::strerror(e));
-  }
+  if (auto rt = raise_priority(vm["rt-priority"].as<int>()); !rt) return die(rt.error().message());
 
-  bool node_has_paging = !node.paging_extension.empty();
-  const std::string paging_name = node.paging_extension;
-  auto agent = NodeAgent::create(std::move(node));
+  auto agent = NodeAgent::create(std::move(*node));
   if (!agent) return die(agent.error().message());
   // The node operations gangd forwards (gang/node_ops.hpp), one group a file.
-  AgentOpsContext ops{
-      **agent, host->get(), paging_name, cyclesteal_name,
-      [](const std::string& line) { std::fprintf(stderr, "dynamosd: %s\n", line.c_str()); }};
+  AgentOpsContext ops{**agent, ext->host.get(), ext->paging, ext->cyclesteal, say};
   add_patch_ops(ops);
   add_cyclesteal_ops(ops);
   add_extension_ops(ops);
-
-  boost::asio::io_context io{1};
-  auto run_dir = vm["run-dir"].as<std::string>();
-  if (::mkdir(run_dir.c_str(), 0755) != 0 && errno != EEXIST)
-    return die("--run-dir: cannot create " + run_dir + ": " + std::strerror(errno));
-  auto ranks =
-      RankSocket::create(io.get_executor(), rank_socket_path(run_dir, session.node), **agent);
-  if (!ranks) return die(ranks.error().message());
-  (*ranks)->start();
-  auto s = AgentSession::create(io.get_executor(), std::move(session), **agent);
-  bool remove_on_exit = vm["remove-on-exit"].as<bool>();
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (ec) return;
-    std::fprintf(stderr, "dynamosd: signal %d, shutting down\n", sig);
-    (*ranks)->stop();
-    s->stop();
-  });
-  s->start();
-  std::fprintf(stderr, "dynamosd: node %s (%s), %zu jobs adopted, coordinator %s\n",
-               vm["node"].as<std::string>().c_str(), (*agent)->node_path().c_str(),
-               (*agent)->jobs().size(), coordinator.c_str());
-  // Paging ticks on a thread of their own (normal priority): background write-out may
-  // take a while and must not hold up the io thread or a switch.
-  std::jthread ticker;
-  if (tick->count() > 0 && node_has_paging)
-    ticker = std::jthread([&, period = *tick](std::stop_token stop) {
-      std::mutex m;
-      std::condition_variable_any cv;
-      std::string last_error;
-      while (!stop.stop_requested()) {
-        std::unique_lock l(m);
-        cv.wait_for(l, stop, period, [] { return false; });  // wakes early on stop
-        if (stop.stop_requested()) break;
-        if (auto r = (*agent)->tick(); !r && r.error().message() != last_error) {
-          last_error = r.error().message();  // once per distinct error, not every tick
-          std::fprintf(stderr, "dynamosd: %s\n", last_error.c_str());
-        }
-      }
-    });
-  io.run();
-  if (ticker.joinable()) {
-    ticker.request_stop();
-    ticker.join();
-  }
-  // Leaving: never leave a job frozen behind us.
-  if (auto r = (*agent)->thaw_all(); !r)
-    std::fprintf(stderr, "dynamosd: %s\n", r.error().message().c_str());
-  if (remove_on_exit)
-    if (auto r = (*agent)->remove_all(); !r) return die(r.error().message());
-  return 0;
+  return serve(vm, std::move(*session), **agent, *tick, !ext->paging.empty());
 }

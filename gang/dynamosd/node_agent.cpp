@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <string>
 
+#include <nlohmann/json.hpp>
 #include "core/extension_host.hpp"
-#include "base/json.hpp"
+
 #include "gang/node_ops.hpp"
 
 namespace dynamos::gang {
@@ -395,16 +397,26 @@ std::vector<SwitchRecord> NodeAgent::switch_history() const {
 }
 
 namespace {
-std::string ms(std::chrono::nanoseconds d) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(d.count()) / 1e6);
-  return buf;
+// Milliseconds, to the microsecond.
+double ms(std::chrono::nanoseconds d) {
+  return std::round(static_cast<double>(d.count()) / 1e3) / 1e3;
 }
-std::string id_list(const std::vector<JobId>& ids) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < ids.size(); ++i)
-    s += (i ? "," : "") + std::to_string(ids[i]);
-  return s + "]";
+// The paging extension's reports of a round, one JSON object a line: an array of them
+// (a line that is not JSON is kept as a string).
+nlohmann::ordered_json report_lines(const std::string& text) {
+  auto lines = nlohmann::ordered_json::array();
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto nl = text.find('\n', start);
+    auto line = text.substr(start, nl == std::string::npos ? nl : nl - start);
+    if (!line.empty()) {
+      auto j = nlohmann::ordered_json::parse(line, nullptr, false);
+      lines.push_back(j.is_discarded() ? nlohmann::ordered_json(line) : std::move(j));
+    }
+    if (nl == std::string::npos) break;
+    start = nl + 1;
+  }
+  return lines;
 }
 }  // namespace
 
@@ -419,25 +431,17 @@ Result<std::string> NodeAgent::switches_json(const std::string& last) const {
   std::string out;
   for (std::size_t i = all.size() > n ? all.size() - n : 0; i < all.size(); ++i) {
     const auto& r = all[i];
-    std::string paging = "[";
-    std::size_t start = 0;
-    bool first = true;
-    while (start < r.paging_report.size()) {
-      auto nl = r.paging_report.find('\n', start);
-      auto line = r.paging_report.substr(start, nl == std::string::npos ? nl : nl - start);
-      if (!line.empty()) {
-        paging += (first ? "" : ",") + line;
-        first = false;
-      }
-      if (nl == std::string::npos) break;
-      start = nl + 1;
-    }
-    paging += "]";
-    out += "{\"node\":\"" + json_escape(config_.node) + "\",\"round\":" + std::to_string(r.round) +
-           ",\"outgoing\":" + id_list(r.outgoing) + ",\"incoming\":" + id_list(r.incoming) +
-           ",\"freeze_ms\":" + ms(r.freeze) + ",\"paging_ms\":" + ms(r.paging) +
-           ",\"thaw_ms\":" + ms(r.thaw) + ",\"total_ms\":" + ms(r.total) + ",\"paging\":" + paging +
-           ",\"error\":\"" + json_escape(r.error) + "\"}\n";
+    nlohmann::ordered_json j = {{"node", config_.node},
+                                {"round", r.round},
+                                {"outgoing", r.outgoing},
+                                {"incoming", r.incoming},
+                                {"freeze_ms", ms(r.freeze)},
+                                {"paging_ms", ms(r.paging)},
+                                {"thaw_ms", ms(r.thaw)},
+                                {"total_ms", ms(r.total)},
+                                {"paging", report_lines(r.paging_report)},
+                                {"error", r.error}};
+    out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "gang/protocol_io.hpp"
+#include "kernelside/spawn.hpp"
 
 namespace dynamos::gang {
 
@@ -22,6 +23,10 @@ Result<std::unique_ptr<RankSocket>> RankSocket::create(asio::any_io_executor ex,
     ::unlink(path.c_str());  // left by an agent that was killed
   }
   acceptor.open(unix_socket(), ec);
+  // Asio's sockets are not close-on-exec: a guest or a spawned program must not hold it.
+  if (!ec)
+    if (auto c = kernelside::set_close_on_exec(acceptor.native_handle()); !c)
+      return fail(Errc::system, "rank socket " + path + ": " + c.error().message());
   if (!ec) acceptor.bind(unix_socket::endpoint(path), ec);
   if (!ec) acceptor.listen(64, ec);
   if (ec) return fail(Errc::system, "binding the rank socket " + path + ": " + ec.message());
@@ -54,6 +59,7 @@ asio::awaitable<void> RankSocket::accept() {
     auto s = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
     if (ec) continue;
+    (void)kernelside::set_close_on_exec(s.native_handle());
     asio::co_spawn(
         acceptor_.get_executor(),
         [this, s = std::move(s)]() mutable { return serve(std::move(s)); }, asio::detached);

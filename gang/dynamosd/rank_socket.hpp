@@ -13,8 +13,8 @@
 #include <string>
 
 #include "base/error.hpp"
-#include "gang/gangd/launch.hpp"
 #include "gang/dynamosd/node_agent.hpp"
+#include "gang/launch_path.hpp"
 
 namespace dynamos::gang {
 

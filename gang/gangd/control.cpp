@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "extensions/paging/policy.hpp"
 #include "gang/gangd/coordinator_core.hpp"
 #include "gang/node_ops.hpp"
 
@@ -13,15 +14,10 @@ namespace dynamos::gang {
 
 using unix_socket = asio::local::stream_protocol;
 
-const std::vector<std::string>& paging_policies() {
-  static const std::vector<std::string> p = {"demand", "selective", "aggressive", "adaptive"};
-  return p;
-}
-
 namespace {
 // A known paging policy, else an error that lists the known ones.
 Result<void> check_policy(const std::string& p) {
-  const auto& all = paging_policies();
+  const auto& all = paging::policy_names();  // the extension's tunable choices
   if (std::find(all.begin(), all.end(), p) != all.end()) return {};
   std::string known;
   for (const auto& k : all)

@@ -27,9 +27,6 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using Nanos = std::chrono::nanoseconds;
 
-// The paging policies the CLI may name (extensions/paging implements them).
-const std::vector<std::string>& paging_policies();
-
 struct RoundStats;
 
 struct CoordinatorConfig {

@@ -2,6 +2,7 @@
 // with no running job in the current slot gets `cyclesteal on POLICY`, the others
 // `cyclesteal on pause`; turning it off sends `cyclesteal off` to the nodes gangd set.
 // gangd's own requests travel as NodeRequests like an operator's node commands.
+#include "extensions/cyclesteal/policy.hpp"
 #include "gang/gangd/coordinator_core.hpp"
 #include "gang/node_ops.hpp"
 
@@ -9,7 +10,7 @@ namespace dynamos::gang {
 
 Result<void> CoordinatorCore::set_cyclesteal(std::uint32_t uid, const proto::SetCycleSteal& m) {
   if (uid != 0) return fail(Errc::not_permitted, "only root may turn cycle stealing on or off");
-  if (m.enable && m.policy != "linger" && m.policy != "pause" && m.policy != "evict")
+  if (m.enable && !cyclesteal::is_guest_policy(m.policy))
     return fail(Errc::invalid_argument,
                 "unknown cycle-stealing policy '" + m.policy + "' (linger, pause or evict)");
   cyclesteal_idle_ = m.enable;

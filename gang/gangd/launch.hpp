@@ -20,8 +20,10 @@
 
 #include "base/error.hpp"
 #include "gang/gangd/journal.hpp"
-#include "gang/launch/mpirun_command.hpp"
+#include "gang/launch_path.hpp"
+#include "gang/mpirun_command.hpp"
 #include "gang/protocol.hpp"
+#include "kernelside/spawn.hpp"
 
 namespace dynamos::gang {
 
@@ -41,23 +43,6 @@ struct LaunchConfig {
 Result<void> launch_job(const LaunchConfig& config, const JournalJob& job,
                         const proto::JobSubmit& request);
 
-// The socket of a node's agent for its ranks (gang/dynamosd/rank_socket.hpp) under `run_dir`.
-inline std::string rank_socket_path(const std::string& run_dir, const std::string& node) {
-  return run_dir + "/agent-" + node + ".sock";
-}
-
-// Starts `args` (args[0] a path) in the background: standard input from /dev/null,
-// standard output and error to `log` (truncated, or appended to), no other inherited
-// descriptor (a daemon must not hold gangd's port), in a session of its own when
-// `new_session`. The caller reaps it.
-Result<pid_t> spawn_program(const std::vector<std::string>& args, const std::string& log,
-                            bool truncate_log, bool new_session);
-
-// The index of the first "--" in argv (what follows is a program and its arguments),
-// or argc when there is none.
-int dashes_index(int argc, char** argv);
-
-// The dynamos-launch next to the running program (gangd and dynamos live beside it).
-std::string sibling_program(const std::string& name);
+using kernelside::spawn_program;  // kernelside/spawn.hpp: the one spawner
 
 }  // namespace dynamos::gang

@@ -8,7 +8,7 @@
 //                  --control-socket PATH [--mode virtual|ssh|slurm] [--run-dir DIR]
 //                  [--mpirun-args ARGS] [--mpi-args ARGS] [--env-file FILE] -- PROGRAM [ARGS...]
 //
-// mpirun's command line and environment come from gang/launch/mpirun_command.hpp: the
+// mpirun's command line and environment come from gang/mpirun_command.hpp: the
 // submitter's environment (--env-file, removed once read) less what must not pass.
 //
 // Exit status of this process: 0 once the supervisor is running in the background, 2
@@ -36,9 +36,9 @@
 #include <vector>
 
 #include "gang/client/control.hpp"
-#include "gang/gangd/launch.hpp"
+#include "gang/launch_path.hpp"
 #include "gang/hostfile.hpp"
-#include "gang/launch/mpirun_command.hpp"
+#include "gang/mpirun_command.hpp"
 #include "gang/launch/options.hpp"
 
 extern char** environ;

@@ -22,7 +22,7 @@
 
 #include "base/units.hpp"
 #include "gang/client/control.hpp"
-#include "gang/gangd/launch.hpp"
+#include "gang/launch_path.hpp"
 #include "gang/launch/options.hpp"
 
 namespace po = boost::program_options;

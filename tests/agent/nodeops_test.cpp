@@ -22,6 +22,7 @@
 #include "gang/client/control.hpp"
 #include "gang/dynamosd/node_agent.hpp"
 #include "gang/gangd/coordinator.hpp"
+#include "kernelside/fs.hpp"
 #include "tests/gang/test_util.hpp"
 #include "tests/kernelside/support.hpp"
 
@@ -77,9 +78,16 @@ Output run_as(const std::string& prog, std::vector<std::string> args, uid_t uid,
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out_path), slurp(err_path)};
 }
 
+// /proc/PID/<file>, "" when the process is gone: one that exits between the open and
+// the read fails the read with ESRCH (an ifstream throws then).
+std::string proc_text(pid_t pid, const std::string& file) {
+  auto text = dynamos::kernelside::read_text("/proc/" + std::to_string(pid) + "/" + file);
+  return text ? *text : std::string();
+}
+
 // utime + stime of a process, in clock ticks; -1 when it is gone.
 long cpu_ticks(pid_t pid) {
-  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat = proc_text(pid, "stat");
   auto close = stat.rfind(')');
   if (close == std::string::npos) return -1;
   std::istringstream in(stat.substr(close + 2));
@@ -93,13 +101,13 @@ long cpu_ticks(pid_t pid) {
 }
 
 char proc_state(pid_t pid) {
-  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat = proc_text(pid, "stat");
   auto close = stat.rfind(')');
   return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
 }
 
 uid_t proc_uid(pid_t pid) {
-  std::string status = slurp("/proc/" + std::to_string(pid) + "/status");
+  std::string status = proc_text(pid, "status");
   auto at = status.find("\nUid:\t");
   return at == std::string::npos ? static_cast<uid_t>(-1)
                                  : static_cast<uid_t>(std::stoul(status.substr(at + 6)));
@@ -107,7 +115,7 @@ uid_t proc_uid(pid_t pid) {
 
 // The process's cgroup in the hierarchy of `controller` (v1 line "N:ctl,...:/path").
 std::string proc_cgroup(pid_t pid, const std::string& controller) {
-  std::istringstream in(slurp("/proc/" + std::to_string(pid) + "/cgroup"));
+  std::istringstream in(proc_text(pid, "cgroup"));
   std::string line;
   while (std::getline(in, line)) {
     auto a = line.find(':'), b = line.find(':', a + 1);
@@ -397,6 +405,28 @@ TEST(NodeOps, GuestRunsAsTheCallerInTheGuestClass) {
   auto off = c.cli({"cyclesteal", "off", "--node", "n0"});
   EXPECT_EQ(off.code, 0) << off.err;
   EXPECT_TRUE(c.policy_becomes("n0", "off"));
+}
+
+// Issue 17: a guest holds none of dynamosd's descriptors (its sockets to gangd and for
+// the ranks, its extension files): only its standard input, output and error.
+TEST(NodeOps, GuestSeesOnlyTheStandardDescriptors) {
+  KERNELSIDE_REQUIRE_ROOT();
+  LiveCluster c(1, "30s");
+  REQUIRE_CLUSTER(c);
+  auto on = c.cli({"cyclesteal", "on", "--node", "n0"});
+  ASSERT_EQ(on.code, 0) << on.err << c.logs();
+  std::string cwd = c.dir().path().string();
+  auto run = c.cli({"guest", "run", "--node", "n0", "--", "/bin/ls", "/proc/self/fd"}, 0, cwd);
+  ASSERT_EQ(run.code, 0) << run.err << c.logs();
+  pid_t pid = guest_pid(run);
+  ASSERT_GT(pid, 0) << run.out;
+  std::string out_file = cwd + "/dynamos-guest-n0-" + std::to_string(pid) + ".out";
+  EXPECT_TRUE(kt::wait_until([&] { return proc_state(pid) == '?'; }, 5000ms))
+      << "the guest did not end";
+  // ls's own directory descriptor is the lowest free one: 3.
+  EXPECT_EQ(slurp(out_file), "0\n1\n2\n3\n") << "the guest inherited descriptors of dynamosd";
+  auto off = c.cli({"cyclesteal", "off", "--node", "n0"});
+  EXPECT_EQ(off.code, 0) << off.err;
 }
 
 TEST(NodeOps, GangdDrivesIdleNodesAndPausesGuestsWhereAJobRuns) {

@@ -63,6 +63,18 @@ bool allowed_sideways(const std::string& from, const std::string& to) {
   return false;
 }
 
+// Includes that the levels allow but the design does not: the programs above gang/ talk
+// to gangd through gang/client, never by linking its server in (testkit builds an
+// in-process coordinator on purpose).
+bool forbidden(const std::string& from, const std::string& to) {
+  static const std::multimap<std::string, std::string> never = {
+      {"bench/", "gang/gangd/"}, {"cli/", "gang/gangd/"}, {"bench/", "gang/dynamosd/"}};
+  auto [a, b] = never.equal_range(from);
+  for (auto it = a; it != b; ++it)
+    if (it->second == to) return true;
+  return false;
+}
+
 std::vector<std::string> violations() {
   const fs::path root = DYNAMOS_SOURCE_DIR;
   const std::regex include_line(R"(^\s*#\s*include\s*"([^"]+)\")");
@@ -86,6 +98,12 @@ std::vector<std::string> violations() {
         const std::string target = m[1];
         const Part* to = part_of(target);
         if (!from || !to || from == to) continue;
+        const std::string top_from = rel.substr(0, rel.find('/') + 1);
+        if (forbidden(top_from, to->prefix)) {
+          found.push_back(rel + ":" + std::to_string(n) + " includes " + target + ": " + top_from +
+                          " talks to gangd through gang/client, not " + to->prefix);
+          continue;
+        }
         if (to->level < from->level) continue;
         if (to->level == from->level && allowed_sideways(from->prefix, to->prefix)) continue;
         found.push_back(rel + ":" + std::to_string(n) + " includes " + target + ": " +
@@ -114,6 +132,8 @@ TEST(Architecture, TheRuleSeesAnUpwardInclude) {
   EXPECT_EQ(part_of("gang/gangd/x.hpp")->level, part_of("gang/dynamosd/y.hpp")->level);
   EXPECT_FALSE(allowed_sideways("gang/gangd/", "gang/dynamosd/"));
   EXPECT_LT(part_of("bench/compare/harness.cpp")->level, part_of("cli/main.cpp")->level);
+  EXPECT_TRUE(forbidden("bench/", "gang/gangd/"));
+  EXPECT_FALSE(forbidden("testkit/", "gang/gangd/"));
 }
 
 }  // namespace

@@ -21,8 +21,9 @@
 #include <sstream>
 #include <thread>
 
-#include "gang/gangd/launch.hpp"
+#include "gang/launch_path.hpp"
 #include "kernelside/cgroup.hpp"
+#include "kernelside/spawn.hpp"
 #include "testkit/reachable.hpp"
 #include "tests/gang/test_util.hpp"
 
@@ -75,7 +76,7 @@ std::vector<std::string> cmdline(pid_t pid) {
 
 // Starts a daemon again as it was started, in a session of its own, appending to its log.
 pid_t respawn(const std::vector<std::string>& args, const std::string& log) {
-  return dynamos::gang::spawn_program(args, log, /*truncate_log=*/false, /*new_session=*/true)
+  return dynamos::kernelside::spawn_program(args, log, /*truncate_log=*/false, /*new_session=*/true)
       .value_or(-1);
 }
 

@@ -1,7 +1,7 @@
-// What dynamos-launch runs for a job (gang/launch/mpirun_command.hpp): the mpirun command
+// What dynamos-launch runs for a job (gang/mpirun_command.hpp): the mpirun command
 // line per launch mode with the cluster's and the job's options, and the environment the
 // ranks get (the submitter's, like Slurm's --export=ALL, less what must not pass).
-#include "gang/launch/mpirun_command.hpp"
+#include "gang/mpirun_command.hpp"
 
 #include <gtest/gtest.h>
 

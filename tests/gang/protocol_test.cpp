@@ -102,7 +102,8 @@ TEST(Protocol, WireBytesAreStable) {
     for (std::uint8_t b : frame_of(m))
       hash = (hash ^ b) * 1099511628211ull;
   EXPECT_EQ(hash, 15911067686954899486ull);
-  EXPECT_EQ(kProtocolVersion, 3) << "the bytes above are version 3's (JobSubmit gained mpi_args and env)";
+  EXPECT_EQ(kProtocolVersion, 3)
+      << "the bytes above are version 3's (JobSubmit gained mpi_args and env)";
 }
 
 TEST(Protocol, FieldsSurviveRoundTrip) {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "extensions/paging/policy.hpp"
+#include "extensions/paging/state.hpp"
 #include "extensions/paging/working_set.hpp"
 
 using namespace dynamos::paging;
@@ -27,6 +28,44 @@ TEST(PagingPolicy, NamesRoundTrip) {
     EXPECT_EQ(parse_policy(policy_name(p)), p) << policy_name(p);
   }
   EXPECT_FALSE(parse_policy("lru").has_value());
+}
+
+TEST(PagingPolicy, TheNameListIsTheTunablesChoiceList) {
+  ASSERT_EQ(policy_names().size(), static_cast<size_t>(kPolicyCount));
+  for (int i = 0; i < kPolicyCount; ++i)
+    EXPECT_EQ(policy_names()[static_cast<size_t>(i)], kPolicyNames[i]);
+  EXPECT_EQ(kPolicyNames[kPolicyCount], nullptr) << "the choices must end with a null";
+}
+
+TEST(PagingPlanArithmetic, RoomKeepsTheReserveFree) {
+  EXPECT_TRUE(room_for(100 * MiB, 68 * MiB, 32 * MiB));
+  EXPECT_FALSE(room_for(100 * MiB, 69 * MiB, 32 * MiB));
+  EXPECT_TRUE(room_for(0, 0, 0));
+}
+
+TEST(PagingPlanArithmetic, ChunksPrefetchedAreTheLeadingOnesCovered) {
+  const uint64_t sizes[] = {4 * MiB, 4 * MiB, 4 * MiB, 2 * MiB};
+  EXPECT_EQ(chunks_prefetched(sizes, 0), 0u);
+  EXPECT_EQ(chunks_prefetched(sizes, 4 * MiB), 1u);
+  EXPECT_EQ(chunks_prefetched(sizes, 5 * MiB), 2u) << "a chunk begun counts as fetched";
+  EXPECT_EQ(chunks_prefetched(sizes, 14 * MiB), 4u);
+  EXPECT_EQ(chunks_prefetched(sizes, 100 * MiB), 4u);
+  EXPECT_EQ(chunks_prefetched({}, 1), 0u);
+}
+
+TEST(PagingPlanArithmetic, BackgroundCreditAccruesAtTheRateAndIsCapped) {
+  // 512 MiB/s for 10 ms: 5.12 MiB.
+  EXPECT_DOUBLE_EQ(accrue_credit(0, 512 * MiB, 10'000'000), 512.0 * MiB / 100);
+  EXPECT_DOUBLE_EQ(accrue_credit(MiB, 0, 10'000'000), MiB);
+  EXPECT_EQ(background_chunk(32 * MiB), 4 * MiB);
+  EXPECT_EQ(background_chunk(64 * 1024), 64u * 1024);
+  EXPECT_DOUBLE_EQ(cap_credit(100.0 * MiB, 32 * MiB), 32.0 * MiB);
+  EXPECT_DOUBLE_EQ(cap_credit(MiB, 32 * MiB), MiB);
+}
+
+TEST(PagingPlanArithmetic, SecondsBetweenNeverGoesNegative) {
+  EXPECT_DOUBLE_EQ(seconds_between(1'000'000'000, 3'500'000'000), 2.5);
+  EXPECT_DOUBLE_EQ(seconds_between(5, 3), 0.0);
 }
 
 TEST(PagingPolicy, DemandDoesNothing) {
@@ -114,4 +153,90 @@ TEST(PagingWorkingSet, SplitKeepsOrderAndLimit) {
   EXPECT_EQ(chunks[1].processes.size(), 2u);
   EXPECT_EQ(chunks[1].processes[0].runs, (std::vector<Range>{{0x12000, 0x1000}}));
   EXPECT_EQ(chunks[1].processes[1].runs, (std::vector<Range>{{0x1000, 0x1000}}));
+}
+
+// The hand-over of an upgrade in place: everything the new build needs comes back.
+TEST(PagingState, RoundTripsThroughTheHandOver) {
+  PagingState s;
+  Job& j = s.jobs[7];
+  j.id = 7;
+  j.name = "job \"seven\"";
+  j.cgroup = "dynamos/n0/job7";
+  j.pids = {101, 102};
+  j.ws.processes = {{101, {{0x1000, 0x3000}, {0x8000, 0x1000}}}, {102, {{0x20000, 0x1000}}}};
+  j.ws_recorded = true;
+  j.work_at_resume = 2.5;
+  j.record = 3;
+  j.prefetch_rest.push_back(WorkingSet{{{101, {{0x9000, 0x1000}}}}});
+  s.jobs[8].id = 8;
+  SwitchRecord r;
+  r.number = 3;
+  r.in_job = 7;
+  r.policy = "adaptive";
+  r.effective = "adaptive";
+  r.lost_s = 0.25;
+  r.warning = "a \"quoted\" word";
+  s.history.push_back(r);
+  s.switches = 3;
+  s.has_pending_out = true;
+  s.pending_out = 8;
+  s.background_credit = 1234.5;
+
+  auto back = import_state(export_state(s));
+  ASSERT_TRUE(back) << back.error().message();
+  ASSERT_EQ(back->jobs.size(), 2u);
+  const Job& k = back->jobs.at(7);
+  EXPECT_EQ(k.name, j.name);
+  EXPECT_EQ(k.cgroup, j.cgroup);
+  EXPECT_EQ(k.pids, j.pids);
+  ASSERT_EQ(k.ws.processes.size(), 2u);
+  EXPECT_EQ(k.ws.processes[0].runs, j.ws.processes[0].runs);
+  EXPECT_EQ(k.ws.processes[1].pid, 102);
+  EXPECT_TRUE(k.ws_recorded);
+  EXPECT_EQ(k.work_at_resume, 2.5);
+  EXPECT_FALSE(back->jobs.at(8).work_at_resume.has_value());
+  ASSERT_EQ(k.prefetch_rest.size(), 1u);
+  EXPECT_EQ(k.prefetch_rest[0].processes[0].runs, j.prefetch_rest[0].processes[0].runs);
+  ASSERT_EQ(back->history.size(), 1u);
+  EXPECT_EQ(to_json(back->history[0]), to_json(r));
+  EXPECT_EQ(back->switches, 3u);
+  EXPECT_TRUE(back->has_pending_out);
+  EXPECT_EQ(back->pending_out, 8u);
+  EXPECT_DOUBLE_EQ(back->background_credit, 1234.5);
+}
+
+TEST(PagingState, RefusesAStateOfAnotherFormat) {
+  auto other = import_state(R"({"format":"dynamos-paging-state/0","jobs":[]})");
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().code, dynamos::Errc::version_mismatch);
+  EXPECT_FALSE(import_state("cyclesteal-state 1\n"));
+}
+
+TEST(PagingSwitchRecord, JsonKeepsItsFieldNames) {
+  SwitchRecord r;
+  r.number = 1;
+  r.policy = "demand";
+  std::string j = to_json(r);
+  for (const char* key : {"switch",
+                          "out_job",
+                          "in_job",
+                          "policy",
+                          "effective_policy",
+                          "switch_s",
+                          "pageout_s",
+                          "prefetch_s",
+                          "free_bytes",
+                          "ws_recorded",
+                          "ws_pages",
+                          "pages_out",
+                          "pages_in",
+                          "background_pages_out",
+                          "background_pages_in",
+                          "majflt_first_s",
+                          "lost_s",
+                          "quantum_s",
+                          "processes_gone",
+                          "warning"})
+    EXPECT_NE(j.find("\"" + std::string(key) + "\":"), std::string::npos) << key << " in " << j;
+  EXPECT_EQ(j.rfind("{\"switch\":1,", 0), 0u) << j;
 }

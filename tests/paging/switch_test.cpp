@@ -313,3 +313,34 @@ TEST_F(PagingSwitch, TunablesAreRegistered) {
 }
 
 }  // namespace
+
+// Issue 18: an upgrade in place keeps the working sets recorded by the old build: the new
+// build prefetches job A's at A's next switch-in.
+TEST_F(PagingSwitch, UpgradeInPlaceCarriesTheRecordedWorkingSets) {
+  ASSERT_TRUE(host_->set("paging.reserve=4M"));
+  Job& a = start("a", 30, 1);
+  ASSERT_TRUE(a.wait_running(std::chrono::seconds(30)));
+  ASSERT_TRUE(a.group().freeze());
+  std::string out_a = must(host_->switch_out("paging", subject(a, 1, "adaptive")), "switch_out a");
+  ASSERT_GT(json_number(out_a, "ws_pages"), 0) << out_a;
+  Job& b = start("b", 30, 2);
+  // Aggressive: all of A leaves memory, so that A's next switch-in has pages to prefetch.
+  must(host_->switch_in("paging", subject(b, 2, "aggressive")), "switch_in b");
+  ASSERT_TRUE(b.wait_running(std::chrono::seconds(30)));
+  run(b, 2, "aggressive", 0.5);
+  ASSERT_TRUE(b.group().freeze());
+  must(host_->switch_out("paging", subject(b, 2, "adaptive")), "switch_out b");
+
+  auto up = host_->upgrade("paging", PAGING_EXTENSION);
+  ASSERT_TRUE(up) << "upgrade: " << up.error().message();
+  EXPECT_TRUE(up->state_carried) << "the paging extension dropped its state at the upgrade";
+  std::string status = must(host_->call("paging", "status"), "call status");
+  EXPECT_NE(status.find("\"id\":1,\"name\":\"a\""), std::string::npos) << status;
+
+  std::string in = must(host_->switch_in("paging", subject(a, 1, "adaptive")), "switch_in a");
+  EXPECT_NE(in.find("\"ws_recorded\":true"), std::string::npos) << in;
+  EXPECT_GT(json_number(in, "pages_in"), 0) << "the new build prefetched nothing: " << in;
+  EXPECT_EQ(json_number(in, "switch"), 2) << "the switch count did not carry over: " << in;
+  std::string all = must(host_->call("paging", "switches"), "call switches");
+  EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 2) << all;
+}

@@ -1,4 +1,4 @@
-#include "gang/launch/mpirun_command.hpp"
+#include "gang/mpirun_command.hpp"
 
 #include <algorithm>
 
