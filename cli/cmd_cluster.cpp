@@ -36,6 +36,7 @@
 #include "gang/client/control.hpp"
 #include "gang/launch_path.hpp"
 #include "kernelside/cgroup.hpp"
+#include "kernelside/fs.hpp"
 #include "kernelside/spawn.hpp"
 #include "kernelside/topology.hpp"
 
@@ -82,8 +83,15 @@ Result<void> write_cluster(const std::string& dir, const ClusterFile& f) {
   return {};
 }
 
+// A process that exists and has not exited: a zombie that init has not reaped yet (late
+// on some machines) is gone as far as the cluster is concerned.
 bool alive(pid_t pid) {
-  return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+  if (pid <= 0 || (::kill(pid, 0) != 0 && errno != EPERM)) return false;
+  auto stat = kernelside::read_text("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return true;
+  auto paren = stat->rfind(") ");
+  return paren == std::string::npos || paren + 2 >= stat->size() ||
+         ((*stat)[paren + 2] != 'Z' && (*stat)[paren + 2] != 'X');
 }
 
 // A daemon of the cluster: a session of its own, output to `log`.
@@ -445,8 +453,11 @@ Result<void> set_up_swap(pid_t gangd, Startup& up) {
 // One agent a node, each with its CPUs, memory limit and the extensions.
 Result<void> start_agents(const UpOptions& o, const NodePlan& plan, const ClusterPrograms& progs,
                           Startup& up) {
-  std::string agent_pids;
+  std::string agent_pids, agent_metrics;
   for (std::size_t i = 0; i < plan.names.size(); ++i) {
+    auto metrics_port = free_port();
+    if (!metrics_port) return std::unexpected(metrics_port.error());
+    const std::string metrics = "127.0.0.1:" + std::to_string(*metrics_port);
     auto pid = spawn_daemon({progs.dynamosd,
                              "--node",
                              plan.names[i],
@@ -466,11 +477,15 @@ Result<void> start_agents(const UpOptions& o, const NodePlan& plan, const Cluste
                              progs.cyclesteal,
                              "--run-dir",
                              o.dir,
+                             "--metrics-listen",
+                             metrics,
                              "--remove-on-exit"},
                             o.dir + "/agent-" + plan.names[i] + ".log");
     if (!pid) return std::unexpected(pid.error());
     agent_pids += (agent_pids.empty() ? "" : ",") + std::to_string(*pid);
     up.record("agent_pids", agent_pids);
+    agent_metrics += (agent_metrics.empty() ? "" : ",") + metrics;
+    up.record("agent_metrics", agent_metrics);
     std::cout << "node " << plan.names[i] << ": cpus " << plan.cpus[i] << ", memory "
               << size_text(plan.mem_bytes) << ", agent pid " << *pid << "\n";
   }

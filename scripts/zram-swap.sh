@@ -44,13 +44,21 @@ done
 
 active_swaps() { tail -n +2 /proc/swaps | awk '{print $1}'; }
 
+# A holder runs while its pid exists and is not a zombie (an exited gangd whose parent,
+# init on some machines, has not reaped it yet no longer holds the swap).
+running() {
+  local st
+  st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+  [[ -n "$st" && "$st" != Z && "$st" != X ]]
+}
+
 prune_holders() {
   local h
   for h in "$state"/holders/*; do
     [[ -e "$h" ]] || continue
     h="${h##*/}"
     [[ "$h" == manual ]] && continue
-    kill -0 "$h" 2>/dev/null || { rm -f "$state/holders/$h"; say "forgot holder $h (no longer running)"; }
+    running "$h" || { rm -f "$state/holders/$h"; say "forgot holder $h (no longer running)"; }
   done
 }
 

@@ -14,13 +14,17 @@
 #include <mutex>
 #include <thread>
 
+#include "base/log.hpp"
+#include "base/metrics.hpp"
 #include "base/units.hpp"
 #include "core/extension_host.hpp"
 #include "core/tunables.hpp"
 #include "gang/daemon_options.hpp"
 #include "gang/dynamosd/agent_ops.hpp"
+#include "gang/dynamosd/metrics.hpp"
 #include "gang/dynamosd/node_agent.hpp"
 #include "gang/dynamosd/rank_socket.hpp"
+#include "gang/metrics_server.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -33,8 +37,12 @@ int die(const std::string& message) {
   return 1;
 }
 
+// The agent's log lines: levels and times from base/log (--log-level).
 void say(const std::string& line) {
-  std::fprintf(stderr, "dynamosd: %s\n", line.c_str());
+  if (line.starts_with("warning: "))
+    log::warning(line.substr(9));
+  else
+    log::info(line);
 }
 
 po::options_description options() {
@@ -71,7 +79,12 @@ po::options_description options() {
        "where the agent's local socket for ranks goes (<run-dir>/agent-<node>.sock)")
       ("remove-on-exit", po::bool_switch(),
        "remove the node's cgroups (killing their processes) on SIGTERM/SIGINT; "
-       "by default they stay for the next dynamosd to adopt");
+       "by default they stay for the next dynamosd to adopt")
+      ("metrics-listen", po::value<std::string>()->default_value(""),
+       "address:port to serve Prometheus metrics on (/metrics); port 0 picks a free one "
+       "('' for none)")
+      ("log-level", po::value<std::string>()->default_value("info"),
+       "error, warning, notice, info or debug");
   // clang-format on
 
   return opts;
@@ -164,8 +177,18 @@ std::jthread start_paging_ticker(NodeAgent& agent, std::chrono::nanoseconds peri
 
 // Serves gangd and the ranks until SIGTERM/SIGINT; then never leaves a job frozen.
 int serve(const po::variables_map& vm, AgentConfig session, NodeAgent& agent,
-          std::chrono::nanoseconds tick, bool has_paging) {
+          core::ExtensionHost* host, std::chrono::nanoseconds tick, bool has_paging) {
   boost::asio::io_context io{1};
+  metrics::Registry registry;
+  NodeMetrics node_metrics(agent, host, vm["node"].as<std::string>());
+  registry.add_collector([&](metrics::Registry& r) { node_metrics.collect(r); });
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (auto listen = vm["metrics-listen"].as<std::string>(); !listen.empty()) {
+    auto server = MetricsServer::start(io, {listen, [&] { return registry.render(); }});
+    if (!server) return die(server.error().message());
+    metrics_server = std::move(*server);
+    log::notice("metrics on " + metrics_server->url());
+  }
   auto run_dir = vm["run-dir"].as<std::string>();
   if (::mkdir(run_dir.c_str(), 0755) != 0 && errno != EEXIST)
     return die("--run-dir: cannot create " + run_dir + ": " + std::strerror(errno));
@@ -210,6 +233,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!vm.count("node")) return die("--node is required (try --help)");
+  log::set_program("dynamosd");
+  auto level = log::parse_level(vm["log-level"].as<std::string>());
+  if (!level) return die(level.error().message());
+  log::set_level(*level);
   if (!vm.count("secret")) return die("--secret is required (try --help)");
   auto session = session_config(vm);
   if (!session) return die(session.error().message());
@@ -230,5 +257,5 @@ int main(int argc, char** argv) {
   add_patch_ops(ops);
   add_cyclesteal_ops(ops);
   add_extension_ops(ops);
-  return serve(vm, std::move(*session), **agent, *tick, !ext->paging.empty());
+  return serve(vm, std::move(*session), **agent, ext->host.get(), *tick, !ext->paging.empty());
 }
