@@ -4,9 +4,13 @@
 
 #include <mpi.h>
 
+#include <complex>
+#include <cstddef>
 #include <cstdint>
+#include <numbers>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/program_options.hpp>
 
@@ -71,5 +75,51 @@ class Run {
 };
 
 double wall_seconds();
+
+using Complex = std::complex<double>;
+
+// A Fourier mode of the grid, by its wave numbers.
+struct Mode {
+  int kx, ky, kz;
+};
+
+inline Complex mul(Complex a, Complex b) {
+  // Plain formula: std::complex's operator* checks for infinities in a library call.
+  return {a.real() * b.real() - a.imag() * b.imag(), a.real() * b.imag() + a.imag() * b.real()};
+}
+
+// Direct projections sum_x u(x) e^{-2 pi i k.x/n} of a field on an nx*ny*nz grid cut
+// into z slabs, summed over all ranks (collective). This rank holds planes z0 to
+// z0+nzl-1; row(zl, y) points at the nx values of row y of its local plane zl.
+template <class Row>
+std::vector<Complex> project(int nx, int ny, int nz, int z0, int nzl, Row row,
+                             const std::vector<Mode>& modes) {
+  std::vector<Complex> out(modes.size());
+  const double tau = 2 * std::numbers::pi;
+  for (std::size_t m = 0; m < modes.size(); ++m) {
+    const Mode& k = modes[m];
+    std::vector<Complex> ex(nx);
+    for (int x = 0; x < nx; ++x)
+      ex[x] = std::polar(1.0, -tau * k.kx * x / nx);
+    Complex acc = 0;
+    for (int zl = 0; zl < nzl; ++zl) {
+      int z = z0 + zl;
+      for (int y = 0; y < ny; ++y) {
+        Complex eyz = std::polar(
+            1.0, -tau * (static_cast<double>(k.ky) * y / ny + static_cast<double>(k.kz) * z / nz));
+        const auto* values = row(zl, y);
+        Complex r = 0;
+        for (int x = 0; x < nx; ++x)
+          r += mul(values[x], ex[x]);
+        acc += mul(r, eyz);
+      }
+    }
+    out[m] = acc;
+  }
+  std::vector<Complex> total(modes.size());
+  MPI_Allreduce(out.data(), total.data(), static_cast<int>(2 * modes.size()), MPI_DOUBLE, MPI_SUM,
+                MPI_COMM_WORLD);
+  return total;
+}
 
 }  // namespace dynamos::mpiwork
