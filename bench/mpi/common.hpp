@@ -7,6 +7,7 @@
 #include <complex>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <numbers>
 #include <optional>
 #include <string>
@@ -29,13 +30,16 @@ struct CommonOptions {
   bool quiet = false;
 };
 
-// Parses the shared options plus the workload's own (`own`), before MPI_Init so that
-// --help works without a launcher. Returns an exit code when the program should exit
-// now (help shown: 0, bad usage: 2), nothing when it should run.
-std::optional<int> parse_options(int argc, char** argv, const std::string& program,
-                                 const std::string& summary,
-                                 boost::program_options::options_description& own,
-                                 std::uint64_t default_iterations, CommonOptions& out);
+// Starts a workload program: parses the shared options plus the workload's own (`own`)
+// before MPI_Init, so that --help works without a launcher, runs `check` on the
+// workload's own options (it returns what is wrong with them, or nothing), then calls
+// MPI_Init. Returns an exit code when the program should exit now (help shown: 0, bad
+// usage: 2), nothing when it should run.
+std::optional<int> start(int& argc, char**& argv, const std::string& program,
+                         const std::string& summary,
+                         boost::program_options::options_description& own,
+                         std::uint64_t default_iterations, CommonOptions& out,
+                         const std::function<std::string()>& check = {});
 
 // Prints one line on stderr from rank 0 and aborts the job with exit code 1.
 [[noreturn]] void die(const std::string& program, const std::string& message);

@@ -327,13 +327,12 @@ double result_error(const Layout& l, const std::vector<Complex>& w, const std::v
 int main(int argc, char** argv) {
   CommonOptions o;
   po::options_description own("FT options");
-  auto rc = parse_options(argc, argv, kProgram,
+  if (auto status = start(argc, argv, kProgram,
                           "3D FFT with an all-to-all transpose, evolved in spectral space "
                           "(FT-like); the number of ranks must be a power of two. Verified by "
                           "direct Fourier projections.",
-                          own, 6, o);
-  if (rc) return *rc;
-  MPI_Init(&argc, &argv);
+                          own, 6, o))
+    return *status;
   Run run(o, "ft", "points");
   const Layout l = make_layout(o, run.rank(), run.ranks());
   const std::size_t n = l.local();

@@ -94,12 +94,11 @@ void relax_plane(const Grid& g, const double* u, double* v, int zl) {
 int main(int argc, char** argv) {
   CommonOptions o;
   po::options_description own("Stencil options");
-  auto rc = parse_options(argc, argv, kProgram,
+  if (auto status = start(argc, argv, kProgram,
                           "3D 7-point relaxation on a periodic grid cut into z slabs, with halo "
                           "exchange (MG-like); verified by Fourier-mode projections.",
-                          own, 20, o);
-  if (rc) return *rc;
-  MPI_Init(&argc, &argv);
+                          own, 20, o))
+    return *status;
   Run run(o, "stencil", "points");
   const int rank = run.rank(), ranks = run.ranks();
 
