@@ -208,6 +208,11 @@ class ExtensionHost {
   void close_build(std::unique_ptr<Build> build);
   ExtensionInfo describe(const Loaded& loaded) const;
   TunableInfo describe_tunable(const Build& build, std::size_t index) const;
+  // Offers `value` to the build (its on_tunable may refuse: the error says `what` and the
+  // value), then stores it with where it came from.
+  Result<TunableInfo> change_tunable(Build& build, std::size_t index, const TunableValue& value,
+                                     ValueSource source, std::string origin,
+                                     const std::string& what);
   // Asks the build's on_tunable whether it accepts a new value (refused: why).
   Result<void> offer_tunable(const Build& build, std::size_t index, const TunableValue& value,
                              const std::string& text);

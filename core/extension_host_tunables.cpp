@@ -93,6 +93,19 @@ Result<void> ExtensionHost::offer_tunable(const Build& b, std::size_t i, const T
   return {};
 }
 
+Result<TunableInfo> ExtensionHost::change_tunable(Build& b, std::size_t i, const TunableValue& v,
+                                                  ValueSource source, std::string origin,
+                                                  const std::string& what) {
+  const std::string text = b.specs[i].format(v);
+  if (auto ok = offer_tunable(b, i, v, text); !ok)
+    return std::unexpected(with_context(ok.error(), what + text));
+  std::unique_lock lock(table_);
+  b.store(i, v);
+  b.values[i].source = source;
+  b.values[i].origin = std::move(origin);
+  return describe_tunable(b, i);
+}
+
 Result<TunableInfo> ExtensionHost::set(std::string_view extension, std::string_view key,
                                        std::string_view value) {
   std::lock_guard ops(ops_);
@@ -110,14 +123,7 @@ Result<TunableInfo> ExtensionHost::set(std::string_view extension, std::string_v
   if (!v)
     return fail(Errc::invalid_argument,
                 "set " + full + " = " + std::string(value) + ": " + v.error().what);
-  std::string text = spec.format(*v);
-  if (auto ok = offer_tunable(b, i, *v, text); !ok)
-    return std::unexpected(with_context(ok.error(), "set " + full + " = " + text));
-  std::unique_lock lock(table_);
-  b.store(i, *v);
-  b.values[i].source = ValueSource::runtime;
-  b.values[i].origin.clear();
-  return describe_tunable(b, i);
+  return change_tunable(b, i, *v, ValueSource::runtime, "", "set " + full + " = ");
 }
 
 Result<TunableInfo> ExtensionHost::set(std::string_view assignment) {
@@ -147,14 +153,7 @@ Result<TunableInfo> ExtensionHost::reset(std::string_view extension, std::string
   if (b.values[i].source != ValueSource::runtime) return describe_tunable(b, i);
   auto r = resolve_tunable(b.specs[i], b.name, config_.get(), options_.environment);
   if (!r) return std::unexpected(with_context(r.error(), "reset " + full));
-  const std::string text = b.specs[i].format(r->value);
-  if (auto ok = offer_tunable(b, i, r->value, text); !ok)
-    return std::unexpected(with_context(ok.error(), "reset " + full + " to " + text));
-  std::unique_lock lock(table_);
-  b.store(i, r->value);
-  b.values[i].source = r->source;
-  b.values[i].origin = r->origin;
-  return describe_tunable(b, i);
+  return change_tunable(b, i, r->value, r->source, r->origin, "reset " + full + " to ");
 }
 
 // ---- JSON ----
