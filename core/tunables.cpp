@@ -62,23 +62,24 @@ const char* article_type(TunableType type) {
   return w ? w->article : "a value";
 }
 
+// The value of a type stored as a whole number (all but float).
+TunableValue whole(std::int64_t n) {
+  return {n, static_cast<double>(n)};
+}
+Result<TunableValue> whole(const Result<std::int64_t>& r) {
+  if (!r) return std::unexpected(r.error());
+  return whole(*r);
+}
+
 // Parses text as the type alone, without the range.
 Result<TunableValue> parse_as(const TunableSpec& spec, std::string_view text) {
-  TunableValue v;
   switch (spec.type) {
-    case TunableType::integer: {
-      auto r = parse_integer(text);
-      if (!r) return std::unexpected(r.error());
-      v.integer = *r;
-      v.real = static_cast<double>(*r);
-      return v;
-    }
+    case TunableType::integer:
+      return whole(parse_integer(text));
     case TunableType::floating: {
       auto r = parse_float(text);
       if (!r) return std::unexpected(r.error());
-      v.real = *r;
-      v.integer = static_cast<std::int64_t>(*r);
-      return v;
+      return TunableValue{static_cast<std::int64_t>(*r), *r};
     }
     case TunableType::duration: {
       // base/units reads a bare number as seconds; a tunable keeps "a unit is
@@ -87,35 +88,19 @@ Result<TunableValue> parse_as(const TunableSpec& spec, std::string_view text) {
       if (t != "0" && !t.empty() && t.find_first_not_of("0123456789.") == std::string_view::npos)
         return fail(Errc::invalid_argument,
                     "'" + std::string(t) + "' needs a unit (ns, us, ms, s, min, h, d)");
-      auto r = parse_duration_ns(text);
-      if (!r) return std::unexpected(r.error());
-      v.integer = *r;
-      v.real = static_cast<double>(*r);
-      return v;
+      return whole(parse_duration_ns(text));
     }
-    case TunableType::size: {
-      auto r = parse_size_bytes(text);
-      if (!r) return std::unexpected(r.error());
-      v.integer = *r;
-      v.real = static_cast<double>(*r);
-      return v;
-    }
+    case TunableType::size:
+      return whole(parse_size_bytes(text));
     case TunableType::boolean: {
       auto r = parse_boolean(text);
       if (!r) return std::unexpected(r.error());
-      v.integer = *r ? 1 : 0;
-      v.real = v.integer;
-      return v;
+      return whole(*r ? 1 : 0);
     }
     case TunableType::enumeration: {
       std::string_view t = trim(text);
-      for (std::size_t i = 0; i < spec.choices.size(); ++i) {
-        if (spec.choices[i] == t) {
-          v.integer = static_cast<std::int64_t>(i);
-          v.real = static_cast<double>(i);
-          return v;
-        }
-      }
+      for (std::size_t i = 0; i < spec.choices.size(); ++i)
+        if (spec.choices[i] == t) return whole(static_cast<std::int64_t>(i));
       return fail(Errc::invalid_argument, quoted(t) + " is not one of the choices");
     }
   }
