@@ -218,8 +218,15 @@ class ExtensionHost {
                              const std::string& text);
   Result<std::pair<Loaded*, std::size_t>> find_tunable(std::string_view extension,
                                                        std::string_view key) const;  // table_ held
-  Result<std::pair<Loaded*, std::size_t>> locked_find_tunable(std::string_view extension,
-                                                              std::string_view key) const;
+  // A tunable that set or reset (`verb`) changes, looked up under table_: its build, its
+  // index and its full name (EXT.KEY); errors start with "VERB EXT.KEY".
+  struct TunableToChange {
+    Build& build;
+    std::size_t index;
+    std::string full;
+  };
+  Result<TunableToChange> tunable_to_change(std::string_view extension, std::string_view key,
+                                            std::string_view verb) const;
 
   HostOptions options_;
   std::unique_ptr<ConfigFile> config_;

@@ -70,10 +70,13 @@ Result<std::pair<ExtensionHost::Loaded*, std::size_t>> ExtensionHost::find_tunab
   return std::pair{it->second.get(), *i};
 }
 
-Result<std::pair<ExtensionHost::Loaded*, std::size_t>> ExtensionHost::locked_find_tunable(
-    std::string_view extension, std::string_view key) const {
+Result<ExtensionHost::TunableToChange> ExtensionHost::tunable_to_change(
+    std::string_view extension, std::string_view key, std::string_view verb) const {
+  const std::string full = std::string(extension) + "." + std::string(key);
   std::shared_lock lock(table_);
-  return find_tunable(extension, key);
+  auto found = find_tunable(extension, key);
+  if (!found) return std::unexpected(with_context(found.error(), std::string(verb) + " " + full));
+  return TunableToChange{*found->first->build, found->second, full};
 }
 
 Result<TunableInfo> ExtensionHost::get(std::string_view extension, std::string_view key) const {
@@ -109,11 +112,9 @@ Result<TunableInfo> ExtensionHost::change_tunable(Build& b, std::size_t i, const
 Result<TunableInfo> ExtensionHost::set(std::string_view extension, std::string_view key,
                                        std::string_view value) {
   std::lock_guard ops(ops_);
-  const std::string full = std::string(extension) + "." + std::string(key);
-  auto found = locked_find_tunable(extension, key);
-  if (!found) return std::unexpected(with_context(found.error(), "set " + full));
-  Build& b = *found->first->build;
-  const std::size_t i = found->second;
+  auto found = tunable_to_change(extension, key, "set");
+  if (!found) return std::unexpected(found.error());
+  auto& [b, i, full] = *found;
   const TunableSpec& spec = b.specs[i];
   if (!spec.runtime)
     return fail(Errc::refused, "set " + full + ": fixed at load, not changeable at runtime (set " +
@@ -145,11 +146,9 @@ Result<TunableInfo> ExtensionHost::set(std::string_view assignment) {
 
 Result<TunableInfo> ExtensionHost::reset(std::string_view extension, std::string_view key) {
   std::lock_guard ops(ops_);
-  const std::string full = std::string(extension) + "." + std::string(key);
-  auto found = locked_find_tunable(extension, key);
-  if (!found) return std::unexpected(with_context(found.error(), "reset " + full));
-  Build& b = *found->first->build;
-  const std::size_t i = found->second;
+  auto found = tunable_to_change(extension, key, "reset");
+  if (!found) return std::unexpected(found.error());
+  auto& [b, i, full] = *found;
   if (b.values[i].source != ValueSource::runtime) return describe_tunable(b, i);
   auto r = resolve_tunable(b.specs[i], b.name, config_.get(), options_.environment);
   if (!r) return std::unexpected(with_context(r.error(), "reset " + full));
