@@ -44,26 +44,17 @@ std::string Error::message() const {
 }
 
 std::unexpected<Error> fail_errno(int err, std::string what) {
+  // The errno values that have a code of their own; every other one is Errc::system.
+  static constexpr struct {
+    int err;
+    Errc code;
+  } kCodes[] = {{ENOENT, Errc::not_found},    {ESRCH, Errc::not_found},
+                {EPERM, Errc::not_permitted}, {EACCES, Errc::not_permitted},
+                {ETIMEDOUT, Errc::timed_out}, {EBUSY, Errc::busy},
+                {EAGAIN, Errc::busy}};
   Errc code = Errc::system;
-  switch (err) {
-    case ENOENT:
-    case ESRCH:
-      code = Errc::not_found;
-      break;
-    case EPERM:
-    case EACCES:
-      code = Errc::not_permitted;
-      break;
-    case ETIMEDOUT:
-      code = Errc::timed_out;
-      break;
-    case EBUSY:
-    case EAGAIN:
-      code = Errc::busy;
-      break;
-    default:
-      break;
-  }
+  for (const auto& c : kCodes)
+    if (c.err == err) code = c.code;
   return std::unexpected(Error{code, err, std::move(what)});
 }
 

@@ -89,14 +89,29 @@ Result<std::int64_t> scaled(const Decimal& number, std::int64_t unit, const std:
   return out;
 }
 
+// A quantity's text (`what`: "duration", "size"), trimmed and without a leading '+',
+// and as error messages show it; an error when it is empty or negative.
+struct QuantityText {
+  std::string_view text;
+  std::string shown;
+};
+Result<QuantityText> quantity_text(std::string_view text, std::string_view what) {
+  std::string_view s = trim(text);
+  QuantityText q{s, quoted(s)};
+  if (s.empty()) return fail(Errc::invalid_argument, "an empty text is not a " + std::string(what));
+  if (s[0] == '-')
+    return fail(Errc::invalid_argument, q.shown + ": a " + std::string(what) + " is not negative");
+  if (s[0] == '+') q.text.remove_prefix(1);
+  return q;
+}
+
 }  // namespace
 
 Result<std::int64_t> parse_duration_ns(std::string_view text) {
-  std::string_view s = trim(text);
-  const std::string shown = quoted(s);
-  if (s.empty()) return fail(Errc::invalid_argument, "an empty text is not a duration");
-  if (s[0] == '-') return fail(Errc::invalid_argument, shown + ": a duration is not negative");
-  if (s[0] == '+') s.remove_prefix(1);
+  auto q = quantity_text(text, "duration");
+  if (!q) return std::unexpected(q.error());
+  std::string_view s = q->text;
+  const std::string& shown = q->shown;
   if (s == "0") return 0;
   static const std::pair<const char*, std::int64_t> units[] = {
       {"ns", 1},
@@ -143,11 +158,10 @@ Result<std::int64_t> parse_duration_ns(std::string_view text) {
 }
 
 Result<std::int64_t> parse_size_bytes(std::string_view text) {
-  std::string_view s = trim(text);
-  const std::string shown = quoted(s);
-  if (s.empty()) return fail(Errc::invalid_argument, "an empty text is not a size");
-  if (s[0] == '-') return fail(Errc::invalid_argument, shown + ": a size is not negative");
-  if (s[0] == '+') s.remove_prefix(1);
+  auto q = quantity_text(text, "size");
+  if (!q) return std::unexpected(q.error());
+  std::string_view s = q->text;
+  const std::string& shown = q->shown;
   auto number = take_decimal(s);
   if (!number)
     return fail(Errc::invalid_argument,

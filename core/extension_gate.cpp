@@ -39,22 +39,23 @@ const std::string& last_error() {
 
 namespace {
 
-int unloaded_subject(const dynamos_ext_subject*, dynamos_ext_buffer*) {
-  set_error("extension not loaded (its dispatch point has no build)");
+// A hook that fails with `message`, for each of the two hook signatures.
+template <const char* message>
+int refuse_subject(const dynamos_ext_subject*, dynamos_ext_buffer*) {
+  set_error(message);
   return -1;
 }
-int unloaded_call(const char*, const char*, dynamos_ext_buffer*) {
-  set_error("extension not loaded (its dispatch point has no build)");
+template <const char* message>
+int refuse_call(const char*, const char*, dynamos_ext_buffer*) {
+  set_error(message);
   return -1;
 }
-int missing_subject(const dynamos_ext_subject*, dynamos_ext_buffer*) {
-  set_error("hook not implemented by the running build");
-  return -1;
-}
-int missing_call(const char*, const char*, dynamos_ext_buffer*) {
-  set_error("hook not implemented by the running build");
-  return -1;
-}
+constexpr char kUnloaded[] = "extension not loaded (its dispatch point has no build)";
+constexpr char kMissing[] = "hook not implemented by the running build";
+constexpr auto& unloaded_subject = refuse_subject<kUnloaded>;
+constexpr auto& unloaded_call = refuse_call<kUnloaded>;
+constexpr auto& missing_subject = refuse_subject<kMissing>;
+constexpr auto& missing_call = refuse_call<kMissing>;
 
 constexpr dynamos_subject_hook dynamos_extension::*kSubjectHooks[] = {
     &dynamos_extension::attach,    &dynamos_extension::detach, &dynamos_extension::switch_out,

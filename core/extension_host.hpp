@@ -208,13 +208,25 @@ class ExtensionHost {
   void close_build(std::unique_ptr<Build> build);
   ExtensionInfo describe(const Loaded& loaded) const;
   TunableInfo describe_tunable(const Build& build, std::size_t index) const;
+  // Offers `value` to the build (its on_tunable may refuse: the error says `what` and the
+  // value), then stores it with where it came from.
+  Result<TunableInfo> change_tunable(Build& build, std::size_t index, const TunableValue& value,
+                                     ValueSource source, std::string origin,
+                                     const std::string& what);
   // Asks the build's on_tunable whether it accepts a new value (refused: why).
   Result<void> offer_tunable(const Build& build, std::size_t index, const TunableValue& value,
                              const std::string& text);
   Result<std::pair<Loaded*, std::size_t>> find_tunable(std::string_view extension,
                                                        std::string_view key) const;  // table_ held
-  Result<std::pair<Loaded*, std::size_t>> locked_find_tunable(std::string_view extension,
-                                                              std::string_view key) const;
+  // A tunable that set or reset (`verb`) changes, looked up under table_: its build, its
+  // index and its full name (EXT.KEY); errors start with "VERB EXT.KEY".
+  struct TunableToChange {
+    Build& build;
+    std::size_t index;
+    std::string full;
+  };
+  Result<TunableToChange> tunable_to_change(std::string_view extension, std::string_view key,
+                                            std::string_view verb) const;
 
   HostOptions options_;
   std::unique_ptr<ConfigFile> config_;

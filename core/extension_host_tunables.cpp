@@ -70,10 +70,13 @@ Result<std::pair<ExtensionHost::Loaded*, std::size_t>> ExtensionHost::find_tunab
   return std::pair{it->second.get(), *i};
 }
 
-Result<std::pair<ExtensionHost::Loaded*, std::size_t>> ExtensionHost::locked_find_tunable(
-    std::string_view extension, std::string_view key) const {
+Result<ExtensionHost::TunableToChange> ExtensionHost::tunable_to_change(
+    std::string_view extension, std::string_view key, std::string_view verb) const {
+  const std::string full = std::string(extension) + "." + std::string(key);
   std::shared_lock lock(table_);
-  return find_tunable(extension, key);
+  auto found = find_tunable(extension, key);
+  if (!found) return std::unexpected(with_context(found.error(), std::string(verb) + " " + full));
+  return TunableToChange{*found->first->build, found->second, full};
 }
 
 Result<TunableInfo> ExtensionHost::get(std::string_view extension, std::string_view key) const {
@@ -93,14 +96,25 @@ Result<void> ExtensionHost::offer_tunable(const Build& b, std::size_t i, const T
   return {};
 }
 
+Result<TunableInfo> ExtensionHost::change_tunable(Build& b, std::size_t i, const TunableValue& v,
+                                                  ValueSource source, std::string origin,
+                                                  const std::string& what) {
+  const std::string text = b.specs[i].format(v);
+  if (auto ok = offer_tunable(b, i, v, text); !ok)
+    return std::unexpected(with_context(ok.error(), what + text));
+  std::unique_lock lock(table_);
+  b.store(i, v);
+  b.values[i].source = source;
+  b.values[i].origin = std::move(origin);
+  return describe_tunable(b, i);
+}
+
 Result<TunableInfo> ExtensionHost::set(std::string_view extension, std::string_view key,
                                        std::string_view value) {
   std::lock_guard ops(ops_);
-  const std::string full = std::string(extension) + "." + std::string(key);
-  auto found = locked_find_tunable(extension, key);
-  if (!found) return std::unexpected(with_context(found.error(), "set " + full));
-  Build& b = *found->first->build;
-  const std::size_t i = found->second;
+  auto found = tunable_to_change(extension, key, "set");
+  if (!found) return std::unexpected(found.error());
+  auto& [b, i, full] = *found;
   const TunableSpec& spec = b.specs[i];
   if (!spec.runtime)
     return fail(Errc::refused, "set " + full + ": fixed at load, not changeable at runtime (set " +
@@ -110,14 +124,7 @@ Result<TunableInfo> ExtensionHost::set(std::string_view extension, std::string_v
   if (!v)
     return fail(Errc::invalid_argument,
                 "set " + full + " = " + std::string(value) + ": " + v.error().what);
-  std::string text = spec.format(*v);
-  if (auto ok = offer_tunable(b, i, *v, text); !ok)
-    return std::unexpected(with_context(ok.error(), "set " + full + " = " + text));
-  std::unique_lock lock(table_);
-  b.store(i, *v);
-  b.values[i].source = ValueSource::runtime;
-  b.values[i].origin.clear();
-  return describe_tunable(b, i);
+  return change_tunable(b, i, *v, ValueSource::runtime, "", "set " + full + " = ");
 }
 
 Result<TunableInfo> ExtensionHost::set(std::string_view assignment) {
@@ -139,22 +146,13 @@ Result<TunableInfo> ExtensionHost::set(std::string_view assignment) {
 
 Result<TunableInfo> ExtensionHost::reset(std::string_view extension, std::string_view key) {
   std::lock_guard ops(ops_);
-  const std::string full = std::string(extension) + "." + std::string(key);
-  auto found = locked_find_tunable(extension, key);
-  if (!found) return std::unexpected(with_context(found.error(), "reset " + full));
-  Build& b = *found->first->build;
-  const std::size_t i = found->second;
+  auto found = tunable_to_change(extension, key, "reset");
+  if (!found) return std::unexpected(found.error());
+  auto& [b, i, full] = *found;
   if (b.values[i].source != ValueSource::runtime) return describe_tunable(b, i);
   auto r = resolve_tunable(b.specs[i], b.name, config_.get(), options_.environment);
   if (!r) return std::unexpected(with_context(r.error(), "reset " + full));
-  const std::string text = b.specs[i].format(r->value);
-  if (auto ok = offer_tunable(b, i, r->value, text); !ok)
-    return std::unexpected(with_context(ok.error(), "reset " + full + " to " + text));
-  std::unique_lock lock(table_);
-  b.store(i, r->value);
-  b.values[i].source = r->source;
-  b.values[i].origin = r->origin;
-  return describe_tunable(b, i);
+  return change_tunable(b, i, r->value, r->source, r->origin, "reset " + full + " to ");
 }
 
 // ---- JSON ----

@@ -123,22 +123,23 @@ Result<std::vector<Mapping>> RemoteTargetImpl::mappings() {
   return parse_maps(text);
 }
 
-Result<void> RemoteTargetImpl::read(Address address, std::span<std::uint8_t> out) {
-  ssize_t n = pread(mem_fd_, out.data(), out.size(), static_cast<off_t>(address));
-  if (n != static_cast<ssize_t>(out.size()))
-    return fail_errno(n < 0 ? errno : EIO, "read " + std::to_string(out.size()) + " bytes at " +
-                                               hex(address) + " of process " +
+Result<void> RemoteTargetImpl::transferred(ssize_t n, std::size_t size, const char* verb,
+                                           Address address) const {
+  if (n != static_cast<ssize_t>(size))
+    return fail_errno(n < 0 ? errno : EIO, std::string(verb) + " " + std::to_string(size) +
+                                               " bytes at " + hex(address) + " of process " +
                                                std::to_string(pid_));
   return {};
 }
 
+Result<void> RemoteTargetImpl::read(Address address, std::span<std::uint8_t> out) {
+  ssize_t n = pread(mem_fd_, out.data(), out.size(), static_cast<off_t>(address));
+  return transferred(n, out.size(), "read", address);
+}
+
 Result<void> RemoteTargetImpl::write(Address address, std::span<const std::uint8_t> bytes) {
   ssize_t n = pwrite(mem_fd_, bytes.data(), bytes.size(), static_cast<off_t>(address));
-  if (n != static_cast<ssize_t>(bytes.size()))
-    return fail_errno(n < 0 ? errno : EIO, "write " + std::to_string(bytes.size()) + " bytes at " +
-                                               hex(address) + " of process " +
-                                               std::to_string(pid_));
-  return {};
+  return transferred(n, bytes.size(), "write", address);
 }
 
 Result<void> RemoteTargetImpl::store_word(Address address, std::uint64_t value) {

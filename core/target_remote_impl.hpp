@@ -62,6 +62,8 @@ class RemoteTargetImpl final : public RemoteTarget {
   bool world_open_ = false;  // slot stores wait in pending_ until the world resumes
 
  private:
+  // Whether a pread or pwrite of the target's memory moved all `size` bytes.
+  Result<void> transferred(ssize_t n, std::size_t size, const char* verb, Address address) const;
   Result<void> write_words(const std::vector<std::pair<Address, std::uint64_t>>& words);
   Result<void> find_state_region();
   // Each thread's stack, scanned for return addresses (with_frames).

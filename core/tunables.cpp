@@ -1,5 +1,6 @@
 #include "core/tunables.hpp"
 
+#include "base/file.hpp"
 #include "base/text.hpp"
 
 #include <algorithm>
@@ -7,9 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 namespace dynamos::core {
 
@@ -30,17 +29,20 @@ bool is_lower_ident(std::string_view name, bool underscores) {
 // The words for each type, in the order of TunableType.
 struct TypeWords {
   TunableType type;
+  std::uint32_t abi;    // its DYNAMOS_TUNABLE_* in extension descriptors
   const char* name;     // tunable_type_name
   const char* article;  // "expected an integer"
   const char* example;  // shown with a parse error
 };
 constexpr TypeWords kTypeWords[] = {
-    {TunableType::integer, "integer", "an integer", "e.g. 42, -7, 0x40"},
-    {TunableType::floating, "float", "a number", "e.g. 0.25, 1e-3"},
-    {TunableType::duration, "duration", "a duration", "e.g. 250ms, 1.5s, 2min"},
-    {TunableType::size, "size", "a size", "e.g. 4096, 64K, 64M, 2GiB"},
-    {TunableType::enumeration, "enum", "a choice", ""},
-    {TunableType::boolean, "boolean", "a boolean", "true/false, yes/no, on/off, 1/0"},
+    {TunableType::integer, DYNAMOS_TUNABLE_INTEGER, "integer", "an integer", "e.g. 42, -7, 0x40"},
+    {TunableType::floating, DYNAMOS_TUNABLE_FLOAT, "float", "a number", "e.g. 0.25, 1e-3"},
+    {TunableType::duration, DYNAMOS_TUNABLE_DURATION, "duration", "a duration",
+     "e.g. 250ms, 1.5s, 2min"},
+    {TunableType::size, DYNAMOS_TUNABLE_SIZE, "size", "a size", "e.g. 4096, 64K, 64M, 2GiB"},
+    {TunableType::enumeration, DYNAMOS_TUNABLE_ENUM, "enum", "a choice", ""},
+    {TunableType::boolean, DYNAMOS_TUNABLE_BOOLEAN, "boolean", "a boolean",
+     "true/false, yes/no, on/off, 1/0"},
 };
 static_assert(std::size(kTypeWords) == static_cast<std::size_t>(TunableType::boolean) + 1);
 
@@ -60,23 +62,24 @@ const char* article_type(TunableType type) {
   return w ? w->article : "a value";
 }
 
+// The value of a type stored as a whole number (all but float).
+TunableValue whole(std::int64_t n) {
+  return {n, static_cast<double>(n)};
+}
+Result<TunableValue> whole(const Result<std::int64_t>& r) {
+  if (!r) return std::unexpected(r.error());
+  return whole(*r);
+}
+
 // Parses text as the type alone, without the range.
 Result<TunableValue> parse_as(const TunableSpec& spec, std::string_view text) {
-  TunableValue v;
   switch (spec.type) {
-    case TunableType::integer: {
-      auto r = parse_integer(text);
-      if (!r) return std::unexpected(r.error());
-      v.integer = *r;
-      v.real = static_cast<double>(*r);
-      return v;
-    }
+    case TunableType::integer:
+      return whole(parse_integer(text));
     case TunableType::floating: {
       auto r = parse_float(text);
       if (!r) return std::unexpected(r.error());
-      v.real = *r;
-      v.integer = static_cast<std::int64_t>(*r);
-      return v;
+      return TunableValue{static_cast<std::int64_t>(*r), *r};
     }
     case TunableType::duration: {
       // base/units reads a bare number as seconds; a tunable keeps "a unit is
@@ -85,35 +88,19 @@ Result<TunableValue> parse_as(const TunableSpec& spec, std::string_view text) {
       if (t != "0" && !t.empty() && t.find_first_not_of("0123456789.") == std::string_view::npos)
         return fail(Errc::invalid_argument,
                     "'" + std::string(t) + "' needs a unit (ns, us, ms, s, min, h, d)");
-      auto r = parse_duration_ns(text);
-      if (!r) return std::unexpected(r.error());
-      v.integer = *r;
-      v.real = static_cast<double>(*r);
-      return v;
+      return whole(parse_duration_ns(text));
     }
-    case TunableType::size: {
-      auto r = parse_size_bytes(text);
-      if (!r) return std::unexpected(r.error());
-      v.integer = *r;
-      v.real = static_cast<double>(*r);
-      return v;
-    }
+    case TunableType::size:
+      return whole(parse_size_bytes(text));
     case TunableType::boolean: {
       auto r = parse_boolean(text);
       if (!r) return std::unexpected(r.error());
-      v.integer = *r ? 1 : 0;
-      v.real = v.integer;
-      return v;
+      return whole(*r ? 1 : 0);
     }
     case TunableType::enumeration: {
       std::string_view t = trim(text);
-      for (std::size_t i = 0; i < spec.choices.size(); ++i) {
-        if (spec.choices[i] == t) {
-          v.integer = static_cast<std::int64_t>(i);
-          v.real = static_cast<double>(i);
-          return v;
-        }
-      }
+      for (std::size_t i = 0; i < spec.choices.size(); ++i)
+        if (spec.choices[i] == t) return whole(static_cast<std::int64_t>(i));
       return fail(Errc::invalid_argument, quoted(t) + " is not one of the choices");
     }
   }
@@ -209,28 +196,10 @@ Result<TunableSpec> TunableSpec::from_abi(const dynamos_tunable& t) {
   };
   if (!is_tunable_name(spec.name))
     return bad("the name must be lower case letters, digits and '_', starting with a letter");
-  switch (t.type) {
-    case DYNAMOS_TUNABLE_INTEGER:
-      spec.type = TunableType::integer;
-      break;
-    case DYNAMOS_TUNABLE_FLOAT:
-      spec.type = TunableType::floating;
-      break;
-    case DYNAMOS_TUNABLE_DURATION:
-      spec.type = TunableType::duration;
-      break;
-    case DYNAMOS_TUNABLE_SIZE:
-      spec.type = TunableType::size;
-      break;
-    case DYNAMOS_TUNABLE_ENUM:
-      spec.type = TunableType::enumeration;
-      break;
-    case DYNAMOS_TUNABLE_BOOLEAN:
-      spec.type = TunableType::boolean;
-      break;
-    default:
-      return bad("unknown type " + std::to_string(t.type));
-  }
+  auto words = std::find_if(std::begin(kTypeWords), std::end(kTypeWords),
+                            [&](const TypeWords& w) { return w.abi == t.type; });
+  if (words == std::end(kTypeWords)) return bad("unknown type " + std::to_string(t.type));
+  spec.type = words->type;
   if (t.flags & ~DYNAMOS_TUNABLE_RUNTIME) return bad("unknown flags " + std::to_string(t.flags));
   spec.runtime = (t.flags & DYNAMOS_TUNABLE_RUNTIME) != 0;
   if (!t.help || !*t.help) return bad("no help text");
@@ -366,12 +335,9 @@ EnvironmentLookup process_environment() {
 }
 
 Result<ConfigFile> ConfigFile::load(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return fail_errno("open config file " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return fail_errno("read config file " + path);
-  return parse(text.str(), path);
+  auto text = read_whole_file(path, "config file");
+  if (!text) return std::unexpected(text.error());
+  return parse(*text, path);
 }
 
 Result<ConfigFile> ConfigFile::parse(std::string_view text, std::string path) {

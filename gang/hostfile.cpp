@@ -1,8 +1,8 @@
 #include "gang/hostfile.hpp"
 
+#include "base/file.hpp"
+
 #include <charconv>
-#include <fstream>
-#include <sstream>
 
 #include "gang/hostlist.hpp"
 
@@ -103,12 +103,9 @@ Result<std::vector<HostEntry>> parse_hostfile(std::string_view text, const std::
 }
 
 Result<std::vector<HostEntry>> read_hostfile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return fail_errno("open hostfile " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return fail_errno("read hostfile " + path);
-  return parse_hostfile(ss.str(), path);
+  auto text = read_whole_file(path, "hostfile");
+  if (!text) return std::unexpected(text.error());
+  return parse_hostfile(*text, path);
 }
 
 std::string format_hostfile(const std::vector<HostEntry>& hosts) {

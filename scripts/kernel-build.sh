@@ -20,7 +20,7 @@ mkdir -p "$out/engine" "$out/testmods" "$out/root"/{bin,modules,proc,sys,dev,tmp
 
 # kbuild writes objects beside the sources: build copies, never the source tree.
 cp "$root"/kernelside/module/{*.c,*.h,Kbuild} "$out/engine/"
-cp "$root"/tests/kernel/modules/{*.c,Kbuild} "$out/testmods/"
+cp "$root"/tests/kernel/modules/{*.c,*.h,Kbuild} "$out/testmods/"
 jobs="${DK_JOBS:-2}"
 make -s -j"$jobs" -C "$DK_KHEADERS" M="$out/engine" modules 2>&1 | grep -v "Skipping BTF" || true
 [[ -f "$out/engine/dynamos_kernel.ko" ]] || { echo "kernel-build: engine module did not build" >&2; exit 1; }

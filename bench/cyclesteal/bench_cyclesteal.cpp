@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/cyclesteal/processes.hpp"
+#include "bench/workload/interrupt.hpp"
 #include "bench/workload/options.hpp"
 #include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
@@ -53,14 +54,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// SIGINT/SIGTERM: stop at the next check, so that the node group, the guests and the
-// swap hold are undone by the destructors and the end of main.
-std::atomic<bool> interrupted{false};
-void on_signal(int) {
-  interrupted = true;
-}
+// SIGINT/SIGTERM: stop here, so that the node group, the guests and the swap hold are
+// undone by the destructors and the end of main.
 void check_interrupted() {
-  if (interrupted) throw std::runtime_error("interrupted");
+  if (workload::interrupted()) throw std::runtime_error("interrupted");
 }
 
 struct Options {
@@ -261,7 +258,7 @@ void Bench::wait_host(Process& host, std::unique_ptr<Process>& guest, ThreadAcco
                       const std::string& policy, std::atomic<bool>& stop, Run& out) {
   bool polling = policy == "evict" || o_.scenario == "memory";
   while (!host.wait_exit(std::chrono::milliseconds(polling ? o_.poll_ms : 1000))) {
-    if (interrupted) {
+    if (workload::interrupted()) {
       stop = true;
       check_interrupted();
     }
@@ -606,10 +603,7 @@ void print_policy(const Options& o, const nlohmann::ordered_json& s) {
 int main(int argc, char** argv) {
   Options o;
   if (auto status = parse_options(argc, argv, o)) return *status;
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
+  workload::catch_stop_signals();
 
   auto host = core::ExtensionHost::create({});
   if (!host) return usage_error(host.error().message());

@@ -210,17 +210,17 @@ int main(int argc, char** argv) {
     ("nonzeros", po::value(&nonzeros)->default_value(nonzeros),
      "nonzeros per row (odd, 3..63): the diagonal plus pairs of couplings");
   // clang-format on
-  auto rc = parse_options(argc, argv, kProgram,
+  auto check = [&]() -> std::string {
+    if (cg_steps < 1 || nonzeros < 3 || nonzeros > 63 || nonzeros % 2 == 0)
+      return "--cg-steps must be positive and --nonzeros odd in 3..63";
+    return {};
+  };
+  if (auto status = start(argc, argv, kProgram,
                           "conjugate gradient (inverse power iteration) on a sparse SPD matrix "
                           "with allreduce (CG-like); verified by the true residual against the "
                           "matrix regenerated from its rule.",
-                          own, 10, o);
-  if (rc) return *rc;
-  if (cg_steps < 1 || nonzeros < 3 || nonzeros > 63 || nonzeros % 2 == 0) {
-    std::cerr << kProgram << ": --cg-steps must be positive and --nonzeros odd in 3..63\n";
-    return 2;
-  }
-  MPI_Init(&argc, &argv);
+                          own, 10, o, check))
+    return *status;
   Run run(o, "cg", "nonzeros");
   const int rank = run.rank(), ranks = run.ranks();
   // Bytes per local row: CSR (12 per nonzero + 8), 5 local vectors, the gathered vector.

@@ -14,6 +14,8 @@ double wall_seconds() {
   return static_cast<double>(workload::monotonic_ns()) * 1e-9;
 }
 
+namespace {
+
 std::optional<int> parse_options(int argc, char** argv, const std::string& program,
                                  const std::string& summary, po::options_description& own,
                                  std::uint64_t default_iterations, CommonOptions& out) {
@@ -58,6 +60,22 @@ std::optional<int> parse_options(int argc, char** argv, const std::string& progr
   if (vm.count("seconds") && !(out.seconds > 0)) return usage("--seconds must be positive");
   if (vm.count("iterations") && out.iterations == 0) return usage("--iterations must be positive");
   if (out.iterations == 0 && out.seconds == 0) out.iterations = default_iterations;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<int> start(int& argc, char**& argv, const std::string& program,
+                         const std::string& summary, po::options_description& own,
+                         std::uint64_t default_iterations, CommonOptions& out,
+                         const std::function<std::string()>& check) {
+  if (auto status = parse_options(argc, argv, program, summary, own, default_iterations, out))
+    return status;
+  if (std::string problem = check ? check() : std::string(); !problem.empty()) {
+    std::cerr << program << ": " << problem << "\n";
+    return 2;
+  }
+  MPI_Init(&argc, &argv);
   return std::nullopt;
 }
 

@@ -32,12 +32,6 @@ namespace {
 
 const char* kProgram = "dynamos-mpi-ft";
 constexpr double kAlpha = 1e-6;  // NAS FT's diffusion constant
-using Complex = std::complex<double>;
-
-inline Complex mul(Complex a, Complex b) {
-  // Plain formula: std::complex's operator* checks for infinities in a library call.
-  return {a.real() * b.real() - a.imag() * b.imag(), a.real() * b.imag() + a.imag() * b.real()};
-}
 
 // In-place iterative radix-2 FFT of one length.
 class Fft {
@@ -188,38 +182,11 @@ class Transform {
   std::vector<Complex> send_, recv_, col_;
 };
 
-struct Mode {
-  int kx, ky, kz;
-};
-
-// Direct projection sum_x u(x) e^{-2 pi i k.x/n} of the spatial field (all ranks).
+// Direct projections of the spatial field (all ranks).
 std::vector<Complex> project(const Layout& l, const Complex* a, const std::vector<Mode>& modes) {
-  std::vector<Complex> out(modes.size());
-  const double tau = 2 * std::numbers::pi;
-  for (std::size_t m = 0; m < modes.size(); ++m) {
-    const Mode& k = modes[m];
-    std::vector<Complex> ex(l.nx);
-    for (int x = 0; x < l.nx; ++x)
-      ex[x] = std::polar(1.0, -tau * k.kx * x / l.nx);
-    Complex acc = 0;
-    for (int zl = 0; zl < l.nzl(); ++zl) {
-      int z = l.rank * l.nzl() + zl;
-      for (int y = 0; y < l.ny; ++y) {
-        Complex eyz = std::polar(1.0, -tau * (static_cast<double>(k.ky) * y / l.ny +
-                                              static_cast<double>(k.kz) * z / l.nz));
-        const Complex* row = a + (static_cast<std::size_t>(zl) * l.ny + y) * l.nx;
-        Complex r = 0;
-        for (int x = 0; x < l.nx; ++x)
-          r += mul(row[x], ex[x]);
-        acc += mul(r, eyz);
-      }
-    }
-    out[m] = acc;
-  }
-  std::vector<Complex> total(modes.size());
-  MPI_Allreduce(out.data(), total.data(), static_cast<int>(2 * modes.size()), MPI_DOUBLE, MPI_SUM,
-                MPI_COMM_WORLD);
-  return total;
+  return mpiwork::project(
+      l.nx, l.ny, l.nz, l.rank * l.nzl(), l.nzl(),
+      [&](int zl, int y) { return a + (static_cast<std::size_t>(zl) * l.ny + y) * l.nx; }, modes);
 }
 
 int signed_freq(int k, int n) {
@@ -360,13 +327,12 @@ double result_error(const Layout& l, const std::vector<Complex>& w, const std::v
 int main(int argc, char** argv) {
   CommonOptions o;
   po::options_description own("FT options");
-  auto rc = parse_options(argc, argv, kProgram,
+  if (auto status = start(argc, argv, kProgram,
                           "3D FFT with an all-to-all transpose, evolved in spectral space "
                           "(FT-like); the number of ranks must be a power of two. Verified by "
                           "direct Fourier projections.",
-                          own, 6, o);
-  if (rc) return *rc;
-  MPI_Init(&argc, &argv);
+                          own, 6, o))
+    return *status;
   Run run(o, "ft", "points");
   const Layout l = make_layout(o, run.rank(), run.ranks());
   const std::size_t n = l.local();

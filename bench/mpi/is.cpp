@@ -229,12 +229,11 @@ class BucketSort {
 int main(int argc, char** argv) {
   CommonOptions o;
   po::options_description own("IS options");
-  auto rc = parse_options(argc, argv, kProgram,
+  if (auto status = start(argc, argv, kProgram,
                           "integer bucket sort with an all-to-all key exchange (IS-like); every "
                           "iteration's output is checked for order and permutation.",
-                          own, 10, o);
-  if (rc) return *rc;
-  MPI_Init(&argc, &argv);
+                          own, 10, o))
+    return *status;
   Run run(o, "is", "keys");
   BucketSort sort(o, run);
   if (run.rank() == 0 && !o.quiet) sort.describe();

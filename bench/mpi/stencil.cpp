@@ -34,40 +34,12 @@ struct Grid {
   std::size_t plane() const { return static_cast<std::size_t>(nx) * ny; }
 };
 
-using Complex = std::complex<double>;
-
-struct Mode {
-  int kx, ky, kz;
-};
-
 // <u, e_k> over this rank's planes (u has one halo plane on each side).
 std::vector<Complex> project(const Grid& g, const double* u, const std::vector<Mode>& modes) {
-  std::vector<Complex> out(modes.size());
-  const double tau = 2 * std::numbers::pi;
-  for (std::size_t m = 0; m < modes.size(); ++m) {
-    const Mode& k = modes[m];
-    std::vector<Complex> ex(g.nx);
-    for (int x = 0; x < g.nx; ++x)
-      ex[x] = std::polar(1.0, -tau * k.kx * x / g.nx);
-    Complex acc = 0;
-    for (int zl = 0; zl < g.nzl; ++zl) {
-      int z = g.z0 + zl;
-      for (int y = 0; y < g.ny; ++y) {
-        Complex eyz = std::polar(1.0, -tau * (static_cast<double>(k.ky) * y / g.ny +
-                                              static_cast<double>(k.kz) * z / g.nz));
-        const double* row = u + (zl + 1) * g.plane() + static_cast<std::size_t>(y) * g.nx;
-        Complex r = 0;
-        for (int x = 0; x < g.nx; ++x)
-          r += row[x] * ex[x];
-        acc += r * eyz;
-      }
-    }
-    out[m] = acc;
-  }
-  std::vector<Complex> total(modes.size());
-  MPI_Allreduce(out.data(), total.data(), static_cast<int>(2 * modes.size()), MPI_DOUBLE, MPI_SUM,
-                MPI_COMM_WORLD);
-  return total;
+  return mpiwork::project(
+      g.nx, g.ny, g.nz, g.z0, g.nzl,
+      [&](int zl, int y) { return u + (zl + 1) * g.plane() + static_cast<std::size_t>(y) * g.nx; },
+      modes);
 }
 
 double abs_sum(const Grid& g, const double* u) {
@@ -122,12 +94,11 @@ void relax_plane(const Grid& g, const double* u, double* v, int zl) {
 int main(int argc, char** argv) {
   CommonOptions o;
   po::options_description own("Stencil options");
-  auto rc = parse_options(argc, argv, kProgram,
+  if (auto status = start(argc, argv, kProgram,
                           "3D 7-point relaxation on a periodic grid cut into z slabs, with halo "
                           "exchange (MG-like); verified by Fourier-mode projections.",
-                          own, 20, o);
-  if (rc) return *rc;
-  MPI_Init(&argc, &argv);
+                          own, 20, o))
+    return *status;
   Run run(o, "stencil", "points");
   const int rank = run.rank(), ranks = run.ranks();
 

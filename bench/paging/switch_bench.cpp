@@ -12,11 +12,9 @@
 // quantum of length Q in which the job did work W: Q - W/r0. Makespan: the wall time of
 // the switches and quanta plus the lost time, i.e. the time the node needs for the work
 // the jobs would have done at r0 in their quanta. See docs/paging.md.
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -29,6 +27,7 @@
 #include <boost/program_options.hpp>
 
 #include "bench/paging/node.hpp"
+#include "bench/workload/interrupt.hpp"
 #include "bench/workload/options.hpp"
 #include "bench/workload/size.hpp"
 #include "core/extension_host.hpp"
@@ -42,8 +41,6 @@ using namespace dynamos::paging_bench;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-std::atomic<bool> interrupted{false};
 
 struct Options {
   uint64_t node_memory = 1ull << 30;
@@ -228,7 +225,7 @@ Result<void> run_quantum(PolicyRun& p, int index, bool counted) {
   uint64_t majflt0 = major_faults(job.pid());
   auto c0 = process_schedstat(job.pid());
   bool majflt_taken = false;
-  while (seconds_since(start) < p.o.quantum && !interrupted) {
+  while (seconds_since(start) < p.o.quantum && !workload::interrupted()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(p.o.tick_ms));
     auto s = job.sample();
     double work = s ? static_cast<double>(s->work - s0->work) : 0;
@@ -331,7 +328,7 @@ Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
   // Warm-up quantum of B (its data was just set up), not counted.
   if (auto r = run_quantum(p, 1, false); !r) return std::unexpected(r.error());
   int running = 1;
-  for (int i = 0; i < o.switches && !interrupted; ++i) {
+  for (int i = 0; i < o.switches && !workload::interrupted(); ++i) {
     if (auto r = switch_jobs(p, running, 1 - running, i + 1); !r) return std::unexpected(r.error());
     running = 1 - running;
     if (auto r = run_quantum(p, running, true); !r) return std::unexpected(r.error());
@@ -489,10 +486,7 @@ int main(int argc, char** argv) {
   Options o;
   if (auto status = parse_options(argc, argv, o)) return *status;
   if (::geteuid() != 0) return fatal("needs root (cgroups, swap)");
-  struct sigaction sa {};
-  sa.sa_handler = [](int) { interrupted = true; };
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
+  workload::catch_stop_signals();
 
   auto layout = kernelside::Layout::detect();
   if (!layout) return fatal(layout.error().message());
@@ -511,7 +505,7 @@ int main(int argc, char** argv) {
   OwnedGroup root_group(*rg);
   int status = 0;
   for (const auto& p : o.policies) {
-    if (interrupted) break;
+    if (workload::interrupted()) break;
     auto r = run_policy(o, p, **host, *layout, root, tmp->path());
     if (!r) {
       std::cerr << "dynamos-bench-switch: policy " << p << ": " << r.error().message() << "\n";
@@ -521,6 +515,6 @@ int main(int argc, char** argv) {
     print_row(o, *r);
     if (r->checked && !r->verified) status = 1;
   }
-  if (interrupted) status = 130;
+  if (workload::interrupted()) status = 130;
   return status;
 }

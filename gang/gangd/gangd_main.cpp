@@ -38,6 +38,8 @@ po::options_description options() {
       "The DynAMOS gang-scheduling coordinator. Node agents (dynamosd) connect over TCP\n"
       "and authenticate with the shared secret; the dynamos CLI talks to the local\n"
       "control socket.\n\noptions");
+  // A text option with its default.
+  auto text = [](const char* def) { return po::value<std::string>()->default_value(def); };
   // clang-format off
   opts.add_options()
       ("help,h", "print this help and exit")
@@ -45,38 +47,33 @@ po::options_description options() {
       ("hostfile", po::value<std::string>(), "nodes in Open MPI syntax: 'host slots=N' lines")
       ("secret", po::value<std::string>(), "shared secret file (mode 0600)")
       ("create-secret", po::bool_switch(), "create the secret file if it does not exist")
-      ("listen", po::value<std::string>()->default_value("127.0.0.1:7207"),
-       "address:port for node agents")
-      ("control-socket", po::value<std::string>()->default_value("/run/dynamos/gangd.sock"),
+      ("listen", text("127.0.0.1:7207"), "address:port for node agents")
+      ("control-socket", text("/run/dynamos/gangd.sock"),
        "local control socket for the CLI ('' for none)")
-      ("journal", po::value<std::string>()->default_value("/var/lib/dynamos/gangd.journal"),
+      ("journal", text("/var/lib/dynamos/gangd.journal"),
        "state file that survives a restart ('' for none)")
-      ("quantum", po::value<std::string>()->default_value("30s"), "time slice, e.g. 30s, 500ms")
-      ("heartbeat", po::value<std::string>()->default_value("1s"),
-       "heartbeat interval; a node silent for 3 intervals is down")
-      ("node-timeout", po::value<std::string>()->default_value("60s"),
-       "a node down this long fails its jobs (other jobs go on)")
-      ("switch-lead", po::value<std::string>()->default_value("5ms"),
-       "first switch round's deadline lead (later rounds adapt)")
+      ("quantum", text("30s"), "time slice, e.g. 30s, 500ms")
+      ("heartbeat", text("1s"), "heartbeat interval; a node silent for 3 intervals is down")
+      ("node-timeout", text("60s"), "a node down this long fails its jobs (other jobs go on)")
+      ("switch-lead", text("5ms"), "first switch round's deadline lead (later rounds adapt)")
       ("time-slots", po::value<int>()->default_value(8), "rows of the Ousterhout matrix")
-      ("launch", po::value<std::string>()->default_value("ssh"),
+      ("launch", text("ssh"),
        "how jobs start: ssh (mpirun over the hostfile's real hosts), virtual (every node is "
        "this host: dynamos cluster up), slurm (Open MPI's Slurm launcher inside an allocation: "
        "dynamos cluster up --slurm), none (placed only; ranks are attached by hand)")
-      ("run-dir", po::value<std::string>()->default_value("/run/dynamos"),
+      ("run-dir", text("/run/dynamos"),
        "the agents' sockets and the launchers' files (as dynamosd's --run-dir)")
-      ("mpirun", po::value<std::string>()->default_value("mpirun"), "the mpirun jobs start with")
-      ("mpirun-args", po::value<std::string>()->default_value(kDefaultMpirunArgs),
+      ("mpirun", text("mpirun"), "the mpirun jobs start with")
+      ("mpirun-args", text(kDefaultMpirunArgs),
        "mpirun options for every job, before each job's own (dynamos submit --mpi-args)")
-      ("round-log", po::value<std::string>()->default_value(""),
+      ("round-log", text(""),
        "append one JSON line per switch round to this file: nodes, running_ms (decision "
        "to every incoming rank thawed), total_ms (decision to the last node's ack), skew_ms, "
        "lead_ms, prepare_ms, max_switch_ms, late, failed")
-      ("metrics-listen", po::value<std::string>()->default_value(""),
+      ("metrics-listen", text(""),
        "address:port to serve Prometheus metrics on (/metrics); port 0 picks a free one "
        "('' for none)")
-      ("log-level", po::value<std::string>()->default_value("info"),
-       "error, warning, notice, info or debug");
+      ("log-level", text("info"), "error, warning, notice, info or debug");
   // clang-format on
   return opts;
 }

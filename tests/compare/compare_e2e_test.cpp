@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "bench/compare/process.hpp"
+#include "tests/compare/report_fields.hpp"
 #include "tests/gang/test_util.hpp"
 
 using namespace dynamos;
@@ -74,12 +75,7 @@ TEST(BenchCompare, TinyComparisonEndToEnd) {
   ASSERT_EQ(runs.size(), 2u);
   for (const auto& run : runs) {
     SCOPED_TRACE(run["policy"].get<std::string>());
-    for (const char* k :
-         {"workload",          "policy",    "cyclesteal",    "repeat",           "makespan_s",
-          "lost_s_per_switch", "lost_s",    "switch_rounds", "switch_ms_median", "switch_ms_max",
-          "major_faults",      "pages_out", "pages_in",      "guest_cpu_s",      "guest_work",
-          "host_slowdown",     "verified",  "error",         "retried_after",    "jobs"})
-      EXPECT_TRUE(run.contains(k)) << k;
+    test::expect_run_fields(run);
     EXPECT_EQ(run["error"].get<std::string>(), "");
     EXPECT_TRUE(run["verified"].get<bool>());
     EXPECT_FALSE(run["cyclesteal"].get<bool>());

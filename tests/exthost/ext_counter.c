@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/extension_abi.h"
+#include "tests/exthost/test_extension.h"
 
 #ifndef COUNTER_BUILD
 #error "define COUNTER_BUILD"
@@ -105,20 +105,7 @@ static int tick(const dynamos_ext_subject* subject, dynamos_ext_buffer* report) 
   return reply_count(report, atomic_fetch_add(&counter, 1) + 1);
 }
 
-static const dynamos_extension descriptor = {
-    .abi = DYNAMOS_EXTENSION_ABI,
-    .size = sizeof(dynamos_extension),
-    .name = "counter",
-    .version = STRINGIFY(COUNTER_BUILD) ".0",
-    .description = "counts calls, carries the count across upgrades",
-    .tunables = tunables,
-    .tunable_count = sizeof tunables / sizeof tunables[0],
-    .init = init,
-    .fini = fini,
-    .export_state = export_state,
-    .import_state = import_state,
-    .tick = tick,
-    .call = call,
-};
-
-DYNAMOS_EXTENSION_DEFINE(descriptor)
+TEST_EXTENSION("counter", STRINGIFY(COUNTER_BUILD) ".0",
+               .description = "counts calls, carries the count across upgrades",
+               TEST_TUNABLES(tunables), .init = init, .fini = fini, .export_state = export_state,
+               .import_state = import_state, .tick = tick, .call = call)

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/extension_abi.h"
+#include "tests/exthost/test_extension.h"
 
 enum { LEVEL, RATIO, PERIOD, BUDGET, POLICY, VERBOSE, SLOTS, COUNT };
 
@@ -68,18 +68,5 @@ static int tick(const dynamos_ext_subject* subject, dynamos_ext_buffer* report) 
   return report ? host->append(report, text, (size_t)n) : 0;
 }
 
-static const dynamos_extension descriptor = {
-    .abi = DYNAMOS_EXTENSION_ABI,
-    .size = sizeof(dynamos_extension),
-    .name = "every",
-    .version = "1.0",
-    .description = "a tunable of every type",
-    .tunables = tunables,
-    .tunable_count = COUNT,
-    .init = init,
-    .on_tunable = on_tunable,
-    .tick = tick,
-    .call = call,
-};
-
-DYNAMOS_EXTENSION_DEFINE(descriptor)
+TEST_EXTENSION("every", "1.0", .description = "a tunable of every type", TEST_TUNABLES(tunables),
+               .init = init, .on_tunable = on_tunable, .tick = tick, .call = call)

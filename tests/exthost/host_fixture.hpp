@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/extension_host.hpp"
@@ -80,6 +82,14 @@ inline bool mapped(const std::string& path) {
   while (std::getline(maps, line))
     if (line.find(path) != std::string::npos) return true;
   return false;
+}
+
+// Expects `error` to carry `code` and each of `parts` in its message.
+inline void expect_error(const Error& error, Errc code,
+                         std::initializer_list<std::string_view> parts) {
+  EXPECT_EQ(error.code, code);
+  for (auto part : parts)
+    EXPECT_NE(error.message().find(part), std::string::npos) << error.message();
 }
 
 }  // namespace dynamos::core::testing

@@ -7,7 +7,7 @@
 #include <linux/delay.h>
 #include <linux/module.h>
 
-#include "dynamos_kernel.h"
+#include "dk_test_module.h"
 
 static int hold;
 module_param(hold, int, 0644);
@@ -36,24 +36,9 @@ static void dk_wait_hold(void)
 		msleep(5);
 }
 
-static struct dk_version dk_va = {
-	.func = "dk_target_compute",
-	.name = "vA",
-	.impl = dk_compute_a,
-	.owner = THIS_MODULE,
-};
-static struct dk_version dk_vb = {
-	.func = "dk_target_compute",
-	.name = "vB",
-	.impl = dk_compute_b,
-	.owner = THIS_MODULE,
-};
-static struct dk_version dk_hold = {
-	.func = "dk_target_wait",
-	.name = "hold",
-	.impl = dk_wait_hold,
-	.owner = THIS_MODULE,
-};
+static struct dk_version dk_va = DK_TEST_VERSION("dk_target_compute", "vA", dk_compute_a);
+static struct dk_version dk_vb = DK_TEST_VERSION("dk_target_compute", "vB", dk_compute_b);
+static struct dk_version dk_hold = DK_TEST_VERSION("dk_target_wait", "hold", dk_wait_hold);
 
 static int __init dk_ab_init(void)
 {

@@ -9,7 +9,7 @@
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
 
-#include "dynamos_kernel.h"
+#include "dk_test_module.h"
 
 static struct dk_version dk_copy;
 
@@ -24,24 +24,8 @@ static long dk_getppid_copy(const struct pt_regs *regs)
 	return pid;
 }
 
-static struct dk_version dk_copy = {
-	.func = "__x64_sys_getppid",
-	.name = "copy",
-	.impl = dk_getppid_copy,
-	.owner = THIS_MODULE,
-};
+static struct dk_version dk_copy = DK_TEST_VERSION("__x64_sys_getppid", "copy", dk_getppid_copy);
 
-static int __init dk_bench_init(void)
-{
-	return dk_register_version(&dk_copy);
-}
-
-static void __exit dk_bench_exit(void)
-{
-	dk_unregister_version(&dk_copy);
-}
-
-module_init(dk_bench_init);
-module_exit(dk_bench_exit);
+DK_TEST_ONE_VERSION_MODULE(dk_copy);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("DynAMOS test update: an identical getppid handler, for overhead figures");

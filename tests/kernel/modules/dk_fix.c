@@ -2,7 +2,7 @@
 /* The security fix for dk_target_read_slot: the bounds check done right. */
 #include <linux/module.h>
 
-#include "dynamos_kernel.h"
+#include "dk_test_module.h"
 
 int dk_target_read_slot(int idx);
 static struct dk_version dk_fixed;
@@ -17,24 +17,9 @@ static int dk_read_slot_fixed(int idx)
 	return dk_target_read_slot(idx);
 }
 
-static struct dk_version dk_fixed = {
-	.func = "dk_target_read_slot",
-	.name = "fixed",
-	.impl = dk_read_slot_fixed,
-	.owner = THIS_MODULE,
-};
+static struct dk_version dk_fixed =
+	DK_TEST_VERSION("dk_target_read_slot", "fixed", dk_read_slot_fixed);
 
-static int __init dk_fix_init(void)
-{
-	return dk_register_version(&dk_fixed);
-}
-
-static void __exit dk_fix_exit(void)
-{
-	dk_unregister_version(&dk_fixed);
-}
-
-module_init(dk_fix_init);
-module_exit(dk_fix_exit);
+DK_TEST_ONE_VERSION_MODULE(dk_fixed);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("DynAMOS test update: bounds-check fix for dk_target_read_slot");
