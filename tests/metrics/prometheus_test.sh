@@ -42,7 +42,7 @@ for url in "${urls[@]}"; do
   curl -sf "$url" >"$tmp/scrape.txt" || fail "no answer from $url"
   promtool check metrics <"$tmp/scrape.txt" >"$tmp/promtool.log" 2>&1 || { cat "$tmp/promtool.log"; fail "promtool refused $url"; }
 done
-grep -q '^dynamos_gang_switch_round_seconds_bucket{le="+Inf",phase="running"}' < <(curl -sf "${urls[0]}") \
+grep -q '^dynamos_gang_switch_round_seconds_bucket{phase="running",le="+Inf"}' < <(curl -sf "${urls[0]}") \
   || fail "gangd's metrics have no switch-round histogram"
 
 echo "== a Prometheus server scrapes the cluster"
