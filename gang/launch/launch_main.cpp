@@ -36,10 +36,11 @@
 #include <vector>
 
 #include "gang/client/control.hpp"
-#include "gang/launch_path.hpp"
 #include "gang/hostfile.hpp"
-#include "gang/mpirun_command.hpp"
 #include "gang/launch/options.hpp"
+#include "gang/launch_path.hpp"
+#include "gang/mpirun_command.hpp"
+#include "kernelside/spawn.hpp"
 
 extern char** environ;
 
@@ -111,45 +112,30 @@ Result<std::vector<std::string>> read_env_file(const std::string& path) {
   return env;
 }
 
-// The child: becomes the job's owner, writes to the job's output file, runs mpirun.
-[[noreturn]] void exec_mpirun(const std::vector<std::string>& argv,
-                              const std::vector<std::string>& env, uid_t uid, gid_t gid,
-                              const std::string& cwd, const std::string& output) {
-  ::setpgid(0, 0);
+// Starts mpirun through the one spawner (kernelside/spawn.hpp): as the job's owner with
+// its groups, in its directory and process group, with the job's environment (mpirun
+// is looked up in the job's PATH: module load openmpi), its output appended to the
+// job's file (/dev/null when that cannot be opened), and only descriptors 0-2 open.
+Result<pid_t> start_mpirun(const std::vector<std::string>& argv,
+                           const std::vector<std::string>& env, uid_t uid, gid_t gid,
+                           const std::string& cwd, const std::string& output) {
+  kernelside::SpawnOptions o;
+  o.argv = argv;
+  o.env = env;
+  o.cwd = cwd;
   if (uid != 0) {
-    const passwd* pw = ::getpwuid(uid);
-    if (::setgid(gid) != 0 || ::initgroups(pw ? pw->pw_name : "nobody", gid) != 0 ||
-        ::setuid(uid) != 0) {
-      std::fprintf(stderr, "dynamos-launch: cannot become uid %u: %s\n", uid, std::strerror(errno));
-      ::_exit(126);
+    kernelside::User user{uid, gid, {gid}, "", ""};
+    if (auto u = kernelside::user_of(uid)) {
+      user.groups = u->groups;
+      user.name = u->name;
+      user.home = u->home;
     }
+    o.user = user;
   }
-  if (::chdir(cwd.c_str()) != 0) {
-    std::fprintf(stderr, "dynamos-launch: cannot enter %s: %s\n", cwd.c_str(),
-                 std::strerror(errno));
-    ::_exit(126);
-  }
-  int out = ::open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (out < 0) {
-    std::fprintf(stderr, "dynamos-launch: cannot write the job's output %s: %s (using /dev/null)\n",
-                 output.c_str(), std::strerror(errno));
-    out = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-  }
-  int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  ::dup2(in, 0);
-  ::dup2(out, 1);
-  ::dup2(out, 2);
-  std::vector<char*> args, envp;
-  for (const auto& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  for (const auto& e : env)
-    envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  environ = envp.data();  // execvp looks mpirun up in the job's PATH (module load openmpi)
-  ::execvp(args[0], args.data());
-  std::fprintf(stderr, "dynamos-launch: cannot run %s: %s\n", args[0], std::strerror(errno));
-  ::_exit(127);
+  o.new_process_group = true;
+  o.out = kernelside::Redirect::file(output, /*append=*/true, /*or_dev_null=*/true);
+  o.err_to_out = true;
+  return kernelside::spawn(o);
 }
 
 // Reports the job's end; gangd may be restarting: retry for a while.
@@ -207,9 +193,16 @@ int supervise(const Supervised& s) {
   for (const auto& a : s.cmd)
     line += (line.empty() ? "" : " ") + a;
   log("job " + std::to_string(s.job) + ": " + line);
-  pid_t pid = ::fork();
-  if (pid < 0) return die(1, std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) exec_mpirun(s.cmd, s.env, s.uid, s.gid, s.cwd, s.output);
+  auto started = start_mpirun(s.cmd, s.env, s.uid, s.gid, s.cwd, s.output);
+  if (!started) {
+    log("job " + std::to_string(s.job) + ": " + started.error().message());
+    report(s.control_socket,
+           proto::JobExited{s.job, 127, "mpirun did not start: " + started.error().message()});
+    ::unlink((s.base + ".hosts").c_str());
+    ::unlink((s.base + ".pid").c_str());
+    return 0;
+  }
+  const pid_t pid = *started;
   g_mpirun = pid;
   if (g_terminate) ::kill(-pid, SIGTERM);
   int status = 0;
