@@ -224,9 +224,8 @@ int serve(const po::variables_map& vm, AgentConfig session, NodeAgent& agent,
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto opts = options();
   po::variables_map vm;
-  if (auto done = parse_daemon_command_line("dynamosd", argc, argv, opts, vm)) return *done;
+  if (auto done = parse_daemon_command_line("dynamosd", argc, argv, options(), vm)) return *done;
   if (!vm.count("node")) return die("--node is required (try --help)");
   if (auto r = set_daemon_log("dynamosd", vm); !r) return die(r.error().message());
   if (!vm.count("secret")) return die("--secret is required (try --help)");

@@ -220,9 +220,8 @@ int run(CoordinatorConfig cfg, const std::string& metrics_listen) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto opts = options();
   po::variables_map vm;
-  if (auto done = parse_daemon_command_line("gangd", argc, argv, opts, vm)) return *done;
+  if (auto done = parse_daemon_command_line("gangd", argc, argv, options(), vm)) return *done;
   if (auto r = set_daemon_log("gangd", vm); !r) return daemon_error("gangd", r.error().message());
   auto cfg = configure(vm);
   if (!cfg) return daemon_error("gangd", cfg.error().message());
