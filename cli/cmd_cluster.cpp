@@ -623,8 +623,7 @@ int run_down(std::span<const std::string> args) {
       "Stops the virtual cluster: cancels its jobs, stops the agents and gangd, removes\n"
       "the cgroups, the zram swap it set up and its state files.\n\noptions");
   std::string dir;
-  desc.add_options()("help,h", "show this help")(
-      "state-dir", po::value(&dir)->default_value("/run/dynamos"), "the cluster's state directory");
+  cli::add_state_dir_options(desc, dir);
   std::vector<std::string> positional;
   po::variables_map vm;
   if (auto s = cli::parse_options("cluster down", args, desc, positional, vm)) return *s;

@@ -467,8 +467,7 @@ int run_restart_node(std::span<const std::string> args) {
       "Starts NODE's agent again inside the Slurm allocation of a cluster up --slurm\n"
       "(srun --overlap -w NODE); it takes over the node's jobs. Needs root.\n\noptions");
   std::string dir;
-  desc.add_options()("help,h", "show this help")(
-      "state-dir", po::value(&dir)->default_value("/run/dynamos"), "the cluster's state directory");
+  add_state_dir_options(desc, dir);
   std::vector<std::string> positional;
   po::variables_map vm;
   if (auto s = parse_options(kName, args, desc, positional, vm)) return *s;

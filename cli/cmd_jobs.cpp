@@ -97,66 +97,82 @@ std::optional<int> parse_listing(const char* name, const char* usage,
   return std::nullopt;
 }
 
-int run_jobs(std::span<const std::string> args) {
+// A listing command (jobs, nodes): asks gangd with `request` and prints the reply's
+// `items` as a JSON array (`element` of each) or a table (`print_table`).
+template <class Reply, class Request, class Item, class Element, class Table>
+int run_listing(const char* name, const char* usage, std::span<const std::string> args,
+                Request request, std::vector<Item> Reply::*items, Element element,
+                Table print_table) {
   Listing l;
-  if (auto s = parse_listing(
-          "jobs",
-          "usage: dynamos jobs [--json]\n\n"
-          "The jobs gangd knows: yours (root sees every job), running, frozen (waiting for\n"
-          "their time slot) and ended (done or failed, with exit code and reason).\n\noptions",
-          args, l))
-    return *s;
-  auto list = cli::ask_for<proto::JobList>(l.socket, proto::ListJobs{});
-  if (!list) return cli::error("jobs", list.error().message());
+  if (auto s = parse_listing(name, usage, args, l)) return *s;
+  auto list = cli::ask_for<Reply>(l.socket, request);
+  if (!list) return cli::error(name, list.error().message());
+  const std::vector<Item>& v = (*list).*items;
   if (l.json) {
-    std::cout << json_lines_array(list->jobs, job_json);
+    std::cout << json_lines_array(v, element);
     return 0;
   }
+  print_table(v);
+  return 0;
+}
+
+void print_jobs_table(const std::vector<proto::JobInfo>& jobs) {
   std::printf("%-5s %-16s %-8s %-8s %-4s %-16s %-10s %8s %9s %5s %s\n", "ID", "NAME", "USER",
               "STATE", "SLOT", "NODES", "PAGING", "SWITCHES", "CPU_S", "EXIT", "REASON");
-  for (const auto& j : list->jobs)
+  for (const auto& j : jobs)
     std::printf("%-5llu %-16s %-8s %-8s %-4u %-16s %-10s %8llu %9.2f %5s %s\n",
                 static_cast<unsigned long long>(j.job), j.name.c_str(), user_name(j.uid).c_str(),
                 j.state.c_str(), j.slot, join(j.nodes).c_str(), j.paging.c_str(),
                 static_cast<unsigned long long>(j.switches), static_cast<double>(j.cpu_ns) / 1e9,
                 j.ended_ns ? std::to_string(j.exit_code).c_str() : "-", j.reason.c_str());
-  return 0;
 }
 
-int run_nodes(std::span<const std::string> args) {
-  Listing l;
-  if (auto s = parse_listing(
-          "nodes",
-          "usage: dynamos nodes [--json]\n\n"
-          "The cluster's nodes: whether their agent is up, the jobs placed on them (yours, or\n"
-          "all for root), their memory and the cycle-stealing guest policy.\n\noptions",
-          args, l))
-    return *s;
-  auto list = cli::ask_for<proto::NodeList>(l.socket, proto::ListNodes{});
-  if (!list) return cli::error("nodes", list.error().message());
-  auto guest = [](const proto::NodeInfo& n) {
-    return n.guest_policy.empty() ? std::string("off") : n.guest_policy;
-  };
-  if (l.json) {
-    std::cout << json_lines_array(list->nodes, [&](const proto::NodeInfo& n) {
-      return nlohmann::ordered_json{{"name", n.name},           {"state", n.state},
-                                    {"slots", n.slots},         {"jobs", n.jobs},
-                                    {"mem_total", n.mem_total}, {"mem_available", n.mem_available},
-                                    {"guest_policy", guest(n)}};
-    });
-    return 0;
-  }
+constexpr const char* kJobsUsage =
+    "usage: dynamos jobs [--json]\n\n"
+    "The jobs gangd knows: yours (root sees every job), running, frozen (waiting for\n"
+    "their time slot) and ended (done or failed, with exit code and reason).\n\noptions";
+
+int run_jobs(std::span<const std::string> args) {
+  return run_listing("jobs", kJobsUsage, args, proto::ListJobs{}, &proto::JobList::jobs, job_json,
+                     print_jobs_table);
+}
+
+// The guest policy a node shows: off when it has none.
+std::string guest_policy(const proto::NodeInfo& n) {
+  return n.guest_policy.empty() ? std::string("off") : n.guest_policy;
+}
+
+nlohmann::ordered_json node_json(const proto::NodeInfo& n) {
+  return {{"name", n.name},
+          {"state", n.state},
+          {"slots", n.slots},
+          {"jobs", n.jobs},
+          {"mem_total", n.mem_total},
+          {"mem_available", n.mem_available},
+          {"guest_policy", guest_policy(n)}};
+}
+
+void print_nodes_table(const std::vector<proto::NodeInfo>& nodes) {
   std::printf("%-12s %-5s %5s %-16s %9s %9s %s\n", "NODE", "STATE", "SLOTS", "JOBS", "MEM",
               "MEM_FREE", "GUESTS");
-  for (const auto& n : list->nodes) {
+  for (const auto& n : nodes) {
     std::string jobs;
     for (auto j : n.jobs)
       jobs += (jobs.empty() ? "" : ",") + std::to_string(j);
     std::printf("%-12s %-5s %5u %-16s %9s %9s %s\n", n.name.c_str(), n.state.c_str(), n.slots,
                 jobs.empty() ? "-" : jobs.c_str(), n.mem_total ? mib(n.mem_total).c_str() : "-",
-                n.mem_total ? mib(n.mem_available).c_str() : "-", guest(n).c_str());
+                n.mem_total ? mib(n.mem_available).c_str() : "-", guest_policy(n).c_str());
   }
-  return 0;
+}
+
+constexpr const char* kNodesUsage =
+    "usage: dynamos nodes [--json]\n\n"
+    "The cluster's nodes: whether their agent is up, the jobs placed on them (yours, or\n"
+    "all for root), their memory and the cycle-stealing guest policy.\n\noptions";
+
+int run_nodes(std::span<const std::string> args) {
+  return run_listing("nodes", kNodesUsage, args, proto::ListNodes{}, &proto::NodeList::nodes,
+                     node_json, print_nodes_table);
 }
 
 int run_wait(std::span<const std::string> args) {

@@ -6,9 +6,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
+#include <optional>
 #include <string>
 
 #include "base/error.hpp"
+#include "base/log.hpp"
 #include "base/units.hpp"
 
 namespace dynamos::gang {
@@ -38,6 +41,32 @@ inline Result<void> parse_daemon_options(int argc, char** argv,
 inline int daemon_error(const char* program, const std::string& message) {
   std::fprintf(stderr, "%s: %s\n", program, message.c_str());
   return 1;
+}
+
+// The start of a daemon's main: parses the options (parse_daemon_options; an error is
+// printed as "PROGRAM: message") and answers --help. Returns the exit status when the
+// program is done, nullopt when it goes on.
+inline std::optional<int> parse_daemon_command_line(
+    const char* program, int argc, char** argv,
+    const boost::program_options::options_description& opts,
+    boost::program_options::variables_map& vm) {
+  if (auto parsed = parse_daemon_options(argc, argv, opts, vm); !parsed)
+    return daemon_error(program, parsed.error().message());
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  return std::nullopt;
+}
+
+// Names the program in log lines and sets the level given by --log-level.
+inline Result<void> set_daemon_log(const char* program,
+                                   const boost::program_options::variables_map& vm) {
+  log::set_program(program);
+  auto level = log::parse_level(vm["log-level"].as<std::string>());
+  if (!level) return std::unexpected(level.error());
+  log::set_level(*level);
+  return {};
 }
 
 // The duration option `--name` (base/units.hpp syntax); the error names the option.

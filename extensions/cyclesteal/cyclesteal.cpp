@@ -25,6 +25,7 @@
 #include "extensions/cyclesteal/guest_class.hpp"
 #include "extensions/cyclesteal/host_monitor.hpp"
 #include "extensions/cyclesteal/policy.hpp"
+#include "extensions/extension_glue.hpp"
 #include "kernelside/memory.hpp"
 #include "kernelside/procfs.hpp"
 
@@ -492,28 +493,10 @@ int call(const char* op, const char* args, dynamos_ext_buffer* reply) {
   }
 }
 
-const dynamos_extension kDescriptor = {
-    .abi = DYNAMOS_EXTENSION_ABI,
-    .size = sizeof(dynamos_extension),
-    .name = "cyclesteal",
-    .version = "1.0.0",
-    .description =
-        "cycle stealing: guests at idle priority, memory bounded by the host's working set",
-    .tunables = kTunables,
-    .tunable_count = TUNABLE_COUNT,
-    .reserved = 0,
-    .init = init,
-    .fini = fini,
-    .export_state = export_state,
-    .import_state = import_state,
-    .on_tunable = on_tunable,
-    .attach = attach,
-    .detach = detach,
-    .switch_out = nullptr,
-    .switch_in = nullptr,
-    .tick = tick,
-    .call = call,
-};
+const dynamos_extension kDescriptor = DYNAMOS_EXTENSION_DESCRIPTOR(
+    "cyclesteal", "1.0.0",
+    "cycle stealing: guests at idle priority, memory bounded by the host's working set", kTunables,
+    TUNABLE_COUNT, nullptr, nullptr);
 
 }  // namespace
 }  // namespace dynamos::cyclesteal::ext

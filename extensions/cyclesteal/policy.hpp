@@ -8,6 +8,8 @@
 #include <optional>
 #include <string_view>
 
+#include "extensions/name_table.hpp"
+
 namespace dynamos::cyclesteal {
 
 using Clock = std::chrono::steady_clock;
@@ -25,12 +27,10 @@ inline constexpr int kPolicyCount = 4;
 inline constexpr const char* kPolicyNames[kPolicyCount + 1] = {"linger", "pause", "evict", "off",
                                                                nullptr};
 inline const char* policy_name(Policy p) {
-  return kPolicyNames[static_cast<int>(p)];
+  return dynamos::ext::enum_name(kPolicyNames, p);
 }
 inline std::optional<Policy> parse_policy(std::string_view name) {
-  for (int i = 0; i < kPolicyCount; ++i)
-    if (name == kPolicyNames[i]) return static_cast<Policy>(i);
-  return std::nullopt;
+  return dynamos::ext::parse_enum_name<Policy>(kPolicyNames, name);
 }
 // Whether `name` is a policy that runs guests ("cyclesteal on POLICY"): all but off.
 inline bool is_guest_policy(std::string_view name) {

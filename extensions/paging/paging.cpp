@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "core/extension_abi.h"
+#include "extensions/extension_glue.hpp"
 #include "extensions/paging/policy.hpp"
 #include "extensions/paging/state.hpp"
 #include "extensions/paging/switch_record.hpp"
@@ -590,27 +591,9 @@ int on_tunable(uint32_t, const dynamos_tunable_value*) {
   return 0;
 }
 
-const dynamos_extension kDescriptor = {
-    .abi = DYNAMOS_EXTENSION_ABI,
-    .size = sizeof(dynamos_extension),
-    .name = "paging",
-    .version = "1.0.0",
-    .description = "adaptive paging at gang switches: demand, selective, aggressive, adaptive",
-    .tunables = kTunables,
-    .tunable_count = kTunableCount,
-    .reserved = 0,
-    .init = init,
-    .fini = fini,
-    .export_state = export_state,
-    .import_state = import_state,
-    .on_tunable = on_tunable,
-    .attach = attach,
-    .detach = detach,
-    .switch_out = switch_out,
-    .switch_in = switch_in,
-    .tick = tick,
-    .call = call,
-};
+const dynamos_extension kDescriptor = DYNAMOS_EXTENSION_DESCRIPTOR(
+    "paging", "1.0.0", "adaptive paging at gang switches: demand, selective, aggressive, adaptive",
+    kTunables, kTunableCount, switch_out, switch_in);
 
 }  // namespace
 

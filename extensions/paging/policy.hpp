@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "extensions/name_table.hpp"
+
 namespace dynamos::paging {
 
 // Named as on the CLI and in subject->policy.
@@ -30,12 +32,10 @@ inline constexpr int kPolicyCount = 4;
 inline constexpr const char* kPolicyNames[kPolicyCount + 1] = {"demand", "selective", "aggressive",
                                                                "adaptive", nullptr};
 inline const char* policy_name(Policy p) {
-  return kPolicyNames[static_cast<int>(p)];
+  return dynamos::ext::enum_name(kPolicyNames, p);
 }
 inline std::optional<Policy> parse_policy(std::string_view name) {
-  for (int i = 0; i < kPolicyCount; ++i)
-    if (name == kPolicyNames[i]) return static_cast<Policy>(i);
-  return std::nullopt;
+  return dynamos::ext::parse_enum_name<Policy>(kPolicyNames, name);
 }
 // The names as strings, for option checks and help texts.
 inline const std::vector<std::string>& policy_names() {

@@ -179,21 +179,39 @@ std::string pid_list(const std::vector<jp::RankUpdate>& ranks) {
   return s;
 }
 
-Result<std::string> patch_job(NodeAgent& agent, const AgentOpsContext& ctx,
-                              const proto::NodeRequest& r) {
-  const std::string node = node_name(agent);
-  auto args = jp::parse_patch_args(r.args);
+// What patch and revert start from: this node's name, the request's arguments and
+// the job's ranks here.
+template <class Args>
+struct JobRequest {
+  std::string node;
+  Args args;
+  Ranks ranks;
+};
+
+template <class Args>
+Result<JobRequest<Args>> job_request(NodeAgent& agent, const proto::NodeRequest& r,
+                                     Result<Args> (*parse)(std::span<const std::string>)) {
+  std::string node = node_name(agent);
+  auto args = parse(r.args);
   if (!args) return std::unexpected(args.error());
   auto ranks = job_ranks(agent, node, args->job, r.uid);
   if (!ranks) return std::unexpected(ranks.error());
+  return JobRequest<Args>{std::move(node), std::move(*args), std::move(*ranks)};
+}
+
+Result<std::string> patch_job(NodeAgent& agent, const AgentOpsContext& ctx,
+                              const proto::NodeRequest& r) {
+  auto request = job_request(agent, r, jp::parse_patch_args);
+  if (!request) return std::unexpected(request.error());
+  const auto& [node, args, ranks] = *request;
 
   core::RemotePatchRequest req;
-  req.mode = args->mode;
-  req.timeout = args->timeout;
+  req.mode = args.mode;
+  req.timeout = args.timeout;
   std::map<std::string, std::string> staged;  // object -> its content-named copy
-  for (auto rep : args->replacements) {
+  for (auto rep : args.replacements) {
     if (!staged.contains(rep.object)) {
-      auto bytes = read_as_caller(rep.object, r.uid, ranks->gid);
+      auto bytes = read_as_caller(rep.object, r.uid, ranks.gid);
       if (!bytes) return std::unexpected(bytes.error());
       auto copy = core::stage_patch_object(rep.object, *bytes);
       if (!copy) return std::unexpected(copy.error());
@@ -204,20 +222,20 @@ Result<std::string> patch_job(NodeAgent& agent, const AgentOpsContext& ctx,
   }
 
   const auto t0 = Clock::now();
-  jp::NodeUpdates out{node, args->job, 0, {}};
-  for (pid_t pid : ranks->pids) {
+  jp::NodeUpdates out{node, args.job, 0, {}};
+  for (pid_t pid : ranks.pids) {
     auto res = core::patch_process(pid, req);
     if (res) {
       out.ranks.push_back({pid, res->id, ms_of(res->stopped), ms_of(res->took)});
       continue;
     }
     // All or none on this node: take the update back out of the ranks done so far.
-    std::string why = "rank " + std::to_string(pid) + " of job " + std::to_string(args->job) +
+    std::string why = "rank " + std::to_string(pid) + " of job " + std::to_string(args.job) +
                       " on node " + node + ": " + res.error().message();
     std::vector<jp::RankUpdate> reverted;
     std::string stuck;
     for (auto it = out.ranks.rbegin(); it != out.ranks.rend(); ++it) {
-      if (auto rv = core::revert_process_update(it->pid, it->update, args->mode, args->timeout); rv)
+      if (auto rv = core::revert_process_update(it->pid, it->update, args.mode, args.timeout); rv)
         reverted.push_back(*it);
       else
         stuck += " " + std::to_string(it->pid) + ":" + std::to_string(it->update) + " (" +
@@ -225,41 +243,39 @@ Result<std::string> patch_job(NodeAgent& agent, const AgentOpsContext& ctx,
     }
     if (!reverted.empty()) why += "; reverted in rank(s) " + pid_list(reverted) + " here";
     if (!stuck.empty()) why += "; NOT reverted in rank(s)" + stuck;
-    if (ctx.log) ctx.log("patch job " + std::to_string(args->job) + ": " + why);
+    if (ctx.log) ctx.log("patch job " + std::to_string(args.job) + ": " + why);
     return fail(res.error().code, why);
   }
   out.took_ms = ms_of(Clock::now() - t0);
   if (ctx.log)
-    ctx.log("patch job " + std::to_string(args->job) + ": " + std::to_string(out.ranks.size()) +
+    ctx.log("patch job " + std::to_string(args.job) + ": " + std::to_string(out.ranks.size()) +
             " rank(s) patched in " + std::to_string(out.took_ms) + " ms");
   return jp::to_json(out);
 }
 
 Result<std::string> revert_job(NodeAgent& agent, const AgentOpsContext& ctx,
                                const proto::NodeRequest& r) {
-  const std::string node = node_name(agent);
-  auto args = jp::parse_revert_args(r.args);
-  if (!args) return std::unexpected(args.error());
-  auto ranks = job_ranks(agent, node, args->job, r.uid);
-  if (!ranks) return std::unexpected(ranks.error());
+  auto request = job_request(agent, r, jp::parse_revert_args);
+  if (!request) return std::unexpected(request.error());
+  const auto& [node, args, ranks] = *request;
   std::vector<jp::RevertTarget> todo;
-  for (const auto& t : args->targets) {
+  for (const auto& t : args.targets) {
     if (t.pid == 0) {
-      for (pid_t p : ranks->pids)
+      for (pid_t p : ranks.pids)
         todo.push_back({p, t.update});
-    } else if (std::find(ranks->pids.begin(), ranks->pids.end(), t.pid) == ranks->pids.end()) {
+    } else if (std::find(ranks.pids.begin(), ranks.pids.end(), t.pid) == ranks.pids.end()) {
       return fail(Errc::not_found, "process " + std::to_string(t.pid) + " is not a rank of job " +
-                                       std::to_string(args->job) + " on node " + node);
+                                       std::to_string(args.job) + " on node " + node);
     } else {
       todo.push_back(t);
     }
   }
   const auto t0 = Clock::now();
-  jp::NodeUpdates out{node, args->job, 0, {}};
+  jp::NodeUpdates out{node, args.job, 0, {}};
   std::string failed;
   std::optional<Errc> code;
   for (const auto& t : todo) {
-    auto res = core::revert_process_update(t.pid, t.update, args->mode);
+    auto res = core::revert_process_update(t.pid, t.update, args.mode);
     if (res) {
       out.ranks.push_back({t.pid, t.update, ms_of(res->stopped), ms_of(res->took)});
       continue;
@@ -272,11 +288,11 @@ Result<std::string> revert_job(NodeAgent& agent, const AgentOpsContext& ctx,
   if (code) {
     std::string why = "node " + node + ": " + failed;
     if (!out.ranks.empty()) why += " (reverted in rank(s) " + pid_list(out.ranks) + ")";
-    if (ctx.log) ctx.log("revert job " + std::to_string(args->job) + ": " + why);
+    if (ctx.log) ctx.log("revert job " + std::to_string(args.job) + ": " + why);
     return fail(*code, why);
   }
   if (ctx.log)
-    ctx.log("revert job " + std::to_string(args->job) + ": " + std::to_string(out.ranks.size()) +
+    ctx.log("revert job " + std::to_string(args.job) + ": " + std::to_string(out.ranks.size()) +
             " rank(s) reverted");
   return jp::to_json(out);
 }

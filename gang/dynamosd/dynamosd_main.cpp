@@ -224,19 +224,10 @@ int serve(const po::variables_map& vm, AgentConfig session, NodeAgent& agent,
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto opts = options();
   po::variables_map vm;
-  if (auto parsed = parse_daemon_options(argc, argv, opts, vm); !parsed)
-    return die(parsed.error().message());
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (auto done = parse_daemon_command_line("dynamosd", argc, argv, options(), vm)) return *done;
   if (!vm.count("node")) return die("--node is required (try --help)");
-  log::set_program("dynamosd");
-  auto level = log::parse_level(vm["log-level"].as<std::string>());
-  if (!level) return die(level.error().message());
-  log::set_level(*level);
+  if (auto r = set_daemon_log("dynamosd", vm); !r) return die(r.error().message());
   if (!vm.count("secret")) return die("--secret is required (try --help)");
   auto session = session_config(vm);
   if (!session) return die(session.error().message());

@@ -220,18 +220,9 @@ int run(CoordinatorConfig cfg, const std::string& metrics_listen) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto opts = options();
   po::variables_map vm;
-  if (auto parsed = parse_daemon_options(argc, argv, opts, vm); !parsed)
-    return daemon_error("gangd", parsed.error().message());
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  log::set_program("gangd");
-  auto level = log::parse_level(vm["log-level"].as<std::string>());
-  if (!level) return daemon_error("gangd", level.error().message());
-  log::set_level(*level);
+  if (auto done = parse_daemon_command_line("gangd", argc, argv, options(), vm)) return *done;
+  if (auto r = set_daemon_log("gangd", vm); !r) return daemon_error("gangd", r.error().message());
   auto cfg = configure(vm);
   if (!cfg) return daemon_error("gangd", cfg.error().message());
   if (!cfg->log) cfg->log = log::sink(log::Level::info);
