@@ -25,6 +25,7 @@ constexpr Part kParts[] = {
     {"base/", 0},
     {"core/", 1},
     {"kernelside/", 2},
+    {"extensions/", 3},  // what both extensions share (ABI glue, name tables)
     {"extensions/paging/", 3},
     {"extensions/cyclesteal/", 3},
     {"gang/", 4},  // protocol, auth, hostfiles, the agent's session: shared by what follows
@@ -52,6 +53,8 @@ const Part* part_of(const std::string& path) {
 // dynamosd), except where named here: who may use whom on the same level.
 bool allowed_sideways(const std::string& from, const std::string& to) {
   static const std::multimap<std::string, std::string> ok = {
+      {"extensions/paging/", "extensions/"},
+      {"extensions/cyclesteal/", "extensions/"},
       {"gang/launch/", "gang/client/"},  // dynamos-launch reports a job's exit to gangd
       {"gang/gangd/", "gang/client/"},   // the client's request types
       {"gang/dynamosd/", "gang/client/"},
