@@ -454,10 +454,8 @@ Result<std::chrono::nanoseconds> Group::cpu_usage() const {
   }
   auto f = file(Controller::cpuacct, nullptr, "cpu.stat");
   if (!f) return std::unexpected(f.error());
-  auto text = read_text(*f);
-  if (!text) return std::unexpected(text.error());
-  auto kv = parse_flat_keyed(*text);
-  if (!kv) return std::unexpected(with_context(kv.error(), "parse " + *f));
+  auto kv = read_flat_keyed(*f);
+  if (!kv) return std::unexpected(kv.error());
   if (!kv->contains("usage_usec")) return fail(Errc::protocol, *f + " has no usage_usec");
   return std::chrono::nanoseconds(kv->at("usage_usec") * 1000);
 }
@@ -554,10 +552,8 @@ Result<uint64_t> Group::memory_current() const {
 Result<std::map<std::string, uint64_t>> Group::memory_stat() const {
   auto f = file(Controller::memory, "memory.stat", "memory.stat");
   if (!f) return std::unexpected(f.error());
-  auto text = read_text(*f);
-  if (!text) return std::unexpected(text.error());
-  auto kv = parse_flat_keyed(*text);
-  if (!kv) return std::unexpected(with_context(kv.error(), "parse " + *f));
+  auto kv = read_flat_keyed(*f);
+  if (!kv) return std::unexpected(kv.error());
   if (layout_.serving(Controller::memory) == CgroupVersion::v1) {
     if (kv->contains("rss")) (*kv)["anon"] = kv->at("rss");
     if (kv->contains("cache")) (*kv)["file"] = kv->at("cache");
@@ -570,10 +566,8 @@ Result<MemoryEvents> Group::memory_events() const {
   if (layout_.serving(Controller::memory) == CgroupVersion::v2) {
     auto f = file(Controller::memory, nullptr, "memory.events");
     if (!f) return std::unexpected(f.error());
-    auto text = read_text(*f);
-    if (!text) return std::unexpected(text.error());
-    auto kv = parse_flat_keyed(*text);
-    if (!kv) return std::unexpected(with_context(kv.error(), "parse " + *f));
+    auto kv = read_flat_keyed(*f);
+    if (!kv) return std::unexpected(kv.error());
     ev.limit_hits = kv->contains("max") ? kv->at("max") : 0;
     ev.oom_kills = kv->contains("oom_kill") ? kv->at("oom_kill") : 0;
     ev.high = kv->contains("high") ? kv->at("high") : 0;
@@ -601,10 +595,8 @@ Result<MemoryEvents> Group::memory_events() const {
   if (!peak) return std::unexpected(peak.error());
   ev.peak = *peak;
   std::string oom = dir(Controller::memory) + "/memory.oom_control";
-  auto text = read_text(oom);
-  if (!text) return std::unexpected(text.error());
-  auto kv = parse_flat_keyed(*text);
-  if (!kv) return std::unexpected(with_context(kv.error(), "parse " + oom));
+  auto kv = read_flat_keyed(oom);
+  if (!kv) return std::unexpected(kv.error());
   ev.oom_kills = kv->contains("oom_kill") ? kv->at("oom_kill") : 0;
   return ev;
 }

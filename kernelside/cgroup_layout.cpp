@@ -1,4 +1,5 @@
 // Layout detection: which hierarchy serves which controller.
+#include <array>
 #include <fstream>
 
 #include "kernelside/cgroup.hpp"
@@ -7,21 +8,11 @@
 namespace dynamos::kernelside {
 
 const char* controller_name(Controller c) {
-  switch (c) {
-    case Controller::cpu:
-      return "cpu";
-    case Controller::cpuacct:
-      return "cpuacct";
-    case Controller::cpuset:
-      return "cpuset";
-    case Controller::memory:
-      return "memory";
-    case Controller::freezer:
-      return "freezer";
-    case Controller::pids:
-      return "pids";
-  }
-  return "?";
+  // In the order of enum class Controller.
+  static constexpr std::array<const char*, kControllerCount> kNames = {
+      "cpu", "cpuacct", "cpuset", "memory", "freezer", "pids"};
+  auto i = static_cast<unsigned>(c);
+  return i < kNames.size() ? kNames[i] : "?";
 }
 
 std::string Controllers::names() const {

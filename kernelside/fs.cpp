@@ -58,11 +58,11 @@ Result<void> write_text(const std::string& path, std::string_view value) {
 }
 
 Result<uint64_t> read_u64(const std::string& path) {
-  auto text = read_text(path);
-  if (!text) return std::unexpected(text.error());
-  auto v = parse_u64(*text);
-  if (!v) return std::unexpected(with_context(v.error(), "read " + path));
-  return v;
+  return read_parsed(path, parse_u64, "read");
+}
+
+Result<std::map<std::string, uint64_t>> read_flat_keyed(const std::string& path) {
+  return read_parsed(path, parse_flat_keyed, "parse");
 }
 
 namespace {

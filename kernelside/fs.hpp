@@ -51,6 +51,21 @@ Result<void> write_text(const std::string& path, std::string_view value);
 // A file holding one unsigned number (optionally "max", returned as UINT64_MAX).
 Result<uint64_t> read_u64(const std::string& path);
 
+// The file read whole and given to parse(std::string_view); a parse error gets
+// "<verb> <path>" as context.
+template <class Parse>
+auto read_parsed(const std::string& path, Parse parse, std::string_view verb)
+    -> decltype(parse(std::string_view{})) {
+  auto text = read_text(path);
+  if (!text) return std::unexpected(text.error());
+  auto v = parse(*text);
+  if (!v) return std::unexpected(with_context(v.error(), std::string(verb) + " " + path));
+  return v;
+}
+
+// A file of "key value" lines (see parse_flat_keyed).
+Result<std::map<std::string, uint64_t>> read_flat_keyed(const std::string& path);
+
 // The names in a directory, without "." and "..".
 Result<std::vector<std::string>> list_dir(const std::string& path);
 // The subdirectories of a directory, by the entries' d_type (stat only where the file

@@ -196,20 +196,24 @@ Result<ProcessesAdviseReport> advise_processes(std::span<const pid_t> pids, Advi
   return report;
 }
 
-Result<void> populate_read(void* addr, size_t length) {
+namespace {
+// madvise(advice) over [addr, addr + length), widened down to a page boundary.
+Result<void> populate(void* addr, size_t length, int advice, const char* advice_name) {
   auto a = reinterpret_cast<uintptr_t>(addr);
   uintptr_t start = a / page_size() * page_size();
-  if (::madvise(reinterpret_cast<void*>(start), length + (a - start), MADV_POPULATE_READ) != 0)
-    return fail_errno("madvise MADV_POPULATE_READ " + range_text({start, length + (a - start)}));
+  if (::madvise(reinterpret_cast<void*>(start), length + (a - start), advice) != 0)
+    return fail_errno(std::string("madvise ") + advice_name + " " +
+                      range_text({start, length + (a - start)}));
   return {};
+}
+}  // namespace
+
+Result<void> populate_read(void* addr, size_t length) {
+  return populate(addr, length, MADV_POPULATE_READ, "MADV_POPULATE_READ");
 }
 
 Result<void> populate_write(void* addr, size_t length) {
-  auto a = reinterpret_cast<uintptr_t>(addr);
-  uintptr_t start = a / page_size() * page_size();
-  if (::madvise(reinterpret_cast<void*>(start), length + (a - start), MADV_POPULATE_WRITE) != 0)
-    return fail_errno("madvise MADV_POPULATE_WRITE " + range_text({start, length + (a - start)}));
-  return {};
+  return populate(addr, length, MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE");
 }
 
 // ---- Pagemap ----

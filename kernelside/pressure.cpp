@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <array>
 #include <charconv>
 
 #include "kernelside/fs.hpp"
@@ -11,15 +12,10 @@
 namespace dynamos::kernelside {
 
 const char* resource_name(Resource r) {
-  switch (r) {
-    case Resource::cpu:
-      return "cpu";
-    case Resource::memory:
-      return "memory";
-    case Resource::io:
-      return "io";
-  }
-  return "?";
+  // In the order of enum class Resource.
+  static constexpr std::array<const char*, 3> kNames = {"cpu", "memory", "io"};
+  auto i = static_cast<size_t>(r);
+  return i < kNames.size() ? kNames[i] : "?";
 }
 
 namespace {

@@ -235,11 +235,7 @@ Result<SchedStat> parse_schedstat(std::string_view text) {
 
 namespace {
 Result<SchedStat> read_schedstat_file(const std::string& path) {
-  auto text = read_text(path);
-  if (!text) return std::unexpected(text.error());
-  auto s = parse_schedstat(*text);
-  if (!s) return std::unexpected(with_context(s.error(), "parse " + path));
-  return s;
+  return read_parsed(path, parse_schedstat, "parse");
 }
 }  // namespace
 

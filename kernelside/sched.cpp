@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <sys/resource.h>
 
+#include <array>
 #include <set>
 
 #include "kernelside/procfs.hpp"
@@ -10,31 +11,33 @@
 
 namespace dynamos::kernelside {
 
-const char* policy_name(Policy p) {
-  switch (p) {
-    case Policy::other:
-      return "SCHED_OTHER";
-    case Policy::batch:
-      return "SCHED_BATCH";
-    case Policy::idle:
-      return "SCHED_IDLE";
-  }
-  return "?";
+namespace {
+// Name and kernel constant of each Policy, in the order of enum class Policy.
+struct PolicyInfo {
+  const char* name;
+  int native;
+};
+constexpr std::array<PolicyInfo, 3> kPolicies = {{
+    {"SCHED_OTHER", SCHED_OTHER},
+    {"SCHED_BATCH", SCHED_BATCH},
+    {"SCHED_IDLE", SCHED_IDLE},
+}};
+
+const PolicyInfo* policy_info(Policy p) {
+  auto i = static_cast<size_t>(p);
+  return i < kPolicies.size() ? &kPolicies[i] : nullptr;
 }
 
-namespace {
 int native(Policy p) {
-  switch (p) {
-    case Policy::other:
-      return SCHED_OTHER;
-    case Policy::batch:
-      return SCHED_BATCH;
-    case Policy::idle:
-      return SCHED_IDLE;
-  }
-  return SCHED_OTHER;
+  const PolicyInfo* info = policy_info(p);
+  return info ? info->native : SCHED_OTHER;
 }
 }  // namespace
+
+const char* policy_name(Policy p) {
+  const PolicyInfo* info = policy_info(p);
+  return info ? info->name : "?";
+}
 
 Result<void> set_thread_policy(pid_t tid, Policy policy) {
   sched_param param{};

@@ -57,21 +57,13 @@ Output run_as(const std::string& prog, std::vector<std::string> args, uid_t uid,
     if (passwd* pw = ::getpwuid(uid)) gid = pw->pw_gid;
   pid_t pid = ::fork();
   if (pid == 0) {
-    int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
+    gt::redirect_output(out_path, err_path);
     for (auto& e : env)
       ::putenv(e.data());
     if (uid != 0 && (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0))
       ::_exit(125);
     if (::chdir(cwd.c_str()) != 0) ::_exit(124);
-    std::vector<char*> argv{const_cast<char*>(prog.c_str())};
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(prog.c_str(), argv.data());
-    ::_exit(127);
+    gt::exec_or_exit(prog, args);
   }
   int status = 0;
   ::waitpid(pid, &status, 0);

@@ -22,14 +22,14 @@
 #include <sstream>
 #include <thread>
 
-#include "gang/dynamosd/agent_ops.hpp"
-#include "gang/job_patch.hpp"
-#include "gang/dynamosd/node_agent.hpp"
-#include "gang/node_ops.hpp"
 #include "gang/client/control.hpp"
+#include "gang/dynamosd/agent_ops.hpp"
+#include "gang/dynamosd/node_agent.hpp"
+#include "gang/job_patch.hpp"
+#include "gang/node_ops.hpp"
 #include "testkit/cluster_harness.hpp"
-#include "tests/kernelside/support.hpp"
 #include "testkit/process.hpp"
+#include "tests/kernelside/support.hpp"
 
 using namespace dynamos;
 using namespace dynamos::gang;
@@ -232,12 +232,17 @@ std::vector<std::string> words(const std::string& s) {
   JobCluster name(layout, quantum, slots);   \
   ASSERT_TRUE(name.error.empty()) << name.error
 
+// Ranks running the executables in the braces, all printing results, then one job of
+// them on cl's nodes, running everywhere.
+#define START_JOB(cl, job, ranks, ...)        \
+  auto ranks = ranks_of(__VA_ARGS__);         \
+  ASSERT_TRUE(all_show(ranks, "result 14 ")); \
+  auto job = ASSERT_OK(cl.job(0, ranks));     \
+  ASSERT_TRUE(wait_until([&] { return cl.running_everywhere(job); }, 3000ms))
+
 TEST(PatchJob, EveryRankOnBothNodesThenRevertAll) {
   SETUP_CLUSTER(cl, 30000ms, 2);
-  auto ranks = ranks_of({TARGET_PIE, TARGET_PIE, TARGET_PIE, TARGET_PIE});
-  ASSERT_TRUE(all_show(ranks, "result 14 "));
-  auto job = ASSERT_OK(cl.job(0, ranks));
-  ASSERT_TRUE(wait_until([&] { return cl.running_everywhere(job); }, 3000ms));
+  START_JOB(cl, job, ranks, {TARGET_PIE, TARGET_PIE, TARGET_PIE, TARGET_PIE});
 
   std::vector<double> patch_ms, cmd_ms, revert_ms;
   for (int round = 0; round < 8; ++round) {
@@ -291,10 +296,7 @@ TEST(PatchJob, OneRankFailingLeavesEveryRankUnpatched) {
   SETUP_CLUSTER(cl, 30000ms, 2);
   // The last rank (on n1) is stripped: its static hidden_compute() cannot be found
   // there. Whatever order the nodes and ranks go in, no rank may keep the update.
-  auto ranks = ranks_of({TARGET_PIE, TARGET_PIE, TARGET_PIE, TARGET_STRIPPED});
-  ASSERT_TRUE(all_show(ranks, "result 14 "));
-  auto job = ASSERT_OK(cl.job(0, ranks));
-  ASSERT_TRUE(wait_until([&] { return cl.running_everywhere(job); }, 3000ms));
+  START_JOB(cl, job, ranks, {TARGET_PIE, TARGET_PIE, TARGET_PIE, TARGET_STRIPPED});
 
   const std::string hidden = "hidden_compute=" + kPatch + ":hidden_v2";
   auto o = cl.cli({"patch", "--job", std::to_string(job), "--replace", hidden});

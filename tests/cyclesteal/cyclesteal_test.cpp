@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <thread>
 #include <vector>
@@ -60,6 +61,29 @@ bool class_exists(const kernelside::Layout& layout) {
   return false;
 }
 
+// A guest's body: once shared->start_threads is set, spins in `threads` new threads
+// and in itself.
+std::function<void()> spin_in_threads_once_started(Shared* shared, int threads) {
+  return [shared, threads] {
+    while (!shared->start_threads.load())
+      ::usleep(1000);
+    std::vector<std::thread> spinners;
+    for (int i = 0; i < threads; ++i)
+      spinners.emplace_back([] { spin(); });
+    spin();
+  };
+}
+
+// Polls (up to about a second) until `pid` has `n` threads; *tids: its thread ids at
+// the end.
+void wait_for_threads(pid_t pid, size_t n, std::vector<pid_t>* tids) {
+  tids->clear();
+  for (int i = 0; i < 200 && tids->size() < n; ++i) {
+    std::this_thread::sleep_for(5ms);
+    *tids = ASSERT_OK(kernelside::list_threads(pid));
+  }
+}
+
 // The test's process must sample host activity: tick until the extension sampled
 // `n` times, `gap` apart.
 void sample(Loaded& ext, int n, std::chrono::milliseconds gap) {
@@ -85,24 +109,14 @@ TEST_F(CycleSteal, ThreadsCreatedLaterLandInTheGuestClassAtIdlePriority) {
   KERNELSIDE_REQUIRE_ROOT();
   Shared* shared = make_shared_page();
   ASSERT_NE(shared, nullptr);
-  Child g([shared] {
-    while (!shared->start_threads.load())
-      ::usleep(1000);
-    std::vector<std::thread> threads;
-    for (int i = 0; i < 3; ++i)
-      threads.emplace_back([] { spin(); });
-    spin();
-  });
+  Child g(spin_in_threads_once_started(shared, 3));
   Loaded ext;
   ASSERT_TRUE(ext.error.empty()) << ext.error;
   auto attached = ext->attach("cyclesteal", guest(1, {g.pid()}));
   ASSERT_TRUE(attached.has_value()) << attached.error().message();
   shared->start_threads = 1;
   std::vector<pid_t> tids;
-  for (int i = 0; i < 200 && tids.size() < 4; ++i) {
-    std::this_thread::sleep_for(5ms);
-    tids = ASSERT_OK(kernelside::list_threads(g.pid()));
-  }
+  ASSERT_NO_FATAL_FAILURE(wait_for_threads(g.pid(), 4, &tids));
   ASSERT_EQ(tids.size(), 4u) << "the guest should have started 3 threads";
   std::string want = "/" + class_path() + "/g1";
   for (pid_t tid : tids) {
@@ -128,14 +142,7 @@ TEST_F(CycleSteal, SchedIdleFallbackCoversThreadsCreatedLaterAndIsUndoneOnReleas
   KERNELSIDE_REQUIRE_ROOT();
   Shared* shared = make_shared_page();
   ASSERT_NE(shared, nullptr);
-  Child g([shared] {
-    while (!shared->start_threads.load())
-      ::usleep(1000);
-    std::vector<std::thread> threads;
-    for (int i = 0; i < 2; ++i)
-      threads.emplace_back([] { spin(); });
-    spin();
-  });
+  Child g(spin_in_threads_once_started(shared, 2));
   Loaded ext;
   ASSERT_TRUE(ext.error.empty()) << ext.error;
   Subject s = guest(11, {g.pid()});
@@ -144,10 +151,7 @@ TEST_F(CycleSteal, SchedIdleFallbackCoversThreadsCreatedLaterAndIsUndoneOnReleas
   EXPECT_NE(ext.report().find("\"cpu_priority\":\"SCHED_IDLE\""), std::string::npos);
   shared->start_threads = 1;
   std::vector<pid_t> tids;
-  for (int i = 0; i < 200 && tids.size() < 3; ++i) {
-    std::this_thread::sleep_for(5ms);
-    tids = ASSERT_OK(kernelside::list_threads(g.pid()));
-  }
+  ASSERT_NO_FATAL_FAILURE(wait_for_threads(g.pid(), 3, &tids));
   ASSERT_EQ(tids.size(), 3u) << "the guest should have started 2 threads";
   for (pid_t tid : tids) {
     auto sched = ASSERT_OK(kernelside::thread_sched(tid));

@@ -49,21 +49,31 @@ inline int exit_code(int status) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// In a forked child: stdout and stderr to these files (created or truncated).
+inline void redirect_output(const std::string& out_path, const std::string& err_path) {
+  int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ::dup2(out, 1);
+  ::dup2(err, 2);
+}
+
+// In a forked child: execs `prog` with `args`; exits 127 if that fails.
+[[noreturn]] inline void exec_or_exit(const std::string& prog, std::vector<std::string>& args) {
+  std::vector<char*> argv{const_cast<char*>(prog.c_str())};
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(prog.c_str(), argv.data());
+  ::_exit(127);
+}
+
 // Starts `prog` with `args`; stdout and stderr go to <dir>/<tag>.out and .err.
 inline pid_t spawn(const std::string& prog, std::vector<std::string> args, const std::string& dir,
                    const std::string& tag) {
   pid_t pid = ::fork();
   if (pid == 0) {
-    int out = ::open((dir + "/" + tag + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = ::open((dir + "/" + tag + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(out, 1);
-    ::dup2(err, 2);
-    std::vector<char*> argv{const_cast<char*>(prog.c_str())};
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(prog.c_str(), argv.data());
-    ::_exit(127);
+    redirect_output(dir + "/" + tag + ".out", dir + "/" + tag + ".err");
+    exec_or_exit(prog, args);
   }
   return pid;
 }

@@ -94,6 +94,13 @@ class PagingSwitch : public ::testing::Test {
     return *jobs_.back();
   }
 
+  // The state before a switch from `out` to `in`: both running, `out` frozen.
+  void ready_to_switch(Job& out, Job& in) {
+    ASSERT_TRUE(out.wait_running(std::chrono::seconds(30)));
+    ASSERT_TRUE(in.wait_running(std::chrono::seconds(30)));
+    ASSERT_TRUE(out.group().freeze());
+  }
+
   core::Subject subject(Job& job, uint64_t id, const std::string& policy) {
     core::Subject s;
     s.id = id;
@@ -227,9 +234,7 @@ INSTANTIATE_TEST_SUITE_P(Policy, PagingPolicies,
 TEST_F(PagingSwitch, JobExitingDuringTheSwitchIsReportedNotFatal) {
   Job& a = start("a", 30, 1);
   Job& b = start("b", 30, 2);
-  ASSERT_TRUE(a.wait_running(std::chrono::seconds(30)));
-  ASSERT_TRUE(b.wait_running(std::chrono::seconds(30)));
-  ASSERT_TRUE(a.group().freeze());
+  ASSERT_NO_FATAL_FAILURE(ready_to_switch(a, b));
   must(host_->switch_out("paging", subject(a, 1, "aggressive")), "switch_out a");
   a.kill();  // a's processes exit between switch_out and switch_in
   std::string in = must(host_->switch_in("paging", subject(b, 2, "aggressive")), "switch_in b");
@@ -271,9 +276,7 @@ TEST_F(PagingSwitch, NodeWithoutSwapActsAsDemandWithAWarning) {
 TEST_F(PagingSwitch, PolicyChangesBetweenSwitches) {
   Job& a = start("a", 30, 1);
   Job& b = start("b", 30, 2);
-  ASSERT_TRUE(a.wait_running(std::chrono::seconds(30)));
-  ASSERT_TRUE(b.wait_running(std::chrono::seconds(30)));
-  ASSERT_TRUE(a.group().freeze());
+  ASSERT_NO_FATAL_FAILURE(ready_to_switch(a, b));
   must(host_->switch_out("paging", subject(a, 1, "demand")), "switch_out");
   std::string r1 = must(host_->switch_in("paging", subject(b, 2, "demand")), "switch_in");
   EXPECT_EQ(json_text(r1, "policy"), "demand");
