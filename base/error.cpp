@@ -1,38 +1,18 @@
 #include "base/error.hpp"
 
+#include "base/names.hpp"
+
 #include <cstdio>
 #include <cstring>
 
 namespace dynamos {
 
 const char* errc_name(Errc code) {
-  switch (code) {
-    case Errc::ok:
-      return "ok";
-    case Errc::system:
-      return "system";
-    case Errc::invalid_argument:
-      return "invalid_argument";
-    case Errc::not_found:
-      return "not_found";
-    case Errc::not_permitted:
-      return "not_permitted";
-    case Errc::refused:
-      return "refused";
-    case Errc::busy:
-      return "busy";
-    case Errc::timed_out:
-      return "timed_out";
-    case Errc::unsupported:
-      return "unsupported";
-    case Errc::version_mismatch:
-      return "version_mismatch";
-    case Errc::state:
-      return "state";
-    case Errc::protocol:
-      return "protocol";
-  }
-  return "unknown";
+  static constexpr const char* kNames[] = {
+      "ok",      "system",  "invalid_argument", "not_found",   "not_permitted",
+      "refused", "busy",    "timed_out",        "unsupported", "version_mismatch",
+      "state",   "protocol"};  // in enum order
+  return enum_name(kNames, code, "unknown");
 }
 
 std::string Error::message() const {

@@ -1,4 +1,5 @@
 #include "base/metrics.hpp"
+#include "base/names.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -11,15 +12,8 @@ namespace dynamos::metrics {
 namespace {
 
 const char* type_name(Type t) {
-  switch (t) {
-    case Type::counter:
-      return "counter";
-    case Type::gauge:
-      return "gauge";
-    case Type::histogram:
-      return "histogram";
-  }
-  return "untyped";
+  static constexpr const char* kNames[] = {"counter", "gauge", "histogram"};  // in enum order
+  return enum_name(kNames, t, "untyped");
 }
 
 Labels sorted(Labels labels) {

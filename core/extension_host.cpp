@@ -3,6 +3,7 @@
 // host's own versions (extension_gate), the pool of dispatch points (extension_slots),
 // building an extension from its object (extension_build).
 #include "core/extension_host.hpp"
+#include "base/names.hpp"
 
 #include <cstdio>
 #include <utility>
@@ -35,21 +36,9 @@ struct SlotLease {
 }  // namespace
 
 const char* hook_name(Hook hook) {
-  switch (hook) {
-    case Hook::attach:
-      return "attach";
-    case Hook::detach:
-      return "detach";
-    case Hook::switch_out:
-      return "switch_out";
-    case Hook::switch_in:
-      return "switch_in";
-    case Hook::tick:
-      return "tick";
-    case Hook::call:
-      return "call";
-  }
-  return "unknown";
+  static constexpr const char* kNames[] = {"attach",    "detach", "switch_out",
+                                           "switch_in", "tick",   "call"};  // in enum order
+  return enum_name(kNames, hook, "unknown");
 }
 
 Result<Hook> parse_hook(std::string_view name) {

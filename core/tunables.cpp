@@ -1,4 +1,5 @@
 #include "core/tunables.hpp"
+#include "base/names.hpp"
 
 #include "base/file.hpp"
 #include "base/text.hpp"
@@ -120,17 +121,9 @@ const char* tunable_type_name(TunableType type) {
 }
 
 const char* value_source_name(ValueSource source) {
-  switch (source) {
-    case ValueSource::default_value:
-      return "default";
-    case ValueSource::config_file:
-      return "config";
-    case ValueSource::environment:
-      return "environment";
-    case ValueSource::runtime:
-      return "runtime";
-  }
-  return "unknown";
+  static constexpr const char* kNames[] = {"default", "config", "environment",
+                                           "runtime"};  // in enum order
+  return enum_name(kNames, source, "unknown");
 }
 
 bool is_tunable_name(std::string_view name) {

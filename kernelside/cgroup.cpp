@@ -1,5 +1,6 @@
 // Group: one relative path across the hierarchies serving its controllers.
 #include "kernelside/cgroup.hpp"
+#include "base/names.hpp"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -17,13 +18,9 @@ namespace dynamos::kernelside {
 using namespace std::chrono_literals;
 
 const char* reclaim_method_name(ReclaimMethod m) {
-  switch (m) {
-    case ReclaimMethod::memory_reclaim:
-      return "memory.reclaim";
-    case ReclaimMethod::limit_squeeze:
-      return "limit squeeze (memory.limit_in_bytes)";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {
+      "memory.reclaim", "limit squeeze (memory.limit_in_bytes)"};  // in enum order
+  return enum_name(kNames, m, "?");
 }
 
 namespace {

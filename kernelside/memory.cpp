@@ -1,4 +1,5 @@
 #include "kernelside/memory.hpp"
+#include "base/names.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -49,15 +50,9 @@ size_t page_size() {
 }
 
 const char* advice_name(Advice a) {
-  switch (a) {
-    case Advice::pageout:
-      return "MADV_PAGEOUT";
-    case Advice::cold:
-      return "MADV_COLD";
-    case Advice::willneed:
-      return "MADV_WILLNEED";
-  }
-  return "?";
+  static constexpr const char* kNames[] = {"MADV_PAGEOUT", "MADV_COLD",
+                                           "MADV_WILLNEED"};  // in enum order
+  return enum_name(kNames, a, "?");
 }
 
 std::vector<Range> anonymous_ranges(const std::vector<Mapping>& maps) {

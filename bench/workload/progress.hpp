@@ -35,6 +35,7 @@
 #include <utility>
 
 #include "base/error.hpp"
+#include "base/names.hpp"
 
 namespace dynamos::workload {
 
@@ -50,17 +51,9 @@ enum class ProgressState : std::uint32_t {
 };
 
 inline const char* progress_state_name(ProgressState s) {
-  switch (s) {
-    case ProgressState::starting:
-      return "starting";
-    case ProgressState::running:
-      return "running";
-    case ProgressState::done:
-      return "done";
-    case ProgressState::failed:
-      return "failed";
-  }
-  return "unknown";
+  static constexpr const char* kNames[] = {"starting", "running", "done",
+                                           "failed"};  // in enum order
+  return enum_name(kNames, s, "unknown");
 }
 
 // The file's first bytes. Offsets in comments are part of the protocol.
