@@ -6,9 +6,9 @@
 //   node03                 # slots defaults to 1
 //
 // One host per line (or a Slurm hostlist, `node[01-04] slots=4`, gang/hostlist.hpp,
-// every host of it with those options), then key=value options (slots, max_slots / max-slots); a `#`
-// starts a comment. A host listed twice adds its slots, as mpirun does. Errors name
-// the file, the line and what is wrong.
+// every host of it with those options), then key=value options (slots, max_slots / max-slots); a
+// `#` starts a comment. A host listed twice adds its slots, as mpirun does. Errors name the file,
+// the line and what is wrong.
 #pragma once
 
 #include <string>

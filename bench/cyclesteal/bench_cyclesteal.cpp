@@ -132,9 +132,7 @@ class Bench {
   Run run(const std::string& policy);
 
  private:
-  bool extension_policy(const std::string& p) const {
-    return cyclesteal::is_guest_policy(p);
-  }
+  bool extension_policy(const std::string& p) const { return cyclesteal::is_guest_policy(p); }
   std::unique_ptr<Process> start_guest(const std::string& policy);
   std::unique_ptr<Process> start_warm_guest(const std::string& policy);
   std::jthread start_ticker(std::atomic<bool>& stop);

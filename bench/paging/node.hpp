@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "base/error.hpp"
 #include "bench/workload/progress.hpp"
 #include "bench/workload/result_line.hpp"
-#include "base/error.hpp"
 #include "kernelside/cgroup.hpp"
 
 namespace dynamos::paging_bench {

@@ -22,8 +22,8 @@
 
 #include "base/units.hpp"
 #include "gang/client/control.hpp"
-#include "gang/launch_path.hpp"
 #include "gang/launch/options.hpp"
+#include "gang/launch_path.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;

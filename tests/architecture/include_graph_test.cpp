@@ -53,12 +53,10 @@ const Part* part_of(const std::string& path) {
 // dynamosd), except where named here: who may use whom on the same level.
 bool allowed_sideways(const std::string& from, const std::string& to) {
   static const std::multimap<std::string, std::string> ok = {
-      {"extensions/paging/", "extensions/"},
-      {"extensions/cyclesteal/", "extensions/"},
+      {"extensions/paging/", "extensions/"}, {"extensions/cyclesteal/", "extensions/"},
       {"gang/launch/", "gang/client/"},  // dynamos-launch reports a job's exit to gangd
       {"gang/gangd/", "gang/client/"},   // the client's request types
-      {"gang/dynamosd/", "gang/client/"},
-      {"gang/slurm/", "gang/client/"},
+      {"gang/dynamosd/", "gang/client/"},    {"gang/slurm/", "gang/client/"},
   };
   auto [a, b] = ok.equal_range(from);
   for (auto it = a; it != b; ++it)
