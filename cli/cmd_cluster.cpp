@@ -36,7 +36,7 @@
 #include "gang/client/control.hpp"
 #include "gang/launch_path.hpp"
 #include "kernelside/cgroup.hpp"
-#include "kernelside/fs.hpp"
+#include "kernelside/procfs.hpp"
 #include "kernelside/spawn.hpp"
 #include "kernelside/topology.hpp"
 
@@ -87,11 +87,8 @@ Result<void> write_cluster(const std::string& dir, const ClusterFile& f) {
 // on some machines) is gone as far as the cluster is concerned.
 bool alive(pid_t pid) {
   if (pid <= 0 || (::kill(pid, 0) != 0 && errno != EPERM)) return false;
-  auto stat = kernelside::read_text("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return true;
-  auto paren = stat->rfind(") ");
-  return paren == std::string::npos || paren + 2 >= stat->size() ||
-         ((*stat)[paren + 2] != 'Z' && (*stat)[paren + 2] != 'X');
+  auto stat = kernelside::read_stat(pid);
+  return !stat || (stat->state != 'Z' && stat->state != 'X');
 }
 
 // A daemon of the cluster: a session of its own, output to `log`.

@@ -1,6 +1,7 @@
 #include "gang/dynamosd/metrics.hpp"
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "core/extension_host.hpp"
@@ -22,28 +23,40 @@ void NodeMetrics::collect(metrics::Registry& r) {
 }
 
 void NodeMetrics::collect_jobs(metrics::Registry& r) {
-  auto m = agent_.metrics();
-  if (!m) return;
-  r.set("dynamos_node_memory_bytes", "a node's memory: total, and available",
-        static_cast<double>(m->mem_total), {{"node", node_}, {"kind", "total"}});
-  r.set("dynamos_node_memory_bytes", "a node's memory: total, and available",
-        static_cast<double>(m->mem_available), {{"node", node_}, {"kind", "available"}});
+  const char* memory_help = "a node's memory: total, and available";
+  const auto& node = agent_.node_group();
+  if (auto max = node.memory_max(); max && *max) {
+    r.set("dynamos_node_memory_bytes", memory_help, static_cast<double>(**max),
+          {{"node", node_}, {"kind", "total"}});
+    if (auto cur = node.memory_current(); cur && **max > *cur)
+      r.set("dynamos_node_memory_bytes", memory_help, static_cast<double>(**max - *cur),
+            {{"node", node_}, {"kind", "available"}});
+  }
   r.clear("dynamos_job_node_resident_bytes");
   r.clear("dynamos_job_node_swapped_bytes");
-  for (const auto& j : m->jobs) {
-    const metrics::Labels l = {{"node", node_}, {"job", std::to_string(j.job)}};
-    r.set_counter("dynamos_job_node_cpu_seconds_total", "CPU time of a job's ranks on this node",
-                  static_cast<double>(j.cpu_ns) / 1e9, l);
-    r.set_counter("dynamos_job_node_major_faults_total",
-                  "major page faults of a job's ranks on this node",
-                  static_cast<double>(j.major_faults), l);
-    r.set("dynamos_job_node_resident_bytes", "anonymous memory of a job's ranks resident here",
-          static_cast<double>(j.rss_bytes), l);
-    if (auto group = agent_.job_group(j.job))
-      if (auto st = group->memory_stat())
-        if (auto it = st->find("swap"); it != st->end())
-          r.set("dynamos_job_node_swapped_bytes", "memory of a job's ranks swapped out",
-                static_cast<double>(it->second), l);
+  // One read of each job group's cpu usage and memory.stat a scrape.
+  for (JobId job : agent_.jobs()) {
+    auto group = agent_.job_group(job);
+    if (!group) continue;
+    const metrics::Labels l = {{"node", node_}, {"job", std::to_string(job)}};
+    if (auto cpu = group->cpu_usage())
+      r.set_counter("dynamos_job_node_cpu_seconds_total", "CPU time of a job's ranks on this node",
+                    static_cast<double>(cpu->count()) / 1e9, l);
+    auto st = group->memory_stat();
+    if (!st) continue;
+    auto value = [&](const char* key) -> std::optional<double> {
+      auto it = st->find(key);
+      if (it == st->end()) return std::nullopt;
+      return static_cast<double>(it->second);
+    };
+    if (auto v = value("pgmajfault"))
+      r.set_counter("dynamos_job_node_major_faults_total",
+                    "major page faults of a job's ranks on this node", *v, l);
+    if (auto v = value("anon"))
+      r.set("dynamos_job_node_resident_bytes", "anonymous memory of a job's ranks resident here",
+            *v, l);
+    if (auto v = value("swap"))
+      r.set("dynamos_job_node_swapped_bytes", "memory of a job's ranks swapped out", *v, l);
   }
 }
 
