@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/program_options.hpp>
 #include <condition_variable>
@@ -25,6 +26,7 @@
 #include "gang/dynamosd/node_agent.hpp"
 #include "gang/dynamosd/rank_socket.hpp"
 #include "gang/metrics_server.hpp"
+#include "kernelside/sched.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -156,10 +158,17 @@ Result<void> raise_priority(int rt) {
   return {};
 }
 
-// Paging ticks on a thread of their own (normal priority): background write-out may
-// take a while and must not hold up the io thread or a switch.
+// Paging ticks on a thread of their own: background write-out may take a while and must
+// not hold up the io thread or a switch. The thread would inherit the agent's SCHED_FIFO
+// (raise_priority runs first), and real-time write-out would take the CPU from the very
+// ranks it pages for, so it drops back to the normal class before its first tick.
 std::jthread start_paging_ticker(NodeAgent& agent, std::chrono::nanoseconds period) {
   return std::jthread([&agent, period](std::stop_token stop) {
+    (void)pthread_setname_np(pthread_self(), "dynamos-pager");
+    if (auto r = kernelside::set_thread_policy(static_cast<pid_t>(::gettid()),
+                                               kernelside::Policy::other);
+        !r)
+      say("warning: background paging thread keeps the real-time class: " + r.error().message());
     std::mutex m;
     std::condition_variable_any cv;
     std::string last_error;

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -23,6 +25,7 @@
 
 #include "gang/launch_path.hpp"
 #include "kernelside/cgroup.hpp"
+#include "kernelside/procfs.hpp"
 #include "kernelside/spawn.hpp"
 #include "testkit/reachable.hpp"
 #include "tests/gang/test_util.hpp"
@@ -204,12 +207,29 @@ void expect_clean_after_down(Cluster& c) {
 
 const std::string kStencil = kBin + "/dynamos-mpi-stencil";
 
+// The scheduling class (SCHED_*) of each thread of pid, by thread name.
+std::map<std::string, unsigned> thread_policies(pid_t pid) {
+  std::map<std::string, unsigned> out;
+  std::error_code ec;
+  for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec))
+    if (auto st = ks::read_thread_stat(pid, std::atoi(t.path().filename().c_str())))
+      out[st->comm] = st->policy;
+  return out;
+}
+
 }  // namespace
 
 TEST(Cluster, GangJobsAlternateAndReportTheirExitCodes) {
   GANG_REQUIRE_ROOT();
   Cluster c(2, "--mem-per-node 1G --quantum 300ms");
   ASSERT_TRUE(c.up()) << c.up_text();
+
+  // The agent switches at SCHED_FIFO; its background paging thread must not inherit that
+  // (real-time write-out would take the CPU from the ranks it pages for).
+  auto policies = thread_policies(c.agent_pid(0));
+  ASSERT_TRUE(policies.count("dynamos-pager")) << "no background paging thread in dynamosd";
+  EXPECT_EQ(policies["dynamos-pager"], unsigned(SCHED_OTHER));
+  EXPECT_EQ(policies["dynamosd"], unsigned(SCHED_FIFO));
 
   // Two 4-rank jobs fill both nodes' 2 slots: they must take turns.
   auto a = c.cli("submit --ranks 4 --name alpha -- " + kStencil + " -q --mem 32M --seconds 2");
