@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Switch latency of a virtual cluster with separate processes: gangd and one dynamosd per
-# node (dynamos cluster up), two MPI jobs alternating on the same nodes, no memory
+# node (dynamos cluster up), two jobs of busy ranks alternating on the same nodes, no memory
 # pressure. gangd's round log gives, per round, the time from its decision until every
 # incoming rank is thawed (running_ms), until the last node's acknowledgement
 # (total_ms), and the skew between nodes. The ranks are dynamos-switch-probe, which
