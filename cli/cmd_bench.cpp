@@ -44,7 +44,8 @@ int bench_compare(std::span<const std::string> args) {
       "workloads", po::value(&workloads)->composing(),
       "stencil,cg,ft,is or 'cmd:PROGRAM ARGS' (repeatable)")(
       "policies", po::value(&policies)->default_value(policies),
-      "paging policies: demand, selective, aggressive, adaptive (comma-separated)")(
+      "paging policies: demand, selective, aggressive, adaptive, or sequential (the two jobs "
+      "one after the other, the baseline of gang scheduling; comma-separated)")(
       "nodes", po::value(&c.nodes)->default_value(2), "nodes of a cluster it starts")(
       "job-nodes", po::value(&c.job_nodes)->default_value(0),
       "nodes each job spans (0: all; fewer leave idle nodes)")(
@@ -67,6 +68,12 @@ int bench_compare(std::span<const std::string> args) {
       "slots", po::value(&s.slots)->default_value(0),
       "slots a node of a cluster it starts (0: ranks per node)")(
       "keep-cluster", po::bool_switch(&s.keep_cluster), "leave a cluster it started running")(
+      "stage", po::value(&c.stage)->composing(),
+      "a file copied afresh into each job's own folder, where the job then runs "
+      "(repeatable; e.g. HPCC's hpccinf.txt)")(
+      "pass-if", po::value(&c.pass_if),
+      "FILE:REGEX: an external program's job is verified when FILE in its folder has a "
+      "line matching REGEX (HPCC: 'hpccoutf.txt:^Success=1$')")(
       "quick", po::bool_switch(&c.quick),
       "small and short: 192M nodes, 3 s of work, 2 s calibration (defaults only)");
   cli::add_socket_option(desc);

@@ -159,7 +159,7 @@ Result<proto::JobId> Cluster::submit(const SubmitRequest& s) {
   m.nodes = s.nodes;
   m.paging = s.paging;
   m.argv = s.argv;
-  m.cwd = std::filesystem::current_path(ec).string();
+  m.cwd = s.cwd.empty() ? std::filesystem::current_path(ec).string() : s.cwd;
   m.output = s.output;
   auto r = ask(m);
   if (!r) return std::unexpected(with_context(r.error(), "submitting " + s.name));

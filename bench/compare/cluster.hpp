@@ -23,6 +23,7 @@ struct SubmitRequest {
   unsigned nodes = 0;
   std::string paging = "demand";
   std::string output;  // file for the job's standard output and error
+  std::string cwd;     // its working directory; "" = this process's
   std::vector<std::string> argv;
 };
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <regex>
 
 namespace dynamos::compare {
 
@@ -113,9 +114,10 @@ Result<std::vector<std::string>> parse_policies(std::string_view list) {
   std::vector<std::string> out;
   for (const auto& p : split(list, ',')) {
     const auto& known = paging::policy_names();
-    if (std::find(known.begin(), known.end(), p) == known.end())
-      return fail(Errc::invalid_argument,
-                  "unknown paging policy '" + p + "' (demand, selective, aggressive, adaptive)");
+    if (p != kSequential && std::find(known.begin(), known.end(), p) == known.end())
+      return fail(Errc::invalid_argument, "unknown paging policy '" + p +
+                                              "' (demand, selective, aggressive, adaptive, or "
+                                              "sequential: the jobs one after the other)");
     if (std::find(out.begin(), out.end(), p) != out.end())
       return fail(Errc::invalid_argument, "paging policy '" + p + "' given twice");
     out.push_back(p);
@@ -129,6 +131,40 @@ Result<std::vector<bool>> parse_cyclesteal(std::string_view mode) {
   if (mode == "both") return std::vector<bool>{false, true};
   return fail(Errc::invalid_argument,
               "--cyclesteal takes on, off or both, not '" + std::string(mode) + "'");
+}
+
+Result<PassIf> parse_pass_if(const std::string& spec) {
+  auto colon = spec.find(':');
+  if (colon == 0 || colon == std::string::npos || colon + 1 == spec.size())
+    return fail(Errc::invalid_argument,
+                "--pass-if '" + spec + "' is not FILE:REGEX (e.g. 'hpccoutf.txt:^Success=1$')");
+  PassIf p{spec.substr(0, colon), spec.substr(colon + 1)};
+  if (p.file.find('/') != std::string::npos || p.file == "." || p.file == "..")
+    return fail(Errc::invalid_argument,
+                "--pass-if: '" + p.file + "' must name a file in the job's folder, no path");
+  try {
+    std::regex check(p.regex);
+  } catch (const std::regex_error& e) {
+    return fail(Errc::invalid_argument, "--pass-if: bad regex '" + p.regex + "': " + e.what());
+  }
+  return p;
+}
+
+// Staged files exist and are regular files with distinct names; --pass-if parses.
+Result<void> validate_staging(const CompareConfig& c) {
+  std::vector<std::string> names;
+  for (const auto& f : c.stage) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(f, ec))
+      return fail(Errc::invalid_argument, "--stage: '" + f + "' is not a regular file");
+    auto name = std::filesystem::path(f).filename().string();
+    if (std::find(names.begin(), names.end(), name) != names.end())
+      return fail(Errc::invalid_argument, "--stage: two files named '" + name + "'");
+    names.push_back(name);
+  }
+  if (!c.pass_if.empty())
+    if (auto p = parse_pass_if(c.pass_if); !p) return std::unexpected(p.error());
+  return {};
 }
 
 Result<void> validate(const CompareConfig& c, unsigned cluster_nodes) {
@@ -147,6 +183,7 @@ Result<void> validate(const CompareConfig& c, unsigned cluster_nodes) {
   if (!(c.work_s > 0 && c.work_s <= 3600))
     return fail(Errc::invalid_argument, "--work must be between 0 and 3600 seconds");
   if (cluster_nodes < 1) return fail(Errc::invalid_argument, "the cluster has no node");
+  if (auto r = validate_staging(c); !r) return r;
   const unsigned jn = c.job_nodes ? c.job_nodes : cluster_nodes;
   if (jn > cluster_nodes)
     return fail(Errc::invalid_argument, "--job-nodes " + std::to_string(jn) +

@@ -27,6 +27,10 @@ struct WorkloadSpec {
   bool power_of_two_ranks = false;  // ft
 };
 
+// The baseline gang scheduling is compared with: the two jobs one after the other (the
+// second submitted when the first has ended, demand paging, no switch between them).
+inline constexpr const char* kSequential = "sequential";
+
 inline const std::vector<std::string>& builtin_workloads() {
   static const std::vector<std::string> w{"stencil", "cg", "ft", "is"};
   return w;
@@ -63,10 +67,23 @@ struct CompareConfig {
   std::chrono::seconds run_timeout{600};  // one pair of jobs
   std::string socket;                     // gangd's control socket
   bool quick = false;
+  // Files copied afresh into each job's own folder (work/<job name>/), where the job then
+  // runs: an external program's input (HPCC reads hpccinf.txt from its directory and
+  // writes hpccoutf.txt there, so two jobs cannot share one).
+  std::vector<std::string> stage;
+  // "FILE:REGEX": a job is verified when FILE in its folder has a line matching REGEX
+  // (HPCC: 'hpccoutf.txt:^Success=1$'); "" = by its RESULT line or exit status.
+  std::string pass_if;
 
   // The arguments of `bench compare` that make the same run (for results.json).
   std::vector<std::string> argv;
 };
+
+// --pass-if's parts.
+struct PassIf {
+  std::string file, regex;
+};
+Result<PassIf> parse_pass_if(const std::string& spec);
 
 // Checks the combination (ft and a rank count that is not a power of two, sizes...).
 Result<void> validate(const CompareConfig& c, unsigned cluster_nodes);

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "bench/compare/measure.hpp"
+#include "bench/compare/staging.hpp"
 #include "bench/workload/progress.hpp"
 #include "bench/workload/result_line.hpp"
 #include "bench/workload/size.hpp"
@@ -74,6 +75,7 @@ struct Harness::Job {
   proto::JobId id = 0;
   std::string progress_path, output_path;
   std::string run_id;  // names this run in the first line of the output file
+  std::string dir;     // its own folder, where it runs (with --stage or --pass-if), else ""
   std::optional<ProgressReader> reader;
   std::vector<JobSample> samples;
   proto::JobInfo info;
@@ -294,6 +296,7 @@ struct Harness::Pair {
   std::vector<std::string> run_nodes;           // the jobs' nodes, once placed
   std::map<std::string, double> earlier_round;  // node -> last switch round before this run
   double t0 = 0;                                // when the jobs were submitted
+  std::optional<SubmitRequest> second;          // sequential: submitted when the first job ended
 };
 
 RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bool cyclesteal,
@@ -385,14 +388,19 @@ Result<void> Harness::start_guests(Pair& p) {
   return {};
 }
 
-// Submits both jobs.
+// Submits both jobs; under `sequential` the second waits for the first to end (watch).
 Result<void> Harness::submit_jobs(Pair& p, const WorkloadSpec& w, const std::string& policy) {
   p.t0 = now_s();
+  const bool sequential = policy == kSequential;
   for (std::size_t i = 0; i < p.jobs.size(); ++i) {
     auto& j = p.jobs[i];
-    auto s = new_job(j, p.tag + "-" + static_cast<char>('a' + i), policy);
+    auto s = new_job(j, p.tag + "-" + static_cast<char>('a' + i), sequential ? "demand" : policy);
     if (!s) return std::unexpected(s.error());
     s->argv = workload_argv(w, j.progress_path, false);
+    if (sequential && i > 0) {
+      p.second = std::move(*s);
+      continue;
+    }
     auto id = cluster_.submit(*s);
     if (!id) return std::unexpected(id.error());
     j.id = *id;
@@ -418,6 +426,11 @@ Result<SubmitRequest> Harness::new_job(Job& j, const std::string& name, const st
   s.nodes = static_cast<unsigned>(job_nodes_.size());
   s.paging = paging;
   s.output = j.output_path;
+  if (!config_.stage.empty() || !config_.pass_if.empty()) {
+    auto dir = stage_job_folder(fs::path(work_dir_) / name, config_.stage);
+    if (!dir) return std::unexpected(dir.error());
+    j.dir = s.cwd = *dir;
+  }
   return s;
 }
 
@@ -429,7 +442,15 @@ Result<void> Harness::watch(Pair& p, const Hooks& hooks) {
     if (stopping()) return fail(Errc::state, "interrupted");
     const double t = now_s();
     if (auto r = sample_jobs(p, t); !r) return r;
-    if (auto r = check_placement(p); !r) return r;
+    if (p.second && ended(p.jobs[0].info.state)) {
+      auto id = cluster_.submit(*p.second);
+      if (!id) return std::unexpected(id.error());
+      p.jobs[1].id = *id;
+      p.second.reset();
+      continue;
+    }
+    if (p.run.policy != kSequential)
+      if (auto r = check_placement(p); !r) return r;
     if (ended(p.jobs[0].info.state) && ended(p.jobs[1].info.state)) return {};
     if (t - p.t0 > static_cast<double>(config_.run_timeout.count()))
       return fail(Errc::timed_out, "the jobs did not end within " +
@@ -449,6 +470,7 @@ Result<void> Harness::sample_jobs(Pair& p, double t) {
   auto list = cluster_.jobs();
   if (!list) return std::unexpected(list.error());
   for (auto& j : p.jobs) {
+    if (j.id == 0) continue;  // sequential: not submitted yet
     auto info = std::find_if(list->begin(), list->end(),
                              [&](const proto::JobInfo& i) { return i.job == j.id; });
     if (info == list->end())
@@ -537,6 +559,12 @@ void Harness::collect_outcomes(Pair& p, const WorkloadSpec& w) {
       o.iterations = static_cast<std::uint64_t>(result->number("iterations").value_or(0));
       o.checksum = result->number("checksum").value_or(NAN);
     }
+    std::string check_failed;
+    if (!w.builtin && !config_.pass_if.empty()) {
+      auto check = check_pass_if(j.dir, config_.pass_if);
+      o.verified = check.has_value();
+      if (!check) check_failed = ", " + check.error().message();
+    }
     bool ok = o.exit_code == 0 && o.state == "done" && (!o.verified || *o.verified) &&
               (o.verified || !w.builtin);
     if (!ok) {
@@ -548,7 +576,8 @@ void Harness::collect_outcomes(Pair& p, const WorkloadSpec& w) {
         run.error = "job " + std::to_string(j.id) + " " + o.state + ", exit code " +
                     std::to_string(o.exit_code) + (o.reason.empty() ? "" : " (" + o.reason + ")") +
                     (o.verified && !*o.verified ? ", result NOT verified" : "") +
-                    (w.builtin && !o.verified ? ", no RESULT line" : "") + ": see " + j.output_path;
+                    (w.builtin && !o.verified ? ", no RESULT line" : "") + check_failed + ": see " +
+                    j.output_path;
     }
     run.jobs.push_back(std::move(o));
   }

@@ -3,8 +3,11 @@
 //
 // The host is a bursty dynamos-sweep (busy on --host-threads threads for --busy-ms, idle
 // for --idle-ms, --bursts times, a fixed amount of work per burst calibrated once alone);
-// the guest a CPU- and memory-hungry dynamos-sweep. Policies: none (host alone), nice
-// (guest at nice 19, no extension), and the extension's linger, pause, evict. Each policy
+// the guest a CPU- and memory-hungry dynamos-sweep. Policies: none (host alone); the
+// baselines a site has without the extension, the guest started beside the host in the
+// host's own group: nice (nice -n 19) and sched-idle (SCHED_IDLE); nice-own-group (nice 19
+// in a group of its own beside the host's, where nice means nothing across groups: only
+// to show that); and the extension's linger, pause, evict. Each policy
 // run is paired with a run of none just before it, repetitions interleaved (none, p, none,
 // p, ...), so that the machine's drift cancels in the paired ratio.
 //
@@ -46,6 +49,7 @@
 #include "extensions/cyclesteal/policy.hpp"
 #include "kernelside/cgroup.hpp"
 #include "kernelside/procfs.hpp"
+#include "kernelside/sched.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -161,11 +165,34 @@ core::Subject subject(dynamos_subject_kind kind, uint64_t id, pid_t pid, std::st
                        .attrs = std::move(attrs)};
 }
 
+// The baselines without the extension: where the guest runs and at what priority.
+struct Baseline {
+  const char* name;
+  bool own_group;   // a group of its own beside the host's, else the host's group
+  bool sched_idle;  // SCHED_IDLE, else nice 19
+};
+constexpr Baseline kBaselines[] = {
+    {"nice", false, false}, {"sched-idle", false, true}, {"nice-own-group", true, false}};
+const Baseline* baseline(const std::string& policy) {
+  for (const auto& b : kBaselines)
+    if (policy == b.name) return &b;
+  return nullptr;
+}
+
 std::unique_ptr<Process> Bench::start_guest(const std::string& policy) {
-  // Like the host, the guest is placed before it runs: into the nice group, or into the
-  // extension's guest class (attach), which lives inside the benchmark's node group.
+  // Like the host, the guest is placed before it runs: beside the host in its group (or
+  // in a group of its own) at its baseline priority, or into the extension's guest class
+  // (attach), which lives inside the benchmark's node group. The child is one thread at
+  // the gate: the threads it starts inherit SCHED_IDLE.
+  const Baseline* base = baseline(policy);
   auto place = [&](pid_t pid) {
-    if (policy == "nice") (void)nice_group_.attach(pid);
+    if (base) {
+      (void)(base->own_group ? nice_group_ : host_group_).attach(pid);
+      if (base->sched_idle)
+        if (auto r = kernelside::set_thread_policy(pid, kernelside::Policy::idle); !r)
+          std::cerr << "dynamos-bench-cyclesteal: SCHED_IDLE guest: " << r.error().message()
+                    << "\n";
+    }
     if (!extension_policy(policy)) return;
     std::vector<std::pair<std::string, std::string>> attrs{{"class", node_.path() + "/guests"}};
     if (!o_.guest_priority.empty()) attrs.emplace_back("cpu_priority", o_.guest_priority);
@@ -176,7 +203,7 @@ std::unique_ptr<Process> Bench::start_guest(const std::string& policy) {
       std::vector<std::string>{o_.sweep, "--mem", o_.guest_mem, "--threads",
                                std::to_string(o_.guest_threads), "--pattern", "random", "--seconds",
                                "100000", "--quiet"},
-      policy == "nice" ? std::optional<int>(19) : std::nullopt, place);
+      base && !base->sched_idle ? std::optional<int>(19) : std::nullopt, place);
 }
 
 // A guest that has filled its memory and reached full speed, before the host starts.
@@ -362,13 +389,16 @@ int usage_error(const std::string& msg) {
 
 // Parses the command line into `o`: an exit status when the program should stop there.
 std::optional<int> parse_options(int argc, char** argv, Options& o) {
-  std::string policies = "none,nice,linger,pause,evict";
+  std::string policies = "none,nice,sched-idle,nice-own-group,linger,pause,evict";
   po::options_description desc(
       "dynamos-bench-cyclesteal: host slowdown and guest throughput per cycle-stealing policy");
   // clang-format off
   desc.add_options()
     ("help,h", "show this help")
-    ("policies", po::value(&policies)->default_value(policies), "comma-separated: none, nice, linger, pause, evict")
+    ("policies", po::value(&policies)->default_value(policies),
+     "comma-separated: none; nice and sched-idle (the guest beside the host in its group at "
+     "nice 19 or SCHED_IDLE); nice-own-group (nice 19 in a group of its own); linger, pause, "
+     "evict (the extension)")
     ("reps", po::value(&o.reps)->default_value(o.reps), "paired repetitions per policy")
     ("bursts", po::value(&o.bursts)->default_value(o.bursts), "host bursts per run")
     ("busy-ms", po::value(&o.busy_ms)->default_value(o.busy_ms), "host burst length (calibrated alone)")
@@ -401,8 +431,9 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
   if (auto status = workload::parse_command_line(argc, argv, desc, vm, kProgram)) return status;
   o.policies = split(policies);
   for (auto& p : o.policies)
-    if (p != "none" && p != "nice" && p != "linger" && p != "pause" && p != "evict")
-      return usage_error("unknown policy '" + p + "' (none, nice, linger, pause, evict)");
+    if (p != "none" && !baseline(p) && !cyclesteal::is_guest_policy(p))
+      return usage_error("unknown policy '" + p +
+                         "' (none, nice, sched-idle, nice-own-group, linger, pause, evict)");
   if (o.scenario != "cpu" && o.scenario != "memory")
     return usage_error("unknown --scenario '" + o.scenario + "' (cpu, memory)");
   if (o.reps < 1 || o.bursts < 1) return usage_error("--reps and --bursts must be positive");
@@ -452,9 +483,9 @@ class SwapHold {
   std::string holder_;
 };
 
-// The benchmark's node: a group holding the host's group and the guests (nice guest, or
-// the extension's guest class), so that host and guests compete inside it; with the
-// memory scenario, its memory limit and swap.
+// The benchmark's node: a group holding the host's group and the guests (the
+// nice-own-group guest's group, or the extension's guest class), so that host and guests compete
+// inside it; with the memory scenario, its memory limit and swap.
 Result<std::unique_ptr<Bench>> make_bench(const Options& o,
                                           std::unique_ptr<core::ExtensionHost> ext,
                                           uint64_t burst_work, SwapHold& swap) {
@@ -587,7 +618,7 @@ void print_policy(const Options& o, const nlohmann::ordered_json& s) {
     return;
   }
   std::printf(
-      "%-7s host %.3f s  slowdown %+.1f%% [%+.1f%%, %+.1f%%]  wait share %.4f (all %.4f)  "
+      "%-14s host %.3f s  slowdown %+.1f%% [%+.1f%%, %+.1f%%]  wait share %.4f (all %.4f)  "
       "guest %.2f CPU s (%.0f%% of idle)\n",
       s["policy"].get<std::string>().c_str(), s["host_s"].get<double>(),
       100 * s["host_slowdown"].get<double>(), 100 * s["host_slowdown_min"].get<double>(),

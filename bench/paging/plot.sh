@@ -14,7 +14,7 @@ for line in open(sys.argv[1]):
     if not line.startswith("{"):
         continue
     r = json.loads(line)
-    print(r["policy"], r["lost_s_per_switch"], r["lost_s_per_switch_with_cpu_wait"], r["switch_s"])
+    print(r["policy"], r["lost_s_per_switch"], r["lost_s_per_switch_without_cpu_wait"], r["switch_s"])
 PY
 gnuplot <<GP
 set terminal pngcairo size 800,480 noenhanced
@@ -28,8 +28,8 @@ set boxwidth 0.9
 set yrange [0:*]
 set key outside bottom center horizontal
 set grid ytics
-plot "$data" using 2:xtic(1) title "lost time (without run-queue wait)", \
-     "" using 3 title "lost time incl. run-queue wait", \
+plot "$data" using 2:xtic(1) title "lost time (run-queue wait included)", \
+     "" using 3 title "lost time without run-queue wait", \
      "" using 4 title "switch time (median)"
 GP
 echo "wrote $out"

@@ -232,16 +232,15 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
     rec.thaw = Clock::now() - t0;
   };
   // Incoming jobs under demand paging need nothing before they run ("stop and
-  // continue"): they are thawed as soon as the outgoing jobs are told to freeze, and the
-  // wait for the last outgoing task to stop overlaps their start. Under the other
-  // policies the incoming job runs only after its paging (page-out of the outgoing job,
-  // prefetch) in switch_in.
+  // continue"): they are thawed as soon as every outgoing task has stopped, never before,
+  // so that the two jobs never run on the node at once. Under the other policies the
+  // incoming job runs only after its paging (page-out of the outgoing job, prefetch) in
+  // switch_in.
   bool demand_only =
       std::all_of(in.begin(), in.end(), [](const Job* j) { return j->paging == "demand"; });
   for (std::size_t i = 0; i < out.size(); ++i)
     if (auto r = out[i]->group.start_freeze(); !r)
       note(with_context(r.error(), "freezing job " + std::to_string(rec.outgoing[i])));
-  if (demand_only) thaw_incoming();
   bool all_frozen = true;
   for (std::size_t i = 0; i < out.size(); ++i)
     if (auto r = out[i]->group.wait_frozen(config_.freeze_timeout); !r) {
@@ -249,7 +248,8 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
       note(with_context(r.error(), "freezing job " + std::to_string(rec.outgoing[i])));
     }
   auto frozen_at = Clock::now();
-  rec.freeze = frozen_at - start - rec.thaw;
+  rec.freeze = frozen_at - start;
+  if (demand_only) thaw_incoming();
 
   core::ExtensionHost* ext = config_.extensions;
   if (ext && !config_.paging_extension.empty()) {
@@ -269,7 +269,7 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
         rec.paging_report += (rec.paging_report.empty() ? "" : "\n") + *r;
     }
   }
-  rec.paging = Clock::now() - frozen_at;
+  rec.paging = Clock::now() - frozen_at - rec.thaw;
   if (!demand_only) thaw_incoming();
   rec.total = Clock::now() - start;
   if (first) rec.error = first->message();

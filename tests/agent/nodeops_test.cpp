@@ -23,6 +23,7 @@
 #include "gang/dynamosd/node_agent.hpp"
 #include "gang/gangd/coordinator.hpp"
 #include "kernelside/fs.hpp"
+#include "testkit/reachable.hpp"
 #include "tests/gang/test_util.hpp"
 #include "tests/kernelside/support.hpp"
 
@@ -47,9 +48,11 @@ struct Output {
   std::string out, err;
 };
 
-// Runs `prog args` as `uid` (0: as root) in `cwd`, with extra environment `env`.
-Output run_as(const std::string& prog, std::vector<std::string> args, uid_t uid,
-              const std::string& cwd, std::vector<std::string> env = {}) {
+// Runs `prog args` as `uid` (0: as root) in `cwd`, with extra environment `env`. Another
+// user runs `prog` from where it can reach it (testkit/reachable.hpp).
+Output run_as(std::string prog, std::vector<std::string> args, uid_t uid, const std::string& cwd,
+              std::vector<std::string> env = {}) {
+  if (uid != 0) prog = dynamos::testkit::reachable(prog);
   gt::TempDir dir;
   std::string out_path = dir / "out", err_path = dir / "err";
   gid_t gid = 0;

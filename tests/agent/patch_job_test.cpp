@@ -29,6 +29,7 @@
 #include "gang/node_ops.hpp"
 #include "testkit/cluster_harness.hpp"
 #include "testkit/process.hpp"
+#include "testkit/reachable.hpp"
 #include "tests/kernelside/support.hpp"
 
 using namespace dynamos;
@@ -42,8 +43,10 @@ using remote_test::run;
 
 namespace {
 
-const std::string kCli = DYNAMOS_CLI;
-const std::string kPatch = PATCH_SO;
+// Where the test's other user can reach them too (testkit/reachable.hpp): its ranks run
+// the target, it runs the CLI, and the agent checks that it may read the patch.
+const std::string kCli = dynamos::testkit::reachable(DYNAMOS_CLI);
+const std::string kPatch = dynamos::testkit::reachable(PATCH_SO);
 constexpr uid_t kUser = 47013;  // a uid with no passwd entry, for the permission tests
 
 Secret test_secret() {
@@ -59,15 +62,19 @@ std::string tracer_of(pid_t pid) {
 }
 
 // A target rank: prints "result 14 ..." every 20 ms, "result 1014 ..." once compute()
-// is patched with kPatch. With `as_user`, it runs as kUser.
+// is patched with kPatch. With `as_user`, it runs as kUser, from where kUser can reach it
+// and its library (its RUNPATH names the build tree: the library path names the copy's).
 std::unique_ptr<Program> start_rank(const std::string& exe, bool as_user = false) {
   std::vector<std::string> args;
+  const std::string user_exe = as_user ? dynamos::testkit::reachable(exe) : exe;
   if (as_user)
     args = {"/usr/bin/setpriv",
             "--reuid=" + std::to_string(kUser),
             "--regid=" + std::to_string(kUser),
             "--clear-groups",
-            exe,
+            "/usr/bin/env",
+            "LD_LIBRARY_PATH=" + std::filesystem::path(user_exe).parent_path().string(),
+            user_exe,
             "0"};
   else
     args = {exe, "0"};  // no busy workers: the main thread calls compute() and prints

@@ -12,6 +12,7 @@
 #include "bench/compare/measure.hpp"
 #include "bench/compare/process.hpp"
 #include "bench/compare/results.hpp"
+#include "bench/compare/staging.hpp"
 #include "bench/workload/result_line.hpp"
 #include "tests/compare/report_fields.hpp"
 #include "tests/gang/test_util.hpp"
@@ -153,6 +154,74 @@ TEST(CompareConfig, ValidationAndFootprint) {
   EXPECT_EQ(footprint_per_rank(c, 512ull << 20), 192ull << 20);
   c.ranks_per_node = 1;
   EXPECT_EQ(footprint_per_rank(c, 256ull << 20), 192ull << 20);
+}
+
+// `sequential` (the jobs one after the other) is the baseline a policy list may hold.
+TEST(CompareConfig, SequentialIsAPolicyOfTheComparison) {
+  auto p = parse_policies("sequential,demand");
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(*p, (std::vector<std::string>{"sequential", "demand"}));
+  EXPECT_FALSE(parse_policies("sequential,sequential"));
+}
+
+// HPCC reads hpccinf.txt from its working directory and writes hpccoutf.txt there: each
+// job runs in a folder of its own holding the staged input, afresh every run.
+TEST(CompareStaging, EachJobGetsTheStagedInputAfreshInItsOwnFolder) {
+  TempDir tmp;
+  const std::string input = tmp / "hpccinf.txt";
+  std::ofstream(input) << "HPLinpack benchmark input file\n";
+  const fs::path folder = tmp.path() / "work" / "hpcc-a";
+  auto dir = stage_job_folder(folder, {input});
+  ASSERT_TRUE(dir) << dir.error().message();
+  EXPECT_EQ(*dir, folder.string());
+  EXPECT_EQ((fs::status(folder).permissions() & fs::perms::all), fs::perms(0755));
+  std::ifstream staged(folder / "hpccinf.txt");
+  std::string line;
+  ASSERT_TRUE(std::getline(staged, line));
+  EXPECT_EQ(line, "HPLinpack benchmark input file");
+  // An earlier run's output does not survive into the next run's folder.
+  std::ofstream(folder / "hpccoutf.txt") << "Success=1\n";
+  ASSERT_TRUE(stage_job_folder(folder, {input}));
+  EXPECT_FALSE(fs::exists(folder / "hpccoutf.txt"));
+  EXPECT_TRUE(fs::exists(folder / "hpccinf.txt"));
+  // A symlink planted as the folder is replaced, not followed.
+  const fs::path victim = tmp.path() / "victim";
+  fs::create_directory(victim);
+  std::ofstream(victim / "keep") << "x";
+  fs::remove_all(folder);
+  fs::create_directory_symlink(victim, folder);
+  ASSERT_TRUE(stage_job_folder(folder, {input}));
+  EXPECT_FALSE(fs::is_symlink(folder));
+  EXPECT_TRUE(fs::exists(victim / "keep"));
+  EXPECT_FALSE(fs::exists(victim / "hpccinf.txt"));
+  // A missing input is named.
+  auto missing = stage_job_folder(folder, {(tmp / "nope.txt")});
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message().find("nope.txt"), std::string::npos);
+}
+
+TEST(CompareStaging, PassIfReadsTheProgramsOwnVerdict) {
+  TempDir tmp;
+  EXPECT_FALSE(check_pass_if(tmp.path().string(), "hpccoutf.txt:^Success=1$"));  // no file
+  std::ofstream(tmp / "hpccoutf.txt") << "Begin of Summary section.\nSuccess=0\n";
+  auto failed = check_pass_if(tmp.path().string(), "hpccoutf.txt:^Success=1$");
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message().find("no line matching"), std::string::npos);
+  std::ofstream(tmp / "hpccoutf.txt") << "Begin of Summary section.\nSuccess=1\n";
+  EXPECT_TRUE(check_pass_if(tmp.path().string(), "hpccoutf.txt:^Success=1$"));
+  // Bad specs are refused when the options are checked, naming what is wrong.
+  EXPECT_FALSE(parse_pass_if("Success=1"));
+  EXPECT_FALSE(parse_pass_if("../x:y"));
+  EXPECT_FALSE(parse_pass_if("f:(unclosed"));
+  CompareConfig c;
+  c.workloads = *parse_workloads({"cmd:/usr/bin/hpcc"});
+  c.stage = {tmp / "absent.txt"};
+  auto v = validate(c, 2);
+  ASSERT_FALSE(v);
+  EXPECT_NE(v.error().message().find("absent.txt"), std::string::npos);
+  c.stage = {tmp / "hpccoutf.txt"};
+  c.pass_if = "hpccoutf.txt:^Success=1$";
+  EXPECT_TRUE(validate(c, 2));
 }
 
 // Samples of a job every 0.5 s: frozen, running (work +100 a sample), frozen again.

@@ -15,6 +15,7 @@
 #include "core/remote_state.hpp"
 #include "core/symbols.hpp"
 #include "testkit/process.hpp"
+#include "testkit/reachable.hpp"
 
 using namespace remote_test;
 using namespace dynamos;
@@ -235,8 +236,10 @@ TEST(RemoteRefusals, AnotherUsersProcessIsNotPermitted) {
   } cleanup;
   Program t({TARGET_PIE, "2"});
   ASSERT_TRUE(t.wait_for("result 14 "));
-  auto o = run(
-      {"runuser", "-u", user, "--", kCli, "patch", pid_of(t), "--replace", "compute=" + kPatch});
+  // The user runs the CLI from where it can reach it (testkit/reachable.hpp): refused for
+  // the target's owner, not for the path.
+  auto o = run({"runuser", "-u", user, "--", dynamos::testkit::reachable(kCli), "patch", pid_of(t),
+                "--replace", "compute=" + dynamos::testkit::reachable(kPatch)});
   EXPECT_NE(o.status, 0);
   EXPECT_NE(o.err.find("not permitted"), std::string::npos) << o.err;
   EXPECT_RUNS_ON(t);
