@@ -6,7 +6,7 @@
 #
 #   slurm-testbed.sh up --nodes N [--cpus-per-node C] [--mem-per-node MB]
 #                       [--partition-opts 'KEY=VALUE ...'] [--gang [--timeslice S]]
-#                       [--timeout S]
+#                       [--spank PLUGIN] [--timeout S]
 #       builds the cluster, waits until every node is idle; the last line printed is
 #       SLURM_CONF=PATH. STATE/env.sh also sets Open MPI's TCP interfaces to the subnet.
 #   slurm-testbed.sh down      stops everything it started, removes namespaces, veths,
@@ -15,6 +15,8 @@
 #
 # --gang turns on Slurm's own gang scheduler (PreemptMode=GANG, OverSubscribe=FORCE:2,
 # SchedulerTimeSlice=S, default 30, minimum 5); without it the partition is plain.
+# --spank PLUGIN installs a SPANK plugin (dynamos_spank.so) through STATE/plugstack.conf;
+# its job records go to STATE/spank (where dynamosd --follow slurm --follow-dir reads).
 # Environment: DYNAMOS_SLURM_TESTBED_DIR (state dir, default /run/dynamos-slurm-testbed),
 # DYNAMOS_SLURM_TESTBED_SUBNET (first three octets, default 10.199.77; the bridge is .1,
 # node K is .(10+K); the subnet exists only on the bridge and inside the namespaces).
@@ -152,8 +154,8 @@ install_packages() {
 }
 
 # --- up ---------------------------------------------------------------------------------
-write_conf() { # nodes cpus mem partition_opts gang timeslice
-  local nodes="$1" cpus="$2" mem="$3" popts="$4" gang="$5" slice="$6" k
+write_conf() { # nodes cpus mem partition_opts gang timeslice spank_plugin
+  local nodes="$1" cpus="$2" mem="$3" popts="$4" gang="$5" slice="$6" spank="$7" k
   local host
   host="$(hostname -s)"
   {
@@ -195,6 +197,7 @@ write_conf() { # nodes cpus mem partition_opts gang timeslice
     echo "MinJobAge=30"
     echo "MailProg=/bin/true"
     echo "InactiveLimit=0"
+    [[ -n "$spank" ]] && echo "PlugStackConfig=$state/plugstack.conf"
     if ((gang)); then
       echo "PreemptMode=GANG"
       echo "SchedulerTimeSlice=$slice"
@@ -209,6 +212,9 @@ write_conf() { # nodes cpus mem partition_opts gang timeslice
     [[ -n "$popts" ]] && part+=" $popts"
     echo "$part"
   } >"$state/slurm.conf"
+  if [[ -n "$spank" ]]; then
+    echo "required $spank dir=$state/spank" >"$state/plugstack.conf"
+  fi
   # cgroup.conf is read from beside slurm.conf; nothing is constrained or mounted
   {
     echo "CgroupAutomount=no"
@@ -276,7 +282,7 @@ show_failure() { # what
 }
 
 up() {
-  local cpus=2 mem=1024 popts="" gang=0 slice=30 timeout=60
+  local cpus=2 mem=1024 popts="" gang=0 slice=30 timeout=60 spank=""
   nodes=""
   while (($#)); do
     case "$1" in
@@ -286,6 +292,7 @@ up() {
       --partition-opts) popts="${2?--partition-opts 'KEY=VALUE ...'}"; shift 2 ;;
       --gang) gang=1; shift ;;
       --timeslice) slice="${2:?--timeslice S}"; shift 2 ;;
+      --spank) spank="${2:?--spank PLUGIN}"; shift 2 ;;
       --timeout) timeout="${2:?--timeout S}"; shift 2 ;;
       -h | --help) usage; exit 0 ;;
       *) die "up: unknown option '$1' (try --help)" ;;
@@ -295,6 +302,7 @@ up() {
   [[ "$cpus" =~ ^[0-9]+$ ]] && ((cpus >= 1)) || die "up: --cpus-per-node must be a positive number"
   [[ "$mem" =~ ^[0-9]+$ ]] && ((mem >= 1)) || die "up: --mem-per-node must be megabytes"
   [[ "$slice" =~ ^[0-9]+$ ]] && ((slice >= 5)) || die "up: --timeslice is seconds, at least 5"
+  [[ -z "$spank" || ("$spank" == /* && -f "$spank") ]] || die "up: --spank needs the plugin's absolute path (got '$spank')"
   [[ "$subnet" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "DYNAMOS_SLURM_TESTBED_SUBNET must be three octets (e.g. 10.199.77)"
   need_root
   t0=$EPOCHREALTIME
@@ -354,7 +362,7 @@ up() {
     done
   done
 
-  write_conf "$nodes" "$cpus" "$mem" "$popts" "$gang" "$slice"
+  write_conf "$nodes" "$cpus" "$mem" "$popts" "$gang" "$slice" "$spank"
 
   setpriv --reuid=munge --regid=munge --clear-groups -- munged --foreground \
     --socket="$state/munge-run/munge.socket" --key-file="$state/munge/munge.key" \

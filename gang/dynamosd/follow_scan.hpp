@@ -1,0 +1,68 @@
+// What dynamosd in follow mode (`--follow slurm`, follow_slurm.hpp) reads: the job
+// records dynamos_spank.so writes (gang/slurm/spank/), and the processes of each
+// Slurm job on this node, found from its slurmstepd processes.
+//
+// Everything here is read as root from places a user may influence, so each read is
+// checked: a record must be a regular file owned by root and writable by nobody else,
+// in a root-owned directory writable by nobody else, opened with O_NOFOLLOW, at most
+// 4 KiB, with known keys and a job id that matches its name; a slurmstepd counts only
+// when /proc/PID/exe is the slurmstepd program and the process runs as root (a user's
+// process that calls itself "slurmstepd: [42.0]" is not one).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.hpp"
+
+namespace dynamos::gang::follow {
+
+// A job's choice, as the SPANK plugin recorded it.
+struct JobRecord {
+  std::uint64_t job = 0;
+  std::uint32_t uid = 0;
+  std::string paging = "demand";  // demand, selective, aggressive, adaptive
+  bool guest = false;
+};
+
+// "job=42\nuid=1000\npaging=adaptive\nguest=0\n" named `name` ("42").
+Result<JobRecord> parse_record(std::string_view name, std::string_view text);
+
+// Every record in `dir` (names that are not job ids are skipped). A bad record is
+// reported in `bad` (name -> why) and left out; an unusable directory is an error.
+// A directory that does not exist yet gives no records.
+Result<std::map<std::uint64_t, JobRecord>> read_records(
+    const std::string& dir, std::map<std::string, std::string>* bad = nullptr);
+
+// "slurmstepd: [42.0]" or "slurmstepd: [42.batch]" (the cmdline, NULs as spaces) -> 42.
+std::optional<std::uint64_t> parse_stepd_cmdline(std::string_view cmdline);
+
+// One process of /proc: its parent and state (the letter of /proc/PID/stat).
+struct ProcEntry {
+  pid_t ppid = 0;
+  char state = '?';
+};
+
+// The Slurm jobs of this node and their processes (every descendant of the job's
+// slurmstepd processes, which themselves are left out), from one walk of /proc.
+// `slurmstepd` is the program a slurmstepd must run (/proc/PID/exe).
+struct JobProcesses {
+  std::map<std::uint64_t, std::vector<pid_t>> jobs;
+  std::size_t processes_seen = 0;
+};
+JobProcesses scan_jobs(const std::string& slurmstepd);
+
+// Whether the processes are all stopped (state T) by a signal: what Slurm's suspend
+// (SIGTSTP, then SIGSTOP) does to a job without cgroups. Zombies and processes that
+// have gone do not count; with no live process the answer is "not suspended".
+// `live` gets the number of live processes.
+bool all_stopped(const std::vector<pid_t>& pids, std::size_t* live = nullptr);
+
+}  // namespace dynamos::gang::follow

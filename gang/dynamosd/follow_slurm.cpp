@@ -1,0 +1,302 @@
+#include "gang/dynamosd/follow_slurm.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "base/log.hpp"
+#include "base/units.hpp"
+#include "gang/daemon_options.hpp"
+#include "gang/dynamosd/follow_scan.hpp"
+#include "kernelside/fs.hpp"
+#include "kernelside/sched.hpp"
+
+namespace po = boost::program_options;
+
+namespace dynamos::gang::follow {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using kernelside::UniqueFd;
+
+struct Options {
+  std::string dir, log_path, slurmstepd;
+  std::chrono::nanoseconds poll{}, rescan{}, tick{};
+};
+
+double ms(Clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Sleeps for `d` unless stop is requested first.
+void nap(std::stop_token stop, std::chrono::nanoseconds d) {
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock l(m);
+  cv.wait_for(l, stop, d, [] { return false; });
+}
+
+struct Followed {
+  JobRecord record;  // paging "demand" when the job gave no option
+  bool has_record = false;
+  std::vector<pid_t> pids;
+  bool suspended = false;
+  std::set<pid_t> idle;  // guest processes already at SCHED_IDLE
+};
+
+class Follower {
+ public:
+  Follower(Options o, core::ExtensionHost* host, std::string paging)
+      : o_(std::move(o)), host_(host), paging_(std::move(paging)) {}
+
+  Result<void> open_log() {
+    log_ = UniqueFd(
+        ::open(o_.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (log_.get() < 0) return fail_errno("--follow-log " + o_.log_path);
+    return {};
+  }
+
+  void poll_loop(std::stop_token stop) {
+    auto next_rescan = Clock::now();
+    last_poll_ = Clock::now();
+    while (!stop.stop_requested()) {
+      if (Clock::now() >= next_rescan) {
+        rescan();
+        next_rescan = Clock::now() + o_.rescan;
+      }
+      poll();
+      nap(stop, o_.poll);
+    }
+  }
+
+  void tick_loop(std::stop_token stop) {
+    std::string last_error;
+    while (!stop.stop_requested()) {
+      nap(stop, o_.tick);
+      std::vector<core::Subject> running;
+      {
+        std::lock_guard l(mu_);
+        for (auto& [id, j] : jobs_)
+          if (!j.suspended) running.push_back(subject(id, j));
+      }
+      for (const auto& s : running)
+        if (auto r = host_->tick(paging_, s); !r && r.error().message() != last_error) {
+          last_error = r.error().message();
+          log::warning("paging tick of Slurm job " + std::to_string(s.id) + ": " + last_error);
+        }
+    }
+  }
+
+ private:
+  core::Subject subject(std::uint64_t id, const Followed& j) const {
+    core::Subject s;
+    s.kind = DYNAMOS_SUBJECT_JOB;
+    s.id = id;
+    s.name = "slurm-" + std::to_string(id);
+    s.pids.assign(j.pids.begin(), j.pids.end());
+    s.policy = j.record.paging;
+    return s;
+  }
+
+  // The jobs of this node now, their records, guest priority; ended jobs go.
+  void rescan() {
+    std::map<std::string, std::string> bad;
+    auto records = read_records(o_.dir, &bad);
+    if (!records && records.error().message() != records_error_) {
+      records_error_ = records.error().message();
+      log::warning(records_error_ + " (jobs follow with demand paging)");
+    }
+    for (const auto& [name, why] : bad)
+      if (reported_bad_.insert(name + why).second)
+        log::warning("job record " + o_.dir + "/" + name + " ignored: " + why);
+    auto scan = scan_jobs(o_.slurmstepd);
+    std::lock_guard l(mu_);
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      if (scan.jobs.count(it->first)) {
+        ++it;
+        continue;
+      }
+      event(it->first, it->second, "end", Clock::duration{});
+      it = jobs_.erase(it);
+    }
+    for (auto& [id, pids] : scan.jobs) {
+      auto [it, fresh] = jobs_.try_emplace(id);
+      Followed& j = it->second;
+      j.pids = std::move(pids);
+      if (records)
+        if (auto r = records->find(id); r != records->end()) {
+          if (!j.has_record || fresh)
+            log::info("Slurm job " + std::to_string(id) + ": paging " + r->second.paging +
+                      (r->second.guest ? ", guest" : ""));
+          j.record = r->second;
+          j.has_record = true;
+        }
+      if (fresh && !started_) adopt(id, j);
+      if (j.record.guest) make_idle(id, j);
+    }
+    started_ = true;
+  }
+
+  // A job found at dynamosd's start: suspended ones get their working set recorded.
+  void adopt(std::uint64_t id, Followed& j) {
+    std::size_t live = 0;
+    if (!all_stopped(j.pids, &live)) return;
+    j.suspended = true;
+    event(id, j, "adopt-suspended", Clock::duration{});
+  }
+
+  void make_idle(std::uint64_t id, Followed& j) {
+    for (pid_t p : j.pids) {
+      if (j.idle.count(p)) continue;
+      auto r = kernelside::set_process_policy(p, kernelside::Policy::idle);
+      if (r)
+        j.idle.insert(p);
+      else if (r.error().code != Errc::not_found)
+        log::warning("guest Slurm job " + std::to_string(id) + ": " + r.error().message());
+    }
+  }
+
+  // The state of every job's processes: suspends first, then resumes (the resumed
+  // job's switch_in pages out the job suspended in the same time slice).
+  void poll() {
+    auto t0 = Clock::now();
+    std::lock_guard l(mu_);
+    std::vector<std::uint64_t> suspended, resumed;
+    for (auto& [id, j] : jobs_) {
+      bool now = all_stopped(j.pids);
+      if (now && !j.suspended) suspended.push_back(id);
+      if (!now && j.suspended) resumed.push_back(id);
+    }
+    auto window = Clock::now() - last_poll_;
+    poll_cost_ = Clock::now() - t0;
+    for (auto id : suspended) {
+      jobs_[id].suspended = true;
+      event(id, jobs_[id], "suspend", window);
+    }
+    for (auto id : resumed) {
+      jobs_[id].suspended = false;
+      event(id, jobs_[id], "resume", window);
+    }
+    last_poll_ = Clock::now();
+  }
+
+  // Runs the paging extension for one event and writes its record.
+  void event(std::uint64_t id, Followed& j, const char* what, Clock::duration window) {
+    nlohmann::ordered_json rec{{"time", unix_now()},      {"job", id},
+                               {"event", what},           {"policy", j.record.paging},
+                               {"guest", j.record.guest}, {"processes", j.pids.size()},
+                               {"detect_ms", ms(window)}, {"poll_ms", ms(poll_cost_)}};
+    std::string error;
+    nlohmann::json report;
+    auto t0 = Clock::now();
+    if (host_ && !paging_.empty()) {
+      auto s = subject(id, j);
+      std::string_view w = what;
+      Result<std::string> r = w == "resume" ? host_->switch_in(paging_, s)
+                              : w == "end"  ? host_->detach(paging_, s)
+                                            : host_->switch_out(paging_, s);
+      if (!r)
+        error = r.error().message();
+      else if (!r->empty())
+        report = nlohmann::json::parse(*r, nullptr, false);
+    }
+    rec["hook_ms"] = ms(Clock::now() - t0);
+    rec["paging"] = report.is_discarded() ? nlohmann::json() : report;
+    rec["error"] = error;
+    if (!error.empty()) log::warning("Slurm job " + std::to_string(id) + " " + what + ": " + error);
+    log::info("Slurm job " + std::to_string(id) + " " + what + " (detected within " +
+              std::to_string(ms(window)) + " ms)");
+    std::string line = rec.dump() + "\n";
+    if (::write(log_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+      log::warning("--follow-log " + o_.log_path + ": short write");
+  }
+
+  Options o_;
+  core::ExtensionHost* host_;
+  std::string paging_;
+  UniqueFd log_;
+  std::mutex mu_;
+  std::map<std::uint64_t, Followed> jobs_;
+  bool started_ = false;
+  Clock::time_point last_poll_;
+  Clock::duration poll_cost_{};
+  std::string records_error_;
+  std::set<std::string> reported_bad_;
+};
+
+Result<Options> options_of(const po::variables_map& vm) {
+  Options o;
+  if (auto mode = vm["follow"].as<std::string>(); mode != "slurm")
+    return fail(Errc::invalid_argument, "--follow: unknown scheduler '" + mode + "' (slurm)");
+  o.dir = vm["follow-dir"].as<std::string>();
+  o.log_path = vm["follow-log"].as<std::string>();
+  o.slurmstepd = vm["slurmstepd"].as<std::string>();
+  for (auto [name, out] : {std::pair{"follow-poll", &o.poll}, std::pair{"follow-rescan", &o.rescan},
+                           std::pair{"tick", &o.tick}}) {
+    auto d = duration_option(vm, name);
+    if (!d) return std::unexpected(d.error());
+    if (d->count() <= 0)
+      return fail(Errc::invalid_argument, std::string("--") + name + " must be positive");
+    *out = *d;
+  }
+  return o;
+}
+
+}  // namespace
+
+void add_options(po::options_description& opts) {
+  // clang-format off
+  opts.add_options()
+      ("follow", po::value<std::string>(),
+       "slurm: follow Slurm's own suspends and resumes of the jobs on this node and page "
+       "at them (no gangd; --node and --secret are not needed)")
+      ("follow-dir", po::value<std::string>()->default_value("/run/dynamos/slurm"),
+       "where dynamos_spank.so writes the jobs' choices (its plugstack.conf dir=)")
+      ("follow-log", po::value<std::string>()->default_value("/run/dynamos/follow-slurm.jsonl"),
+       "switch records, one JSON line each")
+      ("follow-poll", po::value<std::string>()->default_value("10ms"),
+       "how often the jobs' process states are read")
+      ("follow-rescan", po::value<std::string>()->default_value("250ms"),
+       "how often the jobs, their processes and records are looked up")
+      ("slurmstepd", po::value<std::string>()->default_value("/usr/sbin/slurmstepd"),
+       "the slurmstepd program (a job's processes are its descendants)");
+  // clang-format on
+}
+
+int run(const po::variables_map& vm, core::ExtensionHost* host, const std::string& paging) {
+  auto o = options_of(vm);
+  if (!o) return daemon_error("dynamosd", o.error().message());
+  Follower f(*o, host, paging);
+  if (auto r = f.open_log(); !r) return daemon_error("dynamosd", r.error().message());
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // the threads inherit it; sigwait below
+  log::notice("following Slurm: records " + o->dir + ", switch log " + o->log_path +
+              (paging.empty() ? ", no paging extension" : ", paging extension " + paging));
+  std::jthread poller([&f](std::stop_token s) { f.poll_loop(s); });
+  std::jthread ticker;
+  if (host && !paging.empty()) ticker = std::jthread([&f](std::stop_token s) { f.tick_loop(s); });
+  int sig = 0;
+  sigwait(&set, &sig);
+  log::notice("signal " + std::to_string(sig) + ", stopping (no job is stopped by dynamosd)");
+  return 0;  // the jthreads stop and join here
+}
+
+}  // namespace dynamos::gang::follow
