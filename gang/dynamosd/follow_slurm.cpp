@@ -1,6 +1,7 @@
 #include "gang/dynamosd/follow_slurm.hpp"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -9,8 +10,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -32,7 +35,7 @@ using kernelside::UniqueFd;
 
 struct Options {
   std::string dir, log_path, slurmstepd;
-  std::chrono::nanoseconds poll{}, rescan{}, tick{};
+  std::chrono::nanoseconds poll{}, rescan{}, tick{}, settle{};
 };
 
 double ms(Clock::duration d) {
@@ -56,6 +59,8 @@ struct Followed {
   bool has_record = false;
   std::vector<pid_t> pids;
   bool suspended = false;
+  std::optional<Clock::time_point> resumed_at;  // running again, resume not yet handled
+  Clock::duration resume_window{};
   std::set<pid_t> idle;  // guest processes already at SCHED_IDLE
 };
 
@@ -171,16 +176,25 @@ class Follower {
     }
   }
 
-  // The state of every job's processes: suspends first, then resumes (the resumed
-  // job's switch_in pages out the job suspended in the same time slice).
+  // The state of every job's processes. Suspends are handled at once; a resume waits
+  // (at most --follow-settle) until no other job runs, because Slurm may resume the
+  // incoming job a poll or two before the outgoing one stops, and the incoming job's
+  // switch_in pages out the job suspended in the same time slice.
   void poll() {
     auto t0 = Clock::now();
     std::lock_guard l(mu_);
-    std::vector<std::uint64_t> suspended, resumed;
+    std::vector<std::uint64_t> suspended;
     for (auto& [id, j] : jobs_) {
       bool now = all_stopped(j.pids);
-      if (now && !j.suspended) suspended.push_back(id);
-      if (!now && j.suspended) resumed.push_back(id);
+      if (now && j.resumed_at) {
+        j.resumed_at.reset();  // stopped again before its resume was handled
+      } else if (now && !j.suspended) {
+        suspended.push_back(id);
+      } else if (!now && j.suspended) {
+        j.suspended = false;
+        j.resumed_at = Clock::now();
+        j.resume_window = Clock::now() - last_poll_;
+      }
     }
     auto window = Clock::now() - last_poll_;
     poll_cost_ = Clock::now() - t0;
@@ -188,10 +202,17 @@ class Follower {
       jobs_[id].suspended = true;
       event(id, jobs_[id], "suspend", window);
     }
-    for (auto id : resumed) {
-      jobs_[id].suspended = false;
-      event(id, jobs_[id], "resume", window);
+    for (auto& [id, j] : jobs_) {
+      if (!j.resumed_at) continue;
+      bool others_run = false;
+      for (const auto& [other, o] : jobs_)
+        others_run |= other != id && !o.suspended && !o.resumed_at;
+      settle_ = Clock::now() - *j.resumed_at;
+      if (others_run && settle_ < o_.settle) continue;
+      j.resumed_at.reset();
+      event(id, j, "resume", j.resume_window);
     }
+    settle_ = {};
     last_poll_ = Clock::now();
   }
 
@@ -235,6 +256,7 @@ class Follower {
   bool started_ = false;
   Clock::time_point last_poll_;
   Clock::duration poll_cost_{};
+  Clock::duration settle_{};  // how long the resume being handled waited
   std::string records_error_;
   std::set<std::string> reported_bad_;
 };
@@ -245,9 +267,14 @@ Result<Options> options_of(const po::variables_map& vm) {
     return fail(Errc::invalid_argument, "--follow: unknown scheduler '" + mode + "' (slurm)");
   o.dir = vm["follow-dir"].as<std::string>();
   o.log_path = vm["follow-log"].as<std::string>();
-  o.slurmstepd = vm["slurmstepd"].as<std::string>();
+  // /proc/PID/exe names the file itself (Debian: /usr/sbin/slurmstepd-wlm, through the
+  // alternatives' symlinks)
+  auto stepd = vm["slurmstepd"].as<std::string>();
+  char real[PATH_MAX];
+  if (!::realpath(stepd.c_str(), real)) return fail_errno("--slurmstepd " + stepd);
+  o.slurmstepd = real;
   for (auto [name, out] : {std::pair{"follow-poll", &o.poll}, std::pair{"follow-rescan", &o.rescan},
-                           std::pair{"tick", &o.tick}}) {
+                           std::pair{"tick", &o.tick}, std::pair{"follow-settle", &o.settle}}) {
     auto d = duration_option(vm, name);
     if (!d) return std::unexpected(d.error());
     if (d->count() <= 0)
@@ -271,6 +298,8 @@ void add_options(po::options_description& opts) {
        "switch records, one JSON line each")
       ("follow-poll", po::value<std::string>()->default_value("10ms"),
        "how often the jobs' process states are read")
+      ("follow-settle", po::value<std::string>()->default_value("100ms"),
+       "how long a resume waits for the job Slurm suspends in the same time slice")
       ("follow-rescan", po::value<std::string>()->default_value("250ms"),
        "how often the jobs, their processes and records are looked up")
       ("slurmstepd", po::value<std::string>()->default_value("/usr/sbin/slurmstepd"),

@@ -11,14 +11,17 @@
 //     SIGTSTP/SIGSTOP): the job was suspended -> the paging extension's switch_out
 //     (records its working set). Running again: resumed -> switch_in with the job's
 //     policy (page-out of the suspended job as far as the policy says, prefetch of
-//     the resumed one's working set)
+//     the resumed one's working set). Slurm may resume the incoming job a poll before
+//     the outgoing one stops: a resume waits (--follow-settle, 100 ms at most) until no
+//     other job runs, so that its switch_in knows the outgoing job
 //   every --tick (100 ms, its own thread): the extension's tick on the running jobs
 //     (background write-out of the suspended job's dirty pages, working-set samples)
 //
 // Each switch is a JSON line in --follow-log: time (Unix seconds), job, event
 // (suspend, resume, adopt-suspended, end), policy, processes, detect_ms (the time since
 // the last poll that still saw the old state: the detection latency is at most this),
-// hook_ms (the extension's call), paging (its report), error.
+// poll_ms (the cost of that poll), settle_ms (how long a resume waited for the outgoing
+// job), hook_ms (the extension's call), paging (its report), error.
 //
 // dynamosd never stops or freezes a Slurm job, so whatever happens to it no job stays
 // stopped that Slurm resumed. Restarted, it adopts every job where it is: a job found

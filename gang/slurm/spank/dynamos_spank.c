@@ -152,8 +152,20 @@ static int write_record(uint32_t job, uint32_t uid) {
   int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) {
     int e = errno;
+    struct stat st;
+    if (e == EEXIST && fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_uid == 0) {
+      close(dir);
+      return 0;  // an earlier step of this job wrote it
+    }
     close(dir);
-    if (e == EEXIST) return 0;  // an earlier step of this job wrote it
+    if (e == EEXIST) {  // not ours: left alone (dynamosd ignores it), the job runs
+      slurm_error(
+          "dynamos: %s/%s exists and is not a record of this plugin; job %u is not "
+          "followed",
+          record_dir, name, job);
+      return 0;
+    }
     slurm_error("dynamos: cannot create %s/%s: %s", record_dir, name, strerror(e));
     return -1;
   }
