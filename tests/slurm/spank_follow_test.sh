@@ -5,11 +5,13 @@
 # and dynamos_spank.so in its plugstack.conf:
 # - srun --help and sbatch --help list --dynamos-paging and --dynamos-guest; a bad value
 #   is refused by srun and by sbatch, naming the value and the choices
-# - dynamosd --follow slurm (paging extension loaded) finds both jobs with the policies
-#   they were submitted with, writes switch records at Slurm's suspend and resume of the
-#   adaptive job, detected within two polls; the guest job's processes run SCHED_IDLE
-# - dynamosd restarted while that job is suspended adopts it (adopt-suspended) and
-#   records its next resume; the job runs after Slurm resumes it (no process stopped)
+# - dynamosd --follow slurm (paging extension loaded, swap on zram) follows a job
+#   submitted --dynamos-paging=adaptive and a --dynamos-paging=aggressive --dynamos-guest
+#   job (48 MiB each): the records reach it; dynamosd is restarted while Slurm holds the
+#   second job suspended and adopts it; then the switch records at Slurm's next suspend
+#   and resumes show the policies at work: the aggressive job's resume pages the adaptive
+#   job out, the adaptive job's resume prefetches its working set; each job runs again
+#   once Slurm resumed it; every detection within 100 ms; the guest runs SCHED_IDLE
 # - hostile input: a record symlinked elsewhere, a record writable by others and a fake
 #   "slurmstepd" (a copy of sleep named so) are ignored; the symlink's target is untouched
 # Not root: skip (77), or fail under CI=true.
@@ -32,12 +34,14 @@ for f in "$bin/dynamosd" "$lib/dynamos_spank.so" "$lib/libdynamos_ext_paging.so"
 done
 
 scratch="$(mktemp -d)"
+zram="$(dirname "$testbed")/zram-swap.sh"
 dpid=""
 fake=""
 cleanup() {
   [[ -n "$dpid" ]] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null
   [[ -n "$fake" ]] && kill "$fake" 2>/dev/null
   "$testbed" down >/dev/null 2>&1
+  "$zram" down --holder $$ >/dev/null 2>&1
   rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -49,6 +53,9 @@ check "up --gang --spank exits 0" test "$rc" -eq 0
 ((rc == 0)) || { echo "$out"; finish; }
 # shellcheck source=/dev/null
 source "$state/env.sh"
+# swap, so that page-out and prefetch have somewhere to go (removed again at the end)
+"$zram" up --size 512M --holder $$ >/dev/null
+check "swap is active" test -n "$(swapon --noheadings --show)"
 records="$state/spank"
 swlog="$scratch/switches.jsonl"
 
@@ -92,8 +99,16 @@ echo "$c"
 check "job 1 runs although its record's name is taken by a symlink (exit $rc)" test "$rc" -eq 0
 check "the plugin says (slurmd's log) it leaves job 1 unfollowed" grep -q \
   "$records/1 exists and is not a record of this plugin; job 1 is not followed" "$state/logs/slurmd-n1.log"
-a="$(sbatch --parsable --dynamos-paging=adaptive -n 1 --wrap 'while :; do :; done')"
-b="$(sbatch --parsable --dynamos-paging=demand --dynamos-guest -n 1 --wrap 'while :; do :; done')"
+# two jobs touching 48 MiB each in a loop; one CPU, so Slurm time-slices them
+cat >"$scratch/touch.py" <<'PY'
+b = bytearray(48 << 20)
+while True:
+    for i in range(0, len(b), 4096):
+        b[i] = (b[i] + 1) & 255
+PY
+a="$(sbatch --parsable --dynamos-paging=adaptive -n 1 --wrap "exec python3 $scratch/touch.py")"
+b="$(sbatch --parsable --dynamos-paging=aggressive --dynamos-guest -n 1 \
+  --wrap "exec python3 $scratch/touch.py")"
 check "jobs $a and $b submitted" test -n "$a" -a -n "$b"
 
 # wait_for SECONDS DESCRIPTION COMMAND...: polls every 0.1 s
@@ -107,35 +122,57 @@ wait_for() {
   check "$what" true
 }
 has_event() { grep -q "\"job\":$1,\"event\":\"$2\"" "$swlog" 2>/dev/null; }
-count_event() { grep -c "\"job\":$1,\"event\":\"$2\"" "$swlog" 2>/dev/null; }
+event_line() { grep "\"job\":$1,\"event\":\"$2\"" "$swlog" | tail -1; }
+# a job's processes (its slurmstepd's descendants): "pid state" lines
+job_procs() {
+  local stepd
+  stepd="$(pgrep -f "^slurmstepd: \[$1\.batch\]")" || return
+  ps -eo pid=,ppid=,stat= | awk -v root="$stepd" '
+    {pid[NR] = $1; ppid[NR] = $2; st[NR] = substr($3, 1, 1)}
+    END {in_job[root] = 1
+         do {more = 0; for (i = 1; i <= NR; i++) if (in_job[ppid[i]] && !in_job[pid[i]]) {in_job[pid[i]] = 1; more = 1}} while (more)
+         for (i = 1; i <= NR; i++) if (in_job[pid[i]] && pid[i] != root) print pid[i], st[i]}'
+}
+job_states() { job_procs "$1" | awk '{printf "%s ", $2}'; }
+runs() { local s; s="$(job_states "$1")"; [[ -n "$s" && "$s" != *T* ]]; }
 
 wait_for 10 "the record of job $a says paging=adaptive" grep -qsx 'paging=adaptive' "$records/$a"
 wait_for 10 "the record of job $b says guest=1" grep -qsx 'guest=1' "$records/$b"
 check "the symlinked record's target is untouched" test "$(cat "$scratch/victim")" == precious
-wait_for 25 "job $a has a suspend record (Slurm's gang scheduler stopped it)" has_event "$a" suspend
-grep "\"job\":$a,\"event\":\"suspend\"" "$swlog" | head -1
-check "its record carries policy adaptive and the extension's working set" grep -q \
-  "\"job\":$a,\"event\":\"suspend\",\"policy\":\"adaptive\".*\"ws_pages\":" "$swlog"
-# restart while job $a is suspended
+
+# Slurm suspends the second job first: restart dynamosd while it is suspended
+wait_for 20 "job $b has a suspend record (Slurm's gang scheduler stopped it)" has_event "$b" suspend
 kill "$dpid" && wait "$dpid"
 check "dynamosd stops on SIGTERM with exit 0" test $? -eq 0
-check "job $a is still suspended by Slurm" test "$(squeue -h -j "$a" -o %t)" == S
+dpid=""
+check "job $b is still suspended by Slurm" test "$(squeue -h -j "$b" -o %t)" == S
 start_dynamosd "$scratch/d2.log"
-wait_for 5 "the restarted dynamosd adopts the suspended job $a" has_event "$a" adopt-suspended
-wait_for 12 "job $a has a resume record after the restart" has_event "$a" resume
-check "the resume pages with policy adaptive (the extension's switch record)" grep -q \
-  "\"job\":$a,\"event\":\"resume\",\"policy\":\"adaptive\".*\"paging\":{.*\"policy\":\"adaptive\"" "$swlog"
-check "the restarted dynamosd knows job $b as a guest" grep -q "Slurm job $b: paging demand, guest" "$scratch/d2.log"
+wait_for 5 "the restarted dynamosd adopts the suspended job $b" has_event "$b" adopt-suspended
+check "the restarted dynamosd knows job $b's choice" grep -q "Slurm job $b: paging aggressive, guest" \
+  "$scratch/d2.log"
 
-stepd="$(pgrep -f "^slurmstepd: \[$a\.batch\]")"
-task="$(pgrep -P "$stepd" | head -1)"
-sleep 0.3
-check "job $a runs after Slurm resumed it (state $(awk '{print $3}' "/proc/$task/stat"))" \
-  test "$(awk '{print $3}' "/proc/$task/stat")" != T
-bstep="$(pgrep -f "^slurmstepd: \[$b\.batch\]")"
-btask="$(pgrep -P "$bstep" | head -1)"
+# next slice: job $a suspended, job $b resumed and paged with aggressive (all of $a out)
+wait_for 12 "job $a has a suspend record with its working set" has_event "$a" suspend
+event_line "$a" suspend
+check "the suspend record says adaptive and carries the extension's working set" grep -q \
+  "\"job\":$a,\"event\":\"suspend\",\"policy\":\"adaptive\".*\"ws_pages\":" "$swlog"
+wait_for 3 "job $b has a resume record" has_event "$b" resume
+event_line "$b" resume
+check "job $b's resume paged job $a out (aggressive, pages_out > 0)" awk -v l="$(event_line "$b" resume)" \
+  'BEGIN {exit !(l ~ /"policy":"aggressive"/ && l ~ /"out_job":'"$a"',/ && match(l, /"pages_out":[1-9]/))}'
+wait_for 3 "job $b runs after Slurm resumed it (no process stopped)" runs "$b"
+
+# next slice: job $a resumed and paged with adaptive (its working set prefetched)
+wait_for 12 "job $a has a resume record" has_event "$a" resume
+event_line "$a" resume
+check "job $a's resume prefetched its working set (adaptive, pages_in > 0)" awk -v l="$(event_line "$a" resume)" \
+  'BEGIN {exit !(l ~ /"paging":\{.*"policy":"adaptive"/ && match(l, /"pages_in":[1-9]/))}'
+wait_for 3 "job $a runs after Slurm resumed it (no process stopped)" runs "$a"
+
+btask="$(job_procs "$b" | awk 'NR == 1 {print $1}')"
+atask="$(job_procs "$a" | awk 'NR == 1 {print $1}')"
 check "guest job $b's task runs SCHED_IDLE" grep -q 'SCHED_IDLE' <(chrt -p "$btask")
-check "job $a's task keeps SCHED_OTHER" grep -q 'SCHED_OTHER' <(chrt -p "$task")
+check "job $a's task keeps SCHED_OTHER" grep -q 'SCHED_OTHER' <(chrt -p "$atask")
 
 # detection: at most two polls (10 ms each) plus scheduling delay on a loaded machine
 worst="$(grep -E "\"event\":\"(suspend|resume)\"" "$swlog" | sed -E 's/.*"detect_ms":([0-9.]+).*/\1/' |
