@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -216,33 +217,66 @@ class Follower {
     last_poll_ = Clock::now();
   }
 
-  // Runs the paging extension for one event and writes its record.
+  // Queues one event for the hook thread: the poll thread never waits for paging.
   void event(std::uint64_t id, Followed& j, const char* what, Clock::duration window) {
-    nlohmann::ordered_json rec{{"time", unix_now()},      {"job", id},
-                               {"event", what},           {"policy", j.record.paging},
-                               {"guest", j.record.guest}, {"processes", j.pids.size()},
-                               {"detect_ms", ms(window)}, {"poll_ms", ms(poll_cost_)}};
+    Event e{what, subject(id, j), Clock::now(), {}};
+    e.record = {{"time", unix_now()},      {"job", id},
+                {"event", what},           {"policy", j.record.paging},
+                {"guest", j.record.guest}, {"processes", j.pids.size()},
+                {"detect_ms", ms(window)}, {"poll_ms", ms(poll_cost_)},
+                {"settle_ms", ms(settle_)}};
+    log::info("Slurm job " + std::to_string(id) + " " + what + " (detected within " +
+              std::to_string(ms(window)) + " ms)");
+    std::lock_guard l(queue_mu_);
+    queue_.push_back(std::move(e));
+    queue_cv_.notify_one();
+  }
+
+ public:
+  // Runs the paging extension for each event in order and writes its record; drains
+  // what is queued before it stops.
+  void hook_loop(std::stop_token stop) {
+    for (;;) {
+      Event e;
+      {
+        std::unique_lock l(queue_mu_);
+        queue_cv_.wait(l, stop, [&] { return !queue_.empty(); });
+        if (queue_.empty()) return;  // stopped
+        e = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      run_hook(e);
+    }
+  }
+
+ private:
+  struct Event {
+    std::string what;
+    core::Subject subject;
+    Clock::time_point queued;
+    nlohmann::ordered_json record;
+  };
+
+  void run_hook(Event& e) {
     std::string error;
     nlohmann::json report;
     auto t0 = Clock::now();
     if (host_ && !paging_.empty()) {
-      auto s = subject(id, j);
-      std::string_view w = what;
-      Result<std::string> r = w == "resume" ? host_->switch_in(paging_, s)
-                              : w == "end"  ? host_->detach(paging_, s)
-                                            : host_->switch_out(paging_, s);
+      Result<std::string> r = e.what == "resume" ? host_->switch_in(paging_, e.subject)
+                              : e.what == "end"  ? host_->detach(paging_, e.subject)
+                                                 : host_->switch_out(paging_, e.subject);
       if (!r)
         error = r.error().message();
       else if (!r->empty())
         report = nlohmann::json::parse(*r, nullptr, false);
     }
-    rec["hook_ms"] = ms(Clock::now() - t0);
-    rec["paging"] = report.is_discarded() ? nlohmann::json() : report;
-    rec["error"] = error;
-    if (!error.empty()) log::warning("Slurm job " + std::to_string(id) + " " + what + ": " + error);
-    log::info("Slurm job " + std::to_string(id) + " " + what + " (detected within " +
-              std::to_string(ms(window)) + " ms)");
-    std::string line = rec.dump() + "\n";
+    e.record["queue_ms"] = ms(t0 - e.queued);
+    e.record["hook_ms"] = ms(Clock::now() - t0);
+    e.record["paging"] = report.is_discarded() ? nlohmann::json() : report;
+    e.record["error"] = error;
+    if (!error.empty())
+      log::warning("Slurm job " + std::to_string(e.subject.id) + " " + e.what + ": " + error);
+    std::string line = e.record.dump() + "\n";
     if (::write(log_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
       log::warning("--follow-log " + o_.log_path + ": short write");
   }
@@ -259,6 +293,9 @@ class Follower {
   Clock::duration settle_{};  // how long the resume being handled waited
   std::string records_error_;
   std::set<std::string> reported_bad_;
+  std::mutex queue_mu_;
+  std::condition_variable_any queue_cv_;
+  std::deque<Event> queue_;
 };
 
 Result<Options> options_of(const po::variables_map& vm) {
@@ -319,6 +356,8 @@ int run(const po::variables_map& vm, core::ExtensionHost* host, const std::strin
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // the threads inherit it; sigwait below
   log::notice("following Slurm: records " + o->dir + ", switch log " + o->log_path +
               (paging.empty() ? ", no paging extension" : ", paging extension " + paging));
+  // declared first, stopped last: it drains the events the poller queued
+  std::jthread hooks([&f](std::stop_token s) { f.hook_loop(s); });
   std::jthread poller([&f](std::stop_token s) { f.poll_loop(s); });
   std::jthread ticker;
   if (host && !paging.empty()) ticker = std::jthread([&f](std::stop_token s) { f.tick_loop(s); });

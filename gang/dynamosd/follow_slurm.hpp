@@ -21,7 +21,9 @@
 // (suspend, resume, adopt-suspended, end), policy, processes, detect_ms (the time since
 // the last poll that still saw the old state: the detection latency is at most this),
 // poll_ms (the cost of that poll), settle_ms (how long a resume waited for the outgoing
-// job), hook_ms (the extension's call), paging (its report), error.
+// job), queue_ms (how long it waited behind earlier events' hooks), hook_ms (the
+// extension's call), paging (its report), error. The hooks run on a thread of their own,
+// in order, so a long page-out never delays the detection of the next suspend.
 //
 // dynamosd never stops or freezes a Slurm job, so whatever happens to it no job stays
 // stopped that Slurm resumed. Restarted, it adopts every job where it is: a job found
