@@ -188,14 +188,42 @@ JobProcesses scan_jobs(const std::string& slurmstepd) {
   return out;
 }
 
-bool all_stopped(const std::vector<pid_t>& pids, std::size_t* live) {
+Freezers::Freezers() {
+  if (auto l = kernelside::Layout::detect(); l && l->serving(kernelside::Controller::freezer))
+    layout_ = *l;
+}
+
+void Freezers::learn(const std::vector<pid_t>& pids) {
+  if (!layout_) return;
+  for (pid_t p : pids) {
+    auto path = kernelside::process_cgroup(*layout_, p, kernelside::Controller::freezer);
+    if (path && *path != "/")
+      group_of_[p] = path->substr(1);  // Group::open takes it relative to the root
+    else
+      group_of_.erase(p);
+  }
+}
+
+bool Freezers::frozen(pid_t pid, std::map<std::string, bool>& cache) const {
+  auto it = group_of_.find(pid);
+  if (it == group_of_.end()) return false;
+  if (auto c = cache.find(it->second); c != cache.end()) return c->second;
+  bool f = false;
+  if (auto g = kernelside::Group::open(*layout_, it->second, {kernelside::Controller::freezer}))
+    f = g->frozen().value_or(false);
+  cache[it->second] = f;
+  return f;
+}
+
+bool all_stopped(const std::vector<pid_t>& pids, std::size_t* live, const Freezers* freezers) {
   std::size_t n = 0;
   bool stopped = true;
+  std::map<std::string, bool> cache;
   for (pid_t p : pids) {
     auto st = kernelside::read_stat(p);
     if (!st || st->state == 'Z' || st->state == 'X') continue;
     ++n;
-    if (st->state != 'T') stopped = false;
+    if (st->state != 'T' && !(freezers && freezers->frozen(p, cache))) stopped = false;
   }
   if (live) *live = n;
   return n > 0 && stopped;

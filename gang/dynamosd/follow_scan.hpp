@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "kernelside/cgroup.hpp"
 
 namespace dynamos::gang::follow {
 
@@ -59,10 +60,28 @@ struct JobProcesses {
 };
 JobProcesses scan_jobs(const std::string& slurmstepd);
 
-// Whether the processes are all stopped (state T) by a signal: what Slurm's suspend
-// (SIGTSTP, then SIGSTOP) does to a job without cgroups. Zombies and processes that
-// have gone do not count; with no live process the answer is "not suspended".
-// `live` gets the number of live processes.
-bool all_stopped(const std::vector<pid_t>& pids, std::size_t* live = nullptr);
+// The freezer cgroups of a node's job processes: with proctrack/cgroup Slurm suspends a
+// job by freezing its cgroup (v1 freezer.state FROZEN, v2 cgroup.events frozen 1; the
+// tasks then show state D, not T). learn() at each rescan; processes in the root cgroup
+// are left out (nobody freezes it).
+class Freezers {
+ public:
+  Freezers();  // detects the cgroup layout; without one, nothing is ever frozen
+  void learn(const std::vector<pid_t>& pids);
+  void forget_all() { group_of_.clear(); }
+  // Whether the process's freezer cgroup is frozen; `cache` holds the answers of one poll.
+  bool frozen(pid_t pid, std::map<std::string, bool>& cache) const;
+
+ private:
+  std::optional<kernelside::Layout> layout_;
+  std::map<pid_t, std::string> group_of_;  // pid -> its freezer cgroup's path
+};
+
+// Whether the processes are all stopped: state T (Slurm's suspend without cgroups:
+// SIGTSTP, then SIGSTOP) or in a frozen freezer cgroup (`freezers`, when given). Zombies
+// and processes that have gone do not count; with no live process the answer is "not
+// suspended". `live` gets the number of live processes.
+bool all_stopped(const std::vector<pid_t>& pids, std::size_t* live = nullptr,
+                 const Freezers* freezers = nullptr);
 
 }  // namespace dynamos::gang::follow

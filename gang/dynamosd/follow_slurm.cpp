@@ -132,6 +132,9 @@ class Follower {
         log::warning("job record " + o_.dir + "/" + name + " ignored: " + why);
     auto scan = scan_jobs(o_.slurmstepd);
     std::lock_guard l(mu_);
+    freezers_.forget_all();
+    for (const auto& [id, pids] : scan.jobs)
+      freezers_.learn(pids);
     for (auto it = jobs_.begin(); it != jobs_.end();) {
       if (scan.jobs.count(it->first)) {
         ++it;
@@ -161,7 +164,7 @@ class Follower {
   // A job found at dynamosd's start: suspended ones get their working set recorded.
   void adopt(std::uint64_t id, Followed& j) {
     std::size_t live = 0;
-    if (!all_stopped(j.pids, &live)) return;
+    if (!all_stopped(j.pids, &live, &freezers_)) return;
     j.suspended = true;
     event(id, j, "adopt-suspended", Clock::duration{});
   }
@@ -186,7 +189,7 @@ class Follower {
     std::lock_guard l(mu_);
     std::vector<std::uint64_t> suspended;
     for (auto& [id, j] : jobs_) {
-      bool now = all_stopped(j.pids);
+      bool now = all_stopped(j.pids, nullptr, &freezers_);
       if (now && j.resumed_at) {
         j.resumed_at.reset();  // stopped again before its resume was handled
       } else if (now && !j.suspended) {
@@ -287,6 +290,7 @@ class Follower {
   UniqueFd log_;
   std::mutex mu_;
   std::map<std::uint64_t, Followed> jobs_;
+  Freezers freezers_;
   bool started_ = false;
   Clock::time_point last_poll_;
   Clock::duration poll_cost_{};

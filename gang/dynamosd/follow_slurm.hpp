@@ -8,7 +8,8 @@
 //     a job's paging policy (demand when it gave none) and guest flag; guest jobs'
 //     threads get SCHED_IDLE (the cycle-stealing guest class without a cgroup)
 //   every --follow-poll (10 ms): each job's processes' states. All stopped (Slurm's
-//     SIGTSTP/SIGSTOP): the job was suspended -> the paging extension's switch_out
+//     SIGTSTP/SIGSTOP without cgroups, as on the test bed) or in a frozen freezer cgroup
+//     (proctrack/cgroup, v1 or v2): the job was suspended -> the paging extension's switch_out
 //     (records its working set). Running again: resumed -> switch_in with the job's
 //     policy (page-out of the suspended job as far as the policy says, prefetch of
 //     the resumed one's working set). Slurm may resume the incoming job a poll before

@@ -156,4 +156,35 @@ TEST_F(FakeStepd, FindsTheJobsProcessesOnlyUnderTheRealProgramAndSeesThemStopped
   EXPECT_FALSE(all_stopped({}));  // no process: not suspended
 }
 
+// proctrack/cgroup: Slurm freezes the job's cgroup instead of signalling it.
+TEST_F(FakeStepd, SeesAJobWhoseFreezerCgroupIsFrozenAsSuspended) {
+  GANG_REQUIRE_ROOT();
+  auto layout = dynamos::kernelside::Layout::detect();
+  ASSERT_TRUE(layout) << layout.error().message();
+  auto group = dynamos::kernelside::Group::create(
+      *layout, "dynamos-test-follow-" + std::to_string(::getpid()),
+      {dynamos::kernelside::Controller::freezer});
+  ASSERT_TRUE(group) << group.error().message();
+  struct Cleanup {  // whatever fails below: thawed, emptied, removed
+    dynamos::kernelside::Group& g;
+    ~Cleanup() { (void)g.remove(dynamos::kernelside::Evict::kill); }
+  } cleanup{*group};
+  JobProcesses found;
+  ASSERT_TRUE(eventually(std::chrono::seconds(5), [&] {
+    found = scan_jobs(stepd_);
+    return found.jobs.count(4242) && found.jobs[4242].size() == 1;
+  }));
+  auto pids = found.jobs[4242];
+  child_ = pids[0];
+  ASSERT_TRUE(group->attach(child_));
+  Freezers freezers;
+  freezers.learn(pids);
+  EXPECT_FALSE(all_stopped(pids, nullptr, &freezers));
+  ASSERT_TRUE(group->freeze());
+  EXPECT_TRUE(all_stopped(pids, nullptr, &freezers)) << "a frozen job is suspended";
+  EXPECT_FALSE(all_stopped(pids)) << "without the freezers its task is not in state T";
+  ASSERT_TRUE(group->thaw());
+  EXPECT_FALSE(all_stopped(pids, nullptr, &freezers));
+}
+
 }  // namespace
