@@ -189,12 +189,11 @@ JobProcesses scan_jobs(const std::string& slurmstepd) {
 }
 
 Freezers::Freezers() {
-  if (auto l = kernelside::Layout::detect(); l && l->serving(kernelside::Controller::freezer))
-    layout_ = *l;
+  if (auto l = kernelside::Layout::detect()) layout_ = *l;
 }
 
 void Freezers::learn(const std::vector<pid_t>& pids) {
-  if (!layout_) return;
+  if (!layout_ || !layout_->serving(kernelside::Controller::freezer)) return;
   for (pid_t p : pids) {
     auto path = kernelside::process_cgroup(*layout_, p, kernelside::Controller::freezer);
     if (path && *path != "/")
@@ -202,6 +201,13 @@ void Freezers::learn(const std::vector<pid_t>& pids) {
     else
       group_of_.erase(p);
   }
+}
+
+std::string Freezers::memory_cgroup(pid_t pid) const {
+  if (!layout_) return "";
+  auto path = kernelside::process_cgroup(*layout_, pid, kernelside::Controller::memory);
+  if (!path || *path == "/") return "";
+  return path->substr(1);
 }
 
 bool Freezers::frozen(pid_t pid, std::map<std::string, bool>& cache) const {

@@ -62,7 +62,8 @@ struct Followed {
   bool suspended = false;
   std::optional<Clock::time_point> resumed_at;  // running again, resume not yet handled
   Clock::duration resume_window{};
-  std::set<pid_t> idle;  // guest processes already at SCHED_IDLE
+  std::set<pid_t> idle;       // guest processes already at SCHED_IDLE
+  std::string memory_cgroup;  // of its first process: the node's memory limit, if any
 };
 
 class Follower {
@@ -116,6 +117,7 @@ class Follower {
     s.name = "slurm-" + std::to_string(id);
     s.pids.assign(j.pids.begin(), j.pids.end());
     s.policy = j.record.paging;
+    if (!j.memory_cgroup.empty()) s.attrs.emplace_back("node_cgroup", j.memory_cgroup);
     return s;
   }
 
@@ -147,6 +149,7 @@ class Follower {
       auto [it, fresh] = jobs_.try_emplace(id);
       Followed& j = it->second;
       j.pids = std::move(pids);
+      if (!j.pids.empty()) j.memory_cgroup = freezers_.memory_cgroup(j.pids.front());
       if (records)
         if (auto r = records->find(id); r != records->end()) {
           if (!j.has_record || fresh)
