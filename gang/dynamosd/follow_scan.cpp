@@ -221,18 +221,20 @@ bool Freezers::frozen(pid_t pid, std::map<std::string, bool>& cache) const {
   return f;
 }
 
-bool all_stopped(const std::vector<pid_t>& pids, std::size_t* live, const Freezers* freezers) {
-  std::size_t n = 0;
-  bool stopped = true;
+bool job_suspended(const std::vector<pid_t>& pids, std::size_t* live, const Freezers* freezers) {
+  std::size_t n = 0, stopped = 0, runnable = 0;
   std::map<std::string, bool> cache;
   for (pid_t p : pids) {
     auto st = kernelside::read_stat(p);
     if (!st || st->state == 'Z' || st->state == 'X') continue;
     ++n;
-    if (st->state != 'T' && !(freezers && freezers->frozen(p, cache))) stopped = false;
+    if (st->state == 'T' || (freezers && freezers->frozen(p, cache)))
+      ++stopped;
+    else if (st->state == 'R' || st->state == 'D')
+      ++runnable;
   }
   if (live) *live = n;
-  return n > 0 && stopped;
+  return stopped > 0 && runnable == 0;
 }
 
 }  // namespace dynamos::gang::follow

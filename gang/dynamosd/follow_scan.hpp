@@ -81,11 +81,14 @@ class Freezers {
   std::map<pid_t, std::string> group_of_;  // pid -> its freezer cgroup's path
 };
 
-// Whether the processes are all stopped: state T (Slurm's suspend without cgroups:
-// SIGTSTP, then SIGSTOP) or in a frozen freezer cgroup (`freezers`, when given). Zombies
-// and processes that have gone do not count; with no live process the answer is "not
-// suspended". `live` gets the number of live processes.
-bool all_stopped(const std::vector<pid_t>& pids, std::size_t* live = nullptr,
-                 const Freezers* freezers = nullptr);
+// Whether the job is suspended: some of its processes stopped (state T: Slurm's suspend
+// without cgroups, SIGTSTP then SIGSTOP; or in a frozen freezer cgroup, `freezers` when
+// given) and none runnable (R, D). The rest may sleep: mpirun catches Slurm's SIGTSTP,
+// passes it to its ranks and waits, so counting only the stopped ones would see the
+// suspend 2 s late, at the SIGSTOP. Zombies and processes that have gone do not count;
+// with no live process the answer is "not suspended". `live` gets the number of live
+// processes.
+bool job_suspended(const std::vector<pid_t>& pids, std::size_t* live = nullptr,
+                   const Freezers* freezers = nullptr);
 
 }  // namespace dynamos::gang::follow

@@ -167,7 +167,7 @@ class Follower {
   // A job found at dynamosd's start: suspended ones get their working set recorded.
   void adopt(std::uint64_t id, Followed& j) {
     std::size_t live = 0;
-    if (!all_stopped(j.pids, &live, &freezers_)) return;
+    if (!job_suspended(j.pids, &live, &freezers_)) return;
     j.suspended = true;
     event(id, j, "adopt-suspended", Clock::duration{});
   }
@@ -192,7 +192,7 @@ class Follower {
     std::lock_guard l(mu_);
     std::vector<std::uint64_t> suspended;
     for (auto& [id, j] : jobs_) {
-      bool now = all_stopped(j.pids, nullptr, &freezers_);
+      bool now = job_suspended(j.pids, nullptr, &freezers_);
       if (now && j.resumed_at) {
         j.resumed_at.reset();  // stopped again before its resume was handled
       } else if (now && !j.suspended) {

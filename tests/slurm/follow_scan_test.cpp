@@ -105,7 +105,8 @@ TEST_F(RecordDir, RefusesADirectoryWritableByOthersAndAcceptsAMissingOne) {
   EXPECT_TRUE(missing->empty());
 }
 
-// A stand-in slurmstepd (a copy of sh named so, its argv0 Slurm's) with one child.
+// A stand-in slurmstepd (a copy of sh named so, its argv0 Slurm's) with a job of two
+// processes: a shell that waits (as mpirun does) and its child, the "rank".
 class FakeStepd : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -115,7 +116,8 @@ class FakeStepd : public ::testing::Test {
     fs::copy_file("/bin/sh", stepd_, fs::copy_options::overwrite_existing);
     ::chmod(stepd_.c_str(), 0755);
     dynamos::kernelside::SpawnOptions o;
-    o.argv = {"/bin/bash", "-c", "exec -a 'slurmstepd: [4242.0]' \"$0\" -c 'sleep 30 & wait'",
+    o.argv = {"/bin/bash", "-c",
+              "exec -a 'slurmstepd: [4242.0]' \"$0\" -c 'sh -c \"sleep 30 & wait\" & wait'",
               stepd_};
     auto pid = dynamos::kernelside::spawn(o);
     ASSERT_TRUE(pid) << pid.error().message();
@@ -139,21 +141,23 @@ TEST_F(FakeStepd, FindsTheJobsProcessesOnlyUnderTheRealProgramAndSeesThemStopped
   JobProcesses found;
   ASSERT_TRUE(eventually(std::chrono::seconds(5), [&] {
     found = scan_jobs(stepd_);
-    return found.jobs.count(4242) && found.jobs[4242].size() == 1;
-  })) << "no job 4242 with one process under the stand-in slurmstepd";
-  child_ = found.jobs[4242][0];
+    return found.jobs.count(4242) && found.jobs[4242].size() == 2;
+  })) << "no job 4242 with two processes under the stand-in slurmstepd";
+  child_ = found.jobs[4242][1];  // the grandchild, the "rank"
   EXPECT_GT(found.processes_seen, 1u);
   // the same process under the name of the real slurmstepd: no job
   EXPECT_EQ(scan_jobs("/usr/sbin/slurmstepd").jobs.count(4242), 0u);
 
   std::size_t live = 0;
-  EXPECT_FALSE(all_stopped(found.jobs[4242], &live));
-  EXPECT_EQ(live, 1u);
+  EXPECT_FALSE(job_suspended(found.jobs[4242], &live));
+  EXPECT_EQ(live, 2u);
+  // only the rank stops (mpirun catches SIGTSTP, passes it on and waits): suspended
   ASSERT_EQ(::kill(child_, SIGSTOP), 0);
-  EXPECT_TRUE(eventually(std::chrono::seconds(2), [&] { return all_stopped(found.jobs[4242]); }));
+  EXPECT_TRUE(eventually(std::chrono::seconds(2), [&] { return job_suspended(found.jobs[4242]); }));
   ASSERT_EQ(::kill(child_, SIGCONT), 0);
-  EXPECT_TRUE(eventually(std::chrono::seconds(2), [&] { return !all_stopped(found.jobs[4242]); }));
-  EXPECT_FALSE(all_stopped({}));  // no process: not suspended
+  EXPECT_TRUE(
+      eventually(std::chrono::seconds(2), [&] { return !job_suspended(found.jobs[4242]); }));
+  EXPECT_FALSE(job_suspended({}));  // no process: not suspended
 }
 
 // proctrack/cgroup: Slurm freezes the job's cgroup instead of signalling it.
@@ -172,19 +176,22 @@ TEST_F(FakeStepd, SeesAJobWhoseFreezerCgroupIsFrozenAsSuspended) {
   JobProcesses found;
   ASSERT_TRUE(eventually(std::chrono::seconds(5), [&] {
     found = scan_jobs(stepd_);
-    return found.jobs.count(4242) && found.jobs[4242].size() == 1;
+    return found.jobs.count(4242) && found.jobs[4242].size() == 2;
   }));
   auto pids = found.jobs[4242];
-  child_ = pids[0];
+  child_ = pids[1];
   ASSERT_TRUE(group->attach(child_));
   Freezers freezers;
   freezers.learn(pids);
-  EXPECT_FALSE(all_stopped(pids, nullptr, &freezers));
+  EXPECT_FALSE(job_suspended(pids, nullptr, &freezers));
   ASSERT_TRUE(group->freeze());
-  EXPECT_TRUE(all_stopped(pids, nullptr, &freezers)) << "a frozen job is suspended";
-  EXPECT_FALSE(all_stopped(pids)) << "without the freezers its task is not in state T";
+  EXPECT_TRUE(job_suspended(pids, nullptr, &freezers)) << "a frozen job is suspended";
+  EXPECT_FALSE(job_suspended(pids)) << "without the freezers its task is not in state T";
+  EXPECT_TRUE(eventually(std::chrono::seconds(2), [&] {
+    return job_suspended(pids, nullptr, &freezers);
+  })) << "still suspended";
   ASSERT_TRUE(group->thaw());
-  EXPECT_FALSE(all_stopped(pids, nullptr, &freezers));
+  EXPECT_FALSE(job_suspended(pids, nullptr, &freezers));
 }
 
 }  // namespace
