@@ -4,7 +4,7 @@ its switches (dynamosd --follow slurm), on the Slurm test bed (scripts/slurm-tes
 
     bench/gang/slurm_gang_compare.py [--build build] [--out DIR] [--policy adaptive]
         [--mem-per-node 384] [--overcommit 1.5] [--iterations 40] [--timeslice 5]
-        [--schedulers slurm,slurm+dynamos]
+        [--schedulers slurm,slurm+dynamos] [--repeat 1]
 
 Per scheduler: a one-node, one-CPU test bed with PreemptMode=GANG (SchedulerTimeSlice
 --timeslice), the node held to --mem-per-node MB by a memory cgroup (--limit-memory) and
@@ -18,7 +18,9 @@ Rows of DIR/results.json: scheduler, policy, workload, makespan_s (first progres
 last job's end, wall clock), switch_gap_s (median, from the outgoing job's last progress
 to the incoming job's first), switches, overlap (share of sampled time both progressed),
 major_faults (both ranks), verified (both RESULT lines); DIR/results.md the same as a
-table. Needs root; brings the test bed up and down itself (none may be up).
+table, one row per run (--repeat N runs the schedulers in turn N times, so that load from
+elsewhere falls on both alike), then the median makespan per scheduler and its ratio
+to Slurm alone. Needs root; brings the test bed up and down itself (none may be up).
 """
 import argparse
 import json
@@ -195,6 +197,7 @@ def main():
     p.add_argument("--timeslice", type=int, default=5)
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--schedulers", default="slurm,slurm+dynamos")
+    p.add_argument("--repeat", type=int, default=1)
     a = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("slurm_gang_compare: needs root")
@@ -212,14 +215,24 @@ def main():
     run([zram, "up", "--size", f"{a.mem_per_node * 2}M", "--holder", str(os.getpid())])
     rows = []
     try:
-        for s in schedulers:
-            print(f"slurm_gang_compare: {s}...", file=sys.stderr)
-            rows.append(one_run(a, root, s, a.out))
-            print(json.dumps(rows[-1]), file=sys.stderr)
+        for n in range(a.repeat):
+            for s in schedulers:
+                print(f"slurm_gang_compare: {s}, run {n + 1}...", file=sys.stderr)
+                rows.append(one_run(a, root, s, a.out))
+                rows[-1]["run"] = n + 1
+                print(json.dumps(rows[-1]), file=sys.stderr)
     finally:
         subprocess.run([zram, "down", "--holder", str(os.getpid())], capture_output=True)
+    medians = {}
+    for s in schedulers:
+        m = [r["makespan_s"] for r in rows if r["scheduler"] == s and r["makespan_s"]]
+        medians[s] = statistics.median(m) if m else None
+    base = medians.get("slurm")
+    summary = {s: {"makespan_s_median": m,
+                   "makespan_ratio_to_slurm": m / base if m and base else None}
+               for s, m in medians.items()}
     with open(f"{a.out}/results.json", "w") as f:
-        json.dump({"command": sys.argv, "rows": rows}, f, indent=1)
+        json.dump({"command": sys.argv, "rows": rows, "summary": summary}, f, indent=1)
     with open(f"{a.out}/results.md", "w") as f:
         f.write("| scheduler | policy | makespan s | switch gap s | switches | overlap "
                 "| major faults | verified |\n|---|---|---|---|---|---|---|---|\n")
@@ -229,6 +242,12 @@ def main():
             f.write(f"| {r['scheduler']} | {r['policy']} | {fmt(r['makespan_s'])} | "
                     f"{fmt(r['switch_gap_s'])} | {r['switches']} | {fmt(r['overlap'])} | "
                     f"{r['major_faults']} | {r['verified']} |\n")
+        f.write("\n| scheduler | median makespan s | ratio to slurm |\n|---|---|---|\n")
+        for s, v in summary.items():
+            ratio = v["makespan_ratio_to_slurm"]
+            m = v["makespan_s_median"]
+            f.write(f"| {s} | {'' if m is None else f'{m:.3f}'} | "
+                    f"{'' if ratio is None else f'{ratio:.3f}'} |\n")
     print(open(f"{a.out}/results.md").read())
 
 
