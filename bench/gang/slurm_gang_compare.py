@@ -88,8 +88,11 @@ def sample(progress, timeout):
     return samples, faults
 
 
-def analyse(samples):
-    """makespan, switch gaps and overlap from the progress samples."""
+def analyse(samples, idle_s):
+    """makespan, switch gaps and overlap from the progress samples. A switch is a job
+    progressing again after at least idle_s without (it was suspended); its gap runs from
+    the other job's last progress to this first one. Both jobs running for a moment (the
+    node's jobs are not pinned to its one CPU) is no switch."""
     last_work = [None, None]
     last_update = [None, None]
     first_start = None
@@ -109,9 +112,11 @@ def analyse(samples):
                 end = max(end or 0, x[3])
             last_work[i] = x[2]
             if moved[i] or last_update[i] is None:
-                if moved[i] and progressing_prev is not None and progressing_prev != i:
+                other = 1 - i
+                if (moved[i] and last_update[i] is not None and last_update[other] is not None
+                        and x[3] - last_update[i] >= idle_s * 1e9 and progressing_prev == other):
                     # the first progress of i after the other job's last
-                    gaps.append((x[3] - last_update[progressing_prev]) / 1e9)
+                    gaps.append((x[3] - last_update[other]) / 1e9)
                 if moved[i]:
                     progressing_prev = i
                 last_update[i] = x[3]
@@ -159,7 +164,7 @@ def one_run(a, root, scheduler, out):
         time.sleep(1)
         verified = all('"verified":true' in open(o).read() for o in outputs if os.path.exists(o))
         verified = verified and all(os.path.exists(o) for o in outputs)
-        makespan, gaps, overlap = analyse(samples)
+        makespan, gaps, overlap = analyse(samples, a.timeslice / 2)
         swap_note = run(["swapon", "--show=NAME,USED", "--noheadings"]).strip()
         return {
             "scheduler": scheduler,
