@@ -144,6 +144,10 @@ def one_run(a, root, scheduler, out):
                OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     work = tempfile.mkdtemp(prefix="dynamos-slurm-compare-")
     daemon = None
+    progress = [f"{work}/{name}.progress" for name in ("a", "b")]
+    outputs = [f"{out}/{scheduler}-{name}.out" for name in ("a", "b")]
+    stencil = [f"{bin_dir}/dynamos-mpi-stencil", "--mem", f"{foot}M", "-n", str(a.iterations),
+               "-q", "--progress-file"]
     try:
         if scheduler == "slurm+dynamos":
             daemon = subprocess.Popen(
@@ -151,15 +155,29 @@ def one_run(a, root, scheduler, out):
                  "--follow-log", f"{out}/{scheduler}-switches.jsonl", "--paging-extension",
                  f"{lib}/libdynamos_ext_paging.so", "--log-level", "warning"],
                 stdout=subprocess.DEVNULL, stderr=open(f"{out}/{scheduler}-dynamosd.log", "w"))
-        progress, outputs = [], []
-        for name in ("a", "b"):
-            prog, output = f"{work}/{name}.progress", f"{out}/{scheduler}-{name}.out"
-            progress.append(prog)
-            outputs.append(output)
-            opt = [f"--dynamos-paging={a.policy}"] if scheduler == "slurm+dynamos" else []
-            cmd = (f"exec mpirun -np 1 --oversubscribe {bin_dir}/dynamos-mpi-stencil "
-                   f"--mem {foot}M -n {a.iterations} -q --progress-file {prog}")
-            run(["sbatch", "--parsable", *opt, "-n", "1", "-o", output, "--wrap", cmd], env=env)
+        if scheduler == "dynamos":
+            # DynAMOS's own gang scheduler inside one allocation of the node, same quantum
+            q = lambda v: "'" + v.replace("'", "'\\''") + "'"
+            dyn = f"{bin_dir}/dynamos"
+            inner = [f"{dyn} cluster up --slurm --quantum {a.timeslice}s --state-dir {work}/cluster"]
+            for prog, output in zip(progress, outputs):
+                inner.append(f"{dyn} submit --ranks 1 --nodes 1 --paging {a.policy} --output "
+                             f"{q(output)} -- {' '.join(map(q, stencil))} {q(prog)}")
+            inner += [f"{dyn} wait 1 --timeout {int(a.timeout)}",
+                      f"{dyn} wait 2 --timeout {int(a.timeout)}",
+                      f"{dyn} cluster down --state-dir {work}/cluster"]
+            env["DYNAMOS_SOCKET"] = f"{work}/cluster/gangd.sock"
+            daemon = subprocess.Popen(
+                ["salloc", "-N", "1", f"--mem={a.mem_per_node}", "bash", "-c",
+                 f"cd {work} && " + " && ".join(inner[:3]) + "; " + "; ".join(inner[3:])],
+                env=env, stdout=open(f"{out}/{scheduler}-cluster.log", "w"),
+                stderr=subprocess.STDOUT)
+        else:
+            for prog, output in zip(progress, outputs):
+                opt = [f"--dynamos-paging={a.policy}"] if scheduler == "slurm+dynamos" else []
+                cmd = f"exec mpirun -np 1 --oversubscribe {' '.join(stencil)} {prog}"
+                run(["sbatch", "--parsable", *opt, "-n", "1", "-o", output, "--wrap", cmd],
+                    env=env)
         samples, faults = sample(progress, a.timeout)
         time.sleep(1)
         verified = all('"verified":true' in open(o).read() for o in outputs if os.path.exists(o))
@@ -168,7 +186,7 @@ def one_run(a, root, scheduler, out):
         swap_note = run(["swapon", "--show=NAME,USED", "--noheadings"]).strip()
         return {
             "scheduler": scheduler,
-            "policy": a.policy if scheduler == "slurm+dynamos" else "demand",
+            "policy": "demand" if scheduler == "slurm" else a.policy,
             "workload": "stencil",
             "makespan_s": makespan,
             "switch_gap_s": statistics.median(gaps) if gaps else None,
@@ -182,7 +200,9 @@ def one_run(a, root, scheduler, out):
             "swap_at_end": swap_note,
         }
     finally:
-        if daemon:
+        if daemon and scheduler == "dynamos":
+            daemon.wait(timeout=60)  # salloc: the jobs are done, cluster down runs
+        elif daemon:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=10)
         subprocess.run(["scancel", "--state=RUNNING,SUSPENDED,PENDING", "-u", "root"],
@@ -208,8 +228,8 @@ def main():
         sys.exit("slurm_gang_compare: needs root")
     schedulers = a.schedulers.split(",")
     for s in schedulers:
-        if s not in ("slurm", "slurm+dynamos"):
-            sys.exit(f"slurm_gang_compare: unknown scheduler '{s}' (slurm, slurm+dynamos)")
+        if s not in ("slurm", "slurm+dynamos", "dynamos"):
+            sys.exit(f"slurm_gang_compare: unknown scheduler '{s}' (slurm, slurm+dynamos, dynamos)")
     if a.policy not in ("demand", "selective", "aggressive", "adaptive"):
         sys.exit(f"slurm_gang_compare: unknown policy '{a.policy}'")
     a.build = os.path.abspath(a.build)
