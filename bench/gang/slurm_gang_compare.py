@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Slurm's own gang scheduler alone against Slurm's gang scheduler with DynAMOS paging at
-its switches (dynamosd --follow slurm), on the Slurm test bed (scripts/slurm-testbed.sh).
+"""Slurm's own gang scheduler alone, Slurm's gang scheduler with DynAMOS paging at its
+switches (dynamosd --follow slurm), and DynAMOS's own gang scheduler inside a Slurm
+allocation, on the Slurm test bed (scripts/slurm-testbed.sh).
 
     bench/gang/slurm_gang_compare.py [--build build] [--out DIR] [--policy adaptive]
         [--mem-per-node 384] [--overcommit 1.5] [--iterations 40] [--timeslice 5]
-        [--schedulers slurm,slurm+dynamos] [--repeat 1]
+        [--schedulers slurm,slurm+dynamos,dynamos] [--repeat 1]
 
 Per scheduler: a one-node, one-CPU test bed with PreemptMode=GANG (SchedulerTimeSlice
 --timeslice), the node held to --mem-per-node MB by a memory cgroup (--limit-memory) and
@@ -12,7 +13,10 @@ swap on zram, and the same pair of dynamos-mpi-stencil jobs (one rank each, a fi
 number of iterations, footprints together --overcommit x the node's memory) submitted
 with sbatch; Slurm suspends and resumes them every time slice. Under slurm+dynamos the
 jobs carry --dynamos-paging=POLICY (dynamos_spank.so) and dynamosd --follow slurm pages
-at Slurm's switches. Both jobs' progress files are sampled every 5 ms.
+at Slurm's switches. Under dynamos one allocation of the node (salloc --mem) runs
+`dynamos cluster up --slurm --quantum <time slice>` and the pair is submitted with
+`dynamos submit --paging POLICY` (the node's memory limit from the allocation). Both
+jobs' progress files are sampled every 5 ms.
 
 Rows of DIR/results.json: scheduler, policy, workload, makespan_s (first progress to the
 last job's end, wall clock), switch_gap_s (median, from the outgoing job's last progress
@@ -221,7 +225,7 @@ def main():
     p.add_argument("--iterations", type=int, default=40)
     p.add_argument("--timeslice", type=int, default=5)
     p.add_argument("--timeout", type=float, default=600)
-    p.add_argument("--schedulers", default="slurm,slurm+dynamos")
+    p.add_argument("--schedulers", default="slurm,slurm+dynamos,dynamos")
     p.add_argument("--repeat", type=int, default=1)
     a = p.parse_args()
     if os.geteuid() != 0:
