@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -71,7 +73,14 @@ class Follower {
   Follower(Options o, core::ExtensionHost* host, std::string paging)
       : o_(std::move(o)), host_(host), paging_(std::move(paging)) {}
 
+  // Opens the switch log for appending; its directory is made (0755) when missing, as
+  // /run/dynamos is on a fresh boot.
   Result<void> open_log() {
+    auto slash = o_.log_path.rfind('/');
+    if (slash != std::string::npos && slash > 0) {
+      auto dir = o_.log_path.substr(0, slash);
+      if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return fail_errno("mkdir " + dir);
+    }
     log_ = UniqueFd(
         ::open(o_.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (log_.get() < 0) return fail_errno("--follow-log " + o_.log_path);

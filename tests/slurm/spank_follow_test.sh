@@ -34,6 +34,13 @@ for f in "$bin/dynamosd" "$lib/dynamos_spank.so" "$lib/libdynamos_ext_paging.so"
 done
 
 scratch="$(mktemp -d)"
+# bad follow-mode options: refused, naming what was wrong
+out="$("$bin/dynamosd" --follow pbs 2>&1)"
+check "dynamosd --follow pbs is refused (exit $?): $out" grep -q "unknown scheduler 'pbs'" <<<"$out"
+out="$("$bin/dynamosd" --follow slurm --follow-poll 0ms 2>&1)"
+check "a zero --follow-poll is refused: $out" grep -q -- "--follow-poll must be positive" <<<"$out"
+out="$("$bin/dynamosd" --follow slurm --slurmstepd /nonexistent/slurmstepd 2>&1)"
+check "a missing --slurmstepd is refused: $out" grep -q -- "--slurmstepd /nonexistent" <<<"$out"
 zram="$(dirname "$testbed")/zram-swap.sh"
 dpid=""
 fake=""
