@@ -113,8 +113,8 @@ while True:
     for i in range(0, len(b), 4096):
         b[i] = (b[i] + 1) & 255
 PY
-a="$(sbatch --parsable --dynamos-paging=adaptive -n 1 --wrap "exec python3 $scratch/touch.py")"
-b="$(sbatch --parsable --dynamos-paging=aggressive --dynamos-guest -n 1 \
+a="$(sbatch --parsable --dynamos-paging=adaptive -n 1 -o "$scratch/%j.out" --wrap "exec python3 $scratch/touch.py")"
+b="$(sbatch --parsable --dynamos-paging=aggressive --dynamos-guest -n 1 -o "$scratch/%j.out" \
   --wrap "exec python3 $scratch/touch.py")"
 check "jobs $a and $b submitted" test -n "$a" -a -n "$b"
 
