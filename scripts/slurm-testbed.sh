@@ -6,7 +6,7 @@
 #
 #   slurm-testbed.sh up --nodes N [--cpus-per-node C] [--mem-per-node MB]
 #                       [--partition-opts 'KEY=VALUE ...'] [--gang [--timeslice S]]
-#                       [--timeout S]
+#                       [--spank PLUGIN] [--limit-memory] [--timeout S]
 #       builds the cluster, waits until every node is idle; the last line printed is
 #       SLURM_CONF=PATH. STATE/env.sh also sets Open MPI's TCP interfaces to the subnet.
 #   slurm-testbed.sh down      stops everything it started, removes namespaces, veths,
@@ -15,6 +15,10 @@
 #
 # --gang turns on Slurm's own gang scheduler (PreemptMode=GANG, OverSubscribe=FORCE:2,
 # SchedulerTimeSlice=S, default 30, minimum 5); without it the partition is plain.
+# --spank PLUGIN installs a SPANK plugin (dynamos_spank.so) through STATE/plugstack.conf;
+# its job records go to STATE/spank (where dynamosd --follow slurm --follow-dir reads).
+# --limit-memory holds each node (its slurmd and all it starts) to --mem-per-node in a
+# memory cgroup dynslurm-nK, so that jobs can overcommit a node's memory and swap.
 # Environment: DYNAMOS_SLURM_TESTBED_DIR (state dir, default /run/dynamos-slurm-testbed),
 # DYNAMOS_SLURM_TESTBED_SUBNET (first three octets, default 10.199.77; the bridge is .1,
 # node K is .(10+K); the subnet exists only on the bridge and inside the namespaces).
@@ -152,8 +156,8 @@ install_packages() {
 }
 
 # --- up ---------------------------------------------------------------------------------
-write_conf() { # nodes cpus mem partition_opts gang timeslice
-  local nodes="$1" cpus="$2" mem="$3" popts="$4" gang="$5" slice="$6" k
+write_conf() { # nodes cpus mem partition_opts gang timeslice spank_plugin
+  local nodes="$1" cpus="$2" mem="$3" popts="$4" gang="$5" slice="$6" spank="$7" k
   local host
   host="$(hostname -s)"
   {
@@ -195,6 +199,7 @@ write_conf() { # nodes cpus mem partition_opts gang timeslice
     echo "MinJobAge=30"
     echo "MailProg=/bin/true"
     echo "InactiveLimit=0"
+    [[ -n "$spank" ]] && echo "PlugStackConfig=$state/plugstack.conf"
     if ((gang)); then
       echo "PreemptMode=GANG"
       echo "SchedulerTimeSlice=$slice"
@@ -209,6 +214,9 @@ write_conf() { # nodes cpus mem partition_opts gang timeslice
     [[ -n "$popts" ]] && part+=" $popts"
     echo "$part"
   } >"$state/slurm.conf"
+  if [[ -n "$spank" ]]; then
+    echo "required $spank dir=$state/spank" >"$state/plugstack.conf"
+  fi
   # cgroup.conf is read from beside slurm.conf; nothing is constrained or mounted
   {
     echo "CgroupAutomount=no"
@@ -276,7 +284,7 @@ show_failure() { # what
 }
 
 up() {
-  local cpus=2 mem=1024 popts="" gang=0 slice=30 timeout=60
+  local cpus=2 mem=1024 popts="" gang=0 slice=30 timeout=60 spank="" limit=0
   nodes=""
   while (($#)); do
     case "$1" in
@@ -286,6 +294,8 @@ up() {
       --partition-opts) popts="${2?--partition-opts 'KEY=VALUE ...'}"; shift 2 ;;
       --gang) gang=1; shift ;;
       --timeslice) slice="${2:?--timeslice S}"; shift 2 ;;
+      --spank) spank="${2:?--spank PLUGIN}"; shift 2 ;;
+      --limit-memory) limit=1; shift ;;
       --timeout) timeout="${2:?--timeout S}"; shift 2 ;;
       -h | --help) usage; exit 0 ;;
       *) die "up: unknown option '$1' (try --help)" ;;
@@ -295,6 +305,7 @@ up() {
   [[ "$cpus" =~ ^[0-9]+$ ]] && ((cpus >= 1)) || die "up: --cpus-per-node must be a positive number"
   [[ "$mem" =~ ^[0-9]+$ ]] && ((mem >= 1)) || die "up: --mem-per-node must be megabytes"
   [[ "$slice" =~ ^[0-9]+$ ]] && ((slice >= 5)) || die "up: --timeslice is seconds, at least 5"
+  [[ -z "$spank" || ("$spank" == /* && -f "$spank") ]] || die "up: --spank needs the plugin's absolute path (got '$spank')"
   [[ "$subnet" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "DYNAMOS_SLURM_TESTBED_SUBNET must be three octets (e.g. 10.199.77)"
   need_root
   t0=$EPOCHREALTIME
@@ -354,7 +365,7 @@ up() {
     done
   done
 
-  write_conf "$nodes" "$cpus" "$mem" "$popts" "$gang" "$slice"
+  write_conf "$nodes" "$cpus" "$mem" "$popts" "$gang" "$slice" "$spank"
 
   setpriv --reuid=munge --regid=munge --clear-groups -- munged --foreground \
     --socket="$state/munge-run/munge.socket" --key-file="$state/munge/munge.key" \
@@ -368,10 +379,14 @@ up() {
   wait_for 20 "slurmctld up on $(hostname -s) ($subnet.1:$ctld_port)" ctld_up ||
     show_failure "slurmctld did not answer within 20 s"
 
-  local holder
+  local holder cg
   for ((k = 1; k <= nodes; k++)); do
     read -r holder _ <"$state/pids/uts-n$k.pid"
+    cg=""
+    if ((limit)); then cg="$(node_memory_cgroup "n$k" "$mem")" || die "memory cgroup of n$k: $cg"; fi
+    # the slurmd joins its node's memory cgroup (if any) before it starts
     nsenter --net="/var/run/netns/$ns_prefix$k" --uts="/proc/$holder/ns/uts" \
+      bash -c '[[ -z "$1" ]] || echo $$ >"$1/cgroup.procs" || exit 1; shift; exec "$@"' _ "$cg" \
       slurmd -D -f "$state/slurm.conf" -N "n$k" </dev/null >"$state/logs/slurmd-n$k.out" 2>&1 &
     record_pid "slurmd-n$k" $!
   done
@@ -380,6 +395,23 @@ up() {
 
   say "ready in $(elapsed) s; for Open MPI: source $state/env.sh"
   echo "SLURM_CONF=$state/slurm.conf"
+}
+
+# node_memory_cgroup NODE MB: a memory cgroup dynslurm-NODE limited to MB (v1 memory
+# hierarchy, else v2 with memory enabled at the root); prints its directory
+node_memory_cgroup() {
+  local d
+  if [[ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]]; then
+    d="/sys/fs/cgroup/memory/dynslurm-$1"
+    mkdir -p "$d" && echo "$(($2 << 20))" >"$d/memory.limit_in_bytes" || return 1
+  elif grep -qw memory /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+    d="/sys/fs/cgroup/dynslurm-$1"
+    mkdir -p "$d" && echo "$(($2 << 20))" >"$d/memory.max" || return 1
+  else
+    echo "no memory controller (v1 memory hierarchy, or memory in the v2 root's subtree_control)"
+    return 1
+  fi
+  echo "$d"
 }
 
 # --- down -------------------------------------------------------------------------------
@@ -424,6 +456,11 @@ down() {
     [[ -d "$d" ]] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
 
+  # the nodes' memory cgroups (up --limit-memory)
+  for d in /sys/fs/cgroup/memory/dynslurm-n[0-9]* /sys/fs/cgroup/dynslurm-n[0-9]*; do
+    [[ -d "$d" ]] && { rmdir "$d" 2>/dev/null || true; }
+  done
+
   if [[ -e "$state/created-run-netns" ]] && mountpoint -q /run/netns &&
     [[ -z "$(ls -A /run/netns 2>/dev/null)" ]]; then
     umount /run/netns 2>/dev/null || true
@@ -438,6 +475,9 @@ down() {
   [[ -n "$(our_veths)" ]] && left+=("veths $(our_veths | tr '\n' ' ')")
   ip link show "$bridge" >/dev/null 2>&1 && left+=("bridge $bridge")
   [[ -n "$(stray_pids)" ]] && left+=("processes $(stray_pids | tr '\n' ' ')")
+  for d in /sys/fs/cgroup/memory/dynslurm-n[0-9]* /sys/fs/cgroup/dynslurm-n[0-9]*; do
+    [[ -d "$d" ]] && left+=("cgroup $d")
+  done
   ((${#left[@]} == 0)) || die "down: left behind: ${left[*]}"
   say "down: nothing left"
 }

@@ -22,6 +22,7 @@
 #include "core/tunables.hpp"
 #include "gang/daemon_options.hpp"
 #include "gang/dynamosd/agent_ops.hpp"
+#include "gang/dynamosd/follow_slurm.hpp"
 #include "gang/dynamosd/metrics.hpp"
 #include "gang/dynamosd/node_agent.hpp"
 #include "gang/dynamosd/rank_socket.hpp"
@@ -88,7 +89,7 @@ po::options_description options() {
       ("log-level", po::value<std::string>()->default_value("info"),
        "error, warning, notice, info or debug");
   // clang-format on
-
+  follow::add_options(opts);
   return opts;
 }
 
@@ -230,11 +231,20 @@ int serve(const po::variables_map& vm, AgentConfig session, NodeAgent& agent,
   return 0;
 }
 
+// dynamosd --follow slurm (follow_slurm.hpp): no gangd, Slurm switches, dynamosd pages.
+int run_follow(const po::variables_map& vm) {
+  if (auto r = set_daemon_log("dynamosd", vm); !r) return die(r.error().message());
+  auto ext = load_extensions(vm);
+  if (!ext) return die(ext.error().message());
+  return follow::run(vm, ext->host.get(), ext->paging);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   po::variables_map vm;
   if (auto done = parse_daemon_command_line("dynamosd", argc, argv, options(), vm)) return *done;
+  if (vm.count("follow")) return run_follow(vm);
   if (!vm.count("node")) return die("--node is required (try --help)");
   if (auto r = set_daemon_log("dynamosd", vm); !r) return die(r.error().message());
   if (!vm.count("secret")) return die("--secret is required (try --help)");
