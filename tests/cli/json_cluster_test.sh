@@ -19,7 +19,7 @@ chmod 755 "$tmp"
 state="$tmp/cluster" parent="dynamos-cli-json-$$"
 solo=""
 cleanup() {
-  [[ -n "$solo" ]] && kill "$solo" 2>/dev/null && wait "$solo" 2>/dev/null
+  if [[ -n "$solo" ]]; then kill "$solo" 2>/dev/null; wait "$solo" 2>/dev/null || true; fi
   "$bin/dynamos" cluster down --state-dir "$state" >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
@@ -27,12 +27,13 @@ trap cleanup EXIT
 mkdir -p "$state"
 cd "$tmp"
 
-# json WHAT FILTER ARGS...: `dynamos ARGS... --json` exits 0 and prints one JSON value on
-# stdout of which the jq FILTER holds; prints that value.
+# json WHAT FILTER COMMAND ARGS...: `dynamos COMMAND --json ARGS...` exits 0 and prints
+# one JSON value on stdout of which the jq FILTER holds; prints that value. (--json
+# right after the command: after submit's "--" it would be the program's.)
 json() {
-  local what="$1" filter="$2" out rc=0
-  shift 2
-  out="$("$bin/dynamos" "$@" --json 2>"$tmp/err")" || rc=$?
+  local what="$1" filter="$2" command="$3" out rc=0
+  shift 3
+  out="$("$bin/dynamos" "$command" --json "$@" 2>"$tmp/err")" || rc=$?
   ((rc == 0)) || fail "$what: exit $rc: $(cat "$tmp/err")"
   (($(jq -s length <<<"$out") == 1)) || fail "$what: not one JSON value on stdout: $out"
   jq -e "$filter" <<<"$out" >/dev/null || fail "$what: '$filter' does not hold for: $out"
@@ -86,22 +87,20 @@ json "cyclesteal --node" "length == 1 and .[0].node == \"$node\" and .[0].ok and
 
 # The agents' metrics: the job's two ranks patched and reverted; the host job's CPU
 # while the guest ran.
-mapfile -t urls < <("$bin/dynamos" cluster status --state-dir "$state" --json | jq -r '.metrics[1:][]')
+status="$("$bin/dynamos" cluster status --state-dir "$state" --json)"
+mapfile -t urls < <(jq -r '.metrics | to_entries[] | select(.key != "gangd") | .value' <<<"$status")
 ((${#urls[@]} == 2)) || fail "cluster status lists ${#urls[@]} agent metrics URLs, expected 2"
 applied=0 reverted=0
 for url in "${urls[@]}"; do
   curl -sf "$url" >"$tmp/scrape.txt" || fail "no answer from $url"
   promtool check metrics <"$tmp/scrape.txt" >"$tmp/promtool.log" 2>&1 || { cat "$tmp/promtool.log"; fail "promtool refused $url"; }
-  n="$(awk -F'[{}]' '/^dynamos_live_updates_total\{/ && /action="applied"/ { split($3, v, " "); s += v[2] } END { print s + 0 }' "$tmp/scrape.txt")"
+  n="$(awk -F'[{}]' '/^dynamos_live_updates_total\{/ && /action="applied"/ { s += $3 } END { print s + 0 }' "$tmp/scrape.txt")"
   applied=$((applied + n))
-  n="$(awk -F'[{}]' '/^dynamos_live_updates_total\{/ && /action="reverted"/ { split($3, v, " "); s += v[2] } END { print s + 0 }' "$tmp/scrape.txt")"
+  n="$(awk -F'[{}]' '/^dynamos_live_updates_total\{/ && /action="reverted"/ { s += $3 } END { print s + 0 }' "$tmp/scrape.txt")"
   reverted=$((reverted + n))
 done
 ((applied == 2 && reverted == 2)) || fail "dynamos_live_updates_total: applied $applied, reverted $reverted; expected 2 and 2"
-host_url=""
-for url in "${urls[@]}"; do
-  curl -sf "$url" | grep -q "node=\"$node\"" && host_url="$url"
-done
+host_url="$(jq -r --arg n "$node" '.metrics[$n]' <<<"$status")"
 running=0
 for _ in $(seq 1 20); do
   running="$(metric "$host_url" "dynamos_cyclesteal_host_seconds_total{node=\"$node\",state=\"running\"}")"
@@ -110,7 +109,8 @@ for _ in $(seq 1 20); do
 done
 awk -v v="$running" 'BEGIN { exit !(v > 0) }' \
   || fail "no host CPU while the guest ran: $(curl -sf "$host_url" | grep cyclesteal)"
-curl -sf "$host_url" | grep -q "^dynamos_cyclesteal_host_wait_share{node=\"$node\"} " \
+scrape="$(curl -sf "$host_url")"  # whole, before grep -q (pipefail and SIGPIPE)
+grep -q "^dynamos_cyclesteal_host_wait_share{node=\"$node\"} " <<<"$scrape" \
   || fail "no dynamos_cyclesteal_host_wait_share for $node"
 json "cyclesteal off" ".[0].ok and .[0].policy == \"off\"" cyclesteal off --node "$node" >/dev/null
 json "cyclesteal --idle" '.idle and .enabled and .policy == "pause"' cyclesteal on --idle --policy pause >/dev/null

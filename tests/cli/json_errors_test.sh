@@ -12,13 +12,13 @@ tmp="$(mktemp -d /tmp/dynamos-json-errors.XXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
 export DYNAMOS_SOCKET="$tmp/no-gangd.sock"
 
-# refused NAME ARGS...: `dynamos NAME ARGS... --json` fails cleanly.
+# refused NAME ARGS...: `dynamos NAME --json ARGS...` fails cleanly.
 refused() {
   local name="$1" rc=0
   shift
-  "$cli" "$name" "$@" --json >"$tmp/out" 2>"$tmp/err" || rc=$?
-  ((rc != 0)) || fail "dynamos $name $* --json exited 0"
-  [[ ! -s "$tmp/out" ]] || fail "dynamos $name $* --json printed on stdout: $(cat "$tmp/out")"
+  "$cli" "$name" --json "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+  ((rc != 0)) || fail "dynamos $name --json $* exited 0"
+  [[ ! -s "$tmp/out" ]] || fail "dynamos $name --json $* printed on stdout: $(cat "$tmp/out")"
   grep -q "^dynamos $name: " "$tmp/err" || fail "dynamos $name $*: no 'dynamos $name:' error: $(cat "$tmp/err")"
   (($(wc -l <"$tmp/err") == 1)) || fail "dynamos $name $*: more than one error line: $(cat "$tmp/err")"
 }
