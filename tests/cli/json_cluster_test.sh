@@ -3,7 +3,7 @@
 # agents, `dynamos cluster up`), every command that prints a result prints one JSON
 # value with --json whose fields say what happened: set, submit, policy, cyclesteal
 # (--node and --idle), patch --job, updates, revert --job, patch and revert of one
-# process, wait, cancel. The agents' /metrics count the job's live updates
+# process, ext set, wait, cancel. The agents' /metrics count the job's live updates
 # (dynamos_live_updates_total) and the host's CPU and run-queue wait while a
 # cycle-stealing guest runs (dynamos_cyclesteal_host_seconds_total).
 #   json_cluster_test.sh BUILD_BIN_DIR REMOTE_TARGET PATCH_SO
@@ -112,6 +112,8 @@ awk -v v="$running" 'BEGIN { exit !(v > 0) }' \
 scrape="$(curl -sf "$host_url")"  # whole, before grep -q (pipefail and SIGPIPE)
 grep -q "^dynamos_cyclesteal_host_wait_share{node=\"$node\"} " <<<"$scrape" \
   || fail "no dynamos_cyclesteal_host_wait_share for $node"
+json "ext set" 'length == 2 and all(.[]; .ok and (.result | type) == "string" and .error == null)' \
+  ext set paging.prefetch_budget=256M >/dev/null
 json "cyclesteal off" ".[0].ok and .[0].policy == \"off\"" cyclesteal off --node "$node" >/dev/null
 json "cyclesteal --idle" '.idle and .enabled and .policy == "pause"' cyclesteal on --idle --policy pause >/dev/null
 json "cyclesteal off --idle" '.idle and (.enabled | not) and .policy == "off"' cyclesteal off --idle >/dev/null

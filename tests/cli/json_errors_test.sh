@@ -37,8 +37,9 @@ refused patch 0 --replace compute=/no/such.so
 refused revert 0 1
 refused revert --job 7 1
 refused updates notapid
+refused ext set paging.prefetch_budget=256M
 
-for name in submit wait cancel policy set cyclesteal patch revert updates jobs nodes; do
+for name in submit wait cancel policy set cyclesteal patch revert updates jobs nodes ext; do
   "$cli" "$name" --help | grep -q -- '--json' || fail "dynamos $name --help does not offer --json"
 done
 echo "ok: every --json command fails with stdout empty and one error line"
