@@ -100,8 +100,11 @@ void write(Level l, std::string_view message) {
   [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
 }
 
-std::function<void(const std::string&)> sink(Level l) {
-  return [l](const std::string& line) { write(l, line); };
+Logger sink(std::string prefix) {
+  if (prefix.empty()) return Logger([](Level l, const std::string& line) { write(l, line); });
+  return Logger([prefix = std::move(prefix)](Level l, const std::string& line) {
+    if (enabled(l)) write(l, prefix + line);
+  });
 }
 
 }  // namespace dynamos::log

@@ -10,6 +10,8 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 #include "base/error.hpp"
 
@@ -47,7 +49,38 @@ inline void debug(std::string_view m) {
   write(Level::debug, m);
 }
 
-// A callback for the components' `log` hooks, writing at `level`.
-std::function<void(const std::string&)> sink(Level level = Level::info);
+// A component's log hook (gangd's coordinator, the agent's session and node agent, the
+// agent's operations): each line with its level. Called with a line alone it logs at
+// info; empty, it drops the line. A callback that takes only the line (a test that
+// captures lines) is accepted too and gets every line whatever its level.
+class Logger {
+ public:
+  using Fn = std::function<void(Level, const std::string&)>;
+  Logger() = default;
+  template <class F>
+  requires std::is_invocable_v<F&, Level, const std::string&> Logger(F f)
+      : fn_(std::move(f)) {}  // NOLINT: implicit, as a std::function would be
+  template <class F>
+  requires(std::is_invocable_v<F&, const std::string&> &&
+           !std::is_invocable_v<F&, Level, const std::string&>) Logger(F f)  // NOLINT
+      : fn_([f = std::move(f)](Level, const std::string& line) mutable { f(line); }) {}
+
+  explicit operator bool() const { return static_cast<bool>(fn_); }
+  void operator()(Level level, const std::string& line) const {
+    if (fn_) fn_(level, line);
+  }
+  void operator()(const std::string& line) const { (*this)(Level::info, line); }
+  void error(const std::string& line) const { (*this)(Level::error, line); }
+  void warning(const std::string& line) const { (*this)(Level::warning, line); }
+  void notice(const std::string& line) const { (*this)(Level::notice, line); }
+  void debug(const std::string& line) const { (*this)(Level::debug, line); }
+
+ private:
+  Fn fn_;
+};
+
+// A Logger that writes each line at its level through write() (--log-level applies).
+// With `prefix`, every line starts with it ("node n1: ").
+Logger sink(std::string prefix = "");
 
 }  // namespace dynamos::log

@@ -25,14 +25,17 @@ int run_cyclesteal(std::span<const std::string> args) {
       "(guests frozen while the host job is busy); 'off --idle' turns it off where gangd\n"
       "set it. POLICY: linger (guests keep running at idle priority, the default), pause\n"
       "(frozen while the host is busy), evict (killed when the host turns busy).\n"
-      "Root only.\n\noptions");
+      "Root only. --json: with --node an array, one {\"node\", \"ok\", \"policy\", \"error\"}\n"
+      "a node (failures also on standard error); with --idle {\"idle\": true, \"enabled\",\n"
+      "\"policy\", \"message\"}.\n\noptions");
   std::vector<std::string> nodes;
   std::string policy = "linger";
-  bool idle = false;
+  bool idle = false, json = false;
   desc.add_options()("help,h", "show this help")("node", po::value(&nodes),
                                                  "a node by its hostfile name (repeatable)")(
       "idle", po::bool_switch(&idle), "every node with no running job, driven by gangd")(
       "policy", po::value(&policy), "linger, pause or evict (with 'on'; default linger)");
+  cli::add_json_option(desc, json);
   cli::add_socket_option(desc);
   std::vector<std::string> positional;
   po::variables_map vm;
@@ -50,7 +53,14 @@ int run_cyclesteal(std::span<const std::string> args) {
   if (idle) {
     auto r = cli::ask(socket, gang::proto::SetCycleSteal{on, policy});
     if (!r) return cli::error(kName, r.error().message());
-    if (auto* ok = std::get_if<gang::proto::Ok>(&*r)) std::cout << ok->message << "\n";
+    auto* ok = std::get_if<gang::proto::Ok>(&*r);
+    if (json)
+      cli::print_json({{"idle", true},
+                       {"enabled", on},
+                       {"policy", on ? policy : std::string("off")},
+                       {"message", ok ? ok->message : std::string()}});
+    else if (ok)
+      std::cout << ok->message << "\n";
     return 0;
   }
   std::vector<std::string> op_args =
@@ -58,14 +68,21 @@ int run_cyclesteal(std::span<const std::string> args) {
   auto r = cli::node_command(socket, nodes, std::string(gang::ops::cyclesteal), op_args);
   if (!r) return cli::error(kName, r.error().message());
   std::string failed;
+  auto results = nlohmann::ordered_json::array();
   for (const auto& res : r->results) {
+    results.push_back(
+        {{"node", res.node},
+         {"ok", res.ok},
+         {"policy", on ? policy : std::string("off")},
+         {"error", res.ok ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(res.output)}});
     if (res.ok) {
-      std::cout << res.node << ": " << (on ? policy : std::string("off")) << "\n";
+      if (!json) std::cout << res.node << ": " << (on ? policy : std::string("off")) << "\n";
     } else {
       std::cerr << "dynamos cyclesteal: " << res.node << ": " << res.output << "\n";
       failed += (failed.empty() ? "" : ", ") + res.node;
     }
   }
+  if (json) cli::print_json(results);
   // One node asked: its error line says it all; more: name the ones that failed.
   if (!failed.empty() && r->results.size() == 1) return 1;
   if (!failed.empty()) return cli::error(kName, "failed on " + failed);

@@ -18,19 +18,22 @@ constexpr const char* kName = "ext";
 int run_ext(std::span<const std::string> args) {
   po::options_description desc(
       "usage: dynamos ext list [--node NAME] [--json]\n"
-      "       dynamos ext set EXT.KEY=VALUE [--node NAME]\n"
-      "       dynamos ext upgrade EXT PATH.so [--node NAME]\n\n"
+      "       dynamos ext set EXT.KEY=VALUE [--node NAME] [--json]\n"
+      "       dynamos ext upgrade EXT PATH.so [--node NAME] [--json]\n\n"
       "The extensions loaded in the node agents. list: each extension's version, path\n"
       "and tunables (value, type, default, source, range, help). set: a runtime tunable\n"
       "(root). upgrade: loads a new build of EXT into the running agents in place; its\n"
       "state is handed over and jobs and guests go on undisturbed (root; PATH must exist\n"
       "on every node). Without --node: every node that is up. Exits non-zero, naming\n"
-      "them, when some nodes failed.\n\noptions");
+      "them, when some nodes failed. --json: list prints one JSON object a line, a node\n"
+      "and extension; set and upgrade an array, one {\"node\", \"ok\", \"result\",\n"
+      "\"error\"} a node (failures also on standard error).\n\noptions");
   std::vector<std::string> nodes;
   bool json = false;
   desc.add_options()("help,h", "show this help")("node", po::value(&nodes),
                                                  "a node by its hostfile name (repeatable)")(
-      "json", po::bool_switch(&json), "list: one JSON object per node and extension");
+      "json", po::bool_switch(&json),
+      "list: one JSON object per node and extension; set, upgrade: an array, one a node");
   cli::add_socket_option(desc);
   std::vector<std::string> pos;
   po::variables_map vm;
@@ -58,13 +61,20 @@ int run_ext(std::span<const std::string> args) {
   } else {
     return cli::error(kName, "unknown subcommand '" + pos[0] + "' (list, set or upgrade)", 2);
   }
-  if (json && pos[0] != "list") return cli::error(kName, "--json goes with list", 2);
 
   // An upgrade may wait for the old build to drain (up to the host's 5 s) on each node.
   auto r = cli::node_command(cli::socket_path(vm), nodes, op, op_args, std::chrono::seconds(60));
   if (!r) return cli::error(kName, r.error().message());
   std::string failed;
+  auto results = nlohmann::ordered_json::array();
   for (const auto& res : r->results) {
+    if (pos[0] != "list")
+      results.push_back({{"node", res.node},
+                         {"ok", res.ok},
+                         {"result", res.ok ? nlohmann::ordered_json(res.output)
+                                           : nlohmann::ordered_json(nullptr)},
+                         {"error", res.ok ? nlohmann::ordered_json(nullptr)
+                                          : nlohmann::ordered_json(res.output)}});
     if (!res.ok) {
       std::cerr << "dynamos ext: " << res.node << ": " << res.output << "\n";
       failed += (failed.empty() ? "" : ", ") + res.node;
@@ -73,10 +83,11 @@ int run_ext(std::span<const std::string> args) {
     if (pos[0] == "list") {
       std::cout << res.output;
       if (!res.output.empty() && !res.output.ends_with('\n')) std::cout << "\n";
-    } else {
+    } else if (!json) {
       std::cout << res.node << ": " << res.output << "\n";
     }
   }
+  if (json && pos[0] != "list") cli::print_json(results);
   if (r->results.empty()) return cli::error(kName, "no node is up");
   // One node asked: its error line says it all; more: name the ones that failed.
   if (!failed.empty() && r->results.size() == 1) return 1;

@@ -177,12 +177,16 @@ int run_nodes(std::span<const std::string> args) {
 
 int run_wait(std::span<const std::string> args) {
   po::options_description desc(
-      "usage: dynamos wait ID [--timeout S]\n\n"
+      "usage: dynamos wait ID [--timeout S] [--json]\n\n"
       "Waits until job ID ends and exits with its exit code (128+N when mpirun was killed\n"
       "by signal N). Exits 124 when the timeout passes first, 1 on an error (unknown job,\n"
-      "gangd unreachable), with a message.\n\noptions");
+      "gangd unreachable), with a message. --json prints the ended job as 'dynamos jobs\n"
+      "--json' shows it (id, state, exit_code, reason, ...); the exit status is the same.\n\n"
+      "options");
   double timeout = 0;
+  bool json = false;
   desc.add_options()("timeout", po::value(&timeout), "give up after S seconds (default: never)");
+  cli::add_json_option(desc, json);
   std::vector<std::string> positional;
   po::variables_map vm;
   if (auto s = parse("wait", args, desc, positional, vm)) return *s;
@@ -206,6 +210,7 @@ int run_wait(std::span<const std::string> args) {
         if (j.job == *id) job = &j;
       if (!job) return cli::error("wait", "no job " + positional[0] + " (or not yours)");
       if (job->ended_ns) {
+        if (json) cli::print_json(job_json(*job));
         if (!job->reason.empty())
           std::fprintf(stderr, "dynamos wait: job %s %s: %s\n", positional[0].c_str(),
                        job->state.c_str(), job->reason.c_str());
@@ -228,8 +233,11 @@ int run_wait(std::span<const std::string> args) {
 
 int run_cancel(std::span<const std::string> args) {
   po::options_description desc(
-      "usage: dynamos cancel ID\n\n"
-      "Cancels job ID: its ranks are killed on every node and its groups removed.\n\noptions");
+      "usage: dynamos cancel ID [--json]\n\n"
+      "Cancels job ID: its ranks are killed on every node and its groups removed.\n"
+      "--json prints {\"job\", \"cancelled\": true, \"message\"}.\n\noptions");
+  bool json = false;
+  cli::add_json_option(desc, json);
   std::vector<std::string> positional;
   po::variables_map vm;
   if (auto s = parse("cancel", args, desc, positional, vm)) return *s;
@@ -238,18 +246,24 @@ int run_cancel(std::span<const std::string> args) {
   if (!id) return cli::error("cancel", id.error().message(), 2);
   auto r = cli::ask_for<proto::Ok>(cli::socket_path(vm), proto::JobCancel{*id});
   if (!r) return cli::error("cancel", r.error().message());
+  if (json) {
+    cli::print_json({{"job", *id}, {"cancelled", true}, {"message", r->message}});
+    return 0;
+  }
   std::cout << r->message << "\n";
   return 0;
 }
 
 int run_policy(std::span<const std::string> args) {
   po::options_description desc(
-      "usage: dynamos policy paging POLICY --job ID\n\n"
+      "usage: dynamos policy paging POLICY --job ID [--json]\n\n"
       "Changes the paging policy of a running job; its next switches use it. Policies:\n"
-      "demand (stop and continue only), selective, aggressive, adaptive (docs/paging.md).\n\n"
-      "options");
+      "demand (stop and continue only), selective, aggressive, adaptive (docs/paging.md).\n"
+      "--json prints {\"job\", \"paging\"}.\n\noptions");
   std::string job;
+  bool json = false;
   desc.add_options()("job", po::value(&job), "the job");
+  cli::add_json_option(desc, json);
   std::vector<std::string> positional;
   po::variables_map vm;
   if (auto s = parse("policy", args, desc, positional, vm)) return *s;
@@ -260,15 +274,22 @@ int run_policy(std::span<const std::string> args) {
   if (!id) return cli::error("policy", id.error().message(), 2);
   auto r = cli::ask_for<proto::Ok>(cli::socket_path(vm), proto::SetPaging{*id, positional[1]});
   if (!r) return cli::error("policy", r.error().message());
+  if (json) {
+    cli::print_json({{"job", *id}, {"paging", positional[1]}});
+    return 0;
+  }
   std::cout << "job " << *id << ": paging policy " << positional[1] << "\n";
   return 0;
 }
 
 int run_set(std::span<const std::string> args) {
   po::options_description desc(
-      "usage: dynamos set quantum=DURATION\n\n"
+      "usage: dynamos set quantum=DURATION [--json]\n\n"
       "Changes a setting of the running cluster (root only). quantum: the time slice,\n"
-      "e.g. 30s, 500ms; the next slice uses it and gangd's journal keeps it.\n\noptions");
+      "e.g. 30s, 500ms; the next slice uses it and gangd's journal keeps it. --json\n"
+      "prints {\"setting\": \"quantum\", \"value\": \"500ms\", \"quantum_ns\"}.\n\noptions");
+  bool json = false;
+  cli::add_json_option(desc, json);
   std::vector<std::string> positional;
   po::variables_map vm;
   if (auto s = parse("set", args, desc, positional, vm)) return *s;
@@ -284,6 +305,10 @@ int run_set(std::span<const std::string> args) {
   auto r = cli::ask_for<proto::Ok>(cli::socket_path(vm),
                                    proto::SetQuantum{static_cast<std::uint64_t>(q->count())});
   if (!r) return cli::error("set", r.error().message());
+  if (json) {
+    cli::print_json({{"setting", key}, {"value", format_duration(*q)}, {"quantum_ns", q->count()}});
+    return 0;
+  }
   std::cout << "quantum " << format_duration(*q) << "\n";
   return 0;
 }

@@ -116,8 +116,55 @@ std::string roll_back(const std::string& socket, JobId job, SafetyMode mode,
   return left;
 }
 
+// patch --job's result: the command that reverts every rank it patched.
+std::string revert_command(JobId job, const std::map<std::string, jp::NodeUpdates>& done) {
+  std::set<core::UpdateId> ids;
+  std::string tokens;
+  for (const auto& [node, u] : done)
+    for (const auto& r : u.ranks) {
+      ids.insert(r.update);
+      tokens += " " + revert_token(node, r);
+    }
+  return "dynamos revert --job " + std::to_string(job) +
+         (ids.size() == 1 ? " " + std::to_string(*ids.begin()) : tokens);
+}
+
+void print_patched_job(JobId job, SafetyMode mode,
+                       const std::map<std::string, jp::NodeUpdates>& done, Clock::duration took,
+                       bool json) {
+  std::size_t ranks = 0;
+  auto list = nlohmann::ordered_json::array();
+  for (const auto& [node, u] : done)
+    for (const auto& r : u.ranks) {
+      ++ranks;
+      list.push_back({{"node", node},
+                      {"pid", r.pid},
+                      {"update", r.update},
+                      {"stopped_ms", r.stopped_ms},
+                      {"took_ms", r.took_ms}});
+    }
+  if (json) {
+    cli::print_json({{"job", job},
+                     {"mode", safety_mode_name(mode)},
+                     {"nodes", done.size()},
+                     {"took_ms", ms_of(took)},
+                     {"ranks", std::move(list)},
+                     {"revert", revert_command(job, done)}});
+    return;
+  }
+  std::printf("patched job %lu: %zu rank%s on %zu node%s in %.1f ms (%s mode)\n",
+              static_cast<unsigned long>(job), ranks, ranks == 1 ? "" : "s", done.size(),
+              done.size() == 1 ? "" : "s", ms_of(took), safety_mode_name(mode));
+  for (const auto& [node, u] : done)
+    for (const auto& r : u.ranks)
+      std::printf("  node %s rank %d: update %lu (stopped %.3f ms, %.1f ms)\n", node.c_str(), r.pid,
+                  static_cast<unsigned long>(r.update), r.stopped_ms, r.took_ms);
+  std::printf("revert with: %s\n", revert_command(job, done).c_str());
+}
+
 int run_patch_job(const std::string& socket, JobId job, std::vector<Replacement> plan,
-                  SafetyMode mode, std::chrono::milliseconds timeout, std::chrono::seconds wait) {
+                  SafetyMode mode, std::chrono::milliseconds timeout, std::chrono::seconds wait,
+                  bool json) {
   jp::PatchArgs pa{job, std::move(plan), mode, timeout};
   const auto t0 = Clock::now();
   std::map<std::string, jp::NodeUpdates> done;
@@ -156,29 +203,7 @@ int run_patch_job(const std::string& socket, JobId job, std::vector<Replacement>
       msg += " (reverted on the nodes that had taken it)";
     return cli::error("patch", msg);
   }
-  std::size_t ranks = 0;
-  std::set<core::UpdateId> ids;
-  for (const auto& [node, u] : done)
-    for (const auto& r : u.ranks) {
-      ++ranks;
-      ids.insert(r.update);
-    }
-  std::printf("patched job %lu: %zu rank%s on %zu node%s in %.1f ms (%s mode)\n",
-              static_cast<unsigned long>(job), ranks, ranks == 1 ? "" : "s", done.size(),
-              done.size() == 1 ? "" : "s", ms_of(took), safety_mode_name(mode));
-  std::string tokens;
-  for (const auto& [node, u] : done)
-    for (const auto& r : u.ranks) {
-      std::printf("  node %s rank %d: update %lu (stopped %.3f ms, %.1f ms)\n", node.c_str(), r.pid,
-                  static_cast<unsigned long>(r.update), r.stopped_ms, r.took_ms);
-      tokens += " " + revert_token(node, r);
-    }
-  if (ids.size() == 1)
-    std::printf("revert with: dynamos revert --job %lu %lu\n", static_cast<unsigned long>(job),
-                static_cast<unsigned long>(*ids.begin()));
-  else
-    std::printf("revert with: dynamos revert --job %lu%s\n", static_cast<unsigned long>(job),
-                tokens.c_str());
+  print_patched_job(job, mode, done, took, json);
   return 0;
 }
 
@@ -204,12 +229,16 @@ int run_patch(std::span<const std::string> args) {
       "fails, the ranks already patched are reverted and the command fails naming the\n"
       "node, the rank and why. While the job is frozen (not its time slice) the command\n"
       "waits for it to run. Prints each rank's update id and the command that reverts\n"
-      "them all.\n\noptions");
+      "them all.\n\n"
+      "--json prints {\"pid\", \"update\", \"mode\", \"functions\", \"stopped_ms\", \"took_ms\"};\n"
+      "with --job {\"job\", \"mode\", \"nodes\", \"took_ms\", \"ranks\": [{\"node\", \"pid\",\n"
+      "\"update\", \"stopped_ms\", \"took_ms\"}], \"revert\"}.\n\noptions");
   std::vector<std::string> replaces;
   std::string mode = "drain";
   long timeout_ms = 2000;
   std::string job_arg;
   long wait_s = 120;
+  bool json = false;
   desc.add_options()("help,h", "show this help")("replace", po::value(&replaces)->composing(),
                                                  "SYM=PATCH.so[:NEWSYM], repeatable")(
       "mode", po::value(&mode)->default_value("drain"),
@@ -221,6 +250,7 @@ int run_patch(std::span<const std::string> args) {
                                          "patch every rank of this job instead of one process")(
       "wait", po::value(&wait_s)->default_value(120),
       "with --job: seconds to wait for the job's time slice while it is frozen");
+  cli::add_json_option(desc, json);
   cli::add_socket_option(desc);
   std::vector<std::string> positional;
   po::variables_map vm;
@@ -261,7 +291,7 @@ int run_patch(std::span<const std::string> args) {
       r.object = std::filesystem::absolute(r.object).lexically_normal().string();
     }
     return run_patch_job(cli::socket_path(vm), *job, std::move(plan), *safety,
-                         std::chrono::milliseconds(timeout_ms), std::chrono::seconds(wait_s));
+                         std::chrono::milliseconds(timeout_ms), std::chrono::seconds(wait_s), json);
   }
 
   auto pid = parse_pid(pid_arg);
@@ -278,6 +308,15 @@ int run_patch(std::span<const std::string> args) {
   cli::prefer_realtime();
   auto res = patch_process(*pid, req);
   if (!res) return cli::error("patch", res.error().message());
+  if (json) {
+    cli::print_json({{"pid", *pid},
+                     {"update", res->id},
+                     {"mode", safety_mode_name(*safety)},
+                     {"functions", plan.size()},
+                     {"stopped_ms", ms_of(res->stopped)},
+                     {"took_ms", ms_of(res->took)}});
+    return 0;
+  }
   std::printf("patched %zu function%s in process %d (%s mode)\n", plan.size(),
               plan.size() == 1 ? "" : "s", *pid, safety_mode_name(*safety));
   std::printf("target stopped for %.3f ms; command took %.1f ms\n", ms_of(res->stopped),
@@ -292,13 +331,17 @@ int run_revert_job(std::span<const std::string> args) {
       "usage: dynamos revert --job ID UPDATE|NODE:PID:UPDATE... [options]\n\n"
       "Reverts updates of a job's ranks (dynamos patch --job prints the line to use): a\n"
       "bare UPDATE in every rank of the job, NODE:PID:UPDATE in that rank. While the job\n"
-      "is frozen (not its time slice) the command waits for it to run.\n\noptions");
+      "is frozen (not its time slice) the command waits for it to run. --json prints\n"
+      "{\"job\", \"ranks\": [{\"node\", \"pid\", \"update\", \"stopped_ms\"}]} (the ranks\n"
+      "reverted; failures on standard error).\n\noptions");
   std::string job_arg, mode = "drain";
   long wait_s = 120;
+  bool json = false;
   desc.add_options()("help,h", "show this help")("job", po::value(&job_arg), "the job")(
       "mode", po::value(&mode)->default_value("drain"), "drain or quiescent")(
       "wait", po::value(&wait_s)->default_value(120),
       "seconds to wait for the job's time slice while it is frozen");
+  cli::add_json_option(desc, json);
   cli::add_socket_option(desc);
   std::vector<std::string> tokens;
   po::variables_map vm;
@@ -326,6 +369,7 @@ int run_revert_job(std::span<const std::string> args) {
   }
   const auto deadline = Clock::now() + std::chrono::seconds(wait_s);
   int status = 0;
+  auto reverted = nlohmann::ordered_json::array();
   for (const auto& [node, ra] : per_node) {
     std::vector<std::string> nodes;
     if (!node.empty()) nodes.push_back(node);
@@ -342,23 +386,31 @@ int run_revert_job(std::span<const std::string> args) {
         status = cli::error("revert", "node " + n.node + ": " + u.error().message());
         continue;
       }
-      for (const auto& r : u->ranks)
-        std::printf("reverted update %lu in rank %d on node %s; stopped for %.3f ms\n",
-                    static_cast<unsigned long>(r.update), r.pid, n.node.c_str(), r.stopped_ms);
+      for (const auto& r : u->ranks) {
+        reverted.push_back(
+            {{"node", n.node}, {"pid", r.pid}, {"update", r.update}, {"stopped_ms", r.stopped_ms}});
+        if (!json)
+          std::printf("reverted update %lu in rank %d on node %s; stopped for %.3f ms\n",
+                      static_cast<unsigned long>(r.update), r.pid, n.node.c_str(), r.stopped_ms);
+      }
     }
   }
+  if (json) cli::print_json({{"job", *job}, {"ranks", std::move(reverted)}});
   return status;
 }
 
-int run_revert(std::span<const std::string> args) {
-  for (const auto& a : args)
-    if (a == "--job" || a.starts_with("--job=")) return run_revert_job(args);
+int run_revert(std::span<const std::string> all) {
+  for (const auto& a : all)
+    if (a == "--job" || a.starts_with("--job=")) return run_revert_job(all);
+  std::vector<std::string> args(all.begin(), all.end());
+  const bool json = cli::take_json_flag(args);
   if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
-    std::cout << "usage: dynamos revert PID ID [--mode drain|quiescent]\n"
+    std::cout << "usage: dynamos revert PID ID [--mode drain|quiescent] [--json]\n"
                  "       dynamos revert --job ID UPDATE|NODE:PID:UPDATE... (see --job --help)\n\n"
                  "Reverts update ID of process PID: the functions it switched go back to the\n"
                  "versions they had before. Refused while a newer update on the same function\n"
-                 "is applied (revert that first).\n";
+                 "is applied (revert that first). --json prints {\"pid\", \"update\", \"mode\",\n"
+                 "\"stopped_ms\", \"took_ms\"}.\n";
     return 0;
   }
   if (args.size() != 2 && args.size() != 4)
@@ -379,17 +431,50 @@ int run_revert(std::span<const std::string> args) {
   cli::prefer_realtime();
   auto r = revert_process_update(*pid, id, mode);
   if (!r) return cli::error("revert", r.error().message());
+  if (json) {
+    cli::print_json({{"pid", *pid},
+                     {"update", id},
+                     {"mode", safety_mode_name(mode)},
+                     {"stopped_ms", ms_of(r->stopped)},
+                     {"took_ms", ms_of(r->took)}});
+    return 0;
+  }
   std::printf("reverted update %lu in process %d; target stopped for %.3f ms\n", id, *pid,
               ms_of(r->stopped));
   return 0;
 }
 
-int run_updates(std::span<const std::string> args) {
+template <class Points, class Updates>
+nlohmann::ordered_json updates_json(const Points& points, const Updates& updates) {
+  auto list = nlohmann::ordered_json::array();
+  for (const auto& u : updates) {
+    auto switches = nlohmann::ordered_json::array();
+    for (const auto& s : u.switches) {
+      if (s.point >= points.size()) continue;
+      const auto& p = points[s.point];
+      switches.push_back({{"function", p.name},
+                          {"from", p.versions.at(s.from).name},
+                          {"to", p.versions.at(s.to).name}});
+    }
+    list.push_back({{"id", u.id},
+                    {"mode", safety_mode_name(u.mode)},
+                    {"state", u.state == UpdateState::applied ? "applied" : "reverted"},
+                    {"switches", std::move(switches)}});
+  }
+  return list;
+}
+
+int run_updates(std::span<const std::string> all) {
+  std::vector<std::string> args(all.begin(), all.end());
+  const bool json = cli::take_json_flag(args);
   if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
-    std::cout << "usage: dynamos updates PID\n\n"
-                 "Lists the updates applied to process PID, newest last: id, mode, state, and\n"
-                 "for each function the version it left and the version it took. The list is\n"
-                 "kept in the process itself, so any later invocation sees it.\n";
+    std::cout
+        << "usage: dynamos updates PID [--json]\n\n"
+           "Lists the updates applied to process PID, newest last: id, mode, state, and\n"
+           "for each function the version it left and the version it took. The list is\n"
+           "kept in the process itself, so any later invocation sees it. --json prints an\n"
+           "array, one {\"id\", \"mode\", \"state\", \"switches\": [{\"function\", \"from\",\n"
+           "\"to\"}]} an update ([] when there is none).\n";
     return 0;
   }
   if (args.size() != 1) return cli::error("updates", "usage: dynamos updates PID", 2);
@@ -400,6 +485,10 @@ int run_updates(std::span<const std::string> args) {
   if (!engine) return cli::error("updates", engine.error().message());
   const auto points = (*engine)->patch_points();
   const auto updates = (*engine)->updates();
+  if (json) {
+    cli::print_json(updates_json(points, updates));
+    return 0;
+  }
   if (updates.empty()) {
     std::printf("no updates in process %d\n", *pid);
     return 0;

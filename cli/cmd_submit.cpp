@@ -27,7 +27,9 @@ int run_submit(std::span<const std::string> args) {
       "over a hostfile of those nodes, as you, in the current directory. Jobs sharing\n"
       "nodes alternate every quantum, all ranks of a job together. Prints 'job ID' on its\n"
       "last line; 'dynamos wait ID' waits for it. The ranks' output goes to FILE (default\n"
-      "./dynamos-job<ID>.out). The ranks run in your environment (PATH, modules, ...).\n\noptions");
+      "./dynamos-job<ID>.out). The ranks run in your environment (PATH, modules, ...).\n"
+      "--json prints {\"job\", \"name\", \"ranks\", \"nodes\", \"paging\", \"program\", \"cwd\"}\n"
+      "instead (nodes 0: as few as fit).\n\noptions");
   unsigned ranks = 1, nodes = 0;
   std::string paging = "demand", name, output, mpi_args;
   desc.add_options()("help,h", "show this help")("ranks", po::value(&ranks)->default_value(1),
@@ -38,6 +40,8 @@ int run_submit(std::span<const std::string> args) {
       "name", po::value(&name), "job name (default: the program's name)")(
       "output", po::value(&output), "the ranks' output file")(
       "mpi-args", po::value(&mpi_args), "extra mpirun options for this job, e.g. '--map-by core'");
+  bool json = false;
+  cli::add_json_option(desc, json);
   cli::add_socket_option(desc);
   // Everything after "--" belongs to the program, options included.
   std::vector<std::string> own, program;
@@ -72,6 +76,16 @@ int run_submit(std::span<const std::string> args) {
     req.env.emplace_back(*e);
   auto r = cli::ask_for<proto::JobSubmitted>(cli::socket_path(vm), req, std::chrono::seconds(30));
   if (!r) return cli::error("submit", r.error().message());
+  if (json) {
+    cli::print_json({{"job", r->job},
+                     {"name", name},
+                     {"ranks", ranks},
+                     {"nodes", nodes},
+                     {"paging", paging},
+                     {"program", program},
+                     {"cwd", cwd}});
+    return 0;
+  }
   std::cout << "job " << r->job << "\n";
   return 0;
 }

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -40,6 +42,22 @@ std::optional<int> parse_options(std::string_view command, std::span<const std::
                                  const boost::program_options::options_description& desc,
                                  std::vector<std::string>& positional,
                                  boost::program_options::variables_map& vm);
+
+// --json, the same on every command that prints a result: the result as one JSON
+// object (an array for a list) on standard output, with stable field names (documented
+// in docs/operations.md); errors stay one line on standard error with a non-zero exit.
+inline void add_json_option(boost::program_options::options_description& desc, bool& json) {
+  desc.add_options()("json", boost::program_options::bool_switch(&json),
+                     "print the result as JSON on standard output (see docs/operations.md)");
+}
+// Takes "--json" out of `args` (commands that read their arguments by position).
+inline bool take_json_flag(std::vector<std::string>& args) {
+  auto n = std::erase(args, std::string("--json"));
+  return n > 0;
+}
+inline void print_json(const nlohmann::ordered_json& j) {
+  std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+}
 
 }  // namespace dynamos::cli
 

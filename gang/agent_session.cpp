@@ -39,17 +39,13 @@ AgentSession::AgentSession(asio::any_io_executor ex, AgentConfig config, SwitchH
       handler_(handler),
       watchdog_timer_(ex),
       backoff_timer_(ex) {
-  if (!config_.log) {
-    config_.log = [node = config_.node](const std::string& line) {
-      std::fprintf(stderr, "dynamosd %s: %s\n", node.c_str(), line.c_str());
-    };
-  }
+  if (!config_.log) config_.log = log::sink("node " + config_.node + ": ");
 }
 
 AgentSession::~AgentSession() = default;
 
-void AgentSession::log(const std::string& line) const {
-  config_.log(line);
+void AgentSession::log(const std::string& line, log::Level level) const {
+  config_.log(level, line);
 }
 
 void AgentSession::start() {
@@ -89,7 +85,7 @@ asio::awaitable<void> AgentSession::run() {
     if (state_ == State::stopped) break;
     if (!r) {
       last_error_ = r.error();
-      log(r.error().message());
+      log(r.error().message(), log::Level::warning);
     }
     if (fatal_ || !config_.reconnect) {
       state_ = State::stopped;
@@ -116,7 +112,8 @@ asio::awaitable<void> AgentSession::watchdog() {
     if (steady::now() - last_heard_ > timeout && !lost_reported_) {
       lost_reported_ = true;
       log("coordinator silent for more than " + std::to_string(timeout.count() / 1'000'000) +
-          " ms: thawing every job");
+              " ms: thawing every job",
+          log::Level::warning);
       handler_.coordinator_lost();
       if (link_) link_->close();  // a silent link is a dead link: reconnect
     }
@@ -293,7 +290,7 @@ bool AgentSession::dispatch(Link& link, proto::Message& m) {
   } else if (std::holds_alternative<proto::Heartbeat>(m)) {
     // last_heard_ is all a heartbeat is for
   } else if (auto* e = std::get_if<proto::ErrorMsg>(&m)) {
-    log("gangd reports: " + e->message);
+    log("gangd reports: " + e->message, log::Level::error);
   } else {
     return false;
   }

@@ -29,6 +29,7 @@
 #include <string>
 
 #include "base/error.hpp"
+#include "base/log.hpp"
 #include "gang/auth.hpp"
 #include "gang/protocol.hpp"
 
@@ -74,7 +75,7 @@ struct AgentConfig {
   std::chrono::nanoseconds reconnect_min = std::chrono::milliseconds(100);
   std::chrono::nanoseconds reconnect_max = std::chrono::seconds(5);
   // Log lines (no newline); empty: standard error.
-  std::function<void(const std::string&)> log;
+  log::Logger log;
 };
 
 class AgentSession : public std::enable_shared_from_this<AgentSession> {
@@ -109,7 +110,7 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
                                   std::uint64_t received_ns);
   bool dispatch(Link& link, proto::Message& m);
   std::chrono::nanoseconds coordinator_timeout() const;
-  void log(const std::string& line) const;
+  void log(const std::string& line, log::Level level = log::Level::info) const;
 
   asio::any_io_executor ex_;
   AgentConfig config_;

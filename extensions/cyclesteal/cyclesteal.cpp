@@ -133,6 +133,7 @@ void reset_totals() {
   state->monitor->restart();
   state->samples = 0;
   state->host_cpu_s = state->guest_cpu_s = state->idle_cpu_s = state->wall_s = 0;
+  state->host_cpu_guest_s = state->host_wait_guest_s = 0;
   state->pages_out = state->short_of_bound = state->killed = 0;
   state->recent.clear();
   state->kinds.clear();
@@ -196,6 +197,15 @@ void sync_host_weights(unsigned target) {
   state->boosted_to = target;
 }
 
+// Whether some guest is in the class and not frozen: running as far as the policy goes,
+// even when its idle priority leaves it no CPU time on a busy node.
+bool guests_running() {
+  if (!state->cls) return false;
+  for (const auto& [id, g] : state->guests)
+    if (state->cls->has(id) && !state->cls->frozen(id)) return true;
+  return false;
+}
+
 // One sample and the reactions to it. Called with the lock held.
 Json sample_and_react() {
   auto start = Clock::now();
@@ -224,6 +234,10 @@ Json sample_and_react() {
     state->host_cpu_s += host_s;
     state->guest_cpu_s += guest_s;
     state->idle_cpu_s += std::max(0.0, interval_s * state->monitor->cpus() - host_s);
+    if (guest_s > 0 || guests_running()) {
+      state->host_cpu_guest_s += host_s;
+      state->host_wait_guest_s += std::chrono::duration<double>(reading->host_wait).count();
+    }
   }
 
   ActivityRules rules{tunable_f(BUSY_THRESHOLD), std::chrono::nanoseconds(tunable(IDLE_PERIOD))};

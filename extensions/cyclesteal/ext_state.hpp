@@ -74,6 +74,9 @@ struct State {
   // Totals since init or reset.
   uint64_t samples = 0;
   double host_cpu_s = 0, guest_cpu_s = 0, idle_cpu_s = 0, wall_s = 0;
+  // Over the intervals in which a guest ran (used CPU time, or was in the class and not
+  // frozen): the host jobs' CPU time and their time runnable but waiting for a CPU.
+  double host_cpu_guest_s = 0, host_wait_guest_s = 0;
   uint64_t last_guest_cpu_ns = 0;  // the class's cumulative usage at the last sample
   uint64_t pages_out = 0, short_of_bound = 0, killed = 0;
   std::deque<Reaction> recent;

@@ -62,7 +62,8 @@ std::string export_text() {
     out << "boost " << weight << " " << path << "\n";
   out << "totals " << state->samples << " " << state->wall_s << " " << state->host_cpu_s << " "
       << state->guest_cpu_s << " " << state->idle_cpu_s << " " << state->pages_out << " "
-      << state->killed << " " << state->short_of_bound << "\n";
+      << state->killed << " " << state->short_of_bound << " " << state->host_cpu_guest_s << " "
+      << state->host_wait_guest_s << "\n";
   return out.str();
 }
 
@@ -126,6 +127,9 @@ Result<void> import_text(const std::string& text) {
     } else if (kind == "totals") {
       l >> state->samples >> state->wall_s >> state->host_cpu_s >> state->guest_cpu_s >>
           state->idle_cpu_s >> state->pages_out >> state->killed >> state->short_of_bound;
+      // Later fields (an older build's state has none: they stay 0).
+      if (!(l >> state->host_cpu_guest_s >> state->host_wait_guest_s))
+        state->host_cpu_guest_s = state->host_wait_guest_s = 0;
     } else if (!kind.empty()) {
       return fail(Errc::protocol, "unknown state record '" + kind + "'");
     }

@@ -119,6 +119,7 @@ Result<HostReading> HostMonitor::read(uint64_t guest_cpu_ns, uint64_t guest_memo
     }
     r.host_cpu = std::chrono::nanoseconds(primed_ ? cpu : 0);
     if (!primed_) wait = 0;
+    r.host_wait = std::chrono::nanoseconds(wait);
   }
   last_guest_cpu_ = guest_cpu_ns;
   if (psi_)

@@ -29,6 +29,9 @@ namespace dynamos::cyclesteal {
 struct HostReading {
   std::chrono::nanoseconds interval{0};  // since the previous reading
   std::chrono::nanoseconds host_cpu{0};  // host CPU time within it
+  // host time runnable but waiting for a CPU within it (host jobs' threads; 0 when
+  // system-wide: /proc has no such figure for "everything but the guests")
+  std::chrono::nanoseconds host_wait{0};
   // host CPU demand: (CPU time + time runnable but waiting for a CPU) / (interval x
   // cpus). Demand rather than use, so that a host held back by other load (or by the
   // guests) still counts as busy.

@@ -47,6 +47,11 @@ Json report_json() {
   o["guest_cpu_s"] = state->guest_cpu_s;
   o["idle_cpu_s"] = state->idle_cpu_s;
   o["guest_idle_share"] = state->idle_cpu_s > 0 ? state->guest_cpu_s / state->idle_cpu_s : 0.0;
+  // The host's run-queue wait share while guests ran: wait / (CPU + wait).
+  o["host_cpu_s_while_guest"] = state->host_cpu_guest_s;
+  o["host_wait_s_while_guest"] = state->host_wait_guest_s;
+  const double demand = state->host_cpu_guest_s + state->host_wait_guest_s;
+  o["host_wait_share_while_guest"] = demand > 0 ? state->host_wait_guest_s / demand : 0.0;
   o["host_source"] = state->monitor->jobs() ? "jobs" : "system";
   o["host_jobs_weighted"] = state->boosted.size();
   o["host_busy"] = state->last.cpu_busy;

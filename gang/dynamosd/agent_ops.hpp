@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "gang/dynamosd/metrics.hpp"
 #include "gang/dynamosd/node_agent.hpp"
 
 namespace dynamos::core {
@@ -24,7 +25,8 @@ struct AgentOpsContext {
   core::ExtensionHost* extensions = nullptr;  // may be null: no extension loaded
   std::string paging_extension;               // its name in the host, "" when not loaded
   std::string cyclesteal_extension;           // likewise
-  std::function<void(const std::string&)> log;
+  log::Logger log;
+  LiveUpdateCounts* updates = nullptr;  // the patch ops count here when given
 };
 
 // patch, revert: the remote live update of every rank of a job (agent_ops_patch.cpp).

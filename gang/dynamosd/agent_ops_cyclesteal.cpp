@@ -61,7 +61,7 @@ class CycleSteal {
     // names a policy: guests only where the operator asked for them.
     if (auto t = ext_->get(name_, "policy"); t && t->source == core::ValueSource::default_value)
       if (auto r = ext_->set(name_, "policy", "off"); !r)
-        note("cyclesteal: " + r.error().message());
+        note("cyclesteal: " + r.error().message(), log::Level::warning);
     ticker_ = std::jthread([this](std::stop_token stop) { run_ticker(stop); });
   }
   ~CycleSteal() {
@@ -82,11 +82,11 @@ class CycleSteal {
                                        " has no cycle-stealing extension loaded (start dynamosd "
                                        "with --cyclesteal-extension)");
   }
-  void note(const std::string& line) const {
+  void note(const std::string& line, log::Level level = log::Level::info) const {
     if (log_)
-      log_(line);
+      log_(level, line);
     else
-      std::fprintf(stderr, "dynamosd: %s\n", line.c_str());
+      log::write(level, line);
   }
   std::string policy() const {
     auto t = ext_->get(name_, "policy");
@@ -101,7 +101,7 @@ class CycleSteal {
   NodeAgent& agent_;
   core::ExtensionHost* ext_;
   std::string name_;
-  std::function<void(const std::string&)> log_;
+  log::Logger log_;
   std::mutex mu_;                  // guests_, hosts_; held across a guest's start and a tick
   std::map<pid_t, uid_t> guests_;  // guest pid (its id in the extension) -> uid
   std::set<JobId> hosts_;          // job groups attached as host jobs
@@ -121,7 +121,8 @@ void CycleSteal::sync_hosts_locked() {
     if (auto r = ext_->attach(name_, s); r)
       hosts_.insert(j);
     else
-      note("cyclesteal: host job " + std::to_string(j) + ": " + r.error().message());
+      note("cyclesteal: host job " + std::to_string(j) + ": " + r.error().message(),
+           log::Level::warning);
   }
   for (auto it = hosts_.begin(); it != hosts_.end();) {
     if (now.contains(*it)) {
@@ -185,7 +186,7 @@ void CycleSteal::run_ticker(std::stop_token stop) {
     sync_hosts_locked();
     if (auto r = ext_->tick(name_, node); !r && r.error().message() != last_error) {
       last_error = r.error().message();  // once per distinct error
-      note("cyclesteal tick: " + last_error);
+      note("cyclesteal tick: " + last_error, log::Level::warning);
     }
   }
 }

@@ -243,10 +243,11 @@ Result<std::string> patch_job(NodeAgent& agent, const AgentOpsContext& ctx,
     }
     if (!reverted.empty()) why += "; reverted in rank(s) " + pid_list(reverted) + " here";
     if (!stuck.empty()) why += "; NOT reverted in rank(s)" + stuck;
-    if (ctx.log) ctx.log("patch job " + std::to_string(args.job) + ": " + why);
+    if (ctx.log) ctx.log.warning("patch job " + std::to_string(args.job) + ": " + why);
     return fail(res.error().code, why);
   }
   out.took_ms = ms_of(Clock::now() - t0);
+  if (ctx.updates) ctx.updates->applied += out.ranks.size();
   if (ctx.log)
     ctx.log("patch job " + std::to_string(args.job) + ": " + std::to_string(out.ranks.size()) +
             " rank(s) patched in " + std::to_string(out.took_ms) + " ms");
@@ -285,10 +286,11 @@ Result<std::string> revert_job(NodeAgent& agent, const AgentOpsContext& ctx,
               " update " + std::to_string(t.update) + ": " + res.error().message();
   }
   out.took_ms = ms_of(Clock::now() - t0);
+  if (ctx.updates) ctx.updates->reverted += out.ranks.size();  // some may have failed
   if (code) {
     std::string why = "node " + node + ": " + failed;
     if (!out.ranks.empty()) why += " (reverted in rank(s) " + pid_list(out.ranks) + ")";
-    if (ctx.log) ctx.log("revert job " + std::to_string(args.job) + ": " + why);
+    if (ctx.log) ctx.log.warning("revert job " + std::to_string(args.job) + ": " + why);
     return fail(*code, why);
   }
   if (ctx.log)
@@ -302,10 +304,18 @@ Result<std::string> revert_job(NodeAgent& agent, const AgentOpsContext& ctx,
 void add_patch_ops(AgentOpsContext& ctx) {
   NodeAgent& agent = ctx.agent;
   AgentOpsContext copy = ctx;  // the op outlives the caller's context object
-  agent.add_op(std::string(ops::patch),
-               [&agent, copy](const proto::NodeRequest& r) { return patch_job(agent, copy, r); });
-  agent.add_op(std::string(ops::revert),
-               [&agent, copy](const proto::NodeRequest& r) { return revert_job(agent, copy, r); });
+  // A request refused or failed counts once (the ranks it did revert count as reverted).
+  auto counted = [](std::atomic<std::uint64_t>* failures, Result<std::string> r) {
+    if (!r && failures) ++*failures;
+    return r;
+  };
+  auto* n = copy.updates;
+  agent.add_op(std::string(ops::patch), [&agent, copy, counted, n](const proto::NodeRequest& r) {
+    return counted(n ? &n->patch_failures : nullptr, patch_job(agent, copy, r));
+  });
+  agent.add_op(std::string(ops::revert), [&agent, copy, counted, n](const proto::NodeRequest& r) {
+    return counted(n ? &n->revert_failures : nullptr, revert_job(agent, copy, r));
+  });
 }
 
 }  // namespace dynamos::gang

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <condition_variable>
 #include <cstdio>
@@ -42,10 +43,18 @@ int die(const std::string& message) {
 
 // The agent's log lines: levels and times from base/log (--log-level).
 void say(const std::string& line) {
-  if (line.starts_with("warning: "))
-    log::warning(line.substr(9));
-  else
-    log::info(line);
+  log::info(line);
+}
+
+// The extension host's lines (DYNAMOS_LOG_*) at base/log's levels.
+void extension_log(int level, std::string_view extension, std::string_view message) {
+  constexpr log::Level kLevels[] = {log::Level::error, log::Level::warning, log::Level::info,
+                                    log::Level::debug};
+  const auto l = kLevels[std::clamp(level, DYNAMOS_LOG_ERROR, DYNAMOS_LOG_DEBUG)];
+  if (!log::enabled(l)) return;
+  log::write(l, extension.empty()
+                    ? "extension host: " + std::string(message)
+                    : "extension " + std::string(extension) + ": " + std::string(message));
 }
 
 po::options_description options() {
@@ -97,6 +106,7 @@ po::options_description options() {
 Result<AgentConfig> session_config(const po::variables_map& vm) {
   AgentConfig session;
   session.node = vm["node"].as<std::string>();
+  session.log = log::sink();
   auto endpoint = parse_endpoint(vm["coordinator"].as<std::string>(), "--coordinator", false);
   if (!endpoint) return std::unexpected(endpoint.error());
   session.coordinator_host = endpoint->host;
@@ -111,6 +121,7 @@ Result<AgentConfig> session_config(const po::variables_map& vm) {
 Result<NodeAgentConfig> node_config(const po::variables_map& vm) {
   NodeAgentConfig node;
   node.node = vm["node"].as<std::string>();
+  node.log = log::sink();
   node.cgroup_parent = vm["cgroup-parent"].as<std::string>();
   node.cpus = vm["cpus"].as<std::string>();
   if (auto mem = vm["memory"].as<std::string>(); !mem.empty()) {
@@ -132,6 +143,7 @@ struct Extensions {
 Result<Extensions> load_extensions(const po::variables_map& vm) {
   core::HostOptions host_options;
   host_options.config_path = vm["extension-config"].as<std::string>();
+  host_options.log = extension_log;
   auto host = core::ExtensionHost::create(std::move(host_options));
   if (!host) return std::unexpected(host.error());
   Extensions ext{std::move(*host), {}, {}};
@@ -154,8 +166,8 @@ Result<void> raise_priority(int rt) {
   sched_param sp{};
   sp.sched_priority = rt;
   if (int e = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp); e != 0)
-    say("warning: SCHED_FIFO priority " + std::to_string(rt) + ": " + std::strerror(e) +
-        " (switches may be late)");
+    log::warning("SCHED_FIFO priority " + std::to_string(rt) + ": " + std::strerror(e) +
+                 " (switches may be late)");
   return {};
 }
 
@@ -179,18 +191,26 @@ std::jthread start_paging_ticker(NodeAgent& agent, std::chrono::nanoseconds peri
       if (stop.stop_requested()) break;
       if (auto r = agent.tick(); !r && r.error().message() != last_error) {
         last_error = r.error().message();  // once per distinct error, not every tick
-        say(last_error);
+        log::warning(last_error);
       }
     }
   });
 }
 
 // Serves gangd and the ranks until SIGTERM/SIGINT; then never leaves a job frozen.
+// What the metrics read besides the agent.
+struct MetricSources {
+  core::ExtensionHost* host;
+  std::string cyclesteal;  // the cycle-stealing extension's name, "" when not loaded
+  const LiveUpdateCounts* updates;
+};
+
 int serve(const po::variables_map& vm, AgentConfig session, NodeAgent& agent,
-          core::ExtensionHost* host, std::chrono::nanoseconds tick, bool has_paging) {
+          const MetricSources& sources, std::chrono::nanoseconds tick, bool has_paging) {
   boost::asio::io_context io{1};
   metrics::Registry registry;
-  NodeMetrics node_metrics(agent, host, vm["node"].as<std::string>());
+  NodeMetrics node_metrics(agent, sources.host, vm["node"].as<std::string>(), sources.cyclesteal,
+                           sources.updates);
   registry.add_collector([&](metrics::Registry& r) { node_metrics.collect(r); });
   std::unique_ptr<MetricsServer> metrics_server;
   if (auto listen = vm["metrics-listen"].as<std::string>(); !listen.empty()) {
@@ -225,7 +245,7 @@ int serve(const po::variables_map& vm, AgentConfig session, NodeAgent& agent,
     ticker.request_stop();
     ticker.join();
   }
-  if (auto r = agent.thaw_all(); !r) say(r.error().message());
+  if (auto r = agent.thaw_all(); !r) log::error(r.error().message());
   if (vm["remove-on-exit"].as<bool>())
     if (auto r = agent.remove_all(); !r) return die(r.error().message());
   return 0;
@@ -263,9 +283,12 @@ int main(int argc, char** argv) {
   auto agent = NodeAgent::create(std::move(*node));
   if (!agent) return die(agent.error().message());
   // The node operations gangd forwards (gang/node_ops.hpp), one group a file.
-  AgentOpsContext ops{**agent, ext->host.get(), ext->paging, ext->cyclesteal, say};
+  LiveUpdateCounts updates;
+  AgentOpsContext ops{**agent,         ext->host.get(), ext->paging,
+                      ext->cyclesteal, log::sink(),     &updates};
   add_patch_ops(ops);
   add_cyclesteal_ops(ops);
   add_extension_ops(ops);
-  return serve(vm, std::move(*session), **agent, ext->host.get(), *tick, !ext->paging.empty());
+  return serve(vm, std::move(*session), **agent, {ext->host.get(), ext->cyclesteal, &updates},
+               *tick, !ext->paging.empty());
 }

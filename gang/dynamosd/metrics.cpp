@@ -12,6 +12,8 @@ namespace dynamos::gang {
 void NodeMetrics::collect(metrics::Registry& r) {
   collect_jobs(r);
   collect_switches(r);
+  collect_cyclesteal(r);
+  collect_updates(r);
   if (auto cpu = agent_.guests_group().cpu_usage())
     r.set_counter("dynamos_guest_cpu_seconds_total", "CPU time of the node's cycle-stealing guests",
                   static_cast<double>(cpu->count()) / 1e9, {{"node", node_}});
@@ -92,6 +94,53 @@ void NodeMetrics::collect_switches(metrics::Registry& r) {
           "major faults of incoming jobs in their first second after a switch", node);
     }
   }
+}
+
+// The host jobs' CPU and run-queue wait over the intervals in which guests ran, from
+// the cycle-stealing extension's report: rate(waiting) / (rate(running) + rate(waiting))
+// is the share of the host's demand the guests made it wait; the gauge is that share
+// since the extension started.
+void NodeMetrics::collect_cyclesteal(metrics::Registry& r) {
+  if (!host_ || cyclesteal_.empty()) return;
+  auto report = host_->call(cyclesteal_, "report", "");
+  if (!report) return;
+  auto j = nlohmann::json::parse(*report, nullptr, false);
+  if (!j.is_object()) return;
+  auto number = [&](const char* key) -> std::optional<double> {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number()) return std::nullopt;
+    return it->get<double>();
+  };
+  const char* help =
+      "host jobs' CPU time (running) and time runnable but waiting for a CPU (waiting) "
+      "while cycle-stealing guests ran";
+  if (auto v = number("host_cpu_s_while_guest"))
+    r.set_counter("dynamos_cyclesteal_host_seconds_total", help, *v,
+                  {{"node", node_}, {"state", "running"}});
+  if (auto v = number("host_wait_s_while_guest"))
+    r.set_counter("dynamos_cyclesteal_host_seconds_total", help, *v,
+                  {{"node", node_}, {"state", "waiting"}});
+  if (auto v = number("host_wait_share_while_guest"))
+    r.set("dynamos_cyclesteal_host_wait_share",
+          "share of the host jobs' CPU demand spent waiting for a CPU while guests ran, since "
+          "the extension started",
+          *v, {{"node", node_}});
+}
+
+void NodeMetrics::collect_updates(metrics::Registry& r) {
+  if (!updates_) return;
+  const char* help = "live updates of jobs' ranks carried out by this agent, one a rank";
+  const char* failed = "live updates of jobs' ranks this agent refused or failed, one a request";
+  r.set_counter("dynamos_live_updates_total", help, static_cast<double>(updates_->applied),
+                {{"node", node_}, {"action", "applied"}});
+  r.set_counter("dynamos_live_updates_total", help, static_cast<double>(updates_->reverted),
+                {{"node", node_}, {"action", "reverted"}});
+  r.set_counter("dynamos_live_update_failures_total", failed,
+                static_cast<double>(updates_->patch_failures),
+                {{"node", node_}, {"action", "patch"}});
+  r.set_counter("dynamos_live_update_failures_total", failed,
+                static_cast<double>(updates_->revert_failures),
+                {{"node", node_}, {"action", "revert"}});
 }
 
 }  // namespace dynamos::gang

@@ -102,11 +102,11 @@ Result<std::unique_ptr<NodeAgent>> NodeAgent::create(NodeAgentConfig config) {
   return agent;
 }
 
-void NodeAgent::log(const std::string& line) const {
+void NodeAgent::log(const std::string& line, log::Level level) const {
   if (config_.log)
-    config_.log(line);
+    config_.log(level, line);
   else
-    std::cerr << "dynamosd[" << config_.node << "]: " << line << "\n";
+    log::write(level, "node " + config_.node + ": " + line);
 }
 
 Result<NodeAgent::Job*> NodeAgent::job_locked(JobId job) {
@@ -172,7 +172,7 @@ Result<void> NodeAgent::assign(const proto::JobAssign& a) {
 
 void NodeAgent::job_assigned(const proto::JobAssign& a) {
   if (auto r = assign(a); !r)
-    log("job_assign " + std::to_string(a.job) + ": " + r.error().message());
+    log("job_assign " + std::to_string(a.job) + ": " + r.error().message(), log::Level::error);
 }
 
 void NodeAgent::job_released(const proto::JobRelease& r) {
@@ -190,7 +190,8 @@ void NodeAgent::job_released(const proto::JobRelease& r) {
   }
   // Whatever still runs of a released job has no business on the node any more.
   if (auto rm = group.remove_tree(ks::Evict::kill); !rm)
-    log("releasing job " + std::to_string(r.job) + " (" + r.reason + "): " + rm.error().message());
+    log("releasing job " + std::to_string(r.job) + " (" + r.reason + "): " + rm.error().message(),
+        log::Level::error);
 }
 
 Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
@@ -201,7 +202,7 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
   std::optional<Error> first;
   auto note = [&](Error e) {
     if (!first) first = e;
-    log("round " + std::to_string(round.round) + ": " + e.message());
+    log("round " + std::to_string(round.round) + ": " + e.message(), log::Level::error);
   };
 
   std::vector<Job*> out, in;
@@ -330,8 +331,8 @@ Result<void> NodeAgent::thaw_all() {
 }
 
 void NodeAgent::coordinator_lost() {
-  log("coordinator lost: thawing every job");
-  if (auto r = thaw_all(); !r) log("coordinator lost: " + r.error().message());
+  log("coordinator lost: thawing every job", log::Level::warning);
+  if (auto r = thaw_all(); !r) log("coordinator lost: " + r.error().message(), log::Level::error);
 }
 
 std::optional<proto::MetricsReport> NodeAgent::metrics() {

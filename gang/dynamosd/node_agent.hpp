@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/log.hpp"
 #include "gang/agent_session.hpp"
 #include "gang/protocol.hpp"
 #include "kernelside/cgroup.hpp"
@@ -69,7 +70,7 @@ struct NodeAgentConfig {
   std::chrono::milliseconds freeze_timeout{2000};
   // The cgroup layout; nullopt: Layout::detect().
   std::optional<kernelside::Layout> layout;
-  std::function<void(const std::string&)> log;  // empty: standard error
+  log::Logger log;  // empty: standard error
 };
 
 // What the last switch on this node did, for metrics, tests and benchmarks.
@@ -155,7 +156,7 @@ class NodeAgent : public SwitchHandler {
   NodeAgent(NodeAgentConfig config, kernelside::Group node, kernelside::Group guests);
   Result<Job*> job_locked(JobId job);
   core::Subject subject_locked(JobId id, const Job& j) const;
-  void log(const std::string& line) const;
+  void log(const std::string& line, log::Level level = log::Level::info) const;
 
   NodeAgentConfig config_;
   std::string node_path_;

@@ -59,8 +59,8 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
     error_code ec;
     co_await watchdog_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (!ec && !registered_) {
-      c_->config_.log("peer " + peer() + ": no authentication within " +
-                      format_duration(c_->config_.auth_timeout) + ", closing");
+      c_->config_.log.warning("peer " + peer() + ": no authentication within " +
+                              format_duration(c_->config_.auth_timeout) + ", closing");
       refuse(Error{Errc::timed_out, 0, "authentication timed out"});
     }
   }
@@ -75,7 +75,7 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
     auto self = shared_from_this();
     FrameReader buf;
     if (auto ok = co_await handshake(buf); !ok) {
-      c_->config_.log("peer " + peer() + " refused: " + ok.error().message());
+      c_->config_.log.warning("peer " + peer() + " refused: " + ok.error().message());
       refuse(ok.error());
       co_return;
     }
@@ -83,7 +83,7 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
       auto msg = co_await buf.next(socket_);
       if (!msg) {
         if (msg.error().code == Errc::protocol || msg.error().code == Errc::version_mismatch) {
-          c_->config_.log("node " + name + ": " + msg.error().message() + ", closing");
+          c_->config_.log.warning("node " + name + ": " + msg.error().message() + ", closing");
           refuse(msg.error());
         }
         break;
@@ -102,7 +102,7 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
               c_->on_node_reply(node_, m);
             else if constexpr (std::is_same_v<T, proto::Heartbeat>) {
             } else if constexpr (std::is_same_v<T, proto::ErrorMsg>)
-              c_->config_.log("node " + name + " reports: " + m.message);
+              c_->config_.log.error("node " + name + " reports: " + m.message);
             else
               return false;
             return true;
@@ -165,7 +165,7 @@ asio::awaitable<void> CoordinatorCore::accept_agents() {
     tcp::socket s = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (stopped_ || ec == asio::error::operation_aborted) break;
-      config_.log("accept: " + ec.message());
+      config_.log.error("accept: " + ec.message());
       continue;
     }
     s.set_option(tcp::no_delay(true), ec);
@@ -189,8 +189,8 @@ asio::awaitable<void> CoordinatorCore::heartbeat_loop() {
     for (auto& n : nodes_) {
       if (!n.conn) continue;
       if (now - n.conn->last_heard > 3 * config_.heartbeat) {
-        config_.log("node " + n.name + " silent for more than " +
-                    format_duration(3 * config_.heartbeat) + ", marking it down");
+        config_.log.warning("node " + n.name + " silent for more than " +
+                            format_duration(3 * config_.heartbeat) + ", marking it down");
         auto c = std::exchange(n.conn, nullptr);
         n.down_since = now;
         c->close();
@@ -214,10 +214,10 @@ void CoordinatorCore::fail_jobs_of_lost_nodes() {
   for (const auto& [id, reason] : doomed) {
     if (!jobs_.count(id)) continue;  // a job on two lost nodes
     if (auto ok = end_job(id, "failed", 1, reason, reason); !ok) {
-      config_.log("job " + std::to_string(id) + ": " + ok.error().message());
+      config_.log.error("job " + std::to_string(id) + ": " + ok.error().message());
       continue;  // it stays; the next heartbeat tries again
     }
-    config_.log("job " + std::to_string(id) + " failed: " + reason);
+    config_.log.warning("job " + std::to_string(id) + " failed: " + reason);
   }
 }
 
@@ -254,7 +254,7 @@ void CoordinatorCore::agent_gone(std::size_t node, const AgentConn* conn) {
   if (node >= nodes_.size() || nodes_[node].conn.get() != conn) return;
   nodes_[node].conn.reset();
   nodes_[node].down_since = steady::now();
-  if (!stopped_) config_.log("node " + nodes_[node].name + " disconnected");
+  if (!stopped_) config_.log.warning("node " + nodes_[node].name + " disconnected");
   commands_lost_node(node);
   round_lost_node(node);
 }

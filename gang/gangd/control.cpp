@@ -46,7 +46,7 @@ class CoordinatorCore::ControlConn : public std::enable_shared_from_this<Control
     struct ucred cred {};
     socklen_t len = sizeof cred;
     if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-      c_->config_.log("control socket: cannot read the caller's credentials, closing");
+      c_->config_.log.warning("control socket: cannot read the caller's credentials, closing");
       co_await reply(proto::error_message(fail_errno("SO_PEERCRED").error()));
     } else {
       FrameReader buf;
@@ -89,7 +89,7 @@ asio::awaitable<void> CoordinatorCore::accept_control() {
         co_await control_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (stopped_ || ec == asio::error::operation_aborted) break;
-      config_.log("control accept: " + ec.message());
+      config_.log.error("control accept: " + ec.message());
       continue;
     }
     auto conn = std::make_shared<ControlConn>(shared_from_this(), std::move(s));

@@ -68,10 +68,7 @@ CoordinatorCore::CoordinatorCore(asio::io_context& io, CoordinatorConfig config)
   round_gate_.expires_at(steady::time_point::max());
   for (const auto& h : config_.hosts)
     nodes_.push_back(Node{h.name, h.slots, nullptr, steady::now(), {}, "unknown", false, {}});
-  if (!config_.log)
-    config_.log = [](const std::string& line) {
-      std::fprintf(stderr, "gangd: %s\n", line.c_str());
-    };
+  if (!config_.log) config_.log = log::sink();
 }
 
 CoordinatorCore::~CoordinatorCore() = default;
@@ -96,7 +93,7 @@ Result<std::shared_ptr<CoordinatorCore>> CoordinatorCore::create(asio::io_contex
   }
   c->matrix_.recompute();
   for (const auto& w : c->warnings_)
-    c->config_.log(w);
+    c->config_.log.warning(w);
   return c;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/log.hpp"
 #include "base/units.hpp"
 #include "gang/auth.hpp"
 #include "gang/gangd/journal.hpp"
@@ -48,7 +49,7 @@ struct CoordinatorConfig {
   Nanos max_switch_lead = 500ms;
   int max_rows = 8;  // time slots in the matrix
   // Where gangd's log lines go (one line each, no newline); empty: standard error.
-  std::function<void(const std::string&)> log;
+  log::Logger log;
   // Starts a newly placed job's ranks (gangd: the launcher, see gang/gangd/launch.hpp); its
   // nodes in placement order with their rank counts. Empty: jobs are only placed (tests
   // that attach processes themselves). An error refuses the submission.

@@ -62,7 +62,7 @@ bool CoordinatorCore::on_cyclesteal_reply(std::size_t node, const proto::NodeRep
     n.guest_policy = policy;
     n.guest_policy_by_gangd = true;
   } else {
-    config_.log("node " + n.name + ": cyclesteal " + policy + ": " + m.output);
+    config_.log.warning("node " + n.name + ": cyclesteal " + policy + ": " + m.output);
   }
   return true;
 }

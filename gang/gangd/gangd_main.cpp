@@ -225,6 +225,6 @@ int main(int argc, char** argv) {
   if (auto r = set_daemon_log("gangd", vm); !r) return daemon_error("gangd", r.error().message());
   auto cfg = configure(vm);
   if (!cfg) return daemon_error("gangd", cfg.error().message());
-  if (!cfg->log) cfg->log = log::sink(log::Level::info);
+  if (!cfg->log) cfg->log = log::sink();
   return run(std::move(*cfg), vm["metrics-listen"].as<std::string>());
 }

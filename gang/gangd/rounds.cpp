@@ -43,8 +43,9 @@ asio::awaitable<void> CoordinatorCore::quantum_loop() {
     auto stats = co_await switch_round(std::move(plan));
     drive_cyclesteal();
     if (!stats.errors.empty())
-      config_.log("round " + std::to_string(stats.round) + ": " + std::to_string(stats.failed) +
-                  " node(s) failed, first: " + stats.errors.front());
+      config_.log.warning("round " + std::to_string(stats.round) + ": " +
+                          std::to_string(stats.failed) +
+                          " node(s) failed, first: " + stats.errors.front());
   }
 }
 

@@ -3,7 +3,8 @@
 # runs two alternating MPI jobs; every daemon's /metrics endpoint (listed by
 # `dynamos cluster status --json`) passes `promtool check metrics`, and a real
 # Prometheus server from Debian scrapes them and answers a query for the median switch
-# latency (decision to every incoming rank running).
+# latency (decision to every incoming rank running). The agents export the live-update
+# counters and the cycle-stealing host wait series.
 #   prometheus_test.sh BUILD_BIN_DIR
 set -euo pipefail
 bin="$1"
@@ -44,6 +45,16 @@ for url in "${urls[@]}"; do
 done
 grep -q '^dynamos_gang_switch_round_seconds_bucket{phase="running",le="+Inf"}' < <(curl -sf "${urls[0]}") \
   || fail "gangd's metrics have no switch-round histogram"
+# Every agent counts live updates and reports the host's wait under cycle stealing
+# (tests/cli/json_cluster_test.sh checks their values after a patch and under a guest).
+for url in "${urls[@]:1}"; do
+  scrape="$(curl -sf "$url")"
+  for series in 'dynamos_live_updates_total{.*action="applied"' 'dynamos_live_updates_total{.*action="reverted"' \
+      'dynamos_live_update_failures_total{.*action="patch"' 'dynamos_cyclesteal_host_seconds_total{.*state="running"' \
+      'dynamos_cyclesteal_host_seconds_total{.*state="waiting"' 'dynamos_cyclesteal_host_wait_share{'; do
+    grep -q "^$series" <<<"$scrape" || fail "$url has no $series series"
+  done
+done
 
 echo "== a Prometheus server scrapes the cluster"
 targets="$(printf "'%s'," "${urls[@]#http://}" | sed 's#/metrics##g; s/,$//')"
