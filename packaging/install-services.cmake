@@ -7,7 +7,9 @@ else()
   set(confdir "${CMAKE_INSTALL_PREFIX}/etc/dynamos")
 endif()
 set(bindir "${CMAKE_INSTALL_PREFIX}/bin")
-set(work "${CMAKE_CURRENT_BINARY_DIR}/units-for-install")
+# In the build tree (set by packaging/CMakeLists.txt): in script mode the current binary
+# directory is wherever `cmake --install` runs, often the source tree.
+set(work "${DYNAMOS_UNITS_WORK}")
 foreach(unit gangd dynamosd dynamos-zram-swap)
   set(DYNAMOS_BINDIR "${bindir}")
   set(DYNAMOS_CONFDIR "${confdir}")
