@@ -1,9 +1,11 @@
 #include "gang/auth.hpp"
 
 #include <fcntl.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -155,6 +157,77 @@ proto::Mac client_proof(const Secret& s, const proto::Nonce& server_nonce,
 
 bool mac_equal(const proto::Mac& a, const proto::Mac& b) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+FrameKeys frame_keys(const Secret& s, const proto::Nonce& client_nonce,
+                     const proto::Nonce& server_nonce, const std::string& node) {
+  auto key = [&](std::string_view direction) {
+    std::vector<std::uint8_t> msg;
+    append(msg, "dynamos frame key|");
+    append(msg, direction);
+    append(msg, client_nonce);
+    append(msg, server_nonce);
+    append(msg, node);
+    return hmac_sha256(s.bytes(), msg);
+  };
+  return FrameKeys{key("to gangd"), key("to agent")};
+}
+
+// A keyed HMAC-SHA256 context (OpenSSL 3's EVP_MAC): EVP_MAC_init with no key resets it
+// to the keyed state, so the key schedule is paid once per session, not per frame.
+struct FrameMac::Ctx {
+  EVP_MAC* mac = nullptr;
+  EVP_MAC_CTX* ctx = nullptr;
+  ~Ctx() {
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+  }
+};
+
+FrameMac::FrameMac(const proto::Mac& key) : ctx_(std::make_unique<Ctx>()) {
+  ctx_->mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  if (ctx_->mac) ctx_->ctx = EVP_MAC_CTX_new(ctx_->mac);
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  // A context that failed to key stays null: every tag is then all zero bits, which no
+  // peer's check accepts, so a broken OpenSSL fails closed.
+  if (ctx_->ctx && EVP_MAC_init(ctx_->ctx, key.data(), key.size(), params) != 1) {
+    EVP_MAC_CTX_free(ctx_->ctx);
+    ctx_->ctx = nullptr;
+  }
+}
+FrameMac::FrameMac(FrameMac&&) noexcept = default;
+FrameMac& FrameMac::operator=(FrameMac&&) noexcept = default;
+FrameMac::~FrameMac() = default;
+
+proto::Mac FrameMac::tag(std::span<const std::uint8_t> frame) {
+  proto::Mac out{};
+  std::uint8_t seq[8];
+  for (int i = 0; i < 8; ++i)
+    seq[i] = static_cast<std::uint8_t>(seq_ >> (56 - 8 * i));
+  std::size_t len = 0;
+  EVP_MAC_CTX* c = ctx_ ? ctx_->ctx : nullptr;
+  if (!c || EVP_MAC_init(c, nullptr, 0, nullptr) != 1 || EVP_MAC_update(c, seq, sizeof seq) != 1 ||
+      EVP_MAC_update(c, frame.data(), frame.size()) != 1 ||
+      EVP_MAC_final(c, out.data(), &len, out.size()) != 1 || len != out.size())
+    return proto::Mac{};
+  return out;
+}
+
+proto::Mac FrameMac::seal(std::span<const std::uint8_t> frame) {
+  auto t = tag(frame);
+  ++seq_;
+  return t;
+}
+
+bool FrameMac::check(std::span<const std::uint8_t> frame, std::span<const std::uint8_t> tag_in) {
+  if (tag_in.size() != proto::kMacSize) return false;
+  auto want = tag(frame);
+  if (want == proto::Mac{} || CRYPTO_memcmp(want.data(), tag_in.data(), want.size()) != 0)
+    return false;
+  ++seq_;
+  return true;
 }
 
 }  // namespace dynamos::gang

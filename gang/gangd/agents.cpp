@@ -83,7 +83,8 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
       auto msg = co_await buf.next(socket_);
       if (!msg) {
         if (msg.error().code == Errc::protocol || msg.error().code == Errc::version_mismatch) {
-          c_->config_.log("node " + name + ": " + msg.error().message() + ", closing");
+          c_->config_.log("node " + name + " (" + peer() + "): " + msg.error().message() +
+                          ", closing");
           refuse(msg.error());
         }
         break;
@@ -130,6 +131,11 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
                      "only node agents connect over TCP; the CLI uses the local control socket");
     auto node = c_->node_for(hello->node);
     if (!node) co_return std::unexpected(node.error());
+    if (hello->frame_auth != c_->config_.frame_auth)
+      co_return fail(Errc::not_permitted,
+                     std::string("node '") + hello->node + "' asks for frame authentication " +
+                         (hello->frame_auth ? "on" : "off") + "; this gangd has it " +
+                         (c_->config_.frame_auth ? "on" : "off"));
     auto nonce = random_nonce();
     if (!nonce) co_return std::unexpected(nonce.error());
     const Secret& secret = c_->config_.secret;
@@ -142,6 +148,12 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
                    client_proof(secret, *nonce, hello->client_nonce, hello->node)))
       co_return fail(Errc::not_permitted,
                      "authentication failed for node '" + hello->node + "': wrong shared secret");
+    if (c_->config_.frame_auth) {
+      // From here on every frame is tagged, Welcome first (gang/auth.hpp).
+      auto keys = frame_keys(secret, hello->client_nonce, *nonce, hello->node);
+      buf.authenticate(FrameMac(keys.to_gangd));
+      outbox_.seal(FrameMac(keys.to_agent));
+    }
     registered_ = true;
     watchdog_.cancel();
     node_ = *node;

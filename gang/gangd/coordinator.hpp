@@ -36,6 +36,9 @@ struct CoordinatorConfig {
   std::string control_socket;  // empty: no control socket
   std::string journal_path;    // empty: no journal (state is lost on restart)
   Secret secret;
+  // Tag every frame between gangd and agents (gang/auth.hpp). Off only to measure
+  // what it costs (bench_gang_coordinator_scale --no-frame-auth); agents must agree.
+  bool frame_auth = true;
   Nanos quantum = 30s;           // Slurm's default time slice
   bool run_quantum_loop = true;  // false: rounds only when asked (benchmarks)
   Nanos heartbeat = 1s;          // an agent silent for 3 intervals is down
