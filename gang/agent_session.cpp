@@ -161,6 +161,7 @@ asio::awaitable<Result<void>> AgentSession::session() {
     co_return std::unexpected(with_context(ok.error(), "joining gangd at " + where));
   }
   link->up = true;
+  link->outbox.write_through(link->socket.native_handle());
   link->deadline.cancel();
   state_ = State::connected;
   last_heard_ = steady::now();

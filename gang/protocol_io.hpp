@@ -6,6 +6,8 @@
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
 #include <utility>
 
+#include <sys/socket.h>
+
 #include <boost/asio.hpp>
 #include <deque>
 #include <memory>
@@ -92,17 +94,26 @@ inline Result<Frame> make_frame(const proto::Message& m) {
 // frames in order and ends when the outbox is closed or a write fails. Once seal() is
 // called every frame pushed is followed by its tag (gang/auth.hpp); one frame can be
 // shared by many outboxes, each tags it with its own session key.
+//
+// With write_through(fd), push() sends at once when nothing is queued or being written:
+// one non-blocking system call and no wake-up of the writer, which then only carries
+// what the socket did not take. gangd sends a round's frames to every agent this way.
 class Outbox {
  public:
   explicit Outbox(const asio::any_io_executor& ex) : wake_(ex) {
     wake_.expires_at(asio::steady_timer::time_point::max());
   }
   void seal(FrameMac out) { mac_.emplace(std::move(out)); }
+  void write_through(int fd) { fd_ = fd; }
   void push(Frame f) {
     if (closed_) return;
-    proto::Mac tag{};
-    if (mac_) tag = mac_->seal(*f);
-    queue_.push_back({std::move(f), tag});
+    Entry e{std::move(f), {}, 0};
+    if (mac_) e.tag = mac_->seal(*e.frame);
+    if (fd_ >= 0 && queue_.empty() && !writing_ && !finishing_) {
+      e.sent = send_now(e);
+      if (e.sent == e.frame->size() + tag_size()) return;
+    }
+    queue_.push_back(std::move(e));
     // A writer already awake (or about to gather) needs no second wake-up.
     if (!woken_) {
       woken_ = true;
@@ -136,11 +147,15 @@ class Outbox {
       bufs.clear();
       std::size_t n = std::min<std::size_t>(queue_.size(), 32);
       for (std::size_t i = 0; i < n; ++i) {
-        bufs.push_back(asio::buffer(*queue_[i].frame));
-        if (mac_) bufs.push_back(asio::buffer(queue_[i].tag));
+        const Entry& e = queue_[i];
+        std::size_t skip = e.sent, size = e.frame->size();
+        if (skip < size) bufs.push_back(asio::buffer(*e.frame) + skip);
+        if (mac_) bufs.push_back(asio::buffer(e.tag) + (skip > size ? skip - size : 0));
       }
       error_code ec;
+      writing_ = true;
       co_await asio::async_write(s, bufs, asio::redirect_error(asio::use_awaitable, ec));
+      writing_ = false;
       if (ec) {
         closed_ = true;
         break;
@@ -153,13 +168,28 @@ class Outbox {
   struct Entry {
     Frame frame;
     proto::Mac tag;
+    std::size_t sent;  // bytes (frame, then tag) that push() already wrote
   };
+  std::size_t tag_size() const { return mac_ ? proto::kMacSize : 0; }
+  // Bytes of `e` the socket took at once (0 on EAGAIN or an error the writer will meet).
+  std::size_t send_now(Entry& e) {
+    iovec iov[2] = {{const_cast<std::uint8_t*>(e.frame->data()), e.frame->size()},
+                    {e.tag.data(), tag_size()}};
+    msghdr mh{};
+    mh.msg_iov = iov;
+    mh.msg_iovlen = mac_ ? 2 : 1;
+    ssize_t n = ::sendmsg(fd_, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+
   asio::steady_timer wake_;
   std::deque<Entry> queue_;
   std::optional<FrameMac> mac_;
+  int fd_ = -1;
   bool closed_ = false;
   bool finishing_ = false;
   bool woken_ = false;
+  bool writing_ = false;
 };
 
 // Nanoseconds of CLOCK_REALTIME, the clock switch deadlines are expressed in.

@@ -19,6 +19,7 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
         watchdog_(socket_.get_executor()) {}
 
   void start() {
+    outbox_.write_through(socket_.native_handle());
     auto self = shared_from_this();
     asio::co_spawn(
         socket_.get_executor(), [self]() { return self->reader(); }, asio::detached);
