@@ -37,9 +37,17 @@ double ms(Nanos d) {
   return static_cast<double>(d.count()) / 1e6;
 }
 
-void raise_fd_limit() {
+// Two descriptors an agent (both ends of its connection) and some to spare; as root the
+// hard limit is raised too when it is lower.
+void raise_fd_limit(int agents = 1000) {
   rlimit r{};
-  if (::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  rlim_t want = 2 * static_cast<rlim_t>(agents) + 1024;
+  if (r.rlim_max < want) {
+    rlimit raised{want, want};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return;
+  }
+  if (r.rlim_cur < r.rlim_max) {
     r.rlim_cur = r.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &r);
   }
@@ -185,7 +193,7 @@ struct Run {
 };
 
 int json_main(int agents, int rounds, const std::string& mode) {
-  raise_fd_limit();
+  raise_fd_limit(agents * (mode == "both" ? 2 : 1));
   std::vector<bool> auths;
   if (mode != "off") auths.push_back(true);
   if (mode != "on") auths.push_back(false);

@@ -173,19 +173,38 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
 };
 
 asio::awaitable<void> CoordinatorCore::accept_agents() {
+  agent_accept_.emplace(io_);
+  std::size_t cap =
+      config_.max_agent_connections ? config_.max_agent_connections : 2 * nodes_.size() + 64;
   while (!stopped_) {
     error_code ec;
     tcp::socket s = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (stopped_ || ec == asio::error::operation_aborted) break;
-      config_.log("accept: " + ec.message());
+      co_await agent_accept_->failed("accept", ec, config_.log);
+      continue;
+    }
+    agent_accept_->accepted();
+    // Remember every connection, authenticated or not, so that stop() closes them all;
+    // closed ones are swept out whenever the list doubles (amortised O(1) an accept).
+    if (conns_.size() >= next_sweep_) {
+      std::erase_if(conns_, [](const auto& w) { return w.expired(); });
+      next_sweep_ = std::max<std::size_t>(64, 2 * conns_.size());
+    }
+    if (conns_.size() >= cap) {
+      error_code ignored;
+      auto ep = s.remote_endpoint(ignored);
+      agent_accept_->note("refusing a connection from " + ep.address().to_string() + ": " +
+                              std::to_string(conns_.size()) + " agent connections open (limit " +
+                              std::to_string(cap) + ")",
+                          config_.log);
+      s.close(ignored);
+      // Sweep before the next one, so that closed connections stop counting at once.
+      next_sweep_ = conns_.size();
       continue;
     }
     s.set_option(tcp::no_delay(true), ec);
     auto conn = std::make_shared<AgentConn>(shared_from_this(), std::move(s));
-    // Remember every connection, authenticated or not, so that stop() closes them all.
-    if (conns_.size() > 64 && conns_.size() > 2 * agents_connected())
-      std::erase_if(conns_, [](const auto& w) { return w.expired(); });
     conns_.push_back(conn);
     conn->start();
   }
@@ -235,8 +254,7 @@ void CoordinatorCore::fail_jobs_of_lost_nodes() {
 }
 
 Result<std::size_t> CoordinatorCore::node_for(const std::string& name) const {
-  for (std::size_t i = 0; i < nodes_.size(); ++i)
-    if (nodes_[i].name == name) return i;
+  if (auto it = node_index_.find(name); it != node_index_.end()) return it->second;
   return fail(Errc::not_found, "unknown node '" + name + "' (not in gangd's hostfile)");
 }
 

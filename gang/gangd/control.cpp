@@ -29,15 +29,19 @@ Result<void> check_policy(const std::string& p) {
 class CoordinatorCore::ControlConn : public std::enable_shared_from_this<ControlConn> {
  public:
   ControlConn(std::shared_ptr<CoordinatorCore> c, unix_socket::socket s)
-      : c_(std::move(c)), socket_(std::move(s)) {}
+      : c_(std::move(c)), socket_(std::move(s)), idle_(socket_.get_executor()) {}
   void start() {
     auto self = shared_from_this();
+    idle_.expires_after(c_->config_.control_idle_timeout);
     asio::co_spawn(
         socket_.get_executor(), [self]() { return self->serve(); }, asio::detached);
+    asio::co_spawn(
+        socket_.get_executor(), [self]() { return self->idle_watch(); }, asio::detached);
   }
   void close() {
     error_code ec;
     socket_.close(ec);
+    idle_.cancel();
   }
 
  private:
@@ -51,7 +55,10 @@ class CoordinatorCore::ControlConn : public std::enable_shared_from_this<Control
     } else {
       FrameReader buf;
       for (;;) {
+        // A caller that sends nothing (or half a frame) for the idle timeout is closed.
+        idle_.expires_after(c_->config_.control_idle_timeout);
         auto req = co_await buf.next(socket_);
+        idle_.expires_at(steady::time_point::max());  // a request is being served
         if (!req) {
           if (req.error().code == Errc::protocol || req.error().code == Errc::version_mismatch)
             co_await reply(proto::error_message(req.error()));
@@ -78,18 +85,47 @@ class CoordinatorCore::ControlConn : public std::enable_shared_from_this<Control
     co_return !ec;
   }
 
+  // Closes the connection when the idle timer expires; re-armed for every request.
+  asio::awaitable<void> idle_watch() {
+    auto self = shared_from_this();
+    while (socket_.is_open()) {
+      error_code ec;
+      co_await idle_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (!socket_.is_open()) break;
+      if (!ec && idle_.expiry() <= steady::now()) {
+        c_->config_.log("control socket: a caller was idle for " +
+                        format_duration(c_->config_.control_idle_timeout) + ", closing");
+        error_code ignored;
+        socket_.close(ignored);
+        break;
+      }
+    }
+  }
+
   std::shared_ptr<CoordinatorCore> c_;
   unix_socket::socket socket_;
+  asio::steady_timer idle_;
 };
 
 asio::awaitable<void> CoordinatorCore::accept_control() {
+  control_accept_.emplace(io_);
   while (!stopped_) {
     error_code ec;
     unix_socket::socket s =
         co_await control_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (stopped_ || ec == asio::error::operation_aborted) break;
-      config_.log("control accept: " + ec.message());
+      co_await control_accept_->failed("control accept", ec, config_.log);
+      continue;
+    }
+    control_accept_->accepted();
+    if (controls_.size() >= config_.max_control_connections) {
+      control_accept_->note("refusing a control connection: " + std::to_string(controls_.size()) +
+                                " open (limit " + std::to_string(config_.max_control_connections) +
+                                ")",
+                            config_.log);
+      error_code ignored;
+      s.close(ignored);
       continue;
     }
     auto conn = std::make_shared<ControlConn>(shared_from_this(), std::move(s));
