@@ -72,14 +72,21 @@ Result<void> start_cluster(test::Cluster& c, int agents, bool frame_auth = true)
   cfg.frame_auth = frame_auth;
   cfg.run_quantum_loop = false;
   cfg.heartbeat = 1s;
-  cfg.log = [](const std::string&) {};
+  cfg.max_agent_connections = 2 * static_cast<std::size_t>(agents) + 64;
+  cfg.log = [](const std::string& line) {
+    if (line.find("refus") != std::string::npos || line.find("accept") != std::string::npos)
+      std::cerr << "gangd: " << line << "\n";
+  };
   if (auto ok = c.start_coordinator(cfg); !ok) return ok;
   for (int i = 0; i < agents; ++i)
     c.add_agent("sim" + std::to_string(i), secret);
   if (!c.wait_for(
           [&] { return c.coordinator->agents_connected() == static_cast<std::size_t>(agents); },
           60000ms))
-    return fail(Errc::timed_out, "not every simulated agent registered");
+    return fail(Errc::timed_out,
+                "only " +
+                    std::to_string(c.call([&] { return c.coordinator->agents_connected(); })) +
+                    " of " + std::to_string(agents) + " simulated agents registered in 60 s");
   return {};
 }
 
