@@ -248,27 +248,61 @@ Result<void> CoordinatorCore::cancel(std::uint32_t uid, JobId id) {
   return end_job(id, "cancelled", 128 + 15, "cancelled", "cancelled");
 }
 
+namespace {
+// Bytes `info` takes on the wire (protocol.hpp's encoding of JobInfo).
+std::size_t wire_size(const proto::JobInfo& info) {
+  std::size_t n = 8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8;  // the integers
+  n += 4 * 4 + info.name.size() + info.state.size() + info.paging.size() + info.reason.size();
+  n += 4;
+  for (const auto& node : info.nodes)
+    n += 4 + node.size();
+  return n;
+}
+}  // namespace
+
+proto::JobInfo CoordinatorCore::job_info(JobId id, const Job& job) const {
+  proto::JobInfo info;
+  info.job = id;
+  info.name = job.rec.name;
+  info.uid = job.rec.uid;
+  info.state = matrix_.is_running(id) ? "running" : "frozen";
+  info.slot = job.rec.row;
+  for (const auto& [node, ranks] : job.rec.cells)
+    info.nodes.push_back(node);
+  info.paging = job.rec.paging;
+  info.switches = job.switches;
+  info.cpu_ns = job.cpu_ns;
+  info.major_faults = job.major_faults;
+  info.submitted_ns = job.submitted_ns;
+  return info;
+}
+
+// The list always fits one message (proto::kMaxPayload): live jobs first, then ended
+// ones, newest first, as far as room is left; ended jobs are listed oldest first.
 proto::JobList CoordinatorCore::list_jobs(std::uint32_t uid) const {
   proto::JobList out;
-  for (const auto& [id, info] : ended_)
-    if (uid == 0 || uid == info.uid) out.jobs.push_back(info);
+  std::size_t room = proto::kMaxPayload - 4;  // the list's count
+  std::vector<proto::JobInfo> live;
   for (const auto& [id, job] : jobs_) {
     if (!may_act(uid, job)) continue;
-    proto::JobInfo info;
-    info.job = id;
-    info.name = job.rec.name;
-    info.uid = job.rec.uid;
-    info.state = matrix_.is_running(id) ? "running" : "frozen";
-    info.slot = job.rec.row;
-    for (const auto& [node, ranks] : job.rec.cells)
-      info.nodes.push_back(node);
-    info.paging = job.rec.paging;
-    info.switches = job.switches;
-    info.cpu_ns = job.cpu_ns;
-    info.major_faults = job.major_faults;
-    info.submitted_ns = job.submitted_ns;
-    out.jobs.push_back(std::move(info));
+    auto info = job_info(id, job);
+    std::size_t size = wire_size(info);
+    if (size > room) break;
+    room -= size;
+    live.push_back(std::move(info));
   }
+  std::vector<const proto::JobInfo*> ended;
+  for (auto it = ended_.rbegin(); it != ended_.rend(); ++it) {
+    if (uid != 0 && uid != it->second.uid) continue;
+    std::size_t size = wire_size(it->second);
+    if (size > room) break;
+    room -= size;
+    ended.push_back(&it->second);
+  }
+  for (auto it = ended.rbegin(); it != ended.rend(); ++it)
+    out.jobs.push_back(**it);
+  for (auto& info : live)
+    out.jobs.push_back(std::move(info));
   return out;
 }
 
@@ -320,14 +354,17 @@ Result<void> CoordinatorCore::set_paging(std::uint32_t uid, JobId id, const std:
 
 void CoordinatorCore::record_end(JobId id, const std::string& state, std::int32_t exit_code,
                                  const std::string& reason) {
-  for (auto& j : list_jobs(0).jobs)
-    if (j.job == id) {
-      j.state = state;
-      j.exit_code = exit_code;
-      j.reason = reason;
-      j.ended_ns = realtime_ns();
-      ended_[id] = std::move(j);
-    }
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;
+  auto info = job_info(id, it->second);
+  info.state = state;
+  info.exit_code = exit_code;
+  // A reason is for people: 1 KiB says what happened, and keeps 1,000 ended jobs in
+  // one job list (list_jobs) with room to spare.
+  constexpr std::size_t kMaxReason = 1024;
+  info.reason = reason.size() > kMaxReason ? reason.substr(0, kMaxReason) + "... (cut)" : reason;
+  info.ended_ns = realtime_ns();
+  ended_[id] = std::move(info);
   if (ended_.size() > 1000) ended_.erase(ended_.begin());  // keep the newest
 }
 

@@ -155,7 +155,8 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
   Result<void> job_exited(std::uint32_t uid, const proto::JobExited& m);
   Result<void> set_quantum(std::uint32_t uid, Nanos quantum);
   Result<void> set_paging(std::uint32_t uid, JobId job, const std::string& policy);
-  proto::JobList list_jobs(std::uint32_t uid) const;
+  proto::JobList list_jobs(std::uint32_t uid) const;  // always fits one message
+  proto::JobInfo job_info(JobId id, const Job& job) const;
   proto::NodeList list_nodes(std::uint32_t uid) const;
   asio::awaitable<proto::Message> node_command(std::uint32_t uid, proto::NodeCommand cmd);
   Result<std::vector<std::size_t>> command_targets(std::uint32_t uid,

@@ -178,3 +178,37 @@ TEST(CoordinatorLimits, AcceptAtEmfileBacksOffWithoutBusyLoopOrLogFlood) {
   for (int fd : clients)
     ::close(fd);
 }
+
+TEST(CoordinatorLimits, JobListOf1000EndedJobsWithLongReasonsFitsOneMessage) {
+  Cluster c;
+  ASSERT_TRUE(c.start_coordinator(one_node()));
+  std::string reason(60 * 1024, 'r');  // a launcher's long error output
+  JobId last = 0;
+  for (int i = 0; i < 1000; ++i) {
+    auto id = c.call([&] {
+      return c.coordinator->submit(0, {"j", 1, 0, "demand", {"/bin/true"}, "/", ""});
+    });
+    ASSERT_TRUE(id.has_value()) << id.error().message();
+    auto ok = c.call([&] { return c.coordinator->job_exited(0, {*id, 1, reason}); });
+    ASSERT_TRUE(ok.has_value()) << ok.error().message();
+    last = *id;
+  }
+  // A live job too: it must be listed whatever else is.
+  auto live = c.call([&] {
+    return c.coordinator->submit(0, {"live", 1, 0, "demand", {"/bin/true"}, "/", ""});
+  });
+  ASSERT_TRUE(live.has_value());
+  auto list = c.call([&] { return c.coordinator->list_jobs(0); });
+  auto frame = proto::encode(list);
+  ASSERT_TRUE(frame.has_value()) << "the job list no longer fits a message: "
+                                 << frame.error().message();
+  auto has = [&](JobId id) {
+    return std::any_of(list.jobs.begin(), list.jobs.end(),
+                       [&](const proto::JobInfo& j) { return j.job == id; });
+  };
+  EXPECT_TRUE(has(*live));
+  EXPECT_TRUE(has(last)) << "the newest ended job is missing";
+  // Through the control API too (what `dynamos jobs` gets).
+  auto reply = c.call([&] { return c.coordinator->handle_control(0, proto::ListJobs{}); });
+  EXPECT_TRUE(std::holds_alternative<proto::JobList>(reply));
+}
