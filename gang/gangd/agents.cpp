@@ -270,6 +270,13 @@ void CoordinatorCore::agent_registered(std::size_t node, std::shared_ptr<AgentCo
   conn->send(proto::Welcome{static_cast<std::uint32_t>(node),
                             static_cast<std::uint64_t>(quantum_.count()),
                             static_cast<std::uint64_t>(config_.heartbeat.count()), round_id_});
+  // Jobs that ended while it was away go first: the agent may still hold them (frozen,
+  // if it restarted and adopted them), and nothing else would tell it.
+  for (auto& rel : std::exchange(nodes_[node].owed_releases, {})) {
+    config_.log("node " + nodes_[node].name + " is back: releasing job " + std::to_string(rel.job) +
+                ", which ended while it was away");
+    conn->send(rel);
+  }
   for (const auto& [id, job] : jobs_) {
     const auto* p = matrix_.find(id);
     if (!p) continue;

@@ -388,8 +388,12 @@ Result<void> CoordinatorCore::end_job(JobId id, const std::string& state, std::i
   if (auto ok = journal([&](Journal& j) { return j.job_removed(id, why); }); !ok) return ok;
   record_end(id, state, exit_code, reason);
   if (const auto* p = matrix_.find(id))
-    for (const auto& c : p->cells)
-      send_to(c.node, proto::JobRelease{id, why});
+    for (const auto& c : p->cells) {
+      if (nodes_[c.node].conn)
+        send_to(c.node, proto::JobRelease{id, why});
+      else
+        nodes_[c.node].owed_releases.push_back(proto::JobRelease{id, why});
+    }
   (void)matrix_.remove(id);
   jobs_.erase(id);
   replan();

@@ -68,7 +68,7 @@ CoordinatorCore::CoordinatorCore(asio::io_context& io, CoordinatorConfig config)
   round_gate_.expires_at(steady::time_point::max());
   for (const auto& h : config_.hosts) {
     node_index_.emplace(h.name, nodes_.size());
-    nodes_.push_back(Node{h.name, h.slots, nullptr, steady::now(), {}, "unknown", false, {}});
+    nodes_.push_back(Node{h.name, h.slots, nullptr, steady::now(), {}, "unknown", false, {}, {}});
   }
   if (!config_.log)
     config_.log = [](const std::string& line) {

@@ -83,6 +83,9 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
     std::string guest_policy = "unknown";
     bool guest_policy_by_gangd = false;  // set by idle-node driving (vs. an explicit command)
     std::string guest_policy_pending;    // asked by gangd, reply not yet in
+    // Jobs that ended while the node was down: released (thawed and killed by the
+    // agent, never left frozen) as soon as it registers again.
+    std::vector<proto::JobRelease> owed_releases;
   };
   // Per node index, the jobs to stop and to start in a round.
   struct NodePlan {
