@@ -37,7 +37,7 @@ struct CoordinatorConfig {
   std::string journal_path;    // empty: no journal (state is lost on restart)
   Secret secret;
   // Tag every frame between gangd and agents (gang/auth.hpp). Off only to measure
-  // what it costs (bench_gang_coordinator_scale --no-frame-auth); agents must agree.
+  // what it costs (bench_gang_coordinator_scale --frame-auth off); agents must agree.
   bool frame_auth = true;
   Nanos quantum = 30s;           // Slurm's default time slice
   bool run_quantum_loop = true;  // false: rounds only when asked (benchmarks)
