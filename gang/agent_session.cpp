@@ -158,6 +158,7 @@ asio::awaitable<Result<void>> AgentSession::session() {
     co_return std::unexpected(with_context(ok.error(), "joining gangd at " + where));
   }
   link->up = true;
+  link->outbox.write_through(link->socket.native_handle());
   link->deadline.cancel();
   state_ = State::connected;
   last_heard_ = steady::now();
@@ -199,7 +200,8 @@ asio::awaitable<Result<void>> AgentSession::handshake(Link& link, FrameReader& b
   auto nonce = random_nonce();
   if (!nonce) co_return std::unexpected(nonce.error());
   auto hello = proto::encode(proto::Hello{proto::Role::agent, config_.node,
-                                          static_cast<std::uint32_t>(::getpid()), *nonce});
+                                          static_cast<std::uint32_t>(::getpid()), *nonce,
+                                          config_.frame_auth});
   if (!hello) co_return std::unexpected(hello.error());
   error_code ec;
   co_await asio::async_write(link.socket, asio::buffer(*hello),
@@ -231,6 +233,12 @@ asio::awaitable<Result<void>> AgentSession::handshake(Link& link, FrameReader& b
   co_await asio::async_write(link.socket, asio::buffer(*auth),
                              asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return fail(Errc::system, "send auth: " + ec.message());
+  if (config_.frame_auth) {
+    // From here on every frame is tagged, Welcome first (gang/auth.hpp).
+    auto keys = frame_keys(config_.secret, *nonce, (*challenge)->server_nonce, config_.node);
+    buf.authenticate(FrameMac(keys.to_agent));
+    link.outbox.seal(FrameMac(keys.to_gangd));
+  }
 
   msg = co_await buf.next(link.socket);
   if (!msg) co_return std::unexpected(msg.error());

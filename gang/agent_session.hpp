@@ -69,6 +69,7 @@ struct AgentConfig {
   std::uint16_t coordinator_port = 0;
   std::string node;  // this node's name, as in gangd's hostfile
   Secret secret;
+  bool frame_auth = true;  // must match gangd's (CoordinatorConfig::frame_auth)
   std::chrono::nanoseconds connect_timeout = std::chrono::seconds(5);  // connect + handshake
   std::chrono::nanoseconds coordinator_timeout{0};  // 0: three heartbeats (from Welcome)
   bool reconnect = true;

@@ -6,6 +6,10 @@
 //   offset 6  u16 type      MsgType
 //   offset 8  u32 length    payload bytes that follow, at most kMaxPayload
 //
+// Between gangd and an agent, every frame after the handshake's Auth is followed by a
+// 32-byte tag (kMacSize, not counted in `length`): HMAC-SHA256 under a per-session,
+// per-direction key of the frame's sequence number and bytes (see gang/auth.hpp).
+//
 // All integers are big-endian. A string is a u32 length and its bytes, a list a u32
 // count and its elements. Decoding never trusts its input: every length is checked
 // against the bytes that remain and against the limits below before anything is
@@ -34,7 +38,7 @@
 namespace dynamos::gang::proto {
 
 inline constexpr std::uint32_t kMagic = 0x44594750;  // "DYGP"
-inline constexpr std::uint16_t kProtocolVersion = 3;
+inline constexpr std::uint16_t kProtocolVersion = 4;
 inline constexpr std::size_t kHeaderSize = 12;
 // A metrics report of a large node is the biggest message; 1 MiB leaves ample room and
 // bounds what a hostile peer can make us buffer.
@@ -126,7 +130,10 @@ struct Hello {
   std::string node;       // the agent's node name, as in the hostfile
   std::uint32_t pid = 0;  // of the agent, for logs
   Nonce client_nonce{};
-  DYNAMOS_WIRE_FIELDS(role, node, pid, client_nonce)
+  // Every frame after Auth carries a tag (gang/auth.hpp). gangd refuses an agent whose
+  // setting differs from its own; turning it off is for measuring its cost only.
+  bool frame_auth = true;
+  DYNAMOS_WIRE_FIELDS(role, node, pid, client_nonce, frame_auth)
 };
 
 // The coordinator's reply: its own nonce and its proof that it knows the secret.

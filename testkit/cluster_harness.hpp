@@ -89,6 +89,7 @@ class Cluster {
 
   Result<void> start_coordinator(CoordinatorConfig cfg) {
     if (!cfg.log) cfg.log = [this](const std::string& line) { log_line(line); };
+    frame_auth = cfg.frame_auth;
     return call([&]() -> Result<void> {
       auto c = Coordinator::create(io, std::move(cfg));
       if (!c) return std::unexpected(c.error());
@@ -115,6 +116,7 @@ class Cluster {
     cfg.coordinator_port = call([&] { return coordinator->port(); });
     cfg.node = node;
     cfg.secret = secret;
+    cfg.frame_auth = frame_auth;
     cfg.coordinator_timeout = coordinator_timeout;
     cfg.reconnect = reconnect;
     cfg.reconnect_min = std::chrono::milliseconds(20);
@@ -168,6 +170,7 @@ class Cluster {
   std::shared_ptr<Coordinator> coordinator;
   std::vector<std::shared_ptr<AgentSession>> agents;
   std::vector<std::unique_ptr<RecordingNode>> handlers;
+  bool frame_auth = true;  // what the coordinator was started with; agents follow it
 
  private:
   template <class F>

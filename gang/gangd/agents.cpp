@@ -19,6 +19,7 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
         watchdog_(socket_.get_executor()) {}
 
   void start() {
+    outbox_.write_through(socket_.native_handle());
     auto self = shared_from_this();
     asio::co_spawn(
         socket_.get_executor(), [self]() { return self->reader(); }, asio::detached);
@@ -83,7 +84,8 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
       auto msg = co_await buf.next(socket_);
       if (!msg) {
         if (msg.error().code == Errc::protocol || msg.error().code == Errc::version_mismatch) {
-          c_->config_.log.warning("node " + name + ": " + msg.error().message() + ", closing");
+          c_->config_.log.warning("node " + name + " (" + peer() + "): " + msg.error().message() +
+                                  ", closing");
           refuse(msg.error());
         }
         break;
@@ -130,6 +132,11 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
                      "only node agents connect over TCP; the CLI uses the local control socket");
     auto node = c_->node_for(hello->node);
     if (!node) co_return std::unexpected(node.error());
+    if (hello->frame_auth != c_->config_.frame_auth)
+      co_return fail(Errc::not_permitted,
+                     std::string("node '") + hello->node + "' asks for frame authentication " +
+                         (hello->frame_auth ? "on" : "off") + "; this gangd has it " +
+                         (c_->config_.frame_auth ? "on" : "off"));
     auto nonce = random_nonce();
     if (!nonce) co_return std::unexpected(nonce.error());
     const Secret& secret = c_->config_.secret;
@@ -142,6 +149,12 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
                    client_proof(secret, *nonce, hello->client_nonce, hello->node)))
       co_return fail(Errc::not_permitted,
                      "authentication failed for node '" + hello->node + "': wrong shared secret");
+    if (c_->config_.frame_auth) {
+      // From here on every frame is tagged, Welcome first (gang/auth.hpp).
+      auto keys = frame_keys(secret, hello->client_nonce, *nonce, hello->node);
+      buf.authenticate(FrameMac(keys.to_gangd));
+      outbox_.seal(FrameMac(keys.to_agent));
+    }
     registered_ = true;
     watchdog_.cancel();
     node_ = *node;
@@ -160,19 +173,38 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
 };
 
 asio::awaitable<void> CoordinatorCore::accept_agents() {
+  agent_accept_.emplace(io_);
+  std::size_t cap =
+      config_.max_agent_connections ? config_.max_agent_connections : 2 * nodes_.size() + 64;
   while (!stopped_) {
     error_code ec;
     tcp::socket s = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (stopped_ || ec == asio::error::operation_aborted) break;
-      config_.log.error("accept: " + ec.message());
+      co_await agent_accept_->failed("accept", ec, config_.log);
+      continue;
+    }
+    agent_accept_->accepted();
+    // Remember every connection, authenticated or not, so that stop() closes them all;
+    // closed ones are swept out whenever the list doubles (amortised O(1) an accept).
+    if (conns_.size() >= next_sweep_) {
+      std::erase_if(conns_, [](const auto& w) { return w.expired(); });
+      next_sweep_ = std::max<std::size_t>(64, 2 * conns_.size());
+    }
+    if (conns_.size() >= cap) {
+      error_code ignored;
+      auto ep = s.remote_endpoint(ignored);
+      agent_accept_->note("refusing a connection from " + ep.address().to_string() + ": " +
+                              std::to_string(conns_.size()) + " agent connections open (limit " +
+                              std::to_string(cap) + ")",
+                          config_.log);
+      s.close(ignored);
+      // Sweep before the next one, so that closed connections stop counting at once.
+      next_sweep_ = conns_.size();
       continue;
     }
     s.set_option(tcp::no_delay(true), ec);
     auto conn = std::make_shared<AgentConn>(shared_from_this(), std::move(s));
-    // Remember every connection, authenticated or not, so that stop() closes them all.
-    if (conns_.size() > 64 && conns_.size() > 2 * agents_connected())
-      std::erase_if(conns_, [](const auto& w) { return w.expired(); });
     conns_.push_back(conn);
     conn->start();
   }
@@ -222,8 +254,7 @@ void CoordinatorCore::fail_jobs_of_lost_nodes() {
 }
 
 Result<std::size_t> CoordinatorCore::node_for(const std::string& name) const {
-  for (std::size_t i = 0; i < nodes_.size(); ++i)
-    if (nodes_[i].name == name) return i;
+  if (auto it = node_index_.find(name); it != node_index_.end()) return it->second;
   return fail(Errc::not_found, "unknown node '" + name + "' (not in gangd's hostfile)");
 }
 
@@ -239,6 +270,13 @@ void CoordinatorCore::agent_registered(std::size_t node, std::shared_ptr<AgentCo
   conn->send(proto::Welcome{static_cast<std::uint32_t>(node),
                             static_cast<std::uint64_t>(quantum_.count()),
                             static_cast<std::uint64_t>(config_.heartbeat.count()), round_id_});
+  // Jobs that ended while it was away go first: the agent may still hold them (frozen,
+  // if it restarted and adopted them), and nothing else would tell it.
+  for (auto& rel : std::exchange(nodes_[node].owed_releases, {})) {
+    config_.log("node " + nodes_[node].name + " is back: releasing job " + std::to_string(rel.job) +
+                ", which ended while it was away");
+    conn->send(rel);
+  }
   for (const auto& [id, job] : jobs_) {
     const auto* p = matrix_.find(id);
     if (!p) continue;

@@ -29,15 +29,19 @@ Result<void> check_policy(const std::string& p) {
 class CoordinatorCore::ControlConn : public std::enable_shared_from_this<ControlConn> {
  public:
   ControlConn(std::shared_ptr<CoordinatorCore> c, unix_socket::socket s)
-      : c_(std::move(c)), socket_(std::move(s)) {}
+      : c_(std::move(c)), socket_(std::move(s)), idle_(socket_.get_executor()) {}
   void start() {
     auto self = shared_from_this();
+    idle_.expires_after(c_->config_.control_idle_timeout);
     asio::co_spawn(
         socket_.get_executor(), [self]() { return self->serve(); }, asio::detached);
+    asio::co_spawn(
+        socket_.get_executor(), [self]() { return self->idle_watch(); }, asio::detached);
   }
   void close() {
     error_code ec;
     socket_.close(ec);
+    idle_.cancel();
   }
 
  private:
@@ -51,7 +55,10 @@ class CoordinatorCore::ControlConn : public std::enable_shared_from_this<Control
     } else {
       FrameReader buf;
       for (;;) {
+        // A caller that sends nothing (or half a frame) for the idle timeout is closed.
+        idle_.expires_after(c_->config_.control_idle_timeout);
         auto req = co_await buf.next(socket_);
+        idle_.expires_at(steady::time_point::max());  // a request is being served
         if (!req) {
           if (req.error().code == Errc::protocol || req.error().code == Errc::version_mismatch)
             co_await reply(proto::error_message(req.error()));
@@ -78,18 +85,47 @@ class CoordinatorCore::ControlConn : public std::enable_shared_from_this<Control
     co_return !ec;
   }
 
+  // Closes the connection when the idle timer expires; re-armed for every request.
+  asio::awaitable<void> idle_watch() {
+    auto self = shared_from_this();
+    while (socket_.is_open()) {
+      error_code ec;
+      co_await idle_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (!socket_.is_open()) break;
+      if (!ec && idle_.expiry() <= steady::now()) {
+        c_->config_.log("control socket: a caller was idle for " +
+                        format_duration(c_->config_.control_idle_timeout) + ", closing");
+        error_code ignored;
+        socket_.close(ignored);
+        break;
+      }
+    }
+  }
+
   std::shared_ptr<CoordinatorCore> c_;
   unix_socket::socket socket_;
+  asio::steady_timer idle_;
 };
 
 asio::awaitable<void> CoordinatorCore::accept_control() {
+  control_accept_.emplace(io_);
   while (!stopped_) {
     error_code ec;
     unix_socket::socket s =
         co_await control_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (stopped_ || ec == asio::error::operation_aborted) break;
-      config_.log.error("control accept: " + ec.message());
+      co_await control_accept_->failed("control accept", ec, config_.log);
+      continue;
+    }
+    control_accept_->accepted();
+    if (controls_.size() >= config_.max_control_connections) {
+      control_accept_->note("refusing a control connection: " + std::to_string(controls_.size()) +
+                                " open (limit " + std::to_string(config_.max_control_connections) +
+                                ")",
+                            config_.log);
+      error_code ignored;
+      s.close(ignored);
       continue;
     }
     auto conn = std::make_shared<ControlConn>(shared_from_this(), std::move(s));
@@ -212,27 +248,61 @@ Result<void> CoordinatorCore::cancel(std::uint32_t uid, JobId id) {
   return end_job(id, "cancelled", 128 + 15, "cancelled", "cancelled");
 }
 
+namespace {
+// Bytes `info` takes on the wire (protocol.hpp's encoding of JobInfo).
+std::size_t wire_size(const proto::JobInfo& info) {
+  std::size_t n = 8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8;  // the integers
+  n += 4 * 4 + info.name.size() + info.state.size() + info.paging.size() + info.reason.size();
+  n += 4;
+  for (const auto& node : info.nodes)
+    n += 4 + node.size();
+  return n;
+}
+}  // namespace
+
+proto::JobInfo CoordinatorCore::job_info(JobId id, const Job& job) const {
+  proto::JobInfo info;
+  info.job = id;
+  info.name = job.rec.name;
+  info.uid = job.rec.uid;
+  info.state = matrix_.is_running(id) ? "running" : "frozen";
+  info.slot = job.rec.row;
+  for (const auto& [node, ranks] : job.rec.cells)
+    info.nodes.push_back(node);
+  info.paging = job.rec.paging;
+  info.switches = job.switches;
+  info.cpu_ns = job.cpu_ns;
+  info.major_faults = job.major_faults;
+  info.submitted_ns = job.submitted_ns;
+  return info;
+}
+
+// The list always fits one message (proto::kMaxPayload): live jobs first, then ended
+// ones, newest first, as far as room is left; ended jobs are listed oldest first.
 proto::JobList CoordinatorCore::list_jobs(std::uint32_t uid) const {
   proto::JobList out;
-  for (const auto& [id, info] : ended_)
-    if (uid == 0 || uid == info.uid) out.jobs.push_back(info);
+  std::size_t room = proto::kMaxPayload - 4;  // the list's count
+  std::vector<proto::JobInfo> live;
   for (const auto& [id, job] : jobs_) {
     if (!may_act(uid, job)) continue;
-    proto::JobInfo info;
-    info.job = id;
-    info.name = job.rec.name;
-    info.uid = job.rec.uid;
-    info.state = matrix_.is_running(id) ? "running" : "frozen";
-    info.slot = job.rec.row;
-    for (const auto& [node, ranks] : job.rec.cells)
-      info.nodes.push_back(node);
-    info.paging = job.rec.paging;
-    info.switches = job.switches;
-    info.cpu_ns = job.cpu_ns;
-    info.major_faults = job.major_faults;
-    info.submitted_ns = job.submitted_ns;
-    out.jobs.push_back(std::move(info));
+    auto info = job_info(id, job);
+    std::size_t size = wire_size(info);
+    if (size > room) break;
+    room -= size;
+    live.push_back(std::move(info));
   }
+  std::vector<const proto::JobInfo*> ended;
+  for (auto it = ended_.rbegin(); it != ended_.rend(); ++it) {
+    if (uid != 0 && uid != it->second.uid) continue;
+    std::size_t size = wire_size(it->second);
+    if (size > room) break;
+    room -= size;
+    ended.push_back(&it->second);
+  }
+  for (auto it = ended.rbegin(); it != ended.rend(); ++it)
+    out.jobs.push_back(**it);
+  for (auto& info : live)
+    out.jobs.push_back(std::move(info));
   return out;
 }
 
@@ -284,14 +354,17 @@ Result<void> CoordinatorCore::set_paging(std::uint32_t uid, JobId id, const std:
 
 void CoordinatorCore::record_end(JobId id, const std::string& state, std::int32_t exit_code,
                                  const std::string& reason) {
-  for (auto& j : list_jobs(0).jobs)
-    if (j.job == id) {
-      j.state = state;
-      j.exit_code = exit_code;
-      j.reason = reason;
-      j.ended_ns = realtime_ns();
-      ended_[id] = std::move(j);
-    }
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;
+  auto info = job_info(id, it->second);
+  info.state = state;
+  info.exit_code = exit_code;
+  // A reason is for people: 1 KiB says what happened, and keeps 1,000 ended jobs in
+  // one job list (list_jobs) with room to spare.
+  constexpr std::size_t kMaxReason = 1024;
+  info.reason = reason.size() > kMaxReason ? reason.substr(0, kMaxReason) + "... (cut)" : reason;
+  info.ended_ns = realtime_ns();
+  ended_[id] = std::move(info);
   if (ended_.size() > 1000) ended_.erase(ended_.begin());  // keep the newest
 }
 
@@ -315,8 +388,12 @@ Result<void> CoordinatorCore::end_job(JobId id, const std::string& state, std::i
   if (auto ok = journal([&](Journal& j) { return j.job_removed(id, why); }); !ok) return ok;
   record_end(id, state, exit_code, reason);
   if (const auto* p = matrix_.find(id))
-    for (const auto& c : p->cells)
-      send_to(c.node, proto::JobRelease{id, why});
+    for (const auto& c : p->cells) {
+      if (nodes_[c.node].conn)
+        send_to(c.node, proto::JobRelease{id, why});
+      else
+        nodes_[c.node].owed_releases.push_back(proto::JobRelease{id, why});
+    }
   (void)matrix_.remove(id);
   jobs_.erase(id);
   replan();

@@ -66,8 +66,10 @@ CoordinatorCore::CoordinatorCore(asio::io_context& io, CoordinatorConfig config)
       heartbeat_timer_(io),
       round_gate_(io) {
   round_gate_.expires_at(steady::time_point::max());
-  for (const auto& h : config_.hosts)
-    nodes_.push_back(Node{h.name, h.slots, nullptr, steady::now(), {}, "unknown", false, {}});
+  for (const auto& h : config_.hosts) {
+    node_index_.emplace(h.name, nodes_.size());
+    nodes_.push_back(Node{h.name, h.slots, nullptr, steady::now(), {}, "unknown", false, {}, {}});
+  }
   if (!config_.log) config_.log = log::sink();
 }
 

@@ -37,11 +37,20 @@ struct CoordinatorConfig {
   std::string control_socket;  // empty: no control socket
   std::string journal_path;    // empty: no journal (state is lost on restart)
   Secret secret;
+  // Tag every frame between gangd and agents (gang/auth.hpp). Off only to measure
+  // what it costs (bench_gang_coordinator_scale --frame-auth off); agents must agree.
+  bool frame_auth = true;
   Nanos quantum = 30s;           // Slurm's default time slice
   bool run_quantum_loop = true;  // false: rounds only when asked (benchmarks)
   Nanos heartbeat = 1s;          // an agent silent for 3 intervals is down
   Nanos node_timeout = 60s;      // a node down this long fails its jobs (others go on)
   Nanos auth_timeout = 5s;
+  // Connections gangd keeps at once; more are accepted and closed at once (and logged,
+  // at most once a minute). Agents: 0 means twice the hostfile's nodes plus 64 (a
+  // reconnecting agent briefly holds two). Control: CLI callers.
+  std::size_t max_agent_connections = 0;
+  std::size_t max_control_connections = 256;
+  Nanos control_idle_timeout = 5min;  // a control caller silent this long is closed
   Nanos prepare_timeout = 5s;
   Nanos switch_timeout = 5s;  // after the deadline
   Nanos switch_lead = 5ms;    // first round's lead; later rounds adapt

@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <unordered_map>
 
 #include "gang/gangd/coordinator.hpp"
 #include "gang/protocol_io.hpp"
@@ -15,6 +16,45 @@
 namespace dynamos::gang {
 
 using steady = std::chrono::steady_clock;
+
+// An accept loop's answer to failures and floods. accept() errors such as EMFILE repeat
+// at once while the backlog holds a connection, so the loop waits (10 ms doubling to
+// 1 s) instead of spinning; log lines are rate-limited to one a minute with the count
+// of those left out, so a flood cannot fill the disk.
+class AcceptGuard {
+ public:
+  explicit AcceptGuard(asio::io_context& io) : timer_(io) {}
+  // After a failed accept: logs (rate-limited) and waits before the next try.
+  asio::awaitable<void> failed(const std::string& what, const error_code& ec,
+                               const log::Logger& log) {
+    note(what + ": " + ec.message(), log);
+    timer_.expires_after(backoff_);
+    backoff_ = std::min<Nanos>(2 * backoff_, std::chrono::seconds(1));
+    error_code ignored;
+    co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
+  void accepted() { backoff_ = std::chrono::milliseconds(10); }
+  // A rate-limited log line.
+  void note(const std::string& line, const log::Logger& log) {
+    auto now = steady::now();
+    if (now - last_log_ < std::chrono::minutes(1) && last_log_ != steady::time_point{}) {
+      ++suppressed_;
+      return;
+    }
+    std::string more =
+        suppressed_ ? " (" + std::to_string(suppressed_) + " more like it in the last minute)" : "";
+    log.warning(line + more);
+    last_log_ = now;
+    suppressed_ = 0;
+  }
+  void cancel() { timer_.cancel(); }
+
+ private:
+  asio::steady_timer timer_;
+  Nanos backoff_ = std::chrono::milliseconds(10);
+  steady::time_point last_log_{};
+  std::size_t suppressed_ = 0;
+};
 
 class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
  public:
@@ -43,6 +83,9 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
     std::string guest_policy = "unknown";
     bool guest_policy_by_gangd = false;  // set by idle-node driving (vs. an explicit command)
     std::string guest_policy_pending;    // asked by gangd, reply not yet in
+    // Jobs that ended while the node was down: released (thawed and killed by the
+    // agent, never left frozen) as soon as it registers again.
+    std::vector<proto::JobRelease> owed_releases;
   };
   // Per node index, the jobs to stop and to start in a round.
   struct NodePlan {
@@ -115,7 +158,8 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
   Result<void> job_exited(std::uint32_t uid, const proto::JobExited& m);
   Result<void> set_quantum(std::uint32_t uid, Nanos quantum);
   Result<void> set_paging(std::uint32_t uid, JobId job, const std::string& policy);
-  proto::JobList list_jobs(std::uint32_t uid) const;
+  proto::JobList list_jobs(std::uint32_t uid) const;  // always fits one message
+  proto::JobInfo job_info(JobId id, const Job& job) const;
   proto::NodeList list_nodes(std::uint32_t uid) const;
   asio::awaitable<proto::Message> node_command(std::uint32_t uid, proto::NodeCommand cmd);
   Result<std::vector<std::size_t>> command_targets(std::uint32_t uid,
@@ -148,6 +192,9 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
   std::optional<Journal> journal_;
   Matrix matrix_;
   std::vector<Node> nodes_;
+  std::unordered_map<std::string, std::size_t> node_index_;  // name -> index in nodes_
+  std::size_t next_sweep_ = 64;  // conns_ size at which closed ones are swept out
+  std::optional<AcceptGuard> agent_accept_, control_accept_;
   std::map<JobId, Job> jobs_;
   std::map<JobId, proto::JobInfo> ended_;  // failed jobs, for the job list (not journaled)
   JobId next_id_ = 1;

@@ -21,6 +21,35 @@ enum Kind : std::uint8_t {
 
 constexpr std::size_t kRecordHeader = 8;
 
+// The file header: magic "DYGJ" and the format version. A file without it is a journal
+// from before version 1 (the same records from offset 0); compaction upgrades it.
+constexpr std::uint32_t kJournalMagic = 0x4459474a;
+constexpr std::uint32_t kJournalVersion = 1;
+constexpr std::size_t kFileHeader = 8;
+
+std::vector<std::uint8_t> file_header() {
+  proto::Writer w;
+  w.u32(kJournalMagic);
+  w.u32(kJournalVersion);
+  return std::move(w.buffer());
+}
+
+// The directory holding `path` synced, so that a create or rename survives a crash.
+Result<void> sync_dir(const std::string& path) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d < 0) return fail_errno("open directory " + dir + " to sync it");
+  int rc = ::fsync(d);
+  auto err = errno;
+  ::close(d);
+  if (rc != 0) {
+    errno = err;
+    return fail_errno("sync directory " + dir);
+  }
+  return {};
+}
+
 void put_job(proto::Writer& w, const JournalJob& j) {
   w.u8(kJobAdded);
   w.u64(j.id);
@@ -186,6 +215,26 @@ Result<Journal> Journal::open(const std::string& path, JournalState& state) {
   data.resize(got);
 
   std::size_t pos = 0;
+  if (data.empty()) {
+    // A new journal: its header first, durable with the file's name.
+    auto ok = write_all(fd, file_header(), path);
+    if (ok && ::fdatasync(fd) != 0) ok = fail_errno("sync journal " + path);
+    if (ok) ok = sync_dir(path);
+    if (!ok) return std::unexpected(ok.error());
+    pos = data.size();
+  } else if (data.size() >= 4 && data[0] == 'D' && data[1] == 'Y' && data[2] == 'G' &&
+             data[3] == 'J') {
+    if (data.size() < kFileHeader)
+      return fail(Errc::protocol, "journal " + path + ": file header cut short");
+    proto::Reader h(std::span<const std::uint8_t>(data).first(kFileHeader), "journal header");
+    h.u32();
+    std::uint32_t version = h.u32();
+    if (version != kJournalVersion)
+      return fail(Errc::version_mismatch, "journal " + path + " has format version " +
+                                              std::to_string(version) + "; this gangd reads " +
+                                              std::to_string(kJournalVersion));
+    pos = kFileHeader;
+  }
   while (pos < data.size()) {
     auto where = "journal " + path + ": record at offset " + std::to_string(pos);
     std::string problem;
@@ -197,7 +246,7 @@ Result<Journal> Journal::open(const std::string& path, JournalState& state) {
                       "journal record header");
       length = h.u32();
       std::uint32_t crc = h.u32();
-      if (length > proto::kMaxPayload) {
+      if (length > Journal::kMaxRecord) {
         problem = "length " + std::to_string(length) + " exceeds the limit";
       } else if (data.size() - pos - kRecordHeader < length) {
         problem = "cut short";
@@ -207,8 +256,9 @@ Result<Journal> Journal::open(const std::string& path, JournalState& state) {
     }
     if (!problem.empty()) {
       // Only the tail may be torn: a crash during the last append.
-      bool is_tail = data.size() - pos < kRecordHeader || length > proto::kMaxPayload ||
-                     pos + kRecordHeader + length >= data.size();
+      // A record that ends before the file does is damage, whatever its length says.
+      bool is_tail =
+          data.size() - pos < kRecordHeader || pos + kRecordHeader + length >= data.size();
       if (!is_tail) return fail(Errc::protocol, where + " is corrupt (" + problem + ")");
       if (::ftruncate(fd, static_cast<off_t>(pos)) != 0)
         return fail_errno("truncate journal " + path + " after a torn record");
@@ -226,9 +276,21 @@ Result<Journal> Journal::open(const std::string& path, JournalState& state) {
 }
 
 Result<void> Journal::append(const std::vector<std::uint8_t>& payload) {
+  if (payload.size() > kMaxRecord)
+    return fail(Errc::invalid_argument, "journal record of " + std::to_string(payload.size()) +
+                                            " bytes exceeds the " + std::to_string(kMaxRecord) +
+                                            "-byte limit");
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) return fail_errno("stat journal " + path_);
   auto rec = framed(payload);
-  if (auto ok = write_all(fd_, rec, path_); !ok) return ok;
-  if (::fdatasync(fd_) != 0) return fail_errno("sync journal " + path_);
+  auto ok = write_all(fd_, rec, path_);
+  if (ok && ::fdatasync(fd_) != 0) ok = fail_errno("sync journal " + path_);
+  if (!ok) {
+    // Nothing half-written may stay: a later record after it would make the journal
+    // unreadable. The change is reported as failed, so it must not replay either.
+    if (::ftruncate(fd_, st.st_size) == 0) (void)::fdatasync(fd_);
+    return ok;
+  }
   ++records_;
   return {};
 }
@@ -255,7 +317,7 @@ Result<void> Journal::compact(const JournalState& state) {
   std::string tmp = path_ + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return fail_errno("create " + tmp);
-  std::vector<std::uint8_t> all;
+  std::vector<std::uint8_t> all = file_header();
   std::size_t n = 0;
   auto add = [&](const std::vector<std::uint8_t>& payload) {
     auto rec = framed(payload);
@@ -275,6 +337,7 @@ Result<void> Journal::compact(const JournalState& state) {
   ::close(fd);
   if (ok && ::rename(tmp.c_str(), path_.c_str()) != 0)
     ok = fail_errno("rename " + tmp + " to " + path_);
+  if (ok) ok = sync_dir(path_);  // the rename itself must survive a crash
   if (!ok) {
     ::unlink(tmp.c_str());
     return ok;

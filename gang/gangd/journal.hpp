@@ -1,12 +1,16 @@
 // gangd's journal: what it must remember across its own restart (jobs, their
 // placements and policies, the quantum), as an append-only file of records.
 //
+//   file   = "DYGJ" | u32 format version (1) | record...
 //   record = u32 length | u32 crc32(payload) | payload (protocol Writer encoding)
 //
 // Each change is one write() followed by fdatasync(), so a crash loses at most the
-// record being written. On open, the records are replayed; a torn or corrupt *last*
-// record (the crash case) is cut off and reported as a warning, a corrupt record
-// before the end is an error (the file was damaged; recovering silently would lose
+// record being written. A write or sync that fails (ENOSPC, EIO) is cut off again and
+// the change reported as failed, so the journal stays readable and says only what the
+// callers were told succeeded. A record is at most kMaxRecord bytes, the protocol's
+// payload limit (a job's record holds what one submit message carried). On open, the records are
+// replayed; a torn or corrupt *last* record (the crash case) is cut off and reported as a warning,
+// a corrupt record before the end is an error (the file was damaged; recovering silently would lose
 // jobs). compact() rewrites the live state into a new file and renames it over the
 // old one, atomically.
 #pragma once
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "gang/protocol.hpp"
 
 namespace dynamos::gang {
 
@@ -44,6 +49,8 @@ struct JournalState {
 
 class Journal {
  public:
+  static constexpr std::size_t kMaxRecord = proto::kMaxPayload;
+
   // Opens (creating if needed, mode 0600) and replays the journal at `path`.
   static Result<Journal> open(const std::string& path, JournalState& state);
 

@@ -77,15 +77,28 @@ asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, 
   r.stats.nodes = plan.size();
   current_ = &r;
 
-  // Phase 1: prepare.
+  // Phase 1: prepare. Nodes with the same plan (all of them in a broadcast, most when
+  // one gang spans the cluster) share one encoded frame.
+  const NodePlan* framed = nullptr;
+  Frame frame;
   for (auto& [node, p] : plan) {
     if (!nodes_[node].conn) {
       ++r.stats.failed;
       r.stats.errors.push_back("node " + nodes_[node].name + " is down");
       continue;
     }
-    send_to(node, proto::PrepareSwitch{r.stats.round, p.outgoing, p.incoming});
-    r.pending_prepare.insert(node);
+    if (!framed || framed->outgoing != p.outgoing || framed->incoming != p.incoming) {
+      auto f = make_frame(proto::PrepareSwitch{r.stats.round, p.outgoing, p.incoming});
+      if (!f) {
+        ++r.stats.failed;
+        r.stats.errors.push_back("node " + nodes_[node].name + ": " + f.error().message());
+        continue;
+      }
+      frame = *f;
+      framed = &p;
+    }
+    send_frame_to(node, frame);
+    r.pending_prepare.insert(r.pending_prepare.end(), node);
   }
   std::set<std::size_t> asked = r.pending_prepare;
   co_await wait_round(r, r.pending_prepare, start + config_.prepare_timeout);
@@ -103,7 +116,7 @@ asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, 
   r.stats.lead = lead_;
   if (auto frame = make_frame(proto::SwitchAt{r.stats.round, r.deadline_ns}))
     for (auto node : asked)
-      if (send_frame_to(node, *frame)) r.pending_switch.insert(node);
+      if (send_frame_to(node, *frame)) r.pending_switch.insert(r.pending_switch.end(), node);
   co_await wait_round(r, r.pending_switch, steady::now() + lead_ + config_.switch_timeout);
   for (auto node : r.pending_switch) {
     ++r.stats.failed;

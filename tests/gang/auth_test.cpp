@@ -81,3 +81,38 @@ TEST(Auth, ProofsBindNoncesNodeAndSecret) {
   EXPECT_FALSE(mac_equal(p, server_proof(a, cn, sn, "node1")))
       << "a server proof passes as a client proof";
 }
+
+TEST(Auth, FrameTagIsHmacOfSequenceAndFrame) {
+  proto::Mac key{};
+  key.fill(0x42);
+  FrameMac sender(key), receiver(key);
+  std::vector<std::uint8_t> frame{'D', 'Y', 'G', 'P', 0, 4, 0, 31, 0, 0,
+                                  0,   8,   1,   2,   3, 4, 5, 6,  7, 8};
+  for (std::uint64_t seq = 0; seq < 3; ++seq) {
+    std::vector<std::uint8_t> msg(8);
+    for (int i = 0; i < 8; ++i)
+      msg[i] = static_cast<std::uint8_t>(seq >> (56 - 8 * i));
+    msg.insert(msg.end(), frame.begin(), frame.end());
+    auto tag = sender.seal(frame);
+    EXPECT_TRUE(mac_equal(tag, hmac_sha256(key, msg))) << "frame " << seq;
+    EXPECT_TRUE(receiver.check(frame, tag)) << "frame " << seq;
+  }
+  // A tag that was good once is not good again, and a bad one does not move the sequence.
+  auto tag = sender.seal(frame);
+  EXPECT_FALSE(receiver.check(frame, proto::Mac{}));
+  EXPECT_TRUE(receiver.check(frame, tag));
+  EXPECT_FALSE(receiver.check(frame, tag)) << "a replayed tag was accepted";
+}
+
+TEST(Auth, FrameKeysDifferByDirectionAndSession) {
+  std::vector<std::uint8_t> raw(32, 5);
+  auto s = Secret::from_bytes(raw);
+  proto::Nonce cn{}, sn{}, sn2{};
+  cn.fill(1);
+  sn.fill(2);
+  sn2.fill(3);
+  auto k = frame_keys(s, cn, sn, "n0");
+  EXPECT_FALSE(mac_equal(k.to_gangd, k.to_agent)) << "a frame could be reflected back";
+  EXPECT_FALSE(mac_equal(k.to_gangd, frame_keys(s, cn, sn2, "n0").to_gangd))
+      << "an earlier session's frames would replay into a new one";
+}

@@ -493,3 +493,44 @@ TEST(Coordinator, JobsOfANodeThatNeverComesBackFailOthersGoOn) {
   EXPECT_TRUE(c.call([&] { return c.handlers[0]->released.empty(); }))
       << "n0 was told to release a job";
 }
+
+TEST(Coordinator, JobFailedWhileItsAgentWasAwayIsReleasedWhenTheAgentComesBack) {
+  Cluster c;
+  auto cfg = config(2, 2);
+  cfg.heartbeat = 50ms;
+  cfg.node_timeout = 300ms;
+  ASSERT_TRUE(c.start_coordinator(cfg));
+  c.add_agent("n0", test_secret());
+  c.add_agent("n1", test_secret());
+  ASSERT_TRUE(all_connected(c, 2));
+  auto b = c.call([&] {
+    return c.coordinator->submit(0, {"b", 2, 1, "demand", {"/bin/b"}, "/", ""});
+  });
+  auto a = c.call([&] {
+    return c.coordinator->submit(0, {"a", 2, 1, "demand", {"/bin/a"}, "/", ""});
+  });
+  ASSERT_TRUE(a && b);
+  auto node_of_b = c.call([&] { return c.coordinator->matrix().find(*b)->cells[0].node; });
+  c.call([&] {
+    c.agents[node_of_b]->stop();  // the agent crashes mid-switch
+    return 0;
+  });
+  ASSERT_TRUE(c.wait_for(
+      [&] {
+        for (const auto& j : c.coordinator->list_jobs(0).jobs)
+          if (j.job == *b) return j.state == "failed";
+        return false;
+      },
+      3000ms))
+      << "the job of the lost node did not fail";
+  // The agent comes back (a restarted dynamosd, which adopted the job's frozen group).
+  auto back = c.add_agent("n" + std::to_string(node_of_b), test_secret());
+  ASSERT_TRUE(all_connected(c, 2));
+  EXPECT_TRUE(c.wait_for([&] {
+    std::lock_guard l(c.handlers[back]->mu);
+    const auto& r = c.handlers[back]->released;
+    return std::find(r.begin(), r.end(), *b) != r.end();
+  })) << "the returning agent was never told to release the failed job";
+  // Only once: a later reconnect owes nothing.
+  EXPECT_EQ(c.call([&] { return c.handlers[back]->released.size(); }), 1u);
+}

@@ -101,9 +101,9 @@ TEST(Protocol, WireBytesAreStable) {
   for (const auto& m : samples(rng))
     for (std::uint8_t b : frame_of(m))
       hash = (hash ^ b) * 1099511628211ull;
-  EXPECT_EQ(hash, 15911067686954899486ull);
-  EXPECT_EQ(kProtocolVersion, 3)
-      << "the bytes above are version 3's (JobSubmit gained mpi_args and env)";
+  EXPECT_EQ(hash, 16032901586446372736ull);
+  EXPECT_EQ(kProtocolVersion, 4) << "the bytes above are version 4's (Hello gained frame_auth; "
+                                    "frames after Auth carry a tag, see gang/auth.hpp)";
 }
 
 TEST(Protocol, FieldsSurviveRoundTrip) {
