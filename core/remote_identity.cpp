@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -105,10 +106,15 @@ Result<ProcessIdentity> read_process_identity(pid_t pid) {
     return fail(Errc::protocol, "unreadable /proc/" + std::to_string(pid) + "/status");
   const std::string dir = "/proc/" + std::to_string(pid);
   struct stat exe {};
-  if (stat((dir + "/exe").c_str(), &exe) != 0)
-    return fail(Errc::not_permitted, "process " + std::to_string(pid) +
-                                         " has no readable executable (a kernel thread, exiting, "
-                                         "or executing a new program right now)");
+  if (stat((dir + "/exe").c_str(), &exe) != 0) {
+    if (errno == EACCES || errno == EPERM)
+      return fail(Errc::not_permitted, "not permitted to inspect process " + std::to_string(pid) +
+                                           " (another user's process)");
+    return fail(Errc::not_permitted,
+                "process " + std::to_string(pid) +
+                    " has no readable executable (a kernel thread, exiting, or executing a new "
+                    "program right now)");
+  }
   id.exe_dev = exe.st_dev;
   id.exe_ino = exe.st_ino;
   // The kernel gives the files in /proc/PID to the process's effective ids while it is
