@@ -90,8 +90,16 @@ Result<bool> RemoteTargetImpl::inside_locked_code(const Thread& t) {
   if (in_locked(t.regs.rip)) return true;
   std::vector<std::uint64_t> stack(32 * 1024 / 8);
   ssize_t n = pread(mem_fd_, stack.data(), stack.size() * 8, static_cast<off_t>(t.regs.rsp));
+  // A return address points just past its call; a word equal to the very end of a
+  // range is rather a pointer to what follows it (the function after malloc, say, whose
+  // address the start-up code keeps on the main thread's stack), or the return of a
+  // call that never returns: neither is an activation inside the range.
+  auto returns_into = [&](Address v) {
+    return std::any_of(lock_ranges_.begin(), lock_ranges_.end(),
+                       [&](const AddressRange& r) { return r.contains(v - 1) && v != r.end; });
+  };
   for (ssize_t k = 0; n > 0 && k < n / 8; ++k)
-    if (in_locked(stack[k] - 1)) return true;
+    if (returns_into(stack[k])) return true;
   return false;
 }
 
