@@ -3,6 +3,7 @@
 // See core/target_remote_impl.hpp for the other files and core/remote.hpp for the
 // guarantees; the comments here explain the how.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -121,8 +122,13 @@ Result<void> RemoteTargetImpl::same_image() {
   threads_.pump_events();
   if (threads_.exec_seen()) return exec_refusal(pid_);
   std::uint8_t byte = 0;
-  if (probe_at_ && pread(mem_fd_, &byte, 1, static_cast<off_t>(probe_at_)) != 1)
-    return exec_refusal(pid_);  // the address space of the attached program is gone
+  if (probe_at_ && pread(mem_fd_, &byte, 1, static_cast<off_t>(probe_at_)) != 1) {
+    // The address space of the attached program is gone: the process exited, or it
+    // executed a new program (its pid lives on).
+    if (kill(pid_, 0) != 0 && errno == ESRCH)
+      return fail(Errc::not_found, "process " + std::to_string(pid_) + " exited");
+    return exec_refusal(pid_);
+  }
   return {};
 }
 
@@ -152,14 +158,22 @@ Result<void> RemoteTargetImpl::transferred(ssize_t n, std::size_t size, const ch
   return {};
 }
 
+// A transfer that fails after the process executed a new program says so (the memory
+// opened at the attach belongs to the old program: nothing reaches the new one).
 Result<void> RemoteTargetImpl::read(Address address, std::span<std::uint8_t> out) {
   ssize_t n = pread(mem_fd_, out.data(), out.size(), static_cast<off_t>(address));
-  return transferred(n, out.size(), "read", address);
+  auto r = transferred(n, out.size(), "read", address);
+  if (!r)
+    if (auto same = same_image(); !same) return same;
+  return r;
 }
 
 Result<void> RemoteTargetImpl::write(Address address, std::span<const std::uint8_t> bytes) {
   ssize_t n = pwrite(mem_fd_, bytes.data(), bytes.size(), static_cast<off_t>(address));
-  return transferred(n, bytes.size(), "write", address);
+  auto r = transferred(n, bytes.size(), "write", address);
+  if (!r)
+    if (auto same = same_image(); !same) return same;
+  return r;
 }
 
 Result<void> RemoteTargetImpl::store_word(Address address, std::uint64_t value) {
