@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -222,11 +223,19 @@ struct Engine::State {
     }
     return out;
   }
-  static std::vector<std::uint8_t> hex_bytes(const std::string& h) {
+  // Hex digits to bytes; nullopt for anything else, or for more than `max` bytes.
+  static std::optional<std::vector<std::uint8_t>> hex_bytes(const std::string& h, std::size_t max) {
     std::vector<std::uint8_t> out;
     if (h == "-") return out;
-    for (std::size_t i = 0; i + 1 < h.size(); i += 2)
-      out.push_back(static_cast<std::uint8_t>(std::stoul(h.substr(i, 2), nullptr, 16)));
+    if (h.size() % 2 || h.size() / 2 > max) return std::nullopt;
+    auto digit = [](char c) {
+      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    for (std::size_t i = 0; i < h.size(); i += 2) {
+      const int hi = digit(h[i]), lo = digit(h[i + 1]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out.push_back(static_cast<std::uint8_t>(hi * 16 + lo));
+    }
     return out;
   }
 
@@ -274,6 +283,108 @@ struct Engine::State {
     return o.str();
   }
 
+  // ---- Reading the state back: text from the target's memory, so hostile ----
+  // Every count, offset and id is bounded before it is used; a malformed line is refused
+  // naming the line and what is wrong. Limits: far above what the engine writes.
+  static constexpr std::size_t kMaxCodeBytes = 64;  // overwritten, jump and saved bytes
+  static constexpr std::size_t kMaxSwitches = 4096;
+
+  using LineError = std::function<std::unexpected<Error>(const std::string&)>;
+
+  Result<void> parse_point(std::istringstream& l, const LineError& bad) {
+    PatchPoint p;
+    std::string name, eb, sb;
+    std::size_t nmap = 0;
+    if (!(l >> p.id >> p.entry >> p.function.begin >> p.function.end >> p.overwritten >> p.clone >>
+          p.clone_size >> p.stub >> p.slot >> p.counted >> p.installed >> p.active >> name >> eb >>
+          sb >> nmap))
+      return bad("is malformed");
+    if (p.id != points.size())
+      return bad("has point id " + std::to_string(p.id) + ", expected " +
+                 std::to_string(points.size()));
+    if (p.function.begin > p.function.end)
+      return bad("has a function range that ends before it begins");
+    if (p.overwritten > kMaxCodeBytes || nmap > kMaxCodeBytes)
+      return bad("has overwritten bytes or an instruction map out of range");
+    if (p.clone_size > NearMemory::kRegion) return bad("has a clone size out of range");
+    auto entry = hex_bytes(eb, kMaxCodeBytes), saved = hex_bytes(sb, kMaxCodeBytes);
+    if (!entry || !saved) return bad("has code bytes that are not hex or too many");
+    p.name = name;
+    p.entry_bytes = std::move(*entry);
+    p.saved_bytes = std::move(*saved);
+    for (std::size_t i = 0; i < nmap; ++i) {
+      unsigned a = 0, b = 0;
+      char colon = 0;
+      if (!(l >> a >> colon >> b) || colon != ':' || a > 255 || b > 255)
+        return bad("has an instruction map entry out of range");
+      p.map.push_back({static_cast<std::uint8_t>(a), static_cast<std::uint8_t>(b)});
+    }
+    points.push_back(std::move(p));
+    return {};
+  }
+
+  Result<void> parse_version(std::istringstream& l, const LineError& bad) {
+    PatchPointId pid = 0;
+    Version v;
+    std::string name;
+    if (!(l >> pid >> v.id >> v.code >> v.range.begin >> v.range.end >> v.trampoline >> v.counter >>
+          v.probe >> name))
+      return bad("is malformed");
+    if (pid >= points.size())
+      return bad("names point " + std::to_string(pid) + ", out of range (" +
+                 std::to_string(points.size()) + " points)");
+    if (v.id != points[pid].versions.size())
+      return bad("has version id " + std::to_string(v.id) + ", expected " +
+                 std::to_string(points[pid].versions.size()));
+    v.name = name;
+    points[pid].versions.push_back(std::move(v));
+    return {};
+  }
+
+  Result<void> parse_update(std::istringstream& l, const LineError& bad) {
+    UpdateInfo u;
+    std::string mode, st;
+    std::size_t n = 0;
+    if (!(l >> u.id >> mode >> st >> n)) return bad("is malformed");
+    if (mode != "drain" && mode != "quiescent") return bad("has unknown safety mode " + mode);
+    if (st != "applied" && st != "reverted") return bad("has unknown update state " + st);
+    if (n > kMaxSwitches) return bad("has a switch count out of range");
+    u.mode = mode == "quiescent" ? SafetyMode::quiescent : SafetyMode::drain;
+    u.state = st == "applied" ? UpdateState::applied : UpdateState::reverted;
+    for (std::size_t i = 0; i < n; ++i) {
+      UpdateInfo::Switch sw;
+      char c1 = 0, c2 = 0;
+      if (!(l >> sw.point >> c1 >> sw.from >> c2 >> sw.to) || c1 != ':' || c2 != ':')
+        return bad("has a malformed switch");
+      u.switches.push_back(sw);
+    }
+    updates.push_back(std::move(u));
+    return {};
+  }
+
+  // What lines refer to across each other: active versions, the updates' switches.
+  Result<void> check_references() const {
+    auto bad = [](const std::string& what) {
+      return fail(Errc::protocol, "engine state: " + what + " out of range");
+    };
+    for (const auto& p : points)
+      if (p.active >= std::max<std::size_t>(p.versions.size(), p.installed ? 0 : 1))
+        return bad("active version " + std::to_string(p.active) + " of point " +
+                   std::to_string(p.id));
+    for (const auto& u : updates) {
+      if (u.id >= next_update) return bad("update id " + std::to_string(u.id));
+      for (const auto& sw : u.switches) {
+        if (sw.point >= points.size())
+          return bad("point id " + std::to_string(sw.point) + " in update " + std::to_string(u.id));
+        const auto nv = points[sw.point].versions.size();
+        if (sw.from >= nv || sw.to >= nv)
+          return bad("version of point " + std::to_string(sw.point) + " in update " +
+                     std::to_string(u.id));
+      }
+    }
+    return {};
+  }
+
   Result<void> deserialize(const std::string& blob) {
     std::istringstream in(blob);
     std::string kind;
@@ -290,63 +401,31 @@ struct Engine::State {
       if (line.empty()) continue;
       std::istringstream l(line);
       l >> kind;
-      auto bad = [&] {
-        return fail(Errc::protocol,
-                    "engine state line " + std::to_string(line_no) + " is malformed");
+      const LineError bad = [&](const std::string& what) {
+        return fail(Errc::protocol, "engine state line " + std::to_string(line_no) + " " + what);
       };
+      Result<void> r;
       if (kind == "next_update") {
-        if (!(l >> next_update)) return bad();
+        if (!(l >> next_update)) r = bad("is malformed");
       } else if (kind == "arena") {
         NearMemory::Arena a;
-        if (!(l >> a.base >> a.code_used >> a.data_used)) return bad();
+        if (!(l >> a.base >> a.code_used >> a.data_used))
+          r = bad("is malformed");
+        else if (a.code_used > NearMemory::kRegion || a.data_used > NearMemory::kRegion)
+          r = bad("has an arena fill out of range");
         arenas.push_back(a);
       } else if (kind == "point") {
-        PatchPoint p;
-        std::string name, eb, sb;
-        std::size_t nmap = 0;
-        if (!(l >> p.id >> p.entry >> p.function.begin >> p.function.end >> p.overwritten >>
-              p.clone >> p.clone_size >> p.stub >> p.slot >> p.counted >> p.installed >> p.active >>
-              name >> eb >> sb >> nmap))
-          return bad();
-        p.name = name;
-        p.entry_bytes = hex_bytes(eb);
-        p.saved_bytes = hex_bytes(sb);
-        for (std::size_t i = 0; i < nmap; ++i) {
-          int a = 0, b = 0;
-          char colon = 0;
-          if (!(l >> a >> colon >> b)) return bad();
-          p.map.push_back({static_cast<std::uint8_t>(a), static_cast<std::uint8_t>(b)});
-        }
-        if (p.id != points.size()) return bad();
-        points.push_back(std::move(p));
+        r = parse_point(l, bad);
       } else if (kind == "version") {
-        PatchPointId pid = 0;
-        Version v;
-        std::string name;
-        if (!(l >> pid >> v.id >> v.code >> v.range.begin >> v.range.end >> v.trampoline >>
-              v.counter >> v.probe >> name))
-          return bad();
-        if (pid >= points.size() || v.id != points[pid].versions.size()) return bad();
-        v.name = name;
-        points[pid].versions.push_back(std::move(v));
+        r = parse_version(l, bad);
       } else if (kind == "update") {
-        UpdateInfo u;
-        std::string mode, st;
-        std::size_t n = 0;
-        if (!(l >> u.id >> mode >> st >> n)) return bad();
-        u.mode = mode == "quiescent" ? SafetyMode::quiescent : SafetyMode::drain;
-        u.state = st == "applied" ? UpdateState::applied : UpdateState::reverted;
-        for (std::size_t i = 0; i < n; ++i) {
-          UpdateInfo::Switch sw;
-          char c1 = 0, c2 = 0;
-          if (!(l >> sw.point >> c1 >> sw.from >> c2 >> sw.to)) return bad();
-          u.switches.push_back(sw);
-        }
-        updates.push_back(std::move(u));
+        r = parse_update(l, bad);
       } else {
-        return bad();
+        r = bad("is malformed");
       }
+      if (!r) return r;
     }
+    if (auto ok = check_references(); !ok) return ok;
     near.restore(std::move(arenas));
     return {};
   }

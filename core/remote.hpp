@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 
+#include "core/remote_identity.hpp"
 #include "core/target.hpp"
 
 namespace dynamos::core {
@@ -28,12 +29,20 @@ namespace dynamos::core {
 struct AttachOptions {
   std::chrono::milliseconds stop_timeout{1000};  // for each stop of all threads
   std::chrono::milliseconds call_timeout{5000};  // for each remote call
+  // The user the tool acts for (core/remote_identity.hpp); unset: the tool's real ids.
+  std::optional<Requester> requester;
+  // The identity the caller's owner check saw; unset: read by attach before seizing.
+  // Attach refuses a process that is no longer that one (pid reused, another program).
+  std::optional<ProcessIdentity> expect;
 };
 
 class RemoteTarget : public Target {
  public:
   // Seizes every thread of `pid` (without stopping them). Refused with a clear
-  // error: no such process, not permitted, or another dynamos already working on it.
+  // error: no such process, not permitted (for the requester, by the rules of
+  // core/remote_identity.hpp, checked again once seized), no longer the process that
+  // was checked, or another dynamos already working on it. Any exec of the target
+  // while attached detaches it and fails every later operation.
   static Result<std::unique_ptr<RemoteTarget>> attach(pid_t pid, const AttachOptions& options = {});
 
   // Calls `fn(args...)` in the target on one of its threads, while the others run.

@@ -47,10 +47,13 @@ Result<void> RemoteTargetImpl::bootstrap() {
   Address mailbox = 0;
   {
     ResumeGuard stopped(threads_);  // until the stub owns the thread, on every path
-    if (!threads_.stop(*t, Clock::now() + options_.stop_timeout))
+    if (!threads_.stop(*t, Clock::now() + options_.stop_timeout)) {
+      if (threads_.exec_seen()) return exec_refusal(pid_);
       return fail(Errc::state, "thread " + std::to_string(t->tid) + " could not be stopped");
+    }
     if (ptrace(PTRACE_GETREGS, t->tid, 0, &t->regs) != 0)
       return fail_errno("ptrace(PTRACE_GETREGS)");
+    if (auto same = same_image(); !same) return same;
     mailbox = (t->regs.rsp - 65536) & ~Address{63};
     bool in_stack = false;
     for (const auto& m : *maps)
@@ -86,6 +89,7 @@ Result<void> RemoteTargetImpl::bootstrap() {
   std::memcpy(h.magic, kStateMagic, sizeof kStateMagic);
   h.call_area = call_area_;
   h.blob_offset = kBlobOffset[0];
+  h.owner_pid = static_cast<std::uint64_t>(pid_);
   if (auto rr = write(state_, {reinterpret_cast<const std::uint8_t*>(&h), sizeof h}); !rr)
     return rr;
   generation_ = 0;

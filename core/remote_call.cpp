@@ -23,7 +23,18 @@ bool is_restart_errno(long rax) {
   return rax == -512 || rax == -513 || rax == -514 || rax == -516;
 }
 
-// The functions that may hold the malloc or the dynamic loader's locks.
+// The malloc family, wherever it is defined: a program or library that brings its own
+// allocator (interposing malloc) holds its lock there, and dlopen calls malloc: sending a
+// thread that holds it through dlopen would deadlock that thread for good.
+bool allocator_entry(const std::string& name) {
+  static const std::set<std::string> names = {
+      "malloc",         "free",          "calloc", "realloc", "reallocarray",       "memalign",
+      "posix_memalign", "aligned_alloc", "valloc", "pvalloc", "malloc_usable_size", "cfree",
+      "_Znwm",          "_ZdlPv",        "_Znam",  "_ZdaPv"};
+  return names.count(name) != 0;
+}
+
+// The functions of libc that may hold the malloc or the dynamic loader's locks.
 bool takes_locks(const std::string& name) {
   static const std::set<std::string> locked = {
       "malloc",          "free",     "calloc",         "realloc",
@@ -60,9 +71,8 @@ Result<bool> RemoteTargetImpl::inside_locked_code(const Thread& t) {
     for (const auto& obj : syms->objects()) {
       const bool loader = obj.path.find("/ld-linux") != std::string::npos;
       const bool libc = obj.path.find("/libc.so") != std::string::npos;
-      if (!loader && !libc) continue;
       for (const auto& s : obj.functions)
-        if (loader || takes_locks(s.name))
+        if (loader || (libc && takes_locks(s.name)) || allocator_entry(s.name))
           lock_ranges_.push_back({s.address, s.address + std::max<std::size_t>(s.size, 1)});
     }
     // The whole text of the dynamic loader: lazy binding and dlopen live there.
@@ -80,8 +90,16 @@ Result<bool> RemoteTargetImpl::inside_locked_code(const Thread& t) {
   if (in_locked(t.regs.rip)) return true;
   std::vector<std::uint64_t> stack(32 * 1024 / 8);
   ssize_t n = pread(mem_fd_, stack.data(), stack.size() * 8, static_cast<off_t>(t.regs.rsp));
+  // A return address points just past its call; a word equal to the very end of a
+  // range is rather a pointer to what follows it (the function after malloc, say, whose
+  // address the start-up code keeps on the main thread's stack), or the return of a
+  // call that never returns: neither is an activation inside the range.
+  auto returns_into = [&](Address v) {
+    return std::any_of(lock_ranges_.begin(), lock_ranges_.end(),
+                       [&](const AddressRange& r) { return r.contains(v - 1) && v != r.end; });
+  };
   for (ssize_t k = 0; n > 0 && k < n / 8; ++k)
-    if (in_locked(stack[k] - 1)) return true;
+    if (returns_into(stack[k])) return true;
   return false;
 }
 
@@ -91,11 +109,17 @@ Result<ResumeGuard> RemoteTargetImpl::stop_for_call(Thread& t, Clock::time_point
   for (;;) {
     {
       ResumeGuard stopped(threads_);
-      if (!t.stopped && !threads_.stop(t, deadline))
+      if (!t.stopped && !threads_.stop(t, deadline)) {
+        if (threads_.exec_seen()) return exec_refusal(pid_);
         return fail(Errc::state, "thread " + std::to_string(t.tid) + " of process " +
                                      std::to_string(pid_) + " could not be stopped for a call");
+      }
       if (ptrace(PTRACE_GETREGS, t.tid, 0, &t.regs) != 0)
         return fail_errno("ptrace(PTRACE_GETREGS)");
+      if (auto same = same_image(); !same) return std::unexpected(same.error());
+      // Checked while the thread is stopped: it cannot enter seccomp now, and a filter
+      // could kill the process for the stub's system calls.
+      if (auto ok = check_workable(pid_, t.tid); !ok) return std::unexpected(ok.error());
       // A thread that has just set a mailbox's done flag may still be on its way out
       // of the stub (restoring registers): never aim a new stub, or its return, there.
       bool busy = in_our_code(t.regs.rip);
@@ -135,14 +159,17 @@ Result<void> RemoteTargetImpl::run_on_thread(Thread& t, Address stub_at, Address
   stopped->release();
   for (;;) {
     std::uint64_t done = 0;
-    if (auto r = read(done_at, {reinterpret_cast<std::uint8_t*>(&done), 8}); !r) return r;
+    if (auto r = read(done_at, {reinterpret_cast<std::uint8_t*>(&done), 8}); !r) {
+      if (auto same = same_image(); !same) return same;
+      return r;
+    }
     if (done) return {};
     if (Clock::now() > deadline)
       return fail(Errc::timed_out, "a call in process " + std::to_string(pid_) + " (thread " +
                                        std::to_string(t.tid) + ") did not finish within " +
                                        std::to_string(options_.call_timeout.count()) +
                                        " ms; it finishes on its own later");
-    threads_.pump_events();
+    if (auto same = same_image(); !same) return same;  // also passes signals on
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
 }

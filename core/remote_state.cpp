@@ -35,6 +35,16 @@ Result<void> check_state_header(const StateHeader& h, pid_t pid) {
   return {};
 }
 
+Result<void> check_state_owner(const StateHeader& h, pid_t pid) {
+  if (h.owner_pid == 0 || h.owner_pid == static_cast<std::uint64_t>(pid)) return {};
+  return fail(Errc::unsupported,
+              "process " + std::to_string(pid) + " was forked from process " +
+                  std::to_string(h.owner_pid) +
+                  " after dynamos patched that one: it shares the parent's dynamos-state "
+                  "region, and patching it would corrupt the parent's record of its updates; "
+                  "not patched (the child runs the parent's updates as they were at the fork)");
+}
+
 Result<void> check_call_area(const StateHeader& h, const std::vector<Mapping>& maps, pid_t pid) {
   const Address begin = h.call_area;
   const bool fits =

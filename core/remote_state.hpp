@@ -35,6 +35,10 @@ struct StateHeader {
   std::uint64_t generation;
   std::uint64_t blob_offset;
   std::uint64_t blob_length;
+  // The process the region was made in (0: made by an older version). The mapping is
+  // shared, so a forked child carries its parent's region: patching the child through
+  // it would rewrite the parent's record of its updates.
+  std::uint64_t owner_pid;
 };
 
 // The header of a region whose bootstrap was killed before it wrote one (all zero).
@@ -43,6 +47,8 @@ bool is_unwritten(const StateHeader& h);
 // Checks the magic and the current blob's place and size (Errc::version_mismatch for
 // another format, Errc::protocol for a malformed header, naming the field).
 Result<void> check_state_header(const StateHeader& h, pid_t pid);
+// Refuses a region made in another process than `pid` (Errc::unsupported: a forked child).
+Result<void> check_state_owner(const StateHeader& h, pid_t pid);
 // Checks that the call area is inside an anonymous executable mapping: the tool
 // writes stubs there and sends threads through them.
 Result<void> check_call_area(const StateHeader& h, const std::vector<Mapping>& maps, pid_t pid);

@@ -23,6 +23,9 @@ namespace dynamos::core::remote {
 
 using Clock = std::chrono::steady_clock;
 
+// The refusal once process `pid` was seen executing a new program.
+std::unexpected<Error> exec_refusal(pid_t pid);
+
 struct Thread {
   pid_t tid = 0;
   bool stopped = false;
@@ -48,8 +51,13 @@ class SeizedThreads {
   // Waits for `t` to report an interrupt (or group) stop; passes on any signal that
   // arrives first. False when the thread exited or the deadline passed.
   bool wait_stop(Thread& t, Clock::time_point deadline);
-  // Delivers signals that stopped running threads while the tool was busy elsewhere.
-  void pump_events();
+  // Delivers signals that stopped running threads (but `except`) while the tool was busy
+  // elsewhere; reaps threads that exited.
+  void pump_events(const Thread* except = nullptr);
+  // Whether the process executed a new program since it was seized (PTRACE_O_TRACEEXEC
+  // reported it). The thread that did is detached at once, running: the new program,
+  // maybe setuid, is never touched. Every later stop fails.
+  bool exec_seen() const { return exec_seen_; }
   // Stops and detaches every thread (they run on), forgets them, stops listening
   // for SIGCHLD.
   void detach_all();
@@ -66,11 +74,31 @@ class SeizedThreads {
   // Sleeps until a tracee changes state (or 1 ms passes, in case another thread of
   // this process took the SIGCHLD).
   void wait_for_child_event();
+  // A PTRACE_EVENT_EXEC stop of `t`: detach it (it runs the new program) and remember.
+  void exec_stop(Thread& t);
+  // One look, without waiting, at whether `t` reached its interrupt (or group) stop;
+  // passes on any signal that arrived first.
+  enum class Seen { running, stopped, gone };
+  Seen poll_stop(Thread& t);
+  // Waits until every interrupted thread is stopped or gone (marked with a negative tid).
+  Result<void> wait_all(Clock::time_point deadline);
+  // Exec events reported under the main thread's id when no entry of ours has it.
+  bool catch_exec();
+  // Marks `t` gone (negative tid) and remembers to reap it; reap_gone waits for those.
+  void note_gone(Thread& t);
+  void reap_gone();
+  bool main_thread_known() const;
+  bool traced_by_us() const;
+  // After detaching every entry: whatever still reports to us under the process's id
+  // (an exec under way) is waited for and detached, until `deadline`.
+  void release_exec_leftover(Clock::time_point deadline);
 
   pid_t pid_;
   std::vector<Thread> threads_;
   int sigchld_fd_ = -1;  // ptrace stops raise SIGCHLD: wake on it instead of polling
   sigset_t saved_mask_{};
+  bool exec_seen_ = false;
+  std::vector<pid_t> gone_;  // exited threads not yet reaped
 };
 
 // Resumes every stopped thread of `threads` when the scope ends.

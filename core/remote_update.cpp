@@ -108,9 +108,11 @@ Result<std::string> stage_patch_object(const std::string& path) {
 }
 
 Result<std::unique_ptr<Engine>> attach_remote_engine(pid_t pid,
-                                                     std::chrono::milliseconds stop_timeout) {
+                                                     std::chrono::milliseconds stop_timeout,
+                                                     std::optional<Requester> requester) {
   AttachOptions opts;
   opts.stop_timeout = stop_timeout;
+  opts.requester = requester;
   auto target = RemoteTarget::attach(pid, opts);
   if (!target) return std::unexpected(target.error());
   return Engine::over(std::move(*target));
@@ -127,7 +129,7 @@ Result<RemoteUpdateResult> patch_process(pid_t pid, const RemotePatchRequest& re
       r.staged = *copy;
     }
   const auto t0 = Clock::now();
-  auto engine = attach_remote_engine(pid, request.stop_timeout);
+  auto engine = attach_remote_engine(pid, request.stop_timeout, request.requester);
   if (!engine) return std::unexpected(engine.error());
   auto& remote = dynamic_cast<RemoteTarget&>((*engine)->target());
 
@@ -163,9 +165,10 @@ Result<RemoteUpdateResult> patch_process(pid_t pid, const RemotePatchRequest& re
 
 Result<RemoteUpdateResult> revert_process_update(pid_t pid, UpdateId id, SafetyMode mode,
                                                  std::chrono::milliseconds timeout,
-                                                 std::chrono::milliseconds stop_timeout) {
+                                                 std::chrono::milliseconds stop_timeout,
+                                                 std::optional<Requester> requester) {
   const auto t0 = Clock::now();
-  auto engine = attach_remote_engine(pid, stop_timeout);
+  auto engine = attach_remote_engine(pid, stop_timeout, requester);
   if (!engine) return std::unexpected(engine.error());
   if (auto r = (*engine)->revert(id, mode, timeout); !r) return std::unexpected(r.error());
   RemoteUpdateResult out;

@@ -14,6 +14,7 @@
 
 #include "base/error.hpp"
 #include "core/engine.hpp"
+#include "core/remote_identity.hpp"
 
 namespace dynamos::core {
 
@@ -48,6 +49,7 @@ struct RemotePatchRequest {
   SafetyMode mode = SafetyMode::drain;
   std::chrono::milliseconds timeout{2000};       // quiescent mode: give up after this
   std::chrono::milliseconds stop_timeout{1000};  // for each stop of all threads
+  std::optional<Requester> requester;            // for whom (unset: the tool's own ids)
 };
 
 struct RemoteUpdateResult {
@@ -57,8 +59,10 @@ struct RemoteUpdateResult {
 };
 
 // The engine over process `pid` (seized, not stopped), with the state it carries.
+// Attached for `requester` (unset: the tool's own ids; see RemoteTarget::attach).
 Result<std::unique_ptr<Engine>> attach_remote_engine(
-    pid_t pid, std::chrono::milliseconds stop_timeout = std::chrono::milliseconds(1000));
+    pid_t pid, std::chrono::milliseconds stop_timeout = std::chrono::milliseconds(1000),
+    std::optional<Requester> requester = std::nullopt);
 
 // Loads each replacement's object into `pid` and applies one update redirecting every
 // symbol to its new version (named "OBJECT-FILE:NEWSYM"). Errors name what failed:
@@ -70,6 +74,7 @@ Result<RemoteUpdateResult> patch_process(pid_t pid, const RemotePatchRequest& re
 Result<RemoteUpdateResult> revert_process_update(
     pid_t pid, UpdateId id, SafetyMode mode = SafetyMode::drain,
     std::chrono::milliseconds timeout = std::chrono::milliseconds(2000),
-    std::chrono::milliseconds stop_timeout = std::chrono::milliseconds(1000));
+    std::chrono::milliseconds stop_timeout = std::chrono::milliseconds(1000),
+    std::optional<Requester> requester = std::nullopt);
 
 }  // namespace dynamos::core

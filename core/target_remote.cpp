@@ -3,6 +3,7 @@
 // See core/target_remote_impl.hpp for the other files and core/remote.hpp for the
 // guarantees; the comments here explain the how.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -94,24 +95,47 @@ bool scan_stack(int mem_fd, Address sp, const std::vector<Mapping>& maps,
 
 }  // namespace
 
-Result<void> RemoteTargetImpl::init() {
+// The order matters: seize (every later exec is reported), open the memory (bound to
+// the program running now), then read the identity: an exec before the read shows in
+// it, an exec after the seize is reported, and the memory of a new program is never
+// reachable through mem_fd_.
+Result<void> RemoteTargetImpl::init(const Requester& who, const ProcessIdentity& checked) {
   if (auto r = threads_.seize_new(); !r) return r;
   if (threads_.all().empty())
     return fail(Errc::not_found, "process " + std::to_string(pid_) + " has no threads");
   mem_fd_ = open(("/proc/" + std::to_string(pid_) + "/mem").c_str(), O_RDWR | O_CLOEXEC);
   if (mem_fd_ < 0) return fail_errno("open /proc/" + std::to_string(pid_) + "/mem");
+  auto now = read_process_identity(pid_);
+  if (!now) return std::unexpected(now.error());
+  if (auto ok = check_same_process(pid_, checked, *now); !ok) return ok;
+  if (auto ok = check_may_attach(pid_, *now, who); !ok) return ok;
+  auto maps = mappings();
+  if (!maps) return std::unexpected(maps.error());
+  if (maps->empty())
+    return fail(Errc::not_found, "process " + std::to_string(pid_) + " has no memory");
+  probe_at_ = maps->front().begin;
+  if (auto ok = same_image(); !ok) return ok;
   return find_state_region();
+}
+
+Result<void> RemoteTargetImpl::same_image() {
+  threads_.pump_events();
+  if (threads_.exec_seen()) return exec_refusal(pid_);
+  std::uint8_t byte = 0;
+  if (probe_at_ && pread(mem_fd_, &byte, 1, static_cast<off_t>(probe_at_)) != 1) {
+    // The address space of the attached program is gone: the process exited, or it
+    // executed a new program (its pid lives on).
+    if (kill(pid_, 0) != 0 && errno == ESRCH)
+      return fail(Errc::not_found, "process " + std::to_string(pid_) + " exited");
+    return exec_refusal(pid_);
+  }
+  return {};
 }
 
 void RemoteTargetImpl::detach() {
   threads_.detach_all();
   if (mem_fd_ >= 0) close(mem_fd_), mem_fd_ = -1;
-  if (lock_fd_ >= 0) {
-    // Remove the lock file while still holding it, so none pile up in /tmp.
-    unlink(("/tmp/dynamos-" + std::to_string(pid_) + ".lock").c_str());
-    close(lock_fd_);
-    lock_fd_ = -1;
-  }
+  lock_.reset();
 }
 
 // ---- Memory ----
@@ -120,6 +144,8 @@ Result<std::vector<Mapping>> RemoteTargetImpl::mappings() {
   std::ifstream in("/proc/" + std::to_string(pid_) + "/maps");
   if (!in) return fail_errno("open /proc/" + std::to_string(pid_) + "/maps");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The maps are read by pid: after an exec they are the new program's. Never use those.
+  if (auto same = same_image(); !same) return std::unexpected(same.error());
   return parse_maps(text);
 }
 
@@ -132,14 +158,22 @@ Result<void> RemoteTargetImpl::transferred(ssize_t n, std::size_t size, const ch
   return {};
 }
 
+// A transfer that fails after the process executed a new program says so (the memory
+// opened at the attach belongs to the old program: nothing reaches the new one).
 Result<void> RemoteTargetImpl::read(Address address, std::span<std::uint8_t> out) {
   ssize_t n = pread(mem_fd_, out.data(), out.size(), static_cast<off_t>(address));
-  return transferred(n, out.size(), "read", address);
+  auto r = transferred(n, out.size(), "read", address);
+  if (!r)
+    if (auto same = same_image(); !same) return same;
+  return r;
 }
 
 Result<void> RemoteTargetImpl::write(Address address, std::span<const std::uint8_t> bytes) {
   ssize_t n = pwrite(mem_fd_, bytes.data(), bytes.size(), static_cast<off_t>(address));
-  return transferred(n, bytes.size(), "write", address);
+  auto r = transferred(n, bytes.size(), "write", address);
+  if (!r)
+    if (auto same = same_image(); !same) return same;
+  return r;
 }
 
 Result<void> RemoteTargetImpl::store_word(Address address, std::uint64_t value) {
@@ -203,6 +237,7 @@ Result<void> RemoteTargetImpl::find_state_region() {
     if (auto r = read(m.begin, {reinterpret_cast<std::uint8_t*>(&h), sizeof h}); !r) return r;
     if (is_unwritten(h)) continue;  // a killed bootstrap never finished it: make a new one
     if (auto ok = check_state_header(h, pid_); !ok) return ok;
+    if (auto ok = check_state_owner(h, pid_); !ok) return ok;
     if (auto ok = check_call_area(h, *maps, pid_); !ok) return ok;
     state_ = m.begin;
     call_area_ = h.call_area;
@@ -230,31 +265,39 @@ Result<std::string> RemoteTargetImpl::load_state() {
   return blob;
 }
 
-// Writes the staged state beside the current one, then stores the update's slots
-// and the header that makes the new state current in one process_vm_writev.
+// The staged state goes into the idle buffer before the world stops (nothing reads that
+// buffer: the current one is named by the header, and other tools wait for the lock).
+Result<void> RemoteTargetImpl::write_staged_blob() {
+  staged_written_ = false;
+  if (!staged_ || !state_) return {};
+  if (staged_->size() > kBlobMax) {
+    staged_.reset();
+    return fail(Errc::unsupported, "engine state too large for the state region");
+  }
+  const int next = 1 - current_blob_;
+  if (auto r = write(state_ + kBlobOffset[next],
+                     {reinterpret_cast<const std::uint8_t*>(staged_->data()), staged_->size()});
+      !r)
+    return r;
+  staged_written_ = true;
+  return {};
+}
+
+// Stores the update's slots and the header that makes the staged state current in one
+// process_vm_writev (the world is stopped).
 Result<void> RemoteTargetImpl::flush_pending() {
   std::vector<std::pair<Address, std::uint64_t>> words = std::move(pending_);
   pending_.clear();
-  if (staged_) {
-    if (!state_) {
-      staged_.reset();  // cannot happen: stop_world creates the region first
-    } else if (staged_->size() > kBlobMax) {
-      staged_.reset();
-      return fail(Errc::unsupported, "engine state too large for the state region");
-    } else {
-      const int next = 1 - current_blob_;
-      if (auto r = write(state_ + kBlobOffset[next],
-                         {reinterpret_cast<const std::uint8_t*>(staged_->data()), staged_->size()});
-          !r)
-        return r;
-      words.push_back({state_ + offsetof(StateHeader, blob_offset), kBlobOffset[next]});
-      words.push_back({state_ + offsetof(StateHeader, blob_length), staged_->size()});
-      words.push_back({state_ + offsetof(StateHeader, generation), generation_ + 1});
-      current_blob_ = next;
-      ++generation_;
-      staged_.reset();
-    }
+  if (staged_ && staged_written_) {
+    const int next = 1 - current_blob_;
+    words.push_back({state_ + offsetof(StateHeader, blob_offset), kBlobOffset[next]});
+    words.push_back({state_ + offsetof(StateHeader, blob_length), staged_->size()});
+    words.push_back({state_ + offsetof(StateHeader, generation), generation_ + 1});
+    current_blob_ = next;
+    ++generation_;
   }
+  staged_.reset();
+  staged_written_ = false;
   if (words.empty()) return {};
   return write_words(words);
 }
@@ -278,10 +321,12 @@ Result<std::unique_ptr<StoppedWorld>> RemoteTargetImpl::stop_world(const StopOpt
   // The state region must exist before the world stops (creating it is a remote call).
   if (!state_)
     if (auto r = bootstrap(); !r) return std::unexpected(r.error());
+  if (auto r = write_staged_blob(); !r) return std::unexpected(r.error());
   PriorityBoost boost;
   ResumeGuard stopped(threads_);
   if (auto r = threads_.stop_all(Clock::now() + options.timeout); !r)
     return std::unexpected(r.error());
+  if (auto r = same_image(); !r) return std::unexpected(r.error());
   const auto& all = threads_.all();
   std::vector<ThreadState> states(all.size());
   std::vector<std::vector<Address>> frames(all.size());
@@ -301,18 +346,19 @@ Result<std::unique_ptr<RemoteTarget>> RemoteTarget::attach(pid_t pid,
                                                            const AttachOptions& options) {
   if (pid <= 0) return fail(Errc::invalid_argument, "invalid process id " + std::to_string(pid));
   if (pid == getpid()) return fail(Errc::invalid_argument, "use the local engine for this process");
-  struct stat st;
-  if (stat(("/proc/" + std::to_string(pid)).c_str(), &st) != 0)
-    return fail(Errc::not_found, "no such process " + std::to_string(pid));
+  if (auto ok = check_workable(pid); !ok) return std::unexpected(ok.error());
+  // The check: who the process is now. Re-checked once seized (init), against the
+  // caller's own check when it made one.
+  auto checked =
+      options.expect ? Result<ProcessIdentity>(*options.expect) : read_process_identity(pid);
+  if (!checked) return std::unexpected(checked.error());
+  const Requester who = options.requester.value_or(Requester{getuid(), getgid()});
+  if (auto ok = check_may_attach(pid, *checked, who); !ok) return std::unexpected(ok.error());
   // One dynamos at a time per target.
-  const std::string lock_path = "/tmp/dynamos-" + std::to_string(pid) + ".lock";
-  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    close(lock_fd);
-    return fail(Errc::busy, "another dynamos is working on process " + std::to_string(pid));
-  }
-  auto t = std::make_unique<remote::RemoteTargetImpl>(pid, options, lock_fd);
-  if (auto r = t->init(); !r) return std::unexpected(r.error());
+  auto lock = remote::TargetLock::take(pid);
+  if (!lock) return std::unexpected(lock.error());
+  auto t = std::make_unique<remote::RemoteTargetImpl>(pid, options, std::move(*lock));
+  if (auto r = t->init(who, *checked); !r) return std::unexpected(r.error());
   return std::unique_ptr<RemoteTarget>(std::move(t));
 }
 

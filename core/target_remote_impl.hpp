@@ -15,6 +15,8 @@
 
 #include "core/engine.hpp"
 #include "core/remote.hpp"
+#include "core/remote_identity.hpp"
+#include "core/remote_lock.hpp"
 #include "core/remote_state.hpp"
 #include "core/remote_stubs.hpp"
 #include "core/remote_threads.hpp"
@@ -23,12 +25,13 @@ namespace dynamos::core::remote {
 
 class RemoteTargetImpl final : public RemoteTarget {
  public:
-  RemoteTargetImpl(pid_t pid, AttachOptions options, int lock_fd)
-      : pid_(pid), options_(options), lock_fd_(lock_fd), threads_(pid) {}
+  RemoteTargetImpl(pid_t pid, AttachOptions options, TargetLock lock)
+      : pid_(pid), options_(options), lock_(std::move(lock)), threads_(pid) {}
   ~RemoteTargetImpl() override { detach(); }
 
-  // Seizes the threads, opens the memory, finds an existing state region.
-  Result<void> init();
+  // Seizes the threads, opens the memory, re-checks the process against `checked` (its
+  // identity read before the seize) and `who`'s rights, finds an existing state region.
+  Result<void> init(const Requester& who, const ProcessIdentity& checked);
 
   pid_t pid() const override { return pid_; }
   Result<std::vector<Mapping>> mappings() override;
@@ -57,7 +60,8 @@ class RemoteTargetImpl final : public RemoteTarget {
   void detach() override;
 
   // ---- used by RemoteWorld ----
-  // Writes the staged state and the pending slot stores (all threads stopped).
+  // Writes the pending slot stores and the header naming the staged state (all threads
+  // stopped; the state itself was written by write_staged_blob before they stopped).
   Result<void> flush_pending();
   bool world_open_ = false;  // slot stores wait in pending_ until the world resumes
 
@@ -66,6 +70,10 @@ class RemoteTargetImpl final : public RemoteTarget {
   Result<void> transferred(ssize_t n, std::size_t size, const char* verb, Address address) const;
   Result<void> write_words(const std::vector<std::pair<Address, std::uint64_t>>& words);
   Result<void> find_state_region();
+  Result<void> write_staged_blob();
+  // Fails once the process executed a new program: reported by ptrace, or the memory
+  // opened at the attach (bound to the old program's address space) reads nothing.
+  Result<void> same_image();
   // Each thread's stack, scanned for return addresses (with_frames).
   Result<void> scan_stacks(std::vector<ThreadState>& states,
                            std::vector<std::vector<Address>>& frames);
@@ -92,8 +100,9 @@ class RemoteTargetImpl final : public RemoteTarget {
 
   pid_t pid_;
   AttachOptions options_;
-  int lock_fd_ = -1;
+  std::optional<TargetLock> lock_;  // released at detach
   int mem_fd_ = -1;
+  Address probe_at_ = 0;  // a mapped address of the attached program, for same_image()
   SeizedThreads threads_;
   Address state_ = 0;      // the state region, once it exists
   Address call_area_ = 0;  // RX memory for call stubs
@@ -102,6 +111,7 @@ class RemoteTargetImpl final : public RemoteTarget {
   std::uint64_t generation_ = 0;
   int current_blob_ = 0;
   std::optional<std::string> staged_;
+  bool staged_written_ = false;  // staged_ is in the idle buffer
   std::vector<std::pair<Address, std::uint64_t>> pending_;
   std::vector<AddressRange> lock_ranges_;  // malloc family and the dynamic loader
   bool lock_ranges_ready_ = false;

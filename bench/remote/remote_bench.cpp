@@ -6,7 +6,9 @@
 //   probe       a 1-thread process's call rate of a ~20 ns function while a probe
 //               is in it, against the same process's rate just before and after
 //               (interleaved), and the same with bpftrace's uprobe where it runs.
-// Prints a summary and one JSON line per figure.
+// Prints a summary and one JSON line per figure; with --json, one JSON object with every
+// figure (stop_ms_p50: the median time the target's threads are stopped per update, from
+// the engine's stop to the last thread resumed) and the summary on standard error.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -70,9 +73,21 @@ double rate_over(Program& t, std::chrono::milliseconds d) {
   return median(r);
 }
 
-// A figure as one JSON line.
+// Every figure of the run, for --json.
+nlohmann::ordered_json g_figures = nlohmann::ordered_json::object();
+bool g_json = false;
+
+// A summary line: on standard output, or standard error under --json.
+__attribute__((format(printf, 1, 2))) void say(const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  std::vfprintf(g_json ? stderr : stdout, format, args);
+  va_end(args);
+}
+
+// A figure as one JSON line (kept for the single object under --json).
 void print_figure(const nlohmann::ordered_json& figure) {
-  std::printf("%s\n", figure.dump().c_str());
+  if (!g_json) std::printf("%s\n", figure.dump().c_str());
 }
 
 double round_to(double v, int decimals) {
@@ -104,6 +119,7 @@ int failed(const std::string& message) {
 
 struct Options {
   int cycles = 200, commands = 20, rounds = 5, threads = 16;
+  bool json = false;
 };
 
 // Parses the command line: an exit status when the program should stop there.
@@ -116,7 +132,8 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
                                                  "library apply+revert cycles")(
       "commands", po::value(&o.commands)->default_value(20), "dynamos patch commands")(
       "rounds", po::value(&o.rounds)->default_value(5), "probe on/off rounds")(
-      "threads", po::value(&o.threads)->default_value(16), "busy threads in the patched process");
+      "threads", po::value(&o.threads)->default_value(16), "busy threads in the patched process")(
+      "json", po::bool_switch(&o.json), "print one JSON object with every figure");
   po::variables_map vm;
   return workload::parse_command_line(argc, argv, desc, vm, "dynamos-bench-remote");
 }
@@ -146,9 +163,14 @@ int measure_library_stops(const Options& o) {
     if (auto r = (*engine)->revert(*id); !r) return failed(r.error().message());
     stops.push_back(last_stop());
   }
-  std::printf("stop time, %d busy threads, %zu updates: median %.3f ms, p90 %.3f ms, max %.3f ms\n",
-              o.threads, stops.size(), median(stops), percentile(stops, 0.9),
-              *std::max_element(stops.begin(), stops.end()));
+  say("stop time, %d busy threads, %zu updates: median %.3f ms, p90 %.3f ms, max %.3f ms\n",
+      o.threads, stops.size(), median(stops), percentile(stops, 0.9),
+      *std::max_element(stops.begin(), stops.end()));
+  g_figures["threads"] = o.threads;
+  g_figures["updates"] = stops.size();
+  g_figures["stop_ms_p50"] = round_to(median(stops), 4);
+  g_figures["stop_ms_p90"] = round_to(percentile(stops, 0.9), 4);
+  g_figures["stop_ms_max"] = round_to(*std::max_element(stops.begin(), stops.end()), 4);
   print_figure({{"figure", "stop_ms"},
                 {"threads", o.threads},
                 {"n", stops.size()},
@@ -174,10 +196,11 @@ int measure_commands(const Options& o) {
     std::regex_search(out.out, id, std::regex("update ([0-9]+)"));
     run({DYNAMOS_CLI, "revert", std::to_string(t.pid()), id[1]});
   }
-  std::printf(
-      "dynamos patch, %d busy threads, %d commands: stop median %.3f ms, command median %.1f "
+  say("dynamos patch, %d busy threads, %d commands: stop median %.3f ms, command median %.1f "
       "ms\n",
       o.threads, o.commands, median(stop), median(total));
+  g_figures["patch_command_stop_ms_p50"] = round_to(median(stop), 4);
+  g_figures["patch_command_ms_p50"] = round_to(median(total), 2);
   print_figure({{"figure", "patch_command"},
                 {"threads", o.threads},
                 {"stop_ms", round_to(median(stop), 4)},
@@ -208,7 +231,7 @@ std::vector<double> overhead_rounds(Program& t, int rounds, Start start,
 // bpftrace's uprobe on the same function, where it can run here.
 void measure_bpftrace(Program& t, int rounds) {
   if (access("/usr/bin/bpftrace", X_OK) != 0) {
-    std::printf("bpftrace: not installed (apt-get install bpftrace to compare)\n");
+    say("bpftrace: not installed (apt-get install bpftrace to compare)\n");
     return;
   }
   const std::string prog = std::string("uprobe:") + BUSY_TARGET + ":bench_work { @c = count(); }";
@@ -219,12 +242,12 @@ void measure_bpftrace(Program& t, int rounds) {
       },
       3000ms /* bpftrace compiles and attaches */, 1200ms, true);
   if (b.empty()) {
-    std::printf("bpftrace: no reading (it did not attach within 3 s, or its run failed)\n");
+    say("bpftrace: no reading (it did not attach within 3 s, or its run failed)\n");
     return;
   }
-  std::printf(
-      "bpftrace uprobe overhead: time per call with/without = %.3f (median of %zu rounds)\n",
+  say("bpftrace uprobe overhead: time per call with/without = %.3f (median of %zu rounds)\n",
       median(b), b.size());
+  g_figures["bpftrace_overhead_ratio"] = round_to(median(b), 4);
   print_figure(
       {{"figure", "bpftrace_overhead"}, {"ratio", round_to(median(b), 4)}, {"rounds", b.size()}});
 }
@@ -241,10 +264,10 @@ int measure_probe(const Options& o) {
             {DYNAMOS_CLI, "probe", std::to_string(t.pid()), "bench_work", "--seconds", "2.5"});
       },
       600ms /* the probe is in */, 1500ms, false);
-  std::printf(
-      "probe overhead on a ~20 ns function: time per call with/without = %.3f (median of %zu "
+  say("probe overhead on a ~20 ns function: time per call with/without = %.3f (median of %zu "
       "rounds)\n",
       median(ratios), ratios.size());
+  g_figures["probe_overhead_ratio"] = round_to(median(ratios), 4);
   print_figure({{"figure", "probe_overhead"},
                 {"ratio", round_to(median(ratios), 4)},
                 {"rounds", ratios.size()}});
@@ -257,7 +280,12 @@ int measure_probe(const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   if (auto status = parse_options(argc, argv, o)) return *status;
+  g_json = o.json;
+  double load[1] = {0};
+  if (getloadavg(load, 1) == 1) g_figures["loadavg_1m_at_start"] = round_to(load[0], 2);
   if (int s = measure_library_stops(o)) return s;
   if (int s = measure_commands(o)) return s;
-  return measure_probe(o);
+  const int s = measure_probe(o);
+  if (g_json && s == 0) std::printf("%s\n", g_figures.dump().c_str());
+  return s;
 }

@@ -206,6 +206,7 @@ Result<std::string> patch_job(NodeAgent& agent, const AgentOpsContext& ctx,
   const auto& [node, args, ranks] = *request;
 
   core::RemotePatchRequest req;
+  req.requester = core::Requester{r.uid, std::nullopt};  // re-checked once attached
   req.mode = args.mode;
   req.timeout = args.timeout;
   std::map<std::string, std::string> staged;  // object -> its content-named copy
@@ -235,7 +236,10 @@ Result<std::string> patch_job(NodeAgent& agent, const AgentOpsContext& ctx,
     std::vector<jp::RankUpdate> reverted;
     std::string stuck;
     for (auto it = out.ranks.rbegin(); it != out.ranks.rend(); ++it) {
-      if (auto rv = core::revert_process_update(it->pid, it->update, args.mode, args.timeout); rv)
+      if (auto rv = core::revert_process_update(it->pid, it->update, args.mode, args.timeout,
+                                                std::chrono::milliseconds(1000),
+                                                core::Requester{r.uid, std::nullopt});
+          rv)
         reverted.push_back(*it);
       else
         stuck += " " + std::to_string(it->pid) + ":" + std::to_string(it->update) + " (" +
@@ -276,7 +280,9 @@ Result<std::string> revert_job(NodeAgent& agent, const AgentOpsContext& ctx,
   std::string failed;
   std::optional<Errc> code;
   for (const auto& t : todo) {
-    auto res = core::revert_process_update(t.pid, t.update, args.mode);
+    auto res = core::revert_process_update(
+        t.pid, t.update, args.mode, std::chrono::milliseconds(2000),
+        std::chrono::milliseconds(1000), core::Requester{r.uid, std::nullopt});
     if (res) {
       out.ranks.push_back({t.pid, t.update, ms_of(res->stopped), ms_of(res->took)});
       continue;

@@ -324,6 +324,43 @@ TEST(RemoteRefusals, CorruptedStateRegionIsRefusedClearly) {
   EXPECT_RUNS_ON(t);
   ASSERT_TRUE(poke(t.pid(), region + good.blob_offset, blob.data(), blob.size()));
 
+  // State whose ids and counts point outside what it holds: ids are bounds-checked
+  // before anything is indexed with them (the tool runs as root; the text is the target's).
+  struct Edit {
+    const char* what;
+    const char* from;  // a regular expression over the state text
+    const char* to;
+    const char* message;
+  };
+  const Edit edits[] = {
+      {"update switch point id",
+       "(\nupdate [0-9]+ [a-z]+ [a-z]+ 1 )[0-9]+:", "$01999:", "point id 999 in update"},
+      {"version point id", "\nversion 0 ", "\nversion 77 ", "names point 77, out of range"},
+      {"active version", "(\npoint 0( [0-9]+){10}) [0-9]+ ", "$01 4000000000 ",
+       "active version 4000000000 of point 0 out of range"},
+      {"instruction map count", "(\npoint 0( [^ ]+){14}) [0-9]+", "$01 99999999999",
+       "instruction map out of range"},
+      {"code bytes", "(\npoint 0( [^ ]+){13}) [^ ]+", "$01 zz", "code bytes that are not hex"},
+  };
+  for (const auto& e : edits) {
+    const std::string edited =
+        std::regex_replace(blob, std::regex(e.from), e.to, std::regex_constants::format_first_only);
+    ASSERT_NE(edited, blob) << e.what << ": the edit did not apply to the state:\n" << blob;
+    remote::StateHeader h = good;
+    h.blob_length = edited.size();
+    ASSERT_TRUE(poke(t.pid(), region + good.blob_offset, edited.data(), edited.size()));
+    ASSERT_TRUE(poke(t.pid(), region, &h, sizeof h));
+    auto e_out = cli({"updates", pid_of(t)});
+    EXPECT_NE(e_out.status, 0) << e.what << ": accepted";
+    EXPECT_NE(e_out.err.find(e.message), std::string::npos)
+        << e.what << ": expected '" << e.message << "' in: " << e_out.err;
+    EXPECT_EQ(std::count(e_out.err.begin(), e_out.err.end(), '\n'), 1) << e_out.err;
+    EXPECT_RUNS_ON(t);
+    EXPECT_EQ(tracer_of(t.pid()), "\t0");
+    ASSERT_TRUE(poke(t.pid(), region + good.blob_offset, blob.data(), blob.size()));
+    ASSERT_TRUE(poke(t.pid(), region, &good, sizeof good));
+  }
+
   auto u = cli({"updates", pid_of(t)});
   EXPECT_EQ(u.status, 0) << "repaired region refused: " << u.err;
   EXPECT_NE(u.out.find("applied"), std::string::npos) << u.out;
