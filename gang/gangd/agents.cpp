@@ -4,6 +4,7 @@
 // jobs of nodes down too long.
 #include <algorithm>
 
+#include "base/file.hpp"
 #include "gang/gangd/coordinator_core.hpp"
 
 namespace dynamos::gang {
@@ -160,6 +161,7 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
 };
 
 asio::awaitable<void> CoordinatorCore::accept_agents() {
+  (void)set_close_on_exec(acceptor_.native_handle());
   while (!stopped_) {
     error_code ec;
     tcp::socket s = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
@@ -169,6 +171,7 @@ asio::awaitable<void> CoordinatorCore::accept_agents() {
       continue;
     }
     s.set_option(tcp::no_delay(true), ec);
+    (void)set_close_on_exec(s.native_handle());  // no child of gangd inherits it
     auto conn = std::make_shared<AgentConn>(shared_from_this(), std::move(s));
     // Remember every connection, authenticated or not, so that stop() closes them all.
     if (conns_.size() > 64 && conns_.size() > 2 * agents_connected())
