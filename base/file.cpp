@@ -1,6 +1,7 @@
 #include "base/file.hpp"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -96,6 +97,11 @@ Result<void> set_close_on_exec(int fd) {
   if (flags < 0 || ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0)
     return fail_errno("close-on-exec on descriptor " + std::to_string(fd));
   return {};
+}
+
+Result<void> close_on_exec_from_3() {
+  if (::close_range(3, ~0u, CLOSE_RANGE_CLOEXEC) == 0) return {};
+  return fail_errno("close-on-exec on descriptors from 3 up");
 }
 
 Result<UniqueFd> open_regular_file(const std::string& path) {

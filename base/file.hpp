@@ -55,6 +55,9 @@ class UniqueFd {
 // (Boost.Asio's sockets, acceptors and accepted connections). Every descriptor a daemon
 // keeps must be: its children (guests, ranks, helpers) start with only 0, 1 and 2.
 Result<void> set_close_on_exec(int fd);
+// Marks every descriptor from 3 up close-on-exec: what a daemon inherited from whoever
+// started it (a lock, a log, a pipe of a service manager) never reaches its children.
+Result<void> close_on_exec_from_3();
 
 // The contents of the file at `path`. `what` names it in errors ("config file":
 // "open config file PATH: No such file or directory").

@@ -525,9 +525,11 @@ void NodeAgent::release_job(JobId job) {
   std::lock_guard l(mu_);
   auto it = jobs_.find(job);
   if (it == jobs_.end() || --it->second.holds > 0) return;
-  if (!it->second.running)
-    if (auto r = it->second.group.start_freeze(); !r)
-      log("freezing job " + std::to_string(job) + " after an operation: " + r.error().message());
+  // The state the switches wanted meanwhile (a thaw of a running job changes nothing).
+  Job& j = it->second;
+  if (auto r = j.running ? j.group.thaw() : j.group.start_freeze(); !r)
+    log(std::string(j.running ? "thawing" : "freezing") + " job " + std::to_string(job) +
+        " after an operation: " + r.error().message());
 }
 
 }  // namespace dynamos::gang

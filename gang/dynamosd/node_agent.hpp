@@ -118,7 +118,7 @@ class NodeAgent : public SwitchHandler {
   void node_request_async(const proto::NodeRequest& r, NodeReplyFn done) override;
 
   // While a JobHold lives, switches neither freeze nor thaw the job; when the last hold
-  // of a job goes, the job is frozen if a switch wanted it frozen meanwhile.
+  // of a job goes, the job is frozen or thawed as the last switch wanted.
   class JobHold {
    public:
     JobHold(NodeAgent* agent, JobId job) : agent_(agent), job_(job) {}

@@ -588,12 +588,12 @@ TEST(NodeOps, ExtensionsListSetAndUpgradeWhileJobsAlternate) {
 // ---- Issue 17: node-side files and descriptors (docs/security.md) ----
 
 // What `op` answers on `node` (the output of a refusal too).
-NodeResult node_says(const LiveCluster& c, const std::string& node, const std::string& op,
-                     std::vector<std::string> args) {
+proto::NodeResult node_says(const LiveCluster& c, const std::string& node, const std::string& op,
+                            std::vector<std::string> args) {
   auto r = control_request(c.socket(), proto::NodeCommand{{node}, op, std::move(args), 0});
   if (!r) return {node, false, "gangd: " + r.error().message()};
   auto& res = std::get<proto::NodeCommandResult>(*r).results;
-  return res.size() == 1 ? res[0] : NodeResult{node, false, "no single result"};
+  return res.size() == 1 ? res[0] : proto::NodeResult{node, false, "no single result"};
 }
 
 // The newest switch round the node has carried out (0: none yet).
