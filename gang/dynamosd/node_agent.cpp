@@ -515,9 +515,11 @@ NodeAgent::~NodeAgent() {
 
 Result<NodeAgent::JobHold> NodeAgent::hold_job(JobId job) {
   std::lock_guard l(mu_);
-  auto j = job_locked(job);
-  if (!j) return std::unexpected(j.error());
-  ++(*j)->holds;
+  auto it = jobs_.find(job);  // never creates the job's group (job_locked would)
+  if (it == jobs_.end())
+    return fail(Errc::not_found,
+                "job " + std::to_string(job) + " has no group on node " + config_.node);
+  ++it->second.holds;
   return JobHold(this, job);
 }
 
