@@ -299,12 +299,7 @@ int run_patch(std::span<const std::string> args) {
   RemotePatchRequest req;
   req.mode = *safety;
   req.timeout = std::chrono::milliseconds(timeout_ms);
-  for (auto& r : plan) {
-    auto copy = stage_patch_object(r.object);
-    if (!copy) return cli::error("patch", copy.error().message());
-    r.staged = *copy;
-  }
-  req.replacements = plan;
+  req.replacements = plan;  // patch_process stages the objects and removes the copies
   cli::prefer_realtime();
   auto res = patch_process(*pid, req);
   if (!res) return cli::error("patch", res.error().message());

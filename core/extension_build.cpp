@@ -2,6 +2,8 @@
 // before any of its code runs, registering and resolving its tunables, init and unmap.
 #include "core/extension_build.hpp"
 
+#include "base/file.hpp"
+
 #include <dlfcn.h>
 #include <link.h>
 #include <sys/stat.h>
@@ -80,18 +82,17 @@ AddressRange text_range(void* handle) {
 }
 
 // A private copy of a shared object, so that dlopen maps it afresh even when the same
-// path (or the same file under another name) is loaded already.
+// path (or the same file under another name) is loaded already. It is written new into
+// a fresh private directory (base/file.hpp), mapped, then removed with it.
 Result<std::string> private_copy(const std::string& path) {
-  std::string dir = std::filesystem::temp_directory_path().string();
-  std::string name = dir + "/dynamos-ext-XXXXXX.so";
-  int fd = mkstemps(name.data(), 3);
-  if (fd < 0) return fail_errno("create a private copy of " + path + " in " + dir);
-  std::error_code ec;
-  ::close(fd);
-  std::filesystem::copy_file(path, name, std::filesystem::copy_options::overwrite_existing, ec);
-  if (ec) {
-    ::unlink(name.c_str());
-    return fail_errno(ec.value(), "copy " + path + " to " + name);
+  auto bytes = read_regular_file(path, std::size_t{1} << 30);
+  if (!bytes) return std::unexpected(bytes.error());
+  auto dir = make_temp_dir("dynamos-ext");
+  if (!dir) return std::unexpected(dir.error());
+  const std::string name = *dir + "/" + std::filesystem::path(path).filename().string();
+  if (auto ok = write_new_file(name, *bytes, 0500); !ok) {
+    ::rmdir(dir->c_str());
+    return std::unexpected(ok.error());
   }
   return name;
 }
@@ -118,6 +119,7 @@ Result<void> map_object(Build& build, const std::string& what) {
   build.mapped = *copy;
   build.handle = dlopen(copy->c_str(), RTLD_NOW | RTLD_LOCAL);
   ::unlink(copy->c_str());
+  ::rmdir(std::filesystem::path(*copy).parent_path().c_str());
   if (!build.handle) {
     const char* e = dlerror();
     return fail(Errc::invalid_argument, what + " (private copy): " + (e ? e : "dlopen failed"));
@@ -202,6 +204,13 @@ Result<std::unique_ptr<Build>> ExtensionHost::open_build(const std::string& path
   std::error_code ec;
   build->path = std::filesystem::absolute(path, ec).lexically_normal().string();
   if (ec) build->path = path;
+  // Code mapped into root runs as root: only from a path no one else can change, and
+  // mapped by its canonical name, so that a link cannot be swapped after the check.
+  if (::geteuid() == 0) {
+    auto trusted = check_root_trusted_file(build->path);
+    if (!trusted) return fail(trusted.error().code, what + ": " + trusted.error().message());
+    build->path = *trusted;
+  }
   if (auto ok = map_object(*build, what); !ok) return std::unexpected(ok.error());
   CloseUnlessKept mapping{build->handle};
   auto refuse = [&](const Error& e) { return fail(e.code, what + ": " + e.what); };

@@ -1,15 +1,19 @@
 #include "core/remote_update.hpp"
 
 #include <elf.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
+#include <mutex>
 
+#include "base/file.hpp"
 #include "core/remote.hpp"
+#include "core/scope_guard.hpp"
 #include "core/symbols.hpp"
 
 namespace dynamos::core {
@@ -60,42 +64,51 @@ Result<void> check_patch_object(const std::string& path, std::string_view bytes)
 }
 
 Result<std::string> read_patch_object(const std::string& path) {
-  std::error_code ec;
-  auto abs = std::filesystem::absolute(path, ec);
-  if (ec || !std::filesystem::exists(abs)) return fail(Errc::not_found, "no such file: " + path);
-  std::ifstream in(abs, std::ios::binary);
-  if (!in) return fail_errno("open " + path);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return fail_errno("read " + path);
-  if (auto ok = check_patch_object(path, bytes); !ok) return std::unexpected(ok.error());
+  auto bytes = read_regular_file(path, kMaxPatchObject);
+  if (!bytes) return std::unexpected(bytes.error());
+  if (auto ok = check_patch_object(path, *bytes); !ok) return std::unexpected(ok.error());
   return bytes;
 }
+
+namespace {
+
+// Staged copies of this process and how many calls use each (two node agents in one
+// process may stage the same build at once; the copy goes when the last is done).
+std::mutex staged_mu;
+std::map<std::string, int> staged_uses;
+
+// Where copies are staged: root's own directory, or a fresh private one for a user.
+Result<std::string> staging_dir() {
+  if (::geteuid() != 0) return make_temp_dir("dynamos-patches");
+  const std::string run = std::filesystem::path(kRootStagingDir).parent_path().string();
+  if (::mkdir(run.c_str(), 0755) != 0 && errno != EEXIST) return fail_errno("create " + run);
+  if (auto ok = make_private_dir(kRootStagingDir, 0711); !ok)
+    return std::unexpected(with_context(ok.error(), "stage a patch object"));
+  return std::string(kRootStagingDir);
+}
+
+}  // namespace
 
 Result<std::string> stage_patch_object(const std::string& path, std::string_view bytes) {
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a
   for (unsigned char c : bytes)
     h = (h ^ c) * 1099511628211ull;
-  const std::string dir = "/tmp/dynamos-patches-" + std::to_string(getuid());
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return fail(Errc::system, "create " + dir + ": " + ec.message());
-  char name[32];
-  std::snprintf(name, sizeof name, "%016lx", static_cast<unsigned long>(h));
-  const std::string copy =
-      dir + "/" + std::filesystem::path(path).stem().string() + "-" + name + ".so";
-  if (!std::filesystem::exists(copy)) {
-    // Unique per thread: two node agents in one process may stage the same build at once.
-    const std::string tmp =
-        copy + ".tmp" + std::to_string(getpid()) + "." + std::to_string(gettid());
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) return fail_errno("write " + tmp);
-    std::filesystem::permissions(tmp, std::filesystem::perms(0644), ec);
-    std::filesystem::rename(tmp, copy, ec);  // atomic: a racing writer's copy is the same
-    if (ec) {
-      std::filesystem::remove(tmp, ec);
-      return fail(Errc::system, "rename " + tmp + ": " + ec.message());
+  auto dir = staging_dir();
+  if (!dir) return std::unexpected(dir.error());
+  char name[64];
+  std::snprintf(name, sizeof name, "-%016lx.p%d.so", static_cast<unsigned long>(h),
+                static_cast<int>(::getpid()));
+  const std::string copy = *dir + "/" + std::filesystem::path(path).stem().string() + name;
+  std::lock_guard lock(staged_mu);
+  if (staged_uses[copy]++ > 0) return copy;  // the same build, staged by this process
+  if (auto ok = write_new_file(copy, bytes, 0444); !ok) {
+    // Left by a process with our pid that died before it removed it: only root (or, in
+    // a private directory, this user) writes here, so it is replaced, not trusted.
+    ::unlink(copy.c_str());
+    ok = write_new_file(copy, bytes, 0444);
+    if (!ok) {
+      staged_uses.erase(copy);
+      return std::unexpected(ok.error());
     }
   }
   return copy;
@@ -105,6 +118,16 @@ Result<std::string> stage_patch_object(const std::string& path) {
   auto bytes = read_patch_object(path);
   if (!bytes) return std::unexpected(bytes.error());
   return stage_patch_object(path, *bytes);
+}
+
+void release_staged_object(const std::string& staged) {
+  std::lock_guard lock(staged_mu);
+  auto it = staged_uses.find(staged);
+  if (it == staged_uses.end() || --it->second > 0) return;
+  staged_uses.erase(it);
+  ::unlink(staged.c_str());
+  const std::string dir = std::filesystem::path(staged).parent_path().string();
+  if (dir != kRootStagingDir) ::rmdir(dir.c_str());  // a private directory of one copy
 }
 
 Result<std::unique_ptr<Engine>> attach_remote_engine(pid_t pid,
@@ -122,11 +145,17 @@ Result<RemoteUpdateResult> patch_process(pid_t pid, const RemotePatchRequest& re
   if (request.replacements.empty())
     return fail(Errc::invalid_argument, "nothing to do: no replacement given");
   std::vector<Replacement> plan = request.replacements;
+  std::vector<std::string> ours;  // staged here: released when the call ends
+  ScopeGuard release([&ours] {
+    for (const auto& c : ours)
+      release_staged_object(c);
+  });
   for (auto& r : plan)
     if (r.staged.empty()) {
       auto copy = stage_patch_object(r.object);
       if (!copy) return std::unexpected(copy.error());
       r.staged = *copy;
+      ours.push_back(*copy);
     }
   const auto t0 = Clock::now();
   auto engine = attach_remote_engine(pid, request.stop_timeout, request.requester);

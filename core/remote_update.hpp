@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,18 +32,34 @@ Result<Replacement> parse_replacement(std::string_view spec);
 // Back to "SYM=PATCH.so:NEWSYM" (the staged copy is not part of it).
 std::string format_replacement(const Replacement& r);
 
-// Reads a patch object and checks it is an ELF shared object (not an executable):
-// Errc::not_found "no such file: PATH", Errc::invalid_argument naming what it is not.
+// The largest patch object read (a guard against /dev/zero-like files).
+inline constexpr std::size_t kMaxPatchObject = std::size_t{1} << 30;
+// Where a process running as root stages patch objects: root's, mode 0711 (a target,
+// running as its user, opens its copy by exact name with its own dlopen; nobody but
+// root can list or write there). Its parent and every directory above are checked.
+inline constexpr const char* kRootStagingDir = "/run/dynamos/patches";
+
+// Reads a patch object and checks it is an ELF shared object (not an executable). It
+// is opened O_NONBLOCK|O_NOFOLLOW and must be a regular file (base/file.hpp): a FIFO
+// cannot block the reader. Errc::not_found "no such file: PATH", Errc::invalid_argument
+// naming what it is not.
 Result<std::string> read_patch_object(const std::string& path);
 // Checks bytes read from `path` as read_patch_object does.
 Result<void> check_patch_object(const std::string& path, std::string_view bytes);
-// Stores bytes as a content-named copy, /tmp/dynamos-patches-UID/STEM-HASH.so (UID:
-// the caller's), and returns its path. The dynamic linker hands out the already loaded
-// object for a path it has seen, even when the file was rebuilt since; a copy per
-// distinct build loads each build, and the same build again reuses its copy.
+// Stores bytes as a content-named copy, STEM-HASH.pPID.so, and returns its path: in
+// kRootStagingDir when running as root, else in a fresh private directory
+// ($TMPDIR/dynamos-patches-XXXXXX, 0700). The copy is created O_EXCL|O_NOFOLLOW, mode
+// 0444; every directory on the way is checked (owner, no foreign write permission),
+// and a directory someone else created first is refused, naming it. The dynamic linker
+// hands out the already loaded object for a path it has seen, even when the file was
+// rebuilt since; a name per distinct build loads each build, and the same build again
+// reuses its copy. Each successful call must be paired with release_staged_object.
 Result<std::string> stage_patch_object(const std::string& path, std::string_view bytes);
 // read_patch_object + stage_patch_object.
 Result<std::string> stage_patch_object(const std::string& path);
+// One use of a staged copy is over; the last removes it (and its private directory).
+// A target that loaded the copy keeps its mapping: the file is not needed after.
+void release_staged_object(const std::string& staged);
 
 struct RemotePatchRequest {
   std::vector<Replacement> replacements;  // all switch in one update, or none do
@@ -67,7 +84,7 @@ Result<std::unique_ptr<Engine>> attach_remote_engine(
 // Loads each replacement's object into `pid` and applies one update redirecting every
 // symbol to its new version (named "OBJECT-FILE:NEWSYM"). Errors name what failed:
 // the process, a symbol, an object, the safety check. Replacements with no staged copy
-// are staged first.
+// are staged first and released when the call returns.
 Result<RemoteUpdateResult> patch_process(pid_t pid, const RemotePatchRequest& request);
 
 // Reverts update `id` of process `pid`.

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "base/file.hpp"
 #include "gang/protocol_io.hpp"
 
 namespace dynamos::gang {
@@ -152,6 +153,7 @@ asio::awaitable<Result<void>> AgentSession::session() {
     co_return fail(Errc::system, "connect to gangd at " + where + ": " + ec.message());
   }
   link->socket.set_option(tcp::no_delay(true), ec);
+  (void)set_close_on_exec(link->socket.native_handle());  // no child inherits the link
 
   if (auto ok = co_await handshake(*link, buf); !ok) {
     link->close();
@@ -293,8 +295,14 @@ bool AgentSession::dispatch(Link& link, proto::Message& m) {
   } else if (auto* rel = std::get_if<proto::JobRelease>(&m)) {
     handler_.job_released(*rel);
   } else if (auto* req = std::get_if<proto::NodeRequest>(&m)) {
-    auto r = handler_.node_request(*req);
-    reply(proto::NodeReply{req->request, r.has_value(), r ? *r : r.error().message()});
+    handler_.node_request_async(*req, [self = shared_from_this(), l = link_,
+                                       id = req->request](Result<std::string> r) {
+      asio::post(self->ex_, [l, id, r = std::move(r)] {
+        if (!l || !l->up) return;
+        if (auto f = make_frame(proto::NodeReply{id, r.has_value(), r ? *r : r.error().message()}))
+          l->outbox.push(*f);
+      });
+    });
   } else if (std::holds_alternative<proto::Heartbeat>(m)) {
     // last_heard_ is all a heartbeat is for
   } else if (auto* e = std::get_if<proto::ErrorMsg>(&m)) {

@@ -62,6 +62,13 @@ class SwitchHandler {
   virtual Result<std::string> node_request(const proto::NodeRequest& r) {
     return fail(Errc::unsupported, "this node does not support '" + r.op + "'");
   }
+  // The same, answered later: a handler that runs long operations on a worker calls
+  // `done` from there (any thread: the session posts the reply to its own). Default:
+  // node_request, answered at once.
+  using NodeReplyFn = std::function<void(Result<std::string>)>;
+  virtual void node_request_async(const proto::NodeRequest& r, NodeReplyFn done) {
+    done(node_request(r));
+  }
 };
 
 struct AgentConfig {

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "base/error.hpp"
+#include "base/file.hpp"
 #include "base/log.hpp"
 #include "base/units.hpp"
 
@@ -50,6 +51,7 @@ inline std::optional<int> parse_daemon_command_line(
     const char* program, int argc, char** argv,
     const boost::program_options::options_description& opts,
     boost::program_options::variables_map& vm) {
+  (void)close_on_exec_from_3();  // nothing the daemon inherited reaches its children
   if (auto parsed = parse_daemon_options(argc, argv, opts, vm); !parsed)
     return daemon_error(program, parsed.error().message());
   if (vm.count("help")) {

@@ -169,11 +169,20 @@ int child_open(ChildPlan& p, int target) {
       // O_NONBLOCK: a FIFO planted there fails instead of blocking the child forever.
       int fd = ::open(p.files[static_cast<std::size_t>(target)].fill(::getpid()),
                       flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0644);
+      // Output into a FIFO or a socket someone planted is refused, not sent to /dev/null
+      // (ENXIO: a FIFO with no reader, or one found by fstat).
+      struct stat st {};
+      if (fd >= 0 && target != 0 && ::fstat(fd, &st) == 0 &&
+          (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+        ::close(fd);
+        fd = -1;
+        errno = ENXIO;
+      }
       if (fd >= 0) {
         ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
         return fd;
       }
-      if (!r.or_dev_null)
+      if (!r.or_dev_null || errno == ENXIO)
         child_fail(p, static_cast<Stage>(static_cast<int>(Stage::open_in) + target));
       break;
     }
@@ -442,13 +451,6 @@ Result<pid_t> spawn(const SpawnOptions& o) {
   if (pid < 0) return fail_errno("fork for " + o.argv[0]);
   if (pid == 0) run_child(plan);
   return supervise_start(o, pid, err, gate);
-}
-
-Result<void> set_close_on_exec(int fd) {
-  int flags = ::fcntl(fd, F_GETFD);
-  if (flags < 0 || ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0)
-    return fail_errno("close-on-exec on descriptor " + std::to_string(fd));
-  return {};
 }
 
 Result<pid_t> spawn_program(const std::vector<std::string>& args, const std::string& log,

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/file.hpp"
 
 namespace dynamos::kernelside {
 
@@ -93,8 +94,6 @@ Result<pid_t> spawn(const SpawnOptions& options);
 Result<pid_t> spawn_program(const std::vector<std::string>& args, const std::string& log,
                             bool truncate_log, bool new_session);
 
-// Marks a descriptor close-on-exec: for descriptors opened by libraries that do not
-// (Boost.Asio's sockets and accepted connections). Every descriptor a daemon keeps must be.
-Result<void> set_close_on_exec(int fd);
+using dynamos::set_close_on_exec;  // base/file.hpp
 
 }  // namespace dynamos::kernelside

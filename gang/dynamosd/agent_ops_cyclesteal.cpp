@@ -263,6 +263,10 @@ Result<pid_t> CycleSteal::spawn_locked(const proto::NodeRequest& r, const std::s
   if (pid) return pid;
   if (attached) (void)ext_->detach(name_, s);
   if (pid.error().what.starts_with("guest-run")) return pid;
+  if (pid.error().sys_errno == ENXIO)  // kernelside/spawn refuses a FIFO or a socket there
+    return fail(Errc::invalid_argument,
+                "guest-run: the output file " + guest_output_prefix(cwd, agent_.node_path()) +
+                    "PID.out is a FIFO or a socket, not a regular file: refused");
   return std::unexpected(with_context(pid.error(), "guest-run"));
 }
 

@@ -1,12 +1,13 @@
 // Node ops `patch` and `revert` (gang/job_patch.hpp): the remote live update of
 // core/remote_update.hpp applied to every rank of a job on this node, all or none.
 //
-// Why this is safe against gang switches: an op runs on the agent session's thread,
-// where switches run too, so the job cannot be frozen or thawed on this node while
-// its ranks are being patched. A job that is frozen (or freezing) when the op starts
-// is refused with jobpatch::frozen_refusal(): a frozen task cannot reach a ptrace
-// stop, and thawing it out of turn would break the gang. The CLI retries once the job
-// runs. The ranks are never left stopped or traced: each is detached before the next.
+// Why this is safe against gang switches: the op holds the job (NodeAgent::hold_job)
+// from before it checks the freezer until its last rank is detached, so switches, which
+// go on meanwhile on the session's thread, neither freeze nor thaw it on this node; the
+// hold's end freezes it if a switch wanted it frozen. A job that is frozen (or freezing) when the
+// op starts is refused with jobpatch::frozen_refusal(): a frozen task cannot reach a ptrace stop,
+// and thawing it out of turn would break the gang. The CLI retries once the job runs. The ranks are
+// never left stopped or traced: each is detached before the next.
 //
 // Permission: gangd has checked that the caller owns the job. Here, on the node, a
 // caller other than root may only touch processes whose every uid is theirs, and
@@ -19,10 +20,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <map>
+#include <optional>
 #include <sstream>
 
+#include "base/file.hpp"
+#include "core/scope_guard.hpp"
 #include "gang/dynamosd/agent_ops.hpp"
 #include "gang/job_patch.hpp"
 #include "gang/node_ops.hpp"
@@ -84,6 +87,7 @@ Result<ProcIds> proc_ids(pid_t pid) {
 struct Ranks {
   std::vector<pid_t> pids;
   gid_t gid = 0;  // the first rank's group: the caller's, when the caller is not root
+  std::optional<NodeAgent::JobHold> hold;  // no switch freezes the job meanwhile
 };
 
 // The job's processes on this node, once it is known that they may be patched now.
@@ -92,6 +96,8 @@ Result<Ranks> job_ranks(NodeAgent& agent, const std::string& node, JobId job, ui
   auto jobs = agent.jobs();
   if (std::find(jobs.begin(), jobs.end(), job) == jobs.end())
     return fail(Errc::not_found, name + " has no group on node " + node);
+  auto hold = agent.hold_job(job);  // before the freezer check: no switch after it
+  if (!hold) return std::unexpected(hold.error());
   auto group = agent.job_group(job);
   if (!group) return std::unexpected(group.error());
   auto pids = group->pids_recursive();
@@ -99,6 +105,7 @@ Result<Ranks> job_ranks(NodeAgent& agent, const std::string& node, JobId job, ui
   if (pids->empty()) return fail(Errc::state, name + " has no processes on node " + node);
   if (freezer_holds(*group)) return fail(Errc::state, jp::frozen_refusal(job, node));
   Ranks ranks;
+  ranks.hold.emplace(std::move(*hold));
   ranks.pids = std::move(*pids);
   for (pid_t pid : ranks.pids) {
     auto ids = proc_ids(pid);
@@ -133,36 +140,27 @@ class FsIds {
   int old_gid_, old_uid_;
 };
 
-// A patch object read as the caller could read it.
+// A patch object read as the caller could read it. Opened O_NONBLOCK|O_NOFOLLOW and
+// refused unless a regular file (base/file.hpp): a FIFO must not block the agent.
 Result<std::string> read_as_caller(const std::string& path, uid_t uid, gid_t gid) {
   if (uid == 0) return core::read_patch_object(path);
-  int fd = -1;
-  int err = 0;
+  Result<UniqueFd> fd = fail(Errc::state, "not opened");
   {
     FsIds as(uid, gid);  // on this thread only: setfsuid is per thread
-    fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    err = errno;
+    fd = open_regular_file(path);
   }
-  if (fd < 0 && err == ENOENT) return fail(Errc::not_found, "no such file: " + path);
-  if (fd < 0 && (err == EACCES || err == EPERM))
+  if (!fd && fd.error().sys_errno == EACCES)
     return fail(Errc::not_permitted, path + ": uid " + std::to_string(uid) + " may not read it");
-  if (fd < 0) return fail(Errc::system, "open " + path + ": " + std::strerror(err));
+  if (!fd) return std::unexpected(fd.error());
   struct stat st {};
-  std::string bytes;
-  bool readable = false;
-  if (fstat(fd, &st) == 0)
-    readable = S_ISREG(st.st_mode) &&
-               ((st.st_uid == uid && (st.st_mode & S_IRUSR)) || (st.st_mode & S_IROTH) ||
-                (st.st_gid == gid && (st.st_mode & S_IRGRP)));
-  if (readable) {
-    char buf[65536];
-    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;)
-      bytes.append(buf, static_cast<std::size_t>(n));
-  }
-  close(fd);
+  const bool readable = fstat(fd->get(), &st) == 0 &&
+                        ((st.st_uid == uid && (st.st_mode & S_IRUSR)) || (st.st_mode & S_IROTH) ||
+                         (st.st_gid == gid && (st.st_mode & S_IRGRP)));
   if (!readable)
     return fail(Errc::not_permitted, path + ": uid " + std::to_string(uid) + " may not read it");
-  if (auto ok = core::check_patch_object(path, bytes); !ok) return std::unexpected(ok.error());
+  auto bytes = read_fd(fd->get(), path, core::kMaxPatchObject);
+  if (!bytes) return std::unexpected(bytes.error());
+  if (auto ok = core::check_patch_object(path, *bytes); !ok) return std::unexpected(ok.error());
   return bytes;
 }
 
@@ -210,6 +208,10 @@ Result<std::string> patch_job(NodeAgent& agent, const AgentOpsContext& ctx,
   req.mode = args.mode;
   req.timeout = args.timeout;
   std::map<std::string, std::string> staged;  // object -> its content-named copy
+  core::ScopeGuard release([&staged] {        // loaded ranks keep their mappings
+    for (const auto& [object, copy] : staged)
+      core::release_staged_object(copy);
+  });
   for (auto rep : args.replacements) {
     if (!staged.contains(rep.object)) {
       auto bytes = read_as_caller(rep.object, r.uid, ranks.gid);

@@ -205,22 +205,23 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
     log("round " + std::to_string(round.round) + ": " + e.message(), log::Level::error);
   };
 
+  // A held job (hold_job) only records what is wanted; its hold's end applies it.
   std::vector<Job*> out, in;
   for (auto id : round.outgoing)
     if (auto it = jobs_.find(id); it != jobs_.end()) {
+      it->second.running = false;
+      if (it->second.holds > 0) continue;
       out.push_back(&it->second);
       rec.outgoing.push_back(id);
     }
   for (auto id : round.incoming)
     if (auto it = jobs_.find(id); it != jobs_.end()) {
+      it->second.running = true;
+      if (it->second.holds > 0) continue;
       in.push_back(&it->second);
       rec.incoming.push_back(id);
     }
 
-  for (std::size_t i = 0; i < out.size(); ++i)
-    out[i]->running = false;
-  for (std::size_t i = 0; i < in.size(); ++i)
-    in[i]->running = true;
   auto thaw_incoming = [&] {
     auto t0 = Clock::now();
     for (std::size_t i = 0; i < in.size(); ++i)
@@ -477,6 +478,61 @@ Result<std::string> NodeAgent::node_request(const proto::NodeRequest& r) {
   if (it == ops_.end())
     return fail(Errc::unsupported, "node " + config_.node + " does not support '" + r.op + "'");
   return it->second(r);
+}
+
+void NodeAgent::node_request_async(const proto::NodeRequest& r, NodeReplyFn done) {
+  if (!ops_.contains(r.op)) return done(node_request(r));  // job-pids, switches: quick
+  std::lock_guard l(work_mu_);
+  if (work_stop_) return done(fail(Errc::state, "node " + config_.node + " is stopping"));
+  work_.push_back([this, r, done = std::move(done)] { done(node_request(r)); });
+  if (!worker_.joinable()) worker_ = std::thread([this] { run_ops(); });
+  work_cv_.notify_one();
+}
+
+void NodeAgent::run_ops() {
+  std::unique_lock l(work_mu_);
+  for (;;) {
+    work_cv_.wait(l, [&] { return work_stop_ || !work_.empty(); });
+    if (work_stop_) return;
+    auto op = std::move(work_.front());
+    work_.pop_front();
+    l.unlock();
+    op();
+    l.lock();
+  }
+}
+
+NodeAgent::~NodeAgent() {
+  std::deque<std::function<void()>> dropped;
+  {
+    std::lock_guard l(work_mu_);
+    work_stop_ = true;
+    dropped.swap(work_);
+  }
+  work_cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  // Queued ops are not run: their replies would act on an agent being destroyed.
+}
+
+Result<NodeAgent::JobHold> NodeAgent::hold_job(JobId job) {
+  std::lock_guard l(mu_);
+  auto it = jobs_.find(job);  // never creates the job's group (job_locked would)
+  if (it == jobs_.end())
+    return fail(Errc::not_found,
+                "job " + std::to_string(job) + " has no group on node " + config_.node);
+  ++it->second.holds;
+  return JobHold(this, job);
+}
+
+void NodeAgent::release_job(JobId job) {
+  std::lock_guard l(mu_);
+  auto it = jobs_.find(job);
+  if (it == jobs_.end() || --it->second.holds > 0) return;
+  // The state the switches wanted meanwhile (a thaw of a running job changes nothing).
+  Job& j = it->second;
+  if (auto r = j.running ? j.group.thaw() : j.group.start_freeze(); !r)
+    log(std::string(j.running ? "thawing" : "freezing") + " job " + std::to_string(job) +
+        " after an operation: " + r.error().message());
 }
 
 }  // namespace dynamos::gang

@@ -15,6 +15,13 @@
 // task to stop. The incoming jobs are thawed even when freezing or paging failed: a
 // paging error costs speed, never a job left frozen.
 //
+// Node operations (gang/node_ops.hpp) registered with add_op run on a worker thread of
+// the agent, one at a time in arrival order, never on the session's io thread: a patch,
+// an extension upgrade or a guest start (or a FIFO given as a path) must not stop the
+// heartbeats and switches of every job on the node. An op that acts on a job's ranks
+// holds the job (hold_job): switches leave its freezer alone until the hold goes (a
+// frozen task never reaches a ptrace stop), then the job gets the state they wanted.
+//
 // Threading: every member may be called from any thread (one mutex). The AgentSession
 // calls the handler on its io thread and the switch runs there, synchronously, on
 // purpose: the SwitchAck must report the switch's outcome and duration, and
@@ -34,6 +41,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -41,6 +49,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/error.hpp"
@@ -90,7 +100,7 @@ class NodeAgent : public SwitchHandler {
   // Creates (or takes over) the node's group, sets its CPUs and memory limit, creates
   // the guests group and adopts the job<ID> groups found under the node.
   static Result<std::unique_ptr<NodeAgent>> create(NodeAgentConfig config);
-  ~NodeAgent() override = default;
+  ~NodeAgent() override;  // stops the op worker (queued ops are answered with an error)
 
   // SwitchHandler
   void job_assigned(const proto::JobAssign& a) override;
@@ -101,10 +111,29 @@ class NodeAgent : public SwitchHandler {
   std::uint64_t last_running_ns() const override { return last_running_ns_; }
   // Operations gangd forwards (gang/node_ops.hpp). The agent itself answers job-pids;
   // the program running it registers the others (dynamosd: cycle stealing, guests,
-  // extensions, patching), each in its own file. An op runs on the session's thread.
+  // extensions, patching), each in its own file. An op runs on the agent's op worker.
   using Op = std::function<Result<std::string>(const proto::NodeRequest&)>;
   void add_op(std::string name, Op op);
   Result<std::string> node_request(const proto::NodeRequest& r) override;
+  // job-pids and switches at once; the ops of add_op on the worker.
+  void node_request_async(const proto::NodeRequest& r, NodeReplyFn done) override;
+
+  // While a JobHold lives, switches neither freeze nor thaw the job; when the last hold
+  // of a job goes, the job is frozen or thawed as the last switch wanted.
+  class JobHold {
+   public:
+    JobHold(NodeAgent* agent, JobId job) : agent_(agent), job_(job) {}
+    JobHold(JobHold&& o) noexcept : agent_(std::exchange(o.agent_, nullptr)), job_(o.job_) {}
+    JobHold& operator=(JobHold&&) = delete;
+    ~JobHold() {
+      if (agent_) agent_->release_job(job_);
+    }
+
+   private:
+    NodeAgent* agent_;
+    JobId job_;
+  };
+  Result<JobHold> hold_job(JobId job);
   // The last `last` switches ("" = all kept), one JSON object a line: node, round,
   // outgoing, incoming, freeze_ms, paging_ms, thaw_ms, total_ms, paging (the paging
   // extension's reports), error.
@@ -152,7 +181,10 @@ class NodeAgent : public SwitchHandler {
     std::string paging;                // policy; "" = the extension's default
     bool running = true;               // what the node wants: thawed (true) or frozen
     std::optional<std::uint32_t> uid;  // the owner, once gangd has assigned the job
+    int holds = 0;                     // ops acting on its ranks (hold_job)
   };
+  void release_job(JobId job);
+  void run_ops();  // the op worker's loop
   NodeAgent(NodeAgentConfig config, kernelside::Group node, kernelside::Group guests);
   Result<Job*> job_locked(JobId job);
   core::Subject subject_locked(JobId id, const Job& j) const;
@@ -165,7 +197,12 @@ class NodeAgent : public SwitchHandler {
   mutable std::mutex mu_;
   std::map<JobId, Job> jobs_;
   std::deque<SwitchRecord> history_;
-  std::map<std::string, Op, std::less<>> ops_;     // set up before the session starts
+  std::map<std::string, Op, std::less<>> ops_;  // set up before the session starts
+  std::mutex work_mu_;
+  std::condition_variable work_cv_;
+  std::deque<std::function<void()>> work_;  // queued ops (under work_mu_)
+  bool work_stop_ = false;
+  std::thread worker_;                             // started at the first op
   std::atomic<std::uint64_t> last_running_ns_{0};  // when the last switch thawed its jobs
 };
 

@@ -4,6 +4,7 @@
 // jobs of nodes down too long.
 #include <algorithm>
 
+#include "base/file.hpp"
 #include "gang/gangd/coordinator_core.hpp"
 
 namespace dynamos::gang {
@@ -176,6 +177,7 @@ asio::awaitable<void> CoordinatorCore::accept_agents() {
   agent_accept_.emplace(io_);
   std::size_t cap =
       config_.max_agent_connections ? config_.max_agent_connections : 2 * nodes_.size() + 64;
+  (void)set_close_on_exec(acceptor_.native_handle());
   while (!stopped_) {
     error_code ec;
     tcp::socket s = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
@@ -204,6 +206,7 @@ asio::awaitable<void> CoordinatorCore::accept_agents() {
       continue;
     }
     s.set_option(tcp::no_delay(true), ec);
+    (void)set_close_on_exec(s.native_handle());  // no child of gangd inherits it
     auto conn = std::make_shared<AgentConn>(shared_from_this(), std::move(s));
     conns_.push_back(conn);
     conn->start();

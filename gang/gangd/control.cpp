@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "base/file.hpp"
 #include "extensions/paging/policy.hpp"
 #include "gang/gangd/coordinator_core.hpp"
 #include "gang/node_ops.hpp"
@@ -109,6 +110,7 @@ class CoordinatorCore::ControlConn : public std::enable_shared_from_this<Control
 
 asio::awaitable<void> CoordinatorCore::accept_control() {
   control_accept_.emplace(io_);
+  (void)set_close_on_exec(control_->native_handle());
   while (!stopped_) {
     error_code ec;
     unix_socket::socket s =
@@ -128,6 +130,7 @@ asio::awaitable<void> CoordinatorCore::accept_control() {
       s.close(ignored);
       continue;
     }
+    (void)set_close_on_exec(s.native_handle());  // no child of gangd inherits it
     auto conn = std::make_shared<ControlConn>(shared_from_this(), std::move(s));
     controls_.insert(conn);
     conn->start();

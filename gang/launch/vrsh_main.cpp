@@ -8,15 +8,44 @@
 // virtual nodes (and mpirun) on one host would create the same /tmp/ompi.HOST.UID/jf.N at
 // once: its mkdir races ("File exists", orte_init fails, exit 213) and hwloc's shared
 // topology file is written by two daemons (segfault in hwloc_shmem_topology_write). Each
-// virtual node's daemon therefore gets its own base, /tmp/dynamos-vnode-UID-NODE
-// (OMPI_MCA_orte_tmpdir_base), made by and for the caller, mode 0700.
+// virtual node's daemon therefore gets its own base (OMPI_MCA_orte_tmpdir_base), made by
+// and for the caller, mode 0700: /run/dynamos/vnodes/NODE for root, else
+// $TMPDIR/dynamos-vnode-UID-NODE (TMPDIR defaults to /tmp). A directory of that name that
+// someone else created first, or one others can write, is refused, naming it
+// (base/file.hpp make_private_dir): Open MPI's session files are not put where another
+// user could swap them.
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+
+#include "base/file.hpp"
+
+namespace {
+
+// The private session base of `node`, created when missing.
+dynamos::Result<std::string> session_base(const std::string& node) {
+  if (::getuid() == 0) {
+    if (::mkdir("/run/dynamos", 0755) != 0 && errno != EEXIST)
+      return dynamos::fail_errno("create /run/dynamos");
+    if (auto ok = dynamos::make_private_dir("/run/dynamos/vnodes", 0755); !ok)
+      return std::unexpected(ok.error());
+    const std::string base = "/run/dynamos/vnodes/" + node;
+    if (auto ok = dynamos::make_private_dir(base, 0700); !ok) return std::unexpected(ok.error());
+    return base;
+  }
+  const char* env = std::getenv("TMPDIR");
+  const std::string tmp = env && *env == '/' ? env : "/tmp";
+  const std::string base = tmp + "/dynamos-vnode-" + std::to_string(::getuid()) + "-" + node;
+  if (auto ok = dynamos::make_private_dir(base, 0700); !ok) return std::unexpected(ok.error());
+  return base;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc >= 2 && (std::strcmp(argv[1], "-h") == 0 || std::strcmp(argv[1], "--help") == 0)) {
@@ -39,19 +68,12 @@ int main(int argc, char** argv) {
   }
   const std::string node = argv[1];
   if (node.find('/') == std::string::npos && node != "." && node != "..") {
-    const std::string base = "/tmp/dynamos-vnode-" + std::to_string(::getuid()) + "-" + node;
-    struct stat st {};
-    if (::mkdir(base.c_str(), 0700) != 0 && errno != EEXIST) {
-      std::fprintf(stderr, "dynamos-vrsh: mkdir %s: %s\n", base.c_str(), std::strerror(errno));
+    auto base = session_base(node);
+    if (!base) {
+      std::fprintf(stderr, "dynamos-vrsh: %s\n", base.error().message().c_str());
       return 1;
     }
-    // Only a directory of our own (not a link someone else planted in /tmp).
-    if (::lstat(base.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::getuid()) {
-      std::fprintf(stderr, "dynamos-vrsh: %s is not a directory of uid %u\n", base.c_str(),
-                   static_cast<unsigned>(::getuid()));
-      return 1;
-    }
-    if (::setenv("OMPI_MCA_orte_tmpdir_base", base.c_str(), 1) != 0) {
+    if (::setenv("OMPI_MCA_orte_tmpdir_base", base->c_str(), 1) != 0) {
       std::perror("dynamos-vrsh: setenv");
       return 1;
     }

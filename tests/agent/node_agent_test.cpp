@@ -131,6 +131,32 @@ TEST_F(NodeAgentTest, SwitchesFreezeTheOutgoingJobAndThawTheIncoming) {
   EXPECT_FALSE(Group::exists(layout, parent)) << "parent group left behind";
 }
 
+// A node operation on a job's ranks (a patch: ptrace cannot stop a frozen task) holds
+// the job: switches meanwhile leave its freezer alone, and the hold's end applies what
+// the last switch wanted. Other jobs switch as usual. Node operations run on the
+// agent's worker, so switches go on while one runs.
+TEST_F(NodeAgentTest, AHeldJobIsNotFrozenUntilTheOperationOnItEnds) {
+  SharedMemory a, b;
+  Child ca([&] { spin(a.get()); }), cb([&] { spin(b.get()); });
+  TreeGuard guard(layout, parent);
+  auto agent = ASSERT_OK(NodeAgent::create(config()));
+  ASSERT_OK_VOID(agent->assign(job(1, true)));
+  ASSERT_OK_VOID(agent->assign(job(2, false)));
+  ASSERT_OK_VOID(agent->attach(1, ca.pid()));
+  ASSERT_OK_VOID(agent->attach(2, cb.pid()));
+  {
+    auto hold = ASSERT_OK(agent->hold_job(1));
+    ASSERT_OK_VOID(agent->switch_now(round(1, 1, 2)));
+    EXPECT_FALSE(ASSERT_OK(agent->frozen(1))) << "a held job was frozen by a switch";
+    EXPECT_FALSE(ASSERT_OK(agent->frozen(2))) << "the other job did not switch in";
+    EXPECT_TRUE(progresses(a));
+  }
+  EXPECT_TRUE(wait_until([&] { return agent->frozen(1).value_or(false); }, 2000ms))
+      << "the hold's end did not freeze the job the switch wanted frozen";
+  EXPECT_FALSE(agent->hold_job(99)) << "a hold on a job the node does not have";
+  ASSERT_OK_VOID(agent->remove_all());
+}
+
 // The same switches with the freezer served by cgroup v2 (cgroup.freeze), as on hosts
 // without v1 hierarchies; memory and cpuset stay where this host serves them.
 TEST_F(NodeAgentTest, SwitchesWithTheV2Freezer) {

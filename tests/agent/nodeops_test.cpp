@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +20,8 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "gang/client/control.hpp"
 #include "gang/dynamosd/node_agent.hpp"
@@ -225,6 +229,8 @@ class LiveCluster {
   const gt::TempDir& dir() const { return dir_; }
   const Layout& layout() const { return layout_; }
   const std::string& parent() const { return parent_; }
+  pid_t gangd_pid() const { return gangd_.pid; }
+  pid_t agent_pid(int i) const { return agents_[static_cast<std::size_t>(i)].pid; }
   std::string logs() const {
     std::string s = "gangd: " + slurp(dir_ / "gangd.err");
     for (int i = 0; i < nodes_; ++i)
@@ -580,6 +586,142 @@ TEST(NodeOps, ExtensionsListSetAndUpgradeWhileJobsAlternate) {
   auto bad = c.cli({"ext", "upgrade", "paging", DYNAMOS_LIB_DIR "/libdynamos_ext_cyclesteal.so"});
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.err.find("failed on n0, n1"), std::string::npos) << bad.err;
+}
+
+// ---- Issue 17: node-side files and descriptors (docs/security.md) ----
+
+// What `op` answers on `node` (the output of a refusal too).
+proto::NodeResult node_says(const LiveCluster& c, const std::string& node, const std::string& op,
+                            std::vector<std::string> args) {
+  auto r = control_request(c.socket(), proto::NodeCommand{{node}, op, std::move(args), 0});
+  if (!r) return {node, false, "gangd: " + r.error().message()};
+  auto& res = std::get<proto::NodeCommandResult>(*r).results;
+  return res.size() == 1 ? res[0] : proto::NodeResult{node, false, "no single result"};
+}
+
+// The newest switch round the node has carried out (0: none yet).
+std::uint64_t last_round(const LiveCluster& c, const std::string& node) {
+  auto r = node_says(c, node, "switches", {"1"});
+  auto j = nlohmann::json::parse(r.output, nullptr, false);
+  return r.ok && j.is_object() ? j.value("round", std::uint64_t{0}) : 0;
+}
+
+// Two one-rank jobs that take turns on node n0, each with a spinning process as its rank.
+struct TwoJobs {
+  JobId a = 0, b = 0;
+  std::unique_ptr<kt::Child> ra, rb;
+};
+
+void start_two_jobs(const LiveCluster& c, TwoJobs& t) {
+  t.a = c.submit(1, 1);
+  t.b = c.submit(1, 1);
+  ASSERT_NE(t.a, 0u);
+  ASSERT_NE(t.b, 0u);
+  for (JobId j : {t.a, t.b})
+    ASSERT_TRUE(
+        kt::wait_until([&] { return Group::exists(c.layout(), c.job_path("n0", j)); }, 5000ms));
+  auto spin = [] {
+    for (;;) {
+    }
+  };
+  t.ra = std::make_unique<kt::Child>(spin);
+  t.rb = std::make_unique<kt::Child>(spin);
+  ASSERT_OK_VOID(Group::open(c.layout(), c.job_path("n0", t.a))->attach(t.ra->pid()));
+  ASSERT_OK_VOID(Group::open(c.layout(), c.job_path("n0", t.b))->attach(t.rb->pid()));
+}
+
+// The node's switch rounds go on (heartbeats and switches are on the session's thread).
+void expect_switching(const LiveCluster& c) {
+  const auto before = last_round(c, "n0");
+  EXPECT_TRUE(kt::wait_until([&] { return last_round(c, "n0") >= before + 2; }, 5000ms))
+      << "node n0 stopped switching (round " << before << ")\n"
+      << c.logs();
+  auto r = control_request(c.socket(), proto::ListNodes{});
+  ASSERT_TRUE(r);
+  for (auto& n : std::get<proto::NodeList>(*r).nodes)
+    EXPECT_EQ(n.state, "up") << n.name;
+}
+
+TEST(NodeOps, FifoAsPatchObjectIsRefusedAndTheNodeKeepsSwitching) {
+  KERNELSIDE_REQUIRE_ROOT();
+  LiveCluster c(1, "300ms");
+  REQUIRE_CLUSTER(c);
+  TwoJobs t;
+  start_two_jobs(c, t);
+  const std::string fifo = c.dir() / "patch.so";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0666), 0);
+  // Before: root's agent opened the FIFO on its io thread and waited for a writer.
+  auto r = node_says(c, "n0", "patch", {std::to_string(t.a), "--replace", "compute=" + fifo});
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.output.find(fifo + " is a FIFO, not a regular file"), std::string::npos) << r.output;
+  expect_switching(c);
+  // The job that was to be patched still takes its turns.
+  EXPECT_TRUE(kt::wait_until(
+      [&] { return Group::open(c.layout(), c.job_path("n0", t.a))->frozen().value_or(false); },
+      3000ms));
+  EXPECT_TRUE(kt::wait_until(
+      [&] { return !Group::open(c.layout(), c.job_path("n0", t.a))->frozen().value_or(true); },
+      3000ms));
+}
+
+TEST(NodeOps, FifoAsGuestOutputIsRefusedAndTheNodeKeepsSwitching) {
+  KERNELSIDE_REQUIRE_ROOT();
+  LiveCluster c(1, "300ms");
+  REQUIRE_CLUSTER(c);
+  TwoJobs t;
+  start_two_jobs(c, t);
+  auto on = c.cli({"cyclesteal", "on", "--node", "n0"});
+  ASSERT_EQ(on.code, 0) << on.err;
+  // The guest's output is CWD/dynamos-guest-n0-PID.out: FIFOs planted for the pids the
+  // kernel hands out next.
+  const std::string cwd = c.dir() / "trap";
+  ASSERT_EQ(::mkdir(cwd.c_str(), 0755), 0);
+  long last = std::stol(slurp("/proc/sys/kernel/ns_last_pid"));
+  for (long p = last + 1; p <= last + 4000; ++p)
+    ::mkfifo((cwd + "/dynamos-guest-n0-" + std::to_string(p) + ".out").c_str(), 0666);
+  auto r = node_says(c, "n0", "guest-run", {cwd, "/bin/true"});
+  EXPECT_FALSE(r.ok) << "a guest ran with a FIFO (or /dev/null) as its output: " << r.output;
+  EXPECT_NE(r.output.find("is a FIFO or a socket, not a regular file"), std::string::npos)
+      << r.output;
+  expect_switching(c);
+  auto off = c.cli({"cyclesteal", "off", "--node", "n0"});
+  EXPECT_EQ(off.code, 0) << off.err;
+}
+
+// Every descriptor gangd and dynamosd hold is close-on-exec: their children (guests,
+// launched jobs, helpers) never inherit the agents' link, the control socket or the
+// rank socket's listener.
+TEST(NodeOps, DaemonDescriptorsAreAllCloseOnExec) {
+  KERNELSIDE_REQUIRE_ROOT();
+  LiveCluster c(1, "30s");
+  REQUIRE_CLUSTER(c);
+  // A control connection held open: gangd has accepted it by the time it answers.
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", c.socket().c_str());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(c.cli({"ext", "list", "--node", "n0"}).code, 0);
+  std::this_thread::sleep_for(200ms);
+  for (pid_t pid : {c.gangd_pid(), c.agent_pid(0)}) {
+    const std::string proc = "/proc/" + std::to_string(pid);
+    int checked = 0;
+    for (const auto& e : std::filesystem::directory_iterator(proc + "/fd")) {
+      const int n = std::stoi(e.path().filename().string());
+      if (n <= 2) continue;
+      std::string info = slurp(proc + "/fdinfo/" + std::to_string(n));
+      auto at = info.find("flags:");
+      if (at == std::string::npos) continue;  // closed meanwhile
+      const unsigned long flags = std::stoul(info.substr(at + 6), nullptr, 8);
+      std::error_code ec;
+      EXPECT_NE(flags & O_CLOEXEC, 0u)
+          << "descriptor " << n << " of process " << pid << " ("
+          << std::filesystem::read_symlink(e.path(), ec).string() << ") is inherited by children";
+      ++checked;
+    }
+    EXPECT_GT(checked, 1) << "process " << pid << " holds no socket?";
+  }
+  ::close(fd);
 }
 
 }  // namespace

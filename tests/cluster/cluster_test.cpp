@@ -308,6 +308,27 @@ TEST(Cluster, GangJobsAlternateAndReportTheirExitCodes) {
   expect_clean_after_down(c);
 }
 
+// Issue 17: a launched rank holds only its standard descriptors, none of the daemons'
+// (the agent's link to gangd, the rank socket's listener, gangd's control socket).
+TEST(Cluster, LaunchedRanksSeeOnlyTheStandardDescriptors) {
+  GANG_REQUIRE_ROOT();
+  Cluster c(1, "--mem-per-node 1G --quantum 300ms");
+  ASSERT_TRUE(c.up()) << c.up_text();
+  auto job = c.cli("submit --ranks 2 --name fds -- /bin/ls /proc/self/fd");
+  ASSERT_EQ(job.code, 0) << job.text;
+  const int id = job_id(job);
+  auto w = c.cli("wait " + std::to_string(id) + " --timeout 60");
+  EXPECT_EQ(w.code, 0) << w.text;
+  // ls prints in columns on Open MPI's pseudo-terminal: words, not lines.
+  std::istringstream out(slurp(c.dir() + "/dynamos-job" + std::to_string(id) + ".out"));
+  int fds = 0;
+  for (std::string fd; out >> fd; ++fds)  // 3: ls's own directory
+    EXPECT_TRUE(fd == "0" || fd == "1" || fd == "2" || fd == "3")
+        << "a rank inherited descriptor " << fd;
+  EXPECT_EQ(fds, 8) << "two ranks, four descriptors each";
+  expect_clean_after_down(c);
+}
+
 TEST(Cluster, AnAgentKilledAndRestartedAdoptsItsJobs) {
   GANG_REQUIRE_ROOT();
   Cluster c(2, "--mem-per-node 1G --quantum 400ms");
