@@ -119,7 +119,7 @@ proto::Message CoordinatorCore::handle_control(std::uint32_t uid, const proto::M
         } else if constexpr (std::is_same_v<T, proto::JobCancel>) {
           return ok_or(cancel(uid, m.job), "job " + std::to_string(m.job) + " cancelled");
         } else if constexpr (std::is_same_v<T, proto::ListJobs>) {
-          return list_jobs(uid);
+          return list_jobs(uid, m.all);
         } else if constexpr (std::is_same_v<T, proto::ListNodes>) {
           return list_nodes(uid);
         } else if constexpr (std::is_same_v<T, proto::SetQuantum>) {
@@ -134,6 +134,8 @@ proto::Message CoordinatorCore::handle_control(std::uint32_t uid, const proto::M
                                                         : "cycle stealing off");
         } else if constexpr (std::is_same_v<T, proto::JobExited>) {
           return ok_or(job_exited(uid, m), "job " + std::to_string(m.job) + " ended");
+        } else if (auto answer = sched_control(uid, request)) {
+          return std::move(*answer);
         } else {
           return proto::error_message(
               Error{Errc::protocol, 0,
@@ -165,25 +167,29 @@ Result<JobId> CoordinatorCore::submit(std::uint32_t uid, const proto::JobSubmit&
     if (static_cast<unsigned char>(ch) < 0x20)
       return fail(Errc::invalid_argument, "job name contains a control character");
 
-  JobId id = next_id_;
-  auto placed = matrix_.place(id, static_cast<int>(req.ranks), static_cast<int>(req.nodes));
-  if (!placed) return std::unexpected(with_context(placed.error(), "job not accepted"));
+  return enqueue(uid, req, name);
+}
+
+// Starts a job the queue placed (queue_ops.cpp): the main journal, the agents, the
+// launcher. An error leaves nothing of the job in the matrix.
+Result<void> CoordinatorCore::start_job(JobId id, std::uint32_t uid, const std::string& name,
+                                        const proto::JobSubmit& req, const Placement& placed) {
+  const Placement* p = &placed;
   JournalJob rec{id,        uid,       name,
                  req.ranks, req.nodes, req.paging,
-                 req.argv,  req.cwd,   static_cast<std::uint32_t>(placed->row),
+                 req.argv,  req.cwd,   static_cast<std::uint32_t>(p->row),
                  {}};
-  for (const auto& c : placed->cells)
+  for (const auto& c : p->cells)
     rec.cells.emplace_back(nodes_[c.node].name, static_cast<std::uint32_t>(c.ranks));
   if (auto ok = journal([&](Journal& j) { return j.job_added(rec); }); !ok) {
     (void)matrix_.remove(id);
-    return std::unexpected(with_context(ok.error(), "job not accepted"));
+    return std::unexpected(with_context(ok.error(), "job not started"));
   }
-  ++next_id_;
   auto& job = jobs_[id] = Job{rec};
   job.submitted_ns = realtime_ns();
   // Agents learn of the job frozen; the next round (replan) lets it run. Ranks that
   // start before then are frozen as they join the job's group.
-  for (const auto& c : placed->cells) {
+  for (const auto& c : p->cells) {
     auto a = assign_message(job, c.node);
     a.running = false;
     send_to(c.node, a);
@@ -191,7 +197,7 @@ Result<JobId> CoordinatorCore::submit(std::uint32_t uid, const proto::JobSubmit&
   if (config_.launch) {
     if (auto ok = config_.launch(rec, req); !ok) {
       (void)journal([&](Journal& j) { return j.job_removed(id, "launch failed"); });
-      for (const auto& c : placed->cells)
+      for (const auto& c : p->cells)
         send_to(c.node, proto::JobRelease{id, "launch failed"});
       (void)matrix_.remove(id);
       jobs_.erase(id);
@@ -199,12 +205,13 @@ Result<JobId> CoordinatorCore::submit(std::uint32_t uid, const proto::JobSubmit&
     }
   }
   config_.log("job " + std::to_string(id) + " (" + name + ", uid " + std::to_string(uid) + ", " +
-              std::to_string(req.ranks) + " ranks) placed in slot " + std::to_string(placed->row));
+              std::to_string(req.ranks) + " ranks) placed in slot " + std::to_string(p->row));
   replan();
-  return id;
+  return {};
 }
 
 Result<void> CoordinatorCore::cancel(std::uint32_t uid, JobId id) {
+  if (sched_.pending.contains(id)) return cancel_pending(uid, id);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return fail(Errc::not_found, "no job " + std::to_string(id));
   if (!may_act(uid, it->second))
@@ -212,8 +219,9 @@ Result<void> CoordinatorCore::cancel(std::uint32_t uid, JobId id) {
   return end_job(id, "cancelled", 128 + 15, "cancelled", "cancelled");
 }
 
-proto::JobList CoordinatorCore::list_jobs(std::uint32_t uid) const {
+proto::JobList CoordinatorCore::list_jobs(std::uint32_t uid, bool all) const {
   proto::JobList out;
+  list_queue(uid, all, out);
   for (const auto& [id, info] : ended_)
     if (uid == 0 || uid == info.uid) out.jobs.push_back(info);
   for (const auto& [id, job] : jobs_) {
@@ -231,6 +239,7 @@ proto::JobList CoordinatorCore::list_jobs(std::uint32_t uid) const {
     info.cpu_ns = job.cpu_ns;
     info.major_faults = job.major_faults;
     info.submitted_ns = job.submitted_ns;
+    describe_running(id, info);
     out.jobs.push_back(std::move(info));
   }
   return out;
@@ -243,6 +252,7 @@ proto::NodeList CoordinatorCore::list_nodes(std::uint32_t uid) const {
     info.name = nodes_[n].name;
     info.state = nodes_[n].conn ? "up" : "down";
     info.guest_policy = nodes_[n].guest_policy;
+    describe_node(n, info);
     info.slots = static_cast<std::uint32_t>(nodes_[n].slots);
     for (JobId j : matrix_.jobs_on(n))
       if (auto it = jobs_.find(j); it != jobs_.end() && may_act(uid, it->second))
@@ -312,6 +322,7 @@ Result<void> CoordinatorCore::job_exited(std::uint32_t uid, const proto::JobExit
 
 Result<void> CoordinatorCore::end_job(JobId id, const std::string& state, std::int32_t exit_code,
                                       const std::string& reason, const std::string& why) {
+  if (auto ok = history_end(id, state, exit_code, reason); !ok) return ok;
   if (auto ok = journal([&](Journal& j) { return j.job_removed(id, why); }); !ok) return ok;
   record_end(id, state, exit_code, reason);
   if (const auto* p = matrix_.find(id))

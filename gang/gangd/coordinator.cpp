@@ -94,6 +94,7 @@ Result<std::shared_ptr<CoordinatorCore>> CoordinatorCore::create(asio::io_contex
       c->warnings_.push_back(w);
     if (auto ok = c->recover(state); !ok) return std::unexpected(ok.error());
   }
+  if (auto ok = c->recover_sched(); !ok) return std::unexpected(ok.error());
   c->matrix_.recompute();
   for (const auto& w : c->warnings_)
     c->config_.log(w);
@@ -200,6 +201,8 @@ void CoordinatorCore::start() {
   if (config_.run_quantum_loop)
     asio::co_spawn(
         io_, [self]() { return self->quantum_loop(); }, asio::detached);
+  asio::co_spawn(
+      io_, [self]() { return self->queue_loop(); }, asio::detached);
 }
 
 void CoordinatorCore::stop() {
@@ -212,6 +215,7 @@ void CoordinatorCore::stop() {
     ::unlink(config_.control_socket.c_str());
   }
   quantum_timer_.cancel();
+  queue_timer_.cancel();
   heartbeat_timer_.cancel();
   round_gate_.cancel();
   if (current_) current_->wake.cancel();
