@@ -57,6 +57,16 @@ po::options_description options() {
       ("node-timeout", text("60s"), "a node down this long fails its jobs (other jobs go on)")
       ("switch-lead", text("5ms"), "first switch round's deadline lead (later rounds adapt)")
       ("time-slots", po::value<int>()->default_value(8), "rows of the Ousterhout matrix")
+      ("overcommit", po::value<double>()->default_value(1.5),
+       "a node's committed memory stays within this factor of its memory, for jobs whose "
+       "paging policy pages out at switches (selective, aggressive, adaptive)")
+      ("overcommit-demand", po::value<double>()->default_value(1.0),
+       "the same factor for jobs under demand paging")
+      ("mem-per-rank", text(""),
+       "memory a rank commits when its job asks none (dynamos submit --mem-per-rank), "
+       "e.g. 1G ('' for none)")
+      ("history-limit", po::value<std::size_t>()->default_value(10'000),
+       "ended jobs kept in the history journal (<journal>.sched)")
       ("launch", text("ssh"),
        "how jobs start: ssh (mpirun over the hostfile's real hosts), virtual (every node is "
        "this host: dynamos cluster up), slurm (Open MPI's Slurm launcher inside an allocation: "
@@ -134,6 +144,25 @@ Result<void> configure_round_log(const std::string& path, CoordinatorConfig& cfg
   return {};
 }
 
+// The scheduler's options: overcommit factors, the default memory a rank, the history.
+Result<void> configure_scheduler(const po::variables_map& vm, CoordinatorConfig& cfg) {
+  for (auto [name, field] :
+       {std::pair{"overcommit", &cfg.overcommit}, {"overcommit-demand", &cfg.overcommit_demand}}) {
+    *field = vm[name].as<double>();
+    if (!(*field >= 0.1 && *field <= 100))
+      return fail(Errc::invalid_argument, std::string("--") + name + " must be within 0.1..100");
+  }
+  if (auto text = vm["mem-per-rank"].as<std::string>(); !text.empty()) {
+    auto bytes = parse_size(text);
+    if (!bytes) return fail(Errc::invalid_argument, "--mem-per-rank: " + bytes.error().message());
+    cfg.default_mem_per_rank = *bytes;
+  }
+  cfg.history_limit = vm["history-limit"].as<std::size_t>();
+  if (cfg.history_limit < 1 || cfg.history_limit > 10'000'000)
+    return fail(Errc::invalid_argument, "--history-limit must be within 1..10000000");
+  return {};
+}
+
 // The coordinator's configuration from the options.
 Result<CoordinatorConfig> configure(const po::variables_map& vm) {
   if (!vm.count("hostfile"))
@@ -163,6 +192,7 @@ Result<CoordinatorConfig> configure(const po::variables_map& vm) {
   cfg.max_rows = vm["time-slots"].as<int>();
   if (cfg.max_rows < 1 || cfg.max_rows > 1024)
     return fail(Errc::invalid_argument, "--time-slots must be within 1..1024");
+  if (auto ok = configure_scheduler(vm, cfg); !ok) return std::unexpected(ok.error());
   if (auto ok = configure_launch(vm, cfg); !ok) return std::unexpected(ok.error());
   if (auto ok = configure_round_log(vm["round-log"].as<std::string>(), cfg); !ok)
     return std::unexpected(ok.error());

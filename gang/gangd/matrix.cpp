@@ -183,11 +183,11 @@ Result<Placement> Matrix::place(JobId job, const Request& req) {
     placements_.emplace(job, p);
     return p;
   }
-  return fail(Errc::busy, busy_reason(job, req));
+  return fail(Errc::busy, "no room for job " + std::to_string(job));
 }
 
 // Why a job that could fit on an empty cluster does not fit now.
-std::string Matrix::busy_reason(JobId job, const Request& req) const {
+std::string Matrix::why_not(JobId job, const Request& req) const {
   auto id = "no room for job " + std::to_string(job) + ": ";
   bool any_open =
       std::any_of(nodes_.begin(), nodes_.end(), [](const NodeSpec& n) { return n.open; });

@@ -70,7 +70,10 @@ class Matrix {
   // The same with memory: a node takes a rank only when its committed memory stays
   // within req.overcommit times its memory. Fails (invalid_argument) when the job could
   // not fit even on an empty cluster of the open nodes' sizes, (busy) when not now.
+  // A busy failure says only "no room": why_not() explains (it costs a few placements).
   Result<Placement> place(JobId job, const Request& req);
+  // Why a job that could fit on an empty cluster does not fit now.
+  std::string why_not(JobId job, const Request& req) const;
   // Places a job exactly at `p` (its row and cells) if every cell has room for `req`
   // (slots, memory, open nodes): the scheduler's what-if copies use it to keep a
   // placement made in the real matrix.
@@ -124,7 +127,7 @@ class Matrix {
   int room(const Row& row, std::size_t n, const Request& req) const;
   Result<std::vector<Cell>> cells_for(const Row& row, const Request& req) const;
   Result<void> check_request(JobId job, const Request& req) const;
-  std::string busy_reason(JobId job, const Request& req) const;
+
   void add(Row& row, const Placement& p, int sign);
   std::set<JobId> running_for(int active) const;
   Step diff_to(std::set<JobId> next);

@@ -21,14 +21,29 @@ std::optional<Reservation> reserve(const Matrix& m, const PendingJob& head,
   for (const auto& [id, end] : ends)
     if (m.find(id)) by_end.emplace_back(end, id);
   std::sort(by_end.begin(), by_end.end());
-  Reservation r{m, -1};
-  for (const auto& [end, id] : by_end) {
-    (void)r.matrix.remove(id);
-    if (r.matrix.place(head.id, head.req)) {
-      r.shadow_s = end;
-      return r;
+  // The matrix once the first k jobs (by end) are gone, the head placed if it fits.
+  auto after = [&](std::size_t k) {
+    Reservation r{m, k ? by_end[k - 1].first : -1};
+    for (std::size_t i = 0; i < k; ++i)
+      (void)r.matrix.remove(by_end[i].second);
+    bool fits = r.matrix.place(head.id, head.req).has_value();
+    return std::pair{std::move(r), fits};
+  };
+  // Removing jobs only makes room: the fewest ends after which the head fits, by
+  // bisection (a pass with thousands of running jobs tries a dozen matrices, not all).
+  if (auto [r, fits] = after(by_end.size()); fits) {
+    std::size_t lo = 1, hi = by_end.size();  // the head fits after hi, not after lo - 1
+    while (lo < hi) {
+      std::size_t mid = lo + (hi - lo) / 2;
+      if (after(mid).second)
+        hi = mid;
+      else
+        lo = mid + 1;
     }
+    return after(hi).first;
   }
+  // Some job without a limit must end first: reserve on the matrix with none running.
+  Reservation r{m, -1};
   for (JobId id : r.matrix.placed_jobs())
     (void)r.matrix.remove(id);
   if (!r.matrix.place(head.id, head.req)) return std::nullopt;
@@ -60,12 +75,12 @@ PassResult schedule_pass(Matrix& m, const std::vector<PendingJob>& queue,
         out.refused[job.id] = placed.error().message();
       } else if (out.head == 0) {
         out.head = job.id;
-        out.reasons[job.id] = placed.error().message();
+        out.reasons[job.id] = m.why_not(job.id, job.req);
         behind = "waiting behind job " + std::to_string(job.id) + " (queue order)";
         reservation = reserve(m, job, until);
         if (reservation) out.shadow_s = reservation->shadow_s;
       } else {
-        out.reasons[job.id] = behind + "; " + placed.error().message();
+        out.reasons[job.id] = behind + "; no room for it now either";
       }
       continue;
     }
