@@ -211,8 +211,23 @@ int run_node(std::span<const std::string> args) {
                       a.socket, proto::NodeAdmin{a.positional[1], a.positional[0], reason}));
 }
 
+int run_reconfigure(std::span<const std::string> args) {
+  po::options_description desc(
+      "usage: dynamos reconfigure [--json]\n\n"
+      "gangd rereads its hostfile (as on SIGHUP): nodes added join the cluster, nodes no\n"
+      "longer listed take no new job while their jobs finish (state removed). Root only.\n\n"
+      "options");
+  Args a;
+  if (auto s = parse("reconfigure", args, desc, a)) return *s;
+  if (!a.positional.empty())
+    return cli::error("reconfigure", "unexpected '" + a.positional[0] + "'", 2);
+  return print_ok("reconfigure", a, cli::ask_for<proto::Ok>(a.socket, proto::Reconfigure{}));
+}
+
 }  // namespace
 
+DYNAMOS_COMMAND(reconfigure, "reconfigure", "reread gangd's hostfile: add or remove nodes",
+                run_reconfigure);
 DYNAMOS_COMMAND(hold, "hold", "keep a pending job from starting", run_hold);
 DYNAMOS_COMMAND(release, "release", "let a held job start", run_release);
 DYNAMOS_COMMAND(requeue, "requeue", "submit an ended job again", run_requeue);

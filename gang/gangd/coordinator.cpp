@@ -267,6 +267,9 @@ Result<void> Coordinator::set_paging(std::uint32_t uid, JobId job, const std::st
 Result<void> Coordinator::set_cyclesteal(std::uint32_t uid, const proto::SetCycleSteal& m) {
   return core_->set_cyclesteal(uid, m);
 }
+Result<std::string> Coordinator::reconfigure(std::uint32_t uid) {
+  return core_->reconfigure(uid);
+}
 proto::JobList Coordinator::list_jobs(std::uint32_t uid) const {
   return core_->list_jobs(uid);
 }

@@ -65,6 +65,7 @@ struct CoordinatorConfig {
   std::size_t history_limit = 10'000;      // ended jobs kept in the history
   std::string sched_journal_path;          // empty: <journal_path>.sched (none without one)
   Nanos queue_interval = 1s;               // the queue retried, time limits enforced
+  std::string hostfile_path;               // reread by reconfigure() (SIGHUP); empty: cannot be
 };
 
 // What one switch round measured.
@@ -115,6 +116,9 @@ class Coordinator {
   Result<void> set_cyclesteal(std::uint32_t uid, const proto::SetCycleSteal& m);
   proto::JobList list_jobs(std::uint32_t uid) const;
   proto::NodeList list_nodes(std::uint32_t uid) const;
+  // Rereads the hostfile: new nodes join, nodes no longer listed take no new job (their
+  // jobs finish). What changed, or why nothing did. Root only (SIGHUP: gangd itself).
+  Result<std::string> reconfigure(std::uint32_t uid);
 
   // What it holds.
   std::uint16_t port() const;

@@ -155,6 +155,8 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
   Result<JobId> requeue(std::uint32_t uid, JobId id);
   Result<void> node_admin(std::uint32_t uid, const proto::NodeAdmin& m);
   proto::JobList list_history(std::uint32_t uid, std::uint64_t since_ns) const;
+  Result<std::string> reconfigure(std::uint32_t uid);
+  std::set<std::string> removed_nodes_;  // gone from the hostfile since gangd started
 
   // --- cyclesteal.cpp: cycle stealing on idle nodes
   Result<void> set_cyclesteal(std::uint32_t uid, const proto::SetCycleSteal& m);

@@ -172,6 +172,7 @@ Result<CoordinatorConfig> configure(const po::variables_map& vm) {
   auto hosts = read_hostfile(vm["hostfile"].as<std::string>());
   if (!hosts) return std::unexpected(hosts.error());
   cfg.hosts = std::move(*hosts);
+  cfg.hostfile_path = std::filesystem::absolute(vm["hostfile"].as<std::string>()).string();
   auto secret = load_secret(vm);
   if (!secret) return std::unexpected(secret.error());
   cfg.secret = std::move(*secret);
@@ -232,12 +233,24 @@ int run(CoordinatorConfig cfg, const std::string& metrics_listen) {
     if (!server) return daemon_error("gangd", server.error().message());
     metrics_server = std::move(*server);
   }
+  boost::asio::signal_set hangup(io, SIGHUP);
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     log::notice("signal " + std::to_string(sig) + ", shutting down");
+    hangup.cancel();
     coordinator->stop();
   });
+  // SIGHUP: reread the hostfile (dynamos reconfigure asks the same over the socket).
+  std::function<void()> on_hangup = [&] {
+    hangup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      auto what = coordinator->reconfigure(0);
+      log::notice(what ? *what : "SIGHUP: " + what.error().message());
+      on_hangup();
+    });
+  };
+  on_hangup();
   coordinator->start();
   log::notice("listening on " + host + " port " + std::to_string(coordinator->port()) + ", " +
               std::to_string(coordinator->matrix().nodes().size()) + " nodes, " +

@@ -36,6 +36,16 @@ void Matrix::set_node_memory(std::size_t node, std::uint64_t bytes) {
   if (node < nodes_.size()) nodes_[node].mem = bytes;
 }
 
+std::size_t Matrix::add_node(NodeSpec spec) {
+  for (auto& row : rows_) {
+    row.used.push_back(0);
+    row.free += spec.slots;
+  }
+  nodes_.push_back(std::move(spec));
+  committed_.push_back(0);
+  return nodes_.size() - 1;
+}
+
 void Matrix::set_node_open(std::size_t node, bool open) {
   if (node < nodes_.size()) nodes_[node].open = open;
 }

@@ -86,6 +86,8 @@ class Matrix {
   const std::vector<NodeSpec>& nodes() const { return nodes_; }
   std::size_t node_index(const std::string& name) const;  // npos when unknown
   void set_node_memory(std::size_t node, std::uint64_t bytes);
+  // A node added at runtime (gangd's reconfigure): the last index, empty in every row.
+  std::size_t add_node(NodeSpec spec);
   void set_node_open(std::size_t node, bool open);
   // Memory committed on a node by the jobs placed there (every row).
   std::uint64_t committed(std::size_t node) const { return committed_[node]; }

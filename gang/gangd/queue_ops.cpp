@@ -5,6 +5,7 @@
 
 #include "base/units.hpp"
 #include "gang/gangd/coordinator_core.hpp"
+#include "gang/hostfile.hpp"
 
 namespace dynamos::gang {
 
@@ -81,7 +82,8 @@ Result<void> CoordinatorCore::recover_sched() {
 
 void CoordinatorCore::sync_nodes() {
   for (std::size_t n = 0; n < nodes_.size(); ++n) {
-    matrix_.set_node_open(n, !sched_.nodes.contains(nodes_[n].name));
+    matrix_.set_node_open(
+        n, !sched_.nodes.contains(nodes_[n].name) && !removed_nodes_.contains(nodes_[n].name));
     matrix_.set_node_memory(n, nodes_[n].metrics ? nodes_[n].metrics->mem_total : 0);
   }
 }
@@ -286,8 +288,53 @@ Result<void> CoordinatorCore::node_admin(std::uint32_t uid, const proto::NodeAdm
   return {};
 }
 
+Result<std::string> CoordinatorCore::reconfigure(std::uint32_t uid) {
+  if (uid != 0) return fail(Errc::not_permitted, "only root may reconfigure gangd");
+  if (config_.hostfile_path.empty())
+    return fail(Errc::invalid_argument, "gangd was started without a hostfile to reread");
+  auto hosts = read_hostfile(config_.hostfile_path);
+  if (!hosts) return std::unexpected(with_context(hosts.error(), "reconfigure"));
+  if (hosts->empty())
+    return fail(Errc::invalid_argument, config_.hostfile_path + " lists no node; nothing changed");
+  std::set<std::string> listed;
+  std::string added, removed, back;
+  for (const auto& h : *hosts) {
+    listed.insert(h.name);
+    if (auto n = node_for(h.name); n) {
+      if (removed_nodes_.erase(h.name)) back += " " + h.name;
+      if (h.slots != nodes_[*n].slots)
+        warnings_.push_back("reconfigure: node " + h.name + " has " + std::to_string(h.slots) +
+                            " slots in the hostfile, " + std::to_string(nodes_[*n].slots) +
+                            " in gangd until it restarts");
+      continue;
+    }
+    Node node;
+    node.name = h.name;
+    node.slots = h.slots;
+    node.down_since = steady::now();
+    nodes_.push_back(std::move(node));
+    matrix_.add_node({h.name, h.slots, 0, true});
+    added += " " + h.name;
+  }
+  for (const auto& n : nodes_)
+    if (!listed.contains(n.name) && removed_nodes_.insert(n.name).second) removed += " " + n.name;
+  std::string what = "reconfigured from " + config_.hostfile_path + ":" +
+                     (added.empty() ? "" : " added" + added + ";") +
+                     (back.empty() ? "" : " back" + back + ";") +
+                     (removed.empty() ? "" : " removed (their jobs finish)" + removed + ";") +
+                     (added.empty() && back.empty() && removed.empty() ? " no change" : "");
+  config_.log(what);
+  schedule();
+  return what;
+}
+
 void CoordinatorCore::describe_node(std::size_t n, proto::NodeInfo& info) const {
   info.mem_committed = matrix_.committed(n);
+  if (removed_nodes_.contains(nodes_[n].name)) {
+    info.state = "removed";
+    info.reason = "no longer in the hostfile";
+    return;
+  }
   auto it = sched_.nodes.find(nodes_[n].name);
   if (it == sched_.nodes.end()) return;
   // Slurm's words: draining while jobs still run there, drained once they are gone.
@@ -319,6 +366,11 @@ std::optional<proto::Message> CoordinatorCore::sched_control(std::uint32_t uid,
     return ok_or(node_admin(uid, *a),
                  "node " + a->node + " " + (a->action == "drain" ? "drained" : "resumed"));
   if (const auto* h = std::get_if<proto::ListHistory>(&m)) return list_history(uid, h->since_ns);
+  if (std::holds_alternative<proto::Reconfigure>(m)) {
+    auto what = reconfigure(uid);
+    if (!what) return proto::error_message(what.error());
+    return proto::Ok{*what};
+  }
   return std::nullopt;
 }
 
