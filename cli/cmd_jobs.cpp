@@ -160,7 +160,9 @@ nlohmann::ordered_json node_json(const proto::NodeInfo& n) {
           {"jobs", n.jobs},
           {"mem_total", n.mem_total},
           {"mem_available", n.mem_available},
-          {"guest_policy", guest_policy(n)}};
+          {"guest_policy", guest_policy(n)},
+          {"mem_committed", n.mem_committed},
+          {"reason", n.reason}};
 }
 
 void print_nodes_table(const std::vector<proto::NodeInfo>& nodes) {

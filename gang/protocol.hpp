@@ -34,7 +34,7 @@
 namespace dynamos::gang::proto {
 
 inline constexpr std::uint32_t kMagic = 0x44594750;  // "DYGP"
-inline constexpr std::uint16_t kProtocolVersion = 3;
+inline constexpr std::uint16_t kProtocolVersion = 4;
 inline constexpr std::size_t kHeaderSize = 12;
 // A metrics report of a large node is the biggest message; 1 MiB leaves ample room and
 // bounds what a hostile peer can make us buffer.

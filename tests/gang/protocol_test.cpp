@@ -75,6 +75,10 @@ std::vector<Message> samples(std::mt19937_64& rng) {
       NodeCommandResult{{NodeResult{word(3), true, word(20)}, NodeResult{word(3), false, ""}}},
       SetCycleSteal{true, "pause"},
       RankAttach{rng()},
+      JobControl{rng(), "hold"},
+      NodeAdmin{word(4), "drain", word(12)},
+      Reconfigure{},
+      ListHistory{rng()},
   };
 }
 
@@ -102,8 +106,8 @@ TEST(Protocol, WireBytesAreStable) {
     for (std::uint8_t b : frame_of(m))
       hash = (hash ^ b) * 1099511628211ull;
   EXPECT_EQ(hash, 15911067686954899486ull);
-  EXPECT_EQ(kProtocolVersion, 3)
-      << "the bytes above are version 3's (JobSubmit gained mpi_args and env)";
+  EXPECT_EQ(kProtocolVersion, 4) << "the bytes above are version 4's (JobSubmit gained "
+                                   "mem_per_rank, time_limit_s and hold; the scheduler's messages)";
 }
 
 TEST(Protocol, FieldsSurviveRoundTrip) {
