@@ -331,6 +331,7 @@ Result<void> CoordinatorCore::end_job(JobId id, const std::string& state, std::i
   (void)matrix_.remove(id);
   jobs_.erase(id);
   replan();
+  schedule();  // its room may let pending jobs start
   return {};
 }
 
