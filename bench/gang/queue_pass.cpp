@@ -1,6 +1,6 @@
 // gangd's scheduling pass at scale (issue 21): 1,000 simulated nodes (16 slots, 64 GiB
-// each, 8 time slots), running jobs with time limits, 10,000 pending jobs of random
-// sizes, memory requests and limits. One iteration is one schedule_pass() over the
+// each, 8 time slots), running jobs (16 ranks of 512 MiB a node) with time limits, 10,000 pending
+// jobs of random sizes, memory requests and limits. One iteration is one schedule_pass() over the
 // whole queue: placement by slots and memory, the head's reservation, backfill.
 //
 //   build/bin/bench_gang_queue_pass
@@ -40,7 +40,7 @@ Scene make_scene(int full_nodes) {
   JobId id = 1'000'000;
   for (int row = 0; row < kRows; ++row)
     for (int n = 0; n < full_nodes; ++n) {
-      if (!s.matrix.place(id, Request{kSlots, 1, 4 * GiB, 1.5})) std::abort();
+      if (!s.matrix.place(id, Request{kSlots, 1, GiB / 2, 1.5})) std::abort();
       if (id % 3 != 0) s.ends[id] = minutes(rng) * 60;  // a third run without a limit
       ++id;
     }
