@@ -339,8 +339,9 @@ void CoordinatorCore::describe_node(std::size_t n, proto::NodeInfo& info) const 
   if (it == sched_.nodes.end()) return;
   // Slurm's words: draining while jobs still run there, drained once they are gone.
   bool busy = !matrix_.jobs_on(n).empty();
-  if (info.state == "up") info.state = busy ? "draining" : "drained";
-  info.reason = it->second.reason;
+  bool down = info.state == "down";
+  info.state = busy ? "draining" : "drained";
+  info.reason = it->second.reason + (down ? " (and its agent is down)" : "");
 }
 
 std::optional<proto::Message> CoordinatorCore::sched_control(std::uint32_t uid,
