@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <limits>
 #include <optional>
+#include <vector>
 
 namespace dynamos {
 
@@ -226,6 +227,84 @@ std::string format_duration(std::chrono::nanoseconds d) {
     std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(d.count() / 1'000'000));
   else
     std::snprintf(buf, sizeof buf, "%gs", s);
+  return buf;
+}
+
+namespace {
+// Up to `max` colon-separated fields of digits, each below 10^9; nullopt otherwise.
+std::optional<std::vector<std::int64_t>> colon_fields(std::string_view s, std::size_t max) {
+  std::vector<std::int64_t> out;
+  for (;;) {
+    std::size_t n = 0;
+    std::int64_t v = 0;
+    while (n < s.size() && std::isdigit(static_cast<unsigned char>(s[n]))) {
+      if (n >= 9) return std::nullopt;
+      v = v * 10 + (s[n] - '0');
+      ++n;
+    }
+    if (n == 0 || out.size() == max) return std::nullopt;
+    out.push_back(v);
+    s.remove_prefix(n);
+    if (s.empty()) return out;
+    if (s[0] != ':') return std::nullopt;
+    s.remove_prefix(1);
+  }
+}
+}  // namespace
+
+Result<std::int64_t> parse_time_limit_s(std::string_view text) {
+  std::string_view s = trim(text);
+  std::string shown = quoted(s);
+  std::string low = lower(s);
+  if (low == "unlimited" || low == "infinite") return 0;
+  auto bad = [&] {
+    return fail(Errc::invalid_argument,
+                shown +
+                    " is not a time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, "
+                    "D-HH:MM:SS or UNLIMITED)");
+  };
+  std::int64_t days = -1;
+  if (auto dash = s.find('-'); dash != std::string_view::npos) {
+    auto d = colon_fields(s.substr(0, dash), 1);
+    if (!d) return bad();
+    days = (*d)[0];
+    s.remove_prefix(dash + 1);
+  }
+  auto f = colon_fields(s, 3);
+  if (!f) return bad();
+  std::int64_t h = 0, m = 0, sec = 0;
+  if (days >= 0) {  // D-HH, D-HH:MM, D-HH:MM:SS
+    h = (*f)[0];
+    if (f->size() > 1) m = (*f)[1];
+    if (f->size() > 2) sec = (*f)[2];
+  } else if (f->size() == 1) {  // MM
+    m = (*f)[0];
+  } else if (f->size() == 2) {  // MM:SS
+    m = (*f)[0];
+    sec = (*f)[1];
+  } else {  // HH:MM:SS
+    h = (*f)[0];
+    m = (*f)[1];
+    sec = (*f)[2];
+  }
+  std::int64_t total = std::max<std::int64_t>(days, 0) * 86'400 + h * 3'600 + m * 60 + sec;
+  if (total == 0)
+    return fail(Errc::invalid_argument, shown + ": a time limit must be positive (or UNLIMITED)");
+  if (total > 365LL * 86'400 * 100)
+    return fail(Errc::invalid_argument, shown + " is too long a time limit (at most 100 years)");
+  return total;
+}
+
+std::string format_time_limit_s(std::int64_t seconds) {
+  if (seconds <= 0) return "UNLIMITED";
+  char buf[64];
+  auto d = seconds / 86'400, h = seconds / 3'600 % 24, m = seconds / 60 % 60, s = seconds % 60;
+  if (d > 0)
+    std::snprintf(buf, sizeof buf, "%lld-%02lld:%02lld:%02lld", static_cast<long long>(d),
+                  static_cast<long long>(h), static_cast<long long>(m), static_cast<long long>(s));
+  else
+    std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld", static_cast<long long>(h),
+                  static_cast<long long>(m), static_cast<long long>(s));
   return buf;
 }
 

@@ -8,6 +8,8 @@
 // Sizes: a number and an optional unit: B; K, M, G, T, P and KiB..PiB (powers of
 // 1024, as Slurm and the kernel's memory files use them); kB, MB, GB, TB, PB (powers
 // of 1000). Case does not matter ("2 g" is 2 GiB). Exact to the byte.
+// Time limits, in Slurm's forms (sbatch --time): "MM" (minutes), "MM:SS", "HH:MM:SS",
+// "D-HH", "D-HH:MM", "D-HH:MM:SS"; "UNLIMITED" or "INFINITE" is no limit (0).
 #pragma once
 
 #include <chrono>
@@ -21,6 +23,11 @@ namespace dynamos {
 
 Result<std::int64_t> parse_duration_ns(std::string_view text);
 Result<std::int64_t> parse_size_bytes(std::string_view text);
+// Seconds of a Slurm time limit; 0 for UNLIMITED. A limit of zero is refused.
+Result<std::int64_t> parse_time_limit_s(std::string_view text);
+// The same limit in Slurm's canonical form: "D-HH:MM:SS" ("HH:MM:SS" under a day),
+// "UNLIMITED" for 0.
+std::string format_time_limit_s(std::int64_t seconds);
 
 // The same as std::chrono and unsigned values.
 Result<std::chrono::nanoseconds> parse_duration(std::string_view text);

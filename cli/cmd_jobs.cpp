@@ -128,13 +128,24 @@ void print_jobs_table(const std::vector<proto::JobInfo>& jobs) {
 }
 
 constexpr const char* kJobsUsage =
-    "usage: dynamos jobs [--json]\n\n"
-    "The jobs gangd knows: yours (root sees every job), running, frozen (waiting for\n"
-    "their time slot) and ended (done or failed, with exit code and reason).\n\noptions";
+    "usage: dynamos jobs [--all] [--json]\n\n"
+    "The jobs gangd knows: yours (root sees every job), pending (waiting for room, with\n"
+    "the reason), running, frozen (waiting for their time slot) and ended (done or\n"
+    "failed, with exit code and reason). --all adds every ended job of the history.\n\n"
+    "options";
 
 int run_jobs(std::span<const std::string> args) {
-  return run_listing("jobs", kJobsUsage, args, proto::ListJobs{}, &proto::JobList::jobs, job_json,
-                     print_jobs_table);
+  // --all: the ended jobs of gangd's history journal too (they survive its restart).
+  std::vector<std::string> rest;
+  bool all = false;
+  for (const auto& a : args) {
+    if (a == "--all")
+      all = true;
+    else
+      rest.push_back(a);
+  }
+  return run_listing("jobs", kJobsUsage, rest, proto::ListJobs{all}, &proto::JobList::jobs,
+                     job_json, print_jobs_table);
 }
 
 // The guest policy a node shows: off when it has none.
@@ -149,7 +160,9 @@ nlohmann::ordered_json node_json(const proto::NodeInfo& n) {
           {"jobs", n.jobs},
           {"mem_total", n.mem_total},
           {"mem_available", n.mem_available},
-          {"guest_policy", guest_policy(n)}};
+          {"guest_policy", guest_policy(n)},
+          {"mem_committed", n.mem_committed},
+          {"reason", n.reason}};
 }
 
 void print_nodes_table(const std::vector<proto::NodeInfo>& nodes) {
@@ -199,7 +212,7 @@ int run_wait(std::span<const std::string> args) {
   auto pause = std::chrono::milliseconds(20);
   int unreachable = 0;
   for (;;) {
-    auto list = cli::ask_for<proto::JobList>(socket, proto::ListJobs{});
+    auto list = cli::ask_for<proto::JobList>(socket, proto::ListJobs{true});  // + history
     if (!list) {
       // gangd restarting: its journal brings the job back; give it a moment.
       if (++unreachable > 50) return cli::error("wait", list.error().message());

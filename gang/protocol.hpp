@@ -90,6 +90,11 @@ using Mac = std::array<std::uint8_t, kMacSize>;
   X(NodeCommand, node_command, 61)                                            \
   X(NodeCommandResult, node_command_result, 62)                               \
   X(SetCycleSteal, set_cyclesteal, 63)                                        \
+  /* The scheduler's requests (issue 21: queue, history, nodes). */           \
+  X(JobControl, job_control, 80)                                              \
+  X(NodeAdmin, node_admin, 81)                                                \
+  X(Reconfigure, reconfigure, 82)                                             \
+  X(ListHistory, list_history, 83)                                            \
   /* A rank's exec wrapper <-> dynamosd's local socket. */                    \
   X(RankAttach, rank_attach, 70)
 
@@ -275,7 +280,11 @@ struct JobSubmit {
   // (initialised so that older brace lists of the fields above need not name them)
   std::string mpi_args{};          // extra mpirun options for this job, shell-quoted words
   std::vector<std::string> env{};  // the submitter's environment, NAME=VALUE (gangd/launch.hpp)
-  DYNAMOS_WIRE_FIELDS(name, ranks, nodes, paging, argv, cwd, output, mpi_args, env)
+  std::uint64_t mem_per_rank{};    // bytes; 0: gangd's default (--mem-per-rank)
+  std::uint64_t time_limit_s{};    // 0: no limit
+  bool hold{};                     // submitted held (pending until released)
+  DYNAMOS_WIRE_FIELDS(name, ranks, nodes, paging, argv, cwd, output, mpi_args, env, mem_per_rank,
+                      time_limit_s, hold)
 };
 
 struct JobSubmitted {
@@ -289,7 +298,8 @@ struct JobCancel {
 };
 
 struct ListJobs {
-  DYNAMOS_WIRE_NO_FIELDS()
+  bool all{};  // also the ended jobs of the history journal
+  DYNAMOS_WIRE_FIELDS(all)
 };
 
 struct JobInfo {
@@ -307,8 +317,13 @@ struct JobInfo {
   std::uint64_t submitted_ns = 0;  // CLOCK_REALTIME at submission (0: before a gangd restart)
   std::uint64_t ended_ns = 0;      // CLOCK_REALTIME when it ended, 0 while it runs
   std::uint64_t major_faults = 0;  // summed over its nodes, from the agents' reports
+  std::uint64_t started_ns{};      // CLOCK_REALTIME when it was placed, 0 while pending
+  std::uint32_t ranks{};
+  std::uint64_t mem_per_rank{};  // bytes
+  std::uint64_t time_limit_s{};  // 0: none
   DYNAMOS_WIRE_FIELDS(job, name, uid, state, slot, nodes, paging, switches, cpu_ns, exit_code,
-                      reason, submitted_ns, ended_ns, major_faults)
+                      reason, submitted_ns, ended_ns, major_faults, started_ns, ranks, mem_per_rank,
+                      time_limit_s)
 };
 
 struct JobList {
@@ -327,8 +342,11 @@ struct NodeInfo {
   std::vector<JobId> jobs;
   std::uint64_t mem_total = 0;
   std::uint64_t mem_available = 0;
-  std::string guest_policy;  // cycle stealing: "off", "linger", "pause", "evict"
-  DYNAMOS_WIRE_FIELDS(name, state, slots, jobs, mem_total, mem_available, guest_policy)
+  std::string guest_policy;       // cycle stealing: "off", "linger", "pause", "evict"
+  std::string reason{};           // why it is drained or down
+  std::uint64_t mem_committed{};  // bytes the jobs placed on it asked for
+  DYNAMOS_WIRE_FIELDS(name, state, slots, jobs, mem_total, mem_available, guest_policy, reason,
+                      mem_committed)
 };
 
 struct NodeList {
@@ -358,6 +376,34 @@ struct JobExited {
   std::int32_t exit_code = 0;
   std::string reason;  // "" when the job exited by itself
   DYNAMOS_WIRE_FIELDS(job, exit_code, reason)
+};
+
+// Job control of the queue: "hold" or "release" a pending job, "requeue" an ended
+// (failed or cancelled) one under a new id. Answered with Ok (requeue: JobSubmitted).
+struct JobControl {
+  JobId job = 0;
+  std::string action;
+  DYNAMOS_WIRE_FIELDS(job, action)
+};
+
+// A node's administrative state: "drain" (no new jobs, running ones finish) or
+// "resume" (root only).
+struct NodeAdmin {
+  std::string node;
+  std::string action;
+  std::string reason;
+  DYNAMOS_WIRE_FIELDS(node, action, reason)
+};
+
+// Reread the hostfile (what SIGHUP does): nodes added and removed (root only).
+struct Reconfigure {
+  DYNAMOS_WIRE_NO_FIELDS()
+};
+
+// Ended jobs of the history journal since a time (CLOCK_REALTIME ns); a JobList.
+struct ListHistory {
+  std::uint64_t since_ns = 0;
+  DYNAMOS_WIRE_FIELDS(since_ns)
 };
 
 // An operation on nodes: gangd checks the caller may (see node_ops.hpp), forwards it

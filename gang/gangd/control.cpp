@@ -158,7 +158,7 @@ proto::Message CoordinatorCore::handle_control(std::uint32_t uid, const proto::M
         } else if constexpr (std::is_same_v<T, proto::JobCancel>) {
           return ok_or(cancel(uid, m.job), "job " + std::to_string(m.job) + " cancelled");
         } else if constexpr (std::is_same_v<T, proto::ListJobs>) {
-          return list_jobs(uid);
+          return list_jobs(uid, m.all);
         } else if constexpr (std::is_same_v<T, proto::ListNodes>) {
           return list_nodes(uid);
         } else if constexpr (std::is_same_v<T, proto::SetQuantum>) {
@@ -173,6 +173,8 @@ proto::Message CoordinatorCore::handle_control(std::uint32_t uid, const proto::M
                                                         : "cycle stealing off");
         } else if constexpr (std::is_same_v<T, proto::JobExited>) {
           return ok_or(job_exited(uid, m), "job " + std::to_string(m.job) + " ended");
+        } else if (auto answer = sched_control(uid, request)) {
+          return std::move(*answer);
         } else {
           return proto::error_message(
               Error{Errc::protocol, 0,
@@ -204,25 +206,29 @@ Result<JobId> CoordinatorCore::submit(std::uint32_t uid, const proto::JobSubmit&
     if (static_cast<unsigned char>(ch) < 0x20)
       return fail(Errc::invalid_argument, "job name contains a control character");
 
-  JobId id = next_id_;
-  auto placed = matrix_.place(id, static_cast<int>(req.ranks), static_cast<int>(req.nodes));
-  if (!placed) return std::unexpected(with_context(placed.error(), "job not accepted"));
+  return enqueue(uid, req, name);
+}
+
+// Starts a job the queue placed (queue_ops.cpp): the main journal, the agents, the
+// launcher. An error leaves nothing of the job in the matrix.
+Result<void> CoordinatorCore::start_job(JobId id, std::uint32_t uid, const std::string& name,
+                                        const proto::JobSubmit& req, const Placement& placed) {
+  const Placement* p = &placed;
   JournalJob rec{id,        uid,       name,
                  req.ranks, req.nodes, req.paging,
-                 req.argv,  req.cwd,   static_cast<std::uint32_t>(placed->row),
+                 req.argv,  req.cwd,   static_cast<std::uint32_t>(p->row),
                  {}};
-  for (const auto& c : placed->cells)
+  for (const auto& c : p->cells)
     rec.cells.emplace_back(nodes_[c.node].name, static_cast<std::uint32_t>(c.ranks));
   if (auto ok = journal([&](Journal& j) { return j.job_added(rec); }); !ok) {
     (void)matrix_.remove(id);
-    return std::unexpected(with_context(ok.error(), "job not accepted"));
+    return std::unexpected(with_context(ok.error(), "job not started"));
   }
-  ++next_id_;
   auto& job = jobs_[id] = Job{rec};
   job.submitted_ns = realtime_ns();
   // Agents learn of the job frozen; the next round (replan) lets it run. Ranks that
   // start before then are frozen as they join the job's group.
-  for (const auto& c : placed->cells) {
+  for (const auto& c : p->cells) {
     auto a = assign_message(job, c.node);
     a.running = false;
     send_to(c.node, a);
@@ -230,7 +236,7 @@ Result<JobId> CoordinatorCore::submit(std::uint32_t uid, const proto::JobSubmit&
   if (config_.launch) {
     if (auto ok = config_.launch(rec, req); !ok) {
       (void)journal([&](Journal& j) { return j.job_removed(id, "launch failed"); });
-      for (const auto& c : placed->cells)
+      for (const auto& c : p->cells)
         send_to(c.node, proto::JobRelease{id, "launch failed"});
       (void)matrix_.remove(id);
       jobs_.erase(id);
@@ -238,12 +244,13 @@ Result<JobId> CoordinatorCore::submit(std::uint32_t uid, const proto::JobSubmit&
     }
   }
   config_.log("job " + std::to_string(id) + " (" + name + ", uid " + std::to_string(uid) + ", " +
-              std::to_string(req.ranks) + " ranks) placed in slot " + std::to_string(placed->row));
+              std::to_string(req.ranks) + " ranks) placed in slot " + std::to_string(p->row));
   replan();
-  return id;
+  return {};
 }
 
 Result<void> CoordinatorCore::cancel(std::uint32_t uid, JobId id) {
+  if (sched_.pending.contains(id)) return cancel_pending(uid, id);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return fail(Errc::not_found, "no job " + std::to_string(id));
   if (!may_act(uid, it->second))
@@ -252,14 +259,13 @@ Result<void> CoordinatorCore::cancel(std::uint32_t uid, JobId id) {
 }
 
 namespace {
-// Bytes `info` takes on the wire (protocol.hpp's encoding of JobInfo).
+// Bytes `info` adds to a JobList on the wire, by the protocol's own encoder.
 std::size_t wire_size(const proto::JobInfo& info) {
-  std::size_t n = 8 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8;  // the integers
-  n += 4 * 4 + info.name.size() + info.state.size() + info.paging.size() + info.reason.size();
-  n += 4;
-  for (const auto& node : info.nodes)
-    n += 4 + node.size();
-  return n;
+  static const std::size_t empty = proto::encode(proto::Message{proto::JobList{}})->size();
+  proto::JobList one;
+  one.jobs.push_back(info);
+  auto frame = proto::encode(proto::Message{std::move(one)});
+  return frame ? frame->size() - empty : SIZE_MAX;
 }
 }  // namespace
 
@@ -277,35 +283,50 @@ proto::JobInfo CoordinatorCore::job_info(JobId id, const Job& job) const {
   info.cpu_ns = job.cpu_ns;
   info.major_faults = job.major_faults;
   info.submitted_ns = job.submitted_ns;
+  describe_running(id, info);
   return info;
 }
 
-// The list always fits one message (proto::kMaxPayload): live jobs first, then ended
-// ones, newest first, as far as room is left; ended jobs are listed oldest first.
-proto::JobList CoordinatorCore::list_jobs(std::uint32_t uid) const {
-  proto::JobList out;
+// The list always fits one message (proto::kMaxPayload): pending and live jobs first,
+// then ended ones, newest first, as far as room is left (with `all`, the history
+// journal's too); ended jobs are listed oldest first.
+proto::JobList CoordinatorCore::list_jobs(std::uint32_t uid, bool all) const {
   std::size_t room = proto::kMaxPayload - 4;  // the list's count
-  std::vector<proto::JobInfo> live;
-  for (const auto& [id, job] : jobs_) {
-    if (!may_act(uid, job)) continue;
-    auto info = job_info(id, job);
+  auto fits = [&room](const proto::JobInfo& info) {
     std::size_t size = wire_size(info);
-    if (size > room) break;
+    if (size > room) return false;
     room -= size;
-    live.push_back(std::move(info));
+    return true;
+  };
+  proto::JobList live;
+  list_queue(uid, /*all=*/false, live);
+  for (const auto& [id, job] : jobs_)
+    if (may_act(uid, job)) live.jobs.push_back(job_info(id, job));
+  proto::JobList out;
+  for (auto& info : live.jobs) {
+    if (!fits(info)) break;
+    out.jobs.push_back(std::move(info));
   }
   std::vector<const proto::JobInfo*> ended;
   for (auto it = ended_.rbegin(); it != ended_.rend(); ++it) {
     if (uid != 0 && uid != it->second.uid) continue;
-    std::size_t size = wire_size(it->second);
-    if (size > room) break;
-    room -= size;
+    if (!fits(it->second)) break;
     ended.push_back(&it->second);
   }
-  for (auto it = ended.rbegin(); it != ended.rend(); ++it)
-    out.jobs.push_back(**it);
-  for (auto& info : live)
-    out.jobs.push_back(std::move(info));
+  if (all)
+    for (auto it = sched_.history.rbegin(); it != sched_.history.rend(); ++it) {
+      if ((uid != 0 && uid != it->uid) || ended_.contains(it->job)) continue;
+      if (!fits(*it)) break;
+      ended.push_back(&*it);
+    }
+  std::stable_sort(ended.begin(), ended.end(),
+                   [](const auto* a, const auto* b) { return a->ended_ns < b->ended_ns; });
+  std::vector<proto::JobInfo> list;
+  for (const auto* info : ended)
+    list.push_back(*info);
+  for (auto& info : out.jobs)
+    list.push_back(std::move(info));
+  out.jobs = std::move(list);
   return out;
 }
 
@@ -316,6 +337,7 @@ proto::NodeList CoordinatorCore::list_nodes(std::uint32_t uid) const {
     info.name = nodes_[n].name;
     info.state = nodes_[n].conn ? "up" : "down";
     info.guest_policy = nodes_[n].guest_policy;
+    describe_node(n, info);
     info.slots = static_cast<std::uint32_t>(nodes_[n].slots);
     for (JobId j : matrix_.jobs_on(n))
       if (auto it = jobs_.find(j); it != jobs_.end() && may_act(uid, it->second))
@@ -388,6 +410,7 @@ Result<void> CoordinatorCore::job_exited(std::uint32_t uid, const proto::JobExit
 
 Result<void> CoordinatorCore::end_job(JobId id, const std::string& state, std::int32_t exit_code,
                                       const std::string& reason, const std::string& why) {
+  if (auto ok = history_end(id, state, exit_code, reason); !ok) return ok;
   if (auto ok = journal([&](Journal& j) { return j.job_removed(id, why); }); !ok) return ok;
   record_end(id, state, exit_code, reason);
   if (const auto* p = matrix_.find(id))
@@ -400,6 +423,7 @@ Result<void> CoordinatorCore::end_job(JobId id, const std::string& state, std::i
   (void)matrix_.remove(id);
   jobs_.erase(id);
   replan();
+  schedule();  // its room may let pending jobs start
   return {};
 }
 

@@ -93,6 +93,7 @@ Result<std::shared_ptr<CoordinatorCore>> CoordinatorCore::create(asio::io_contex
       c->warnings_.push_back(w);
     if (auto ok = c->recover(state); !ok) return std::unexpected(ok.error());
   }
+  if (auto ok = c->recover_sched(); !ok) return std::unexpected(ok.error());
   c->matrix_.recompute();
   for (const auto& w : c->warnings_)
     c->config_.log.warning(w);
@@ -199,6 +200,8 @@ void CoordinatorCore::start() {
   if (config_.run_quantum_loop)
     asio::co_spawn(
         io_, [self]() { return self->quantum_loop(); }, asio::detached);
+  asio::co_spawn(
+      io_, [self]() { return self->queue_loop(); }, asio::detached);
 }
 
 void CoordinatorCore::stop() {
@@ -211,6 +214,7 @@ void CoordinatorCore::stop() {
     ::unlink(config_.control_socket.c_str());
   }
   quantum_timer_.cancel();
+  queue_timer_.cancel();
   heartbeat_timer_.cancel();
   round_gate_.cancel();
   if (current_) current_->wake.cancel();
@@ -261,6 +265,9 @@ Result<void> Coordinator::set_paging(std::uint32_t uid, JobId job, const std::st
 }
 Result<void> Coordinator::set_cyclesteal(std::uint32_t uid, const proto::SetCycleSteal& m) {
   return core_->set_cyclesteal(uid, m);
+}
+Result<std::string> Coordinator::reconfigure(std::uint32_t uid) {
+  return core_->reconfigure(uid);
 }
 proto::JobList Coordinator::list_jobs(std::uint32_t uid) const {
   return core_->list_jobs(uid);

@@ -66,6 +66,16 @@ struct CoordinatorConfig {
   Nanos node_command_timeout = 30s;  // NodeCommand without a timeout of its own
   // Called with every finished switch round (gangd --round-log writes them as JSON).
   std::function<void(const RoundStats&)> round_log;
+  // The scheduler (queue.hpp, history.hpp): a node's committed memory stays within
+  // `overcommit` times its memory for jobs whose paging policy pages out at switches,
+  // `overcommit_demand` under demand paging.
+  double overcommit = 1.5;
+  double overcommit_demand = 1.0;
+  std::uint64_t default_mem_per_rank = 0;  // bytes a rank when a job asks none
+  std::size_t history_limit = 10'000;      // ended jobs kept in the history
+  std::string sched_journal_path;          // empty: <journal_path>.sched (none without one)
+  Nanos queue_interval = 1s;               // the queue retried, time limits enforced
+  std::string hostfile_path;               // reread by reconfigure() (SIGHUP); empty: cannot be
 };
 
 // What one switch round measured.
@@ -116,6 +126,9 @@ class Coordinator {
   Result<void> set_cyclesteal(std::uint32_t uid, const proto::SetCycleSteal& m);
   proto::JobList list_jobs(std::uint32_t uid) const;
   proto::NodeList list_nodes(std::uint32_t uid) const;
+  // Rereads the hostfile: new nodes join, nodes no longer listed take no new job (their
+  // jobs finish). What changed, or why nothing did. Root only (SIGHUP: gangd itself).
+  Result<std::string> reconfigure(std::uint32_t uid);
 
   // What it holds.
   std::uint16_t port() const;

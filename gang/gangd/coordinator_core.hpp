@@ -11,6 +11,8 @@
 #include <unordered_map>
 
 #include "gang/gangd/coordinator.hpp"
+#include "gang/gangd/history.hpp"
+#include "gang/gangd/queue.hpp"
 #include "gang/protocol_io.hpp"
 
 namespace dynamos::gang {
@@ -158,7 +160,7 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
   Result<void> job_exited(std::uint32_t uid, const proto::JobExited& m);
   Result<void> set_quantum(std::uint32_t uid, Nanos quantum);
   Result<void> set_paging(std::uint32_t uid, JobId job, const std::string& policy);
-  proto::JobList list_jobs(std::uint32_t uid) const;  // always fits one message
+  proto::JobList list_jobs(std::uint32_t uid, bool all = false) const;  // fits one message
   proto::JobInfo job_info(JobId id, const Job& job) const;
   proto::NodeList list_nodes(std::uint32_t uid) const;
   asio::awaitable<proto::Message> node_command(std::uint32_t uid, proto::NodeCommand cmd);
@@ -174,6 +176,31 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
                   const std::string& reason);
   bool may_act(std::uint32_t uid, const Job& job) const { return uid == 0 || uid == job.rec.uid; }
   Result<void> journal(const std::function<Result<void>(Journal&)>& write);
+  Result<void> start_job(JobId id, std::uint32_t uid, const std::string& name,
+                         const proto::JobSubmit& req, const Placement& placed);
+
+  // --- queue_ops.cpp: the pending queue, memory, time limits, history, node states
+  Result<void> recover_sched();
+  asio::awaitable<void> queue_loop();
+  Result<JobId> enqueue(std::uint32_t uid, const proto::JobSubmit& req, const std::string& name);
+  // One scheduling pass (queue.hpp); starts what it places. Launch errors by job.
+  std::map<JobId, Error> schedule();
+  Request request_of(const proto::JobSubmit& req) const;
+  void sync_nodes();  // drained nodes and node memory into the matrix
+  Result<void> cancel_pending(std::uint32_t uid, JobId id);
+  void end_timed_out();
+  Result<void> history_end(JobId id, const std::string& state, std::int32_t exit_code,
+                           const std::string& reason);
+  void list_queue(std::uint32_t uid, bool all, proto::JobList& out) const;
+  void describe_running(JobId id, proto::JobInfo& info) const;
+  void describe_node(std::size_t n, proto::NodeInfo& info) const;
+  std::optional<proto::Message> sched_control(std::uint32_t uid, const proto::Message& m);
+  Result<void> hold(std::uint32_t uid, JobId id, bool held);
+  Result<JobId> requeue(std::uint32_t uid, JobId id);
+  Result<void> node_admin(std::uint32_t uid, const proto::NodeAdmin& m);
+  proto::JobList list_history(std::uint32_t uid, std::uint64_t since_ns) const;
+  Result<std::string> reconfigure(std::uint32_t uid);
+  std::set<std::string> removed_nodes_;  // gone from the hostfile since gangd started
 
   // --- cyclesteal.cpp: cycle stealing on idle nodes
   Result<void> set_cyclesteal(std::uint32_t uid, const proto::SetCycleSteal& m);
@@ -220,6 +247,12 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
   bool cyclesteal_idle_ = false;
   std::string cyclesteal_policy_ = "linger";
   std::map<std::uint64_t, std::pair<std::size_t, std::string>> cyclesteal_requests_;
+  // The scheduler (queue_ops.cpp): pending, running and ended jobs' records, why each
+  // pending job waits.
+  SchedJournal sched_journal_ = SchedJournal::in_memory(10'000);
+  SchedState sched_;
+  std::map<JobId, std::string> pending_reason_;
+  asio::steady_timer queue_timer_{io_};
 };
 
 }  // namespace dynamos::gang

@@ -57,6 +57,16 @@ po::options_description options() {
       ("node-timeout", text("60s"), "a node down this long fails its jobs (other jobs go on)")
       ("switch-lead", text("5ms"), "first switch round's deadline lead (later rounds adapt)")
       ("time-slots", po::value<int>()->default_value(8), "rows of the Ousterhout matrix")
+      ("overcommit", po::value<double>()->default_value(1.5),
+       "a node's committed memory stays within this factor of its memory, for jobs whose "
+       "paging policy pages out at switches (selective, aggressive, adaptive)")
+      ("overcommit-demand", po::value<double>()->default_value(1.0),
+       "the same factor for jobs under demand paging")
+      ("mem-per-rank", text(""),
+       "memory a rank commits when its job asks none (dynamos submit --mem-per-rank), "
+       "e.g. 1G ('' for none)")
+      ("history-limit", po::value<std::size_t>()->default_value(10'000),
+       "ended jobs kept in the history journal (<journal>.sched)")
       ("launch", text("ssh"),
        "how jobs start: ssh (mpirun over the hostfile's real hosts), virtual (every node is "
        "this host: dynamos cluster up), slurm (Open MPI's Slurm launcher inside an allocation: "
@@ -134,6 +144,25 @@ Result<void> configure_round_log(const std::string& path, CoordinatorConfig& cfg
   return {};
 }
 
+// The scheduler's options: overcommit factors, the default memory a rank, the history.
+Result<void> configure_scheduler(const po::variables_map& vm, CoordinatorConfig& cfg) {
+  for (auto [name, field] :
+       {std::pair{"overcommit", &cfg.overcommit}, {"overcommit-demand", &cfg.overcommit_demand}}) {
+    *field = vm[name].as<double>();
+    if (!(*field >= 0.1 && *field <= 100))
+      return fail(Errc::invalid_argument, std::string("--") + name + " must be within 0.1..100");
+  }
+  if (auto text = vm["mem-per-rank"].as<std::string>(); !text.empty()) {
+    auto bytes = parse_size(text);
+    if (!bytes) return fail(Errc::invalid_argument, "--mem-per-rank: " + bytes.error().message());
+    cfg.default_mem_per_rank = *bytes;
+  }
+  cfg.history_limit = vm["history-limit"].as<std::size_t>();
+  if (cfg.history_limit < 1 || cfg.history_limit > 10'000'000)
+    return fail(Errc::invalid_argument, "--history-limit must be within 1..10000000");
+  return {};
+}
+
 // The coordinator's configuration from the options.
 Result<CoordinatorConfig> configure(const po::variables_map& vm) {
   if (!vm.count("hostfile"))
@@ -143,6 +172,7 @@ Result<CoordinatorConfig> configure(const po::variables_map& vm) {
   auto hosts = read_hostfile(vm["hostfile"].as<std::string>());
   if (!hosts) return std::unexpected(hosts.error());
   cfg.hosts = std::move(*hosts);
+  cfg.hostfile_path = std::filesystem::absolute(vm["hostfile"].as<std::string>()).string();
   auto secret = load_secret(vm);
   if (!secret) return std::unexpected(secret.error());
   cfg.secret = std::move(*secret);
@@ -163,6 +193,7 @@ Result<CoordinatorConfig> configure(const po::variables_map& vm) {
   cfg.max_rows = vm["time-slots"].as<int>();
   if (cfg.max_rows < 1 || cfg.max_rows > 1024)
     return fail(Errc::invalid_argument, "--time-slots must be within 1..1024");
+  if (auto ok = configure_scheduler(vm, cfg); !ok) return std::unexpected(ok.error());
   if (auto ok = configure_launch(vm, cfg); !ok) return std::unexpected(ok.error());
   if (auto ok = configure_round_log(vm["round-log"].as<std::string>(), cfg); !ok)
     return std::unexpected(ok.error());
@@ -202,12 +233,24 @@ int run(CoordinatorConfig cfg, const std::string& metrics_listen) {
     if (!server) return daemon_error("gangd", server.error().message());
     metrics_server = std::move(*server);
   }
+  boost::asio::signal_set hangup(io, SIGHUP);
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     log::notice("signal " + std::to_string(sig) + ", shutting down");
+    hangup.cancel();
     coordinator->stop();
   });
+  // SIGHUP: reread the hostfile (dynamos reconfigure asks the same over the socket).
+  std::function<void()> on_hangup = [&] {
+    hangup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      auto what = coordinator->reconfigure(0);
+      log::notice(what ? *what : "SIGHUP: " + what.error().message());
+      on_hangup();
+    });
+  };
+  on_hangup();
   coordinator->start();
   log::notice("listening on " + host + " port " + std::to_string(coordinator->port()) + ", " +
               std::to_string(coordinator->matrix().nodes().size()) + " nodes, " +

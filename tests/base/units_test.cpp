@@ -43,6 +43,28 @@ TEST(Units, SizesParseBinaryAndDecimalUnits) {
   }
 }
 
+TEST(Units, TimeLimitsReadSlurmForms) {
+  EXPECT_EQ(*parse_time_limit_s("30"), 30 * 60);
+  EXPECT_EQ(*parse_time_limit_s("5:30"), 5 * 60 + 30);
+  EXPECT_EQ(*parse_time_limit_s("1:02:03"), 3723);
+  EXPECT_EQ(*parse_time_limit_s("2-0"), 2 * 86'400);
+  EXPECT_EQ(*parse_time_limit_s("1-2:30"), 86'400 + 2 * 3600 + 30 * 60);
+  EXPECT_EQ(*parse_time_limit_s("1-00:00:10"), 86'410);
+  EXPECT_EQ(*parse_time_limit_s("UNLIMITED"), 0);
+  EXPECT_EQ(*parse_time_limit_s("infinite"), 0);
+  for (const char* bad : {"", "0", "0:00", "-5", "1:2:3:4", "1-", "-1:00", "a", "5m", "1.5",
+                          "1-2-3", "1::2", "9999999999"}) {
+    auto r = parse_time_limit_s(bad);
+    EXPECT_FALSE(r) << "'" << bad << "' was accepted as " << (r ? *r : 0) << " s";
+  }
+  EXPECT_NE(parse_time_limit_s("5m").error().message().find("MM:SS"), std::string::npos);
+  EXPECT_EQ(format_time_limit_s(3723), "01:02:03");
+  EXPECT_EQ(format_time_limit_s(86'410), "1-00:00:10");
+  EXPECT_EQ(format_time_limit_s(0), "UNLIMITED");
+  for (std::int64_t s : {60LL, 3723LL, 90'061LL})
+    EXPECT_EQ(*parse_time_limit_s(format_time_limit_s(s)), s);
+}
+
 TEST(Units, FormatsReadBack) {
   for (std::int64_t ns : {0LL, 1LL, 1'500'000'000LL, 120'000'000'000LL, 250'000LL})
     EXPECT_EQ(*parse_duration_ns(format_duration_ns(ns)), ns);

@@ -574,3 +574,166 @@ TEST(Cluster, UsersSeeAndActOnTheirOwnJobsWhichRunAsThem) {
   EXPECT_EQ(c.cli("cancel " + std::to_string(jr)).code, 0);
   expect_clean_after_down(c);
 }
+
+// --- the scheduler (issue 21): memory, the pending queue, history, drain, hold -------
+
+namespace {
+// The JSON object of job `id` in `dynamos jobs [--all] --json`, or "".
+std::string job_json_of(const Cluster& c, int id, const std::string& flags = "") {
+  auto text = c.cli("jobs --json " + flags).text;
+  auto at = text.find("{\"id\":" + std::to_string(id) + ",");
+  if (at == std::string::npos) return "";
+  return text.substr(at, text.find('}', at) - at + 1);
+}
+std::string state_of(const Cluster& c, int id) {
+  auto j = job_json_of(c, id);
+  std::smatch m;
+  static const std::regex re("\"state\":\"([a-z]+)\"");
+  return std::regex_search(j, m, re) ? std::string(m[1]) : "";
+}
+}  // namespace
+
+TEST(Cluster, MemoryPastTheNodeWaitsUnderDemandAndTheSamePairRunsUnderAdaptive) {
+  GANG_REQUIRE_ROOT();
+  // One node of 2 slots and 1 GiB. Two jobs of 2 ranks x 300 MiB commit 1.2 GiB: past
+  // the node under demand paging (factor 1.0), within adaptive paging's 1.5.
+  Cluster c(1, "--mem-per-node 1G --quantum 300ms");
+  ASSERT_TRUE(c.up()) << c.up_text();
+  auto job = [&](const std::string& paging, const std::string& secs) {
+    return job_id(c.cli("submit --ranks 2 --mem-per-rank 300M --paging " + paging + " -- " +
+                        kStencil + " -q --mem 16M --seconds " + secs));
+  };
+  int d1 = job("demand", "3"), d2 = job("demand", "1");
+  ASSERT_GT(d1, 0);
+  ASSERT_GT(d2, 0);
+  EXPECT_TRUE(eventually(5s, [&] { return state_of(c, d1) == "running"; })) << c.cli("jobs").text;
+  EXPECT_EQ(state_of(c, d2), "pending") << c.cli("jobs").text;
+  EXPECT_NE(job_json_of(c, d2).find("not enough memory"), std::string::npos) << job_json_of(c, d2);
+  // The second starts when the first has ended and given its memory back.
+  EXPECT_EQ(c.cli("wait " + std::to_string(d1) + " --timeout 30").code, 0);
+  EXPECT_EQ(c.cli("wait " + std::to_string(d2) + " --timeout 30").code, 0);
+
+  int a1 = job("adaptive", "2"), a2 = job("adaptive", "2");
+  ASSERT_GT(a1, 0);
+  ASSERT_GT(a2, 0);
+  bool both_placed = eventually(5s, [&] {
+    auto s1 = state_of(c, a1), s2 = state_of(c, a2);
+    return (s1 == "running" || s1 == "frozen") && (s2 == "running" || s2 == "frozen");
+  });
+  EXPECT_TRUE(both_placed) << c.cli("jobs").text;
+  EXPECT_EQ(c.cli("wait " + std::to_string(a1) + " --timeout 30").code, 0);
+  EXPECT_EQ(c.cli("wait " + std::to_string(a2) + " --timeout 30").code, 0);
+
+  // Bad input: clear errors, nothing queued.
+  auto big = c.cli("submit --ranks 2 --mem-per-rank 2G -- " + kStencil);
+  EXPECT_NE(big.code, 0);
+  EXPECT_NE(big.text.find("memory"), std::string::npos) << big.text;
+  auto size = c.cli("submit --mem-per-rank lots -- " + kStencil);
+  EXPECT_EQ(size.code, 2);
+  EXPECT_NE(size.text.find("--mem-per-rank"), std::string::npos) << size.text;
+  auto limit = c.cli("submit --time 5m -- " + kStencil);
+  EXPECT_EQ(limit.code, 2);
+  EXPECT_NE(limit.text.find("MM:SS"), std::string::npos) << limit.text;
+  expect_clean_after_down(c);
+}
+
+TEST(Cluster, GangdKilledWithPendingRunningAndEndedJobsBringsAllThreeBack) {
+  GANG_REQUIRE_ROOT();
+  Cluster c(1, "--mem-per-node 1G --quantum 300ms");
+  ASSERT_TRUE(c.up()) << c.up_text();
+  int ended = job_id(c.cli("submit --ranks 2 -- " + kStencil + " -q --mem 16M --iterations 4"));
+  ASSERT_GT(ended, 0);
+  ASSERT_EQ(c.cli("wait " + std::to_string(ended) + " --timeout 30").code, 0);
+  auto big = [&](const std::string& secs) {
+    return job_id(c.cli("submit --ranks 2 --mem-per-rank 400M -- " + kStencil +
+                        " -q --mem 16M --seconds " + secs));
+  };
+  int running = big("5"), pending = big("1");
+  ASSERT_GT(running, 0);
+  ASSERT_GT(pending, 0);
+  ASSERT_TRUE(eventually(5s, [&] { return state_of(c, running) == "running"; }))
+      << c.cli("jobs").text;
+  ASSERT_EQ(state_of(c, pending), "pending") << c.cli("jobs").text;
+
+  pid_t gangd = std::atoi(c.conf("gangd_pid").c_str());
+  auto args = cmdline(gangd);
+  ASSERT_FALSE(args.empty());
+  ASSERT_EQ(::kill(gangd, SIGKILL), 0);
+  std::this_thread::sleep_for(200ms);
+  pid_t again = respawn(args, c.dir() + "/gangd.log");
+  ASSERT_GT(again, 0);
+  c.set_conf("gangd_pid", std::to_string(again));
+
+  // All three as they were: the ended job in the history (jobs --all, wait), the
+  // running one still running, the pending one still pending, then started.
+  EXPECT_TRUE(eventually(5s, [&] { return state_of(c, running) == "running"; }))
+      << c.cli("jobs").text << slurp(c.dir() + "/gangd.log");
+  EXPECT_EQ(state_of(c, pending), "pending") << c.cli("jobs").text;
+  EXPECT_NE(job_json_of(c, ended, "--all").find("\"state\":\"done\""), std::string::npos)
+      << c.cli("jobs --all").text;
+  EXPECT_EQ(c.cli("wait " + std::to_string(ended) + " --timeout 5").code, 0);
+  auto history = c.cli("history --json");
+  EXPECT_EQ(history.code, 0) << history.text;
+  EXPECT_NE(history.text.find("\"id\": " + std::to_string(ended)), std::string::npos)
+      << history.text;
+  EXPECT_EQ(c.cli("wait " + std::to_string(running) + " --timeout 30").code, 0);
+  EXPECT_EQ(c.cli("wait " + std::to_string(pending) + " --timeout 30").code, 0);
+  expect_clean_after_down(c);
+}
+
+TEST(Cluster, DrainHoldTimeLimitAndRequeueAsAnOperatorUsesThem) {
+  GANG_REQUIRE_ROOT();
+  Cluster c(1, "--mem-per-node 1G --quantum 300ms");
+  ASSERT_TRUE(c.up()) << c.up_text();
+  // A drained node takes no job: it waits, and starts on resume.
+  auto drain = c.cli("node drain n1 --reason maintenance");
+  ASSERT_EQ(drain.code, 0) << drain.text;
+  auto nodes = c.cli("nodes --json").text;
+  EXPECT_NE(nodes.find("\"state\":\"drained\""), std::string::npos) << nodes;
+  int j = job_id(c.cli("submit --ranks 2 -- " + kStencil + " -q --mem 16M --iterations 4"));
+  ASSERT_GT(j, 0);
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(state_of(c, j), "pending") << c.cli("jobs").text;
+  EXPECT_EQ(c.cli("node resume n1").code, 0);
+  EXPECT_EQ(c.cli("wait " + std::to_string(j) + " --timeout 30").code, 0);
+
+  // Held: pending until released.
+  int h = job_id(c.cli("submit --hold --ranks 2 -- " + kStencil + " -q --mem 16M --iterations 4"));
+  ASSERT_GT(h, 0);
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_NE(job_json_of(c, h).find("\"reason\":\"held\""), std::string::npos) << job_json_of(c, h);
+  auto rel = c.cli("release " + std::to_string(h) + " --json");
+  EXPECT_EQ(rel.code, 0) << rel.text;
+  EXPECT_NE(rel.text.find("\"ok\":true"), std::string::npos) << rel.text;
+  EXPECT_EQ(c.cli("wait " + std::to_string(h) + " --timeout 30").code, 0);
+
+  // A time limit ends the job at its limit; requeue submits it again.
+  auto t0 = std::chrono::steady_clock::now();
+  int t =
+      job_id(c.cli("submit --time 0:02 --ranks 2 -- " + kStencil + " -q --mem 16M --seconds 60"));
+  ASSERT_GT(t, 0);
+  auto w = c.cli("wait " + std::to_string(t) + " --timeout 30");
+  EXPECT_EQ(w.code, 143) << w.text;
+  EXPECT_NE(w.text.find("time limit"), std::string::npos) << w.text;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  auto rq = c.cli("requeue " + std::to_string(t));
+  EXPECT_EQ(rq.code, 0) << rq.text;
+  EXPECT_NE(rq.text.find("requeued as job"), std::string::npos) << rq.text;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(rq.text, m, std::regex("as job ([0-9]+)")));
+  EXPECT_EQ(c.cli("cancel " + std::string(m[1])).code, 0);
+
+  // Bad input names what is wrong.
+  auto no_node = c.cli("node drain nosuch");
+  EXPECT_NE(no_node.code, 0);
+  EXPECT_NE(no_node.text.find("nosuch"), std::string::npos) << no_node.text;
+  auto not_pending = c.cli("hold " + std::to_string(j));
+  EXPECT_NE(not_pending.code, 0);
+  EXPECT_NE(not_pending.text.find("pending"), std::string::npos) << not_pending.text;
+  auto done_requeue = c.cli("requeue " + std::to_string(j));
+  EXPECT_NE(done_requeue.code, 0) << done_requeue.text;
+  auto since = c.cli("history --since yesterdayish");
+  EXPECT_EQ(since.code, 2);
+  EXPECT_NE(since.text.find("--since"), std::string::npos) << since.text;
+  expect_clean_after_down(c);
+}
