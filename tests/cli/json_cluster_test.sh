@@ -24,6 +24,8 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+# A test killed by ctest's timeout (SIGTERM) still takes its cluster down.
+trap 'exit 143' INT TERM HUP
 mkdir -p "$state"
 cd "$tmp"
 
