@@ -120,7 +120,11 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(asio::io_context& io
 }
 
 MetricsServer::~MetricsServer() {
-  // The io_context may be gone already; close only the descriptor then.
+  stop();
+}
+
+// The io_context may be gone already (destruction); closing the descriptor needs none.
+void MetricsServer::stop() {
   state_->stopped = true;
   boost::system::error_code ec;
   state_->acceptor.close(ec);

@@ -33,6 +33,10 @@ class MetricsServer {
                                                       MetricsServerConfig config);
   ~MetricsServer();
 
+  // Stops accepting (a daemon's io_context then runs out of work once the scrapes in
+  // flight end, each within read_timeout): called at SIGTERM.
+  void stop();
+
   // The bound address, e.g. "127.0.0.1:41233", and the URL to scrape.
   std::string address() const;
   std::string url() const { return "http://" + address() + "/metrics"; }

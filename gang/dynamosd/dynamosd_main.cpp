@@ -233,6 +233,7 @@ int serve(const po::variables_map& vm, AgentConfig session, NodeAgent& agent,
     say("signal " + std::to_string(sig) + ", shutting down");
     (*ranks)->stop();
     s->stop();
+    if (metrics_server) metrics_server->stop();  // else its accept keeps io.run() going
   });
   s->start();
   say("node " + vm["node"].as<std::string>() + " (" + agent.node_path() + "), " +

@@ -240,6 +240,7 @@ int run(CoordinatorConfig cfg, const std::string& metrics_listen) {
     log::notice("signal " + std::to_string(sig) + ", shutting down");
     hangup.cancel();
     coordinator->stop();
+    if (metrics_server) metrics_server->stop();  // else its accept keeps io.run() going
   });
   // SIGHUP: reread the hostfile (dynamos reconfigure asks the same over the socket).
   std::function<void()> on_hangup = [&] {

@@ -183,8 +183,13 @@ std::map<int, std::string> job_states(const Cluster& c) {
 }
 
 void expect_clean_after_down(Cluster& c) {
+  auto start = std::chrono::steady_clock::now();
   auto o = c.down();
   EXPECT_EQ(o.code, 0) << o.text;
+  // The daemons leave at SIGTERM (down waits 10 s for agents, 5 s for gangd before
+  // SIGKILL): a daemon that stays, like one whose metrics listener kept it running,
+  // is not what systemd's stop expects either.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s) << "cluster down had to kill daemons";
   auto layout = ks::Layout::detect();
   ASSERT_TRUE(layout.has_value());
   EXPECT_FALSE(ks::Group::exists(*layout, c.parent())) << "cgroup " << c.parent() << " left";
