@@ -319,6 +319,7 @@ proto::JobList CoordinatorCore::list_jobs(std::uint32_t uid, bool all) const {
       if (!fits(*it)) break;
       ended.push_back(&*it);
     }
+  std::reverse(ended.begin(), ended.end());  // oldest first, also where times are equal
   std::stable_sort(ended.begin(), ended.end(),
                    [](const auto* a, const auto* b) { return a->ended_ns < b->ended_ns; });
   std::vector<proto::JobInfo> list;
