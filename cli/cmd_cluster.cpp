@@ -5,7 +5,8 @@
 //
 // The cluster's files live in the state directory (default /run/dynamos):
 //   cluster.conf   what `up` started (pids, port, nodes), read by status and down
-//   secret hosts gangd.sock gangd.journal gangd.log agent-<node>.log agent-<node>.sock
+//   secret hosts gangd.sock gangd.journal gangd.journal.sched gangd.log
+//   agent-<node>.log agent-<node>.sock
 //   launch/        the job supervisors' files
 // `down` removes all of it, every process and cgroup, and the zram swap `up` set up.
 #include <arpa/inet.h>
@@ -159,8 +160,9 @@ std::string size_text(std::uint64_t bytes) {
 // Removes every file the cluster made in its state directory.
 void remove_state(const std::string& dir, const ClusterFile& c) {
   std::error_code ec;
-  for (const char* f : {"cluster.conf", "secret", "hosts", "gangd.sock", "gangd.journal",
-                        "gangd.log", "cluster.conf.tmp", "rounds.jsonl"})
+  for (const char* f :
+       {"cluster.conf", "secret", "hosts", "gangd.sock", "gangd.journal", "gangd.journal.sched",
+        "gangd.journal.sched.new", "gangd.log", "cluster.conf.tmp", "rounds.jsonl"})
     fs::remove(fs::path(dir) / f, ec);
   // zram-swap.sh's lock, once it keeps no swap of its own here.
   if (!fs::exists(fs::path(dir) / "zram-swap")) fs::remove(fs::path(dir) / "zram-swap.lock", ec);
@@ -403,6 +405,7 @@ Result<pid_t> start_gangd(const UpOptions& o, const NodePlan& plan, const Cluste
   std::error_code ec;
   fs::remove(dir + "/secret", ec);
   fs::remove(dir + "/gangd.journal", ec);
+  fs::remove(dir + "/gangd.journal.sched", ec);  // the queue and history of an older cluster
   auto port = free_port();
   if (!port) return std::unexpected(port.error());
   up.record("port", std::to_string(*port));
