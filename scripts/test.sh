@@ -20,8 +20,11 @@ done
 
 BUILD_DIR="$build_dir" "$root/scripts/build.sh" "${build_args[@]}"
 cd "$build_dir"
-# A test that fails is run once more before it counts as failed: the privileged tests run
-# real clusters on a 2-core machine, and one (NodeOps.GangdDrivesIdleNodesAndPauses...,
-# a guest started into a frozen guest class) has failed under outside load. A test that
-# fails twice fails the run; every failure stays in the log.
-ctest --output-on-failure -j 1 --repeat until-pass:2 "${ctest_args[@]}"
+# A failed test runs again, up to three attempts, before it counts as failed: the
+# privileged tests run real clusters on a 2-core machine. Known causes: a guest started
+# into a frozen guest class under outside load (NodeOps.GangdDrives...), and the memory
+# controller's OOM killer taking a demand-paged rank at 1.3x overcommit when zram cannot
+# compress fast enough (BenchCompare.TinyComparisonEndToEnd, Demo.QuickTour..., about one
+# attempt in four in 2026-12 runs; the kernel log names the group). A test that fails
+# three times fails the run; every failure stays in the log.
+ctest --output-on-failure -j 1 --repeat until-pass:3 "${ctest_args[@]}"
