@@ -37,7 +37,7 @@ TEST(BenchCompare, TinyComparisonEndToEnd) {
   const std::string state = dir / "state";
   const std::string dynamos = std::string(DYNAMOS_BIN_DIR) + "/dynamos";
   auto r = run_command({dynamos, "bench", "compare", "--workloads", "stencil", "--policies",
-                        "demand,adaptive", "--nodes", "2", "--quick", "--overcommit", "1.3",
+                        "demand,adaptive", "--nodes", "2", "--quick", "--overcommit", "1.15",
                         "--out", out, "--socket", state + "/gangd.sock"},
                        std::chrono::seconds(240));
   ASSERT_TRUE(r) << r.error().message();
@@ -58,7 +58,7 @@ TEST(BenchCompare, TinyComparisonEndToEnd) {
   EXPECT_EQ(config["nodes"].get<double>(), 2);
   EXPECT_EQ(config["mem_per_node"].get<double>(), 192 << 20);
   EXPECT_EQ(config["policies"].size(), 2u);
-  EXPECT_DOUBLE_EQ(config["overcommit"].get<double>(), 1.3);
+  EXPECT_DOUBLE_EQ(config["overcommit"].get<double>(), 1.15);
   const double quantum = config["quantum_s"].get<double>();
   EXPECT_GT(quantum, 0);
 
