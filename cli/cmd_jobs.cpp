@@ -162,6 +162,7 @@ nlohmann::ordered_json node_json(const proto::NodeInfo& n) {
           {"mem_available", n.mem_available},
           {"guest_policy", guest_policy(n)},
           {"mem_committed", n.mem_committed},
+          {"quantum_ns", n.quantum_ns},
           {"reason", n.reason}};
 }
 
@@ -181,7 +182,10 @@ void print_nodes_table(const std::vector<proto::NodeInfo>& nodes) {
 constexpr const char* kNodesUsage =
     "usage: dynamos nodes [--json]\n\n"
     "The cluster's nodes: whether their agent is up, the jobs placed on them (yours, or\n"
-    "all for root), their memory and the cycle-stealing guest policy.\n\noptions";
+    "all for root), their memory and the cycle-stealing guest policy. With --json each\n"
+    "node also says the quantum its agent last reported (quantum_ns, 0 until its first\n"
+    "report): after `dynamos set quantum=` it shows the new one once the agents have it.\n\n"
+    "options";
 
 int run_nodes(std::span<const std::string> args) {
   return run_listing("nodes", kNodesUsage, args, proto::ListNodes{}, &proto::NodeList::nodes,

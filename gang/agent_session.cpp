@@ -303,6 +303,8 @@ bool AgentSession::dispatch(Link& link, proto::Message& m) {
           l->outbox.push(*f);
       });
     });
+  } else if (auto* q = std::get_if<proto::SetQuantum>(&m)) {
+    handler_.quantum_changed(q->quantum_ns);
   } else if (std::holds_alternative<proto::Heartbeat>(m)) {
     // last_heard_ is all a heartbeat is for
   } else if (auto* e = std::get_if<proto::ErrorMsg>(&m)) {

@@ -43,6 +43,8 @@ class SwitchHandler {
  public:
   virtual ~SwitchHandler() = default;
   virtual void welcomed(const proto::Welcome&) {}
+  // gangd's quantum changed (`dynamos set quantum=`); Welcome carries the one in force.
+  virtual void quantum_changed(std::uint64_t /*quantum_ns*/) {}
   // A job has ranks here (or its paging policy or running state changed).
   virtual void job_assigned(const proto::JobAssign&) {}
   virtual void job_released(const proto::JobRelease&) {}

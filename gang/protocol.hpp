@@ -38,7 +38,7 @@
 namespace dynamos::gang::proto {
 
 inline constexpr std::uint32_t kMagic = 0x44594750;  // "DYGP"
-inline constexpr std::uint16_t kProtocolVersion = 4;
+inline constexpr std::uint16_t kProtocolVersion = 5;
 inline constexpr std::size_t kHeaderSize = 12;
 // A metrics report of a large node is the biggest message; 1 MiB leaves ample room and
 // bounds what a hostile peer can make us buffer.
@@ -253,7 +253,8 @@ struct MetricsReport {
   std::uint64_t mem_total = 0;
   std::uint64_t mem_available = 0;
   std::vector<JobMetrics> jobs;
-  DYNAMOS_WIRE_FIELDS(time_ns, mem_total, mem_available, jobs)
+  std::uint64_t quantum_ns{};  // the quantum the agent was last told (Welcome, SetQuantum)
+  DYNAMOS_WIRE_FIELDS(time_ns, mem_total, mem_available, jobs, quantum_ns)
 };
 
 struct Heartbeat {
@@ -345,8 +346,9 @@ struct NodeInfo {
   std::string guest_policy;       // cycle stealing: "off", "linger", "pause", "evict"
   std::string reason{};           // why it is drained or down
   std::uint64_t mem_committed{};  // bytes the jobs placed on it asked for
+  std::uint64_t quantum_ns{};     // the agent's quantum as it last reported it (0: not yet)
   DYNAMOS_WIRE_FIELDS(name, state, slots, jobs, mem_total, mem_available, guest_policy, reason,
-                      mem_committed)
+                      mem_committed, quantum_ns)
 };
 
 struct NodeList {

@@ -25,6 +25,9 @@ void NodeMetrics::collect(metrics::Registry& r) {
 }
 
 void NodeMetrics::collect_jobs(metrics::Registry& r) {
+  if (auto q = agent_.quantum_ns())
+    r.set("dynamos_node_quantum_seconds", "gangd's quantum as this node's agent last heard it",
+          static_cast<double>(q) / 1e9, {{"node", node_}});
   const char* memory_help = "a node's memory: total, and available";
   const auto& node = agent_.node_group();
   if (auto max = node.memory_max(); max && *max) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
+#include "base/units.hpp"
 #include "core/extension_host.hpp"
 
 #include "gang/node_ops.hpp"
@@ -293,6 +294,8 @@ core::Subject NodeAgent::subject_locked(JobId id, const Job& j) const {
   if (auto pids = j.group.pids_recursive()) s.pids.assign(pids->begin(), pids->end());
   s.policy = j.paging;
   s.attrs.emplace_back("node_cgroup", node_path_);
+  if (auto q = quantum_ns_.load(); q > 0)
+    s.attrs.emplace_back("quantum_s", std::to_string(q / 1e9));
   return s;
 }
 
@@ -331,6 +334,15 @@ Result<void> NodeAgent::thaw_all() {
   return {};
 }
 
+void NodeAgent::welcomed(const proto::Welcome& w) {
+  quantum_changed(w.quantum_ns);
+}
+
+void NodeAgent::quantum_changed(std::uint64_t quantum_ns) {
+  if (quantum_ns == 0 || quantum_ns_.exchange(quantum_ns) == quantum_ns) return;
+  log("quantum " + format_duration(std::chrono::nanoseconds(quantum_ns)));
+}
+
 void NodeAgent::coordinator_lost() {
   log("coordinator lost: thawing every job", log::Level::warning);
   if (auto r = thaw_all(); !r) log("coordinator lost: " + r.error().message(), log::Level::error);
@@ -342,6 +354,7 @@ std::optional<proto::MetricsReport> NodeAgent::metrics() {
   m.time_ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                              std::chrono::system_clock::now().time_since_epoch())
                                              .count());
+  m.quantum_ns = quantum_ns_;
   if (auto max = node_.memory_max(); max && *max) m.mem_total = **max;
   if (auto cur = node_.memory_current(); cur && m.mem_total > *cur)
     m.mem_available = m.mem_total - *cur;

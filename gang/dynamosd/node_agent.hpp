@@ -103,6 +103,8 @@ class NodeAgent : public SwitchHandler {
   ~NodeAgent() override;  // stops the op worker (queued ops are answered with an error)
 
   // SwitchHandler
+  void welcomed(const proto::Welcome& w) override;
+  void quantum_changed(std::uint64_t quantum_ns) override;
   void job_assigned(const proto::JobAssign& a) override;
   void job_released(const proto::JobRelease& r) override;
   Result<void> switch_now(const proto::PrepareSwitch& round) override;
@@ -167,6 +169,9 @@ class NodeAgent : public SwitchHandler {
   std::vector<SwitchRecord> switch_history() const;
   static constexpr std::size_t kSwitchHistory = 256;
   const std::string& node_path() const { return node_path_; }  // "<parent>/<node>"
+  // gangd's quantum as this node last heard it (0 before the first Welcome). Extensions
+  // see it as the subject attribute `quantum_s`; metrics report it to gangd.
+  std::uint64_t quantum_ns() const { return quantum_ns_; }
   const kernelside::Group& node_group() const { return node_; }
   const kernelside::Group& guests_group() const { return guests_; }
 
@@ -204,6 +209,7 @@ class NodeAgent : public SwitchHandler {
   bool work_stop_ = false;
   std::thread worker_;                             // started at the first op
   std::atomic<std::uint64_t> last_running_ns_{0};  // when the last switch thawed its jobs
+  std::atomic<std::uint64_t> quantum_ns_{0};
 };
 
 }  // namespace dynamos::gang

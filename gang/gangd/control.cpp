@@ -346,6 +346,7 @@ proto::NodeList CoordinatorCore::list_nodes(std::uint32_t uid) const {
     if (nodes_[n].metrics) {
       info.mem_total = nodes_[n].metrics->mem_total;
       info.mem_available = nodes_[n].metrics->mem_available;
+      info.quantum_ns = nodes_[n].metrics->quantum_ns;
     }
     out.nodes.push_back(std::move(info));
   }
@@ -360,6 +361,10 @@ Result<void> CoordinatorCore::set_quantum(std::uint32_t uid, Nanos q) {
   if (auto ok = journal([&](Journal& j) { return j.quantum_set(ns); }); !ok) return ok;
   quantum_ = q;
   quantum_timer_.cancel();  // the loop re-arms with the new quantum
+  // The agents plan their paging within the quantum; one that is away now hears it in
+  // its next Welcome.
+  for (std::size_t n = 0; n < nodes_.size(); ++n)
+    send_to(n, proto::SetQuantum{ns});
   return {};
 }
 

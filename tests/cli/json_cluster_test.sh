@@ -5,7 +5,8 @@
 # (--node and --idle), patch --job, updates, revert --job, patch and revert of one
 # process, ext set, wait, cancel. The agents' /metrics count the job's live updates
 # (dynamos_live_updates_total) and the host's CPU and run-queue wait while a
-# cycle-stealing guest runs (dynamos_cyclesteal_host_seconds_total).
+# cycle-stealing guest runs (dynamos_cyclesteal_host_seconds_total). A quantum set at
+# runtime reaches every agent (nodes --json, dynamos_node_quantum_seconds).
 #   json_cluster_test.sh BUILD_BIN_DIR REMOTE_TARGET PATCH_SO
 set -euo pipefail
 bin="$1" target="$2" patch_so="$3"
@@ -51,6 +52,15 @@ metric() {
 export DYNAMOS_SOCKET="$state/gangd.sock"
 
 json "set" '.setting == "quantum" and .quantum_ns == 250000000 and .value == "250ms"' set quantum=250ms >/dev/null
+# The new quantum reaches every agent: each reports it back (nodes --json) within a
+# few heartbeats, and shows it in its metrics (below).
+for _ in $(seq 1 50); do
+  nodes="$("$bin/dynamos" nodes --json)"
+  jq -e 'length == 2 and all(.[]; .quantum_ns == 250000000)' <<<"$nodes" >/dev/null && break
+  sleep 0.1
+done
+jq -e 'length == 2 and all(.[]; .quantum_ns == 250000000)' <<<"$nodes" >/dev/null \
+  || fail "set quantum=250ms did not reach every agent within 5 s: $nodes"
 job="$(json "submit" '.job > 0 and .name == "spin" and .ranks == 2 and .paging == "demand"' \
   submit --ranks 2 --name spin -- "$target" 1 | jq -r .job)"
 json "policy" ".job == $job and .paging == \"adaptive\"" policy paging adaptive --job "$job" >/dev/null
@@ -100,6 +110,8 @@ for url in "${urls[@]}"; do
   applied=$((applied + n))
   n="$(awk -F'[{}]' '/^dynamos_live_updates_total\{/ && /action="reverted"/ { s += $3 } END { print s + 0 }' "$tmp/scrape.txt")"
   reverted=$((reverted + n))
+  grep -Eq '^dynamos_node_quantum_seconds\{node="[^"]+"\} 0\.25$' "$tmp/scrape.txt" \
+    || fail "$url: no dynamos_node_quantum_seconds 0.25 after set quantum=250ms"
 done
 ((applied == 2 && reverted == 2)) || fail "dynamos_live_updates_total: applied $applied, reverted $reverted; expected 2 and 2"
 host_url="$(jq -r --arg n "$node" '.metrics[$n]' <<<"$status")"

@@ -5,9 +5,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <map>
 #include <random>
+#include <sstream>
+#include <string>
 
 using namespace dynamos;
 using namespace dynamos::gang::proto;
@@ -105,11 +111,11 @@ TEST(Protocol, WireBytesAreStable) {
   for (const auto& m : samples(rng))
     for (std::uint8_t b : frame_of(m))
       hash = (hash ^ b) * 1099511628211ull;
-  EXPECT_EQ(hash, 9301281533158232928ull);
-  EXPECT_EQ(kProtocolVersion, 4)
-      << "the bytes above are version 4's (Hello gained frame_auth, frames after Auth carry a "
-         "tag, see gang/auth.hpp; JobSubmit gained mem_per_rank, time_limit_s and hold; the "
-         "scheduler's messages)";
+  EXPECT_EQ(hash, 13365614164656130382ull);
+  EXPECT_EQ(kProtocolVersion, 5)
+      << "the bytes above are version 5's (MetricsReport and NodeInfo gained quantum_ns; 4: "
+         "Hello gained frame_auth, frames after Auth carry a tag, see gang/auth.hpp; JobSubmit "
+         "gained mem_per_rank, time_limit_s and hold; the scheduler's messages)";
 }
 
 TEST(Protocol, FieldsSurviveRoundTrip) {
@@ -298,4 +304,102 @@ TEST(Protocol, RandomisedDecoderNeverMisbehaves) {
   RecordProperty("iterations", std::to_string(iterations));
   std::printf("randomised decoder: %ld inputs, %ld decoded, the rest refused\n", iterations,
               accepted);
+}
+
+namespace {
+
+// Field names of a wire struct, in wire order.
+struct FieldNames {
+  std::vector<std::string> names;
+  template <class F>
+  void operator()(const F&, const char* name) {
+    names.emplace_back(name);
+  }
+};
+
+template <class T>
+std::vector<std::string> field_names() {
+  FieldNames v;
+  T{}.wire_fields(v);
+  return v.names;
+}
+
+// The field names of a "Fields" cell of docs/gang.md: comma-separated "name type"
+// items, where parenthesised remarks (which may hold commas) are not fields.
+std::vector<std::string> doc_field_names(const std::string& cell) {
+  std::string plain;
+  int depth = 0;
+  for (char c : cell) {
+    if (c == '(') ++depth;
+    if (depth == 0) plain += c;
+    if (c == ')' && depth > 0) --depth;
+  }
+  std::vector<std::string> names;
+  std::size_t start = 0;
+  while (start <= plain.size()) {
+    std::size_t end = std::min(plain.find(',', start), plain.size());
+    std::string item = plain.substr(start, end - start);
+    auto b = item.find_first_not_of(" `");
+    if (b != std::string::npos) names.push_back(item.substr(b, item.find_first_of(" `", b) - b));
+    start = end + 1;
+  }
+  return names;
+}
+
+// The cells of the docs' table rows, keyed by the cell named `key_column`.
+std::map<std::string, std::vector<std::string>> doc_rows(const std::string& text,
+                                                         std::size_t key_column) {
+  std::map<std::string, std::vector<std::string>> rows;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("| ", 0) != 0) continue;
+    std::vector<std::string> cells;
+    std::size_t at = 1;
+    for (std::size_t bar; (bar = line.find(" | ", at)) != std::string::npos; at = bar + 2)
+      cells.push_back(line.substr(at + 1, bar - at - 1));
+    cells.push_back(line.substr(at + 1, line.size() - at - 3));
+    if (cells.size() > key_column) {
+      std::string key = cells[key_column];
+      key.erase(std::remove(key.begin(), key.end(), '`'), key.end());
+      rows[key] = cells;
+    }
+  }
+  return rows;
+}
+
+template <class T>
+void expect_documented(const std::map<std::string, std::vector<std::string>>& rows,
+                       const std::string& key, std::size_t fields_column) {
+  auto it = rows.find(key);
+  ASSERT_NE(it, rows.end()) << "docs/gang.md has no table row for " << key;
+  ASSERT_GT(it->second.size(), fields_column) << key;
+  auto doc = doc_field_names(it->second[fields_column]);
+  if (doc == std::vector<std::string>{"none"}) doc.clear();
+  EXPECT_EQ(doc, field_names<T>())
+      << "docs/gang.md's fields of " << key << " are not the code's (gang/protocol.hpp)";
+}
+
+}  // namespace
+
+// docs/gang.md's message table names every message with its code and its fields in
+// wire order, and the list elements likewise: the reference an implementer reads.
+TEST(Protocol, DocsTableMatchesTheWireFields) {
+  std::ifstream f(std::string(DYNAMOS_SOURCE_DIR) + "/docs/gang.md");
+  ASSERT_TRUE(f) << "cannot read docs/gang.md";
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto by_name = doc_rows(text, 1);
+#define DYNAMOS_DOC_CHECK_(Type, name, code)                                           \
+  expect_documented<Type>(by_name, #name, 3);                                          \
+  if (auto it = by_name.find(#name); it != by_name.end()) {                            \
+    EXPECT_EQ(it->second[0], std::to_string(code)) << "docs/gang.md's code of " #name; \
+  }
+  DYNAMOS_GANG_MESSAGES(DYNAMOS_DOC_CHECK_)
+#undef DYNAMOS_DOC_CHECK_
+  auto elements = doc_rows(text, 0);
+  expect_documented<JobMetrics>(elements, "JobMetrics", 1);
+  expect_documented<JobInfo>(elements, "JobInfo", 1);
+  expect_documented<NodeInfo>(elements, "NodeInfo", 1);
+  expect_documented<NodeResult>(elements, "NodeResult", 1);
+  std::string version = "offset 4  u16 version  " + std::to_string(kProtocolVersion) + " ";
+  EXPECT_NE(text.find(version), std::string::npos) << "docs/gang.md's header names another version";
 }
