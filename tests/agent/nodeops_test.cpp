@@ -312,6 +312,14 @@ pid_t guest_pid(const Output& o) {
   }
 }
 
+// A guest the test started: SIGKILLed when the test ends, however it ends.
+struct KillOnExit {
+  pid_t pid;
+  ~KillOnExit() {
+    if (pid > 0) ::kill(pid, SIGKILL);
+  }
+};
+
 #define REQUIRE_CLUSTER(c) ASSERT_TRUE((c).error().empty()) << (c).error() << "\n" << (c).logs()
 
 TEST(NodeOps, BadInputIsRefusedWithClearErrors) {
@@ -390,10 +398,7 @@ TEST(NodeOps, GuestRunsAsTheCallerInTheGuestClass) {
   ASSERT_EQ(run.code, 0) << run.err << c.logs();
   pid_t pid = guest_pid(run);
   ASSERT_GT(pid, 0) << run.out;
-  struct Kill {
-    pid_t pid;
-    ~Kill() { ::kill(pid, SIGKILL); }
-  } kill_guest{pid};
+  KillOnExit kill_guest{pid};
 
   EXPECT_EQ(proc_uid(pid), user.uid());
   std::string group = "/" + c.guests_path("n0") + "/g" + std::to_string(pid);
@@ -450,10 +455,7 @@ TEST(NodeOps, HostJobWeightRaisedForAGuestComesBackAfterDynamosdIsKilled) {
   ASSERT_EQ(run.code, 0) << run.err << c.logs();
   pid_t guest = guest_pid(run);
   ASSERT_GT(guest, 0) << run.out;
-  struct Kill {
-    pid_t pid;
-    ~Kill() { ::kill(pid, SIGKILL); }
-  } kill_guest{guest};
+  KillOnExit kill_guest{guest};
   ASSERT_TRUE(kt::wait_until([&] { return weight() == 10000; }, 5000ms))
       << "the host job's weight was not raised beside the guest: " << weight() << c.logs();
   const std::string record_prefix = std::to_string(c.agent_pid(0)) + "-";
