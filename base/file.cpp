@@ -56,13 +56,13 @@ Result<void> check_dir(const std::string& path, const struct stat& st, bool allo
   if (!S_ISDIR(st.st_mode))
     return fail(Errc::not_permitted, path + " is " + type_name(st.st_mode) + ", not a directory");
   if (st.st_uid != 0 && st.st_uid != ::geteuid())
-    return fail(Errc::not_permitted, path + " is owned by uid " + std::to_string(st.st_uid) +
-                                         ", not by root or uid " + std::to_string(::geteuid()));
+    return fail(Errc::not_permitted, path + " belongs to uid " + std::to_string(st.st_uid) +
+                                         ", not to root or uid " + std::to_string(::geteuid()));
   const bool sticky = allow_sticky && (st.st_mode & S_ISVTX);
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !sticky)
-    return fail(Errc::not_permitted, path + " is writable by " +
-                                         (st.st_mode & S_IWOTH ? "others" : "its group") +
-                                         " (mode " + octal(st.st_mode) + ")");
+    return fail(Errc::not_permitted,
+                path + " is writable by " + (st.st_mode & S_IWOTH ? "others" : "its group") +
+                    " (mode " + octal(st.st_mode) + "): open to group or others");
   return {};
 }
 
@@ -173,8 +173,8 @@ Result<void> make_private_dir(const std::string& path, mode_t mode) {
   }
   if (::fstat(fd.get(), &st) != 0) return fail_errno("stat " + path);
   if (st.st_uid != ::geteuid())
-    return fail(Errc::not_permitted, path + " is owned by uid " + std::to_string(st.st_uid) +
-                                         ", not by uid " + std::to_string(::geteuid()) +
+    return fail(Errc::not_permitted, path + " belongs to uid " + std::to_string(st.st_uid) +
+                                         ", not to uid " + std::to_string(::geteuid()) +
                                          " (someone created it first: remove it)");
   if (auto ok = check_dir(path, st, false); !ok) return ok;
   // Ours and nobody else can write it: bring the permissions to what is asked (mkdir
@@ -182,6 +182,28 @@ Result<void> make_private_dir(const std::string& path, mode_t mode) {
   if ((st.st_mode & 07777) != mode && ::fchmod(fd.get(), mode) != 0)
     return fail_errno("chmod " + path);
   return {};
+}
+
+Result<std::string> make_root_run_dir(std::string_view name, mode_t mode) {
+  if (name.empty() || name.find('/') != std::string_view::npos || name == "." || name == "..")
+    return fail(Errc::invalid_argument, "'" + std::string(name) + "' is not a directory name");
+  if (::mkdir(kRootRunDir, 0755) != 0 && errno != EEXIST)
+    return fail_errno(std::string("create ") + kRootRunDir);
+  const std::string dir = std::string(kRootRunDir) + "/" + std::string(name);
+  if (auto ok = make_private_dir(dir, mode); !ok) return std::unexpected(ok.error());
+  return dir;
+}
+
+Result<std::string> make_run_dir(std::string_view name) {
+  if (::geteuid() == 0) return make_root_run_dir(name, 0700);
+  const std::string leaf = "dynamos-" + std::string(name);
+  if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg == '/') {
+    const std::string dir = std::string(xdg) + "/" + leaf;
+    if (make_private_dir(dir, 0700)) return dir;
+  }
+  const std::string dir = "/tmp/" + leaf + "-" + std::to_string(::geteuid());
+  if (auto ok = make_private_dir(dir, 0700); !ok) return std::unexpected(ok.error());
+  return dir;
 }
 
 Result<std::string> make_temp_dir(std::string_view prefix) {

@@ -87,6 +87,18 @@ Result<UniqueFd> open_output_file(const std::string& path, mode_t mode);
 // permissions beyond `mode`, or when a directory above it is not safe (see
 // check_dir_chain).
 Result<void> make_private_dir(const std::string& path, mode_t mode);
+// Root's run directory: /run/dynamos, created 0755 when missing, root's and writable by
+// nobody else (nor is any directory above it).
+inline constexpr const char* kRootRunDir = "/run/dynamos";
+// kRootRunDir/NAME (NAME one path component: "locks", "patches"), created when missing
+// with make_private_dir(…, mode) after kRootRunDir itself is created and checked.
+// Returns its path. For the caller running as root (another user gets Errc::not_permitted
+// naming kRootRunDir, since it is root's).
+Result<std::string> make_root_run_dir(std::string_view name, mode_t mode);
+// The caller's private run directory NAME (mode 0700): /run/dynamos/NAME for root
+// (make_root_run_dir), for another user $XDG_RUNTIME_DIR/dynamos-NAME when that is
+// usable, else /tmp/dynamos-NAME-UID (make_private_dir).
+Result<std::string> make_run_dir(std::string_view name);
 // A fresh private directory PREFIX-XXXXXX (mkdtemp, mode 0700) under $TMPDIR or /tmp.
 Result<std::string> make_temp_dir(std::string_view prefix);
 // Every directory from / down to `dir` (inclusive) is a real directory owned by root or

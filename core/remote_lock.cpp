@@ -5,74 +5,29 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <utility>
+
+#include "base/file.hpp"
 
 namespace dynamos::core::remote {
 
-namespace {
-
-// `dir` exists (created 0700 when missing) as a real directory of the effective user,
-// with no permission for group or others.
-Result<void> private_dir(const std::string& dir) {
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return fail_errno("create " + dir);
-  struct stat st {};
-  if (lstat(dir.c_str(), &st) != 0) return fail_errno("stat " + dir);
-  if (!S_ISDIR(st.st_mode))
-    return fail(Errc::not_permitted, dir +
-                                         " is not a directory (a symbolic link?): refusing to "
-                                         "keep dynamos lock files there");
-  if (st.st_uid != geteuid())
-    return fail(Errc::not_permitted, dir + " belongs to uid " + std::to_string(st.st_uid) +
-                                         ", not to uid " + std::to_string(geteuid()) +
-                                         ": refusing to keep dynamos lock files there");
-  if (st.st_mode & 077) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
-    return fail(Errc::not_permitted, dir + " is open to group or others (mode " + mode +
-                                         "): refusing to keep dynamos lock files there");
-  }
-  return {};
-}
-
-// `dir` is root's and writable by nobody else (the parent of root's lock directory).
-Result<void> root_dir(const std::string& dir) {
-  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return fail_errno("create " + dir);
-  struct stat st {};
-  if (lstat(dir.c_str(), &st) != 0) return fail_errno("stat " + dir);
-  if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
-    return fail(Errc::not_permitted,
-                dir + " is not a root-owned directory that only root can write");
-  return {};
-}
-
-}  // namespace
-
 Result<std::string> TargetLock::directory() {
-  if (geteuid() == 0) {
-    if (auto ok = root_dir("/run/dynamos"); !ok) return std::unexpected(ok.error());
-    const std::string dir = "/run/dynamos/locks";
-    if (auto ok = private_dir(dir); !ok) return std::unexpected(ok.error());
-    return dir;
-  }
-  if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg == '/') {
-    const std::string dir = std::string(xdg) + "/dynamos-locks";
-    if (private_dir(xdg) && private_dir(dir)) return dir;
-  }
-  const std::string dir = "/tmp/dynamos-locks-" + std::to_string(geteuid());
-  if (auto ok = private_dir(dir); !ok) return std::unexpected(ok.error());
-  return dir;
+  return make_run_dir("locks");
 }
 
 Result<TargetLock> TargetLock::take(pid_t pid) {
-  auto dir = directory();
+  auto dir = directory();  // created and checked
   if (!dir) return std::unexpected(dir.error());
-  return take_in(*dir, pid);
+  return lock_in(*dir, pid);
 }
 
 Result<TargetLock> TargetLock::take_in(const std::string& dir, pid_t pid) {
-  if (auto ok = private_dir(dir); !ok) return std::unexpected(ok.error());
+  if (auto ok = make_private_dir(dir, 0700); !ok)
+    return std::unexpected(with_context(ok.error(), "lock directory"));
+  return lock_in(dir, pid);
+}
+
+Result<TargetLock> TargetLock::lock_in(const std::string& dir, pid_t pid) {
   const std::string path = dir + "/" + std::to_string(pid) + ".lock";
   const std::string busy = "another dynamos is working on process " + std::to_string(pid);
   for (int attempt = 0; attempt < 100; ++attempt) {

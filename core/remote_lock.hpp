@@ -5,9 +5,8 @@
 // $XDG_RUNTIME_DIR/dynamos-locks or else /tmp/dynamos-locks-UID (theirs, 0700). A
 // directory someone else created first, a symbolic link, or one writable by others is
 // refused, naming it: in a shared directory such as /tmp an attacker could plant a link
-// where root would create its file. Files are created O_EXCL|O_NOFOLLOW|O_CLOEXEC.
-// (Equivalent of base/file's make_private_dir, written by the node-side work at the
-// same time; to be unified with it.)
+// where root would create its file (base/file: make_root_run_dir, make_private_dir).
+// Files are created O_EXCL|O_NOFOLLOW|O_CLOEXEC.
 #pragma once
 
 #include <sys/types.h>
@@ -35,6 +34,8 @@ class TargetLock {
   const std::string& path() const { return path_; }
 
  private:
+  // The lock in `dir`, which the caller has checked.
+  static Result<TargetLock> lock_in(const std::string& dir, pid_t pid);
   TargetLock(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
   int fd_ = -1;
   std::string path_;

@@ -80,11 +80,9 @@ std::map<std::string, int> staged_uses;
 // Where copies are staged: root's own directory, or a fresh private one for a user.
 Result<std::string> staging_dir() {
   if (::geteuid() != 0) return make_temp_dir("dynamos-patches");
-  const std::string run = std::filesystem::path(kRootStagingDir).parent_path().string();
-  if (::mkdir(run.c_str(), 0755) != 0 && errno != EEXIST) return fail_errno("create " + run);
-  if (auto ok = make_private_dir(kRootStagingDir, 0711); !ok)
-    return std::unexpected(with_context(ok.error(), "stage a patch object"));
-  return std::string(kRootStagingDir);
+  auto dir = make_root_run_dir(std::filesystem::path(kRootStagingDir).filename().string(), 0711);
+  if (!dir) return std::unexpected(with_context(dir.error(), "stage a patch object"));
+  return dir;
 }
 
 }  // namespace

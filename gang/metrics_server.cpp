@@ -1,7 +1,6 @@
 #include "gang/metrics_server.hpp"
 
-#include <fcntl.h>
-
+#include "base/file.hpp"
 #include "gang/daemon_options.hpp"
 
 namespace dynamos::gang {
@@ -20,10 +19,6 @@ struct MetricsServer::State {
 namespace {
 
 constexpr std::size_t kMaxRequestHead = 8192;
-
-void close_on_exec(int fd) {
-  ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC);
-}
 
 std::string response(int status, const char* reason, const std::string& type,
                      const std::string& body) {
@@ -86,7 +81,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<MetricsServer::State> st) {
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    close_on_exec(socket.native_handle());
+    (void)set_close_on_exec(socket.native_handle());  // no child inherits it
     if (st->open >= st->config.max_connections) {
       socket.close(ec);
       continue;
@@ -114,7 +109,7 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(asio::io_context& io
   if (!ec) st->acceptor.bind(endpoint, ec);
   if (!ec) st->acceptor.listen(64, ec);
   if (ec) return fail(Errc::system, "metrics-listen " + st->config.listen + ": " + ec.message());
-  close_on_exec(st->acceptor.native_handle());
+  (void)set_close_on_exec(st->acceptor.native_handle());
   asio::co_spawn(io, accept_loop(st), asio::detached);
   return std::unique_ptr<MetricsServer>(new MetricsServer(st));
 }

@@ -20,6 +20,7 @@
 #include <tuple>
 #include <vector>
 
+#include "base/file.hpp"
 #include "core/extension_abi.h"
 #include "extensions/cyclesteal/ext_state.hpp"
 #include "extensions/cyclesteal/guest_class.hpp"
@@ -85,9 +86,20 @@ void record(Reaction r) {
 // The guest class exists while some guest is managed under a policy other than off.
 Result<void> ensure_class() {
   if (state->cls) return {};
+  // Recorded first (as not created by us, so that a restore never removes a group the
+  // extension did not make), then made, then recorded as it is.
+  if (state->records) {
+    Records before{state->boosted, state->class_path, false};
+    if (auto r = state->records->write(before); !r)
+      return std::unexpected(with_context(r.error(), "record the guest class before making it"));
+  } else {
+    return fail(Errc::unsupported, "no record file for the guest class: " + state->records_error);
+  }
   auto c = GuestClass::create(*state->layout, state->class_path, state->force_sched_idle);
   if (!c) return std::unexpected(c.error());
   state->cls.emplace(std::move(*c));
+  if (auto r = persist(state->boosted); !r)
+    note_error("record the guest class: " + r.error().message());
   auto usage = state->cls->cpu_usage_ns();
   state->last_guest_cpu_ns = usage ? *usage : 0;
   return {};
@@ -169,6 +181,7 @@ void sync_host_weights(unsigned target) {
   auto open = [](const std::string& path) {
     return kernelside::Group::open(*state->layout, path, {kernelside::Controller::cpu});
   };
+  bool restored = false;
   for (auto it = state->boosted.begin(); it != state->boosted.end();) {
     if (want.contains(it->first)) {
       ++it;
@@ -180,7 +193,11 @@ void sync_host_weights(unsigned target) {
                    r.error().message());
     }
     it = state->boosted.erase(it);
+    restored = true;
   }
+  if (restored)
+    if (auto r = persist(state->boosted); !r)
+      note_error("record the weights: " + r.error().message());
   for (auto& [path, weight] : want) {
     if (state->boosted.contains(path) && state->boosted_to == weight) continue;  // holds it
     auto g = open(path);
@@ -188,11 +205,22 @@ void sync_host_weights(unsigned target) {
     auto now = g->cpu_weight();
     if (!now) continue;
     if (*now == weight) continue;
+    if (!state->boosted.contains(path)) {
+      // The original weight (the first seen) is recorded before the raise: a crash after
+      // it leaves the record, and the next load gives the weight back (records.hpp).
+      auto next = state->boosted;
+      next.emplace(path, *now);
+      if (auto r = persist(next); !r) {
+        note_error("record the CPU weight of host job group " + path +
+                   " before raising it (left as it is): " + r.error().message());
+        continue;
+      }
+      state->boosted.emplace(path, *now);
+    }
     if (auto r = g->set_cpu_weight(weight); !r) {
       note_error("raise the CPU weight of host job group " + path + ": " + r.error().message());
-      continue;
+      continue;  // recorded: given back like the others
     }
-    state->boosted.try_emplace(path, *now);  // the first weight seen is the original
   }
   state->boosted_to = target;
 }
@@ -332,6 +360,36 @@ std::string attr(const dynamos_ext_subject* s, std::string_view key) {
 
 // ---- hooks ----
 
+// Gives back what processes that are gone left changed (records.hpp), and opens this
+// process's record file.
+void open_records(State& st) {
+  auto say = [&](int level, const std::string& line) {
+    st.host->log(st.host, level, line.c_str());
+  };
+  auto dir = make_run_dir("cyclesteal");
+  if (!dir) {
+    st.records_error = dir.error().message();
+    say(DYNAMOS_LOG_WARNING,
+        "no record directory: host weights stay as they are and no guest "
+        "class is made: " +
+            st.records_error);
+    return;
+  }
+  RestoreReport rep = restore_orphans(*st.layout, *dir);
+  for (auto& line : rep.restored)
+    say(DYNAMOS_LOG_INFO, "left by a process that is gone, restored: " + line);
+  for (auto& line : rep.dropped)
+    say(DYNAMOS_LOG_INFO, "left by a process that is gone, no longer there: " + line);
+  for (auto& line : rep.errors)
+    say(DYNAMOS_LOG_WARNING, "restore: " + line);
+  auto file = RecordFile::in(*dir);
+  if (!file) {
+    st.records_error = file.error().message();
+    return;
+  }
+  st.records.emplace(std::move(*file));
+}
+
 int init(const dynamos_ext_host* host) {
   try {
     auto st = std::make_unique<State>();
@@ -348,6 +406,7 @@ int init(const dynamos_ext_host* host) {
       return 1;
     }
     st->monitor.emplace(std::move(*mon));
+    open_records(*st);
     st->class_path = "dynamos-guests-" + std::to_string(getpid());
     st->policy = static_cast<Policy>(host->get_integer(host, POLICY));
     state = st.release();

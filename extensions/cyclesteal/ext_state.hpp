@@ -19,6 +19,7 @@
 #include "extensions/cyclesteal/guest_class.hpp"
 #include "extensions/cyclesteal/host_monitor.hpp"
 #include "extensions/cyclesteal/policy.hpp"
+#include "extensions/cyclesteal/records.hpp"
 
 namespace dynamos::cyclesteal::ext {
 
@@ -86,6 +87,11 @@ struct State {
   // they had before; and the weight they were given.
   std::map<std::string, unsigned> boosted;
   unsigned boosted_to = 0;
+  // Where the changes that would outlive this process are recorded before they are made
+  // (records.hpp); unset, with the reason, when no record directory could be had: then
+  // no weight is raised and no class is made.
+  std::optional<RecordFile> records;
+  std::string records_error;
 };
 
 extern State* state;
@@ -124,6 +130,19 @@ inline int append(dynamos_ext_buffer* out, const Json& j) {
 
 inline Policy effective(const GuestInfo& g) {
   return g.policy.value_or(state->policy);
+}
+
+// Records `weights` as the raised host weights and the class as it is now (records.hpp).
+inline Result<void> persist(const std::map<std::string, unsigned>& weights) {
+  if (!state->records)
+    return fail(Errc::unsupported, "no record file for changes (" + state->records_error + ")");
+  Records r;
+  r.weights = weights;
+  if (state->cls) {
+    r.class_path = state->cls->path();
+    r.class_created = state->cls->created();
+  }
+  return state->records->write(r);
 }
 
 // report.cpp: the whole picture (call "report").

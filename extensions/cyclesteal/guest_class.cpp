@@ -22,12 +22,6 @@ const char* cpu_priority_name(CpuPriority p) {
 
 namespace {
 
-Controllers class_controllers(const Layout& layout) {
-  Controllers c{Controller::cpuacct, Controller::memory, Controller::freezer};
-  if (layout.available().has(Controller::cpu)) c.add(Controller::cpu);
-  return c;
-}
-
 constexpr Controller kAll[] = {Controller::cpu,    Controller::cpuacct, Controller::cpuset,
                                Controller::memory, Controller::freezer, Controller::pids};
 
@@ -47,6 +41,12 @@ std::vector<pid_t> children_of(pid_t pid) {
 }
 
 }  // namespace
+
+Controllers class_controllers(const Layout& layout) {
+  Controllers c{Controller::cpuacct, Controller::memory, Controller::freezer};
+  if (layout.available().has(Controller::cpu)) c.add(Controller::cpu);
+  return c;
+}
 
 GuestClass::GuestClass(Layout layout, Group group, bool created, CpuPriority priority)
     : layout_(std::move(layout)),

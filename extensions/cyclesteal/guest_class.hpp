@@ -27,6 +27,9 @@
 
 namespace dynamos::cyclesteal {
 
+// The controllers the class and its guest groups use on this host.
+kernelside::Controllers class_controllers(const kernelside::Layout& layout);
+
 enum class CpuPriority { cgroup_idle, sched_idle };
 const char* cpu_priority_name(CpuPriority p);  // "cpu.idle", "SCHED_IDLE"
 

@@ -162,6 +162,10 @@ int import_state(const void* data, size_t size) {
   try {
     std::lock_guard lock(state->mu);
     auto r = import_text(std::string(static_cast<const char*>(data), size));
+    // The same process: the record file is this build's now (an older build kept none).
+    if (r)
+      if (auto p = persist(state->boosted); !p)
+        note_error("record the state: " + p.error().message());
     if (!r) {
       // Refused: the old build keeps serving; forget what was half taken over.
       state->cls.reset();

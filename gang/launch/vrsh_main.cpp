@@ -30,11 +30,9 @@ namespace {
 // The private session base of `node`, created when missing.
 dynamos::Result<std::string> session_base(const std::string& node) {
   if (::getuid() == 0) {
-    if (::mkdir("/run/dynamos", 0755) != 0 && errno != EEXIST)
-      return dynamos::fail_errno("create /run/dynamos");
-    if (auto ok = dynamos::make_private_dir("/run/dynamos/vnodes", 0755); !ok)
-      return std::unexpected(ok.error());
-    const std::string base = "/run/dynamos/vnodes/" + node;
+    auto vnodes = dynamos::make_root_run_dir("vnodes", 0755);
+    if (!vnodes) return std::unexpected(vnodes.error());
+    const std::string base = *vnodes + "/" + node;
     if (auto ok = dynamos::make_private_dir(base, 0700); !ok) return std::unexpected(ok.error());
     return base;
   }

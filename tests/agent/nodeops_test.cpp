@@ -195,26 +195,20 @@ class LiveCluster {
       error_ = "gangd did not start: " + err;
       return;
     }
-    std::string port = m[1];
+    port_ = m[1];
     agents_.resize(static_cast<std::size_t>(nodes));
     for (int i = 0; i < nodes; ++i)
-      agents_[i].pid =
-          spawn(DYNAMOSD_PATH,
-                {"--node", "n" + std::to_string(i), "--coordinator", "127.0.0.1:" + port,
-                 "--secret", dir_ / "secret", "--cgroup-parent", parent_, "--paging-extension",
-                 DYNAMOS_LIB_DIR "/libdynamos_ext_paging.so", "--cyclesteal-extension",
-                 DYNAMOS_LIB_DIR "/libdynamos_ext_cyclesteal.so", "--run-dir", dir_.path().string(),
-                 "--remove-on-exit"},
-                dir_.path(), "agent" + std::to_string(i));
-    if (!kt::wait_until(
-            [&] {
-              auto r = control_request(socket(), proto::ListNodes{});
-              if (!r) return false;
-              auto& list = std::get<proto::NodeList>(*r).nodes;
-              return std::all_of(list.begin(), list.end(), [](auto& n) { return n.state == "up"; });
-            },
-            5000ms))
-      error_ = "the agents did not connect: " + slurp(dir_ / "agent0.err");
+      agents_[i].pid = start_agent(i, "agent" + std::to_string(i));
+    if (!all_up()) error_ = "the agents did not connect: " + slurp(dir_ / "agent0.err");
+  }
+  // Agent i killed with SIGKILL (no clean-up runs) and started again, its log in
+  // agentI-restarted.err; whether it started (gangd may not have seen it go yet).
+  bool kill_and_restart_agent(int i) {
+    Daemon& a = agents_[static_cast<std::size_t>(i)];
+    ::kill(a.pid, SIGKILL);
+    ::waitpid(a.pid, nullptr, 0);
+    a.pid = start_agent(i, "agent" + std::to_string(i) + "-restarted");
+    return a.pid > 0 && all_up();
   }
   ~LiveCluster() {
     for (auto& a : agents_)
@@ -284,8 +278,29 @@ class LiveCluster {
   gt::TempDir dir_;
   Layout layout_ = *Layout::detect();
   std::string parent_;
+  std::string port_;
   Daemon gangd_;
   std::vector<Daemon> agents_;
+
+  pid_t start_agent(int i, const std::string& tag) {
+    return spawn(DYNAMOSD_PATH,
+                 {"--node", "n" + std::to_string(i), "--coordinator", "127.0.0.1:" + port_,
+                  "--secret", dir_ / "secret", "--cgroup-parent", parent_, "--paging-extension",
+                  DYNAMOS_LIB_DIR "/libdynamos_ext_paging.so", "--cyclesteal-extension",
+                  DYNAMOS_LIB_DIR "/libdynamos_ext_cyclesteal.so", "--run-dir",
+                  dir_.path().string(), "--remove-on-exit"},
+                 dir_.path(), tag);
+  }
+  bool all_up() const {
+    return kt::wait_until(
+        [&] {
+          auto r = control_request(socket(), proto::ListNodes{});
+          if (!r) return false;
+          auto& list = std::get<proto::NodeList>(*r).nodes;
+          return std::all_of(list.begin(), list.end(), [](auto& n) { return n.state == "up"; });
+        },
+        5000ms);
+  }
   std::string error_;
 };
 
@@ -296,6 +311,14 @@ pid_t guest_pid(const Output& o) {
     return -1;
   }
 }
+
+// A guest the test started: SIGKILLed when the test ends, however it ends.
+struct KillOnExit {
+  pid_t pid;
+  ~KillOnExit() {
+    if (pid > 0) ::kill(pid, SIGKILL);
+  }
+};
 
 #define REQUIRE_CLUSTER(c) ASSERT_TRUE((c).error().empty()) << (c).error() << "\n" << (c).logs()
 
@@ -375,10 +398,7 @@ TEST(NodeOps, GuestRunsAsTheCallerInTheGuestClass) {
   ASSERT_EQ(run.code, 0) << run.err << c.logs();
   pid_t pid = guest_pid(run);
   ASSERT_GT(pid, 0) << run.out;
-  struct Kill {
-    pid_t pid;
-    ~Kill() { ::kill(pid, SIGKILL); }
-  } kill_guest{pid};
+  KillOnExit kill_guest{pid};
 
   EXPECT_EQ(proc_uid(pid), user.uid());
   std::string group = "/" + c.guests_path("n0") + "/g" + std::to_string(pid);
@@ -406,6 +426,58 @@ TEST(NodeOps, GuestRunsAsTheCallerInTheGuestClass) {
   auto off = c.cli({"cyclesteal", "off", "--node", "n0"});
   EXPECT_EQ(off.code, 0) << off.err;
   EXPECT_TRUE(c.policy_becomes("n0", "off"));
+}
+
+// Issue 17, fault: dynamosd killed (SIGKILL, no clean-up) while a guest runs beside a
+// host job whose CPU weight cycle stealing raised. The weight was recorded before it was
+// raised; the next dynamosd gives the job its own weight back and drops the record.
+TEST(NodeOps, HostJobWeightRaisedForAGuestComesBackAfterDynamosdIsKilled) {
+  KERNELSIDE_REQUIRE_ROOT();
+  LiveCluster c(1, "30s");
+  REQUIRE_CLUSTER(c);
+  JobId job = c.submit(1, 1);
+  ASSERT_NE(job, 0u);
+  ASSERT_TRUE(
+      kt::wait_until([&] { return Group::exists(c.layout(), c.job_path("n0", job)); }, 5000ms));
+  kt::Child rank([] {
+    for (;;) {
+    }
+  });
+  auto jg = *Group::open(c.layout(), c.job_path("n0", job), {Controller::cpu});
+  ASSERT_OK_VOID(jg.attach(rank.pid()));
+  ASSERT_OK_VOID(jg.set_cpu_weight(250));
+  auto weight = [&] { return jg.cpu_weight().value_or(0); };
+
+  auto on = c.cli({"cyclesteal", "on", "--node", "n0"});
+  ASSERT_EQ(on.code, 0) << on.err << c.logs();
+  std::string cwd = c.dir().path().string();
+  auto run = c.cli({"guest", "run", "--node", "n0", "--", "/bin/sh", "-c", kSpin}, 0, cwd);
+  ASSERT_EQ(run.code, 0) << run.err << c.logs();
+  pid_t guest = guest_pid(run);
+  ASSERT_GT(guest, 0) << run.out;
+  KillOnExit kill_guest{guest};
+  ASSERT_TRUE(kt::wait_until([&] { return weight() == 10000; }, 5000ms))
+      << "the host job's weight was not raised beside the guest: " << weight() << c.logs();
+  const std::string record_prefix = std::to_string(c.agent_pid(0)) + "-";
+  auto recorded = [&] {
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator("/run/dynamos/cyclesteal", ec))
+      if (e.path().filename().string().starts_with(record_prefix)) return true;
+    return false;
+  };
+  EXPECT_TRUE(recorded()) << "the raise was not recorded";
+
+  ASSERT_TRUE(c.kill_and_restart_agent(0)) << c.logs();
+  EXPECT_TRUE(kt::wait_until([&] { return weight() == 250; }, 5000ms))
+      << "after the restart the host job's weight is " << weight() << "\n"
+      << c.logs() << slurp(c.dir() / "agent0-restarted.err");
+  EXPECT_FALSE(recorded()) << "the dead agent's record was not removed once restored";
+  // The guest outlived its agent: left running at idle priority, not frozen.
+  std::string freezer = c.layout().root_of(Controller::freezer) + "/" + c.guests_path("n0") + "/g" +
+                        std::to_string(guest) + "/freezer.state";
+  if (proc_state(guest) != '?' && std::filesystem::exists(freezer)) {
+    EXPECT_EQ(slurp(freezer), "THAWED\n");
+  }
 }
 
 // Issue 17: a guest holds none of dynamosd's descriptors (its sockets to gangd and for

@@ -164,7 +164,7 @@ TEST(NodeFiles, DirectoryAnotherUserCreatedFirstIsRefusedNamingIt) {
   auto r = make_private_dir(s / "patches", 0711);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::not_permitted);
-  EXPECT_EQ(contains(r.error().message(), s / "patches is owned by uid 65534"), "");
+  EXPECT_EQ(contains(r.error().message(), s / "patches belongs to uid 65534"), "");
 }
 
 TEST(NodeFiles, LinkPlantedInPlaceOfAPrivateDirectoryIsRefused) {
@@ -229,7 +229,7 @@ TEST(NodeFiles, SessionDirectoryOfAVirtualNodeCreatedFirstByAnotherUserIsRefused
   fs::remove_all(base, ec);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1) << err;
-  EXPECT_EQ(contains(err, base + " is owned by uid 0"), "");
+  EXPECT_EQ(contains(err, base + " belongs to uid 0"), "");
 }
 
 // ---- Extensions loaded into root ----
