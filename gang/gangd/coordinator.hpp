@@ -82,6 +82,7 @@ struct CoordinatorConfig {
 struct RoundStats {
   std::uint64_t round = 0;
   std::size_t nodes = 0;        // nodes the round was sent to
+  bool two_phase = false;       // waited for every PrepareAck before SwitchAt
   std::size_t prepared = 0;     // PrepareAcks received with ok
   std::size_t switched = 0;     // SwitchAcks received with ok
   std::size_t failed = 0;       // acks with !ok, plus nodes that never answered

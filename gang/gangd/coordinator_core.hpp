@@ -143,6 +143,10 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
   // Rounds are serialised; call from the io_context's thread.
   asio::awaitable<RoundStats> switch_round(std::map<std::size_t, NodePlan> plan);
   asio::awaitable<RoundStats> broadcast_round();
+  bool needs_prepare(const NodePlan& p) const;
+  std::set<std::size_t> send_prepare(Round& r, const std::map<std::size_t, NodePlan>& plan,
+                                     const Frame* then);
+  void fail_pending(Round& r, std::set<std::size_t>& pending, const std::string& why);
   asio::awaitable<void> wait_round(Round& r, std::set<std::size_t>& pending,
                                    steady::time_point until);
   void on_prepare_ack(std::size_t node, const proto::PrepareAck& ack);

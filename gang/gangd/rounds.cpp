@@ -63,22 +63,25 @@ asio::awaitable<void> CoordinatorCore::wait_round(Round& r, std::set<std::size_t
   }
 }
 
-asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, NodePlan> plan) {
-  auto self = shared_from_this();
-  while (round_running_ && !stopped_) {
-    error_code ec;
-    co_await round_gate_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
-  round_running_ = true;
-  auto start = steady::now();
-  Round r(io_);
-  r.decision_ns = realtime_ns();
-  r.stats.round = ++round_id_;
-  r.stats.nodes = plan.size();
-  current_ = &r;
+// A node needs the prepare phase when a job it stops or starts pages at switches (any
+// paging policy but demand: the paging extension may start paging out in prepare).
+// Under demand paging, and in rounds without jobs, there is nothing to prepare.
+bool CoordinatorCore::needs_prepare(const NodePlan& p) const {
+  auto pages = [&](JobId j) {
+    auto it = jobs_.find(j);
+    return it != jobs_.end() && it->second.rec.paging != "demand";
+  };
+  return std::any_of(p.outgoing.begin(), p.outgoing.end(), pages) ||
+         std::any_of(p.incoming.begin(), p.incoming.end(), pages);
+}
 
-  // Phase 1: prepare. Nodes with the same plan (all of them in a broadcast, most when
-  // one gang spans the cluster) share one encoded frame.
+// Sends PrepareSwitch to every node of the plan; the nodes asked (those up). Nodes with
+// the same plan (all of them in a broadcast, most when one gang spans the cluster)
+// share one encoded frame. With `then`, each node gets it right behind its
+// PrepareSwitch (a one-phase round): the agent reads both at once.
+std::set<std::size_t> CoordinatorCore::send_prepare(Round& r,
+                                                    const std::map<std::size_t, NodePlan>& plan,
+                                                    const Frame* then) {
   const NodePlan* framed = nullptr;
   Frame frame;
   for (auto& [node, p] : plan) {
@@ -99,29 +102,67 @@ asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, 
     }
     send_frame_to(node, frame);
     r.pending_prepare.insert(r.pending_prepare.end(), node);
+    if (then && send_frame_to(node, *then)) r.pending_switch.insert(r.pending_switch.end(), node);
   }
-  std::set<std::size_t> asked = r.pending_prepare;
-  co_await wait_round(r, r.pending_prepare, start + config_.prepare_timeout);
-  for (auto node : r.pending_prepare) {
-    ++r.stats.failed;
-    r.stats.errors.push_back("node " + nodes_[node].name + " did not prepare within " +
-                             format_duration(config_.prepare_timeout));
-  }
-  r.stats.prepare_phase = steady::now() - start;
+  return r.pending_prepare;
+}
 
-  // Phase 2: switch at a common deadline. Nodes that failed to prepare switch too:
-  // the gang must stay together on every node that can still follow.
-  r.sent_ns = realtime_ns();
-  r.deadline_ns = r.sent_ns + static_cast<std::uint64_t>(lead_.count());
-  r.stats.lead = lead_;
-  if (auto frame = make_frame(proto::SwitchAt{r.stats.round, r.deadline_ns}))
-    for (auto node : asked)
-      if (send_frame_to(node, *frame)) r.pending_switch.insert(r.pending_switch.end(), node);
-  co_await wait_round(r, r.pending_switch, steady::now() + lead_ + config_.switch_timeout);
-  for (auto node : r.pending_switch) {
+// Counts the nodes still pending in `pending` as failed, `why` after their name.
+void CoordinatorCore::fail_pending(Round& r, std::set<std::size_t>& pending,
+                                   const std::string& why) {
+  for (auto node : pending) {
     ++r.stats.failed;
-    r.stats.errors.push_back("node " + nodes_[node].name + " did not acknowledge the switch");
+    r.stats.errors.push_back("node " + nodes_[node].name + " " + why);
   }
+  pending.clear();
+}
+
+asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, NodePlan> plan) {
+  auto self = shared_from_this();
+  while (round_running_ && !stopped_) {
+    error_code ec;
+    co_await round_gate_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  round_running_ = true;
+  auto start = steady::now();
+  Round r(io_);
+  r.decision_ns = realtime_ns();
+  r.stats.round = ++round_id_;
+  r.stats.nodes = plan.size();
+  r.stats.two_phase = std::any_of(plan.begin(), plan.end(),
+                                  [&](const auto& np) { return needs_prepare(np.second); });
+  current_ = &r;
+
+  // A two-phase round sends PrepareSwitch, waits for every PrepareAck, then sends
+  // SwitchAt with its deadline. A one-phase round (nothing to prepare) fixes the deadline
+  // first and sends each node both frames back to back; the agents acknowledge both.
+  auto deadline = [&] {
+    r.sent_ns = realtime_ns();
+    r.deadline_ns = r.sent_ns + static_cast<std::uint64_t>(lead_.count());
+    r.stats.lead = lead_;
+    return make_frame(proto::SwitchAt{r.stats.round, r.deadline_ns});
+  };
+  if (!r.stats.two_phase) {
+    auto frame = deadline();
+    send_prepare(r, plan, frame ? &*frame : nullptr);
+    r.stats.prepare_phase = steady::now() - start;
+  } else {
+    std::set<std::size_t> asked = send_prepare(r, plan, nullptr);
+    co_await wait_round(r, r.pending_prepare, start + config_.prepare_timeout);
+    fail_pending(r, r.pending_prepare,
+                 "did not prepare within " + format_duration(config_.prepare_timeout));
+    r.stats.prepare_phase = steady::now() - start;
+    // Nodes that failed to prepare switch too: the gang must stay together on every
+    // node that can still follow.
+    if (auto frame = deadline())
+      for (auto node : asked)
+        if (send_frame_to(node, *frame)) r.pending_switch.insert(r.pending_switch.end(), node);
+  }
+  co_await wait_round(r, r.pending_switch, steady::now() + lead_ + config_.switch_timeout);
+  for (auto node : r.pending_switch)
+    r.pending_prepare.erase(node);  // one failure a node
+  fail_pending(r, r.pending_switch, "did not acknowledge the switch");
+  fail_pending(r, r.pending_prepare, "did not acknowledge prepare_switch");
   r.stats.total = steady::now() - start;
   finish_round(r);
   co_return r.stats;
@@ -135,8 +176,12 @@ void CoordinatorCore::finish_round(Round& r) {
       r.stats.running = Nanos(static_cast<std::int64_t>(r.last_running - r.decision_ns));
     if (r.last_receipt > r.sent_ns) {
       r.stats.delivery = Nanos(static_cast<std::int64_t>(r.last_receipt - r.sent_ns));
-      lead_ =
-          std::clamp(Nanos(2 * r.stats.delivery), config_.min_switch_lead, config_.max_switch_lead);
+      // The next deadline must follow the last delivery: a quarter more and a
+      // millisecond hold it (late stays 0 in the benchmarks); after a round with late
+      // agents, twice the delivery.
+      Nanos want = r.stats.late > 0 ? 2 * r.stats.delivery
+                                    : r.stats.delivery + r.stats.delivery / 4 + 1ms;
+      lead_ = std::clamp(want, config_.min_switch_lead, config_.max_switch_lead);
     }
   }
   current_ = nullptr;
