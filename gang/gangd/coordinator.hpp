@@ -110,8 +110,9 @@ class Coordinator {
   void stop();   // close every socket and timer; the io_context then runs out of work
 
   // A switch round on every connected node with empty plans (measurements; the quantum
-  // loop runs the real ones). Call from the io_context's thread (co_spawn).
-  asio::awaitable<RoundStats> broadcast_round();
+  // loop runs the real ones): one-phase, as nothing is to be prepared, unless
+  // `two_phase` asks for the prepare phase anyway. Call from the io_context's thread.
+  asio::awaitable<RoundStats> broadcast_round(bool two_phase = false);
 
   // The control API, as the control socket serves it: one request (any message type)
   // of caller `uid` (root, 0, may act on every job; others on their own only).

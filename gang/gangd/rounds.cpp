@@ -117,7 +117,8 @@ void CoordinatorCore::fail_pending(Round& r, std::set<std::size_t>& pending,
   pending.clear();
 }
 
-asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, NodePlan> plan) {
+asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, NodePlan> plan,
+                                                          bool two_phase) {
   auto self = shared_from_this();
   while (round_running_ && !stopped_) {
     error_code ec;
@@ -129,8 +130,9 @@ asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, 
   r.decision_ns = realtime_ns();
   r.stats.round = ++round_id_;
   r.stats.nodes = plan.size();
-  r.stats.two_phase = std::any_of(plan.begin(), plan.end(),
-                                  [&](const auto& np) { return needs_prepare(np.second); });
+  r.stats.two_phase = two_phase || std::any_of(plan.begin(), plan.end(), [&](const auto& np) {
+                        return needs_prepare(np.second);
+                      });
   current_ = &r;
 
   // A two-phase round sends PrepareSwitch, waits for every PrepareAck, then sends
@@ -179,8 +181,8 @@ void CoordinatorCore::finish_round(Round& r) {
       // The next deadline must follow the last delivery: a quarter more and a
       // millisecond hold it (late stays 0 in the benchmarks); after a round with late
       // agents, twice the delivery.
-      Nanos want = r.stats.late > 0 ? 2 * r.stats.delivery
-                                    : r.stats.delivery + r.stats.delivery / 4 + 1ms;
+      Nanos want =
+          r.stats.late > 0 ? 2 * r.stats.delivery : r.stats.delivery + r.stats.delivery / 4 + 1ms;
       lead_ = std::clamp(want, config_.min_switch_lead, config_.max_switch_lead);
     }
   }
@@ -192,11 +194,11 @@ void CoordinatorCore::finish_round(Round& r) {
   if (config_.round_log) config_.round_log(r.stats);
 }
 
-asio::awaitable<RoundStats> CoordinatorCore::broadcast_round() {
+asio::awaitable<RoundStats> CoordinatorCore::broadcast_round(bool two_phase) {
   std::map<std::size_t, NodePlan> plan;
   for (std::size_t n = 0; n < nodes_.size(); ++n)
     if (nodes_[n].conn) plan[n] = {};
-  co_return co_await switch_round(std::move(plan));
+  co_return co_await switch_round(std::move(plan), two_phase);
 }
 
 void CoordinatorCore::on_prepare_ack(std::size_t node, const proto::PrepareAck& ack) {
