@@ -146,8 +146,7 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
                                            bool two_phase = false);
   asio::awaitable<RoundStats> broadcast_round(bool two_phase);
   bool needs_prepare(const NodePlan& p) const;
-  std::set<std::size_t> send_prepare(Round& r, const std::map<std::size_t, NodePlan>& plan,
-                                     const Frame* then);
+  std::set<std::size_t> send_prepare(Round& r, const std::map<std::size_t, NodePlan>& plan);
   void fail_pending(Round& r, std::set<std::size_t>& pending, const std::string& why);
   asio::awaitable<void> wait_round(Round& r, std::set<std::size_t>& pending,
                                    steady::time_point until);

@@ -77,11 +77,9 @@ bool CoordinatorCore::needs_prepare(const NodePlan& p) const {
 
 // Sends PrepareSwitch to every node of the plan; the nodes asked (those up). Nodes with
 // the same plan (all of them in a broadcast, most when one gang spans the cluster)
-// share one encoded frame. With `then`, each node gets it right behind its
-// PrepareSwitch (a one-phase round): the agent reads both at once.
+// share one encoded frame.
 std::set<std::size_t> CoordinatorCore::send_prepare(Round& r,
-                                                    const std::map<std::size_t, NodePlan>& plan,
-                                                    const Frame* then) {
+                                                    const std::map<std::size_t, NodePlan>& plan) {
   const NodePlan* framed = nullptr;
   Frame frame;
   for (auto& [node, p] : plan) {
@@ -102,7 +100,6 @@ std::set<std::size_t> CoordinatorCore::send_prepare(Round& r,
     }
     send_frame_to(node, frame);
     r.pending_prepare.insert(r.pending_prepare.end(), node);
-    if (then && send_frame_to(node, *then)) r.pending_switch.insert(r.pending_switch.end(), node);
   }
   return r.pending_prepare;
 }
@@ -136,30 +133,24 @@ asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, 
   current_ = &r;
 
   // A two-phase round sends PrepareSwitch, waits for every PrepareAck, then sends
-  // SwitchAt with its deadline. A one-phase round (nothing to prepare) fixes the deadline
-  // first and sends each node both frames back to back; the agents acknowledge both.
-  auto deadline = [&] {
-    r.sent_ns = realtime_ns();
-    r.deadline_ns = r.sent_ns + static_cast<std::uint64_t>(lead_.count());
-    r.stats.lead = lead_;
-    return make_frame(proto::SwitchAt{r.stats.round, r.deadline_ns});
-  };
-  if (!r.stats.two_phase) {
-    auto frame = deadline();
-    send_prepare(r, plan, frame ? &*frame : nullptr);
-    r.stats.prepare_phase = steady::now() - start;
-  } else {
-    std::set<std::size_t> asked = send_prepare(r, plan, nullptr);
+  // SwitchAt with its deadline. A one-phase round (nothing to prepare) sends SwitchAt
+  // as soon as every PrepareSwitch is out; the agents acknowledge both.
+  std::set<std::size_t> asked = send_prepare(r, plan);
+  if (r.stats.two_phase) {
     co_await wait_round(r, r.pending_prepare, start + config_.prepare_timeout);
     fail_pending(r, r.pending_prepare,
                  "did not prepare within " + format_duration(config_.prepare_timeout));
-    r.stats.prepare_phase = steady::now() - start;
-    // Nodes that failed to prepare switch too: the gang must stay together on every
-    // node that can still follow.
-    if (auto frame = deadline())
-      for (auto node : asked)
-        if (send_frame_to(node, *frame)) r.pending_switch.insert(r.pending_switch.end(), node);
   }
+  r.stats.prepare_phase = steady::now() - start;
+
+  // Phase 2: switch at a common deadline. Nodes that failed to prepare switch too:
+  // the gang must stay together on every node that can still follow.
+  r.sent_ns = realtime_ns();
+  r.deadline_ns = r.sent_ns + static_cast<std::uint64_t>(lead_.count());
+  r.stats.lead = lead_;
+  if (auto frame = make_frame(proto::SwitchAt{r.stats.round, r.deadline_ns}))
+    for (auto node : asked)
+      if (send_frame_to(node, *frame)) r.pending_switch.insert(r.pending_switch.end(), node);
   co_await wait_round(r, r.pending_switch, steady::now() + lead_ + config_.switch_timeout);
   for (auto node : r.pending_switch)
     r.pending_prepare.erase(node);  // one failure a node
