@@ -12,7 +12,7 @@
 // measure the simulation's agents as well as the coordinator.
 //
 //   build/bin/bench_gang_coordinator_scale --agents N --json [--rounds R]
-//       [--frame-auth on|off|both] [--agent-procs P] [--two-phase]
+//       [--frame-auth on|off|both] [--agent-procs P] [--one-phase]
 //     one JSON object: round_ms_p50 (and p90, max, prepare, lead, skew, the CPU time of
 //     gangd's thread and of the agents per round) with frame authentication on; with
 //     `both` (the default) the same figures without it under "without_frame_auth",
@@ -20,7 +20,8 @@
 //     one after the other when two clusters' descriptors do not fit the limit), and
 //     their ratio as "frame_auth_cost". The agents run in P child processes (default 1)
 //     of one thread each, so that gangd's descriptors and CPU are its own. Rounds are
-//     one-phase (nothing to prepare, as under demand paging) unless --two-phase.
+//     two-phase, as gangd runs them; --one-phase sends SwitchAt without waiting for the
+//     PrepareAcks (measured slower with these agents, see docs/gang.md).
 //   build/bin/bench_gang_coordinator_scale [--benchmark_filter=/1000]
 //     Google Benchmark over 10, 100 and 1,000 agents in-process (agents on a second
 //     thread), frame authentication on.
@@ -291,10 +292,10 @@ struct Run {
     return sum;
   }
 
-  Result<void> round(int agents, bool two_phase) {
+  Result<void> round(int agents, bool one_phase) {
     auto gangd0 = c.call(thread_cpu_ns);
     auto agents0 = agents_cpu_ns();
-    auto s = c.await(c.coordinator->broadcast_round(two_phase));
+    auto s = c.await(c.coordinator->broadcast_round(one_phase));
     sample.gangd_cpu_ms += static_cast<double>(c.call(thread_cpu_ns) - gangd0) / 1e6;
     sample.agents_cpu_ms += static_cast<double>(agents_cpu_ns() - agents0) / 1e6;
     if (s.switched != static_cast<std::size_t>(agents))
@@ -314,7 +315,7 @@ struct Run {
 struct JsonOptions {
   int agents = 0, rounds = 30, procs = 1, heartbeat_ms = 1000;
   std::string mode = "both";
-  bool two_phase = false;
+  bool one_phase = false;
 };
 
 // Runs o.rounds measured rounds (after 3 warm-up rounds that adapt the lead) on each
@@ -327,7 +328,7 @@ Result<void> measure(const JsonOptions& o, std::vector<std::unique_ptr<Run>>& ru
     return runs[i]->start(o.agents, o.procs, auths[i], std::chrono::milliseconds(o.heartbeat_ms));
   };
   auto rounds = [&](std::size_t i, int k) -> Result<void> {
-    if (auto ok = runs[i]->round(o.agents, o.two_phase); !ok) return ok;
+    if (auto ok = runs[i]->round(o.agents, o.one_phase); !ok) return ok;
     if (k < 3) runs[i]->sample = {};  // warm-up rounds adapt the lead
     return {};
   };
@@ -368,7 +369,7 @@ int json_main(const JsonOptions& o) {
   out["agents"] = o.agents;
   out["agent_processes"] = o.procs;
   out["frame_auth"] = static_cast<bool>(auths.front());
-  out["round"] = o.two_phase ? "two-phase" : "one-phase";
+  out["round"] = o.one_phase ? "one-phase" : "two-phase";
   out["heartbeat_ms"] = o.heartbeat_ms;
   out["simulated"] =
       "agents: real AgentSessions (protocol, authentication, frame tags) over loopback TCP in " +
@@ -426,14 +427,14 @@ int main(int argc, char** argv) {
       o.procs = std::atoi(value().c_str());
     else if (a == "--heartbeat-ms")
       o.heartbeat_ms = std::atoi(value().c_str());
-    else if (a == "--two-phase")
-      o.two_phase = true;
+    else if (a == "--one-phase")
+      o.one_phase = true;
     else if (a == "--json")
       json = true;
     else if (a.rfind("--benchmark", 0) != 0) {
       std::cerr << "bench_gang_coordinator_scale: unknown option " << a
                 << " (--agents N --json [--rounds R] [--frame-auth on|off|both] "
-                   "[--agent-procs P] [--two-phase] [--heartbeat-ms MS])\n";
+                   "[--agent-procs P] [--one-phase] [--heartbeat-ms MS])\n";
       return 2;
     }
   }

@@ -238,8 +238,8 @@ void Coordinator::start() {
 void Coordinator::stop() {
   core_->stop();
 }
-asio::awaitable<RoundStats> Coordinator::broadcast_round(bool two_phase) {
-  return core_->broadcast_round(two_phase);
+asio::awaitable<RoundStats> Coordinator::broadcast_round(bool one_phase) {
+  return core_->broadcast_round(one_phase);
 }
 proto::Message Coordinator::handle_control(std::uint32_t uid, const proto::Message& request) {
   return core_->handle_control(uid, request);

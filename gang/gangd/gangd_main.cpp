@@ -80,8 +80,7 @@ po::options_description options() {
       ("round-log", text(""),
        "append one JSON line per switch round to this file: nodes, running_ms (decision "
        "to every incoming rank thawed), total_ms (decision to the last node's ack), skew_ms, "
-       "lead_ms, prepare_ms, two_phase (waited for every prepare ack), max_switch_ms, late, "
-       "failed")
+       "lead_ms, prepare_ms, max_switch_ms, late, failed")
       ("metrics-listen", text(""),
        "address:port to serve Prometheus metrics on (/metrics); port 0 picks a free one "
        "('' for none)")
@@ -140,8 +139,7 @@ Result<void> configure_round_log(const std::string& path, CoordinatorConfig& cfg
         {"failed", r.failed},      {"late", r.late},
         {"total_ms", ms(r.total)}, {"prepare_ms", ms(r.prepare_phase)},
         {"lead_ms", ms(r.lead)},   {"running_ms", ms(r.running)},
-        {"skew_ms", ms(r.skew)},   {"max_switch_ms", ms(r.max_switch_duration)},
-        {"two_phase", r.two_phase}};
+        {"skew_ms", ms(r.skew)},   {"max_switch_ms", ms(r.max_switch_duration)}};
     *out << line.dump() << std::endl;
   };
   return {};

@@ -63,18 +63,6 @@ asio::awaitable<void> CoordinatorCore::wait_round(Round& r, std::set<std::size_t
   }
 }
 
-// A node needs the prepare phase when a job it stops or starts pages at switches (any
-// paging policy but demand: the paging extension may start paging out in prepare).
-// Under demand paging, and in rounds without jobs, there is nothing to prepare.
-bool CoordinatorCore::needs_prepare(const NodePlan& p) const {
-  auto pages = [&](JobId j) {
-    auto it = jobs_.find(j);
-    return it != jobs_.end() && it->second.rec.paging != "demand";
-  };
-  return std::any_of(p.outgoing.begin(), p.outgoing.end(), pages) ||
-         std::any_of(p.incoming.begin(), p.incoming.end(), pages);
-}
-
 // Sends PrepareSwitch to every node of the plan; the nodes asked (those up). Nodes with
 // the same plan (all of them in a broadcast, most when one gang spans the cluster)
 // share one encoded frame.
@@ -115,7 +103,7 @@ void CoordinatorCore::fail_pending(Round& r, std::set<std::size_t>& pending,
 }
 
 asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, NodePlan> plan,
-                                                          bool two_phase) {
+                                                          bool one_phase) {
   auto self = shared_from_this();
   while (round_running_ && !stopped_) {
     error_code ec;
@@ -127,14 +115,14 @@ asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, 
   r.decision_ns = realtime_ns();
   r.stats.round = ++round_id_;
   r.stats.nodes = plan.size();
-  r.stats.two_phase = two_phase || std::any_of(plan.begin(), plan.end(), [&](const auto& np) {
-                        return needs_prepare(np.second);
-                      });
+  r.stats.two_phase = !one_phase;
   current_ = &r;
 
   // A two-phase round sends PrepareSwitch, waits for every PrepareAck, then sends
-  // SwitchAt with its deadline. A one-phase round (nothing to prepare) sends SwitchAt
-  // as soon as every PrepareSwitch is out; the agents acknowledge both.
+  // SwitchAt with its deadline. A one-phase round (measurements only) sends SwitchAt as
+  // soon as every PrepareSwitch is out; the agents acknowledge both. With simulated
+  // agents it was slower (docs/gang.md): their backlog of PrepareSwitch delays SwitchAt,
+  // and the lead follows.
   std::set<std::size_t> asked = send_prepare(r, plan);
   if (r.stats.two_phase) {
     co_await wait_round(r, r.pending_prepare, start + config_.prepare_timeout);
@@ -185,11 +173,11 @@ void CoordinatorCore::finish_round(Round& r) {
   if (config_.round_log) config_.round_log(r.stats);
 }
 
-asio::awaitable<RoundStats> CoordinatorCore::broadcast_round(bool two_phase) {
+asio::awaitable<RoundStats> CoordinatorCore::broadcast_round(bool one_phase) {
   std::map<std::size_t, NodePlan> plan;
   for (std::size_t n = 0; n < nodes_.size(); ++n)
     if (nodes_[n].conn) plan[n] = {};
-  co_return co_await switch_round(std::move(plan), two_phase);
+  co_return co_await switch_round(std::move(plan), one_phase);
 }
 
 void CoordinatorCore::on_prepare_ack(std::size_t node, const proto::PrepareAck& ack) {
