@@ -357,6 +357,14 @@ int json_main(const JsonOptions& o) {
   // gangd's end of every connection is here, the agents' ends in their processes.
   auto lim =
       kernelside::raise_open_files(auths.size() * static_cast<std::uint64_t>(o.agents) + 512);
+  std::uint64_t per_proc = static_cast<std::uint64_t>((o.agents + o.procs - 1) / o.procs) + 256;
+  if (lim && (lim->soft < static_cast<std::uint64_t>(o.agents) + 512 || lim->soft < per_proc)) {
+    std::cerr << "bench_gang_coordinator_scale: " << o.agents << " agents need about "
+              << o.agents + 512 << " descriptors in gangd's process and " << per_proc
+              << " in each agents' process; the limit is " << lim->soft
+              << " (more --agent-procs split the agents' side only)\n";
+    return 1;
+  }
   bool interleaved =
       auths.size() == 1 ||
       (lim && lim->soft >= auths.size() * static_cast<std::uint64_t>(o.agents) + 512);
