@@ -26,9 +26,11 @@ using boost::system::error_code;
 // authenticate() is called, every frame must be followed by its tag (gang/auth.hpp),
 // checked before the payload is decoded; a frame that fails is an Errc::protocol error
 // and the session must end (the sequence is then out of step for good).
+// The buffer starts at kChunk and grows to the largest frame met: gangd holds a reader
+// a node, and 64 KiB each (zeroed, so resident) came to 640 MB with 10,000 nodes.
 class FrameReader {
  public:
-  static constexpr std::size_t kChunk = 64 * 1024;
+  static constexpr std::size_t kChunk = 4 * 1024;
 
   void authenticate(FrameMac in) { mac_.emplace(std::move(in)); }
   bool authenticated() const { return mac_.has_value(); }

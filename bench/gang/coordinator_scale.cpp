@@ -1,30 +1,50 @@
-// Coordinator scale: N simulated agents (light in-process peers over loopback TCP, on
-// their own thread) and one synchronised switch round: PrepareSwitch to every node,
-// every PrepareAck, SwitchAt with a common deadline, every SwitchAck. The iteration
-// time is the round as gangd sees it, from its decision to the last acknowledgement.
-// Targets (issue 18): at most 20 ms with 1,000 agents, 100 ms with 10,000.
+// Coordinator scale: N simulated agents and one synchronised switch round of the real
+// coordinator (gangd's Coordinator, its round path unchanged): PrepareSwitch and
+// SwitchAt to every node, every PrepareAck and SwitchAck. The iteration time is the
+// round as gangd sees it, from its decision to the last acknowledgement. Targets
+// (issue 18): at most 20 ms with 1,000 agents, 100 ms with 10,000.
+//
+// What the agents simulate: each is a real AgentSession (the agent side of the protocol,
+// its authentication and frame tags) over loopback TCP whose switch_now records the
+// plan and returns (no cgroup is frozen). Real agents run on hosts of their own and
+// switch in parallel; here they share the threads of their processes and switch one
+// after another, so the skew (first to last switching) and the tail of the round
+// measure the simulation's agents as well as the coordinator.
 //
 //   build/bin/bench_gang_coordinator_scale --agents N --json [--rounds R]
-//       [--frame-auth on|off|both]
-//     one JSON object: round_ms_p50 (and p90, max, prepare, lead, skew, CPU per round)
-//     with frame authentication on; with `both` (the default) the same figures
-//     without it under "without_frame_auth", rounds of the two clusters interleaved so
-//     that outside load hits both alike, and their ratio as "frame_auth_cost".
+//       [--frame-auth on|off|both] [--agent-procs P] [--one-phase]
+//     one JSON object: round_ms_p50 (and p90, max, prepare, lead, skew, the CPU time of
+//     gangd's thread and of the agents per round) with frame authentication on; with
+//     `both` (the default) the same figures without it under "without_frame_auth",
+//     rounds of the two clusters interleaved so that outside load hits both alike (run
+//     one after the other when two clusters' descriptors do not fit the limit), and
+//     their ratio as "frame_auth_cost". The agents run in P child processes (default 1)
+//     of one thread each, so that gangd's descriptors and CPU are its own. Rounds are
+//     two-phase, as gangd runs them; --one-phase sends SwitchAt without waiting for the
+//     PrepareAcks (measured slower with these agents, see docs/gang.md).
 //   build/bin/bench_gang_coordinator_scale [--benchmark_filter=/1000]
-//     Google Benchmark over 10, 100 and 1,000 agents, frame authentication on.
+//     Google Benchmark over 10, 100 and 1,000 agents in-process (agents on a second
+//     thread), frame authentication on.
 //
-// Counters: prepare_ms (decision to last PrepareAck), lead_ms (SwitchAt to deadline,
-// adaptive), skew_us (first to last agent switching), p50_ms/max_ms of the round,
-// late (agents that got SwitchAt after the deadline), failed, cpu_ms (CPU time of the
-// whole process, gangd plus every agent, per round).
+// Counters: prepare_ms (decision to the last PrepareAck in a two-phase round, to the
+// last frame sent in a one-phase one), lead_ms (SwitchAt sent to deadline, adaptive),
+// skew_us (first to last agent switching), p50_ms/max_ms of the round, late (agents
+// that got SwitchAt after the deadline), failed, cpu_ms (CPU time per round).
 #include <benchmark/benchmark.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "kernelside/limits.hpp"
+#include "kernelside/spawn.hpp"
 #include "testkit/cluster_harness.hpp"
 
 using namespace dynamos;
@@ -37,20 +57,10 @@ double ms(Nanos d) {
   return static_cast<double>(d.count()) / 1e6;
 }
 
-// Two descriptors an agent (both ends of its connection) and some to spare; as root the
-// hard limit is raised too when it is lower.
+// Two descriptors an agent when both ends of its connection are in this process, and
+// some to spare; as root the hard limit is raised too where that is permitted.
 void raise_fd_limit(int agents = 1000) {
-  rlimit r{};
-  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
-  rlim_t want = 2 * static_cast<rlim_t>(agents) + 1024;
-  if (r.rlim_max < want) {
-    rlimit raised{want, want};
-    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return;
-  }
-  if (r.rlim_cur < r.rlim_max) {
-    r.rlim_cur = r.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &r);
-  }
+  (void)kernelside::raise_open_files(2 * static_cast<std::uint64_t>(agents) + 1024);
 }
 
 double cpu_seconds() {
@@ -60,34 +70,51 @@ double cpu_seconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
-// A coordinator without a quantum loop and `agents` simulated agents registered with
-// it; an error says what did not come up.
-Result<void> start_cluster(test::Cluster& c, int agents, bool frame_auth = true) {
+Secret bench_secret() {
   std::vector<std::uint8_t> key(32, 7);
-  auto secret = Secret::from_bytes(key);
+  return Secret::from_bytes(key);
+}
+
+std::string sim_name(int i) {
+  return "sim" + std::to_string(i);
+}
+
+// A coordinator without a quantum loop for `agents` simulated nodes.
+Result<void> start_coordinator(test::Cluster& c, int agents, bool frame_auth,
+                               Nanos heartbeat = 1s) {
   CoordinatorConfig cfg;
   for (int i = 0; i < agents; ++i)
-    cfg.hosts.push_back({"sim" + std::to_string(i), 1, 0});
-  cfg.secret = secret;
+    cfg.hosts.push_back({sim_name(i), 1, 0});
+  cfg.secret = bench_secret();
   cfg.frame_auth = frame_auth;
   cfg.run_quantum_loop = false;
-  cfg.heartbeat = 1s;
+  cfg.heartbeat = heartbeat;
   cfg.max_agent_connections = 2 * static_cast<std::size_t>(agents) + 64;
   cfg.log = [](const std::string& line) {
     if (line.find("refus") != std::string::npos || line.find("accept") != std::string::npos)
       std::cerr << "gangd: " << line << "\n";
   };
-  if (auto ok = c.start_coordinator(cfg); !ok) return ok;
-  for (int i = 0; i < agents; ++i)
-    c.add_agent("sim" + std::to_string(i), secret);
-  if (!c.wait_for(
+  return c.start_coordinator(cfg);
+}
+
+// Waits until every agent registered; an error says how many did.
+Result<void> wait_registered(test::Cluster& c, int agents, std::chrono::seconds timeout) {
+  if (c.wait_for(
           [&] { return c.coordinator->agents_connected() == static_cast<std::size_t>(agents); },
-          60000ms))
-    return fail(Errc::timed_out,
-                "only " +
-                    std::to_string(c.call([&] { return c.coordinator->agents_connected(); })) +
-                    " of " + std::to_string(agents) + " simulated agents registered in 60 s");
-  return {};
+          timeout))
+    return {};
+  return fail(Errc::timed_out,
+              "only " + std::to_string(c.call([&] { return c.coordinator->agents_connected(); })) +
+                  " of " + std::to_string(agents) + " simulated agents registered in " +
+                  std::to_string(timeout.count()) + " s");
+}
+
+// A coordinator and `agents` in-process simulated agents registered with it.
+Result<void> start_cluster(test::Cluster& c, int agents, bool frame_auth = true) {
+  if (auto ok = start_coordinator(c, agents, frame_auth); !ok) return ok;
+  for (int i = 0; i < agents; ++i)
+    c.add_agent(sim_name(i), bench_secret());
+  return wait_registered(c, agents, 60s);
 }
 
 // What the rounds measured, summed; reported as the counters above.
@@ -145,11 +172,55 @@ void BM_SwitchRound(benchmark::State& state) {
   if (!totals.round_ms.empty()) totals.report(state, cpu_seconds() - cpu0);
 }
 
+// --- agent processes ------------------------------------------------------------------
+
+// The agents' side (--serve-agents PORT FIRST COUNT on|off): simulated agents sim<FIRST>
+// .. sim<FIRST+COUNT-1> on this process's main thread, until it is killed.
+int serve_agents(std::uint16_t port, int first, int count, bool frame_auth) {
+  (void)kernelside::raise_open_files(static_cast<std::uint64_t>(count) + 256);
+  asio::io_context io{1};
+  std::vector<std::unique_ptr<test::RecordingNode>> nodes;
+  std::vector<std::shared_ptr<AgentSession>> sessions;
+  for (int i = first; i < first + count; ++i) {
+    nodes.push_back(std::make_unique<test::RecordingNode>());
+    AgentConfig cfg;
+    cfg.coordinator_port = port;
+    cfg.node = sim_name(i);
+    cfg.secret = bench_secret();
+    cfg.frame_auth = frame_auth;
+    cfg.reconnect_min = 20ms;
+    cfg.reconnect_max = 200ms;
+    cfg.log = [](log::Level level, const std::string& line) {
+      if (level <= log::Level::error) std::cerr << "agent: " << line << "\n";
+    };
+    sessions.push_back(AgentSession::create(io.get_executor(), cfg, *nodes.back()));
+    sessions.back()->start();
+  }
+  io.run();
+  return 0;
+}
+
+// CPU time of a process's main thread (ns), from /proc/PID/schedstat; 0 when unreadable.
+std::uint64_t main_thread_cpu_ns(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/schedstat");
+  std::uint64_t ns = 0;
+  in >> ns;
+  return ns;
+}
+
+// CPU time of the calling thread (ns).
+std::uint64_t thread_cpu_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 // --- --json mode ---------------------------------------------------------------------
 
 struct Sample {
   std::vector<double> round_ms, prepare_ms, lead_ms, skew_us;
-  double cpu_s = 0;
+  double gangd_cpu_ms = 0, agents_cpu_ms = 0;
   std::size_t failed = 0, late = 0;
 
   static double pick(std::vector<double> v, double q) {
@@ -163,6 +234,7 @@ struct Sample {
     return s / static_cast<double>(v.size());
   }
   nlohmann::json json() const {
+    double n = static_cast<double>(round_ms.size());
     return {{"rounds", round_ms.size()},
             {"round_ms_p50", pick(round_ms, 0.5)},
             {"round_ms_p90", pick(round_ms, 0.9)},
@@ -170,21 +242,62 @@ struct Sample {
             {"prepare_ms_p50", pick(prepare_ms, 0.5)},
             {"lead_ms_mean", mean(lead_ms)},
             {"skew_us_mean", mean(skew_us)},
-            {"cpu_ms_per_round", cpu_s * 1e3 / static_cast<double>(round_ms.size())},
+            {"gangd_cpu_ms_per_round", gangd_cpu_ms / n},
+            {"agents_cpu_ms_per_round", agents_cpu_ms / n},
+            {"cpu_ms_per_round", (gangd_cpu_ms + agents_cpu_ms) / n},
             {"late", late},
             {"failed", failed}};
   }
 };
 
-// One cluster under measurement: its rounds and the CPU time they took.
+// One cluster under measurement: gangd's coordinator on this process's io thread, its
+// agents in child processes; its rounds and the CPU time they took.
 struct Run {
-  test::Cluster c{/*agents_on_own_thread=*/true};
+  test::Cluster c;
+  std::vector<pid_t> agent_pids;
   Sample sample;
 
-  Result<void> round(int agents) {
-    double cpu0 = cpu_seconds();
-    auto s = c.await(c.coordinator->broadcast_round());
-    sample.cpu_s += cpu_seconds() - cpu0;
+  ~Run() { stop(); }
+
+  Result<void> start(int agents, int procs, bool frame_auth, Nanos heartbeat) {
+    if (auto ok = start_coordinator(c, agents, frame_auth, heartbeat); !ok) return ok;
+    auto port = c.call([&] { return c.coordinator->port(); });
+    for (int p = 0, first = 0; p < procs; ++p) {
+      int count = agents / procs + (p < agents % procs ? 1 : 0);
+      kernelside::SpawnOptions o;
+      o.argv = {"/proc/self/exe",      "--serve-agents",      std::to_string(port),
+                std::to_string(first), std::to_string(count), frame_auth ? "on" : "off"};
+      o.die_with_parent = true;
+      auto pid = kernelside::spawn(o);
+      if (!pid) return std::unexpected(with_context(pid.error(), "starting simulated agents"));
+      agent_pids.push_back(*pid);
+      first += count;
+    }
+    return wait_registered(c, agents, 120s);
+  }
+
+  // The agents go first: gangd closing their links would make them log and reconnect.
+  void stop() {
+    for (pid_t pid : std::exchange(agent_pids, {})) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    c.shutdown();
+  }
+
+  std::uint64_t agents_cpu_ns() const {
+    std::uint64_t sum = 0;
+    for (pid_t pid : agent_pids)
+      sum += main_thread_cpu_ns(pid);
+    return sum;
+  }
+
+  Result<void> round(int agents, bool one_phase) {
+    auto gangd0 = c.call(thread_cpu_ns);
+    auto agents0 = agents_cpu_ns();
+    auto s = c.await(c.coordinator->broadcast_round(one_phase));
+    sample.gangd_cpu_ms += static_cast<double>(c.call(thread_cpu_ns) - gangd0) / 1e6;
+    sample.agents_cpu_ms += static_cast<double>(agents_cpu_ns() - agents0) / 1e6;
     if (s.switched != static_cast<std::size_t>(agents))
       return fail(Errc::state, "a round reached " + std::to_string(s.switched) + " of " +
                                    std::to_string(agents) + " agents" +
@@ -199,37 +312,87 @@ struct Run {
   }
 };
 
-int json_main(int agents, int rounds, const std::string& mode) {
-  raise_fd_limit(agents * (mode == "both" ? 2 : 1));
-  std::vector<bool> auths;
-  if (mode != "off") auths.push_back(true);
-  if (mode != "on") auths.push_back(false);
-  std::vector<std::unique_ptr<Run>> runs;
-  for (bool auth : auths) {
-    runs.push_back(std::make_unique<Run>());
-    if (auto ok = start_cluster(runs.back()->c, agents, auth); !ok) {
-      std::cerr << "bench_gang_coordinator_scale: " << ok.error().message() << "\n";
-      return 1;
-    }
+struct JsonOptions {
+  int agents = 0, rounds = 30, procs = 1, heartbeat_ms = 1000;
+  std::string mode = "both";
+  bool one_phase = false;
+};
+
+// Runs o.rounds measured rounds (after 3 warm-up rounds that adapt the lead) on each
+// cluster: interleaved, or one cluster after the other (each started when its turn
+// comes and stopped after its rounds).
+Result<void> measure(const JsonOptions& o, std::vector<std::unique_ptr<Run>>& runs,
+                     const std::vector<bool>& auths, bool interleaved) {
+  auto start = [&](std::size_t i) -> Result<void> {
+    runs[i] = std::make_unique<Run>();
+    return runs[i]->start(o.agents, o.procs, auths[i], std::chrono::milliseconds(o.heartbeat_ms));
+  };
+  auto rounds = [&](std::size_t i, int k) -> Result<void> {
+    if (auto ok = runs[i]->round(o.agents, o.one_phase); !ok) return ok;
+    if (k < 3) runs[i]->sample = {};  // warm-up rounds adapt the lead
+    return {};
+  };
+  runs.resize(auths.size());
+  if (interleaved) {
+    for (std::size_t i = 0; i < auths.size(); ++i)
+      if (auto ok = start(i); !ok) return ok;
+    for (int k = 0; k < o.rounds + 3; ++k)
+      for (std::size_t i = 0; i < runs.size(); ++i)
+        if (auto ok = rounds(i, k); !ok) return ok;
+    return {};
   }
-  for (int i = 0; i < rounds + 3; ++i) {
-    for (auto& r : runs) {
-      auto ok = r->round(agents);
-      if (!ok) {
-        std::cerr << "bench_gang_coordinator_scale: " << ok.error().message() << "\n";
-        return 1;
-      }
-      if (i < 3) r->sample = {};  // warm-up rounds adapt the lead
-    }
+  for (std::size_t i = 0; i < auths.size(); ++i) {
+    if (auto ok = start(i); !ok) return ok;
+    for (int k = 0; k < o.rounds + 3; ++k)
+      if (auto ok = rounds(i, k); !ok) return ok;
+    runs[i]->stop();  // its descriptors go before the next cluster's come
+  }
+  return {};
+}
+
+int json_main(const JsonOptions& o) {
+  std::vector<bool> auths;
+  if (o.mode != "off") auths.push_back(true);
+  if (o.mode != "on") auths.push_back(false);
+  // gangd's end of every connection is here, the agents' ends in their processes.
+  auto lim =
+      kernelside::raise_open_files(auths.size() * static_cast<std::uint64_t>(o.agents) + 512);
+  std::uint64_t per_proc = static_cast<std::uint64_t>((o.agents + o.procs - 1) / o.procs) + 256;
+  if (lim && (lim->soft < static_cast<std::uint64_t>(o.agents) + 512 || lim->soft < per_proc)) {
+    std::cerr << "bench_gang_coordinator_scale: " << o.agents << " agents need about "
+              << o.agents + 512 << " descriptors in gangd's process and " << per_proc
+              << " in each agents' process; the limit is " << lim->soft
+              << " (more --agent-procs split the agents' side only)\n";
+    return 1;
+  }
+  bool interleaved =
+      auths.size() == 1 ||
+      (lim && lim->soft >= auths.size() * static_cast<std::uint64_t>(o.agents) + 512);
+  std::vector<std::unique_ptr<Run>> runs;
+  if (auto ok = measure(o, runs, auths, interleaved); !ok) {
+    std::cerr << "bench_gang_coordinator_scale: " << ok.error().message() << "\n";
+    return 1;
   }
   nlohmann::json out = runs.front()->sample.json();
-  out["agents"] = agents;
+  out["agents"] = o.agents;
+  out["agent_processes"] = o.procs;
   out["frame_auth"] = static_cast<bool>(auths.front());
+  out["round"] = o.one_phase ? "one-phase" : "two-phase";
+  out["heartbeat_ms"] = o.heartbeat_ms;
+  out["simulated"] =
+      "agents: real AgentSessions (protocol, authentication, frame tags) over loopback TCP in " +
+      std::to_string(o.procs) +
+      " process(es) of one thread; switch_now records the plan, nothing is frozen; they "
+      "switch one after another on their thread where real agents switch in parallel";
   if (runs.size() == 2) {
+    out["interleaved"] = interleaved;
     out["without_frame_auth"] = runs.back()->sample.json();
     out["frame_auth_cost"] = {
         {"round_p50_ratio", out["round_ms_p50"].get<double>() /
                                 out["without_frame_auth"]["round_ms_p50"].get<double>()},
+        {"gangd_cpu_per_round_ratio",
+         out["gangd_cpu_ms_per_round"].get<double>() /
+             out["without_frame_auth"]["gangd_cpu_ms_per_round"].get<double>()},
         {"cpu_per_round_ratio", out["cpu_ms_per_round"].get<double>() /
                                     out["without_frame_auth"]["cpu_ms_per_round"].get<double>()}};
   }
@@ -248,9 +411,11 @@ BENCHMARK(BM_SwitchRound)
     ->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
-  int agents = 0, rounds = 30;
+  if (argc == 6 && std::string(argv[1]) == "--serve-agents")
+    return serve_agents(static_cast<std::uint16_t>(std::atoi(argv[2])), std::atoi(argv[3]),
+                        std::atoi(argv[4]), std::string(argv[5]) == "on");
+  JsonOptions o;
   bool json = false;
-  std::string mode = "both";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -261,26 +426,36 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--agents")
-      agents = std::atoi(value().c_str());
+      o.agents = std::atoi(value().c_str());
     else if (a == "--rounds")
-      rounds = std::atoi(value().c_str());
+      o.rounds = std::atoi(value().c_str());
     else if (a == "--frame-auth")
-      mode = value();
+      o.mode = value();
+    else if (a == "--agent-procs")
+      o.procs = std::atoi(value().c_str());
+    else if (a == "--heartbeat-ms")
+      o.heartbeat_ms = std::atoi(value().c_str());
+    else if (a == "--one-phase")
+      o.one_phase = true;
     else if (a == "--json")
       json = true;
     else if (a.rfind("--benchmark", 0) != 0) {
       std::cerr << "bench_gang_coordinator_scale: unknown option " << a
-                << " (--agents N --json [--rounds R] [--frame-auth on|off|both])\n";
+                << " (--agents N --json [--rounds R] [--frame-auth on|off|both] "
+                   "[--agent-procs P] [--one-phase] [--heartbeat-ms MS])\n";
       return 2;
     }
   }
-  if (json || agents > 0) {
-    if (agents <= 0 || rounds <= 0 || (mode != "on" && mode != "off" && mode != "both")) {
-      std::cerr << "bench_gang_coordinator_scale: --agents and --rounds must be positive, "
-                   "--frame-auth on, off or both\n";
+  if (json || o.agents > 0) {
+    if (o.agents <= 0 || o.rounds <= 0 || o.procs <= 0 || o.procs > o.agents ||
+        o.heartbeat_ms < 10 || (o.mode != "on" && o.mode != "off" && o.mode != "both")) {
+      std::cerr
+          << "bench_gang_coordinator_scale: --agents, --rounds and --agent-procs must be "
+             "positive (at most one process an agent), --heartbeat-ms at least 10, --frame-auth "
+             "on, off or both\n";
       return 2;
     }
-    return json_main(agents, rounds, mode);
+    return json_main(o);
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

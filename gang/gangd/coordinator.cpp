@@ -18,8 +18,9 @@
 //   2. SwitchAt(deadline) to the same nodes, deadline = now + lead; every agent switches
 //      when its CLOCK_REALTIME reaches the deadline and sends a SwitchAck with timings.
 // The round ends when every SwitchAck is in (or on timeout). Rounds are serialised.
-// The lead adapts: twice the delivery spread measured in the previous round (the
-// latest agent's receipt of SwitchAt after it was sent), clamped to [min_switch_lead,
+// The lead adapts: the delivery spread measured in the previous round (the latest
+// agent's receipt of SwitchAt after it was sent) plus a quarter and 1 ms, twice the
+// spread after a round with late agents, clamped to [min_switch_lead,
 // max_switch_lead], so that every agent holds the deadline before it passes; agents
 // that got it late are counted. A node that fails to prepare still gets SwitchAt: the
 // gang stays together on every node that can follow.
@@ -238,8 +239,8 @@ void Coordinator::start() {
 void Coordinator::stop() {
   core_->stop();
 }
-asio::awaitable<RoundStats> Coordinator::broadcast_round() {
-  return core_->broadcast_round();
+asio::awaitable<RoundStats> Coordinator::broadcast_round(bool one_phase) {
+  return core_->broadcast_round(one_phase);
 }
 proto::Message Coordinator::handle_control(std::uint32_t uid, const proto::Message& request) {
   return core_->handle_control(uid, request);

@@ -82,6 +82,7 @@ struct CoordinatorConfig {
 struct RoundStats {
   std::uint64_t round = 0;
   std::size_t nodes = 0;        // nodes the round was sent to
+  bool two_phase = true;        // waited for every PrepareAck before SwitchAt
   std::size_t prepared = 0;     // PrepareAcks received with ok
   std::size_t switched = 0;     // SwitchAcks received with ok
   std::size_t failed = 0;       // acks with !ok, plus nodes that never answered
@@ -109,8 +110,9 @@ class Coordinator {
   void stop();   // close every socket and timer; the io_context then runs out of work
 
   // A switch round on every connected node with empty plans (measurements; the quantum
-  // loop runs the real ones). Call from the io_context's thread (co_spawn).
-  asio::awaitable<RoundStats> broadcast_round();
+  // loop runs the real ones). `one_phase`: SwitchAt right behind PrepareSwitch, without
+  // waiting for the PrepareAcks. Call from the io_context's thread (co_spawn).
+  asio::awaitable<RoundStats> broadcast_round(bool one_phase = false);
 
   // The control API, as the control socket serves it: one request (any message type)
   // of caller `uid` (root, 0, may act on every job; others on their own only).

@@ -141,8 +141,12 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
   // --- rounds.cpp: the quantum loop and switch rounds
   asio::awaitable<void> quantum_loop();
   // Rounds are serialised; call from the io_context's thread.
-  asio::awaitable<RoundStats> switch_round(std::map<std::size_t, NodePlan> plan);
-  asio::awaitable<RoundStats> broadcast_round();
+  // one_phase: SwitchAt without waiting for the PrepareAcks (measurements).
+  asio::awaitable<RoundStats> switch_round(std::map<std::size_t, NodePlan> plan,
+                                           bool one_phase = false);
+  asio::awaitable<RoundStats> broadcast_round(bool one_phase);
+  std::set<std::size_t> send_prepare(Round& r, const std::map<std::size_t, NodePlan>& plan);
+  void fail_pending(Round& r, std::set<std::size_t>& pending, const std::string& why);
   asio::awaitable<void> wait_round(Round& r, std::set<std::size_t>& pending,
                                    steady::time_point until);
   void on_prepare_ack(std::size_t node, const proto::PrepareAck& ack);

@@ -19,6 +19,7 @@
 #include "gang/gangd/metrics.hpp"
 #include "gang/metrics_server.hpp"
 #include "gang/protocol_io.hpp"
+#include "kernelside/limits.hpp"
 
 namespace po = boost::program_options;
 using namespace dynamos;
@@ -214,6 +215,27 @@ Result<std::unique_ptr<MetricsServer>> serve_metrics(boost::asio::io_context& io
   return server;
 }
 
+// One descriptor an agent connection (two while an agent reconnects), the control
+// callers, journals and logs: the soft limit goes up to the hard one, as daemons do at
+// start (a soft limit of 1,024 would stop gangd at about 1,000 nodes), with a log line
+// when it changed and a warning when the hostfile needs more than the hard limit.
+void raise_descriptor_limit(const CoordinatorConfig& cfg) {
+  std::uint64_t need = cfg.hosts.size() + cfg.max_control_connections + 64;
+  auto lim = kernelside::raise_open_files();
+  if (!lim) {
+    log::warning("open files: " + lim.error().message());
+    return;
+  }
+  if (lim->raised())
+    log::notice("open files: soft limit raised from " + std::to_string(lim->soft_before) +
+                " to the hard limit " + std::to_string(lim->soft));
+  if (lim->soft < need)
+    log::warning("open files: the hostfile's " + std::to_string(cfg.hosts.size()) +
+                 " nodes need about " + std::to_string(need) + " descriptors, the limit is " +
+                 std::to_string(lim->soft) +
+                 ": agents beyond it are refused (raise the hard limit, e.g. LimitNOFILE=)");
+}
+
 // Runs the coordinator until SIGINT or SIGTERM.
 int run(CoordinatorConfig cfg, const std::string& metrics_listen) {
   boost::asio::io_context io{1};  // one thread: Asio may skip its locking
@@ -270,5 +292,6 @@ int main(int argc, char** argv) {
   auto cfg = configure(vm);
   if (!cfg) return daemon_error("gangd", cfg.error().message());
   if (!cfg->log) cfg->log = log::sink();
+  raise_descriptor_limit(*cfg);
   return run(std::move(*cfg), vm["metrics-listen"].as<std::string>());
 }

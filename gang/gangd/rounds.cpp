@@ -63,22 +63,11 @@ asio::awaitable<void> CoordinatorCore::wait_round(Round& r, std::set<std::size_t
   }
 }
 
-asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, NodePlan> plan) {
-  auto self = shared_from_this();
-  while (round_running_ && !stopped_) {
-    error_code ec;
-    co_await round_gate_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
-  round_running_ = true;
-  auto start = steady::now();
-  Round r(io_);
-  r.decision_ns = realtime_ns();
-  r.stats.round = ++round_id_;
-  r.stats.nodes = plan.size();
-  current_ = &r;
-
-  // Phase 1: prepare. Nodes with the same plan (all of them in a broadcast, most when
-  // one gang spans the cluster) share one encoded frame.
+// Sends PrepareSwitch to every node of the plan; the nodes asked (those up). Nodes with
+// the same plan (all of them in a broadcast, most when one gang spans the cluster)
+// share one encoded frame.
+std::set<std::size_t> CoordinatorCore::send_prepare(Round& r,
+                                                    const std::map<std::size_t, NodePlan>& plan) {
   const NodePlan* framed = nullptr;
   Frame frame;
   for (auto& [node, p] : plan) {
@@ -100,12 +89,45 @@ asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, 
     send_frame_to(node, frame);
     r.pending_prepare.insert(r.pending_prepare.end(), node);
   }
-  std::set<std::size_t> asked = r.pending_prepare;
-  co_await wait_round(r, r.pending_prepare, start + config_.prepare_timeout);
-  for (auto node : r.pending_prepare) {
+  return r.pending_prepare;
+}
+
+// Counts the nodes still pending in `pending` as failed, `why` after their name.
+void CoordinatorCore::fail_pending(Round& r, std::set<std::size_t>& pending,
+                                   const std::string& why) {
+  for (auto node : pending) {
     ++r.stats.failed;
-    r.stats.errors.push_back("node " + nodes_[node].name + " did not prepare within " +
-                             format_duration(config_.prepare_timeout));
+    r.stats.errors.push_back("node " + nodes_[node].name + " " + why);
+  }
+  pending.clear();
+}
+
+asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, NodePlan> plan,
+                                                          bool one_phase) {
+  auto self = shared_from_this();
+  while (round_running_ && !stopped_) {
+    error_code ec;
+    co_await round_gate_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  round_running_ = true;
+  auto start = steady::now();
+  Round r(io_);
+  r.decision_ns = realtime_ns();
+  r.stats.round = ++round_id_;
+  r.stats.nodes = plan.size();
+  r.stats.two_phase = !one_phase;
+  current_ = &r;
+
+  // A two-phase round sends PrepareSwitch, waits for every PrepareAck, then sends
+  // SwitchAt with its deadline. A one-phase round (measurements only) sends SwitchAt as
+  // soon as every PrepareSwitch is out; the agents acknowledge both. With simulated
+  // agents it was slower (docs/gang.md): their backlog of PrepareSwitch delays SwitchAt,
+  // and the lead follows.
+  std::set<std::size_t> asked = send_prepare(r, plan);
+  if (r.stats.two_phase) {
+    co_await wait_round(r, r.pending_prepare, start + config_.prepare_timeout);
+    fail_pending(r, r.pending_prepare,
+                 "did not prepare within " + format_duration(config_.prepare_timeout));
   }
   r.stats.prepare_phase = steady::now() - start;
 
@@ -118,10 +140,10 @@ asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, 
     for (auto node : asked)
       if (send_frame_to(node, *frame)) r.pending_switch.insert(r.pending_switch.end(), node);
   co_await wait_round(r, r.pending_switch, steady::now() + lead_ + config_.switch_timeout);
-  for (auto node : r.pending_switch) {
-    ++r.stats.failed;
-    r.stats.errors.push_back("node " + nodes_[node].name + " did not acknowledge the switch");
-  }
+  for (auto node : r.pending_switch)
+    r.pending_prepare.erase(node);  // one failure a node
+  fail_pending(r, r.pending_switch, "did not acknowledge the switch");
+  fail_pending(r, r.pending_prepare, "did not acknowledge prepare_switch");
   r.stats.total = steady::now() - start;
   finish_round(r);
   co_return r.stats;
@@ -135,8 +157,12 @@ void CoordinatorCore::finish_round(Round& r) {
       r.stats.running = Nanos(static_cast<std::int64_t>(r.last_running - r.decision_ns));
     if (r.last_receipt > r.sent_ns) {
       r.stats.delivery = Nanos(static_cast<std::int64_t>(r.last_receipt - r.sent_ns));
-      lead_ =
-          std::clamp(Nanos(2 * r.stats.delivery), config_.min_switch_lead, config_.max_switch_lead);
+      // The next deadline must follow the last delivery: a quarter more and a
+      // millisecond hold it (late stays 0 in the benchmarks); after a round with late
+      // agents, twice the delivery.
+      Nanos want =
+          r.stats.late > 0 ? 2 * r.stats.delivery : r.stats.delivery + r.stats.delivery / 4 + 1ms;
+      lead_ = std::clamp(want, config_.min_switch_lead, config_.max_switch_lead);
     }
   }
   current_ = nullptr;
@@ -147,11 +173,11 @@ void CoordinatorCore::finish_round(Round& r) {
   if (config_.round_log) config_.round_log(r.stats);
 }
 
-asio::awaitable<RoundStats> CoordinatorCore::broadcast_round() {
+asio::awaitable<RoundStats> CoordinatorCore::broadcast_round(bool one_phase) {
   std::map<std::size_t, NodePlan> plan;
   for (std::size_t n = 0; n < nodes_.size(); ++n)
     if (nodes_[n].conn) plan[n] = {};
-  co_return co_await switch_round(std::move(plan));
+  co_return co_await switch_round(std::move(plan), one_phase);
 }
 
 void CoordinatorCore::on_prepare_ack(std::size_t node, const proto::PrepareAck& ack) {

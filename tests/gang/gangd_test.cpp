@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "gang/client/control.hpp"
@@ -30,10 +32,17 @@ struct Run {
   std::string out, err;
 };
 
-// Starts gangd with `args`; stderr and stdout go to files in `dir`.
-pid_t spawn(const std::vector<std::string>& args, const test::TempDir& dir) {
+// Starts gangd with `args`; stderr and stdout go to files in `dir`. With `soft_nofile`,
+// gangd starts with that soft limit on open descriptors.
+pid_t spawn(const std::vector<std::string>& args, const test::TempDir& dir,
+            rlim_t soft_nofile = 0) {
   pid_t pid = ::fork();
   if (pid == 0) {
+    rlimit r{};
+    if (soft_nofile && ::getrlimit(RLIMIT_NOFILE, &r) == 0) {
+      r.rlim_cur = soft_nofile;
+      ::setrlimit(RLIMIT_NOFILE, &r);
+    }
     int out = ::open((dir / "stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int err = ::open((dir / "stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(out, 1);
@@ -97,6 +106,45 @@ TEST(Gangd, HelpAndOneLineErrors) {
   auto quantum =
       run({"--hostfile", dir / "hosts", "--secret", dir / "secret", "--quantum", "3 weeks"});
   EXPECT_EQ(exit_code(quantum.status), 1);
+}
+
+// "Max open files  <soft>  <hard>  files" of /proc/PID/limits.
+static std::pair<std::string, std::string> open_files_limits(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/limits");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("Max open files", 0) == 0) {
+      std::istringstream words(line.substr(14));
+      std::string soft, hard;
+      words >> soft >> hard;
+      return {soft, hard};
+    }
+  return {};
+}
+
+// A soft limit of 256 descriptors would stop gangd at about 250 nodes: it raises the soft
+// limit to the hard one at start and says so.
+TEST(Gangd, RaisesItsDescriptorSoftLimitToTheHardLimitAndSaysSo) {
+  rlimit r{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &r), 0);
+  if (r.rlim_max <= 256) GTEST_SKIP() << "the hard limit is 256 or less: nothing to raise";
+  test::TempDir dir;
+  {
+    std::ofstream hosts(dir / "hosts");
+    for (int i = 0; i < 1000; ++i)
+      hosts << "n" << i << " slots=1\n";
+  }
+  Daemon d{spawn({"--launch", "none", "--hostfile", dir / "hosts", "--secret", dir / "secret",
+                  "--create-secret", "--listen", "127.0.0.1:0", "--control-socket",
+                  dir / "gangd.sock", "--journal", ""},
+                 dir, 256)};
+  ASSERT_TRUE(wait_for_file(dir / "gangd.sock")) << slurp(dir / "stderr");
+  auto [soft, hard] = open_files_limits(d.pid);
+  EXPECT_EQ(soft, hard);
+  EXPECT_EQ(soft, r.rlim_max == RLIM_INFINITY ? "unlimited" : std::to_string(r.rlim_max));
+  auto log = slurp(dir / "stderr");
+  EXPECT_NE(log.find("open files: soft limit raised from 256 to the hard limit"), std::string::npos)
+      << log;
+  EXPECT_EQ(exit_code(d.stop()), 0);
 }
 
 TEST(Gangd, ServesTheControlSocketAndRecoversAfterRestart) {
