@@ -3,7 +3,8 @@
 //
 // Per policy: a node cgroup with a memory limit (the node's RAM; swap on zram), two
 // dynamos-sweep jobs in child cgroups, each with a fixed amount of work: as many sweeps
-// of its working set as it does alone in --switches/2 quanta (from r0). Job A starts and
+// of its working set as it does alone in --switches/2 quanta (from the first policy's r0,
+// the same for every policy). Job A starts and
 // is switched out (frozen), job B starts and runs a first quantum, then the jobs
 // alternate quanta until both have done their work (a job that is done ends, verifies its
 // data and leaves the node to the other). A switch freezes the outgoing job (kernelside), calls the
@@ -360,9 +361,12 @@ Result<void> alternate(PolicyRun& p) {
   return {};
 }
 
+// iterations: each job's sweeps, set from the first policy's r0 (0: not yet) so that every
+// policy's jobs do the same work.
 Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
                                 core::ExtensionHost& host, const kernelside::Layout& layout,
-                                const std::string& root, const std::string& dir) {
+                                const std::string& root, const std::string& dir,
+                                uint64_t& iterations) {
   auto r0 = calibrate(o, layout, root, dir);
   if (!r0) return std::unexpected(with_context(r0.error(), "calibrating"));
   auto n = make_node(layout, root, policy);
@@ -374,8 +378,10 @@ Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
   p.res.r0_wall = r0->per_wall_s;
   // Each job's work: what it does alone in half the switches' quanta, in whole sweeps.
   double alone = p.res.r0 * o.quantum * o.switches / 2;
-  p.res.iterations = std::max<uint64_t>(
-      1, static_cast<uint64_t>(std::llround(alone / static_cast<double>(o.job_memory))));
+  if (iterations == 0)
+    iterations = std::max<uint64_t>(
+        1, static_cast<uint64_t>(std::llround(alone / static_cast<double>(o.job_memory))));
+  p.res.iterations = iterations;
   p.goal = p.res.iterations * o.job_memory;
   if (o.verbose)
     std::fprintf(stderr,
@@ -561,9 +567,10 @@ int main(int argc, char** argv) {
   if (!rg) return fatal(rg.error().message());
   OwnedGroup root_group(*rg);
   int status = 0;
+  uint64_t iterations = 0;
   for (const auto& p : o.policies) {
     if (workload::interrupted()) break;
-    auto r = run_policy(o, p, **host, *layout, root, tmp->path());
+    auto r = run_policy(o, p, **host, *layout, root, tmp->path(), iterations);
     if (!r) {
       std::cerr << "dynamos-bench-switch: policy " << p << ": " << r.error().message() << "\n";
       status = 1;
