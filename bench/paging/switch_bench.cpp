@@ -258,12 +258,17 @@ Result<void> run_quantum(PolicyRun& p, int index, bool counted) {
   if (!s0) return std::unexpected(s0.error());
   uint64_t majflt0 = major_faults(job.pid());
   auto c0 = process_schedstat(job.pid());
+  // The CPU wait so far, read on every tick while the job works: a job that finished
+  // loses its worker thread, and with it that thread's schedstat.
+  auto c1 = c0;
   bool majflt_taken = false, finished = s0->work >= p.goal;
   while (!finished && seconds_since(start) < p.o.quantum && !workload::interrupted()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(p.o.tick_ms));
     auto s = job.sample();
     double work = s ? static_cast<double>(s->work - s0->work) : 0;
+    auto c = process_schedstat(job.pid());
     finished = (s && s->work >= p.goal) || job.exited();
+    if (!finished && c) c1 = c;
     if (!majflt_taken && seconds_since(start) >= 1.0) {
       majflt_taken = true;
       if (counted) res.majflt.push_back(static_cast<double>(major_faults(job.pid()) - majflt0));
@@ -273,7 +278,8 @@ Result<void> run_quantum(PolicyRun& p, int index, bool counted) {
   }
   auto s1 = job.sample();
   if (!s1) return std::unexpected(s1.error());
-  auto c1 = process_schedstat(job.pid());
+  if (!finished)
+    if (auto c = process_schedstat(job.pid())) c1 = c;
   // A job that finished: its quantum ends when it counted its last work.
   uint64_t end_ns = finished ? s1->updated_ns : s1->read_ns;
   double q = workload::progress_rate(*s0, *s1) > 0 && end_ns > s0->read_ns
