@@ -313,6 +313,7 @@ RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bo
   for (const auto& c : comparison_.calibration)
     if (c.workload == w.name) p.cal = &c;
 
+  auto oom_before = cluster_.oom_kills(job_nodes_);
   auto started = [&]() -> Result<void> {
     if (auto r = record_earlier_rounds(p); !r) return r;
     if (cyclesteal)
@@ -329,6 +330,7 @@ RunResult Harness::run_pair(const WorkloadSpec& w, const std::string& policy, bo
   }
   measure_guests(p);
   collect_outcomes(p, w);
+  name_oom_kills(p.run, oom_before);
   if (p.cal && w.builtin) measure_quanta(p);
   measure_switches(p);
   p.release();
@@ -582,6 +584,21 @@ void Harness::collect_outcomes(Pair& p, const WorkloadSpec& w) {
     run.jobs.push_back(std::move(o));
   }
   run.makespan_s = makespan_s(first_submit, last_end, now_s() - p.t0);
+}
+
+// A rank the memory controller killed is named as such: the OOM kills the nodes' memory
+// cgroups counted during the run (v1 memory.oom_control, v2 memory.events).
+void Harness::name_oom_kills(RunResult& run, const Result<std::uint64_t>& before) {
+  auto after = cluster_.oom_kills(job_nodes_);
+  if (!before || !after) {
+    run.oom_kills = -1;
+    return;
+  }
+  run.oom_kills = static_cast<std::int64_t>(*after - *before);
+  if (run.oom_kills > 0 && !run.verified)
+    run.error = "the memory controller's OOM killer killed a rank (" +
+                std::to_string(run.oom_kills) + " OOM kill" + (run.oom_kills == 1 ? "" : "s") +
+                " in the nodes' memory cgroups during the run): " + run.error;
 }
 
 // Quanta that began and ended frozen (their work is exact), and the best one-second rate

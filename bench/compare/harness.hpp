@@ -75,6 +75,7 @@ class Harness {
   std::string progress_line(const Pair& p) const;
   void measure_guests(Pair& p);
   void collect_outcomes(Pair& p, const WorkloadSpec& w);
+  void name_oom_kills(RunResult& run, const Result<std::uint64_t>& before);
   void measure_quanta(Pair& p);
   void measure_switches(Pair& p);
   void report(const Pair& p);

@@ -203,6 +203,7 @@ ojson run_json(const RunResult& r) {
           {"guest_work", num(r.guest_work)},
           {"host_slowdown", num(r.host_slowdown)},
           {"verified", r.verified},
+          {"oom_kills", r.oom_kills},
           {"error", r.error},
           {"retried_after", r.retried_after},
           {"jobs", jobs}};

@@ -66,7 +66,10 @@ struct RunResult {
   double guest_work = NAN;     // units (bytes swept) the guests did during the run
   double host_slowdown = NAN;  // makespan / the same run's makespan without cycle stealing
   bool verified = false;       // every job ended with exit 0 and, with a RESULT, verified
-  std::string error;           // "" when the run went through
+  // OOM kills the memory controllers of the jobs' nodes counted during the run (a
+  // killed rank's cause; -1: the counters were unreadable).
+  std::int64_t oom_kills = 0;
+  std::string error;  // "" when the run went through
   // A job that failed before its workload had set up its data (MPI start-up) makes the
   // harness run the pair once more; the first attempt's error is kept here.
   bool startup_failure = false;

@@ -40,18 +40,19 @@ Result<std::unique_ptr<Job>> Job::start(const JobSpec& spec, kernelside::Group g
   std::unique_ptr<Job> job(new Job(std::move(group), name));
   job->progress_path_ = dir + "/" + name + ".progress";
   job->output_path_ = dir + "/" + name + ".out";
-  std::vector<std::string> args = {spec.sweep,
-                                   "--mem",
-                                   std::to_string(spec.memory),
-                                   "--seconds",
-                                   std::to_string(spec.seconds),
-                                   "--pattern",
-                                   spec.pattern,
-                                   "--seed",
-                                   std::to_string(spec.seed),
-                                   "--progress-file",
-                                   job->progress_path_,
-                                   "--quiet"};
+  std::vector<std::string> args = {
+      spec.sweep,
+      "--mem",
+      std::to_string(spec.memory),
+      spec.iterations ? "--iterations" : "--seconds",
+      spec.iterations ? std::to_string(spec.iterations) : std::to_string(spec.seconds),
+      "--pattern",
+      spec.pattern,
+      "--seed",
+      std::to_string(spec.seed),
+      "--progress-file",
+      job->progress_path_,
+      "--quiet"};
   int go[2];
   if (::pipe2(go, O_CLOEXEC) != 0) return fail_errno("pipe for job " + name);
   pid_t pid = ::fork();

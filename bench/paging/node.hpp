@@ -55,6 +55,7 @@ struct JobSpec {
   double seconds = 60;  // the sweep's own run time, from its data being ready
   uint64_t seed = 1;
   std::string pattern = "sequential";
+  uint64_t iterations = 0;  // > 0: this many sweeps of the working set instead of `seconds`
 };
 
 // One job: a dynamos-sweep process in its own cgroup.

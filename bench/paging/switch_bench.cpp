@@ -2,19 +2,22 @@
 // memory cannot hold both, under each paging policy of the paging extension.
 //
 // Per policy: a node cgroup with a memory limit (the node's RAM; swap on zram), two
-// dynamos-sweep jobs in child cgroups. Job A starts and is switched out (frozen), job B
-// starts and runs a warm-up quantum, then the jobs alternate for --switches quanta.
-// A switch freezes the outgoing job (kernelside), calls the extension's switch_out and
-// switch_in through core's extension host, and thaws the incoming job; ticks go to the
-// extension every --tick-ms during the quantum.
+// dynamos-sweep jobs in child cgroups, each with a fixed amount of work: as many sweeps
+// of its working set as it does alone in --switches/2 quanta (from the first policy's r0,
+// the same for every policy). Job A starts and
+// is switched out (frozen), job B starts and runs a first quantum, then the jobs
+// alternate quanta until both have done their work (a job that is done ends, verifies its
+// data and leaves the node to the other). A switch freezes the outgoing job (kernelside), calls the
+// extension's switch_out and switch_in through core's extension host, and thaws the incoming job;
+// ticks go to the extension every --tick-ms during the quantum.
 //
 // Calibration: r0, the rate of one job alone without memory limit. Lost time of a
 // quantum of length Q in which the job did work W: Q - W/r0, the time the job waited for
 // a CPU included (on a busy node that wait holds kswapd, zram compression and the
 // extension's own background page-out); the same without that wait is a named secondary
-// figure. Makespan: on the wall clock, from the jobs' start until both finished their
-// work and verified it (makespan_wall_s); the computed one (switches + quanta + lost
-// time) is kept as makespan_computed_s. See docs/paging.md.
+// figure. Makespan: on the wall clock, from the jobs' start until both did their work and
+// verified it (makespan_wall_s); the computed one (switches + quanta + lost time) is kept
+// as makespan_computed_s. See docs/paging.md.
 #include <unistd.h>
 
 #include <algorithm>
@@ -57,8 +60,12 @@ struct Options {
   std::string sweep, extension, swap_size = "4G";
   std::vector<std::string> sets;  // ext tunables: key=value
   bool verbose = false;
-  bool verify = true;  // let the jobs finish and check their results
+  bool verify = true;  // let the jobs verify their data at the end and check the results
 };
+
+// Switches at most, as a multiple of --switches: a run that needs more is cut off there
+// (the jobs then finish without gang scheduling) and says so in `warning`.
+constexpr int kSwitchCapFactor = 10;
 
 struct PolicyResult {
   std::string policy;
@@ -68,10 +75,11 @@ struct PolicyResult {
   // job's threads were runnable but waiting for a CPU.
   std::vector<double> lost, lost_no_wait, switch_s, majflt, quantum, cpu_wait;
   uint64_t pages_out = 0, pages_in = 0, background_pages_out = 0, background_pages_in = 0;
+  uint64_t iterations = 0;  // sweeps of its working set each job does
   double makespan = 0;
   double makespan_wall = 0;  // wall clock from job A's start until both jobs ended
   bool verified = false;
-  bool checked = false;  // results verified (--verify) rather than the jobs killed
+  bool checked = false;  // results verified rather than the jobs killed (--no-verify)
   std::string warning;
 };
 
@@ -176,13 +184,17 @@ struct PolicyRun {
   core::ExtensionHost& host;
   OwnedGroup node;
   std::vector<std::unique_ptr<Job>> jobs;  // A, B
-  double total = 0;                        // each sweep's own run time
   double first_switch = 0;                 // the extension's number of this policy's first switch
   Clock::time_point started;               // just before job A started
   PolicyResult res;
+  uint64_t goal = 0;      // bytes of work each job does (its sweeps times its memory)
+  bool done[2] = {};      // the job did its work, ended and was checked (or killed)
+  bool verified[2] = {};  // its result line says its data verified
 
   core::Subject subject(int index, double work = 0) {
-    return subject_of(*jobs[index], index + 1, policy, node->path(), res.r0, work);
+    core::Subject s = subject_of(*jobs[index], index + 1, policy, node->path(), res.r0, work);
+    if (done[index]) s.pids.clear();  // ended: its (empty) cgroup's processes, none
+    return s;
   }
 };
 
@@ -199,10 +211,9 @@ Result<void> start_jobs(PolicyRun& p, const std::string& dir) {
   auto ga = p.node->create_child("jobA");
   auto gb = p.node->create_child("jobB");
   if (!ga || !gb) return std::unexpected(ga ? gb.error() : ga.error());
-  // Verifying, the sweeps run until all quanta are done, with slack, then finish and
-  // verify their data (the sweep has no early stop); else they are killed at the end.
-  p.total = p.o.verify ? (p.o.switches + 2) * (p.o.quantum + 4) + 30 : 1e6;
-  JobSpec spec{p.o.sweep, p.o.job_memory, p.total, 1};
+  // Each job does a fixed number of sweeps, then verifies its data and ends.
+  JobSpec spec{p.o.sweep, p.o.job_memory, 0, 1};
+  spec.iterations = p.res.iterations;
   p.started = Clock::now();
   auto a = Job::start(spec, *ga, dir, p.policy + "-A");
   if (!a) return std::unexpected(a.error());
@@ -220,7 +231,25 @@ Result<void> start_jobs(PolicyRun& p, const std::string& dir) {
   return p.jobs[1]->wait_running(std::chrono::seconds(300));
 }
 
-// One quantum of job `index`, ticking the extension; counted ones record the lost time.
+// Job `index` did its work: it verifies its data and ends (the node stays its own
+// meanwhile), or, with --no-verify, is killed at once.
+void end_job(PolicyRun& p, int index) {
+  Job& job = *p.jobs[index];
+  p.done[index] = true;
+  if (!p.o.verify) {
+    job.kill();
+    return;
+  }
+  auto r = job.finish(std::chrono::minutes(10));
+  p.verified[index] = r && r->boolean("verified").value_or(false);
+  if (!p.verified[index] && p.o.verbose)
+    std::fprintf(stderr, "[%s] job %s: %s\n", p.policy.c_str(), job.name().c_str(),
+                 r ? "verification failed" : r.error().message().c_str());
+}
+
+// One quantum of job `index`, ticking the extension, until the quantum is over or the job
+// did its work (it then ends: end_job). A counted quantum (one that follows a switch)
+// records the lost time.
 Result<void> run_quantum(PolicyRun& p, int index, bool counted) {
   Job& job = *p.jobs[index];
   auto& res = p.res;
@@ -229,11 +258,17 @@ Result<void> run_quantum(PolicyRun& p, int index, bool counted) {
   if (!s0) return std::unexpected(s0.error());
   uint64_t majflt0 = major_faults(job.pid());
   auto c0 = process_schedstat(job.pid());
-  bool majflt_taken = false;
-  while (seconds_since(start) < p.o.quantum && !workload::interrupted()) {
+  // The CPU wait so far, read on every tick while the job works: a job that finished
+  // loses its worker thread, and with it that thread's schedstat.
+  auto c1 = c0;
+  bool majflt_taken = false, finished = s0->work >= p.goal;
+  while (!finished && seconds_since(start) < p.o.quantum && !workload::interrupted()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(p.o.tick_ms));
     auto s = job.sample();
     double work = s ? static_cast<double>(s->work - s0->work) : 0;
+    auto c = process_schedstat(job.pid());
+    finished = (s && s->work >= p.goal) || job.exited();
+    if (!finished && c) c1 = c;
     if (!majflt_taken && seconds_since(start) >= 1.0) {
       majflt_taken = true;
       if (counted) res.majflt.push_back(static_cast<double>(major_faults(job.pid()) - majflt0));
@@ -243,13 +278,18 @@ Result<void> run_quantum(PolicyRun& p, int index, bool counted) {
   }
   auto s1 = job.sample();
   if (!s1) return std::unexpected(s1.error());
-  double q =
-      workload::progress_rate(*s0, *s1) > 0 ? (s1->read_ns - s0->read_ns) / 1e9 : p.o.quantum;
+  if (!finished)
+    if (auto c = process_schedstat(job.pid())) c1 = c;
+  // A job that finished: its quantum ends when it counted its last work.
+  uint64_t end_ns = finished ? s1->updated_ns : s1->read_ns;
+  double q = workload::progress_rate(*s0, *s1) > 0 && end_ns > s0->read_ns
+                 ? static_cast<double>(end_ns - s0->read_ns) / 1e9
+                 : seconds_since(start);
   double w = static_cast<double>(s1->work - s0->work);
-  auto c1 = process_schedstat(job.pid());
   // Time the job was runnable but other processes had the CPUs: the machine's load, not
   // paging.
   double wait = c0 && c1 ? std::chrono::duration<double>(c1->waiting - c0->waiting).count() : 0;
+  if (finished) end_job(p, index);
   if (!counted) return {};
   res.quantum.push_back(q);
   res.cpu_wait.push_back(wait);
@@ -257,8 +297,9 @@ Result<void> run_quantum(PolicyRun& p, int index, bool counted) {
   res.lost_no_wait.push_back(q - w / res.r0 - wait);
   if (p.o.verbose)
     std::fprintf(stderr,
-                 "[%s] quantum of %s: %.2f s, lost %.2f s (%.2f s of it waiting for a CPU)\n",
-                 p.policy.c_str(), job.name().c_str(), q, q - w / res.r0, wait);
+                 "[%s] quantum of %s: %.2f s%s, lost %.2f s (%.2f s of it waiting for a CPU)\n",
+                 p.policy.c_str(), job.name().c_str(), q, finished ? " (work done)" : "",
+                 q - w / res.r0, wait);
   return {};
 }
 
@@ -297,53 +338,71 @@ void count_background_pages(PolicyRun& p) {
   }
 }
 
-// Lets both jobs finish without the node's limit and checks their results.
-void finish_and_verify(PolicyRun& p) {
-  auto& res = p.res;
-  res.checked = true;
-  (void)p.node->set_memory_max(std::nullopt);
-  for (auto& j : p.jobs)
-    (void)j->group().thaw();
-  res.verified = true;
-  for (auto& j : p.jobs) {
-    auto r = j->finish(std::chrono::seconds(static_cast<long>(p.total) + 120));
-    bool ok = r && r->boolean("verified").value_or(false);
-    if (!ok && p.o.verbose)
-      std::fprintf(stderr, "[%s] job %s: %s\n", p.policy.c_str(), j->name().c_str(),
-                   r ? "verification failed" : r.error().message().c_str());
-    res.verified = res.verified && ok;
+// Quanta alternate until both jobs did their work; a job whose partner is done keeps
+// the node (its further quanta follow no switch and are not counted). Past the switch
+// cap the jobs finish together without gang scheduling.
+Result<void> alternate(PolicyRun& p) {
+  // B's first quantum follows no switch of a recorded job: not counted.
+  if (auto r = run_quantum(p, 1, false); !r) return r;
+  int running = 1, number = 0;
+  const int cap = kSwitchCapFactor * p.o.switches;
+  while (!(p.done[0] && p.done[1]) && !workload::interrupted()) {
+    int next = p.done[1 - running] ? running : 1 - running;
+    bool switched = next != running;
+    if (switched && number == cap) break;
+    if (switched) {
+      if (auto r = switch_jobs(p, running, next, ++number); !r) return r;
+      running = next;
+    }
+    if (auto r = run_quantum(p, running, switched); !r) return r;
   }
+  if (p.done[0] && p.done[1]) return {};
+  if (!workload::interrupted())
+    p.res.warning =
+        "stopped switching after " + std::to_string(cap) + " switches: the jobs finished together";
+  for (int i = 0; i < 2; ++i)
+    (void)p.jobs[i]->group().thaw();
+  for (int i = 0; i < 2; ++i)
+    if (!p.done[i]) end_job(p, i);
+  return {};
 }
 
+// iterations: each job's sweeps, set from the first policy's r0 (0: not yet) so that every
+// policy's jobs do the same work.
 Result<PolicyResult> run_policy(const Options& o, const std::string& policy,
                                 core::ExtensionHost& host, const kernelside::Layout& layout,
-                                const std::string& root, const std::string& dir) {
+                                const std::string& root, const std::string& dir,
+                                uint64_t& iterations) {
   auto r0 = calibrate(o, layout, root, dir);
   if (!r0) return std::unexpected(with_context(r0.error(), "calibrating"));
   auto n = make_node(layout, root, policy);
   if (!n) return std::unexpected(n.error());
-  PolicyRun p{o, policy, host, OwnedGroup(std::move(*n)), {}, 0, 0, {}, {}};
+  PolicyRun p{o, policy, host, OwnedGroup(std::move(*n)), {}, 0, {}, {}};
   if (auto r = p.node->set_memory_max(o.node_memory); !r) return std::unexpected(r.error());
   p.res.policy = policy;
   p.res.r0 = r0->per_cpu_s;
   p.res.r0_wall = r0->per_wall_s;
+  // Each job's work: what it does alone in half the switches' quanta, in whole sweeps.
+  double alone = p.res.r0 * o.quantum * o.switches / 2;
+  if (iterations == 0)
+    iterations = std::max<uint64_t>(
+        1, static_cast<uint64_t>(std::llround(alone / static_cast<double>(o.job_memory))));
+  p.res.iterations = iterations;
+  p.goal = p.res.iterations * o.job_memory;
   if (o.verbose)
-    std::fprintf(stderr, "[%s] r0 = %.0f MiB/s per CPU second (%.0f MiB/s wall)\n", policy.c_str(),
-                 p.res.r0 / (1 << 20), p.res.r0_wall / (1 << 20));
+    std::fprintf(stderr,
+                 "[%s] r0 = %.0f MiB/s per CPU second (%.0f MiB/s wall); each job sweeps its "
+                 "working set %llu times\n",
+                 policy.c_str(), p.res.r0 / (1 << 20), p.res.r0_wall / (1 << 20),
+                 static_cast<unsigned long long>(p.res.iterations));
   if (auto r = start_jobs(p, dir); !r) return std::unexpected(r.error());
-  // Warm-up quantum of B (its data was just set up), not counted.
-  if (auto r = run_quantum(p, 1, false); !r) return std::unexpected(r.error());
-  int running = 1;
-  for (int i = 0; i < o.switches && !workload::interrupted(); ++i) {
-    if (auto r = switch_jobs(p, running, 1 - running, i + 1); !r) return std::unexpected(r.error());
-    running = 1 - running;
-    if (auto r = run_quantum(p, running, true); !r) return std::unexpected(r.error());
-  }
+  if (auto r = alternate(p); !r) return std::unexpected(r.error());
+  p.res.makespan_wall = seconds_since(p.started);
   count_background_pages(p);
   for (size_t i = 0; i < p.res.quantum.size(); ++i)
     p.res.makespan += p.res.switch_s[i] + p.res.quantum[i] + p.res.lost[i];
-  if (o.verify) finish_and_verify(p);
-  p.res.makespan_wall = seconds_since(p.started);
+  p.res.checked = o.verify;
+  p.res.verified = p.verified[0] && p.verified[1];
   return std::move(p.res);
 }
 
@@ -377,7 +436,9 @@ std::string to_json(const Options& o, const PolicyResult& r) {
       {"r0_wall_bytes_per_s", std::round(r.r0_wall)},
       {"makespan_wall_s", rounded(r.makespan_wall, 3)},
       {"makespan_computed_s", rounded(r.makespan, 3)},
-      {"ideal_s", rounded(o.quantum * static_cast<double>(r.quantum.size()), 3)},
+      {"work_bytes", r.iterations * o.job_memory},
+      {"iterations", r.iterations},
+      {"ideal_s", rounded(2.0 * static_cast<double>(r.iterations * o.job_memory) / r.r0, 3)},
       {"lost_s_per_switch", rounded(mean(r.lost), 3)},
       {"lost_s_per_switch_without_cpu_wait", rounded(mean(r.lost_no_wait), 3)},
       {"switch_s", rounded(median(r.switch_s), 3)},
@@ -413,7 +474,9 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
       "node-memory", po::value(&node_mem)->default_value(node_mem), "the node's memory limit")(
       "job-memory", po::value(&job_mem)->default_value(job_mem), "each job's working set")(
       "quantum", po::value(&o.quantum)->default_value(o.quantum), "quantum length, seconds")(
-      "switches", po::value(&o.switches)->default_value(o.switches), "switches per policy")(
+      "switches", po::value(&o.switches)->default_value(o.switches),
+      "sets each job's work: as much as it does alone in switches/2 quanta (the switches\n"
+      "done follow from it; at most 10 times as many)")(
       "policies", po::value(&policies)->default_value(policies), "comma-separated policies")(
       "json", po::bool_switch(&o.json), "one JSON object per policy per line")(
       "tick-ms", po::value(&o.tick_ms)->default_value(o.tick_ms), "extension tick period")(
@@ -426,9 +489,9 @@ std::optional<int> parse_options(int argc, char** argv, Options& o) {
       "swap-size", po::value(&o.swap_size)->default_value(o.swap_size),
       "zram swap size when none is active")(
       "verify", po::bool_switch(&verify),
-      "let the jobs finish after the last quantum and check their results (the default)")(
+      "let each job verify its data once its work is done and check the results (the default)")(
       "no-verify", po::bool_switch(&no_verify),
-      "kill the jobs after the last quantum instead (verified is null)")(
+      "kill each job once its work is done instead of letting it verify (verified is null)")(
       "verbose,v", po::bool_switch(&o.verbose), "per-switch lines on stderr");
   po::variables_map vm;
   if (auto status = workload::parse_command_line(argc, argv, desc, vm, kProgram)) return status;
@@ -478,8 +541,8 @@ void print_row(const Options& o, const PolicyResult& r) {
       "%-10s lost/switch %6.2f s (%.2f s without CPU wait)  switch %5.2f s  makespan %6.1f s "
       "(wall; ideal %.1f)  majflt(1st s) %7.0f  pages out %8llu in %8llu  %s\n",
       r.policy.c_str(), mean(r.lost), mean(r.lost_no_wait), median(r.switch_s), r.makespan_wall,
-      o.quantum * r.quantum.size(), median(r.majflt), (unsigned long long)r.pages_out,
-      (unsigned long long)r.pages_in,
+      2.0 * static_cast<double>(r.iterations * o.job_memory) / r.r0, median(r.majflt),
+      (unsigned long long)r.pages_out, (unsigned long long)r.pages_in,
       !r.checked   ? ""
       : r.verified ? "verified"
                    : "NOT VERIFIED");
@@ -510,9 +573,10 @@ int main(int argc, char** argv) {
   if (!rg) return fatal(rg.error().message());
   OwnedGroup root_group(*rg);
   int status = 0;
+  uint64_t iterations = 0;
   for (const auto& p : o.policies) {
     if (workload::interrupted()) break;
-    auto r = run_policy(o, p, **host, *layout, root, tmp->path());
+    auto r = run_policy(o, p, **host, *layout, root, tmp->path(), iterations);
     if (!r) {
       std::cerr << "dynamos-bench-switch: policy " << p << ": " << r.error().message() << "\n";
       status = 1;

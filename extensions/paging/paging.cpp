@@ -165,16 +165,18 @@ uint64_t node_free(const std::optional<kernelside::Group>& node) {
 }
 
 // Whether the node may swap: swap is active, and the node's cgroup does not forbid it
-// (v1 memory.memsw.limit_in_bytes equal to the memory limit, v2 memory.swap.max 0).
+// (v2 memory.swap.max 0; v1 memory.memsw.limit_in_bytes no higher than a memory limit:
+// policy.hpp). A group whose memory is unlimited may swap.
 bool node_swap(const std::optional<kernelside::Group>& node) {
   auto swap = kernelside::swap_info();
   if (!swap || !swap->present) return false;
   if (!node) return true;
   std::string dir = node->dir(kernelside::Controller::memory);
-  if (auto v2 = kernelside::read_text(dir + "/memory.swap.max")) return v2->rfind("0", 0) != 0;
+  if (auto v2 = kernelside::read_text(dir + "/memory.swap.max")) return v2_swap_allowed(*v2);
   auto memsw = kernelside::read_u64(dir + "/memory.memsw.limit_in_bytes");
-  auto mem = kernelside::read_u64(dir + "/memory.limit_in_bytes");
-  return !(memsw && mem && *memsw <= *mem);
+  auto mem = node->memory_max();
+  if (!mem) return true;  // unreadable: nothing says the group forbids swap
+  return v1_swap_allowed(*mem, memsw ? std::optional<uint64_t>(*memsw) : std::nullopt);
 }
 
 SwitchRecord* record(uint64_t number) {

@@ -65,4 +65,12 @@ double seconds_between(uint64_t start_ns, uint64_t end_ns) {
   return end_ns > start_ns ? static_cast<double>(end_ns - start_ns) / 1e9 : 0;
 }
 
+bool v2_swap_allowed(std::string_view swap_max) {
+  return swap_max.substr(0, swap_max.find_first_of(" \n")) != "0";
+}
+
+bool v1_swap_allowed(std::optional<uint64_t> memory_limit, std::optional<uint64_t> memsw_limit) {
+  return !memory_limit || !memsw_limit || *memsw_limit > *memory_limit;
+}
+
 }  // namespace dynamos::paging

@@ -83,4 +83,14 @@ double cap_credit(double credit, uint64_t batch_bytes);
 // Seconds from start_ns to end_ns (0 when end is not after start).
 double seconds_between(uint64_t start_ns, uint64_t end_ns);
 
+// ---- whether the node's memory cgroup lets it swap ----
+
+// v2: memory.swap.max as read ("max" or bytes); only 0 forbids swap.
+bool v2_swap_allowed(std::string_view swap_max);
+// v1: memory + swap (memory.memsw.limit_in_bytes, nullopt when the file is missing: no
+// swap accounting) against the memory limit (nullopt: unlimited). Swap is forbidden only
+// when a memory limit is set and memory + swap is no higher: with no memory limit the
+// group may swap whatever memsw says (both read "unlimited" on a fresh group).
+bool v1_swap_allowed(std::optional<uint64_t> memory_limit, std::optional<uint64_t> memsw_limit);
+
 }  // namespace dynamos::paging

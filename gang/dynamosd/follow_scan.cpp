@@ -207,12 +207,9 @@ std::string Freezers::memory_cgroup(pid_t pid) const {
   if (!layout_) return "";
   auto path = kernelside::process_cgroup(*layout_, pid, kernelside::Controller::memory);
   if (!path || *path == "/") return "";
-  // only a group with a limit says anything about the node (an unlimited one, such as a
-  // login session's, would only hide the machine's free memory and swap)
-  auto g = kernelside::Group::open(*layout_, path->substr(1), {kernelside::Controller::memory});
-  if (!g) return "";
-  auto max = g->memory_max();
-  return max && *max ? path->substr(1) : "";
+  // the paging extension reads an unlimited group's free memory from /proc/meminfo and
+  // lets it swap
+  return path->substr(1);
 }
 
 bool Freezers::frozen(pid_t pid, std::map<std::string, bool>& cache) const {

@@ -71,9 +71,9 @@ class Freezers {
   void forget_all() { group_of_.clear(); }
   // Whether the process's freezer cgroup is frozen; `cache` holds the answers of one poll.
   bool frozen(pid_t pid, std::map<std::string, bool>& cache) const;
-  // The memory cgroup of a process, relative to the hierarchy's root, when it has a
-  // memory limit ("" otherwise): the node's memory limit the paging extension plans with
-  // (the test bed's --limit-memory group, or the Slurm job's own cgroup).
+  // The memory cgroup of a process, relative to the hierarchy's root ("" for the root):
+  // the node's memory the paging extension plans with (the test bed's --limit-memory
+  // group, or the Slurm job's own cgroup; an unlimited one counts the machine's memory).
   std::string memory_cgroup(pid_t pid) const;
 
  private:

@@ -78,6 +78,7 @@ TEST(BenchCompare, TinyComparisonEndToEnd) {
     test::expect_run_fields(run);
     EXPECT_EQ(run["error"].get<std::string>(), "");
     EXPECT_TRUE(run["verified"].get<bool>());
+    EXPECT_EQ(run["oom_kills"].get<int>(), 0) << "the nodes' memory controllers killed a rank";
     EXPECT_FALSE(run["cyclesteal"].get<bool>());
     const double makespan = run["makespan_s"].get<double>();
     EXPECT_GT(makespan, 0);

@@ -121,6 +121,28 @@ TEST(PagingPolicy, WithoutSwapEveryPolicyIsDemand) {
   }
 }
 
+// #16: a v1 group with neither a memory nor a memory+swap limit (both files read the
+// "unlimited" value) was taken for a group that forbids swap, so every policy acted as
+// demand in it.
+TEST(PagingSwapAllowed, AV1GroupWithBothLimitsUnlimitedMaySwap) {
+  EXPECT_TRUE(v1_swap_allowed(std::nullopt, 9223372036854771712ull));
+}
+
+TEST(PagingSwapAllowed, AV1GroupWhoseMemswEqualsItsMemoryLimitMayNotSwap) {
+  EXPECT_FALSE(v1_swap_allowed(1024 * MiB, 1024 * MiB));
+  EXPECT_FALSE(v1_swap_allowed(1024 * MiB, 512 * MiB));
+  EXPECT_TRUE(v1_swap_allowed(1024 * MiB, 1025 * MiB));
+  EXPECT_TRUE(v1_swap_allowed(1024 * MiB, 9223372036854771712ull));
+  EXPECT_TRUE(v1_swap_allowed(1024 * MiB, std::nullopt)) << "no swap accounting: no swap limit";
+}
+
+TEST(PagingSwapAllowed, AV2GroupMaySwapUnlessSwapMaxIsZero) {
+  EXPECT_FALSE(v2_swap_allowed("0\n"));
+  EXPECT_FALSE(v2_swap_allowed("0"));
+  EXPECT_TRUE(v2_swap_allowed("max\n"));
+  EXPECT_TRUE(v2_swap_allowed("1048576\n"));
+}
+
 TEST(PagingWorkingSet, SubtractAndIntersect) {
   std::vector<Range> a = {{0x1000, 0x4000}, {0x10000, 0x2000}};
   std::vector<Range> b = {{0x2000, 0x1000}, {0x11000, 0x4000}};
