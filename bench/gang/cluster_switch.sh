@@ -10,17 +10,19 @@
 # in which ranks of both jobs ran on one node).
 #
 #   bench/gang/cluster_switch.sh [--nodes 4] [--quantum 200ms] [--seconds 20] [--build build]
+#                                [--save DIR]   (keeps the round log and the probes' files there)
 #
 # Prints a summary and one JSON line (last line). Needs root; removes everything after.
 set -euo pipefail
-nodes=4 quantum=200ms seconds=20 build=build
+nodes=4 quantum=200ms seconds=20 build=build save=
 while (($#)); do
   case "$1" in
     --nodes) nodes=$2; shift ;;
     --quantum) quantum=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --build) build=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --save) save=$2; shift ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster_switch: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -28,7 +30,11 @@ done
 ((EUID == 0)) || { echo "cluster_switch: needs root" >&2; exit 1; }
 bin=$(cd "$build/bin" && pwd)
 state=$(mktemp -d /tmp/dynamos-switch-XXXXXX)
-cleanup() { "$bin/dynamos" cluster down --state-dir "$state" >/dev/null 2>&1 || true; rm -rf "$state"; }
+cleanup() {
+  [[ -z $save ]] || { mkdir -p "$save" && cp -r "$state/probes" "$state/rounds.jsonl" "$save/" 2>/dev/null || true; }
+  "$bin/dynamos" cluster down --state-dir "$state" >/dev/null 2>&1 || true
+  rm -rf "$state"
+}
 trap cleanup EXIT
 export DYNAMOS_SOCKET=$state/gangd.sock
 "$bin/dynamos" cluster up --nodes "$nodes" --slots 1 --mem-per-node 1G --quantum "$quantum" \
