@@ -8,7 +8,9 @@ cgroup, which names its node and job); ROUNDS_JSONL is gangd's round log (time_n
 written when a round ends, total_ms after its decision: decision = time_ns - total_ms).
 
 Per round that stopped one job and started the other on every node, and per node:
-  out_stop  the last instant a rank of the outgoing job ran (it is frozen after that),
+  out_stop  the last instant a rank of the outgoing job ran before the incoming job's
+            first run (it is frozen after that; a later run belongs to a later change, such
+            as the incoming job ending within the window),
   in_start  the first instant a rank of the incoming job ran after the decision.
 Two readings of "every incoming rank running" (docs/gang.md, the latency section):
   runnable   thawed, on a run queue: max(out_stop over nodes, the last agent's thaw)
@@ -113,8 +115,13 @@ def main():
             if not out or not after_in:
                 ok = False  # not a switch between the two jobs here (one ended or not begun)
                 break
-            worst = max(worst, max(out[-1][1], min(after_in)) - d)
-            stopped = max(stopped, out[-1][1] - d)
+            first_in = min(after_in)
+            # The outgoing job's runs up to the incoming job's first run: a run that starts
+            # after it belongs to a later change (the incoming job ended within the window
+            # and the outgoing one was thawed again), not to this switch.
+            out_stop = max(e for s, e in out if s < first_in)
+            worst = max(worst, max(out_stop, first_in) - d)
+            stopped = max(stopped, out_stop - d)
             both += both_ran(a, b)
             window += hi - lo
         if ok:
