@@ -311,59 +311,7 @@ Result<std::string> Group::file(Controller c, const char* v1_name, const char* v
   return dir(c) + "/" + name;
 }
 
-// ---- freezer ----
-
-Result<bool> Group::frozen() const {
-  auto f = file(Controller::freezer, "freezer.state", "cgroup.events");
-  if (!f) return std::unexpected(f.error());
-  auto text = read_text(*f);
-  if (!text) return std::unexpected(text.error());
-  if (layout_.serving(Controller::freezer) == CgroupVersion::v1) {
-    auto w = split_words(*text);
-    return !w.empty() && w[0] == "FROZEN";
-  }
-  auto kv = parse_flat_keyed(*text);
-  if (!kv) return std::unexpected(with_context(kv.error(), "parse " + *f));
-  return kv->contains("frozen") && kv->at("frozen") == 1;
-}
-
-Result<void> Group::freeze(std::chrono::milliseconds timeout) {
-  if (auto r = start_freeze(); !r) return r;
-  return wait_frozen(timeout);
-}
-
-Result<void> Group::start_freeze() {
-  bool v1 = layout_.serving(Controller::freezer) == CgroupVersion::v1;
-  auto f = file(Controller::freezer, "freezer.state", "cgroup.freeze");
-  if (!f) return std::unexpected(f.error());
-  return write_text(*f, v1 ? "FROZEN" : "1");
-}
-
-Result<void> Group::wait_frozen(std::chrono::milliseconds timeout) {
-  bool v1 = layout_.serving(Controller::freezer) == CgroupVersion::v1;
-  auto f = file(Controller::freezer, "freezer.state", "cgroup.freeze");
-  if (!f) return std::unexpected(f.error());
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto pause = 100us;
-  for (;;) {
-    auto done = frozen();
-    if (!done) return std::unexpected(done.error());
-    if (*done) return {};
-    if (std::chrono::steady_clock::now() > deadline)
-      return fail(Errc::timed_out, "freeze cgroup " + path_ + ": not frozen after " +
-                                       std::to_string(timeout.count()) + " ms (still freezing)");
-    if (v1) (void)write_text(*f, "FROZEN");  // v1 retries freezing stragglers on each write
-    std::this_thread::sleep_for(pause);
-    pause = std::min<std::chrono::microseconds>(pause * 2, 1ms);
-  }
-}
-
-Result<void> Group::thaw() {
-  bool v1 = layout_.serving(Controller::freezer) == CgroupVersion::v1;
-  auto f = file(Controller::freezer, "freezer.state", "cgroup.freeze");
-  if (!f) return std::unexpected(f.error());
-  return write_text(*f, v1 ? "THAWED" : "0");
-}
+// ---- freezer: kernelside/freezer.cpp ----
 
 // ---- cpu ----
 

@@ -6,21 +6,24 @@
 # (total_ms), and the skew between nodes. The ranks are dynamos-switch-probe, which
 # record when they ran: from them bench/gang/switch_overlap.py gives the full switch
 # (decision to every outgoing rank frozen and every incoming rank running, as the ranks
-# saw it: full_switch_ms_p50/p99) and the overlap (share of the time around the switches
+# saw it, with "running" read as runnable (thawed): full_switch_ms_p50/p99, and as first
+# ran: first_ran_ms_p50/p99) and the overlap (share of the time around the switches
 # in which ranks of both jobs ran on one node).
 #
 #   bench/gang/cluster_switch.sh [--nodes 4] [--quantum 200ms] [--seconds 20] [--build build]
+#                                [--save DIR]   (keeps the round log and the probes' files there)
 #
 # Prints a summary and one JSON line (last line). Needs root; removes everything after.
 set -euo pipefail
-nodes=4 quantum=200ms seconds=20 build=build
+nodes=4 quantum=200ms seconds=20 build=build save=
 while (($#)); do
   case "$1" in
     --nodes) nodes=$2; shift ;;
     --quantum) quantum=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --build) build=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --save) save=$2; shift ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "cluster_switch: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -28,7 +31,11 @@ done
 ((EUID == 0)) || { echo "cluster_switch: needs root" >&2; exit 1; }
 bin=$(cd "$build/bin" && pwd)
 state=$(mktemp -d /tmp/dynamos-switch-XXXXXX)
-cleanup() { "$bin/dynamos" cluster down --state-dir "$state" >/dev/null 2>&1 || true; rm -rf "$state"; }
+cleanup() {
+  [[ -z $save ]] || { mkdir -p "$save" && cp -r "$state/probes" "$state/rounds.jsonl" "$save/" 2>/dev/null || true; }
+  "$bin/dynamos" cluster down --state-dir "$state" >/dev/null 2>&1 || true
+  rm -rf "$state"
+}
 trap cleanup EXIT
 export DYNAMOS_SOCKET=$state/gangd.sock
 "$bin/dynamos" cluster up --nodes "$nodes" --slots 1 --mem-per-node 1G --quantum "$quantum" \
@@ -63,5 +70,5 @@ echo "rounds on all $nodes nodes: $n" >&2
 echo "decision to every incoming rank running: p50 $run_p50 ms, p90 $run_p90 ms, max $run_max ms" >&2
 echo "decision to the last node's ack (switch done, paging bookkeeping included): p50 $tot_p50 ms, p90 $tot_p90 ms, max $tot_max ms" >&2
 echo "slowest node's switch p50 $node_p50 ms; skew p50 $skew_p50 ms, max $skew_max ms; load $load" >&2
-echo "as the ranks saw it ($(pfield rounds_measured) rounds): decision to every outgoing rank frozen and every incoming rank running p50 $(pfield full_switch_ms_p50) ms, p99 $(pfield full_switch_ms_p99) ms; both jobs ran at once on a node $(pfield overlap_ms) ms (overlap $(pfield overlap))" >&2
-echo "{\"nodes\":$nodes,\"quantum\":\"$quantum\",\"rounds\":$n,\"running_ms_p50\":$run_p50,\"running_ms_p90\":$run_p90,\"running_ms_max\":$run_max,\"total_ms_p50\":$tot_p50,\"total_ms_p90\":$tot_p90,\"total_ms_max\":$tot_max,\"slowest_node_ms_p50\":$node_p50,\"skew_ms_p50\":$skew_p50,\"skew_ms_max\":$skew_max,\"full_switch_rounds\":$(pfield rounds_measured),\"full_switch_ms_p50\":$(pfield full_switch_ms_p50),\"full_switch_ms_p99\":$(pfield full_switch_ms_p99),\"full_switch_ms_max\":$(pfield full_switch_ms_max),\"overlap_ms\":$(pfield overlap_ms),\"overlap\":$(pfield overlap),\"load\":$load}"
+echo "full switch ($(pfield rounds_measured) rounds with probe data on every node): decision to every outgoing rank frozen and every incoming rank runnable (thawed) p50 $(pfield full_switch_ms_p50) ms, p99 $(pfield full_switch_ms_p99) ms; ... and every incoming rank first ran p50 $(pfield first_ran_ms_p50) ms, p99 $(pfield first_ran_ms_p99) ms; both jobs ran at once on a node $(pfield overlap_ms) ms (overlap $(pfield overlap))" >&2
+echo "{\"nodes\":$nodes,\"quantum\":\"$quantum\",\"rounds\":$n,\"running_ms_p50\":$run_p50,\"running_ms_p90\":$run_p90,\"running_ms_max\":$run_max,\"total_ms_p50\":$tot_p50,\"total_ms_p90\":$tot_p90,\"total_ms_max\":$tot_max,\"slowest_node_ms_p50\":$node_p50,\"skew_ms_p50\":$skew_p50,\"skew_ms_max\":$skew_max,\"full_switch_rounds\":$(pfield rounds_measured),\"full_switch_ms_p50\":$(pfield full_switch_ms_p50),\"full_switch_ms_p99\":$(pfield full_switch_ms_p99),\"full_switch_ms_max\":$(pfield full_switch_ms_max),\"first_ran_ms_p50\":$(pfield first_ran_ms_p50),\"first_ran_ms_p99\":$(pfield first_ran_ms_p99),\"first_ran_ms_max\":$(pfield first_ran_ms_max),\"overlap_ms\":$(pfield overlap_ms),\"overlap\":$(pfield overlap),\"load\":$load}"

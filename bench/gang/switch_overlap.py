@@ -8,10 +8,19 @@ cgroup, which names its node and job); ROUNDS_JSONL is gangd's round log (time_n
 written when a round ends, total_ms after its decision: decision = time_ns - total_ms).
 
 Per round that stopped one job and started the other on every node, and per node:
-  out_stop  the last instant a rank of the outgoing job ran (it is frozen after that),
-  in_start  the first instant a rank of the incoming job ran after the decision;
-the full switch of the round is max over nodes of max(out_stop, in_start) - decision:
-decision to every outgoing rank frozen and every incoming rank running. The overlap is
+  out_stop  the last instant a rank of the outgoing job ran before the incoming job's
+            first run (it is frozen after that; a later run belongs to a later change, such
+            as the incoming job ending within the window),
+  in_start  the first instant a rank of the incoming job ran after the decision.
+Two readings of "every incoming rank running" (docs/gang.md, the latency section):
+  runnable   thawed, on a run queue: max(out_stop over nodes, the last agent's thaw)
+             - decision, the thaw from the round log (running_ms: agents thaw only once
+             the kernel reports every outgoing task frozen): full_switch_ms_*;
+  first ran  the instant the last incoming rank actually ran: max over nodes of
+             max(out_stop, in_start) - decision, which adds the wait of a thawed rank
+             for a CPU held by another runnable task (a neighbouring virtual node's rank,
+             other work): first_ran_ms_*.
+The overlap is
 the time in which ranks of both jobs ran on one node within half a quantum of the
 decision (the two jobs progressing at once). Prints one JSON object.
 """
@@ -89,11 +98,11 @@ def main():
         for line in f:
             r = json.loads(line)
             if r.get("failed", 0) == 0 and r.get("switched", 0) == r.get("nodes", -1):
-                decisions.append(r["time_ns"] - int(r["total_ms"] * 1e6))
-    full, overlap_ns, window_ns, rounds = [], 0, 0, 0
-    for d in decisions:
+                decisions.append((r["time_ns"] - int(r["total_ms"] * 1e6), r["running_ms"]))
+    full, first_ran, overlap_ns, window_ns, rounds = [], [], 0, 0, 0
+    for d, thawed_ms in decisions:
         lo, hi = d - half, d + half
-        worst, ok, both, window = 0, True, 0, 0
+        worst, stopped, ok, both, window = 0, 0, True, 0, 0
         for jobs in nodes.values():
             if len(jobs) != 2:
                 ok = False
@@ -106,19 +115,29 @@ def main():
             if not out or not after_in:
                 ok = False  # not a switch between the two jobs here (one ended or not begun)
                 break
-            worst = max(worst, max(out[-1][1], min(after_in)) - d)
+            first_in = min(after_in)
+            # The outgoing job's runs up to the incoming job's first run: a run that starts
+            # after it belongs to a later change (the incoming job ended within the window
+            # and the outgoing one was thawed again), not to this switch.
+            out_stop = max(e for s, e in out if s < first_in)
+            worst = max(worst, max(out_stop, first_in) - d)
+            stopped = max(stopped, out_stop - d)
             both += both_ran(a, b)
             window += hi - lo
         if ok:
             rounds += 1
             overlap_ns += both
             window_ns += window
-            full.append(worst / 1e6)
+            full.append(max(stopped / 1e6, thawed_ms))
+            first_ran.append(worst / 1e6)
     result = {
         "rounds_measured": rounds,
         "full_switch_ms_p50": pct(full, 0.5),
         "full_switch_ms_p99": pct(full, 0.99),
         "full_switch_ms_max": max(full) if full else None,
+        "first_ran_ms_p50": pct(first_ran, 0.5),
+        "first_ran_ms_p99": pct(first_ran, 0.99),
+        "first_ran_ms_max": max(first_ran) if first_ran else None,
         "overlap_ms": round(overlap_ns / 1e6, 3),
         "overlap": round(overlap_ns / window_ns, 6) if window_ns else None,
     }

@@ -1,5 +1,7 @@
 #include "gang/dynamosd/node_agent.hpp"
 
+#include <pthread.h>
+#include <sched.h>
 #include <time.h>
 
 #include <algorithm>
@@ -30,6 +32,30 @@ std::string ids(const std::vector<JobId>& jobs) {
     s += (s.empty() ? "" : ",") + std::to_string(j);
   return s.empty() ? "-" : s;
 }
+
+// While it lives, the calling thread runs at the normal policy if it ran at a real-time
+// one (dynamosd's io thread runs at SCHED_FIFO to meet the deadline). After the thaw, the
+// rest of a switch (the paging bookkeeping, the ack) must not keep a CPU from the
+// incoming ranks: at SCHED_FIFO it ran ahead of them, delaying their first run.
+class NormalPriorityWhile {
+ public:
+  explicit NormalPriorityWhile(bool wanted) {
+    if (!wanted || ::pthread_getschedparam(::pthread_self(), &policy_, &param_) != 0) return;
+    if (policy_ != SCHED_FIFO && policy_ != SCHED_RR) return;
+    sched_param normal{};
+    lowered_ = ::pthread_setschedparam(::pthread_self(), SCHED_OTHER, &normal) == 0;
+  }
+  ~NormalPriorityWhile() {
+    if (lowered_) (void)::pthread_setschedparam(::pthread_self(), policy_, &param_);
+  }
+  NormalPriorityWhile(const NormalPriorityWhile&) = delete;
+  NormalPriorityWhile& operator=(const NormalPriorityWhile&) = delete;
+
+ private:
+  int policy_ = SCHED_OTHER;
+  sched_param param_{};
+  bool lowered_ = false;
+};
 
 }  // namespace
 
@@ -255,6 +281,7 @@ Result<void> NodeAgent::switch_now(const proto::PrepareSwitch& round) {
   if (demand_only) thaw_incoming();
 
   core::ExtensionHost* ext = config_.extensions;
+  NormalPriorityWhile after_thaw(demand_only);  // the incoming ranks run first
   if (ext && !config_.paging_extension.empty()) {
     auto subject = [&](JobId id, const Job& j) { return subject_locked(id, j); };
     // switch_out records a working set and must see the job frozen: skip it otherwise.

@@ -3,8 +3,11 @@
 #include "gang/dynamosd/node_agent.hpp"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <thread>
 
 #include "core/extension_host.hpp"
@@ -129,6 +132,42 @@ TEST_F(NodeAgentTest, SwitchesFreezeTheOutgoingJobAndThawTheIncoming) {
   ASSERT_OK_VOID(agent->remove_all());
   EXPECT_FALSE(Group::exists(layout, parent + "/n0")) << "node group left behind";
   EXPECT_FALSE(Group::exists(layout, parent)) << "parent group left behind";
+}
+
+// dynamosd's io thread runs switches at SCHED_FIFO. After thawing a demand-paged
+// incoming job the agent finishes the switch at the normal policy (so the incoming ranks
+// get the CPU first), and must hand the thread back at its real-time priority for the
+// next deadline.
+TEST_F(NodeAgentTest, ASwitchGivesTheAgentThreadBackItsRealTimePriority) {
+  SharedMemory a, b;
+  Child ca([&] { spin(a.get()); }), cb([&] { spin(b.get()); });
+  TreeGuard guard(layout, parent);
+  auto agent = ASSERT_OK(NodeAgent::create(config()));
+  ASSERT_OK_VOID(agent->assign(job(1, true)));
+  ASSERT_OK_VOID(agent->assign(job(2, false)));
+  ASSERT_OK_VOID(agent->attach(1, ca.pid()));
+  ASSERT_OK_VOID(agent->attach(2, cb.pid()));
+
+  int set_error = 0, policy = -1, priority = -1;
+  Result<void> switched;
+  std::thread io([&] {
+    sched_param fifo{};
+    fifo.sched_priority = 10;
+    set_error = ::pthread_setschedparam(::pthread_self(), SCHED_FIFO, &fifo);
+    if (set_error != 0) return;
+    switched = agent->switch_now(round(1, 1, 2));
+    sched_param after{};
+    if (::pthread_getschedparam(::pthread_self(), &policy, &after) == 0)
+      priority = after.sched_priority;
+  });
+  io.join();
+  ASSERT_EQ(set_error, 0) << "SCHED_FIFO for the test's io thread: " << std::strerror(set_error);
+  ASSERT_TRUE(switched) << switched.error().message();
+  EXPECT_EQ(policy, SCHED_FIFO) << "the switch left the agent's thread at policy " << policy;
+  EXPECT_EQ(priority, 10);
+  EXPECT_TRUE(progresses(b)) << "the incoming job does not run";
+  EXPECT_TRUE(stands_still(a)) << "the outgoing job still runs";
+  ASSERT_OK_VOID(agent->remove_all());
 }
 
 // A node operation on a job's ranks (a patch: ptrace cannot stop a frozen task) holds
