@@ -115,7 +115,7 @@ struct Watched {
   std::uint64_t major_faults = 0;
   std::vector<double> suspended_rss;
   bool ended = false;
-  double end_t = 0;
+  double work_end = 0, end_t = 0;
   std::string gang_state;
   int exit_code = -1;
 
@@ -148,12 +148,16 @@ struct Watched {
       }
     if (!alive && !samples.empty() && s.updated == 0) s = samples.back(), s.t = t;
     samples.push_back(s);
-    if (!ended && (state == ProgressState::done || state == ProgressState::failed)) end(t);
+    if (!work_end && (state == ProgressState::done || state == ProgressState::failed)) work_end = t;
+    // Slurm's jobs are over when their work is; gangd's when gangd says so (watch).
+    if (!gang_running && work_end) end(t);
   }
+  // The job's end: when its work ended (its progress file said so), else when it left
+  // the scheduler.
   void end(double t) {
     if (ended) return;
     ended = true;
-    end_t = t;
+    end_t = work_end ? work_end : t;
   }
 };
 
@@ -187,7 +191,8 @@ class Runner {
                      unsigned repeat);
   Result<void> start_pair(const std::string& sched, const WorkloadSpec& w,
                           const std::string& policy, const std::string& tag,
-                          std::vector<Watched>& jobs, Child& daemon, std::optional<Cluster>& gangd);
+                          std::vector<Watched>& jobs, Child& daemon, std::optional<Cluster>& gangd,
+                          double& t0);
   void measure(RunResult& r, std::vector<Watched>& jobs, double t0);
 
   const CompareConfig& c_;
@@ -353,7 +358,7 @@ Result<void> Runner::calibrate(const WorkloadSpec& w) {
 Result<void> Runner::start_pair(const std::string& sched, const WorkloadSpec& w,
                                 const std::string& policy, const std::string& tag,
                                 std::vector<Watched>& jobs, Child& daemon,
-                                std::optional<Cluster>& gangd) {
+                                std::optional<Cluster>& gangd, double& t0) {
   std::uint64_t iterations = 0;
   for (const auto& cal : out_.calibration)
     if (cal.workload == w.name) iterations = cal.iterations;
@@ -390,6 +395,7 @@ Result<void> Runner::start_pair(const std::string& sched, const WorkloadSpec& w,
     }
     gangd.emplace(dyn, dir + "/gangd.sock");
   }
+  t0 = now_s();  // the makespan starts at the first submission
   for (auto& j : jobs) {
     auto argv = builtin_argv(bed_.bin_dir, w, footprint(), j.progress, std::nullopt, iterations);
     if (gangd) {
@@ -480,8 +486,8 @@ RunResult Runner::run_pair(const std::string& sched, const WorkloadSpec& w,
       "...");
   Child daemon;
   std::optional<Cluster> gangd;
-  const double t0 = now_s();
-  auto ran = start_pair(sched, w, policy, tag, jobs, daemon, gangd);
+  double t0 = now_s();
+  auto ran = start_pair(sched, w, policy, tag, jobs, daemon, gangd, t0);
   if (ran)
     ran = watch(jobs, gangd ? &*gangd : nullptr, t0 + static_cast<double>(c_.run_timeout.count()));
   if (ran) measure(r, jobs, t0);
