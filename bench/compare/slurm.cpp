@@ -319,7 +319,9 @@ Result<void> Runner::calibrate(const WorkloadSpec& w) {
   fs::remove(j.progress);
   fs::remove(j.output);
   say("calibrating " + w.name + " alone under Slurm (" + workload::format_size(footprint()) + ", " +
-      std::to_string(c_.calibrate_s) + " s)...");
+      format_duration(std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::duration<double>(c_.calibrate_s))) +
+      ")...");
   if (auto r =
           sbatch(j, builtin_argv(bed_.bin_dir, w, footprint(), j.progress, c_.calibrate_s, 0), "");
       !r)
