@@ -96,3 +96,28 @@ TEST(BenchCompareSlurm, SchedulersSideBySideEveryRowVerified) {
   for (const char* f : {"results.md", "makespan.png", "lost-per-switch.png"})
     EXPECT_TRUE(fs::exists(fs::path(out) / f)) << f;
 }
+
+// Options that do not fit the Slurm test bed are refused before anything starts: a clear
+// message naming the option, exit 2, nothing written.
+TEST(BenchCompareSlurm, OptionsThatDoNotFitAreRefusedBeforeAnythingStarts) {
+  TempDir dir;
+  const std::string out = dir / "out";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+      {{"--schedulers", "slurm,pbs"}, "unknown scheduler 'pbs' (slurm, slurm+dynamos, dynamos)"},
+      {{"--schedulers", "slurm,slurm"}, "scheduler 'slurm' given twice"},
+      {{"--schedulers", "slurm", "--quantum", "2s"}, "at least 5s"},
+      {{"--schedulers", "slurm", "--quantum", "5500ms"}, "whole seconds"},
+      {{"--schedulers", "slurm+dynamos", "--nodes", "3"}, "--nodes does not apply"},
+      {{"--schedulers", "slurm", "--cyclesteal", "on"}, "--cyclesteal does not apply"},
+      {{"--schedulers", "slurm", "--policies", "sequential"}, "sequential does not apply"}};
+  for (const auto& [extra, message] : cases) {
+    std::vector<std::string> argv{
+        DYNAMOS_BIN_DIR "/dynamos", "bench", "compare", "--workloads", "stencil", "--out", out};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto r = run_command(argv, std::chrono::seconds(30));
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->exit_code, 2) << shell_join(argv) << "\n" << r->err;
+    EXPECT_NE(r->err.find(message), std::string::npos) << shell_join(argv) << "\n" << r->err;
+    EXPECT_FALSE(fs::exists(out)) << shell_join(argv);
+  }
+}
