@@ -391,8 +391,9 @@ Result<void> Runner::start_pair(const std::string& sched, const WorkloadSpec& w,
       if (!daemon.running() || now_s() > end || stopping())
         return fail(Errc::state,
                     "dynamos cluster up --slurm inside the allocation did not come "
-                    "up (see " +
-                        work_ + "/" + tag + "-cluster.log)");
+                    "up: " +
+                        last_line(read_text(work_ + "/" + tag + "-cluster.log")) + " (" + work_ +
+                        "/" + tag + "-cluster.log)");
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     gangd.emplace(dyn, dir + "/gangd.sock");
@@ -490,6 +491,7 @@ RunResult Runner::run_pair(const std::string& sched, const WorkloadSpec& w,
   std::optional<Cluster> gangd;
   double t0 = now_s();
   auto ran = start_pair(sched, w, policy, tag, jobs, daemon, gangd, t0);
+  r.startup_failure = !ran;
   if (ran)
     ran = watch(jobs, gangd ? &*gangd : nullptr, t0 + static_cast<double>(c_.run_timeout.count()));
   if (ran) measure(r, jobs, t0);
@@ -534,7 +536,17 @@ Result<void> Runner::run() {
       for (const auto& p : c_.policies)
         for (const auto& sched : c_.schedulers) {
           if (sched == kSchedulerSlurm && p != c_.policies.front()) continue;
-          out_.runs.push_back(run_pair(sched, w, sched == kSchedulerSlurm ? "demand" : p, rep));
+          const std::string policy = sched == kSchedulerSlurm ? "demand" : p;
+          auto r = run_pair(sched, w, policy, rep);
+          if (r.startup_failure && !stopping()) {
+            // The pair did not start (the allocation's cluster, dynamosd or a submission):
+            // once more, as the harness does after a failed MPI start-up.
+            say("  the run failed before its jobs were submitted: running it once more");
+            auto again = run_pair(sched, w, policy, rep);
+            again.retried_after = r.error;
+            r = std::move(again);
+          }
+          out_.runs.push_back(std::move(r));
           if (stopping()) return fail(Errc::state, "interrupted");
         }
   return {};

@@ -16,7 +16,9 @@
 // faults and, while suspended, its resident size. From those (measure.hpp): makespan
 // (first submission to the last job's end, wall clock), lost time per switch (Q - W/r0
 // over the quanta that began and ended suspended, as for DynAMOS's own runs), the switch
-// gaps and the overlap. Verified: each job's RESULT line says verified.
+// gaps and the overlap. Verified: each job's RESULT line says verified. A run whose pair
+// did not start (the allocation's cluster, dynamosd or a submission failed) runs once
+// more; the first attempt's error stays in retried_after.
 #pragma once
 
 #include <atomic>
