@@ -1,9 +1,11 @@
 // dynamos bench compare --schedulers slurm,slurm+dynamos,dynamos on the Slurm test bed it
-// brings up itself (one node of one CPU, 256 MiB, swap on zram, Slurm's gang scheduler
+// brings up itself (one node of one CPU, 384 MiB, swap on zram, Slurm's gang scheduler
 // with a 5 s time slice): one stencil pair per scheduler, 11 s of work a job, so that
 // each job has a quantum that begins and ends suspended (lost time per switch). Every
 // field of every row, all verified, the test bed down after. Root and Slurm; fails
-// instead of skipping under CI=true.
+// instead of skipping under CI=true. Overcommit 1.3: on a 256 MiB node at 1.5 a rank of
+// the slurm+dynamos pair died once without a RESULT line (not caught in the act; the
+// memory controller's OOM kill of demand-paged ranks, docs/compare.md, is the suspect).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -39,10 +41,11 @@ TEST(BenchCompareSlurm, SchedulersSideBySideEveryRowVerified) {
     }
   TempDir dir;
   const std::string out = dir / "out";
-  auto r = run_command({DYNAMOS_BIN_DIR "/dynamos", "bench", "compare", "--workloads", "stencil",
-                        "--policies", "adaptive", "--schedulers", "slurm,slurm+dynamos,dynamos",
-                        "--mem-per-node", "256M", "--work", "11", "--calibrate", "2", "--out", out},
-                       std::chrono::seconds(300));
+  auto r = run_command(
+      {DYNAMOS_BIN_DIR "/dynamos", "bench", "compare", "--workloads", "stencil", "--policies",
+       "adaptive", "--schedulers", "slurm,slurm+dynamos,dynamos", "--mem-per-node", "384M",
+       "--overcommit", "1.3", "--work", "11", "--calibrate", "2", "--out", out},
+      std::chrono::seconds(300));
   ASSERT_TRUE(r) << r.error().message();
   ASSERT_FALSE(r->timed_out) << r->err;
   ASSERT_EQ(r->exit_code, 0) << r->err << r->out;
