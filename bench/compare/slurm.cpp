@@ -376,6 +376,9 @@ Result<void> Runner::start_pair(const std::string& sched, const WorkloadSpec& w,
     // DynAMOS's gang scheduler inside one allocation of the node, Slurm's time slice its
     // quantum; the allocation ends when the harness has seen the jobs end.
     const std::string dir = work_ + "/" + tag + "-cluster", dyn = bed_.bin_dir + "/dynamos";
+    std::error_code ec;  // an earlier attempt's
+    fs::remove(dir + ".ready", ec);
+    fs::remove(dir + ".release", ec);
     const std::string script = shell_join({dyn, "cluster", "up", "--slurm", "--quantum",
                                            std::to_string(slice_) + "s", "--state-dir", dir}) +
                                " && touch " + shell_join({dir + ".ready"}) + " && while [ ! -e " +
