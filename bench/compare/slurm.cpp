@@ -183,6 +183,7 @@ class Runner {
   Result<Finished> must(const std::vector<std::string>& argv, std::chrono::seconds timeout) const;
   Result<void> up();
   void down();
+  void drain_queue() const;
   std::uint64_t footprint() const { return footprint_per_rank(c_, c_.mem_per_node); }
   Result<void> sbatch(Watched& j, const std::vector<std::string>& argv, const std::string& policy);
   Result<void> watch(std::vector<Watched>& jobs, Cluster* gangd, double deadline);
@@ -258,6 +259,17 @@ void Runner::down() {
   }
 }
 
+// Waits (up to 30 s) until Slurm's queue is empty, so that the next run starts on an empty
+// node: a job still completing would share Slurm's gang rotation with it (and the
+// allocation of a dynamos run be suspended with it).
+void Runner::drain_queue() const {
+  for (double end = now_s() + 30; now_s() < end;) {
+    auto q = run_command({"squeue", "-h", "-o", "%i"}, std::chrono::seconds(10), env_);
+    if (!q || (q->exit_code == 0 && q->out.find_first_not_of(" \n") == std::string::npos)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
 Result<void> Runner::sbatch(Watched& j, const std::vector<std::string>& argv,
                             const std::string& policy) {
   std::vector<std::string> cmd{"sbatch", "--parsable", "-n", "1", "-o", j.output};
@@ -329,7 +341,7 @@ Result<void> Runner::calibrate(const WorkloadSpec& w) {
   std::vector<Watched> one;
   one.push_back(std::move(j));
   if (auto r = watch(one, nullptr, now_s() + c_.calibrate_s + 120); !r) return r;
-  std::this_thread::sleep_for(std::chrono::seconds(1));  // Slurm writes the output at the end
+  drain_queue();  // Slurm writes the output at the end
   auto result = workload::find_result_line(read_text(one[0].output));
   if (!result || !result->boolean("verified").value_or(false))
     return fail(Errc::state,
@@ -507,6 +519,7 @@ RunResult Runner::run_pair(const std::string& sched, const WorkloadSpec& w,
   daemon.stop(std::chrono::seconds(10));
   (void)run_command({"scancel", "--state=RUNNING,SUSPENDED,PENDING", "-u", "root"},
                     std::chrono::seconds(20), env_);
+  drain_queue();
   char buf[400];
   std::snprintf(buf, sizeof buf,
                 "    makespan %.2f s, switch gap %.3f s (%u), overlap %.2f, %llu major faults, "
