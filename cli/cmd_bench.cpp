@@ -5,6 +5,7 @@
 #include <cmath>
 #include <iostream>
 
+#include "bench/compare/process.hpp"
 #include "bench/compare/session.hpp"
 #include "bench/workload/size.hpp"
 #include "cli/command.hpp"
@@ -29,13 +30,45 @@ constexpr const char* kUsage =
     "fixed number of iterations and verified), or an external MPI program as one value\n"
     "--workloads 'cmd:/path/to/prog ARGS...' (run as given; verified when it prints a\n"
     "RESULT line, else by its exit status; no lost-time figure without a progress file).\n\n"
+    "--schedulers slurm,slurm+dynamos,dynamos runs the pair on one node of the Slurm test\n"
+    "bed (scripts/slurm-testbed.sh, brought up and down here; root, nothing else may use\n"
+    "it): Slurm's own gang scheduler alone (demand paging), with dynamosd --follow slurm\n"
+    "paging at its switches, and DynAMOS's gang scheduler inside a Slurm allocation, all\n"
+    "with Slurm's time slice as quantum (--quantum, whole seconds, at least 5s; default 5s).\n\n"
     "options";
+
+// What the Slurm test bed's comparison cannot do: one node of one CPU, one rank a job,
+// built-in workloads, Slurm's time slice as quantum; "" when the options fit. Sets the
+// quantum's default there (5 s, Slurm's minimum time slice).
+std::string slurm_options_refused(compare::CompareConfig& c, const po::variables_map& vm,
+                                  const std::string& quantum) {
+  for (const char* o : {"nodes", "job-nodes", "ranks-per-node", "slots", "keep-cluster", "socket",
+                        "stage", "pass-if"})
+    if (vm.count(o) && !vm[o].defaulted())
+      return std::string("--") + o + " does not apply with --schedulers " + "slurm or " +
+             "slurm+dynamos (one node of the Slurm test bed, one rank a job)";
+  if (c.cyclesteal != std::vector<bool>{false})
+    return "--cyclesteal does not apply with --schedulers slurm or slurm+dynamos";
+  for (const auto& w : c.workloads)
+    if (!w.builtin)
+      return "--schedulers slurm or slurm+dynamos runs the built-in workloads only, not '" +
+             w.name + "'";
+  for (const auto& p : c.policies)
+    if (p == compare::kSequential)
+      return "--policies sequential does not apply with --schedulers slurm or slurm+dynamos";
+  if (!vm.count("quantum")) c.quantum = std::chrono::seconds(5);
+  const auto ns = c.quantum.count();
+  if (ns < 5'000'000'000 || ns % 1'000'000'000 != 0)
+    return "--quantum " + quantum +
+           ": Slurm's time slice is whole seconds, at least 5s (SchedulerTimeSlice)";
+  return "";
+}
 
 int bench_compare(std::span<const std::string> args) {
   po::options_description desc(kUsage);
   std::vector<std::string> workloads;
-  std::string policies = "demand,adaptive", cyclesteal = "off", mem = "512M", quantum = "2s",
-              guest_mem = "16M";
+  std::string policies = "demand,adaptive", cyclesteal = "off", schedulers = "dynamos",
+              mem = "512M", quantum = "2s", guest_mem = "16M";
   compare::Session s;
   auto& c = s.config;
   double work = 0, calibrate = 0;
@@ -56,6 +89,9 @@ int bench_compare(std::span<const std::string> args) {
       "quantum", po::value(&quantum), "gang quantum (default 2s; set on a running cluster too)")(
       "repeat", po::value(&c.repeat)->default_value(1), "repeats of every run")(
       "out", po::value(&c.out_dir)->default_value(c.out_dir), "output folder")(
+      "schedulers", po::value(&schedulers)->default_value(schedulers),
+      "who time-slices the pair: dynamos (its own cluster), or any of slurm, slurm+dynamos, "
+      "dynamos on the Slurm test bed (comma-separated)")(
       "cyclesteal", po::value(&cyclesteal)->default_value(cyclesteal),
       "on, off or both: a dynamos-sweep guest on every node during the runs")(
       "guest-policy", po::value(&c.guest_policy)->default_value(c.guest_policy),
@@ -124,12 +160,23 @@ int bench_compare(std::span<const std::string> args) {
   if (c.nodes < 1 || c.nodes > 64)
     return cli::error("bench compare", "--nodes must be between 1 and 64", 2);
   if (vm.count("socket")) c.socket = vm["socket"].as<std::string>();
+  auto sched = compare::parse_schedulers(schedulers);
+  if (!sched) return cli::error("bench compare", sched.error().message(), 2);
+  c.schedulers = std::move(*sched);
+  if (compare::on_slurm(c)) {
+    if (auto bad = slurm_options_refused(c, vm, quantum); !bad.empty())
+      return cli::error("bench compare", bad, 2);
+    c.nodes = 1;
+  }
   // Everything that does not depend on the cluster is checked now.
   if (auto v = compare::validate(c, c.job_nodes ? std::max(c.job_nodes, c.nodes) : c.nodes); !v)
     return cli::error("bench compare", v.error().message(), 2);
   c.argv = {"dynamos", "bench", "compare"};
   c.argv.insert(c.argv.end(), args.begin(), args.end());
   s.command = "bench compare";
+  if (compare::on_slurm(c))
+    return compare::run_slurm_session(std::move(s), compare::default_slurm_bed(compare::self_dir()))
+        .status;
   return compare::run_session(std::move(s)).status;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <regex>
@@ -123,6 +124,42 @@ Result<std::vector<std::string>> parse_policies(std::string_view list) {
     out.push_back(p);
   }
   return out;
+}
+
+Result<std::vector<std::string>> parse_schedulers(std::string_view list) {
+  std::vector<std::string> out;
+  for (const auto& s : split(list, ',')) {
+    if (s != kSchedulerDynamos && s != kSchedulerSlurm && s != kSchedulerSlurmFollow)
+      return fail(Errc::invalid_argument,
+                  "unknown scheduler '" + s + "' (slurm, slurm+dynamos, dynamos)");
+    if (std::find(out.begin(), out.end(), s) != out.end())
+      return fail(Errc::invalid_argument, "scheduler '" + s + "' given twice");
+    out.push_back(s);
+  }
+  return out;
+}
+
+bool on_slurm(const CompareConfig& c) {
+  return c.schedulers.size() != 1 || c.schedulers.front() != kSchedulerDynamos;
+}
+
+std::vector<std::string> builtin_argv(const std::string& bin_dir, const WorkloadSpec& w,
+                                      std::uint64_t footprint, const std::string& progress,
+                                      std::optional<double> seconds, std::uint64_t iterations) {
+  std::vector<std::string> a{(std::filesystem::path(bin_dir) / w.program).string(),
+                             "--mem",
+                             std::to_string(footprint >> 20) + "M",
+                             "--progress-file",
+                             progress,
+                             "-q"};
+  if (seconds) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", *seconds);
+    a.insert(a.end(), {"--seconds", buf});
+  } else if (iterations) {
+    a.insert(a.end(), {"--iterations", std::to_string(iterations)});
+  }
+  return a;
 }
 
 Result<std::vector<bool>> parse_cyclesteal(std::string_view mode) {

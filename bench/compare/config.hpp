@@ -31,6 +31,18 @@ struct WorkloadSpec {
 // second submitted when the first has ended, demand paging, no switch between them).
 inline constexpr const char* kSequential = "sequential";
 
+// Who time-slices the pair: DynAMOS's gang scheduler on a cluster of its own (the
+// default, `dynamos`), or on the Slurm test bed (scripts/slurm-testbed.sh, one node):
+// Slurm's own gang scheduler alone (`slurm`, demand paging: Slurm only suspends and
+// resumes), Slurm's gang scheduler with dynamosd --follow slurm paging at its switches
+// (`slurm+dynamos`), and DynAMOS's gang scheduler inside a Slurm allocation (`dynamos`
+// when given together with either). bench/compare/slurm.hpp runs the Slurm side.
+inline constexpr const char* kSchedulerDynamos = "dynamos";
+inline constexpr const char* kSchedulerSlurm = "slurm";
+inline constexpr const char* kSchedulerSlurmFollow = "slurm+dynamos";
+// A --schedulers value: slurm, slurm+dynamos, dynamos, comma-separated, each once.
+Result<std::vector<std::string>> parse_schedulers(std::string_view list);
+
 inline const std::vector<std::string>& builtin_workloads() {
   static const std::vector<std::string> w{"stencil", "cg", "ft", "is"};
   return w;
@@ -51,6 +63,7 @@ struct CompareConfig {
   std::vector<WorkloadSpec> workloads;
   std::vector<std::string> policies{"demand", "adaptive"};
   std::vector<bool> cyclesteal{false};
+  std::vector<std::string> schedulers{kSchedulerDynamos};
   unsigned nodes = 2;                         // of a cluster the harness starts
   unsigned job_nodes = 0;                     // nodes each job spans (0: all of the cluster)
   unsigned ranks_per_node = 1;                //
@@ -84,6 +97,15 @@ struct PassIf {
   std::string file, regex;
 };
 Result<PassIf> parse_pass_if(const std::string& spec);
+
+// A built-in workload's command line: footprint per rank, progress file, quiet, and
+// either `seconds` of work (calibration) or a fixed number of iterations.
+std::vector<std::string> builtin_argv(const std::string& bin_dir, const WorkloadSpec& w,
+                                      std::uint64_t footprint, const std::string& progress,
+                                      std::optional<double> seconds, std::uint64_t iterations);
+
+// Whether the comparison runs on the Slurm test bed (a scheduler other than dynamos).
+bool on_slurm(const CompareConfig& c);
 
 // Checks the combination (ft and a rank count that is not a power of two, sizes...).
 Result<void> validate(const CompareConfig& c, unsigned cluster_nodes);

@@ -36,13 +36,6 @@ double now_s() {
   return workload::monotonic_ns() / 1e9;
 }
 
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 std::string fmt_s(double s) {
   char buf[32];
   if (!std::isfinite(s) || s < 0) return "?";
@@ -137,26 +130,12 @@ std::vector<std::string> Harness::workload_argv(const WorkloadSpec& w, const std
     a.insert(a.end(), w.args.begin(), w.args.end());
     return a;
   }
-  std::vector<std::string> a{
-      (fs::path(bin_dir_) / w.program).string(),
-      "--mem",
-      std::to_string(footprint_per_rank(config_, comparison_.node_memory) >> 20) + "M",
-      "--progress-file",
-      progress,
-      "-q"};
-  if (calibration) {
-    a.push_back("--seconds");
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", config_.calibrate_s);
-    a.push_back(buf);
-  } else {
-    for (const auto& c : comparison_.calibration)
-      if (c.workload == w.name) {
-        a.push_back("--iterations");
-        a.push_back(std::to_string(c.iterations));
-      }
-  }
-  return a;
+  std::uint64_t iterations = 0;
+  for (const auto& c : comparison_.calibration)
+    if (c.workload == w.name) iterations = c.iterations;
+  return builtin_argv(bin_dir_, w, footprint_per_rank(config_, comparison_.node_memory), progress,
+                      calibration ? std::optional<double>(config_.calibrate_s) : std::nullopt,
+                      iterations);
 }
 
 Result<void> Harness::calibrate(const WorkloadSpec& w, const Hooks& hooks) {

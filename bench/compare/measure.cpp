@@ -55,6 +55,44 @@ double lost_per_switch(const std::vector<std::pair<double, double>>& quanta, dou
   return sum / static_cast<double>(lost.size());
 }
 
+std::vector<double> switch_gaps(const std::vector<JobSample>& a, const std::vector<JobSample>& b,
+                                double idle_s) {
+  const std::vector<JobSample>* s[2] = {&a, &b};
+  const std::size_t n = std::min(a.size(), b.size());
+  double last[2] = {NAN, NAN};  // each job's last progress (or its first look)
+  int progressing = -1;         // the job that progressed last
+  std::vector<double> gaps;
+  for (std::size_t k = 0; k < n; ++k)
+    for (int i = 0; i < 2; ++i) {
+      const JobSample& x = (*s[i])[k];
+      if (x.updated <= 0) continue;
+      const bool moved = k > 0 && (*s[i])[k - 1].updated > 0 && x.work > (*s[i])[k - 1].work;
+      if (!moved) {
+        if (std::isnan(last[i])) last[i] = x.updated;
+        continue;
+      }
+      const int other = 1 - i;
+      if (!std::isnan(last[i]) && !std::isnan(last[other]) && x.updated - last[i] >= idle_s &&
+          progressing == other)
+        gaps.push_back(x.updated - last[other]);
+      progressing = i;
+      last[i] = x.updated;
+    }
+  return gaps;
+}
+
+double overlap_share(const std::vector<JobSample>& a, const std::vector<JobSample>& b) {
+  const std::size_t n = std::min(a.size(), b.size());
+  unsigned both = 0, any = 0;
+  for (std::size_t k = 1; k < n; ++k) {
+    const bool ma = a[k - 1].updated > 0 && a[k].work > a[k - 1].work;
+    const bool mb = b[k - 1].updated > 0 && b[k].work > b[k - 1].work;
+    both += ma && mb;
+    any += ma || mb;
+  }
+  return any ? static_cast<double>(both) / any : 0.0;
+}
+
 double makespan_s(std::uint64_t first_submit_ns, std::uint64_t last_end_ns, double fallback_s) {
   if (first_submit_ns == 0 || first_submit_ns == UINT64_MAX || last_end_ns <= first_submit_ns)
     return fallback_s;

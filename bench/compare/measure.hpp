@@ -19,6 +19,7 @@ struct JobSample {
   bool computing = false;  // the workload had set up its data (progress state running)
   std::uint64_t work = 0;  // rank 0's work counter
   std::uint64_t iterations = 0;
+  double updated = 0;  // when the workload last counted work (s, same clock; 0: no file yet)
 };
 
 // The quanta of a job that began and ended with the job frozen: (Q seconds running, work
@@ -36,6 +37,17 @@ double lost_per_switch(const std::vector<std::pair<double, double>>& quanta, dou
 // The same per quantum.
 std::vector<double> lost_per_quantum(const std::vector<std::pair<double, double>>& quanta,
                                      double r0);
+
+// Switch gaps of two jobs sampled at the same times (a[k] and b[k] one look): a switch
+// is a job progressing again after at least `idle_s` without (it was suspended) while the
+// other one was the last to progress; its gap runs from the other's last progress to this
+// job's first (the workloads' own time stamps, so to within one sample). Both jobs
+// progressing for a moment is no switch.
+std::vector<double> switch_gaps(const std::vector<JobSample>& a, const std::vector<JobSample>& b,
+                                double idle_s);
+// The share of looks at which both jobs progressed, of those at which either did (0
+// when neither ever did).
+double overlap_share(const std::vector<JobSample>& a, const std::vector<JobSample>& b);
 
 // Makespan from gangd's times (ns): first submission to last end; `fallback_s` when
 // either is unknown.

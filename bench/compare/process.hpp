@@ -31,6 +31,9 @@ Result<Finished> run_command(const std::vector<std::string>& argv,
 std::string self_exe();
 std::string self_dir();
 
+// Now, as ISO 8601 UTC ("2026-12-03T20:00:00Z").
+std::string utc_now();
+
 // "a b 'c d'": argv as a shell would need it, for messages.
 std::string shell_join(const std::vector<std::string>& argv);
 

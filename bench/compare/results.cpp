@@ -52,13 +52,55 @@ void finish_lost_time(Comparison& c) {
   }
 }
 
+namespace {
+
+SummaryRow summary_row(const Comparison& c, const std::string& sched, const std::string& w,
+                       const std::string& p, bool cs) {
+  SummaryRow row;
+  row.scheduler = sched;
+  row.workload = w;
+  row.policy = p;
+  row.cyclesteal = cs;
+  std::vector<double> mk, lost, mf, sw, hs, gc, gw, gap, ov, rss;
+  for (const auto& r : c.runs) {
+    if (r.scheduler != sched || r.workload != w || r.policy != p || r.cyclesteal != cs) continue;
+    ++row.runs;
+    if (r.verified && r.error.empty()) ++row.verified_runs;
+    if (!r.error.empty()) continue;
+    mk.push_back(r.makespan_s);
+    lost.push_back(r.lost_s_per_switch);
+    mf.push_back(static_cast<double>(r.major_faults));
+    sw.push_back(r.switch_ms_median);
+    hs.push_back(r.host_slowdown);
+    gc.push_back(r.guest_cpu_s);
+    gw.push_back(r.guest_work);
+    gap.push_back(r.switch_gap_s);
+    ov.push_back(r.overlap);
+    rss.push_back(r.suspended_rss_bytes);
+  }
+  row.makespan_s = stat_of(mk);
+  row.lost_s_per_switch = stat_of(lost);
+  row.major_faults = stat_of(mf);
+  row.switch_ms = stat_of(sw);
+  row.host_slowdown = stat_of(hs);
+  row.guest_cpu_s = stat_of(gc);
+  row.guest_work = stat_of(gw);
+  row.switch_gap_s = stat_of(gap);
+  row.overlap = stat_of(ov);
+  row.suspended_rss_bytes = stat_of(rss);
+  return row;
+}
+
+}  // namespace
+
 void summarise(Comparison& c) {
   for (auto& r : c.runs) {
     r.host_slowdown = NAN;
     if (!r.cyclesteal) continue;
     for (const auto& b : c.runs)
-      if (!b.cyclesteal && b.workload == r.workload && b.policy == r.policy &&
-          b.repeat == r.repeat && b.error.empty() && r.error.empty() && b.makespan_s > 0)
+      if (!b.cyclesteal && b.scheduler == r.scheduler && b.workload == r.workload &&
+          b.policy == r.policy && b.repeat == r.repeat && b.error.empty() && r.error.empty() &&
+          b.makespan_s > 0)
         r.host_slowdown = r.makespan_s / b.makespan_s;
   }
   c.summary.clear();
@@ -70,42 +112,20 @@ void summarise(Comparison& c) {
       workloads.push_back(r.workload);
   for (const auto& w : workloads)
     for (bool cs : c.config.cyclesteal)
-      for (const auto& p : c.config.policies) {
-        SummaryRow row;
-        row.workload = w;
-        row.policy = p;
-        row.cyclesteal = cs;
-        std::vector<double> mk, lost, mf, sw, hs, gc, gw;
-        for (const auto& r : c.runs) {
-          if (r.workload != w || r.policy != p || r.cyclesteal != cs) continue;
-          ++row.runs;
-          if (r.verified && r.error.empty()) ++row.verified_runs;
-          if (!r.error.empty()) continue;
-          mk.push_back(r.makespan_s);
-          lost.push_back(r.lost_s_per_switch);
-          mf.push_back(static_cast<double>(r.major_faults));
-          sw.push_back(r.switch_ms_median);
-          hs.push_back(r.host_slowdown);
-          gc.push_back(r.guest_cpu_s);
-          gw.push_back(r.guest_work);
-        }
-        if (row.runs == 0) continue;
-        row.makespan_s = stat_of(mk);
-        row.lost_s_per_switch = stat_of(lost);
-        row.major_faults = stat_of(mf);
-        row.switch_ms = stat_of(sw);
-        row.host_slowdown = stat_of(hs);
-        row.guest_cpu_s = stat_of(gc);
-        row.guest_work = stat_of(gw);
-        c.summary.push_back(row);
+      for (const auto& sched : c.config.schedulers) {
+        // Slurm alone only suspends and resumes: demand paging whatever --policies says.
+        const std::vector<std::string> policies =
+            sched == kSchedulerSlurm ? std::vector<std::string>{"demand"} : c.config.policies;
+        for (const auto& p : policies)
+          if (auto row = summary_row(c, sched, w, p, cs); row.runs) c.summary.push_back(row);
       }
-  // Ratios against the first policy of the same workload and mode.
+  // Ratios against the first row of the same workload and mode.
   for (auto& row : c.summary)
     for (const auto& base : c.summary)
-      if (base.workload == row.workload && base.cyclesteal == row.cyclesteal &&
-          base.policy == c.config.policies.front()) {
+      if (base.workload == row.workload && base.cyclesteal == row.cyclesteal) {
         row.makespan_vs_first = ratio(row.makespan_s.mean, base.makespan_s.mean);
         row.lost_vs_first = ratio(row.lost_s_per_switch.mean, base.lost_s_per_switch.mean);
+        break;
       }
 }
 
@@ -140,6 +160,7 @@ ojson config_json(const Comparison& c) {
   return {{"workloads", workloads},
           {"policies", k.policies},
           {"cyclesteal", k.cyclesteal},
+          {"schedulers", k.schedulers},
           {"nodes", c.cluster_nodes},
           {"job_nodes", k.job_nodes ? k.job_nodes : c.cluster_nodes},
           {"ranks_per_node", k.ranks_per_node},
@@ -186,7 +207,8 @@ ojson run_json(const RunResult& r) {
   ojson jobs = ojson::array();
   for (const auto& jb : r.jobs)
     jobs.push_back(job_json(jb));
-  return {{"workload", r.workload},
+  return {{"scheduler", r.scheduler},
+          {"workload", r.workload},
           {"policy", r.policy},
           {"cyclesteal", r.cyclesteal},
           {"repeat", r.repeat},
@@ -202,6 +224,11 @@ ojson run_json(const RunResult& r) {
           {"guest_cpu_s", num(r.guest_cpu_s)},
           {"guest_work", num(r.guest_work)},
           {"host_slowdown", num(r.host_slowdown)},
+          {"switch_gap_s", num(r.switch_gap_s)},
+          {"switch_gaps", r.switch_gaps},
+          {"overlap", num(r.overlap)},
+          {"suspended_rss_bytes", num(r.suspended_rss_bytes)},
+          {"footprint_bytes", r.footprint_bytes},
           {"verified", r.verified},
           {"oom_kills", r.oom_kills},
           {"error", r.error},
@@ -210,7 +237,8 @@ ojson run_json(const RunResult& r) {
 }
 
 ojson summary_json(const SummaryRow& s) {
-  return {{"workload", s.workload},
+  return {{"scheduler", s.scheduler},
+          {"workload", s.workload},
           {"policy", s.policy},
           {"cyclesteal", s.cyclesteal},
           {"runs", s.runs},
@@ -222,6 +250,9 @@ ojson summary_json(const SummaryRow& s) {
           {"host_slowdown", stat_json(s.host_slowdown)},
           {"guest_cpu_s", stat_json(s.guest_cpu_s)},
           {"guest_work", stat_json(s.guest_work)},
+          {"switch_gap_s", stat_json(s.switch_gap_s)},
+          {"overlap", stat_json(s.overlap)},
+          {"suspended_rss_bytes", stat_json(s.suspended_rss_bytes)},
           {"makespan_vs_first", num(s.makespan_vs_first)},
           {"lost_vs_first", num(s.lost_vs_first)}};
 }
@@ -275,18 +306,43 @@ std::string count_stat(const Stat& s) {
   return buf;
 }
 
+// The table of a comparison on the Slurm test bed: the schedulers side by side.
+void slurm_table(std::ostringstream& o, const Comparison& c) {
+  o << "| scheduler | workload | policy | makespan s | vs " << c.config.schedulers.front()
+    << " | lost s/switch | switch gap s | overlap | major faults | suspended RSS MiB (of "
+       "footprint) | verified |\n";
+  o << "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+  for (const auto& s : c.summary) {
+    Stat rss = s.suspended_rss_bytes;
+    for (double* v : {&rss.mean, &rss.sd, &rss.min, &rss.max})
+      *v /= 1 << 20;
+    o << "| " << s.scheduler << " | " << s.workload << " | " << s.policy << " | "
+      << format_stat(s.makespan_s, 2) << " | " << ratio(s.makespan_vs_first) << " | "
+      << format_stat(s.lost_s_per_switch, 2) << " | " << format_stat(s.switch_gap_s, 3) << " | "
+      << format_stat(s.overlap, 2) << " | " << count_stat(s.major_faults) << " | "
+      << format_stat(rss, 0) << " (" << (c.runs.empty() ? 0 : c.runs.front().footprint_bytes >> 20)
+      << ") | " << s.verified_runs << "/" << s.runs << " |\n";
+  }
+  o << "\nOne node of the Slurm test bed (one CPU), Slurm's time slice as the quantum for "
+       "all. slurm: Slurm's gang scheduler alone (PreemptMode=GANG, CR_Core; it suspends "
+       "and resumes, the kernel pages on demand); slurm+dynamos: the same with dynamosd "
+       "--follow slurm paging at its switches (sbatch --dynamos-paging=POLICY); dynamos: "
+       "DynAMOS's gang scheduler inside one Slurm allocation of the node. makespan: first "
+       "submission to the last job's end (wall clock); lost s/switch: mean over the quanta "
+       "that began and ended suspended of Q - W/r0 (r0: the workload's rate alone); switch "
+       "gap: median time from the outgoing job's last progress to the incoming job's first; "
+       "overlap: share of looks (every 10 ms) at which both jobs progressed; suspended RSS: "
+       "median resident size of a suspended job's rank; ± is the standard deviation over "
+       "repeats.\n";
+}
+
 }  // namespace
 
-std::string results_markdown(const Comparison& c) {
+namespace {
+
+void dynamos_table(std::ostringstream& o, const Comparison& c) {
   const auto& k = c.config;
   bool any_cs = std::find(k.cyclesteal.begin(), k.cyclesteal.end(), true) != k.cyclesteal.end();
-  std::ostringstream o;
-  o << "# dynamos bench compare\n\n";
-  o << c.cluster_nodes << " nodes of " << workload::format_size(c.node_memory) << ", jobs on "
-    << (k.job_nodes ? k.job_nodes : c.cluster_nodes) << " node(s) x " << k.ranks_per_node
-    << " rank(s), two jobs overcommitting node memory " << ratio(k.overcommit) << "x, quantum "
-    << format_duration(k.quantum) << ", " << k.repeat << " repeat(s); started " << c.started << ", "
-    << ratio(c.wall_s / 60) << " min.\n\n";
   o << "| workload | policy |" << (any_cs ? " cycle stealing |" : "") << " makespan s | vs "
     << k.policies.front() << " | lost s/switch | vs " << k.policies.front()
     << " | major faults | switch ms |" << (any_cs ? " host slowdown | guest CPU s |" : "")
@@ -311,28 +367,53 @@ std::string results_markdown(const Comparison& c) {
     o << "; host slowdown: makespan with cycle stealing / without (same policy and repeat); "
          "guest CPU s: CPU time the guests got during the run";
   o << ".\n";
+}
+
+std::string run_name(const RunResult& r) {
+  return (r.scheduler == kSchedulerDynamos ? "" : r.scheduler + " ") + r.workload + " " + r.policy +
+         (r.cyclesteal ? " with cycle stealing" : "") + " repeat " + std::to_string(r.repeat);
+}
+
+void errors_and_plots(std::ostringstream& o, const Comparison& c) {
   bool errors = false;
   for (const auto& r : c.runs)
     if (!r.error.empty()) {
       if (!errors) o << "\nRuns that failed:\n\n";
       errors = true;
-      o << "- " << r.workload << " " << r.policy << (r.cyclesteal ? " with cycle stealing" : "")
-        << " repeat " << r.repeat << ": " << r.error << "\n";
+      o << "- " << run_name(r) << ": " << r.error << "\n";
     }
   bool retried = false;
   for (const auto& r : c.runs)
     if (!r.retried_after.empty()) {
       if (!retried) o << "\nRuns repeated once after a job failed while MPI started:\n\n";
       retried = true;
-      o << "- " << r.workload << " " << r.policy << (r.cyclesteal ? " with cycle stealing" : "")
-        << " repeat " << r.repeat << ": " << r.retried_after << "\n";
+      o << "- " << run_name(r) << ": " << r.retried_after << "\n";
     }
   if (!c.plots.empty()) {
     o << "\n";
     for (const auto& p : c.plots)
       o << "![" << p << "](" << p << ")\n";
   }
-  o << "\nReproduce: `" << shell_join(k.argv) << "`\n";
+  o << "\nReproduce: `" << shell_join(c.config.argv) << "`\n";
+}
+
+}  // namespace
+
+std::string results_markdown(const Comparison& c) {
+  const auto& k = c.config;
+  std::ostringstream o;
+  o << "# dynamos bench compare\n\n";
+  o << c.cluster_nodes << " nodes of " << workload::format_size(c.node_memory) << ", jobs on "
+    << (k.job_nodes ? k.job_nodes : c.cluster_nodes) << " node(s) x " << k.ranks_per_node
+    << " rank(s), two jobs overcommitting node memory " << ratio(k.overcommit) << "x, quantum "
+    << format_duration(k.quantum) << ", " << k.repeat << " repeat(s); started " << c.started << ", "
+    << ratio(c.wall_s / 60) << " min.\n\n";
+  if (on_slurm(k)) {
+    slurm_table(o, c);
+  } else {
+    dynamos_table(o, c);
+  }
+  errors_and_plots(o, c);
   return o.str();
 }
 
@@ -353,13 +434,33 @@ Result<void> write_results(const Comparison& c) {
 
 namespace {
 
-// A gnuplot histogram with error bars: rows are workloads, columns policies (one
+// A plot's series: each policy (DynAMOS alone), or each scheduler and policy that has a
+// row (the Slurm test bed), in the summary's order.
+struct Series {
+  std::string scheduler, policy, title;
+};
+std::vector<Series> plot_series(const Comparison& c) {
+  std::vector<Series> out;
+  if (!on_slurm(c.config)) {
+    for (const auto& p : c.config.policies)
+      out.push_back({kSchedulerDynamos, p, p});
+    return out;
+  }
+  for (const auto& s : c.summary)
+    if (std::none_of(out.begin(), out.end(), [&](const Series& x) {
+          return x.scheduler == s.scheduler && x.policy == s.policy;
+        }))
+      out.push_back({s.scheduler, s.policy, s.scheduler + " " + s.policy});
+  return out;
+}
+
+// A gnuplot histogram with error bars: rows are workloads, columns the series (one
 // cycle-stealing mode per plot block).
-std::string data_block(const Comparison& c, bool cs, bool lost) {
+std::string data_block(const Comparison& c, const std::vector<Series>& series, bool cs, bool lost) {
   std::ostringstream o;
   o << "# workload";
-  for (const auto& p : c.config.policies)
-    o << " " << p << " " << p << "_sd";
+  for (const auto& p : series)
+    o << " " << p.scheduler << "/" << p.policy << " sd";
   o << "\n";
   std::vector<std::string> workloads;
   for (const auto& s : c.summary)
@@ -367,10 +468,12 @@ std::string data_block(const Comparison& c, bool cs, bool lost) {
       workloads.push_back(s.workload);
   for (const auto& w : workloads) {
     o << "\"" << w << "\"";
-    for (const auto& p : c.config.policies) {
+    for (const auto& p : series) {
       const SummaryRow* row = nullptr;
       for (const auto& s : c.summary)
-        if (s.workload == w && s.policy == p && s.cyclesteal == cs) row = &s;
+        if (s.workload == w && s.scheduler == p.scheduler && s.policy == p.policy &&
+            s.cyclesteal == cs)
+          row = &s;
       const Stat* st = row ? (lost ? &row->lost_s_per_switch : &row->makespan_s) : nullptr;
       if (st && st->n > 0)
         o << " " << num(st->mean) << " " << num(std::isfinite(st->sd) ? st->sd : 0.0);
@@ -390,7 +493,8 @@ Result<void> write_plots(Comparison& c) {
   fs::create_directories(dir, ec);
   if (ec) return fail(Errc::system, "creating " + dir.string() + ": " + ec.message());
   c.plots.clear();
-  const std::size_t np = c.config.policies.size();
+  const auto series = plot_series(c);
+  const std::size_t np = series.size();
   struct Plot {
     const char* file;
     const char* title;
@@ -409,9 +513,9 @@ Result<void> write_plots(Comparison& c) {
     std::string plot_cmd;
     for (bool cs : c.config.cyclesteal) {
       std::string dat = std::string(p.lost ? "lost" : "makespan") + (cs ? "-cs" : "") + ".dat";
-      data_files.emplace_back(dat, data_block(c, cs, p.lost));
+      data_files.emplace_back(dat, data_block(c, series, cs, p.lost));
       for (std::size_t i = 0; i < np; ++i) {
-        std::string title = c.config.policies[i];
+        std::string title = series[i].title;
         if (cs) title += " + " + c.config.guest_policy + " guest";
         // The first series carries the workloads' names as x labels.
         plot_cmd += std::string(plot_cmd.empty() ? "" : ", ") + "'" + (dir / dat).string() +

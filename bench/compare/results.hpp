@@ -47,6 +47,7 @@ struct JobOutcome {
 
 // One pair of jobs under one policy (and cycle-stealing mode), one repeat.
 struct RunResult {
+  std::string scheduler = kSchedulerDynamos;  // who time-sliced the pair (config.hpp)
   std::string workload;
   std::string policy;
   bool cyclesteal = false;
@@ -65,7 +66,17 @@ struct RunResult {
   double guest_cpu_s = NAN;    // cycle stealing: CPU time the guests got during the run
   double guest_work = NAN;     // units (bytes swept) the guests did during the run
   double host_slowdown = NAN;  // makespan / the same run's makespan without cycle stealing
-  bool verified = false;       // every job ended with exit 0 and, with a RESULT, verified
+  // From the workloads' progress time stamps (on the Slurm test bed): median time from
+  // the outgoing job's last progress to the incoming job's first, their number, and the
+  // share of looks at which both jobs progressed (measure.hpp: switch_gaps, overlap_share).
+  double switch_gap_s = NAN;
+  unsigned switch_gaps = 0;
+  double overlap = NAN;
+  // What stays in memory of a job while it is suspended: the median of its rank's
+  // resident bytes sampled while suspended (both jobs), and its footprint to compare.
+  double suspended_rss_bytes = NAN;
+  std::uint64_t footprint_bytes = 0;
+  bool verified = false;  // every job ended with exit 0 and, with a RESULT, verified
   // OOM kills the memory controllers of the jobs' nodes counted during the run (a
   // killed rank's cause; -1: the counters were unreadable).
   std::int64_t oom_kills = 0;
@@ -85,10 +96,13 @@ Stat stat_of(const std::vector<double>& values);
 
 // One row of the table: a workload under one policy and cycle-stealing mode.
 struct SummaryRow {
+  std::string scheduler = kSchedulerDynamos;
   std::string workload, policy;
   bool cyclesteal = false;
   Stat makespan_s, lost_s_per_switch, major_faults, switch_ms, host_slowdown, guest_cpu_s,
-      guest_work;
+      guest_work, switch_gap_s, overlap, suspended_rss_bytes;
+  // Against the first row of the same workload and mode: the first scheduler's first policy
+  // (with --schedulers slurm,...: Slurm's gang scheduler alone).
   double makespan_vs_first = NAN;  // mean makespan / the first policy's (same workload, mode)
   double lost_vs_first = NAN;
   unsigned runs = 0, verified_runs = 0;

@@ -41,6 +41,46 @@ const std::atomic<bool>& install_stop_handlers() {
   return g_stop;
 }
 
+namespace {
+
+// Outputs, also of a partial comparison (marked by its runs' errors).
+void write_outputs(const Session& s, SessionOutcome& out) {
+  if (!out.comparison.runs.empty() || !out.comparison.calibration.empty()) {
+    if (auto p = write_plots(out.comparison); !p) say(s.command, p.error().message());
+    if (auto w = write_results(out.comparison); !w)
+      say(s.command, w.error().message());
+    else
+      std::fprintf(
+          stderr, "results: %s/results.json, %s/results.md%s\n", s.config.out_dir.c_str(),
+          s.config.out_dir.c_str(),
+          out.comparison.plots.empty() ? "" : (", plots " + s.config.out_dir + "/*.png").c_str());
+  }
+}
+
+// The table on standard output and the exit status.
+SessionOutcome finish(const Session& s, SessionOutcome& out, bool complete) {
+  const auto& stop = install_stop_handlers();
+  if (s.print_table && !out.comparison.summary.empty()) {
+    auto md = results_markdown(out.comparison);
+    // The table only: from the first '|' line to the last.
+    auto start = md.find("\n|");
+    auto end = md.find("\n\n", start == std::string::npos ? 0 : start + 1);
+    if (start != std::string::npos)
+      std::printf("%s\n",
+                  md.substr(start + 1, end == std::string::npos ? end : end - start).c_str());
+  }
+
+  bool all_verified = !out.comparison.runs.empty();
+  for (const auto& r : out.comparison.runs)
+    if (!r.verified || !r.error.empty()) all_verified = false;
+  if (stop.load()) say(s.command, "interrupted: stopped and cleaned up");
+  out.complete = complete && !stop.load();
+  out.status = out.complete && all_verified ? 0 : 1;
+  return std::move(out);
+}
+
+}  // namespace
+
 SessionOutcome run_session(Session s, const std::function<void(Cluster&)>& before_teardown) {
   SessionOutcome out;
   const auto& stop = install_stop_handlers();
@@ -90,18 +130,7 @@ SessionOutcome run_session(Session s, const std::function<void(Cluster&)>& befor
   }
   if (before_teardown && complete && !stop.load()) before_teardown(cluster);
 
-  // Outputs, also of a partial comparison (marked by its runs' errors).
-  if (!out.comparison.runs.empty() || !out.comparison.calibration.empty()) {
-    if (auto p = write_plots(out.comparison); !p) say(s.command, p.error().message());
-    if (auto w = write_results(out.comparison); !w)
-      say(s.command, w.error().message());
-    else
-      std::fprintf(
-          stderr, "results: %s/results.json, %s/results.md%s\n", s.config.out_dir.c_str(),
-          s.config.out_dir.c_str(),
-          out.comparison.plots.empty() ? "" : (", plots " + s.config.out_dir + "/*.png").c_str());
-  }
-
+  write_outputs(s, out);
   // The logs of a cluster it started go with the results (down removes them).
   if (out.started_cluster) {
     const fs::path state =
@@ -123,23 +152,17 @@ SessionOutcome run_session(Session s, const std::function<void(Cluster&)>& befor
     }
   }
 
-  if (s.print_table && !out.comparison.summary.empty()) {
-    auto md = results_markdown(out.comparison);
-    // The table only: from the first '|' line to the last.
-    auto start = md.find("\n|");
-    auto end = md.find("\n\n", start == std::string::npos ? 0 : start + 1);
-    if (start != std::string::npos)
-      std::printf("%s\n",
-                  md.substr(start + 1, end == std::string::npos ? end : end - start).c_str());
-  }
+  return finish(s, out, complete);
+}
 
-  bool all_verified = !out.comparison.runs.empty();
-  for (const auto& r : out.comparison.runs)
-    if (!r.verified || !r.error.empty()) all_verified = false;
-  if (stop.load()) say(s.command, "interrupted: stopped and cleaned up");
-  out.complete = complete && !stop.load();
-  out.status = out.complete && all_verified ? 0 : 1;
-  return out;
+SessionOutcome run_slurm_session(Session s, const SlurmBed& bed) {
+  SessionOutcome out;
+  const auto& stop = install_stop_handlers();
+  auto result = run_slurm_comparison(s.config, bed, &stop, out.comparison);
+  std::fprintf(stderr, "\n");
+  if (!result) say(s.command, result.error().message());
+  write_outputs(s, out);
+  return finish(s, out, result.has_value());
 }
 
 }  // namespace dynamos::compare

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "bench/compare/harness.hpp"
+#include "bench/compare/slurm.hpp"
 
 namespace dynamos::compare {
 
@@ -36,5 +37,9 @@ struct SessionOutcome {
 // Starts a cluster if needed, runs, writes DIR/results.{json,md} and the plots, tears down.
 // `before_teardown` runs while the cluster is still up (the demo's own steps).
 SessionOutcome run_session(Session s, const std::function<void(Cluster&)>& before_teardown = {});
+
+// --schedulers with slurm or slurm+dynamos: the comparison on the Slurm test bed
+// (slurm.hpp), which it brings up and down; writes the same outputs.
+SessionOutcome run_slurm_session(Session s, const SlurmBed& bed);
 
 }  // namespace dynamos::compare

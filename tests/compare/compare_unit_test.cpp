@@ -1,8 +1,10 @@
 // bench/compare's parts that need no cluster: command-line values, the JSON reader,
 // statistics and summaries, results.json / results.md and the gnuplot plots.
 #include <gtest/gtest.h>
+
 #include <stdlib.h>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include <cmath>
 #include <filesystem>
@@ -414,6 +416,83 @@ TEST(CompareResults, MarkdownTable) {
   summarise(c);
   md = results_markdown(c);
   EXPECT_NE(md.find("job 9 failed, exit code 1"), std::string::npos);
+}
+
+TEST(CompareConfig, SchedulersOnTheSlurmTestBed) {
+  auto s = parse_schedulers("slurm, slurm+dynamos,dynamos");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(*s, (std::vector<std::string>{"slurm", "slurm+dynamos", "dynamos"}));
+  auto bad = parse_schedulers("slurm,pbs");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("unknown scheduler 'pbs'"), std::string::npos);
+  EXPECT_FALSE(parse_schedulers("slurm,slurm"));
+  CompareConfig c;
+  EXPECT_FALSE(on_slurm(c));  // the default: DynAMOS on a cluster of its own
+  c.schedulers = {"dynamos", "slurm"};
+  EXPECT_TRUE(on_slurm(c));
+}
+
+// Two jobs alternating every 5 s (looks every second): a runs 0-4, b 5-9, a 10-14.
+TEST(CompareMeasure, SwitchGapsFromTheOutgoingLastToTheIncomingFirst) {
+  std::vector<JobSample> a, b;
+  std::uint64_t wa = 0, wb = 0;
+  double ua = 0.1, ub = 0.1;
+  for (int t = 0; t < 15; ++t) {
+    const bool a_runs = t < 5 || t >= 10;
+    if (a_runs) wa += 10, ua = t + 0.9;
+    if (!a_runs) wb += 10, ub = t + 0.7;  // b's first progress 0.7 s into its quantum
+    a.push_back({double(t), a_runs, true, wa, 0, ua});
+    b.push_back({double(t), !a_runs, true, wb, 0, ub});
+  }
+  auto gaps = switch_gaps(a, b, 2.5);
+  ASSERT_EQ(gaps.size(), 2u);
+  EXPECT_NEAR(gaps[0], 5.7 - 4.9, 1e-9);  // a's last at 4.9, b's first at 5.7
+  EXPECT_NEAR(gaps[1], 10.9 - 9.7, 1e-9);
+  EXPECT_DOUBLE_EQ(overlap_share(a, b), 0);
+  // Both progressing for a moment is overlap, and no switch.
+  b[2].work = b[1].work + 1;
+  b[2].updated = 2.5;
+  EXPECT_EQ(switch_gaps(a, b, 2.5).size(), 2u);
+  EXPECT_NEAR(overlap_share(a, b), 1.0 / 14, 1e-12);
+}
+
+TEST(CompareResults, SchedulersSideBySide) {
+  Comparison c;
+  c.config.schedulers = {"slurm", "slurm+dynamos", "dynamos"};
+  c.config.policies = {"demand", "adaptive"};
+  c.config.workloads = {*parse_workload("stencil")};
+  for (const auto& [sched, policy, makespan] :
+       std::vector<std::tuple<std::string, std::string, double>>{{"slurm", "demand", 25},
+                                                                 {"slurm+dynamos", "demand", 24},
+                                                                 {"slurm+dynamos", "adaptive", 20},
+                                                                 {"dynamos", "demand", 22},
+                                                                 {"dynamos", "adaptive", 15}}) {
+    RunResult r;
+    r.scheduler = sched;
+    r.workload = "stencil";
+    r.policy = policy;
+    r.repeat = 1;
+    r.makespan_s = makespan;
+    r.switch_gap_s = 0.5;
+    r.overlap = 0;
+    r.suspended_rss_bytes = 200 << 20;
+    r.footprint_bytes = 288 << 20;
+    r.verified = true;
+    c.runs.push_back(r);
+  }
+  summarise(c);
+  ASSERT_EQ(c.summary.size(), 5u);  // Slurm alone: demand only
+  EXPECT_EQ(c.summary[0].scheduler, "slurm");
+  EXPECT_DOUBLE_EQ(c.summary[4].makespan_vs_first, 15.0 / 25);
+  auto md = results_markdown(c);
+  EXPECT_NE(md.find("| scheduler | workload | policy | makespan s | vs slurm |"), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| dynamos | stencil | adaptive | 15.00 | 0.60 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 200 (288) | 1/1 |"), std::string::npos) << md;
+  auto j = nlohmann::json::parse(results_json(c));
+  EXPECT_EQ(j["runs"][0]["scheduler"], "slurm");
+  EXPECT_DOUBLE_EQ(j["runs"][0]["switch_gap_s"].get<double>(), 0.5);
+  EXPECT_EQ(j["summary"][4]["scheduler"], "dynamos");
 }
 
 TEST(CompareResults, PlotsArePngs) {
