@@ -357,14 +357,13 @@ void print_comparison(const compare::SessionOutcome& outcome, const std::string&
 bool judge_runs(const compare::SessionOutcome& outcome, const Tour& tour) {
   bool runs_ok = !outcome.comparison.runs.empty();
   if (!tour.oom_error().empty()) {
-    std::printf("OOM kills: the nodes' memory cgroups could not be read (%s)\n",
-                tour.oom_error().c_str());
+    std::printf("OOM kills: the counters could not be read (%s)\n", tour.oom_error().c_str());
   } else if (runs_ok) {
     std::string counts;
     for (const auto& p : outcome.comparison.config.policies)
       counts += (counts.empty() ? "" : ", ") + p + " " + std::to_string(*tour.oom_kills(p));
-    std::printf("OOM kills counted by the job nodes' memory cgroups during the runs: %s\n",
-                counts.c_str());
+    std::printf("OOM kills counted in %s during the runs: %s\n",
+                compare::Cluster::oom_scope().c_str(), counts.c_str());
   }
   for (const auto& r : outcome.comparison.runs) {
     if (r.verified && r.error.empty()) continue;
@@ -383,16 +382,17 @@ bool judge_runs(const compare::SessionOutcome& outcome, const Tour& tour) {
     if (signal == SIGKILL && kills && *kills > 0 && r.policy == "demand") {
       std::printf(
           "under demand paging a rank was killed by the kernel: the memory controller's OOM "
-          "killer (%llu OOM kill%s in the nodes' memory cgroups; SIGKILL, exit code 137), "
-          "what adaptive paging avoids\n",
-          static_cast<unsigned long long>(*kills), *kills == 1 ? "" : "s");
+          "killer (%llu OOM kill%s in %s; SIGKILL, exit code 137), what adaptive paging "
+          "avoids\n",
+          static_cast<unsigned long long>(*kills), *kills == 1 ? "" : "s",
+          compare::Cluster::oom_scope().c_str());
       continue;
     }
     std::printf(
         "under %s paging a rank was killed by SIG%s (exit code %d), not by the memory "
         "controller's OOM killer (%s)\n",
         r.policy.c_str(), name ? name : std::to_string(signal).c_str(), 128 + signal,
-        kills ? "the nodes' memory cgroups counted no OOM kill during the run"
+        kills ? (compare::Cluster::oom_scope() + " counted no OOM kill during the run").c_str()
               : ("OOM counters unreadable: " + tour.oom_error()).c_str());
     runs_ok = false;
   }

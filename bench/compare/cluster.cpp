@@ -11,6 +11,7 @@
 #include "bench/workload/size.hpp"
 #include "gang/client/control.hpp"
 #include "kernelside/cgroup.hpp"
+#include "kernelside/fs.hpp"
 
 namespace dynamos::compare {
 
@@ -108,6 +109,12 @@ Result<std::uint64_t> Cluster::oom_kills(const std::vector<std::string>& nodes) 
     return fail(Errc::state, "the nodes' cgroups are unknown (a cluster started elsewhere)");
   auto layout = kernelside::Layout::detect();
   if (!layout) return std::unexpected(layout.error());
+  if (layout->serving(kernelside::Controller::memory) != kernelside::CgroupVersion::v2) {
+    auto vm = kernelside::read_flat_keyed("/proc/vmstat");
+    if (!vm) return std::unexpected(vm.error());
+    if (!vm->contains("oom_kill")) return fail(Errc::unsupported, "/proc/vmstat has no oom_kill");
+    return vm->at("oom_kill");
+  }
   std::uint64_t kills = 0;
   for (const auto& node : nodes) {
     auto g = kernelside::Group::open(*layout, cgroup_parent_ + "/" + node,
@@ -118,6 +125,13 @@ Result<std::uint64_t> Cluster::oom_kills(const std::vector<std::string>& nodes) 
     kills += ev->oom_kills;
   }
   return kills;
+}
+
+std::string Cluster::oom_scope() {
+  auto layout = kernelside::Layout::detect();
+  bool v2 =
+      layout && layout->serving(kernelside::Controller::memory) == kernelside::CgroupVersion::v2;
+  return v2 ? "the nodes' memory cgroups" : "this machine (/proc/vmstat; cgroup v1)";
 }
 
 Result<void> Cluster::down() {

@@ -67,10 +67,14 @@ class Cluster {
   Result<std::string> ext_upgrade(const std::string& ext, const std::string& path,
                                   const std::string& node = "");
 
-  // OOM kills the memory controller counted in the nodes' memory cgroups (v2
-  // memory.events oom_kill, v1 memory.oom_control oom_kill), summed. Only for a cluster
-  // started by up() here, whose cgroups are known.
+  // OOM kills the memory controller counted for the nodes: on cgroup v2 the nodes'
+  // memory.events oom_kill, summed (a kill counts in every group above the victim). On
+  // v1 a kill counts only in the victim's own memory cgroup, the job's, which goes with
+  // the job; there the machine's count (/proc/vmstat oom_kill) stands in, see
+  // oom_scope(). Only for a cluster started by up() here, whose cgroups are known.
   Result<std::uint64_t> oom_kills(const std::vector<std::string>& nodes) const;
+  // Where oom_kills counts, in words: "the nodes' memory cgroups" or "this machine".
+  static std::string oom_scope();
 
   // Runs `dynamos ARGS...` with this cluster's socket; fails with the command's own
   // error line when it exits non-zero.

@@ -577,7 +577,7 @@ void Harness::name_oom_kills(RunResult& run, const Result<std::uint64_t>& before
   if (run.oom_kills > 0 && !run.verified)
     run.error = "the memory controller's OOM killer killed a rank (" +
                 std::to_string(run.oom_kills) + " OOM kill" + (run.oom_kills == 1 ? "" : "s") +
-                " in the nodes' memory cgroups during the run): " + run.error;
+                " in " + Cluster::oom_scope() + " during the run): " + run.error;
 }
 
 // Quanta that began and ended frozen (their work is exact), and the best one-second rate
