@@ -57,6 +57,11 @@ class RemoteTarget : public Target {
   // Copies bytes into the target's mailbox (for call arguments); returns their address.
   virtual Result<Address> put_bytes(const void* data, std::size_t size) = 0;
 
+  // `e`, met while working on the target, told as what really happened when the
+  // process executed a new program or exited meanwhile (a vanished thread is only the
+  // symptom of that). Waits a moment for an exec under way to finish.
+  virtual Error explain(Error e) = 0;
+
   // Detaches from every thread. Also done by the destructor, and by the kernel if
   // the tool dies.
   virtual void detach() = 0;

@@ -66,7 +66,7 @@ std::pair<Address, user_regs_struct> resume_point(user_regs_struct regs) {
 // locks)? Judged from its instruction pointer and a conservative stack scan.
 Result<bool> RemoteTargetImpl::inside_locked_code(const Thread& t) {
   if (!lock_ranges_ready_) {
-    auto syms = Symbols::load(*this);
+    auto syms = symbols();
     if (!syms) return std::unexpected(syms.error());
     for (const auto& obj : syms->objects()) {
       const bool loader = obj.path.find("/ld-linux") != std::string::npos;
@@ -221,7 +221,7 @@ Result<Address> RemoteTargetImpl::put_bytes(const void* data, std::size_t size) 
 }
 
 Result<Address> RemoteTargetImpl::load_library(const std::string& path) {
-  auto syms = Symbols::load(*this);
+  auto syms = symbols();
   if (!syms) return std::unexpected(syms.error());
   auto dlopen_sym = syms->find("dlopen", "/libc.so");
   if (!dlopen_sym) dlopen_sym = syms->find("dlopen");
@@ -247,7 +247,7 @@ Result<Address> RemoteTargetImpl::load_library(const std::string& path) {
 }
 
 Result<void> RemoteTargetImpl::register_unwind_info(Address eh_frame) {
-  auto syms = Symbols::load(*this);
+  auto syms = symbols();
   if (!syms) return std::unexpected(syms.error());
   auto reg = syms->find("__register_frame", "libgcc_s");
   if (!reg) return fail(Errc::unsupported, "no unwinder loaded in process " + std::to_string(pid_));
@@ -257,7 +257,7 @@ Result<void> RemoteTargetImpl::register_unwind_info(Address eh_frame) {
 }
 
 Result<Address> RemoteTargetImpl::runtime_address(std::string_view name) {
-  auto syms = Symbols::load(*this);
+  auto syms = symbols();
   if (!syms) return std::unexpected(syms.error());
   auto dlsym_sym = syms->find("dlsym", "/libc.so");
   if (!dlsym_sym)

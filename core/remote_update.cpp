@@ -159,16 +159,17 @@ Result<RemoteUpdateResult> patch_process(pid_t pid, const RemotePatchRequest& re
   auto engine = attach_remote_engine(pid, request.stop_timeout, request.requester);
   if (!engine) return std::unexpected(engine.error());
   auto& remote = dynamic_cast<RemoteTarget&>((*engine)->target());
+  auto failed = [&remote](Error e) { return std::unexpected(remote.explain(std::move(e))); };
 
   std::map<std::string, bool> loaded;
   for (const auto& r : plan) {
     if (loaded[r.staged]) continue;
     auto h = remote.load_library(r.staged);
-    if (!h) return std::unexpected(h.error());
+    if (!h) return failed(h.error());
     loaded[r.staged] = true;
   }
   auto syms = Symbols::load(remote);
-  if (!syms) return std::unexpected(syms.error());
+  if (!syms) return failed(syms.error());
   UpdateRequest req;
   req.mode = request.mode;
   req.timeout = request.timeout;
@@ -181,7 +182,7 @@ Result<RemoteUpdateResult> patch_process(pid_t pid, const RemotePatchRequest& re
     req.redirects.push_back({r.symbol, 0, code->address, version});
   }
   auto id = (*engine)->apply(req);
-  if (!id) return std::unexpected(id.error());
+  if (!id) return failed(id.error());
   RemoteUpdateResult out;
   out.id = *id;
   out.stopped = (*engine)->last_stop();
@@ -197,7 +198,8 @@ Result<RemoteUpdateResult> revert_process_update(pid_t pid, UpdateId id, SafetyM
   const auto t0 = Clock::now();
   auto engine = attach_remote_engine(pid, stop_timeout, requester);
   if (!engine) return std::unexpected(engine.error());
-  if (auto r = (*engine)->revert(id, mode, timeout); !r) return std::unexpected(r.error());
+  if (auto r = (*engine)->revert(id, mode, timeout); !r)
+    return std::unexpected(dynamic_cast<RemoteTarget&>((*engine)->target()).explain(r.error()));
   RemoteUpdateResult out;
   out.id = id;
   out.stopped = (*engine)->last_stop();

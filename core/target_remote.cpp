@@ -2,6 +2,7 @@
 // This file: attaching, memory, the engine's state region, stopping the world.
 // See core/target_remote_impl.hpp for the other files and core/remote.hpp for the
 // guarantees; the comments here explain the how.
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -9,11 +10,12 @@
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
-#include <fstream>
+#include <thread>
 
 #include "core/target_remote_impl.hpp"
 
@@ -105,6 +107,12 @@ Result<void> RemoteTargetImpl::init(const Requester& who, const ProcessIdentity&
     return fail(Errc::not_found, "process " + std::to_string(pid_) + " has no threads");
   mem_fd_ = open(("/proc/" + std::to_string(pid_) + "/mem").c_str(), O_RDWR | O_CLOEXEC);
   if (mem_fd_ < 0) return fail_errno("open /proc/" + std::to_string(pid_) + "/mem");
+  // /proc/PID/maps holds the address space it was opened on, as /proc/PID/mem does:
+  // opened after mem, a read never lists a program executed later (it reads as empty
+  // once the old address space is gone), and the probe below refuses one executed
+  // between the two opens.
+  maps_fd_ = open(("/proc/" + std::to_string(pid_) + "/maps").c_str(), O_RDONLY | O_CLOEXEC);
+  if (maps_fd_ < 0) return fail_errno("open /proc/" + std::to_string(pid_) + "/maps");
   auto now = read_process_identity(pid_);
   if (!now) return std::unexpected(now.error());
   if (auto ok = check_same_process(pid_, checked, *now); !ok) return ok;
@@ -132,19 +140,92 @@ Result<void> RemoteTargetImpl::same_image() {
   return {};
 }
 
+namespace {
+
+// The thread ids of the process and whether its root is reachable: both change when a
+// thread other than the main one executes a new program (it takes over the main
+// thread's id once the others are gone; the exiting main thread lets go of its root).
+struct Shape {
+  std::vector<pid_t> tasks;
+  bool rooted = false;
+  bool operator==(const Shape&) const = default;
+};
+
+Shape shape_of(pid_t pid) {
+  Shape s;
+  const std::string proc = "/proc/" + std::to_string(pid);
+  char link[PATH_MAX];
+  s.rooted = readlink((proc + "/root").c_str(), link, sizeof link) > 0;
+  if (DIR* d = opendir((proc + "/task").c_str())) {
+    while (auto* e = readdir(d))
+      if (e->d_name[0] >= '0' && e->d_name[0] <= '9') s.tasks.push_back(std::atoi(e->d_name));
+    closedir(d);
+  }
+  std::sort(s.tasks.begin(), s.tasks.end());
+  return s;
+}
+
+}  // namespace
+
+Result<Symbols> RemoteTargetImpl::symbols() {
+  const auto deadline = Clock::now() + std::chrono::seconds(1);
+  for (;;) {
+    const Shape before = shape_of(pid_);
+    auto syms = Symbols::load(*this);
+    if (auto same = same_image(); !same) return std::unexpected(same.error());
+    if (!syms) return syms;
+    auto workable = check_workable(pid_, 0);  // refuses a main thread that is a zombie
+    const Shape after = shape_of(pid_);
+    // Read while nothing moved: the objects are the attached program's, all of them.
+    if (workable && after.rooted && before == after && !syms->objects().empty()) return syms;
+    if (Clock::now() > deadline) {
+      if (!workable) return std::unexpected(workable.error());
+      return fail(Errc::unsupported, "the objects of process " + std::to_string(pid_) +
+                                         " could not be read while its threads stayed put "
+                                         "(main thread exiting, or threads coming and "
+                                         "going); not patched");
+    }
+    // An exec under way ends within moments; same_image() then reports it.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+Error RemoteTargetImpl::explain(Error e) {
+  const auto deadline = Clock::now() + std::chrono::seconds(1);
+  for (;;) {
+    if (auto same = same_image(); !same) return same.error();
+    // Settled: the main thread holds its root and every thread seized is still there.
+    const Shape now = shape_of(pid_);
+    bool settled = now.rooted && check_workable(pid_, 0).has_value();
+    for (const auto& t : threads_.all())
+      if (t.tid > 0 && !std::binary_search(now.tasks.begin(), now.tasks.end(), t.tid))
+        settled = false;
+    if (settled || Clock::now() > deadline) return e;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 void RemoteTargetImpl::detach() {
   threads_.detach_all();
   if (mem_fd_ >= 0) close(mem_fd_), mem_fd_ = -1;
+  if (maps_fd_ >= 0) close(maps_fd_), maps_fd_ = -1;
   lock_.reset();
 }
 
 // ---- Memory ----
 
 Result<std::vector<Mapping>> RemoteTargetImpl::mappings() {
-  std::ifstream in("/proc/" + std::to_string(pid_) + "/maps");
-  if (!in) return fail_errno("open /proc/" + std::to_string(pid_) + "/maps");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // The maps are read by pid: after an exec they are the new program's. Never use those.
+  std::string text;
+  char buf[16384];
+  for (off_t at = 0;;) {
+    const ssize_t n = pread(maps_fd_, buf, sizeof buf, at);
+    if (n < 0) return fail_errno("read /proc/" + std::to_string(pid_) + "/maps");
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+    at += n;
+  }
+  // Empty once the attached program's address space is gone (it exited or executed
+  // another program): say which.
   if (auto same = same_image(); !same) return std::unexpected(same.error());
   return parse_maps(text);
 }
@@ -194,17 +275,14 @@ Result<std::uint64_t> RemoteTargetImpl::load_word(Address address) {
   return v;
 }
 
+// Through the memory opened at the attach, a word at a time: bound to the attached
+// program's address space, so a store never lands in a program executed since (a write
+// by pid would), and a failure after an exec says so.
 Result<void> RemoteTargetImpl::write_words(
     const std::vector<std::pair<Address, std::uint64_t>>& words) {
-  std::vector<iovec> local, remote;
-  for (const auto& w : words) {
-    local.push_back({const_cast<std::uint64_t*>(&w.second), 8});
-    remote.push_back({reinterpret_cast<void*>(w.first), 8});
-  }
-  ssize_t n = process_vm_writev(pid_, local.data(), local.size(), remote.data(), remote.size(), 0);
-  if (n != static_cast<ssize_t>(8 * words.size()))
-    return fail_errno(n < 0 ? errno : EIO,
-                      "write version slots of process " + std::to_string(pid_));
+  for (const auto& [address, value] : words)
+    if (auto r = write(address, {reinterpret_cast<const std::uint8_t*>(&value), 8}); !r)
+      return std::unexpected(with_context(r.error(), "write version slots"));
   return {};
 }
 
@@ -283,8 +361,8 @@ Result<void> RemoteTargetImpl::write_staged_blob() {
   return {};
 }
 
-// Stores the update's slots and the header that makes the staged state current in one
-// process_vm_writev (the world is stopped).
+// Stores the update's slots and the header that makes the staged state current (the
+// world is stopped).
 Result<void> RemoteTargetImpl::flush_pending() {
   std::vector<std::pair<Address, std::uint64_t>> words = std::move(pending_);
   pending_.clear();

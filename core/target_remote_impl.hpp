@@ -20,6 +20,7 @@
 #include "core/remote_state.hpp"
 #include "core/remote_stubs.hpp"
 #include "core/remote_threads.hpp"
+#include "core/symbols.hpp"
 
 namespace dynamos::core::remote {
 
@@ -57,6 +58,7 @@ class RemoteTargetImpl final : public RemoteTarget {
   Result<Address> runtime_address(std::string_view name) override;
   Result<Address> load_library(const std::string& path) override;
   Result<Address> put_bytes(const void* data, std::size_t size) override;
+  Error explain(Error e) override;
   void detach() override;
 
   // ---- used by RemoteWorld ----
@@ -74,6 +76,11 @@ class RemoteTargetImpl final : public RemoteTarget {
   // Fails once the process executed a new program: reported by ptrace, or the memory
   // opened at the attach (bound to the old program's address space) reads nothing.
   Result<void> same_image();
+  // The target's symbols, read through /proc/PID/root. That path needs the main thread:
+  // when it is gone (another thread executing a new program, or the process exiting),
+  // objects read as missing. Waits a moment for the outcome and says what happened
+  // rather than reporting a function as missing.
+  Result<Symbols> symbols();
   // Each thread's stack, scanned for return addresses (with_frames).
   Result<void> scan_stacks(std::vector<ThreadState>& states,
                            std::vector<std::vector<Address>>& frames);
@@ -102,6 +109,7 @@ class RemoteTargetImpl final : public RemoteTarget {
   AttachOptions options_;
   std::optional<TargetLock> lock_;  // released at detach
   int mem_fd_ = -1;
+  int maps_fd_ = -1;      // opened with mem_fd_: the same address space, never a newer one
   Address probe_at_ = 0;  // a mapped address of the attached program, for same_image()
   SeizedThreads threads_;
   Address state_ = 0;      // the state region, once it exists
