@@ -39,7 +39,8 @@ AgentSession::AgentSession(asio::any_io_executor ex, AgentConfig config, SwitchH
       config_(std::move(config)),
       handler_(handler),
       watchdog_timer_(ex),
-      backoff_timer_(ex) {
+      backoff_timer_(ex),
+      switch_timer_(ex) {
   if (!config_.log) config_.log = log::sink("node " + config_.node + ": ");
 }
 
@@ -65,6 +66,7 @@ void AgentSession::stop() {
   if (link_) link_->close();
   watchdog_timer_.cancel();
   backoff_timer_.cancel();
+  switch_timer_.cancel();
 }
 
 void AgentSession::send(const proto::Message& m) {
@@ -186,7 +188,7 @@ asio::awaitable<Result<void>> AgentSession::session() {
       break;
     }
     last_heard_ = steady::now();
-    if (!dispatch(*link, *msg)) {
+    if (!dispatch(*msg)) {
       result = fail(Errc::protocol, std::string("unexpected ") +
                                         proto::msg_type_name(proto::type_of(*msg)) +
                                         " message from gangd");
@@ -251,7 +253,8 @@ asio::awaitable<Result<void>> AgentSession::handshake(Link& link, FrameReader& b
   node_index_ = welcome->node_index;
   if (welcome->heartbeat_ns > 0)
     heartbeat_ = std::chrono::nanoseconds(static_cast<std::int64_t>(welcome->heartbeat_ns));
-  prepared_.clear();
+  pending_.reset();  // a round of the previous link is abandoned
+  switch_timer_.cancel();
   handler_.welcomed(*welcome);
   co_return Result<void>{};
 }
@@ -269,27 +272,9 @@ asio::awaitable<void> AgentSession::heartbeats(std::shared_ptr<Link> link) {
   }
 }
 
-bool AgentSession::dispatch(Link& link, proto::Message& m) {
-  auto reply = [&](const proto::Message& r) {
-    if (auto f = make_frame(r)) link.outbox.push(*f);
-  };
-  if (auto* p = std::get_if<proto::PrepareSwitch>(&m)) {
-    auto t0 = steady::now();
-    auto r = handler_.prepare(*p);
-    auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0);
-    // Only the newest round matters; an older prepared round was abandoned by gangd.
-    prepared_.clear();
-    prepared_[p->round] = *p;
-    reply(proto::PrepareAck{p->round, r.has_value(), static_cast<std::uint64_t>(took.count()),
-                            r ? std::string() : r.error().message()});
-  } else if (auto* s = std::get_if<proto::SwitchAt>(&m)) {
-    auto received = realtime_ns();
-    asio::co_spawn(
-        ex_,
-        [self = shared_from_this(), l = link_, at = *s, received]() {
-          return self->switch_at(l, at, received);
-        },
-        asio::detached);
+bool AgentSession::dispatch(proto::Message& m) {
+  if (auto* p = std::get_if<proto::SwitchPlan>(&m)) {
+    plan_switch(*p);
   } else if (auto* a = std::get_if<proto::JobAssign>(&m)) {
     handler_.job_assigned(*a);
   } else if (auto* rel = std::get_if<proto::JobRelease>(&m)) {
@@ -315,37 +300,51 @@ bool AgentSession::dispatch(Link& link, proto::Message& m) {
   return true;
 }
 
-asio::awaitable<void> AgentSession::switch_at(std::shared_ptr<Link> link, proto::SwitchAt at,
-                                              std::uint64_t received_ns) {
+void AgentSession::plan_switch(const proto::SwitchPlan& plan) {
+  proto::SwitchAck ack{plan.round, true, realtime_ns(), 0, 0, {}, 0, 0, {}};
+  if (pending_)
+    log("round " + std::to_string(pending_->plan.round) + " abandoned for round " +
+            std::to_string(plan.round) + " before its deadline",
+        log::Level::warning);
+  auto t0 = steady::now();
+  auto r = handler_.prepare(plan);
+  ack.prepare_ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count());
+  if (!r) ack.prepare_error = r.error().message();
+  pending_ = Pending{plan, std::move(ack), link_};
   auto now = realtime_ns();
-  if (at.deadline_ns > now) {
-    asio::steady_timer t(ex_);
-    t.expires_after(std::chrono::nanoseconds(static_cast<std::int64_t>(at.deadline_ns - now)));
-    error_code ec;
-    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (plan.deadline_ns <= now) {
+    carry_out(plan.round);
+    return;
   }
-  proto::SwitchAck ack{at.round, true, received_ns, realtime_ns(), 0, {}, 0};
-  auto it = prepared_.find(at.round);
-  if (it == prepared_.end()) {
-    ack.ok = false;
-    ack.error = "switch for round " + std::to_string(at.round) + " that was not prepared";
+  // One timer a session (not a coroutine a round): 10,000 simulated agents arm it in
+  // every round of the coordinator benchmark.
+  switch_timer_.expires_after(
+      std::chrono::nanoseconds(static_cast<std::int64_t>(plan.deadline_ns - now)));
+  switch_timer_.async_wait([self = shared_from_this(), round = plan.round](const error_code& ec) {
+    if (!ec) self->carry_out(round);
+  });
+}
+
+void AgentSession::carry_out(std::uint64_t round) {
+  if (!pending_ || pending_->plan.round != round) return;  // abandoned
+  Pending p = std::move(*pending_);
+  pending_.reset();
+  p.ack.switched_ns = realtime_ns();
+  auto t0 = steady::now();
+  auto r = handler_.switch_now(p.plan);
+  p.ack.duration_ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count());
+  p.ack.running_ns = handler_.last_running_ns();
+  if (p.ack.running_ns == 0) p.ack.running_ns = p.ack.switched_ns + p.ack.duration_ns;
+  if (!r) {
+    p.ack.ok = false;
+    p.ack.error = r.error().message();
   } else {
-    auto t0 = steady::now();
-    auto r = handler_.switch_now(it->second);
-    ack.duration_ns = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count());
-    ack.running_ns = handler_.last_running_ns();
-    if (ack.running_ns == 0) ack.running_ns = ack.switched_ns + ack.duration_ns;
-    if (!r) {
-      ack.ok = false;
-      ack.error = r.error().message();
-    } else {
-      ++rounds_switched_;
-    }
-    prepared_.erase(it);
+    ++rounds_switched_;
   }
-  if (link->up)
-    if (auto f = make_frame(ack)) link->outbox.push(*f);
+  if (p.link && p.link->up)
+    if (auto f = make_frame(p.ack)) p.link->outbox.push(*f);
 }
 
 }  // namespace dynamos::gang

@@ -4,11 +4,13 @@
 // through a SwitchHandler: the node-specific work (freezing cgroups, running the paging
 // extension) lives in the handler, the protocol and its timing live here.
 //
-// Timing of a round, as seen by the agent:
-//   PrepareSwitch -> handler.prepare()    -> PrepareAck (with the time it took)
-//   SwitchAt      -> wait until the deadline (CLOCK_REALTIME) -> handler.switch_now()
-//                 -> SwitchAck (receipt time, switch start, duration)
-// A SwitchAt that arrives after its deadline is carried out at once.
+// Timing of a round, as seen by the agent (one message each way):
+//   SwitchPlan -> handler.prepare() -> wait until the deadline (CLOCK_REALTIME)
+//              -> handler.switch_now() -> SwitchAck (receipt time, prepare time, switch
+//                 start, duration)
+// A SwitchPlan that arrives after its deadline is carried out at once; one that arrives
+// while an earlier round still waits for its deadline replaces it (gangd gave up on
+// that round).
 //
 // Coordinator loss: if nothing is heard from gangd for the coordinator timeout (three
 // heartbeat intervals unless configured), handler.coordinator_lost() is called once,
@@ -23,7 +25,6 @@
 #include <boost/asio.hpp>
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,11 +49,11 @@ class SwitchHandler {
   // A job has ranks here (or its paging policy or running state changed).
   virtual void job_assigned(const proto::JobAssign&) {}
   virtual void job_released(const proto::JobRelease&) {}
-  // Phase 1: get ready (e.g. start paging out the outgoing job). An error is reported
-  // to gangd in the PrepareAck; the switch still follows.
-  virtual Result<void> prepare(const proto::PrepareSwitch&) { return {}; }
-  // Phase 2, at the deadline: freeze `outgoing`, thaw `incoming`.
-  virtual Result<void> switch_now(const proto::PrepareSwitch& round) = 0;
+  // On receipt of the plan: get ready (e.g. start paging out the outgoing job). An
+  // error is reported to gangd in the SwitchAck; the switch still follows.
+  virtual Result<void> prepare(const proto::SwitchPlan&) { return {}; }
+  // At the deadline: freeze `outgoing`, thaw `incoming`.
+  virtual Result<void> switch_now(const proto::SwitchPlan& round) = 0;
   // When the last switch_now thawed its incoming jobs (CLOCK_REALTIME ns); 0: at its end.
   virtual std::uint64_t last_running_ns() const { return 0; }
   // gangd has been silent too long: thaw every job.
@@ -116,9 +117,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   asio::awaitable<Result<void>> handshake(Link& link, FrameReader& buf);
   asio::awaitable<void> watchdog();
   asio::awaitable<void> heartbeats(std::shared_ptr<Link> link);
-  asio::awaitable<void> switch_at(std::shared_ptr<Link> link, proto::SwitchAt at,
-                                  std::uint64_t received_ns);
-  bool dispatch(Link& link, proto::Message& m);
+  void plan_switch(const proto::SwitchPlan& plan);
+  void carry_out(std::uint64_t round);
+  bool dispatch(proto::Message& m);
   std::chrono::nanoseconds coordinator_timeout() const;
   void log(const std::string& line, log::Level level = log::Level::info) const;
 
@@ -135,7 +136,14 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::chrono::nanoseconds heartbeat_{std::chrono::seconds(1)};
   std::chrono::steady_clock::time_point last_heard_;
   bool lost_reported_ = false;
-  std::map<std::uint64_t, proto::PrepareSwitch> prepared_;
+  // The round waiting for its deadline: its plan, its acknowledgement so far, its link.
+  struct Pending {
+    proto::SwitchPlan plan;
+    proto::SwitchAck ack;
+    std::shared_ptr<Link> link;
+  };
+  std::optional<Pending> pending_;
+  asio::steady_timer switch_timer_;
   std::uint64_t rounds_switched_ = 0;
 };
 

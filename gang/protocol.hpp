@@ -38,7 +38,7 @@
 namespace dynamos::gang::proto {
 
 inline constexpr std::uint32_t kMagic = 0x44594750;  // "DYGP"
-inline constexpr std::uint16_t kProtocolVersion = 5;
+inline constexpr std::uint16_t kProtocolVersion = 6;
 inline constexpr std::size_t kHeaderSize = 12;
 // A metrics report of a large node is the biggest message; 1 MiB leaves ample room and
 // bounds what a hostile peer can make us buffer.
@@ -57,45 +57,44 @@ using Mac = std::array<std::uint8_t, kMacSize>;
 // from this list; a new message is one line here plus its struct below (whose fields
 // are listed in wire order by DYNAMOS_WIRE_FIELDS). Codes are the wire format: never
 // reuse or renumber one.
-#define DYNAMOS_GANG_MESSAGES(X)                                              \
-  /* Handshake (TCP peers): hello -> challenge -> auth -> welcome. */         \
-  X(Hello, hello, 1)                                                          \
-  X(Challenge, challenge, 2)                                                  \
-  X(Auth, auth, 3)                                                            \
-  X(Welcome, welcome, 4)                                                      \
-  /* Coordinator <-> agent. */                                                \
-  X(JobAssign, job_assign, 10)                                                \
-  X(JobRelease, job_release, 11)                                              \
-  X(NodeRequest, node_request, 12)                                            \
-  X(NodeReply, node_reply, 13)                                                \
-  X(PrepareSwitch, prepare_switch, 20)                                        \
-  X(PrepareAck, prepare_ack, 21)                                              \
-  X(SwitchAt, switch_at, 22)                                                  \
-  X(SwitchAck, switch_ack, 23)                                                \
-  X(MetricsReport, metrics_report, 30)                                        \
-  X(Heartbeat, heartbeat, 31)                                                 \
-  X(ErrorMsg, error, 40)                                                      \
-  /* CLI (and the launcher) <-> coordinator over the local control socket. */ \
-  X(JobSubmit, job_submit, 50)                                                \
-  X(JobSubmitted, job_submitted, 51)                                          \
-  X(JobCancel, job_cancel, 52)                                                \
-  X(ListJobs, list_jobs, 53)                                                  \
-  X(JobList, job_list, 54)                                                    \
-  X(ListNodes, list_nodes, 55)                                                \
-  X(NodeList, node_list, 56)                                                  \
-  X(SetQuantum, set_quantum, 57)                                              \
-  X(SetPaging, set_paging, 58)                                                \
-  X(Ok, ok, 59)                                                               \
-  X(JobExited, job_exited, 60)                                                \
-  X(NodeCommand, node_command, 61)                                            \
-  X(NodeCommandResult, node_command_result, 62)                               \
-  X(SetCycleSteal, set_cyclesteal, 63)                                        \
-  /* The scheduler's requests (issue 21: queue, history, nodes). */           \
-  X(JobControl, job_control, 80)                                              \
-  X(NodeAdmin, node_admin, 81)                                                \
-  X(Reconfigure, reconfigure, 82)                                             \
-  X(ListHistory, list_history, 83)                                            \
-  /* A rank's exec wrapper <-> dynamosd's local socket. */                    \
+#define DYNAMOS_GANG_MESSAGES(X)                                               \
+  /* Handshake (TCP peers): hello -> challenge -> auth -> welcome. */          \
+  X(Hello, hello, 1)                                                           \
+  X(Challenge, challenge, 2)                                                   \
+  X(Auth, auth, 3)                                                             \
+  X(Welcome, welcome, 4)                                                       \
+  /* Coordinator <-> agent. */                                                 \
+  X(JobAssign, job_assign, 10)                                                 \
+  X(JobRelease, job_release, 11)                                               \
+  X(NodeRequest, node_request, 12)                                             \
+  X(NodeReply, node_reply, 13)                                                 \
+  /* 20-22 were the two-phase round of versions 1-5 (prepare, ack, switch). */ \
+  X(SwitchAck, switch_ack, 23)                                                 \
+  X(SwitchPlan, switch_plan, 24)                                               \
+  X(MetricsReport, metrics_report, 30)                                         \
+  X(Heartbeat, heartbeat, 31)                                                  \
+  X(ErrorMsg, error, 40)                                                       \
+  /* CLI (and the launcher) <-> coordinator over the local control socket. */  \
+  X(JobSubmit, job_submit, 50)                                                 \
+  X(JobSubmitted, job_submitted, 51)                                           \
+  X(JobCancel, job_cancel, 52)                                                 \
+  X(ListJobs, list_jobs, 53)                                                   \
+  X(JobList, job_list, 54)                                                     \
+  X(ListNodes, list_nodes, 55)                                                 \
+  X(NodeList, node_list, 56)                                                   \
+  X(SetQuantum, set_quantum, 57)                                               \
+  X(SetPaging, set_paging, 58)                                                 \
+  X(Ok, ok, 59)                                                                \
+  X(JobExited, job_exited, 60)                                                 \
+  X(NodeCommand, node_command, 61)                                             \
+  X(NodeCommandResult, node_command_result, 62)                                \
+  X(SetCycleSteal, set_cyclesteal, 63)                                         \
+  /* The scheduler's requests (issue 21: queue, history, nodes). */            \
+  X(JobControl, job_control, 80)                                               \
+  X(NodeAdmin, node_admin, 81)                                                 \
+  X(Reconfigure, reconfigure, 82)                                              \
+  X(ListHistory, list_history, 83)                                             \
+  /* A rank's exec wrapper <-> dynamosd's local socket. */                     \
   X(RankAttach, rank_attach, 70)
 
 #define DYNAMOS_GANG_MSG_ENUM_(Type, name, code) name = code,
@@ -202,38 +201,29 @@ struct NodeReply {
 
 // --- switch rounds -------------------------------------------------------------------
 
-// Phase 1: get ready to stop `outgoing` and run `incoming` (paging may start here).
-struct PrepareSwitch {
-  std::uint64_t round = 0;
-  std::vector<JobId> outgoing;
-  std::vector<JobId> incoming;
-  DYNAMOS_WIRE_FIELDS(round, outgoing, incoming)
-};
-
-struct PrepareAck {
-  std::uint64_t round = 0;
-  bool ok = true;
-  std::uint64_t prepare_ns = 0;  // time the agent spent preparing
-  std::string error;             // why, when !ok
-  DYNAMOS_WIRE_FIELDS(round, ok, prepare_ns, error)
-};
-
-// Phase 2: switch when CLOCK_REALTIME reaches `deadline_ns` (all nodes at once).
-struct SwitchAt {
+// A round, in one message to each node concerned: get ready to stop `outgoing` and run
+// `incoming` now (paging may start here), switch when CLOCK_REALTIME reaches
+// `deadline_ns` (every node at once); one SwitchAck answers it.
+struct SwitchPlan {
   std::uint64_t round = 0;
   std::uint64_t deadline_ns = 0;
-  DYNAMOS_WIRE_FIELDS(round, deadline_ns)
+  std::vector<JobId> outgoing;
+  std::vector<JobId> incoming;
+  DYNAMOS_WIRE_FIELDS(round, deadline_ns, outgoing, incoming)
 };
 
 struct SwitchAck {
   std::uint64_t round = 0;
   bool ok = true;
-  std::uint64_t received_ns = 0;  // CLOCK_REALTIME when SwitchAt arrived
+  std::uint64_t received_ns = 0;  // CLOCK_REALTIME when the SwitchPlan arrived
   std::uint64_t switched_ns = 0;  // CLOCK_REALTIME when the switch started
   std::uint64_t duration_ns = 0;  // how long the switch took on this node
-  std::string error;
-  std::uint64_t running_ns = 0;  // CLOCK_REALTIME when the incoming jobs were thawed
-  DYNAMOS_WIRE_FIELDS(round, ok, received_ns, switched_ns, duration_ns, error, running_ns)
+  std::string error;              // why, when !ok
+  std::uint64_t running_ns = 0;   // CLOCK_REALTIME when the incoming jobs were thawed
+  std::uint64_t prepare_ns = 0;   // time the agent spent preparing
+  std::string prepare_error;      // why preparing failed (the switch still followed)
+  DYNAMOS_WIRE_FIELDS(round, ok, received_ns, switched_ns, duration_ns, error, running_ns,
+                      prepare_ns, prepare_error)
 };
 
 // --- metrics, liveness, errors -------------------------------------------------------

@@ -31,7 +31,7 @@ class RecordingNode : public SwitchHandler {
     std::lock_guard l(mu);
     released.push_back(r.job);
   }
-  Result<void> switch_now(const proto::PrepareSwitch& p) override {
+  Result<void> switch_now(const proto::SwitchPlan& p) override {
     std::lock_guard l(mu);
     switches.push_back({p.round, p.outgoing, p.incoming});
     return {};

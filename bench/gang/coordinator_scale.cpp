@@ -1,6 +1,6 @@
 // Coordinator scale: N simulated agents and one synchronised switch round of the real
-// coordinator (gangd's Coordinator, its round path unchanged): PrepareSwitch and
-// SwitchAt to every node, every PrepareAck and SwitchAck. The iteration time is the
+// coordinator (gangd's Coordinator, its round path unchanged): a SwitchPlan with the
+// round's deadline to every node, every SwitchAck. The iteration time is the
 // round as gangd sees it, from its decision to the last acknowledgement. Targets
 // (issue 18): at most 20 ms with 1,000 agents, 100 ms with 10,000.
 //
@@ -12,24 +12,22 @@
 // measure the simulation's agents as well as the coordinator.
 //
 //   build/bin/bench_gang_coordinator_scale --agents N --json [--rounds R]
-//       [--frame-auth on|off|both] [--agent-procs P] [--one-phase]
-//     one JSON object: round_ms_p50 (and p90, max, prepare, lead, skew, the CPU time of
+//       [--frame-auth on|off|both] [--agent-procs P] [--heartbeat-ms MS]
+//     one JSON object: round_ms_p50 (and p90, max, send, lead, skew, the CPU time of
 //     gangd's thread and of the agents per round) with frame authentication on; with
 //     `both` (the default) the same figures without it under "without_frame_auth",
 //     rounds of the two clusters interleaved so that outside load hits both alike (run
 //     one after the other when two clusters' descriptors do not fit the limit), and
 //     their ratio as "frame_auth_cost". The agents run in P child processes (default 1)
-//     of one thread each, so that gangd's descriptors and CPU are its own. Rounds are
-//     two-phase, as gangd runs them; --one-phase sends SwitchAt without waiting for the
-//     PrepareAcks (measured slower with these agents, see docs/gang.md).
+//     of one thread each, so that gangd's descriptors and CPU are its own.
 //   build/bin/bench_gang_coordinator_scale [--benchmark_filter=/1000]
 //     Google Benchmark over 10, 100 and 1,000 agents in-process (agents on a second
 //     thread), frame authentication on.
 //
-// Counters: prepare_ms (decision to the last PrepareAck in a two-phase round, to the
-// last frame sent in a one-phase one), lead_ms (SwitchAt sent to deadline, adaptive),
-// skew_us (first to last agent switching), p50_ms/max_ms of the round, late (agents
-// that got SwitchAt after the deadline), failed, cpu_ms (CPU time per round).
+// Counters: send_ms (decision to the last SwitchPlan sent), lead_ms (first plan sent to
+// the deadline, adaptive), skew_us (first to last agent switching), p50_ms/max_ms of
+// the round, late (agents that got their plan after the deadline), failed, cpu_ms (CPU
+// time per round).
 #include <benchmark/benchmark.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -120,11 +118,11 @@ Result<void> start_cluster(test::Cluster& c, int agents, bool frame_auth = true)
 // What the rounds measured, summed; reported as the counters above.
 struct Totals {
   std::vector<double> round_ms;
-  double prepare = 0, lead = 0, skew = 0, late = 0, failed = 0;
+  double send = 0, lead = 0, skew = 0, late = 0, failed = 0;
 
   void add(const RoundStats& s) {
     round_ms.push_back(ms(s.total));
-    prepare += ms(s.prepare_phase);
+    send += ms(s.send);
     lead += ms(s.lead);
     skew += static_cast<double>(s.skew.count()) / 1e3;
     late += static_cast<double>(s.late);
@@ -139,7 +137,7 @@ struct Totals {
     std::sort(round_ms.begin(), round_ms.end());
     state.counters["p50_ms"] = round_ms[round_ms.size() / 2];
     state.counters["max_ms"] = round_ms.back();
-    state.counters["prepare_ms"] = prepare / n;
+    state.counters["send_ms"] = send / n;
     state.counters["lead_ms"] = lead / n;
     state.counters["skew_us"] = skew / n;
     state.counters["late"] = late;
@@ -219,7 +217,7 @@ std::uint64_t thread_cpu_ns() {
 // --- --json mode ---------------------------------------------------------------------
 
 struct Sample {
-  std::vector<double> round_ms, prepare_ms, lead_ms, skew_us;
+  std::vector<double> round_ms, send_ms, lead_ms, skew_us;
   double gangd_cpu_ms = 0, agents_cpu_ms = 0;
   std::size_t failed = 0, late = 0;
 
@@ -239,7 +237,7 @@ struct Sample {
             {"round_ms_p50", pick(round_ms, 0.5)},
             {"round_ms_p90", pick(round_ms, 0.9)},
             {"round_ms_max", pick(round_ms, 1.0)},
-            {"prepare_ms_p50", pick(prepare_ms, 0.5)},
+            {"send_ms_p50", pick(send_ms, 0.5)},
             {"lead_ms_mean", mean(lead_ms)},
             {"skew_us_mean", mean(skew_us)},
             {"gangd_cpu_ms_per_round", gangd_cpu_ms / n},
@@ -292,10 +290,10 @@ struct Run {
     return sum;
   }
 
-  Result<void> round(int agents, bool one_phase) {
+  Result<void> round(int agents) {
     auto gangd0 = c.call(thread_cpu_ns);
     auto agents0 = agents_cpu_ns();
-    auto s = c.await(c.coordinator->broadcast_round(one_phase));
+    auto s = c.await(c.coordinator->broadcast_round());
     sample.gangd_cpu_ms += static_cast<double>(c.call(thread_cpu_ns) - gangd0) / 1e6;
     sample.agents_cpu_ms += static_cast<double>(agents_cpu_ns() - agents0) / 1e6;
     if (s.switched != static_cast<std::size_t>(agents))
@@ -303,7 +301,7 @@ struct Run {
                                    std::to_string(agents) + " agents" +
                                    (s.errors.empty() ? "" : ": " + s.errors.front()));
     sample.round_ms.push_back(ms(s.total));
-    sample.prepare_ms.push_back(ms(s.prepare_phase));
+    sample.send_ms.push_back(ms(s.send));
     sample.lead_ms.push_back(ms(s.lead));
     sample.skew_us.push_back(static_cast<double>(s.skew.count()) / 1e3);
     sample.late += s.late;
@@ -315,7 +313,6 @@ struct Run {
 struct JsonOptions {
   int agents = 0, rounds = 30, procs = 1, heartbeat_ms = 1000;
   std::string mode = "both";
-  bool one_phase = false;
 };
 
 // Runs o.rounds measured rounds (after 3 warm-up rounds that adapt the lead) on each
@@ -328,7 +325,7 @@ Result<void> measure(const JsonOptions& o, std::vector<std::unique_ptr<Run>>& ru
     return runs[i]->start(o.agents, o.procs, auths[i], std::chrono::milliseconds(o.heartbeat_ms));
   };
   auto rounds = [&](std::size_t i, int k) -> Result<void> {
-    if (auto ok = runs[i]->round(o.agents, o.one_phase); !ok) return ok;
+    if (auto ok = runs[i]->round(o.agents); !ok) return ok;
     if (k < 3) runs[i]->sample = {};  // warm-up rounds adapt the lead
     return {};
   };
@@ -377,7 +374,6 @@ int json_main(const JsonOptions& o) {
   out["agents"] = o.agents;
   out["agent_processes"] = o.procs;
   out["frame_auth"] = static_cast<bool>(auths.front());
-  out["round"] = o.one_phase ? "one-phase" : "two-phase";
   out["heartbeat_ms"] = o.heartbeat_ms;
   out["simulated"] =
       "agents: real AgentSessions (protocol, authentication, frame tags) over loopback TCP in " +
@@ -425,6 +421,16 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
+    if (a == "--help" || a == "-h") {
+      std::cout << "usage: bench_gang_coordinator_scale --agents N --json [--rounds R (30)]\n"
+                   "         [--frame-auth on|off|both (both)] [--agent-procs P (1)]\n"
+                   "         [--heartbeat-ms MS (1000)]\n"
+                   "  One synchronised switch round of gangd's coordinator with N simulated\n"
+                   "  agents over loopback TCP; prints one JSON object (round_ms_p50 ...).\n"
+                   "       bench_gang_coordinator_scale [--benchmark_filter=...]\n"
+                   "  Google Benchmark over 10, 100 and 1,000 agents in one process.\n";
+      return 0;
+    }
     if (a == "--agents")
       o.agents = std::atoi(value().c_str());
     else if (a == "--rounds")
@@ -435,14 +441,12 @@ int main(int argc, char** argv) {
       o.procs = std::atoi(value().c_str());
     else if (a == "--heartbeat-ms")
       o.heartbeat_ms = std::atoi(value().c_str());
-    else if (a == "--one-phase")
-      o.one_phase = true;
     else if (a == "--json")
       json = true;
     else if (a.rfind("--benchmark", 0) != 0) {
       std::cerr << "bench_gang_coordinator_scale: unknown option " << a
                 << " (--agents N --json [--rounds R] [--frame-auth on|off|both] "
-                   "[--agent-procs P] [--one-phase] [--heartbeat-ms MS])\n";
+                   "[--agent-procs P] [--heartbeat-ms MS])\n";
       return 2;
     }
   }

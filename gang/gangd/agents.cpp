@@ -95,9 +95,7 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
       bool ok = std::visit(
           [&](auto& m) {
             using T = std::decay_t<decltype(m)>;
-            if constexpr (std::is_same_v<T, proto::PrepareAck>)
-              c_->on_prepare_ack(node_, m);
-            else if constexpr (std::is_same_v<T, proto::SwitchAck>)
+            if constexpr (std::is_same_v<T, proto::SwitchAck>)
               c_->on_switch_ack(node_, m);
             else if constexpr (std::is_same_v<T, proto::MetricsReport>)
               c_->on_metrics(node_, m);

@@ -13,17 +13,19 @@
 // nodes down longer than node_timeout. Control requests (control.cpp) change the
 // matrix and then ask the quantum loop to replan.
 //
-// A switch round is two-phase (Slurm's gang.c, with a common deadline):
-//   1. PrepareSwitch to every node concerned; wait for every PrepareAck (or timeout).
-//   2. SwitchAt(deadline) to the same nodes, deadline = now + lead; every agent switches
-//      when its CLOCK_REALTIME reaches the deadline and sends a SwitchAck with timings.
-// The round ends when every SwitchAck is in (or on timeout). Rounds are serialised.
-// The lead adapts: the delivery spread measured in the previous round (the latest
-// agent's receipt of SwitchAt after it was sent) plus a quarter and 1 ms, twice the
-// spread after a round with late agents, clamped to [min_switch_lead,
-// max_switch_lead], so that every agent holds the deadline before it passes; agents
-// that got it late are counted. A node that fails to prepare still gets SwitchAt: the
-// gang stays together on every node that can follow.
+// A switch round (Slurm's gang.c, with a common deadline) is one message each way:
+// a SwitchPlan(deadline, outgoing, incoming) to every node concerned, deadline = now +
+// lead; every agent prepares at once, switches when its CLOCK_REALTIME reaches the
+// deadline and sends a SwitchAck with timings. The round ends when every SwitchAck is
+// in (or on timeout). Rounds are serialised. The lead adapts: the delivery measured in
+// the previous round (the latest agent's receipt after the first plan was sent) plus a
+// quarter and 1 ms, twice the delivery after a round with late agents, clamped to
+// [min_switch_lead, max_switch_lead], so that every agent holds the deadline before it
+// passes; agents that got it late switch at once and are counted. A node whose prepare
+// failed still switches: the gang stays together on every node that can follow.
+// (Protocol versions 1-5 sent the deadline in a second message, once every node had
+// acknowledged the plan: four messages a node instead of two, which at 10,000 nodes
+// cost more than the 100 ms a round may take; docs/gang.md.)
 //
 // State that must survive a restart (jobs, placements, paging policies, the quantum)
 // is written to the journal before it is acknowledged to the caller.
@@ -239,8 +241,8 @@ void Coordinator::start() {
 void Coordinator::stop() {
   core_->stop();
 }
-asio::awaitable<RoundStats> Coordinator::broadcast_round(bool one_phase) {
-  return core_->broadcast_round(one_phase);
+asio::awaitable<RoundStats> Coordinator::broadcast_round() {
+  return core_->broadcast_round();
 }
 proto::Message Coordinator::handle_control(std::uint32_t uid, const proto::Message& request) {
   return core_->handle_control(uid, request);

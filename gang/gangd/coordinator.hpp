@@ -51,9 +51,8 @@ struct CoordinatorConfig {
   std::size_t max_agent_connections = 0;
   std::size_t max_control_connections = 256;
   Nanos control_idle_timeout = 5min;  // a control caller silent this long is closed
-  Nanos prepare_timeout = 5s;
-  Nanos switch_timeout = 5s;  // after the deadline
-  Nanos switch_lead = 5ms;    // first round's lead; later rounds adapt
+  Nanos switch_timeout = 5s;          // after the deadline
+  Nanos switch_lead = 5ms;            // first round's lead; later rounds adapt
   Nanos min_switch_lead = 1ms;
   Nanos max_switch_lead = 500ms;
   int max_rows = 8;  // time slots in the matrix
@@ -82,16 +81,15 @@ struct CoordinatorConfig {
 struct RoundStats {
   std::uint64_t round = 0;
   std::size_t nodes = 0;        // nodes the round was sent to
-  bool two_phase = true;        // waited for every PrepareAck before SwitchAt
-  std::size_t prepared = 0;     // PrepareAcks received with ok
   std::size_t switched = 0;     // SwitchAcks received with ok
   std::size_t failed = 0;       // acks with !ok, plus nodes that never answered
-  std::size_t late = 0;         // agents that got SwitchAt after its deadline
-  Nanos prepare_phase{};        // decision to last PrepareAck
-  Nanos lead{};                 // SwitchAt sent to deadline
+  std::size_t late = 0;         // agents that got their SwitchPlan after its deadline
+  std::size_t unprepared = 0;   // agents whose prepare failed (they switched all the same)
+  Nanos send{};                 // decision to the last SwitchPlan sent
+  Nanos lead{};                 // first SwitchPlan sent to the deadline
   Nanos total{};                // decision to last SwitchAck
   Nanos skew{};                 // first to last node switching
-  Nanos delivery{};             // SwitchAt sent to the last agent receiving it
+  Nanos delivery{};             // first SwitchPlan sent to the last agent receiving it
   Nanos max_switch_duration{};  // slowest node's switch
   Nanos running{};              // decision to the last node's incoming jobs thawed
   std::vector<std::string> errors;
@@ -110,9 +108,8 @@ class Coordinator {
   void stop();   // close every socket and timer; the io_context then runs out of work
 
   // A switch round on every connected node with empty plans (measurements; the quantum
-  // loop runs the real ones). `one_phase`: SwitchAt right behind PrepareSwitch, without
-  // waiting for the PrepareAcks. Call from the io_context's thread (co_spawn).
-  asio::awaitable<RoundStats> broadcast_round(bool one_phase = false);
+  // loop runs the real ones). Call from the io_context's thread (co_spawn).
+  asio::awaitable<RoundStats> broadcast_round();
 
   // The control API, as the control socket serves it: one request (any message type)
   // of caller `uid` (root, 0, may act on every job; others on their own only).

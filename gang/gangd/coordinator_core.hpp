@@ -97,7 +97,9 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
   struct Round {
     explicit Round(asio::io_context& io) : wake(io) {}
     asio::steady_timer wake;
-    std::set<std::size_t> pending_prepare, pending_switch;
+    std::vector<std::size_t> asked;      // nodes sent the plan
+    std::vector<std::uint8_t> awaiting;  // by node index: its SwitchAck is still due
+    std::size_t pending = 0;             // how many are
     RoundStats stats;
     std::uint64_t sent_ns = 0, deadline_ns = 0;
     std::uint64_t first_switch = UINT64_MAX, last_switch = 0, last_receipt = 0;
@@ -141,15 +143,9 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
   // --- rounds.cpp: the quantum loop and switch rounds
   asio::awaitable<void> quantum_loop();
   // Rounds are serialised; call from the io_context's thread.
-  // one_phase: SwitchAt without waiting for the PrepareAcks (measurements).
-  asio::awaitable<RoundStats> switch_round(std::map<std::size_t, NodePlan> plan,
-                                           bool one_phase = false);
-  asio::awaitable<RoundStats> broadcast_round(bool one_phase);
-  std::set<std::size_t> send_prepare(Round& r, const std::map<std::size_t, NodePlan>& plan);
-  void fail_pending(Round& r, std::set<std::size_t>& pending, const std::string& why);
-  asio::awaitable<void> wait_round(Round& r, std::set<std::size_t>& pending,
-                                   steady::time_point until);
-  void on_prepare_ack(std::size_t node, const proto::PrepareAck& ack);
+  asio::awaitable<RoundStats> switch_round(std::map<std::size_t, NodePlan> plan);
+  asio::awaitable<RoundStats> broadcast_round();
+  void send_plans(Round& r, const std::map<std::size_t, NodePlan>& plan);
   void on_switch_ack(std::size_t node, const proto::SwitchAck& ack);
   void replan();  // wake the quantum loop to re-derive the running set now
   void finish_round(Round& r);

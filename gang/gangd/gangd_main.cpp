@@ -80,7 +80,7 @@ po::options_description options() {
       ("round-log", text(""),
        "append one JSON line per switch round to this file: nodes, running_ms (decision "
        "to every incoming rank thawed), total_ms (decision to the last node's ack), skew_ms, "
-       "lead_ms, prepare_ms, max_switch_ms, late, failed")
+       "lead_ms, send_ms, max_switch_ms, late, failed")
       ("metrics-listen", text(""),
        "address:port to serve Prometheus metrics on (/metrics); port 0 picks a free one "
        "('' for none)")
@@ -137,7 +137,7 @@ Result<void> configure_round_log(const std::string& path, CoordinatorConfig& cfg
         {"round", r.round},        {"time_ns", realtime_ns()},
         {"nodes", r.nodes},        {"switched", r.switched},
         {"failed", r.failed},      {"late", r.late},
-        {"total_ms", ms(r.total)}, {"prepare_ms", ms(r.prepare_phase)},
+        {"total_ms", ms(r.total)}, {"send_ms", ms(r.send)},
         {"lead_ms", ms(r.lead)},   {"running_ms", ms(r.running)},
         {"skew_ms", ms(r.skew)},   {"max_switch_ms", ms(r.max_switch_duration)}};
     *out << line.dump() << std::endl;

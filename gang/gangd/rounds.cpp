@@ -1,6 +1,6 @@
 // gangd's switch rounds (Slurm's gang.c): the quantum loop that decides which jobs
-// stop and start, and the two-phase round that carries it out on the nodes (prepare,
-// then switch at a common deadline; see the top of coordinator.cpp).
+// stop and start, and the round that carries it out on the nodes (one plan to each,
+// switched at a common deadline; see the top of coordinator.cpp).
 #include <algorithm>
 
 #include "gang/gangd/coordinator_core.hpp"
@@ -54,20 +54,11 @@ void CoordinatorCore::replan() {
   quantum_timer_.cancel();
 }
 
-asio::awaitable<void> CoordinatorCore::wait_round(Round& r, std::set<std::size_t>& pending,
-                                                  steady::time_point until) {
-  while (!pending.empty() && !stopped_ && steady::now() < until) {
-    r.wake.expires_at(until);
-    error_code ec;
-    co_await r.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
-}
-
-// Sends PrepareSwitch to every node of the plan; the nodes asked (those up). Nodes with
-// the same plan (all of them in a broadcast, most when one gang spans the cluster)
-// share one encoded frame.
-std::set<std::size_t> CoordinatorCore::send_prepare(Round& r,
-                                                    const std::map<std::size_t, NodePlan>& plan) {
+// Sends the SwitchPlan (with the round's deadline) to every node of the plan and marks
+// its SwitchAck due. Nodes with the same plan (all of them in a broadcast, most when one
+// gang spans the cluster) share one encoded frame.
+void CoordinatorCore::send_plans(Round& r, const std::map<std::size_t, NodePlan>& plan) {
+  r.awaiting.assign(nodes_.size(), 0);
   const NodePlan* framed = nullptr;
   Frame frame;
   for (auto& [node, p] : plan) {
@@ -77,7 +68,7 @@ std::set<std::size_t> CoordinatorCore::send_prepare(Round& r,
       continue;
     }
     if (!framed || framed->outgoing != p.outgoing || framed->incoming != p.incoming) {
-      auto f = make_frame(proto::PrepareSwitch{r.stats.round, p.outgoing, p.incoming});
+      auto f = make_frame(proto::SwitchPlan{r.stats.round, r.deadline_ns, p.outgoing, p.incoming});
       if (!f) {
         ++r.stats.failed;
         r.stats.errors.push_back("node " + nodes_[node].name + ": " + f.error().message());
@@ -86,24 +77,14 @@ std::set<std::size_t> CoordinatorCore::send_prepare(Round& r,
       frame = *f;
       framed = &p;
     }
-    send_frame_to(node, frame);
-    r.pending_prepare.insert(r.pending_prepare.end(), node);
+    if (!send_frame_to(node, frame)) continue;
+    r.asked.push_back(node);
+    r.awaiting[node] = 1;
+    ++r.pending;
   }
-  return r.pending_prepare;
 }
 
-// Counts the nodes still pending in `pending` as failed, `why` after their name.
-void CoordinatorCore::fail_pending(Round& r, std::set<std::size_t>& pending,
-                                   const std::string& why) {
-  for (auto node : pending) {
-    ++r.stats.failed;
-    r.stats.errors.push_back("node " + nodes_[node].name + " " + why);
-  }
-  pending.clear();
-}
-
-asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, NodePlan> plan,
-                                                          bool one_phase) {
+asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, NodePlan> plan) {
   auto self = shared_from_this();
   while (round_running_ && !stopped_) {
     error_code ec;
@@ -115,35 +96,26 @@ asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, 
   r.decision_ns = realtime_ns();
   r.stats.round = ++round_id_;
   r.stats.nodes = plan.size();
-  r.stats.two_phase = !one_phase;
   current_ = &r;
 
-  // A two-phase round sends PrepareSwitch, waits for every PrepareAck, then sends
-  // SwitchAt with its deadline. A one-phase round (measurements only) sends SwitchAt as
-  // soon as every PrepareSwitch is out; the agents acknowledge both. With simulated
-  // agents it was slower (docs/gang.md): their backlog of PrepareSwitch delays SwitchAt,
-  // and the lead follows.
-  std::set<std::size_t> asked = send_prepare(r, plan);
-  if (r.stats.two_phase) {
-    co_await wait_round(r, r.pending_prepare, start + config_.prepare_timeout);
-    fail_pending(r, r.pending_prepare,
-                 "did not prepare within " + format_duration(config_.prepare_timeout));
-  }
-  r.stats.prepare_phase = steady::now() - start;
-
-  // Phase 2: switch at a common deadline. Nodes that failed to prepare switch too:
-  // the gang must stay together on every node that can still follow.
+  // Every node gets its plan with the common deadline; each switches at the deadline
+  // (at once if its plan came later) and acknowledges.
   r.sent_ns = realtime_ns();
   r.deadline_ns = r.sent_ns + static_cast<std::uint64_t>(lead_.count());
   r.stats.lead = lead_;
-  if (auto frame = make_frame(proto::SwitchAt{r.stats.round, r.deadline_ns}))
-    for (auto node : asked)
-      if (send_frame_to(node, *frame)) r.pending_switch.insert(r.pending_switch.end(), node);
-  co_await wait_round(r, r.pending_switch, steady::now() + lead_ + config_.switch_timeout);
-  for (auto node : r.pending_switch)
-    r.pending_prepare.erase(node);  // one failure a node
-  fail_pending(r, r.pending_switch, "did not acknowledge the switch");
-  fail_pending(r, r.pending_prepare, "did not acknowledge prepare_switch");
+  send_plans(r, plan);
+  r.stats.send = steady::now() - start;
+  auto until = start + lead_ + config_.switch_timeout;
+  while (r.pending > 0 && !stopped_ && steady::now() < until) {
+    r.wake.expires_at(until);
+    error_code ec;
+    co_await r.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  for (auto node : r.asked)
+    if (r.awaiting[node]) {
+      ++r.stats.failed;
+      r.stats.errors.push_back("node " + nodes_[node].name + " did not acknowledge the switch");
+    }
   r.stats.total = steady::now() - start;
   finish_round(r);
   co_return r.stats;
@@ -173,30 +145,30 @@ void CoordinatorCore::finish_round(Round& r) {
   if (config_.round_log) config_.round_log(r.stats);
 }
 
-asio::awaitable<RoundStats> CoordinatorCore::broadcast_round(bool one_phase) {
+asio::awaitable<RoundStats> CoordinatorCore::broadcast_round() {
   std::map<std::size_t, NodePlan> plan;
   for (std::size_t n = 0; n < nodes_.size(); ++n)
     if (nodes_[n].conn) plan[n] = {};
-  co_return co_await switch_round(std::move(plan), one_phase);
+  co_return co_await switch_round(std::move(plan));
 }
 
-void CoordinatorCore::on_prepare_ack(std::size_t node, const proto::PrepareAck& ack) {
-  if (!current_ || ack.round != current_->stats.round) return;  // stale
-  Round& r = *current_;
-  if (!r.pending_prepare.erase(node)) return;
-  if (ack.ok)
-    ++r.stats.prepared;
-  else {
-    ++r.stats.failed;
-    r.stats.errors.push_back("node " + nodes_[node].name + " failed to prepare: " + ack.error);
-  }
-  if (r.pending_prepare.empty()) r.wake.cancel();
+// Marks the node's ack in; the last one due wakes the round.
+static bool ack_due(CoordinatorCore::Round& r, std::size_t node) {
+  if (node >= r.awaiting.size() || !r.awaiting[node]) return false;
+  r.awaiting[node] = 0;
+  if (--r.pending == 0) r.wake.cancel();
+  return true;
 }
 
 void CoordinatorCore::on_switch_ack(std::size_t node, const proto::SwitchAck& ack) {
-  if (!current_ || ack.round != current_->stats.round) return;
+  if (!current_ || ack.round != current_->stats.round) return;  // stale
   Round& r = *current_;
-  if (!r.pending_switch.erase(node)) return;
+  if (!ack_due(r, node)) return;
+  if (!ack.prepare_error.empty()) {
+    ++r.stats.unprepared;
+    r.stats.errors.push_back("node " + nodes_[node].name +
+                             " failed to prepare (it switched all the same): " + ack.prepare_error);
+  }
   if (ack.ok) {
     ++r.stats.switched;
     r.first_switch = std::min(r.first_switch, ack.switched_ns);
@@ -210,16 +182,14 @@ void CoordinatorCore::on_switch_ack(std::size_t node, const proto::SwitchAck& ac
     ++r.stats.failed;
     r.stats.errors.push_back("node " + nodes_[node].name + " failed to switch: " + ack.error);
   }
-  if (r.pending_switch.empty()) r.wake.cancel();
 }
 
 void CoordinatorCore::round_lost_node(std::size_t node) {
   if (!current_) return;
   Round& r = *current_;
-  if (r.pending_prepare.erase(node) + r.pending_switch.erase(node) > 0) {
+  if (ack_due(r, node)) {
     ++r.stats.failed;
     r.stats.errors.push_back("node " + nodes_[node].name + " disconnected during the round");
-    if (r.pending_prepare.empty() || r.pending_switch.empty()) r.wake.cancel();
   }
 }
 

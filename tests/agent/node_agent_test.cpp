@@ -84,8 +84,8 @@ struct Fixture : ::testing::Test {
     a.running = running;
     return a;
   }
-  static proto::PrepareSwitch round(std::uint64_t n, JobId out, JobId in) {
-    return proto::PrepareSwitch{n, {out}, {in}};
+  static proto::SwitchPlan round(std::uint64_t n, JobId out, JobId in) {
+    return proto::SwitchPlan{n, 0, {out}, {in}};
   }
   Layout layout;
   std::string parent;

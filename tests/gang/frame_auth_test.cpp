@@ -129,7 +129,7 @@ TEST(FrameAuth, InjectedFrameWithWrongMacIsRefusedAndTheSessionClosed) {
   ASSERT_TRUE(c.wait_for([&] { return c.coordinator->agents_connected() == 2; }));
 
   // A well-formed SwitchAck whose tag was not made with the session key.
-  auto bytes = proto::encode(proto::SwitchAck{1, true, 0, 0, 0, {}, 0}).value();
+  auto bytes = proto::encode(proto::SwitchAck{1, true, 0, 0, 0, {}, 0, 0, {}}).value();
   bytes.resize(bytes.size() + proto::kMacSize, 0xAB);
   raw.send_bytes(bytes);
 
@@ -250,13 +250,13 @@ TEST(FrameAuth, AgentRefusesAnInjectedFreezeAndClosesTheSession) {
   RawGangd g;
   AgentUnderAttack agent(g.port());
   auto e = g.accept_agent("n0");
-  // A PrepareSwitch that would freeze job 7, tagged with a key the injector guessed.
-  auto bytes = proto::encode(proto::PrepareSwitch{1, {7}, {}}).value();
+  // A SwitchPlan that would freeze job 7, tagged with a key the injector guessed.
+  auto bytes = proto::encode(proto::SwitchPlan{1, 0, {7}, {}}).value();
   bytes.resize(bytes.size() + proto::kMacSize, 0);
   e.send_bytes(bytes);
   EXPECT_TRUE(e.closed_by_peer()) << "the agent kept a session that sent a forged frame";
-  EXPECT_TRUE(agent.logged("prepare_switch frame 1 failed authentication"));
-  // Nothing was prepared, so no switch can follow.
+  EXPECT_TRUE(agent.logged("switch_plan frame 1 failed authentication"));
+  // The plan was refused, so no switch follows.
   EXPECT_TRUE(agent.node.switches_copy().empty());
 }
 

@@ -56,10 +56,8 @@ std::vector<Message> samples(std::mt19937_64& rng) {
       Welcome{3, 1'000'000'000, 100'000'000, 17},
       JobAssign{5, word(9), 1000, 4, "selective", true},
       JobRelease{5, word(20)},
-      PrepareSwitch{rng(), ids(), ids()},
-      PrepareAck{9, false, 1234, word(30)},
-      SwitchAt{9, rng()},
-      SwitchAck{9, true, rng(), rng(), rng(), "", rng()},
+      SwitchPlan{rng(), rng(), ids(), ids()},
+      SwitchAck{9, true, rng(), rng(), rng(), "", rng(), 1234, word(30)},
       MetricsReport{
           rng(), rng(), rng(), {JobMetrics{1, 2, 3, 4, 5, 6}, JobMetrics{7, 8, 9, 10, 11, 12}}},
       Heartbeat{rng()},
@@ -111,9 +109,11 @@ TEST(Protocol, WireBytesAreStable) {
   for (const auto& m : samples(rng))
     for (std::uint8_t b : frame_of(m))
       hash = (hash ^ b) * 1099511628211ull;
-  EXPECT_EQ(hash, 13365614164656130382ull);
-  EXPECT_EQ(kProtocolVersion, 5)
-      << "the bytes above are version 5's (MetricsReport and NodeInfo gained quantum_ns; 4: "
+  EXPECT_EQ(hash, 10644381907236047660ull);
+  EXPECT_EQ(kProtocolVersion, 6)
+      << "the bytes above are version 6's (a round is one switch_plan with its deadline and "
+         "one switch_ack: prepare_switch, prepare_ack and switch_at are gone; 5: "
+         "MetricsReport and NodeInfo gained quantum_ns; 4: "
          "Hello gained frame_auth, frames after Auth carry a tag, see gang/auth.hpp; JobSubmit "
          "gained mem_per_rank, time_limit_s and hold; the scheduler's messages)";
 }
@@ -194,8 +194,9 @@ TEST(Protocol, PayloadErrorsNameMessageAndField) {
   // A list count far beyond the bytes that follow allocates nothing and fails.
   Writer w;
   w.u64(1);
+  w.u64(2);
   w.u32(0xffffffff);
-  auto pr = decode_payload(MsgType::prepare_switch, w.buffer());
+  auto pr = decode_payload(MsgType::switch_plan, w.buffer());
   ASSERT_FALSE(pr);
   EXPECT_NE(pr.error().message().find("outgoing"), std::string::npos) << pr.error().message();
 
@@ -203,9 +204,7 @@ TEST(Protocol, PayloadErrorsNameMessageAndField) {
   Writer b;
   b.u64(1);
   b.u8(7);
-  b.u64(0);
-  b.str("");
-  auto pa = decode_payload(MsgType::prepare_ack, b.buffer());
+  auto pa = decode_payload(MsgType::switch_ack, b.buffer());
   ASSERT_FALSE(pa);
   EXPECT_NE(pa.error().message().find("boolean"), std::string::npos) << pa.error().message();
 
