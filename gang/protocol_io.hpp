@@ -109,6 +109,7 @@ class Outbox {
   void write_through(int fd) { fd_ = fd; }
   void push(Frame f) {
     if (closed_) return;
+    ++pushed_;
     Entry e{std::move(f), {}, 0};
     if (mac_) e.tag = mac_->seal(*e.frame);
     if (fd_ >= 0 && queue_.empty() && !writing_ && !finishing_) {
@@ -132,6 +133,9 @@ class Outbox {
     wake_.cancel();
   }
   bool closed() const { return closed_; }
+  // Frames pushed so far: a heartbeat is owed only to a peer that was sent nothing
+  // since the last one (any frame tells it the sender is alive).
+  std::uint64_t pushed() const { return pushed_; }
 
   template <class Stream>
   asio::awaitable<void> run(Stream& s) {
@@ -192,6 +196,7 @@ class Outbox {
   bool finishing_ = false;
   bool woken_ = false;
   bool writing_ = false;
+  std::uint64_t pushed_ = 0;
 };
 
 // Nanoseconds of CLOCK_REALTIME, the clock switch deadlines are expressed in.

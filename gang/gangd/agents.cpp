@@ -33,6 +33,11 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
     if (auto f = make_frame(m)) outbox_.push(*f);
   }
   void send_frame(Frame f) { outbox_.push(std::move(f)); }
+  // Whether gangd sent this agent nothing since the last call: then it is owed a
+  // heartbeat (a round's plan every quantum tells it as much).
+  bool quiet_since_last_heartbeat() {
+    return std::exchange(pushed_at_heartbeat_, outbox_.pushed()) == outbox_.pushed();
+  }
   void close() {
     outbox_.close();
     error_code ec;
@@ -169,6 +174,7 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
   asio::steady_timer watchdog_;
   bool registered_ = false;
   std::size_t node_ = static_cast<std::size_t>(-1);
+  std::uint64_t pushed_at_heartbeat_ = 0;
 };
 
 asio::awaitable<void> CoordinatorCore::accept_agents() {
@@ -229,7 +235,7 @@ asio::awaitable<void> CoordinatorCore::heartbeat_loop() {
         c->close();
         continue;
       }
-      if (frame) n.conn->send_frame(*frame);
+      if (frame && n.conn->quiet_since_last_heartbeat()) n.conn->send_frame(*frame);
     }
     fail_jobs_of_lost_nodes();
   }
