@@ -18,6 +18,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "kernelside/limits.hpp"
+
 extern char** environ;
 
 namespace dynamos::kernelside {
@@ -87,6 +89,8 @@ struct ChildPlan {
   std::vector<PathTemplate> files;  // one per redirect (unused unless Kind::file)
   pid_t parent = ::getpid();
   int err_fd = -1, gate_fd = -1;
+  // The soft limit on descriptors the parent started with, when it raised its own.
+  std::optional<std::uint64_t> open_files = open_files_to_pass_on();
 
   explicit ChildPlan(const SpawnOptions& options) : o(options) {
     if (o.env)
@@ -259,6 +263,13 @@ void child_close_others(int keep_a, int keep_b) {
   child_place(out, 1);
   child_place(err, 2);
   child_close_others(p.err_fd, p.gate_fd);
+  if (p.open_files) {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > *p.open_files) {
+      rl.rlim_cur = static_cast<rlim_t>(*p.open_files);
+      ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
+  }
   if (p.gate_fd >= 0) {
     ChildFailure at_gate{Stage::at_gate, 0, 0};
     (void)!::write(p.err_fd, &at_gate, sizeof at_gate);

@@ -86,7 +86,9 @@ struct SpawnOptions {
 
 // Starts the program; returns its pid once it has exec'd (with a before_exec hook: or
 // once it is past the gate and has not exec'd within 10 s, which a child put in a class of
-// idle priority beside a busy host may take). The caller reaps it.
+// idle priority beside a busy host may take). The caller reaps it. The program gets back
+// the soft limit on open descriptors the caller started with, when the caller raised its
+// own (kernelside/limits.hpp).
 Result<pid_t> spawn(const SpawnOptions& options);
 
 // The daemons' shorthand: args[0] a path, standard input from /dev/null, standard output

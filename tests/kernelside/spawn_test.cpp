@@ -1,9 +1,11 @@
 // The one process spawner (kernelside/spawn): only descriptors 0-2 reach the program,
 // identity drop, cgroup join before exec, exec failures reported to the parent, output
-// files. The identity and cgroup cases need root; under CI=true they fail without it.
+// files, the soft descriptor limit a daemon raised not passed on. The identity and
+// cgroup cases need root; under CI=true they fail without it.
 #include "kernelside/spawn.hpp"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kernelside/limits.hpp"
 #include "support.hpp"
 
 namespace ks = dynamos::kernelside;
@@ -200,4 +203,27 @@ TEST(Spawn, JoinsTheCgroupBeforeExec) {
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message().find("joining cgroup /nonexistent-cgroup"), std::string::npos)
       << refused.error().message();
+}
+
+// A daemon raises its own soft limit on descriptors (gangd: one a node); the programs it
+// starts get back the one it started with.
+TEST(Spawn, ChildGetsTheSoftDescriptorLimitTheParentStartedWith) {
+  rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &before), 0);
+  ASSERT_GT(before.rlim_max, 600u) << "the hard limit leaves no room to raise the soft one";
+  rlimit low = before;
+  low.rlim_cur = 512;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  auto raised = ks::raise_open_files();
+  ASSERT_TRUE(raised) << raised.error().message();
+  EXPECT_EQ(raised->soft_before, 512u);
+  EXPECT_EQ(raised->soft, static_cast<std::uint64_t>(before.rlim_max));
+
+  ks::SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", "ulimit -Sn; ulimit -Hn"};
+  auto r = run(o);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &before), 0);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->out, "512\n" + std::to_string(before.rlim_max) + "\n")
+      << "the child inherited the daemon's raised soft limit (or lost its hard one)";
 }
