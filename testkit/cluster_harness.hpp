@@ -31,6 +31,12 @@ class RecordingNode : public SwitchHandler {
     std::lock_guard l(mu);
     released.push_back(r.job);
   }
+  // Fails every prepare with this message when set (the switch still follows).
+  Result<void> prepare(const proto::SwitchPlan&) override {
+    std::lock_guard l(mu);
+    if (prepare_error.empty()) return {};
+    return fail(Errc::state, prepare_error);
+  }
   Result<void> switch_now(const proto::SwitchPlan& p) override {
     std::lock_guard l(mu);
     switches.push_back({p.round, p.outgoing, p.incoming});
@@ -51,6 +57,7 @@ class RecordingNode : public SwitchHandler {
   std::vector<JobId> released;
   std::vector<Switch> switches;
   std::optional<proto::MetricsReport> report;
+  std::string prepare_error;
   std::atomic<int> lost{0};
 
   std::vector<Switch> switches_copy() {

@@ -44,8 +44,9 @@ asio::awaitable<void> CoordinatorCore::quantum_loop() {
     drive_cyclesteal();
     if (!stats.errors.empty())
       config_.log.warning("round " + std::to_string(stats.round) + ": " +
-                          std::to_string(stats.failed) +
-                          " node(s) failed, first: " + stats.errors.front());
+                          std::to_string(stats.failed) + " node(s) failed, " +
+                          std::to_string(stats.unprepared) +
+                          " failed to prepare; first: " + stats.errors.front());
   }
 }
 

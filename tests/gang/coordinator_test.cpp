@@ -163,6 +163,38 @@ TEST(Coordinator, MalformedInputIsRefusedAndOthersGoOn) {
   EXPECT_EQ(stats.failed, 0u) << (stats.errors.empty() ? "" : stats.errors[0]);
 }
 
+// A round is one plan with its deadline a node: a node whose prepare fails still
+// switches at the deadline (the gang stays together), and gangd says which and why.
+TEST(Coordinator, ANodeWhosePrepareFailsStillSwitchesAndTheRoundSaysSo) {
+  Cluster c;
+  ASSERT_TRUE(c.start_coordinator(config(2, 1)));
+  c.add_agent("n0", test_secret());
+  c.add_agent("n1", test_secret());
+  ASSERT_TRUE(all_connected(c, 2));
+  {
+    std::lock_guard l(c.handlers[1]->mu);
+    c.handlers[1]->prepare_error = "swap device gone";
+  }
+  auto stats = c.await(c.coordinator->broadcast_round());
+  EXPECT_EQ(stats.nodes, 2u);
+  EXPECT_EQ(stats.switched, 2u);
+  EXPECT_EQ(stats.failed, 0u);
+  EXPECT_EQ(stats.unprepared, 1u);
+  ASSERT_EQ(stats.errors.size(), 1u);
+  EXPECT_NE(stats.errors[0].find("n1 failed to prepare (it switched all the same): swap device "
+                                 "gone"),
+            std::string::npos)
+      << stats.errors[0];
+  for (auto& h : c.handlers) {
+    auto sw = h->switches_copy();
+    ASSERT_EQ(sw.size(), 1u);
+    EXPECT_EQ(sw[0].round, stats.round);
+  }
+  // Both switched at the one deadline: after the plan went out, within the round.
+  EXPECT_GT(stats.lead.count(), 0);
+  EXPECT_LE(stats.skew, stats.total);
+}
+
 TEST(Coordinator, GangsAlternateTogetherAndALoneJobIsNeverSwitched) {
   Cluster c;
   ASSERT_TRUE(c.start_coordinator(config(4, 2, 60ms)));
