@@ -277,8 +277,8 @@ asio::awaitable<void> AgentSession::heartbeats(std::shared_ptr<Link> link) {
 }
 
 bool AgentSession::dispatch(proto::Message& m) {
-  if (auto* p = std::get_if<proto::SwitchPlan>(&m)) {
-    plan_switch(*p);
+  if (auto* p = std::get_if<proto::SwitchOrder>(&m)) {
+    schedule_switch(*p);
   } else if (auto* a = std::get_if<proto::JobAssign>(&m)) {
     handler_.job_assigned(*a);
   } else if (auto* rel = std::get_if<proto::JobRelease>(&m)) {
@@ -304,39 +304,39 @@ bool AgentSession::dispatch(proto::Message& m) {
   return true;
 }
 
-void AgentSession::plan_switch(const proto::SwitchPlan& plan) {
-  proto::SwitchAck ack{plan.round, true, realtime_ns(), 0, 0, {}, 0, 0, {}};
+void AgentSession::schedule_switch(const proto::SwitchOrder& order) {
+  proto::SwitchAck ack{order.round, true, realtime_ns(), 0, 0, {}, 0, 0, {}};
   if (pending_)
-    log("round " + std::to_string(pending_->plan.round) + " abandoned for round " +
-            std::to_string(plan.round) + " before its deadline",
+    log("round " + std::to_string(pending_->order.round) + " abandoned for round " +
+            std::to_string(order.round) + " before its deadline",
         log::Level::warning);
   auto t0 = steady::now();
-  auto r = handler_.prepare(plan);
+  auto r = handler_.prepare(order);
   ack.prepare_ns = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count());
   if (!r) ack.prepare_error = r.error().message();
-  pending_ = Pending{plan, std::move(ack), link_};
+  pending_ = Pending{order, std::move(ack), link_};
   auto now = realtime_ns();
-  if (plan.deadline_ns <= now) {
-    carry_out(plan.round);
+  if (order.deadline_ns <= now) {
+    carry_out(order.round);
     return;
   }
   // One timer a session (not a coroutine a round): 10,000 simulated agents arm it in
   // every round of the coordinator benchmark.
   switch_timer_.expires_after(
-      std::chrono::nanoseconds(static_cast<std::int64_t>(plan.deadline_ns - now)));
-  switch_timer_.async_wait([self = shared_from_this(), round = plan.round](const error_code& ec) {
+      std::chrono::nanoseconds(static_cast<std::int64_t>(order.deadline_ns - now)));
+  switch_timer_.async_wait([self = shared_from_this(), round = order.round](const error_code& ec) {
     if (!ec) self->carry_out(round);
   });
 }
 
 void AgentSession::carry_out(std::uint64_t round) {
-  if (!pending_ || pending_->plan.round != round) return;  // abandoned
+  if (!pending_ || pending_->order.round != round) return;  // abandoned
   Pending p = std::move(*pending_);
   pending_.reset();
   p.ack.switched_ns = realtime_ns();
   auto t0 = steady::now();
-  auto r = handler_.switch_now(p.plan);
+  auto r = handler_.switch_now(p.order);
   p.ack.duration_ns = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count());
   p.ack.running_ns = handler_.last_running_ns();

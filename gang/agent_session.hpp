@@ -5,10 +5,10 @@
 // extension) lives in the handler, the protocol and its timing live here.
 //
 // Timing of a round, as seen by the agent (one message each way):
-//   SwitchPlan -> handler.prepare() -> wait until the deadline (CLOCK_REALTIME)
+//   SwitchOrder -> handler.prepare() -> wait until the deadline (CLOCK_REALTIME)
 //              -> handler.switch_now() -> SwitchAck (receipt time, prepare time, switch
 //                 start, duration)
-// A SwitchPlan that arrives after its deadline is carried out at once; one that arrives
+// A SwitchOrder that arrives after its deadline is carried out at once; one that arrives
 // while an earlier round still waits for its deadline replaces it (gangd gave up on
 // that round).
 //
@@ -49,11 +49,11 @@ class SwitchHandler {
   // A job has ranks here (or its paging policy or running state changed).
   virtual void job_assigned(const proto::JobAssign&) {}
   virtual void job_released(const proto::JobRelease&) {}
-  // On receipt of the plan: get ready (e.g. start paging out the outgoing job). An
+  // On receipt of the order: get ready (e.g. start paging out the outgoing job). An
   // error is reported to gangd in the SwitchAck; the switch still follows.
-  virtual Result<void> prepare(const proto::SwitchPlan&) { return {}; }
+  virtual Result<void> prepare(const proto::SwitchOrder&) { return {}; }
   // At the deadline: freeze `outgoing`, thaw `incoming`.
-  virtual Result<void> switch_now(const proto::SwitchPlan& round) = 0;
+  virtual Result<void> switch_now(const proto::SwitchOrder& round) = 0;
   // When the last switch_now thawed its incoming jobs (CLOCK_REALTIME ns); 0: at its end.
   virtual std::uint64_t last_running_ns() const { return 0; }
   // gangd has been silent too long: thaw every job.
@@ -117,7 +117,7 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   asio::awaitable<Result<void>> handshake(Link& link, FrameReader& buf);
   asio::awaitable<void> watchdog();
   asio::awaitable<void> heartbeats(std::shared_ptr<Link> link);
-  void plan_switch(const proto::SwitchPlan& plan);
+  void schedule_switch(const proto::SwitchOrder& order);
   void carry_out(std::uint64_t round);
   bool dispatch(proto::Message& m);
   std::chrono::nanoseconds coordinator_timeout() const;
@@ -136,9 +136,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::chrono::nanoseconds heartbeat_{std::chrono::seconds(1)};
   std::chrono::steady_clock::time_point last_heard_;
   bool lost_reported_ = false;
-  // The round waiting for its deadline: its plan, its acknowledgement so far, its link.
+  // The round waiting for its deadline: its order, its acknowledgement so far, its link.
   struct Pending {
-    proto::SwitchPlan plan;
+    proto::SwitchOrder order;
     proto::SwitchAck ack;
     std::shared_ptr<Link> link;
   };

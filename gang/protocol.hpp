@@ -70,7 +70,7 @@ using Mac = std::array<std::uint8_t, kMacSize>;
   X(NodeReply, node_reply, 13)                                                 \
   /* 20-22 were the two-phase round of versions 1-5 (prepare, ack, switch). */ \
   X(SwitchAck, switch_ack, 23)                                                 \
-  X(SwitchPlan, switch_plan, 24)                                               \
+  X(SwitchOrder, switch_order, 24)                                             \
   X(MetricsReport, metrics_report, 30)                                         \
   X(Heartbeat, heartbeat, 31)                                                  \
   X(ErrorMsg, error, 40)                                                       \
@@ -204,7 +204,7 @@ struct NodeReply {
 // A round, in one message to each node concerned: get ready to stop `outgoing` and run
 // `incoming` now (paging may start here), switch when CLOCK_REALTIME reaches
 // `deadline_ns` (every node at once); one SwitchAck answers it.
-struct SwitchPlan {
+struct SwitchOrder {
   std::uint64_t round = 0;
   std::uint64_t deadline_ns = 0;
   std::vector<JobId> outgoing;
@@ -215,7 +215,7 @@ struct SwitchPlan {
 struct SwitchAck {
   std::uint64_t round = 0;
   bool ok = true;
-  std::uint64_t received_ns = 0;  // CLOCK_REALTIME when the SwitchPlan arrived
+  std::uint64_t received_ns = 0;  // CLOCK_REALTIME when the SwitchOrder arrived
   std::uint64_t switched_ns = 0;  // CLOCK_REALTIME when the switch started
   std::uint64_t duration_ns = 0;  // how long the switch took on this node
   std::string error;              // why, when !ok

@@ -32,12 +32,12 @@ class RecordingNode : public SwitchHandler {
     released.push_back(r.job);
   }
   // Fails every prepare with this message when set (the switch still follows).
-  Result<void> prepare(const proto::SwitchPlan&) override {
+  Result<void> prepare(const proto::SwitchOrder&) override {
     std::lock_guard l(mu);
     if (prepare_error.empty()) return {};
     return fail(Errc::state, prepare_error);
   }
-  Result<void> switch_now(const proto::SwitchPlan& p) override {
+  Result<void> switch_now(const proto::SwitchOrder& p) override {
     std::lock_guard l(mu);
     switches.push_back({p.round, p.outgoing, p.incoming});
     return {};

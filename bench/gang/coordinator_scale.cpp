@@ -1,5 +1,5 @@
 // Coordinator scale: N simulated agents and one synchronised switch round of the real
-// coordinator (gangd's Coordinator, its round path unchanged): a SwitchPlan with the
+// coordinator (gangd's Coordinator, its round path unchanged): a SwitchOrder with the
 // round's deadline to every node, every SwitchAck. The iteration time is the
 // round as gangd sees it, from its decision to the last acknowledgement. Targets
 // (issue 18): at most 20 ms with 1,000 agents, 100 ms with 10,000.
@@ -24,7 +24,7 @@
 //     Google Benchmark over 10, 100 and 1,000 agents in-process (agents on a second
 //     thread), frame authentication on.
 //
-// Counters: send_ms (decision to the last SwitchPlan sent), lead_ms (first plan sent to
+// Counters: send_ms (decision to the last SwitchOrder sent), lead_ms (first plan sent to
 // the deadline, adaptive), skew_us (first to last agent switching), p50_ms/max_ms of
 // the round, late (agents that got their plan after the deadline), failed, cpu_ms (CPU
 // time per round).

@@ -221,7 +221,7 @@ void NodeAgent::job_released(const proto::JobRelease& r) {
         log::Level::error);
 }
 
-Result<void> NodeAgent::switch_now(const proto::SwitchPlan& round) {
+Result<void> NodeAgent::switch_now(const proto::SwitchOrder& round) {
   auto start = Clock::now();
   std::lock_guard l(mu_);
   SwitchRecord rec;

@@ -107,7 +107,7 @@ class NodeAgent : public SwitchHandler {
   void quantum_changed(std::uint64_t quantum_ns) override;
   void job_assigned(const proto::JobAssign& a) override;
   void job_released(const proto::JobRelease& r) override;
-  Result<void> switch_now(const proto::SwitchPlan& round) override;
+  Result<void> switch_now(const proto::SwitchOrder& round) override;
   void coordinator_lost() override;
   std::optional<proto::MetricsReport> metrics() override;
   std::uint64_t last_running_ns() const override { return last_running_ns_; }

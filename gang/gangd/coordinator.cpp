@@ -14,7 +14,7 @@
 // matrix and then ask the quantum loop to replan.
 //
 // A switch round (Slurm's gang.c, with a common deadline) is one message each way:
-// a SwitchPlan(deadline, outgoing, incoming) to every node concerned, deadline = now +
+// a SwitchOrder(deadline, outgoing, incoming) to every node concerned, deadline = now +
 // lead; every agent prepares at once, switches when its CLOCK_REALTIME reaches the
 // deadline and sends a SwitchAck with timings. The round ends when every SwitchAck is
 // in (or on timeout). Rounds are serialised. The lead adapts: the delivery measured in

@@ -83,13 +83,13 @@ struct RoundStats {
   std::size_t nodes = 0;        // nodes the round was sent to
   std::size_t switched = 0;     // SwitchAcks received with ok
   std::size_t failed = 0;       // acks with !ok, plus nodes that never answered
-  std::size_t late = 0;         // agents that got their SwitchPlan after its deadline
+  std::size_t late = 0;         // agents that got their SwitchOrder after its deadline
   std::size_t unprepared = 0;   // agents whose prepare failed (they switched all the same)
-  Nanos send{};                 // decision to the last SwitchPlan sent
-  Nanos lead{};                 // first SwitchPlan sent to the deadline
+  Nanos send{};                 // decision to the last SwitchOrder sent
+  Nanos lead{};                 // first SwitchOrder sent to the deadline
   Nanos total{};                // decision to last SwitchAck
   Nanos skew{};                 // first to last node switching
-  Nanos delivery{};             // first SwitchPlan sent to the last agent receiving it
+  Nanos delivery{};             // first SwitchOrder sent to the last agent receiving it
   Nanos max_switch_duration{};  // slowest node's switch
   Nanos running{};              // decision to the last node's incoming jobs thawed
   std::vector<std::string> errors;

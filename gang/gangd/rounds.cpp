@@ -55,7 +55,7 @@ void CoordinatorCore::replan() {
   quantum_timer_.cancel();
 }
 
-// Sends the SwitchPlan (with the round's deadline) to every node of the plan and marks
+// Sends the SwitchOrder (with the round's deadline) to every node of the plan and marks
 // its SwitchAck due. Nodes with the same plan (all of them in a broadcast, most when one
 // gang spans the cluster) share one encoded frame.
 void CoordinatorCore::send_plans(Round& r, const std::map<std::size_t, NodePlan>& plan) {
@@ -69,7 +69,7 @@ void CoordinatorCore::send_plans(Round& r, const std::map<std::size_t, NodePlan>
       continue;
     }
     if (!framed || framed->outgoing != p.outgoing || framed->incoming != p.incoming) {
-      auto f = make_frame(proto::SwitchPlan{r.stats.round, r.deadline_ns, p.outgoing, p.incoming});
+      auto f = make_frame(proto::SwitchOrder{r.stats.round, r.deadline_ns, p.outgoing, p.incoming});
       if (!f) {
         ++r.stats.failed;
         r.stats.errors.push_back("node " + nodes_[node].name + ": " + f.error().message());

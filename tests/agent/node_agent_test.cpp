@@ -84,8 +84,8 @@ struct Fixture : ::testing::Test {
     a.running = running;
     return a;
   }
-  static proto::SwitchPlan round(std::uint64_t n, JobId out, JobId in) {
-    return proto::SwitchPlan{n, 0, {out}, {in}};
+  static proto::SwitchOrder round(std::uint64_t n, JobId out, JobId in) {
+    return proto::SwitchOrder{n, 0, {out}, {in}};
   }
   Layout layout;
   std::string parent;

@@ -250,12 +250,12 @@ TEST(FrameAuth, AgentRefusesAnInjectedFreezeAndClosesTheSession) {
   RawGangd g;
   AgentUnderAttack agent(g.port());
   auto e = g.accept_agent("n0");
-  // A SwitchPlan that would freeze job 7, tagged with a key the injector guessed.
-  auto bytes = proto::encode(proto::SwitchPlan{1, 0, {7}, {}}).value();
+  // A SwitchOrder that would freeze job 7, tagged with a key the injector guessed.
+  auto bytes = proto::encode(proto::SwitchOrder{1, 0, {7}, {}}).value();
   bytes.resize(bytes.size() + proto::kMacSize, 0);
   e.send_bytes(bytes);
   EXPECT_TRUE(e.closed_by_peer()) << "the agent kept a session that sent a forged frame";
-  EXPECT_TRUE(agent.logged("switch_plan frame 1 failed authentication"));
+  EXPECT_TRUE(agent.logged("switch_order frame 1 failed authentication"));
   // The plan was refused, so no switch follows.
   EXPECT_TRUE(agent.node.switches_copy().empty());
 }

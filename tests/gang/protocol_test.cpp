@@ -56,7 +56,7 @@ std::vector<Message> samples(std::mt19937_64& rng) {
       Welcome{3, 1'000'000'000, 100'000'000, 17},
       JobAssign{5, word(9), 1000, 4, "selective", true},
       JobRelease{5, word(20)},
-      SwitchPlan{rng(), rng(), ids(), ids()},
+      SwitchOrder{rng(), rng(), ids(), ids()},
       SwitchAck{9, true, rng(), rng(), rng(), "", rng(), 1234, word(30)},
       MetricsReport{
           rng(), rng(), rng(), {JobMetrics{1, 2, 3, 4, 5, 6}, JobMetrics{7, 8, 9, 10, 11, 12}}},
@@ -111,7 +111,7 @@ TEST(Protocol, WireBytesAreStable) {
       hash = (hash ^ b) * 1099511628211ull;
   EXPECT_EQ(hash, 10644381907236047660ull);
   EXPECT_EQ(kProtocolVersion, 6)
-      << "the bytes above are version 6's (a round is one switch_plan with its deadline and "
+      << "the bytes above are version 6's (a round is one switch_order with its deadline and "
          "one switch_ack: prepare_switch, prepare_ack and switch_at are gone; 5: "
          "MetricsReport and NodeInfo gained quantum_ns; 4: "
          "Hello gained frame_auth, frames after Auth carry a tag, see gang/auth.hpp; JobSubmit "
@@ -196,7 +196,7 @@ TEST(Protocol, PayloadErrorsNameMessageAndField) {
   w.u64(1);
   w.u64(2);
   w.u32(0xffffffff);
-  auto pr = decode_payload(MsgType::switch_plan, w.buffer());
+  auto pr = decode_payload(MsgType::switch_order, w.buffer());
   ASSERT_FALSE(pr);
   EXPECT_NE(pr.error().message().find("outgoing"), std::string::npos) << pr.error().message();
 
