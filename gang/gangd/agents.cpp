@@ -33,10 +33,11 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
     if (auto f = make_frame(m)) outbox_.push(*f);
   }
   void send_frame(Frame f) { outbox_.push(std::move(f)); }
-  // Whether gangd sent this agent nothing since the last call: then it is owed a
-  // heartbeat (a round's plan every quantum tells it as much).
-  bool quiet_since_last_heartbeat() {
-    return std::exchange(pushed_at_heartbeat_, outbox_.pushed()) == outbox_.pushed();
+  // At every heartbeat tick: a heartbeat goes only to an agent that gangd sent nothing
+  // since the last tick (a round's order every quantum tells it as much).
+  void heartbeat(const Frame& frame) {
+    if (outbox_.pushed() == pushed_at_heartbeat_) send_frame(frame);
+    pushed_at_heartbeat_ = outbox_.pushed();  // the heartbeat itself is not news
   }
   void close() {
     outbox_.close();
@@ -235,7 +236,7 @@ asio::awaitable<void> CoordinatorCore::heartbeat_loop() {
         c->close();
         continue;
       }
-      if (frame && n.conn->quiet_since_last_heartbeat()) n.conn->send_frame(*frame);
+      if (frame) n.conn->heartbeat(*frame);
     }
     fail_jobs_of_lost_nodes();
   }

@@ -186,7 +186,7 @@ TEST(AgentCluster, TwoJobsAlternateAsGangsOnFourNodes) {
                                 << " of " << rounds.size() << " rounds";
     ASSERT_FALSE(total.empty());
     double p50 = report("deadline to last SwitchAck (all incoming ranks thawed)", total);
-    report("decision to last SwitchAck (prepare + lead + switch)", decision);
+    report("decision to last SwitchAck (send + lead + switch)", decision);
     report("slowest node's switch (freeze + paging + thaw)", slowest);
     report("skew (first to last node switching)", skew);
     std::vector<double> freeze, paging_ms, thaw, node_total;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <thread>
 
 #include "gang/protocol_io.hpp"
 #include "testkit/cluster_harness.hpp"
@@ -327,6 +328,21 @@ TEST(Coordinator, AgentThawsEverythingWhenTheCoordinatorIsLost) {
       << "the agent never declared its coordinator lost";
   auto took = std::chrono::steady_clock::now() - t0;
   EXPECT_LT(took, 1500ms) << "coordinator loss noticed too late";
+}
+
+// Heartbeats are skipped only for an agent that was sent something else since the last
+// tick: an idle agent hears one every interval (not every other one, which would let an
+// agent with a timeout under two intervals declare a live gangd lost).
+TEST(Coordinator, AnIdleAgentHearsAHeartbeatEveryInterval) {
+  Cluster c;
+  auto cfg = config(1, 2);  // heartbeat 200 ms, no rounds (quantum 1 h)
+  ASSERT_TRUE(c.start_coordinator(cfg));
+  c.add_agent("n0", test_secret(), 350ms);
+  ASSERT_TRUE(all_connected(c, 1));
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_EQ(c.handlers[0]->lost.load(), 0)
+      << "the agent went 350 ms without hearing from a live gangd";
+  EXPECT_EQ(c.call([&] { return c.coordinator->agents_connected(); }), 1u);
 }
 
 TEST(Coordinator, ReconnectingAgentReplacesItsOldLink) {
