@@ -261,18 +261,16 @@ asio::awaitable<Result<void>> AgentSession::handshake(Link& link, FrameReader& b
 
 asio::awaitable<void> AgentSession::heartbeats(std::shared_ptr<Link> link) {
   asio::steady_timer t(ex_);
-  std::uint64_t seen = link->outbox.pushed();
   while (link->up && !link->outbox.closed()) {
     t.expires_after(heartbeat_);
     error_code ec;
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (!link->up || link->outbox.closed()) break;
-    // Any frame sent since the last heartbeat (a switch_ack...) told gangd as much.
-    if (link->outbox.pushed() == seen)
-      if (auto f = make_frame(proto::Heartbeat{realtime_ns()})) link->outbox.push(*f);
+    // Any frame sent since the last tick (a switch_ack, a metrics report) told gangd
+    // as much.
+    if (auto f = make_frame(proto::Heartbeat{realtime_ns()})) link->outbox.push_heartbeat(*f);
     if (auto m = handler_.metrics())
       if (auto f = make_frame(*m)) link->outbox.push(*f);
-    seen = link->outbox.pushed();
   }
 }
 

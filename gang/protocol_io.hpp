@@ -133,9 +133,13 @@ class Outbox {
     wake_.cancel();
   }
   bool closed() const { return closed_; }
-  // Frames pushed so far: a heartbeat is owed only to a peer that was sent nothing
-  // since the last one (any frame tells it the sender is alive).
-  std::uint64_t pushed() const { return pushed_; }
+  // Called at every heartbeat tick: pushes `heartbeat` only when nothing was pushed since
+  // the last tick (any frame tells the peer this side is alive). The heartbeat itself
+  // is not news for the next tick.
+  void push_heartbeat(Frame heartbeat) {
+    if (pushed_ == pushed_at_heartbeat_) push(std::move(heartbeat));
+    pushed_at_heartbeat_ = pushed_;
+  }
 
   template <class Stream>
   asio::awaitable<void> run(Stream& s) {
@@ -196,7 +200,7 @@ class Outbox {
   bool finishing_ = false;
   bool woken_ = false;
   bool writing_ = false;
-  std::uint64_t pushed_ = 0;
+  std::uint64_t pushed_ = 0, pushed_at_heartbeat_ = 0;
 };
 
 // Nanoseconds of CLOCK_REALTIME, the clock switch deadlines are expressed in.

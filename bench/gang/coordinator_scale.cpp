@@ -444,9 +444,7 @@ int main(int argc, char** argv) {
     else if (a == "--json")
       json = true;
     else if (a.rfind("--benchmark", 0) != 0) {
-      std::cerr << "bench_gang_coordinator_scale: unknown option " << a
-                << " (--agents N --json [--rounds R] [--frame-auth on|off|both] "
-                   "[--agent-procs P] [--heartbeat-ms MS])\n";
+      std::cerr << "bench_gang_coordinator_scale: unknown option " << a << " (try --help)\n";
       return 2;
     }
   }

@@ -33,12 +33,8 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
     if (auto f = make_frame(m)) outbox_.push(*f);
   }
   void send_frame(Frame f) { outbox_.push(std::move(f)); }
-  // At every heartbeat tick: a heartbeat goes only to an agent that gangd sent nothing
-  // since the last tick (a round's order every quantum tells it as much).
-  void heartbeat(const Frame& frame) {
-    if (outbox_.pushed() == pushed_at_heartbeat_) send_frame(frame);
-    pushed_at_heartbeat_ = outbox_.pushed();  // the heartbeat itself is not news
-  }
+  // A round's order every quantum tells the agent as much as a heartbeat would.
+  void heartbeat(Frame frame) { outbox_.push_heartbeat(std::move(frame)); }
   void close() {
     outbox_.close();
     error_code ec;
@@ -175,7 +171,6 @@ class CoordinatorCore::AgentConn : public std::enable_shared_from_this<AgentConn
   asio::steady_timer watchdog_;
   bool registered_ = false;
   std::size_t node_ = static_cast<std::size_t>(-1);
-  std::uint64_t pushed_at_heartbeat_ = 0;
 };
 
 asio::awaitable<void> CoordinatorCore::accept_agents() {

@@ -97,7 +97,6 @@ class CoordinatorCore : public std::enable_shared_from_this<CoordinatorCore> {
   struct Round {
     explicit Round(asio::io_context& io) : wake(io) {}
     asio::steady_timer wake;
-    std::vector<std::size_t> asked;      // nodes sent the plan
     std::vector<std::uint8_t> awaiting;  // by node index: its SwitchAck is still due
     std::size_t pending = 0;             // how many are
     RoundStats stats;

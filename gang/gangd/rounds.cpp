@@ -79,7 +79,6 @@ void CoordinatorCore::send_plans(Round& r, const std::map<std::size_t, NodePlan>
       framed = &p;
     }
     if (!send_frame_to(node, frame)) continue;
-    r.asked.push_back(node);
     r.awaiting[node] = 1;
     ++r.pending;
   }
@@ -112,7 +111,7 @@ asio::awaitable<RoundStats> CoordinatorCore::switch_round(std::map<std::size_t, 
     error_code ec;
     co_await r.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  for (auto node : r.asked)
+  for (std::size_t node = 0; node < r.awaiting.size(); ++node)
     if (r.awaiting[node]) {
       ++r.stats.failed;
       r.stats.errors.push_back("node " + nodes_[node].name + " did not acknowledge the switch");
