@@ -464,6 +464,21 @@ Result<void> Group::set_memory_low(std::optional<uint64_t> bytes) {
   return write_text(*f, bytes ? std::to_string(*bytes) : "0");
 }
 
+Result<void> Group::set_reclaim_protected(bool on) {
+  if (path_.empty() || path_ == "/")
+    return fail(Errc::invalid_argument, "reclaim protection of a hierarchy's root group");
+  auto f = file(Controller::memory, "memory.swappiness", "memory.low");
+  if (!f) return std::unexpected(f.error());
+  if (layout_.serving(Controller::memory) == CgroupVersion::v2)
+    return write_text(*f, on ? "max" : "0");
+  if (on) return write_text(*f, "1");
+  auto parent = read_text(parent_of(dir(Controller::memory)) + "/memory.swappiness");
+  if (!parent) return std::unexpected(parent.error());
+  auto words = split_words(*parent);
+  if (words.empty()) return fail(Errc::unsupported, "empty memory.swappiness above " + path_);
+  return write_text(*f, words[0]);
+}
+
 Result<void> Group::set_memory_soft_limit(std::optional<uint64_t> bytes) {
   auto f = file(Controller::memory, "memory.soft_limit_in_bytes", nullptr);
   if (!f) return std::unexpected(f.error());

@@ -209,6 +209,16 @@ class Group {
   Result<void> set_memory_low(std::optional<uint64_t> bytes);
   // v1 memory.soft_limit_in_bytes (reclaimed first under global pressure). v2: unsupported.
   Result<void> set_memory_soft_limit(std::optional<uint64_t> bytes);
+  // Shields the group's memory from reclaim that a limit of an ancestor triggers, so
+  // that the kernel takes what it needs from the group's unprotected siblings first
+  // (a node agent protects the running job against the frozen one: with one memory
+  // group a job, the kernel's reclaim under the node's limit scans every job's LRU
+  // alike, where with one group for both the frozen job's older pages would go first).
+  // v2: memory.low "max" (protected) or "0". v1, which has no memory.low: the group's
+  // memory.swappiness 1 (its anonymous pages are scanned 1/200 as much as its file
+  // pages, and alike only when reclaim is desperate: never an OOM kill the shield
+  // alone causes) or, off, its parent's value. Never on a hierarchy's root.
+  Result<void> set_reclaim_protected(bool on);
   // Swap the group may use: v2 memory.swap.max; v1 memory.memsw.limit_in_bytes set to
   // the memory limit plus this (set the memory limit first).
   Result<void> set_swap_max(std::optional<uint64_t> bytes);

@@ -190,6 +190,7 @@ Result<void> NodeAgent::assign(const proto::JobAssign& a) {
   (*j)->uid = a.uid;
   // The job's running state in the current slot: a job that is not running is held
   // frozen, so that ranks launched between two switches do not run out of turn.
+  shield(a.job, **j, a.running);
   auto r = a.running ? (*j)->group.thaw() : (*j)->group.freeze(config_.freeze_timeout);
   if (!r)
     return std::unexpected(with_context(r.error(), std::string(a.running ? "thawing" : "freezing") +
@@ -252,6 +253,8 @@ Result<void> NodeAgent::switch_now(const proto::SwitchOrder& round) {
   auto thaw_incoming = [&] {
     auto t0 = Clock::now();
     for (std::size_t i = 0; i < in.size(); ++i)
+      shield(rec.incoming[i], *in[i], true);
+    for (std::size_t i = 0; i < in.size(); ++i)
       if (auto r = in[i]->group.thaw(); !r)
         note(with_context(r.error(), "thawing job " + std::to_string(rec.incoming[i])));
     timespec ts{};
@@ -267,6 +270,8 @@ Result<void> NodeAgent::switch_now(const proto::SwitchOrder& round) {
   // switch_in.
   bool demand_only =
       std::all_of(in.begin(), in.end(), [](const Job* j) { return j->paging == "demand"; });
+  for (std::size_t i = 0; i < out.size(); ++i)
+    shield(rec.outgoing[i], *out[i], false);
   for (std::size_t i = 0; i < out.size(); ++i)
     if (auto r = out[i]->group.start_freeze(); !r)
       note(with_context(r.error(), "freezing job " + std::to_string(rec.outgoing[i])));
@@ -312,6 +317,15 @@ Result<void> NodeAgent::switch_now(const proto::SwitchOrder& round) {
   return {};
 }
 
+void NodeAgent::shield(JobId id, Job& j, bool on) {
+  auto r = j.group.set_reclaim_protected(on);
+  if (r || shield_warned_) return;
+  shield_warned_ = true;  // the same cause would fail every switch
+  log("job " + std::to_string(id) + ": the running job's memory is not shielded from reclaim " +
+          "(once per agent): " + r.error().message(),
+      r.error().code == Errc::unsupported ? log::Level::info : log::Level::warning);
+}
+
 core::Subject NodeAgent::subject_locked(JobId id, const Job& j) const {
   core::Subject s;
   s.kind = DYNAMOS_SUBJECT_JOB;
@@ -354,6 +368,7 @@ Result<void> NodeAgent::thaw_all() {
   std::optional<Error> first;
   for (auto& [id, j] : jobs_) {
     j.running = true;
+    shield(id, j, false);  // all run: none is preferred
     if (auto r = j.group.thaw(); !r && !first)
       first = with_context(r.error(), "thawing job " + std::to_string(id));
   }
@@ -570,6 +585,7 @@ void NodeAgent::release_job(JobId job) {
   if (it == jobs_.end() || --it->second.holds > 0) return;
   // The state the switches wanted meanwhile (a thaw of a running job changes nothing).
   Job& j = it->second;
+  shield(job, j, j.running);
   if (auto r = j.running ? j.group.thaw() : j.group.start_freeze(); !r)
     log(std::string(j.running ? "thawing" : "freezing") + " job " + std::to_string(job) +
         " after an operation: " + r.error().message());

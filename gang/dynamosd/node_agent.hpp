@@ -188,6 +188,9 @@ class NodeAgent : public SwitchHandler {
     std::optional<std::uint32_t> uid;  // the owner, once gangd has assigned the job
     int holds = 0;                     // ops acting on its ranks (hold_job)
   };
+  // The running job's memory shielded from the reclaim that the node's limit triggers,
+  // the frozen one's not (Group::set_reclaim_protected); best effort, logged once.
+  void shield(JobId id, Job& j, bool on);
   void release_job(JobId job);
   void run_ops();  // the op worker's loop
   NodeAgent(NodeAgentConfig config, kernelside::Group node, kernelside::Group guests);
@@ -201,6 +204,7 @@ class NodeAgent : public SwitchHandler {
   kernelside::Group guests_;
   mutable std::mutex mu_;
   std::map<JobId, Job> jobs_;
+  bool shield_warned_ = false;  // a failed shield was logged (under mu_)
   std::deque<SwitchRecord> history_;
   std::map<std::string, Op, std::less<>> ops_;  // set up before the session starts
   std::mutex work_mu_;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/extension_host.hpp"
+#include "kernelside/fs.hpp"
 #include "tests/kernelside/support.hpp"
 
 using namespace dynamos;
@@ -132,6 +133,45 @@ TEST_F(NodeAgentTest, SwitchesFreezeTheOutgoingJobAndThawTheIncoming) {
   ASSERT_OK_VOID(agent->remove_all());
   EXPECT_FALSE(Group::exists(layout, parent + "/n0")) << "node group left behind";
   EXPECT_FALSE(Group::exists(layout, parent)) << "parent group left behind";
+}
+
+// The running job's memory is shielded from the reclaim the node's limit triggers, the
+// frozen job's is not, so that the kernel takes from the frozen job first (with a memory
+// group a job it would scan both alike): v1 memory.swappiness 1 against the node's value,
+// v2 memory.low max against 0.
+TEST_F(NodeAgentTest, TheRunningJobsMemoryIsShieldedFromReclaimAndTheFrozenJobsIsNot) {
+  SharedMemory a, b;
+  Child ca([&] { spin(a.get()); }), cb([&] { spin(b.get()); });
+  TreeGuard guard(layout, parent);
+  auto agent = ASSERT_OK(NodeAgent::create(config()));
+  ASSERT_OK_VOID(agent->assign(job(1, true)));
+  ASSERT_OK_VOID(agent->assign(job(2, false)));
+  ASSERT_OK_VOID(agent->attach(1, ca.pid()));
+  ASSERT_OK_VOID(agent->attach(2, cb.pid()));
+  bool v2 = layout.serving(Controller::memory) == CgroupVersion::v2;
+  auto setting = [&](const Result<Group>& g) -> std::string {
+    if (!g) return "(no group: " + g.error().message() + ")";
+    auto text = read_text(g->dir(Controller::memory) + (v2 ? "/memory.low" : "/memory.swappiness"));
+    return text ? text->substr(0, text->find('\n')) : "(" + text.error().message() + ")";
+  };
+  const std::string node_value = v2 ? "0" : setting(Result<Group>(agent->node_group()));
+  const std::string shielded = v2 ? "max" : "1";
+  ASSERT_NE(node_value, shielded) << "the node's own setting would hide the shield";
+  auto expect_running = [&](JobId running, JobId frozen, const std::string& when) {
+    EXPECT_EQ(setting(agent->job_group(running)), shielded) << when;
+    EXPECT_EQ(setting(agent->job_group(frozen)), node_value) << when;
+  };
+  expect_running(1, 2, "after job_assign");
+  for (std::uint64_t n = 1; n <= 3; ++n) {
+    JobId out = n % 2 ? 1 : 2, in = n % 2 ? 2 : 1;
+    ASSERT_OK_VOID(agent->switch_now(round(n, out, in)));
+    expect_running(in, out, "round " + std::to_string(n));
+  }
+  // Every job thawed (the coordinator is gone): none is preferred.
+  ASSERT_OK_VOID(agent->thaw_all());
+  EXPECT_EQ(setting(agent->job_group(1)), node_value);
+  EXPECT_EQ(setting(agent->job_group(2)), node_value);
+  ASSERT_OK_VOID(agent->remove_all());
 }
 
 // dynamosd's io thread runs switches at SCHED_FIFO. After thawing a demand-paged

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <iostream>
 #include <thread>
 
 #include "kernelside/fs.hpp"
@@ -312,4 +313,70 @@ TEST(KernelsideCgroup, MemoryLimitIsEnforced) {
   EXPECT_GE(after.peak, 60 * kMiB) << "the group never came near its limit";
   EXPECT_LE(after.peak, 64 * kMiB) << "the group's usage went past its limit";
   EXPECT_LE(ASSERT_OK(group->memory_current()), 64 * kMiB);
+}
+
+// Two sibling groups under one limit, as a node's jobs are: the first one's process holds
+// 56 MiB and is stopped, the second one's touches 56 MiB six times; the parent holds
+// 64 MiB. Shielded (set_reclaim_protected), the second keeps its memory and the kernel
+// takes what it needs from the stopped sibling; unshielded, reclaim scans both alike and
+// the running process loses pages it keeps touching (which is what a node with a memory
+// group a job suffers without the shield).
+TEST(KernelsideCgroup, AShieldedGroupKeepsItsMemoryWhileItsStoppedSiblingGivesItUp) {
+  KERNELSIDE_REQUIRE_ROOT();
+  SwapGuard swap;
+  ASSERT_TRUE(swap.ok()) << "could not set up swap: " << swap.output();
+  auto layout = layout_or_die();
+  constexpr uint64_t kMiB = 1 << 20, kHeld = 56 * kMiB;
+  auto hold = [](SharedMemory& shm) {
+    char* p = static_cast<char*>(
+        ::mmap(nullptr, kHeld, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (p == MAP_FAILED) ::_exit(3);
+    for (int sweep = 1;; ++sweep) {
+      while (shm->command.load() < sweep)
+        ::usleep(1000);
+      for (size_t i = 0; i < kHeld; i += 4096)
+        p[i] = static_cast<char>(i >> 12);
+      shm->done.store(sweep);
+    }
+  };
+  auto major_faults = [](pid_t pid) -> uint64_t {
+    auto st = ks::read_stat(pid);
+    return st ? st->majflt : 0;
+  };
+  // The running process's major faults over its last five sweeps, and what stays of it.
+  auto run = [&](bool shield, uint64_t& faults, uint64_t& resident) {
+    ScopedGroup parent(
+        ASSERT_OK(ks::Group::create(layout, unique_group_name(), {ks::Controller::memory})));
+    ASSERT_OK_VOID(parent->set_memory_max(64 * kMiB));
+    auto frozen = ASSERT_OK(parent->create_child("frozen"));
+    auto running = ASSERT_OK(parent->create_child("running"));
+    SharedMemory a, b;
+    Child ca([&] { hold(a); }), cb([&] { hold(b); });
+    ASSERT_OK_VOID(frozen.attach(ca.pid()));
+    ASSERT_OK_VOID(running.attach(cb.pid()));
+    a->command.store(1);
+    ASSERT_TRUE(wait_until([&] { return a->done.load() == 1; }, 10s));
+    ::kill(ca.pid(), SIGSTOP);
+    if (shield) ASSERT_OK_VOID(running.set_reclaim_protected(true));
+    b->command.store(1);
+    ASSERT_TRUE(wait_until([&] { return b->done.load() == 1; }, 20s));
+    uint64_t before = major_faults(cb.pid());
+    b->command.store(6);
+    ASSERT_TRUE(wait_until([&] { return b->done.load() == 6; }, 30s));
+    faults = major_faults(cb.pid()) - before;
+    resident = ASSERT_OK(running.memory_current());
+    ::kill(ca.pid(), SIGCONT);
+  };
+  uint64_t shielded_faults = 0, shielded_resident = 0, plain_faults = 0, plain_resident = 0;
+  run(true, shielded_faults, shielded_resident);
+  run(false, plain_faults, plain_resident);
+  const std::string figures = "shielded: " + std::to_string(shielded_faults) + " major faults, " +
+                              std::to_string(shielded_resident >> 20) +
+                              " MiB resident; unshielded: " + std::to_string(plain_faults) + ", " +
+                              std::to_string(plain_resident >> 20) + " MiB";
+  std::cout << figures << "\n";
+  SCOPED_TRACE(figures);
+  EXPECT_GE(shielded_resident, kHeld - 4 * kMiB) << "the shielded process lost its memory";
+  EXPECT_LT(shielded_faults, 256u) << "it faulted its own memory back in";
+  EXPECT_GT(plain_faults, 4 * shielded_faults + 256) << "the shield made no difference";
 }
