@@ -7,9 +7,11 @@
 // the same for every policy). Job A starts and
 // is switched out (frozen), job B starts and runs a first quantum, then the jobs
 // alternate quanta until both have done their work (a job that is done ends, verifies its
-// data and leaves the node to the other). A switch freezes the outgoing job (kernelside), calls the
-// extension's switch_out and switch_in through core's extension host, and thaws the incoming job;
-// ticks go to the extension every --tick-ms during the quantum.
+// data and leaves the node to the other). A switch is dynamosd's: it freezes the outgoing
+// job (kernelside), calls the extension's switch_out and switch_in through core's
+// extension host, and thaws the incoming job, whose memory alone is shielded from the
+// reclaim the node's limit triggers (Group::set_reclaim_protected); ticks go to the
+// extension every --tick-ms during the quantum.
 //
 // Calibration: r0, the rate of one job alone without memory limit. Lost time of a
 // quantum of length Q in which the job did work W: Q - W/r0, the time the job waited for
@@ -211,6 +213,8 @@ Result<void> start_jobs(PolicyRun& p, const std::string& dir) {
   auto ga = p.node->create_child("jobA");
   auto gb = p.node->create_child("jobB");
   if (!ga || !gb) return std::unexpected(ga ? gb.error() : ga.error());
+  // As dynamosd does: the running job's memory is shielded from the node limit's reclaim.
+  if (auto r = ga->set_reclaim_protected(true); !r) return r;
   // Each job does a fixed number of sweeps, then verifies its data and ends.
   JobSpec spec{p.o.sweep, p.o.job_memory, 0, 1};
   spec.iterations = p.res.iterations;
@@ -219,8 +223,10 @@ Result<void> start_jobs(PolicyRun& p, const std::string& dir) {
   if (!a) return std::unexpected(a.error());
   p.jobs.push_back(std::move(*a));
   if (auto r = p.jobs[0]->wait_running(std::chrono::seconds(120)); !r) return r;
+  if (auto r = p.jobs[0]->group().set_reclaim_protected(false); !r) return r;
   if (auto r = p.jobs[0]->group().freeze(); !r) return r;
   if (auto so = p.host.switch_out("paging", p.subject(0)); !so) return std::unexpected(so.error());
+  if (auto r = gb->set_reclaim_protected(true); !r) return r;
   spec.seed = 2;
   auto b = Job::start(spec, *gb, dir, p.policy + "-B");
   if (!b) return std::unexpected(b.error());
@@ -303,14 +309,17 @@ Result<void> run_quantum(PolicyRun& p, int index, bool counted) {
   return {};
 }
 
-// A gang switch from job `from` to job `to`: freeze, switch_out, switch_in, thaw.
+// A gang switch from job `from` to job `to`, as dynamosd makes it: the outgoing job's
+// reclaim shield off, freeze, switch_out, switch_in, the incoming job's shield on, thaw.
 Result<void> switch_jobs(PolicyRun& p, int from, int to, int number) {
   auto t0 = Clock::now();
+  if (auto r = p.jobs[from]->group().set_reclaim_protected(false); !r) return r;
   if (auto r = p.jobs[from]->group().freeze(); !r) return r;
   auto out = p.host.switch_out("paging", p.subject(from));
   if (!out) return std::unexpected(out.error());
   auto in = p.host.switch_in("paging", p.subject(to));
   if (!in) return std::unexpected(in.error());
+  if (auto r = p.jobs[to]->group().set_reclaim_protected(true); !r) return r;
   if (auto r = p.jobs[to]->group().thaw(); !r) return r;
   p.res.switch_s.push_back(seconds_since(t0));
   auto report = report_of(*in);
