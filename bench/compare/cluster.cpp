@@ -109,12 +109,8 @@ Result<std::uint64_t> Cluster::oom_kills(const std::vector<std::string>& nodes) 
     return fail(Errc::state, "the nodes' cgroups are unknown (a cluster started elsewhere)");
   auto layout = kernelside::Layout::detect();
   if (!layout) return std::unexpected(layout.error());
-  if (layout->serving(kernelside::Controller::memory) != kernelside::CgroupVersion::v2) {
-    auto vm = kernelside::read_flat_keyed("/proc/vmstat");
-    if (!vm) return std::unexpected(vm.error());
-    if (!vm->contains("oom_kill")) return fail(Errc::unsupported, "/proc/vmstat has no oom_kill");
-    return vm->at("oom_kill");
-  }
+  if (layout->serving(kernelside::Controller::memory) != kernelside::CgroupVersion::v2)
+    return machine_oom_kills();
   std::uint64_t kills = 0;
   for (const auto& node : nodes) {
     auto g = kernelside::Group::open(*layout, cgroup_parent_ + "/" + node,
@@ -125,6 +121,13 @@ Result<std::uint64_t> Cluster::oom_kills(const std::vector<std::string>& nodes) 
     kills += ev->oom_kills;
   }
   return kills;
+}
+
+Result<std::uint64_t> Cluster::machine_oom_kills() {
+  auto vm = kernelside::read_flat_keyed("/proc/vmstat");
+  if (!vm) return std::unexpected(vm.error());
+  if (!vm->contains("oom_kill")) return fail(Errc::unsupported, "/proc/vmstat has no oom_kill");
+  return vm->at("oom_kill");
 }
 
 std::string Cluster::oom_scope() {

@@ -75,6 +75,8 @@ class Cluster {
   Result<std::uint64_t> oom_kills(const std::vector<std::string>& nodes) const;
   // Where oom_kills counts, in words: "the nodes' memory cgroups" or "this machine".
   static std::string oom_scope();
+  // The OOM kills of the whole machine since boot (/proc/vmstat oom_kill).
+  static Result<std::uint64_t> machine_oom_kills();
 
   // Runs `dynamos ARGS...` with this cluster's socket; fails with the command's own
   // error line when it exits non-zero.

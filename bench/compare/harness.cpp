@@ -568,16 +568,7 @@ void Harness::collect_outcomes(Pair& p, const WorkloadSpec& w) {
 // A rank the memory controller killed is named as such: the OOM kills the nodes' memory
 // cgroups counted during the run (v1 memory.oom_control, v2 memory.events).
 void Harness::name_oom_kills(RunResult& run, const Result<std::uint64_t>& before) {
-  auto after = cluster_.oom_kills(job_nodes_);
-  if (!before || !after) {
-    run.oom_kills = -1;
-    return;
-  }
-  run.oom_kills = static_cast<std::int64_t>(*after - *before);
-  if (run.oom_kills > 0 && !run.verified)
-    run.error = "the memory controller's OOM killer killed a rank (" +
-                std::to_string(run.oom_kills) + " OOM kill" + (run.oom_kills == 1 ? "" : "s") +
-                " in " + Cluster::oom_scope() + " during the run): " + run.error;
+  count_oom_kills(run, before, cluster_.oom_kills(job_nodes_), Cluster::oom_scope());
 }
 
 // Quanta that began and ended frozen (their work is exact), and the best one-second rate

@@ -39,6 +39,19 @@ Stat stat_of(const std::vector<double>& values) {
   return s;
 }
 
+void count_oom_kills(RunResult& run, const Result<std::uint64_t>& before,
+                     const Result<std::uint64_t>& after, const std::string& scope) {
+  if (!before || !after) {
+    run.oom_kills = -1;
+    return;
+  }
+  run.oom_kills = static_cast<std::int64_t>(*after - *before);
+  if (run.oom_kills > 0 && !run.verified)
+    run.error = "the memory controller's OOM killer killed a rank (" +
+                std::to_string(run.oom_kills) + " OOM kill" + (run.oom_kills == 1 ? "" : "s") +
+                " in " + scope + " during the run): " + run.error;
+}
+
 void finish_lost_time(Comparison& c) {
   for (auto& cal : c.calibration) {
     if (cal.r0_alone == 0) cal.r0_alone = cal.r0;

@@ -120,6 +120,12 @@ struct Comparison {
   std::vector<std::string> plots;  // file names in the output folder
 };
 
+// run.oom_kills from two readings of an OOM-kill counter taken before and after the run
+// (-1 when either failed); a failed run with kills counted names the OOM killer first in
+// its error, `scope` saying where the kills were counted.
+void count_oom_kills(RunResult& run, const Result<std::uint64_t>& before,
+                     const Result<std::uint64_t>& after, const std::string& scope);
+
 // r0 per workload (the calibration's or a faster quantum's), then every run's lost time
 // per quantum Q - W/r0 and its mean.
 void finish_lost_time(Comparison& c);

@@ -505,12 +505,15 @@ RunResult Runner::run_pair(const std::string& sched, const WorkloadSpec& w,
   Child daemon;
   std::optional<Cluster> gangd;
   double t0 = now_s();
+  // The test bed's nodes and the allocation's groups are all on this machine.
+  auto oom_before = Cluster::machine_oom_kills();
   auto ran = start_pair(sched, w, policy, tag, jobs, daemon, gangd, t0);
   r.startup_failure = !ran;
   if (ran)
     ran = watch(jobs, gangd ? &*gangd : nullptr, t0 + static_cast<double>(c_.run_timeout.count()));
   if (ran) measure(r, jobs, t0);
   if (!ran) r.error = ran.error().message();
+  count_oom_kills(r, oom_before, Cluster::machine_oom_kills(), "this machine (/proc/vmstat)");
   if (sched == kSchedulerDynamos) {
     std::ofstream(work_ + "/" + tag + "-cluster.release").put('\n');
     if (!daemon.wait(std::chrono::seconds(60)))

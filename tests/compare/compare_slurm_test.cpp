@@ -98,6 +98,7 @@ TEST(BenchCompareSlurm, SchedulersSideBySideEveryRowVerified) {
     EXPECT_GE(overlap, 0);
     EXPECT_LT(overlap, 0.5);
     EXPECT_GE(run["major_faults"].get<double>(), 0);
+    EXPECT_EQ(run["oom_kills"].get<int>(), 0) << "counted on this machine during the run";
     ASSERT_TRUE(run["suspended_rss_bytes"].is_number()) << run.dump();
     EXPECT_GT(run["suspended_rss_bytes"].get<double>(), 0);
     EXPECT_LE(run["suspended_rss_bytes"].get<double>(), run["footprint_bytes"].get<double>() * 1.3);

@@ -402,6 +402,29 @@ TEST(CompareResults, JsonHasEveryFieldAndParses) {
   EXPECT_TRUE(s["makespan_s"].contains("sd"));
 }
 
+// The OOM-kill count of a run comes from readings before and after it; a failed run
+// with kills names the OOM killer first, and a reading that failed is -1, never 0.
+TEST(CompareResults, OomKillsAreCountedAndNamedInAFailedRunsError) {
+  RunResult failed;
+  failed.verified = false;
+  failed.error = "job 7 failed, no RESULT line";
+  count_oom_kills(failed, std::uint64_t{3}, std::uint64_t{5}, "this machine (/proc/vmstat)");
+  EXPECT_EQ(failed.oom_kills, 2);
+  EXPECT_EQ(failed.error,
+            "the memory controller's OOM killer killed a rank (2 OOM kills in this machine "
+            "(/proc/vmstat) during the run): job 7 failed, no RESULT line");
+
+  RunResult fine;
+  fine.verified = true;
+  count_oom_kills(fine, std::uint64_t{5}, std::uint64_t{6}, "the nodes' memory cgroups");
+  EXPECT_EQ(fine.oom_kills, 1);
+  EXPECT_TRUE(fine.error.empty()) << "a verified run keeps its error empty";
+
+  RunResult unread;
+  count_oom_kills(unread, std::uint64_t{5}, fail(Errc::unsupported, "no oom_kill"), "x");
+  EXPECT_EQ(unread.oom_kills, -1);
+}
+
 TEST(CompareResults, MarkdownTable) {
   auto c = sample();
   summarise(c);
