@@ -58,6 +58,17 @@ class TreeGuard {
   std::string parent_;
 };
 
+// Two jobs of one spinning rank each: job 1 running, job 2 frozen (Fixture::start). The
+// tree guard is declared after the children, so that it thaws and removes the groups
+// before the children are killed and reaped.
+struct TwoJobs {
+  TwoJobs(const Layout& layout, const std::string& parent) : guard(layout, parent) {}
+  SharedMemory a, b;
+  Child ca{[this] { spin(a.get()); }}, cb{[this] { spin(b.get()); }};
+  TreeGuard guard;
+  std::unique_ptr<NodeAgent> agent;
+};
+
 struct Fixture : ::testing::Test {
   void SetUp() override {
     KERNELSIDE_REQUIRE_ROOT();
@@ -88,6 +99,13 @@ struct Fixture : ::testing::Test {
   static proto::SwitchOrder round(std::uint64_t n, JobId out, JobId in) {
     return proto::SwitchOrder{n, 0, {out}, {in}};
   }
+  void start(TwoJobs& t) {
+    t.agent = ASSERT_OK(NodeAgent::create(config()));
+    ASSERT_OK_VOID(t.agent->assign(job(1, true)));
+    ASSERT_OK_VOID(t.agent->assign(job(2, false)));
+    ASSERT_OK_VOID(t.agent->attach(1, t.ca.pid()));
+    ASSERT_OK_VOID(t.agent->attach(2, t.cb.pid()));
+  }
   Layout layout;
   std::string parent;
 };
@@ -95,27 +113,22 @@ struct Fixture : ::testing::Test {
 using NodeAgentTest = Fixture;
 
 TEST_F(NodeAgentTest, SwitchesFreezeTheOutgoingJobAndThawTheIncoming) {
-  SharedMemory a, b;
-  Child ca([&] { spin(a.get()); }), cb([&] { spin(b.get()); });
-  TreeGuard guard(layout, parent);
-  auto agent = ASSERT_OK(NodeAgent::create(config()));
-  ASSERT_OK_VOID(agent->assign(job(1, true)));
-  ASSERT_OK_VOID(agent->assign(job(2, false)));
-  ASSERT_OK_VOID(agent->attach(1, ca.pid()));
-  ASSERT_OK_VOID(agent->attach(2, cb.pid()));
+  TwoJobs t(layout, parent);
+  ASSERT_NO_FATAL_FAILURE(start(t));
+  auto& agent = t.agent;
   // The node group has the node's limits; jobs live below it.
   EXPECT_EQ(ASSERT_OK(agent->node_group().memory_max()), std::optional<uint64_t>(512ull << 20));
   EXPECT_EQ(agent->jobs(), (std::vector<JobId>{1, 2}));
 
-  EXPECT_TRUE(progresses(a)) << "job 1 (running) does not progress";
+  EXPECT_TRUE(progresses(t.a)) << "job 1 (running) does not progress";
   EXPECT_TRUE(ASSERT_OK(agent->frozen(2))) << "job 2 (not running) is not frozen";
-  EXPECT_TRUE(stands_still(b)) << "job 2 progresses while frozen";
+  EXPECT_TRUE(stands_still(t.b)) << "job 2 progresses while frozen";
 
   for (std::uint64_t n = 1; n <= 4; ++n) {
     JobId out = n % 2 ? 1 : 2, in = n % 2 ? 2 : 1;
     ASSERT_OK_VOID(agent->switch_now(round(n, out, in)));
-    auto& run = in == 1 ? a : b;
-    auto& stop = in == 1 ? b : a;
+    auto& run = in == 1 ? t.a : t.b;
+    auto& stop = in == 1 ? t.b : t.a;
     EXPECT_TRUE(ASSERT_OK(agent->frozen(out))) << "round " << n;
     EXPECT_FALSE(ASSERT_OK(agent->frozen(in))) << "round " << n;
     EXPECT_TRUE(stands_still(stop)) << "round " << n << ": job " << out << " still runs";
@@ -140,14 +153,9 @@ TEST_F(NodeAgentTest, SwitchesFreezeTheOutgoingJobAndThawTheIncoming) {
 // group a job it would scan both alike): v1 memory.swappiness 1 against the node's value,
 // v2 memory.low max against 0.
 TEST_F(NodeAgentTest, TheRunningJobsMemoryIsShieldedFromReclaimAndTheFrozenJobsIsNot) {
-  SharedMemory a, b;
-  Child ca([&] { spin(a.get()); }), cb([&] { spin(b.get()); });
-  TreeGuard guard(layout, parent);
-  auto agent = ASSERT_OK(NodeAgent::create(config()));
-  ASSERT_OK_VOID(agent->assign(job(1, true)));
-  ASSERT_OK_VOID(agent->assign(job(2, false)));
-  ASSERT_OK_VOID(agent->attach(1, ca.pid()));
-  ASSERT_OK_VOID(agent->attach(2, cb.pid()));
+  TwoJobs t(layout, parent);
+  ASSERT_NO_FATAL_FAILURE(start(t));
+  auto& agent = t.agent;
   bool v2 = layout.serving(Controller::memory) == CgroupVersion::v2;
   auto setting = [&](const Result<Group>& g) -> std::string {
     if (!g) return "(no group: " + g.error().message() + ")";
@@ -179,14 +187,9 @@ TEST_F(NodeAgentTest, TheRunningJobsMemoryIsShieldedFromReclaimAndTheFrozenJobsI
 // get the CPU first), and must hand the thread back at its real-time priority for the
 // next deadline.
 TEST_F(NodeAgentTest, ASwitchGivesTheAgentThreadBackItsRealTimePriority) {
-  SharedMemory a, b;
-  Child ca([&] { spin(a.get()); }), cb([&] { spin(b.get()); });
-  TreeGuard guard(layout, parent);
-  auto agent = ASSERT_OK(NodeAgent::create(config()));
-  ASSERT_OK_VOID(agent->assign(job(1, true)));
-  ASSERT_OK_VOID(agent->assign(job(2, false)));
-  ASSERT_OK_VOID(agent->attach(1, ca.pid()));
-  ASSERT_OK_VOID(agent->attach(2, cb.pid()));
+  TwoJobs t(layout, parent);
+  ASSERT_NO_FATAL_FAILURE(start(t));
+  auto& agent = t.agent;
 
   int set_error = 0, policy = -1, priority = -1;
   Result<void> switched;
@@ -205,8 +208,8 @@ TEST_F(NodeAgentTest, ASwitchGivesTheAgentThreadBackItsRealTimePriority) {
   ASSERT_TRUE(switched) << switched.error().message();
   EXPECT_EQ(policy, SCHED_FIFO) << "the switch left the agent's thread at policy " << policy;
   EXPECT_EQ(priority, 10);
-  EXPECT_TRUE(progresses(b)) << "the incoming job does not run";
-  EXPECT_TRUE(stands_still(a)) << "the outgoing job still runs";
+  EXPECT_TRUE(progresses(t.b)) << "the incoming job does not run";
+  EXPECT_TRUE(stands_still(t.a)) << "the outgoing job still runs";
   ASSERT_OK_VOID(agent->remove_all());
 }
 
@@ -215,24 +218,19 @@ TEST_F(NodeAgentTest, ASwitchGivesTheAgentThreadBackItsRealTimePriority) {
 // the last switch wanted. Other jobs switch as usual. Node operations run on the
 // agent's worker, so switches go on while one runs.
 TEST_F(NodeAgentTest, AHeldJobIsNotFrozenUntilTheOperationOnItEnds) {
-  SharedMemory a, b;
-  Child ca([&] { spin(a.get()); }), cb([&] { spin(b.get()); });
-  TreeGuard guard(layout, parent);
-  auto agent = ASSERT_OK(NodeAgent::create(config()));
-  ASSERT_OK_VOID(agent->assign(job(1, true)));
-  ASSERT_OK_VOID(agent->assign(job(2, false)));
-  ASSERT_OK_VOID(agent->attach(1, ca.pid()));
-  ASSERT_OK_VOID(agent->attach(2, cb.pid()));
+  TwoJobs t(layout, parent);
+  ASSERT_NO_FATAL_FAILURE(start(t));
+  auto& agent = t.agent;
   {
     auto hold = ASSERT_OK(agent->hold_job(1));
     ASSERT_OK_VOID(agent->switch_now(round(1, 1, 2)));
-    EXPECT_FALSE(ASSERT_OK(agent->frozen(1))) << "a held job was frozen by a switch";
+    EXPECT_FALSE(ASSERT_OK(agent->frozen(1))) << "t.a held job was frozen by t.a switch";
     EXPECT_FALSE(ASSERT_OK(agent->frozen(2))) << "the other job did not switch in";
-    EXPECT_TRUE(progresses(a));
+    EXPECT_TRUE(progresses(t.a));
   }
   EXPECT_TRUE(wait_until([&] { return agent->frozen(1).value_or(false); }, 2000ms))
       << "the hold's end did not freeze the job the switch wanted frozen";
-  EXPECT_FALSE(agent->hold_job(99)) << "a hold on a job the node does not have";
+  EXPECT_FALSE(agent->hold_job(99)) << "t.a hold on t.a job the node does not have";
   ASSERT_OK_VOID(agent->remove_all());
 }
 
@@ -244,21 +242,16 @@ TEST_F(NodeAgentTest, SwitchesWithTheV2Freezer) {
     GTEST_SKIP() << "no cgroup v2 mount";
   }
   layout = layout.prefer_v2({Controller::freezer});
-  SharedMemory a, b;
-  Child ca([&] { spin(a.get()); }), cb([&] { spin(b.get()); });
-  TreeGuard guard(layout, parent);
-  auto agent = ASSERT_OK(NodeAgent::create(config()));
-  ASSERT_OK_VOID(agent->assign(job(1, true)));
-  ASSERT_OK_VOID(agent->assign(job(2, false)));
-  ASSERT_OK_VOID(agent->attach(1, ca.pid()));
-  ASSERT_OK_VOID(agent->attach(2, cb.pid()));
+  TwoJobs t(layout, parent);
+  ASSERT_NO_FATAL_FAILURE(start(t));
+  auto& agent = t.agent;
   EXPECT_TRUE(ASSERT_OK(agent->frozen(2)));
-  EXPECT_TRUE(stands_still(b));
+  EXPECT_TRUE(stands_still(t.b));
   ASSERT_OK_VOID(agent->switch_now(round(1, 1, 2)));
-  EXPECT_TRUE(stands_still(a));
-  EXPECT_TRUE(progresses(b));
+  EXPECT_TRUE(stands_still(t.a));
+  EXPECT_TRUE(progresses(t.b));
   agent->coordinator_lost();
-  EXPECT_TRUE(progresses(a));
+  EXPECT_TRUE(progresses(t.a));
   ASSERT_OK_VOID(agent->remove_all());
   EXPECT_FALSE(Group::exists(layout, parent));
 }
